@@ -1,0 +1,115 @@
+"""Roofline maths for decoder-only transformers (pure functions, SI units).
+
+Conventions: a parameter's weight costs ``bits_per_weight / 8`` bytes when it sits in a
+quantized linear layer; embeddings and the LM head stay fp16 (2 bytes). KV cache is fp16:
+``2 (K and V) x layers x kv_heads x head_dim x 2 bytes`` per token, 512 KiB for Llama-2-7B.
+A decode step of a batch reads every weight once plus the KV of every running sequence, and
+does ``2 x linear params`` FLOPs per sequence plus ``4 x layers x heads x head_dim`` per cached
+token (QK^T and PV).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+FP16_BYTES = 2
+
+
+def head_dim(model: Mapping) -> int:
+    return model["hidden_size"] // model["n_heads"]
+
+
+def linear_params(model: Mapping) -> int:
+    """Parameters in the attention and MLP projections of all layers (the quantizable ones)."""
+    h, hd = model["hidden_size"], head_dim(model)
+    q_o = 2 * h * model["n_heads"] * hd
+    k_v = 2 * h * model["n_kv_heads"] * hd
+    mlp = 3 * h * model["intermediate_size"]
+    return model["n_layers"] * (q_o + k_v + mlp)
+
+
+def embedding_params(model: Mapping) -> int:
+    """Input embedding plus LM head (one matrix when tied)."""
+    copies = 1 if model.get("tie_word_embeddings") else 2
+    return copies * model["vocab_size"] * model["hidden_size"]
+
+
+def total_params(model: Mapping) -> int:
+    return linear_params(model) + embedding_params(model)
+
+
+def weight_bytes(model: Mapping, quantization: Mapping) -> float:
+    """Bytes of weights on the GPU: quantized linears + fp16 embeddings/LM head."""
+    return linear_params(model) * quantization["bits_per_weight"] / 8 + embedding_params(
+        model
+    ) * FP16_BYTES
+
+
+def kv_bytes_per_token(model: Mapping) -> int:
+    """fp16 KV-cache bytes per token of context: 2 x layers x kv_heads x head_dim x 2."""
+    return 2 * model["n_layers"] * model["n_kv_heads"] * head_dim(model) * FP16_BYTES
+
+
+def peak_flops(gpu: Mapping, quantization: Mapping) -> float:
+    """Peak FLOP/s (dense) for the dtype the matmuls run in on this GPU."""
+    act = quantization["activation_dtype"]
+    if gpu["compute_capability"] < quantization.get("activation_min_compute_capability", 0.0):
+        act = "fp16"
+    if act == "fp8" and gpu.get("peak_tflops_fp8"):
+        return gpu["peak_tflops_fp8"] * 1e12
+    if act == "int8":
+        return gpu["peak_tflops_int8"] * 1e12
+    return gpu["peak_tflops_fp16"] * 1e12
+
+
+def bandwidth_bytes_s(gpu: Mapping) -> float:
+    return gpu["memory_bandwidth_gbps"] * 1e9
+
+
+def ridge_point(gpu: Mapping, quantization: Mapping) -> float:
+    """Arithmetic intensity (FLOP/byte) where memory- and compute-bound ceilings meet."""
+    return peak_flops(gpu, quantization) / bandwidth_bytes_s(gpu)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Work of one engine step: FLOPs and bytes moved; intensity in FLOP/byte."""
+
+    flops: float
+    bytes: float
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else 0.0
+
+
+def step_cost(
+    model: Mapping,
+    quantization: Mapping,
+    new_tokens: int,
+    cached_tokens: int,
+) -> StepCost:
+    """Cost of a step that computes ``new_tokens`` tokens (prefill tokens plus one per decoding
+    sequence) attending over ``cached_tokens`` tokens of KV in total."""
+    attn_width = model["n_heads"] * head_dim(model)
+    flops = 2.0 * (linear_params(model) + model["vocab_size"] * model["hidden_size"]) * new_tokens
+    flops += 4.0 * model["n_layers"] * attn_width * cached_tokens
+    kv = kv_bytes_per_token(model)
+    moved = weight_bytes(model, quantization) + kv * (cached_tokens + new_tokens)
+    return StepCost(flops=flops, bytes=moved)
+
+
+def decode_cost(model: Mapping, quantization: Mapping, batch: int, context_tokens: int) -> StepCost:
+    """One decode step of ``batch`` sequences each holding ``context_tokens`` of context."""
+    return step_cost(model, quantization, new_tokens=batch, cached_tokens=batch * context_tokens)
+
+
+def decode_ceiling_tok_s(
+    model: Mapping, quantization: Mapping, gpu: Mapping, batch: int, context_tokens: int
+) -> tuple[float, str]:
+    """Roofline ceiling of decode throughput (tokens/s) and which roof bounds it."""
+    cost = decode_cost(model, quantization, batch, context_tokens)
+    t_mem = cost.bytes / bandwidth_bytes_s(gpu)
+    t_compute = cost.flops / peak_flops(gpu, quantization)
+    bound = "memory" if t_mem >= t_compute else "compute"
+    return batch / max(t_mem, t_compute), bound

@@ -1,0 +1,68 @@
+"""VRAM budget: weights + KV cache x batch + activations + runtime overhead (GiB).
+
+The engine's usable memory is ``memory_gib x gpu_memory_utilization`` (vLLM's knob; the HF
+engine uses the same fraction). Runtime overhead (CUDA context, CUDA graphs, allocator slack)
+is a fixed 1 GiB; activations are those of one step of ``step_tokens`` tokens
+(``(4 x hidden + 2 x intermediate) x 2`` bytes per token) plus fp32 logits of the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from orchestrator.analysis.roofline import kv_bytes_per_token, weight_bytes
+
+GIB = 1024**3
+RUNTIME_OVERHEAD_GIB = 1.0
+
+
+@dataclass(frozen=True)
+class VramBudget:
+    """All sizes in GiB. ``max_batch``: largest batch whose KV fits beside everything else."""
+
+    weights_gib: float
+    kv_per_request_gib: float
+    kv_gib: float
+    activations_gib: float
+    overhead_gib: float
+    total_gib: float
+    capacity_gib: float
+    max_batch: int
+
+    @property
+    def fits(self) -> bool:
+        return self.total_gib <= self.capacity_gib
+
+
+def activation_bytes(model: Mapping, step_tokens: int, batch: int) -> float:
+    per_token = (4 * model["hidden_size"] + 2 * model["intermediate_size"]) * 2
+    return step_tokens * per_token + batch * model["vocab_size"] * 4
+
+
+def vram_budget(
+    model: Mapping,
+    quantization: Mapping,
+    gpu: Mapping,
+    batch: int,
+    context_tokens: int,
+    memory_utilization: float = 0.9,
+    step_tokens: int = 2048,
+) -> VramBudget:
+    """Budget of ``batch`` sequences of ``context_tokens`` tokens each on ``gpu``."""
+    w = weight_bytes(model, quantization) / GIB
+    kv_req = kv_bytes_per_token(model) * context_tokens / GIB
+    act = activation_bytes(model, max(step_tokens, batch), batch) / GIB
+    capacity = gpu["memory_gib"] * memory_utilization
+    free_for_kv = capacity - w - act - RUNTIME_OVERHEAD_GIB
+    max_batch = max(0, int(free_for_kv // kv_req)) if kv_req > 0 else 0
+    total = w + kv_req * batch + act + RUNTIME_OVERHEAD_GIB
+    return VramBudget(
+        weights_gib=w,
+        kv_per_request_gib=kv_req,
+        kv_gib=kv_req * batch,
+        activations_gib=act,
+        overhead_gib=RUNTIME_OVERHEAD_GIB,
+        total_gib=total,
+        capacity_gib=capacity,
+        max_batch=max_batch,
+    )

@@ -1,0 +1,149 @@
+"""Per-cell request metrics (DESIGN §4), computed from what the engine recorded.
+
+Definitions (all times in seconds on the cell's clock; latencies reported in ms):
+- TTFT = first token - **scheduled** arrival (queueing before the send is not hidden).
+- TPOT = (end - first token) / (output tokens - 1), for requests with >= 2 output tokens.
+- ITL = gaps between consecutive **tokens** (a chunk of k tokens contributes k-1 zero gaps).
+- E2E = end - scheduled arrival.
+- The measured window is [window_start_s, window_end_s]. Throughputs count what happened inside
+  it: requests completed in it, output tokens emitted in it (by per-token time; offline engines
+  that give no per-token times count a request's tokens at its end), divided by its length.
+- ``achieved_rate_rps``: measured requests actually **sent** in the window per second (is the
+  client keeping to the schedule?); ``scheduled_rate_rps``: measured arrivals scheduled in it.
+- ``saturated``: completions in the window fall under 95% of the scheduled rate, or TTFT grows
+  through the window (``ttft_growing``).
+- Output tokens always come from the engine (token ids or usage), never from chunks or text;
+  with ``ignore_eos`` every ok request must have exactly the tokens asked for, else the cell is
+  flagged ``token_count_mismatch``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+PERCENTILES = (50, 90, 99)
+SATURATION_RATIO = 0.95
+
+
+@dataclass
+class RequestRecord:
+    """What an engine observed for one request (times on the cell's clock, seconds)."""
+
+    index: int
+    phase: str
+    arrival_s: float  # scheduled (closed loop: the send time)
+    send_s: float
+    first_token_s: float
+    end_s: float
+    input_tokens: int
+    output_tokens: int
+    requested_output_tokens: int
+    token_times_s: Optional[np.ndarray] = None  # one time per output token, when known
+    status: str = "ok"  # ok | error
+    error: str = ""
+    batch_index: int = -1
+
+
+@dataclass
+class WindowRun:
+    """An engine's account of one cell's workload."""
+
+    records: List[RequestRecord]
+    window_start_s: float
+    window_end_s: float
+    mean_running_batch: Optional[float] = None  # from the engine's own metrics, if any
+    extra: Dict = field(default_factory=dict)
+
+
+def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    out = {}
+    for p in PERCENTILES:
+        out[f"{prefix}_p{p}_ms"] = float(np.percentile(arr, p) * scale) if arr.size else float("nan")
+    out[f"{prefix}_mean_ms"] = float(arr.mean() * scale) if arr.size else float("nan")
+    return out
+
+
+def tokens_in_window(rec: RequestRecord, t0: float, t1: float) -> int:
+    if rec.status != "ok":
+        return 0
+    if rec.token_times_s is not None and len(rec.token_times_s):
+        tt = np.asarray(rec.token_times_s)
+        return int(np.count_nonzero((tt >= t0) & (tt <= t1)))
+    return rec.output_tokens if t0 <= rec.end_s <= t1 else 0
+
+
+def ttft_growing(arrivals: np.ndarray, ttfts: np.ndarray) -> bool:
+    """TTFT grows through the window: the median of the last third exceeds twice the first
+    third's and by more than 100 ms (a queue that never drains)."""
+    if ttfts.size < 9:
+        return False
+    order = np.argsort(arrivals)
+    third = ttfts.size // 3
+    first, last = np.median(ttfts[order[:third]]), np.median(ttfts[order[-third:]])
+    return bool(last > 2 * first and last - first > 0.1)
+
+
+def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: bool) -> Dict:
+    """The request-side columns of the ``runs`` row."""
+    t0, t1 = run.window_start_s, run.window_end_s
+    window_s = max(t1 - t0, 1e-9)
+    recs = run.records
+    measured = [r for r in recs if r.phase == "measured"]
+    ok = [r for r in measured if r.status == "ok"]
+    completed_in_window = [r for r in recs if r.status == "ok" and t0 <= r.end_s <= t1]
+    out_tokens = sum(tokens_in_window(r, t0, t1) for r in recs)
+    in_tokens = sum(r.input_tokens for r in completed_in_window)
+    sent_in_window = sum(1 for r in measured if t0 <= r.send_s <= t1)
+    scheduled_in_window = sum(1 for r in measured if t0 <= r.arrival_s <= t1)
+    ttft = np.array([r.first_token_s - r.arrival_s for r in ok])
+    e2e = np.array([r.end_s - r.arrival_s for r in ok])
+    tpot = [(r.end_s - r.first_token_s) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
+    itl: List[np.ndarray] = [np.diff(r.token_times_s) for r in ok if r.token_times_s is not None and len(r.token_times_s) > 1]
+    itl_all = np.concatenate(itl) if itl else np.array([])
+    achieved = sent_in_window / window_s
+    tokens_per_req = np.array([r.output_tokens for r in ok])
+    mismatch = bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok))
+    saturated = False
+    if offered_rate_rps:
+        # Against the schedule actually drawn (not the nominal rate: a Poisson draw of a short
+        # window differs from it by chance), completions must keep up and TTFT must not grow.
+        scheduled_rate = scheduled_in_window / window_s
+        saturated = len(completed_in_window) / window_s < SATURATION_RATIO * scheduled_rate or ttft_growing(
+            np.array([r.arrival_s for r in ok]), ttft
+        )
+    decode_overlap = sum(
+        max(0.0, min(r.end_s, t1) - max(r.first_token_s, t0)) for r in recs if r.status == "ok"
+    )
+    row = {
+        "window_start_s": t0,
+        "window_end_s": t1,
+        "window_s": window_s,
+        "n_requests_total": len(recs),
+        "n_requests_measured": len(measured),
+        "n_requests_ok": len(ok),
+        "n_requests_failed": len(measured) - len(ok),
+        "n_requests_drained": sum(1 for r in ok if r.end_s > t1),
+        "n_requests_completed_in_window": len(completed_in_window),
+        "offered_rate_rps": float(offered_rate_rps) if offered_rate_rps else float("nan"),
+        "scheduled_rate_rps": scheduled_in_window / window_s if offered_rate_rps else float("nan"),
+        "achieved_rate_rps": achieved if offered_rate_rps else float("nan"),
+        "request_throughput_rps": len(completed_in_window) / window_s,
+        "output_tokens_in_window": int(out_tokens),
+        "output_throughput_tok_s": out_tokens / window_s,
+        "total_throughput_tok_s": (out_tokens + in_tokens) / window_s,
+        "output_tokens_per_request_mean": float(tokens_per_req.mean()) if tokens_per_req.size else float("nan"),
+        "input_tokens_per_request_mean": float(np.mean([r.input_tokens for r in ok])) if ok else float("nan"),
+        "token_count_mismatch": mismatch,
+        "saturated": bool(saturated),
+        "mean_running_batch": (
+            float(run.mean_running_batch) if run.mean_running_batch is not None else decode_overlap / window_s
+        ),
+    }
+    row.update(_pct(ttft, "ttft"))
+    row.update(_pct(tpot, "tpot"))
+    row.update(_pct(itl_all, "itl"))
+    row.update(_pct(e2e, "e2e"))
+    return row

@@ -1,0 +1,212 @@
+"""Parquet store: explicit, versioned schemas; one file per cell and table; atomic writes.
+
+Layout under a sweep's root (local dir or any pyarrow filesystem URI)::
+
+    runs/<cell_id>.parquet      one row: config, status, metrics, energy, environment
+    requests/<cell_id>.parquet  one row per request
+    power/<cell_id>.parquet     one row per power sample
+
+Only the driver writes. A cell's ``requests`` and ``power`` files are written before its ``runs``
+file, each to a temporary name then moved into place, so a cell is complete exactly when its
+``runs`` file exists, and a killed writer never leaves a partial file under a final name.
+``load(dir)`` reads only complete cells.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Dict, Iterable, Optional, Tuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+SCHEMA_VERSION = 1
+TABLES = ("runs", "requests", "power")
+F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
+
+_PCT = [f"{m}_{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in ("p50", "p90", "p99", "mean")]
+
+RUNS_SCHEMA = pa.schema(
+    [
+        ("cell_id", STR), ("sweep", STR), ("schema_version", I64), ("status", STR), ("error", STR),
+        ("attempts", I64), ("engine", STR), ("engine_requested", STR), ("engine_reason", STR),
+        ("model", STR), ("quantization", STR), ("gpu", STR), ("accelerator_type", STR),
+        ("batch_size", I64), ("workload", STR), ("arrival", STR), ("repeat", I64), ("seed", I64),
+        ("input_tokens_mean_cfg", F64), ("output_tokens_mean_cfg", F64), ("config_json", STR),
+        ("window_start_s", F64), ("window_end_s", F64), ("window_s", F64),
+        ("n_requests_total", I64), ("n_requests_measured", I64), ("n_requests_ok", I64),
+        ("n_requests_failed", I64), ("n_requests_drained", I64), ("n_requests_completed_in_window", I64),
+        ("offered_rate_rps", F64), ("scheduled_rate_rps", F64), ("achieved_rate_rps", F64), ("request_throughput_rps", F64),
+        ("output_tokens_in_window", I64), ("output_throughput_tok_s", F64), ("total_throughput_tok_s", F64),
+        ("output_tokens_per_request_mean", F64), ("input_tokens_per_request_mean", F64),
+        ("token_count_mismatch", BOOL), ("saturated", BOOL), ("mean_running_batch", F64),
+    ]
+    + [(c, F64) for c in _PCT]
+    + [
+        ("energy_source", STR), ("energy_note", STR), ("energy_j", F64), ("energy_integrated_j", F64),
+        ("idle_power_w", F64), ("baseline_energy_j", F64), ("net_energy_j", F64),
+        ("energy_per_request_j", F64), ("net_energy_per_request_j", F64),
+        ("energy_per_1k_output_tokens_j", F64), ("net_energy_per_1k_output_tokens_j", F64),
+        ("mean_power_w", F64), ("max_power_w", F64), ("energy_invalid", BOOL), ("energy_mismatch", BOOL),
+        ("short_window", BOOL), ("counter_update_period_s", F64), ("gpu_util_mean_pct", F64),
+        ("memory_used_max_mib", F64), ("sm_clock_mean_mhz", F64), ("temperature_max_c", F64),
+        ("node_id", STR), ("host", STR), ("gpu_name", STR), ("gpu_uuid", STR), ("ray_gpu_ids", STR),
+        ("assigned_resources", STR), ("engine_versions", STR), ("engine_start_s", F64),
+        ("engine_shared_cells", I64), ("engine_extra", STR), ("cell_wall_s", F64),
+        ("started_unix_s", F64), ("finished_unix_s", F64),
+    ]
+)
+
+REQUESTS_SCHEMA = pa.schema(
+    [
+        ("cell_id", STR), ("request_index", I64), ("phase", STR), ("batch_index", I64),
+        ("scheduled_arrival_s", F64), ("send_s", F64), ("first_token_s", F64), ("end_s", F64),
+        ("n_token_times", I64), ("input_tokens", I64), ("output_tokens", I64),
+        ("requested_output_tokens", I64), ("ttft_ms", F64), ("tpot_ms", F64), ("e2e_ms", F64),
+        ("drained", BOOL), ("status", STR), ("error", STR),
+    ]
+)
+
+POWER_SCHEMA = pa.schema(
+    [
+        ("cell_id", STR), ("t_ns", I64), ("t_rel_s", F64), ("power_w", F64), ("energy_mj", F64),
+        ("util_pct", F64), ("memory_used_mib", F64), ("sm_clock_mhz", F64), ("temperature_c", F64),
+        ("in_window", BOOL),
+    ]
+)
+
+SCHEMAS = {"runs": RUNS_SCHEMA, "requests": REQUESTS_SCHEMA, "power": POWER_SCHEMA}
+
+
+def _with_meta(schema: pa.Schema) -> pa.Schema:
+    return schema.with_metadata({"orchestrator_schema_version": str(SCHEMA_VERSION)})
+
+
+def runs_table(rows: Iterable[Dict]) -> pa.Table:
+    """Rows -> runs table; missing columns are null, unknown keys are an error."""
+    rows = list(rows)
+    names = set(RUNS_SCHEMA.names)
+    for r in rows:
+        extra = set(r) - names
+        if extra:
+            raise KeyError(f"runs row has columns not in the schema: {sorted(extra)}")
+    cols = {n: [r.get(n) for r in rows] for n in RUNS_SCHEMA.names}
+    return pa.Table.from_pydict(cols, schema=_with_meta(RUNS_SCHEMA))
+
+
+def columns_table(table: str, columns: Dict) -> pa.Table:
+    """Columnar dict (lists or numpy arrays) -> a requests/power table with the exact schema."""
+    schema = SCHEMAS[table]
+    n = len(next(iter(columns.values()))) if columns else 0
+    arrays = [pa.array(columns[f.name] if f.name in columns else [None] * n, type=f.type, from_pandas=True)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=_with_meta(schema))
+
+
+def empty_table(table: str) -> pa.Table:
+    return _with_meta(SCHEMAS[table]).empty_table()
+
+
+@dataclass
+class Store:
+    """A sweep's results on a pyarrow filesystem. ``root`` is a path on ``filesystem``."""
+
+    filesystem: pafs.FileSystem
+    root: str
+
+    @classmethod
+    def open(cls, location: str) -> "Store":
+        """A local directory or a URI (``s3://bucket/x``, ``gs://``, ``hdfs://``, ``file://``)."""
+        if "://" in location:
+            filesystem, root = pafs.FileSystem.from_uri(location)
+        else:
+            filesystem, root = pafs.LocalFileSystem(), os.path.abspath(location)
+        for t in TABLES:
+            filesystem.create_dir(f"{root}/{t}", recursive=True)
+        return cls(filesystem, root)
+
+    def path(self, table: str, cell_id: str) -> str:
+        return f"{self.root}/{table}/{cell_id}.parquet"
+
+    def _write_atomic(self, table: pa.Table, final: str) -> None:
+        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        try:
+            with self.filesystem.open_output_stream(tmp) as out:
+                pq.write_table(table, out, compression="zstd")
+            self.filesystem.move(tmp, final)
+        except BaseException:
+            try:
+                self.filesystem.delete_file(tmp)
+            except (OSError, FileNotFoundError):
+                pass
+            raise
+
+    def write_cell(self, cell_id: str, tables: Dict[str, pa.Table]) -> None:
+        """Write a cell's tables; ``runs`` last (it marks the cell complete)."""
+        for name in ("requests", "power"):
+            if name in tables and tables[name].num_rows:
+                self._write_atomic(tables[name], self.path(name, cell_id))
+            else:  # a re-run of the cell must not leave an older cell's rows behind
+                self._delete(self.path(name, cell_id))
+        self._write_atomic(tables["runs"], self.path("runs", cell_id))
+
+    def _delete(self, path: str) -> None:
+        try:
+            self.filesystem.delete_file(path)
+        except (FileNotFoundError, OSError):
+            pass
+
+    def completed(self) -> Dict[str, str]:
+        """cell_id -> status of every complete cell."""
+        files = self._files("runs")
+        if not files:
+            return {}
+        t = _read(self.filesystem, files, columns=["cell_id", "status"])
+        return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
+
+    def _files(self, table: str):
+        sel = pafs.FileSelector(f"{self.root}/{table}", allow_not_found=True)
+        return sorted(i.path for i in self.filesystem.get_file_info(sel) if i.path.endswith(".parquet"))
+
+    def load(self) -> "SweepTables":
+        runs_files = self._files("runs")
+        complete = {os.path.basename(p)[: -len(".parquet")] for p in runs_files}
+        out = {}
+        for name in TABLES:
+            files = [p for p in self._files(name) if os.path.basename(p)[: -len(".parquet")] in complete]
+            out[name] = _read(self.filesystem, files, schema=SCHEMAS[name]) if files else empty_table(name)
+        return SweepTables(**out)
+
+
+def _read(filesystem, files, columns=None, schema=None) -> pa.Table:
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(files, format="parquet", filesystem=filesystem, schema=schema)
+    version = (dataset.schema.metadata or {}).get(b"orchestrator_schema_version")
+    if version is not None and int(version) != SCHEMA_VERSION:
+        raise ValueError(f"results use schema version {int(version)}; this orchestrator reads {SCHEMA_VERSION}")
+    return dataset.to_table(columns=columns)
+
+
+@dataclass
+class SweepTables:
+    """The three tables of a sweep (pyarrow). ``.runs.to_pandas()`` for a DataFrame."""
+
+    runs: pa.Table
+    requests: pa.Table
+    power: pa.Table
+
+
+def load(location: str) -> SweepTables:
+    """Read the complete cells of a sweep directory (or URI)."""
+    if "://" not in location and not os.path.isdir(os.path.join(location, "runs")):
+        raise FileNotFoundError(f"{location}: no sweep here (expected a runs/ folder of Parquet files)")
+    return Store.open(location).load()
+
+
+def config_json(config: Dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
