@@ -159,6 +159,8 @@ class Dispatcher:
             opts.update(num_gpus=1, accelerator_type=gpu["accelerator_type"])
         if unit.on_gpu:
             opts["max_calls"] = 1  # a fresh process per GPU task: its memory is freed on exit
+            # NVML numbers GPUs in PCI-bus order; make CUDA (and Ray's ids) agree (gpuinfo.py).
+            opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         return opts
 
     def run(self, units: List[Unit], progress: SweepProgress) -> None:

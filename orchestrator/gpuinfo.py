@@ -1,0 +1,111 @@
+"""Which physical GPU did Ray give this worker? (NVML handle found by UUID, DESIGN §5.)
+
+Ray pins a GPU by setting ``CUDA_VISIBLE_DEVICES`` in the worker; NVML ignores that variable and
+numbers devices in PCI-bus order. GPU tasks run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (set by the
+dispatcher), so an integer entry is the NVML index; a ``GPU-...`` entry is a UUID already. From
+then on everything (sampler, checks) uses the UUID.
+
+Imports ``pynvml`` (package nvidia-ml-py) inside functions only.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from orchestrator.errors import CellFailure
+
+
+class NvmlError(RuntimeError):
+    """An NVML call failed; the message names the call and NVML's error string."""
+
+
+class NvmlUnavailable(NvmlError):
+    """pynvml is not installed or NVML cannot initialise (no NVIDIA driver)."""
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    name: str
+    uuid: str
+    nvml_index: int
+    memory_total_mib: float
+    driver_version: str
+    cuda_driver_version: str
+
+
+def nvml():
+    """``pynvml`` after ``nvmlInit`` (idempotent), or NvmlUnavailable."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise NvmlUnavailable("pynvml (nvidia-ml-py) is not installed") from exc
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise NvmlUnavailable(f"nvmlInit failed: {exc}") from exc
+    return pynvml
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def visible_device(env: Optional[dict] = None) -> Optional[str]:
+    """First entry of CUDA_VISIBLE_DEVICES (what CUDA calls device 0), or None if unset/empty."""
+    value = (env if env is not None else os.environ).get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    first = value.split(",")[0].strip()
+    return first or None
+
+
+def handle_for(pynvml, device: Optional[str]):
+    """NVML handle of a CUDA_VISIBLE_DEVICES entry (UUID or PCI-ordered index)."""
+    try:
+        if device is None:
+            return pynvml.nvmlDeviceGetHandleByIndex(0)
+        if device.startswith(("GPU-", "MIG-")):
+            return pynvml.nvmlDeviceGetHandleByUUID(device)
+        return pynvml.nvmlDeviceGetHandleByIndex(int(device))
+    except pynvml.NVMLError as exc:
+        raise NvmlError(f"no NVML device for CUDA_VISIBLE_DEVICES entry {device!r}: {exc}") from exc
+
+
+def assigned_gpu(env: Optional[dict] = None) -> GpuIdentity:
+    """Identity of the GPU this process sees as CUDA device 0."""
+    pynvml = nvml()
+    h = handle_for(pynvml, visible_device(env))
+    try:
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        return GpuIdentity(
+            name=_s(pynvml.nvmlDeviceGetName(h)),
+            uuid=_s(pynvml.nvmlDeviceGetUUID(h)),
+            nvml_index=int(pynvml.nvmlDeviceGetIndex(h)),
+            memory_total_mib=mem.total / 2**20,
+            driver_version=_s(pynvml.nvmlSystemGetDriverVersion()),
+            cuda_driver_version=f"{cuda // 1000}.{(cuda % 1000) // 10}",
+        )
+    except pynvml.NVMLError as exc:
+        raise NvmlError(f"reading the assigned GPU failed: {exc}") from exc
+
+
+def check_gpu_type(expected_name_contains: str, env: Optional[dict] = None) -> GpuIdentity:
+    """The assigned GPU, or ``CellFailure('wrong_gpu')`` when its NVML name lacks the substring."""
+    gpu = assigned_gpu(env)
+    if expected_name_contains.lower() not in gpu.name.lower():
+        raise CellFailure(
+            "wrong_gpu", f"cell wants a GPU named *{expected_name_contains}*, Ray gave {gpu.name} ({gpu.uuid})"
+        )
+    return gpu
+
+
+def memory_used_mib(uuid: str) -> float:
+    """Memory in use on the GPU with this UUID (all processes), MiB."""
+    pynvml = nvml()
+    try:
+        h = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+        return pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
+    except pynvml.NVMLError as exc:
+        raise NvmlError(f"nvmlDeviceGetMemoryInfo({uuid}) failed: {exc}") from exc

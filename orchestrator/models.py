@@ -1,0 +1,138 @@
+"""Model directories without a hub: ``config.json`` + a generated tokenizer (DESIGN §6).
+
+``model_dir(model, quantization)`` returns ``model.path`` when the config names one, else writes
+(once, atomically) a directory under ``~/.cache/orchestrator/models/`` holding:
+
+- ``config.json`` in Hugging Face format, built from the architecture numbers of the model
+  config, with a ``quantization_config`` block for checkpoint formats that need one (AWQ, GPTQ);
+- a word-level tokenizer (``tokenizer.json`` + ``tokenizer_config.json``) whose vocabulary has
+  exactly ``vocab_size`` entries (``<unk>``, ``<s>``, ``</s>``, then ``t3``, ``t4``, ...), so
+  that any token id is valid and prompts can be sent as token ids with exact lengths.
+
+Weights are not written: vLLM runs with ``load_format="dummy"`` and the HF engine creates random
+weights of the right shapes (``from_config``). Speed, memory and energy with fixed output lengths
+are those of the real model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+CACHE_ENV = "ORCHESTRATOR_MODEL_CACHE"
+SPECIAL = ("<unk>", "<s>", "</s>")
+
+_QUANT_BLOCKS = {
+    "awq": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"},
+    "gptq": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True,
+             "damp_percent": 0.01, "true_sequential": True},
+}
+
+
+def hf_config(model: Mapping, quantization: Optional[Mapping] = None, dtype: str = "float16") -> Dict:
+    """The ``config.json`` dict of a Llama/Mistral-family model."""
+    cfg = {
+        "architectures": [model["hf_architecture"]],
+        "model_type": model["model_type"],
+        "hidden_size": model["hidden_size"],
+        "intermediate_size": model["intermediate_size"],
+        "num_hidden_layers": model["n_layers"],
+        "num_attention_heads": model["n_heads"],
+        "num_key_value_heads": model["n_kv_heads"],
+        "head_dim": model["hidden_size"] // model["n_heads"],
+        "vocab_size": model["vocab_size"],
+        "max_position_embeddings": model["max_context_tokens"],
+        "hidden_act": "silu",
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": bool(model.get("tie_word_embeddings", False)),
+        "torch_dtype": dtype,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "use_cache": True,
+    }
+    if model["model_type"] == "mistral":
+        cfg["sliding_window"] = None
+    q = (quantization or {}).get("name")
+    if q in _QUANT_BLOCKS:
+        cfg["quantization_config"] = dict(_QUANT_BLOCKS[q])
+    return cfg
+
+
+def tokenizer_files(vocab_size: int) -> Dict[str, Dict]:
+    """A word-level tokenizer with exactly ``vocab_size`` tokens, as JSON documents."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
+    vocab.update({f"t{i}": i for i in range(len(SPECIAL), vocab_size)})
+    tokenizer = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True}
+            for i, t in enumerate(SPECIAL)
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": None,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": False},
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "unk_token": "<unk>",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<unk>",
+        "model_max_length": 1_000_000,
+        "padding_side": "left",
+        "clean_up_tokenization_spaces": False,
+    }
+    special = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>"}
+    return {"tokenizer.json": tokenizer, "tokenizer_config.json": config, "special_tokens_map.json": special}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "orchestrator" / "models"))
+
+
+def model_dir(model: Mapping, quantization: Optional[Mapping] = None, dtype: str = "float16",
+              root: Optional[Path] = None) -> Path:
+    """A directory vLLM and transformers can load (see module doc); created once."""
+    if model.get("path"):
+        path = Path(os.path.expanduser(model["path"]))
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model.path={path}: no config.json there")
+        return path
+    files = {"config.json": hf_config(model, quantization, dtype), **tokenizer_files(model["vocab_size"])}
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
+    q = (quantization or {}).get("name", "none")
+    target = (root or cache_root()) / f"{model['name']}-{q}-{dtype}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        for name, doc in files.items():
+            (tmp / name).write_text(json.dumps(doc, indent=1))
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another worker made it first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def prompt_token_ids(n_tokens: int, seed: int, vocab_size: int):
+    """Deterministic prompt of exactly ``n_tokens`` ordinary token ids (no special tokens)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.integers(len(SPECIAL), vocab_size, size=n_tokens).tolist()
