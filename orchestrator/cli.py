@@ -18,13 +18,14 @@ def _fields(schema) -> dict:
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
 
 
-def _check_key(path: List[str], schema, full: str) -> None:
+def _check_key(path: List[str], schema, full: str):
+    """The type of the leaf at ``path`` below ``schema`` (None for free-form mappings)."""
     node = schema
     for i, part in enumerate(path):
         if not dataclasses.is_dataclass(node):
             origin = typing.get_origin(node)
             if origin in (dict, typing.Dict) or node is dict:
-                return  # free-form mapping (e.g. engine.vllm.extra_args)
+                return None  # free-form mapping (e.g. engine.vllm.extra_args)
             raise ConfigError(f"{full}: '{'.'.join(path[:i])}' has no sub-keys")
         fields = _fields(node)
         if part not in fields:
@@ -32,6 +33,16 @@ def _check_key(path: List[str], schema, full: str) -> None:
         node = fields[part]
         if typing.get_origin(node) is typing.Union:
             node = next(a for a in typing.get_args(node) if a is not type(None))
+    return node
+
+
+def _check_type(key: str, leaf, values) -> None:
+    allowed = {int: (int,), float: (int, float), bool: (bool,), str: (str, int, float, bool)}.get(leaf)
+    if allowed is None:
+        return
+    for v in values:
+        if v is None or (isinstance(v, bool) and leaf in (int, float)) or not isinstance(v, allowed):
+            raise ConfigError(f"{key}={v}: expected {leaf.__name__}")
 
 
 def check_override(text: str) -> None:
@@ -51,9 +62,11 @@ def check_override(text: str) -> None:
         return
     parts = key.split(".")
     if head in CONFIG_GROUPS:
-        _check_key(parts[1:], GROUP_SCHEMAS[head], text)
+        leaf = _check_key(parts[1:], GROUP_SCHEMAS[head], text)
     else:
-        _check_key(parts, Config, text)
+        leaf = _check_key(parts, Config, text)
+    values = list(ov.sweep_iterator()) if ov.is_sweep_override() else [ov.value()]
+    _check_type(key, leaf, values)
 
 
 def check_argv(argv: Optional[List[str]] = None) -> None:

@@ -11,8 +11,10 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
-CONFIG_GROUPS = ("model", "quantization", "gpu", "batch_size", "workload", "engine", "sampler")
-"""The groups whose choice is an axis of the grid (``sweep`` only sets axes)."""
+CONFIG_GROUPS = ("model", "quantization", "gpu", "workload", "engine", "sampler")
+"""The groups whose choice is an axis of the grid (``sweep`` only sets axes). The batch size is an
+axis too, but a plain integer key (``batch_size=8``): Hydra rejects integer group choices, and any
+value must work, not only those with a file."""
 
 
 @dataclass
@@ -76,13 +78,6 @@ class GpuConfig:
     idle_w: float = MISSING  # typical idle draw with a model loaded (simulated energy)
     compute_capability: float = MISSING
     supports_bf16: bool = True
-
-
-@dataclass
-class BatchSizeConfig:
-    """The batch-size axis: vLLM ``max_num_seqs``; offline/HF: prompts per static batch."""
-
-    value: int = MISSING
 
 
 @dataclass
@@ -215,10 +210,10 @@ class Config:
     model: ModelConfig = MISSING
     quantization: QuantizationConfig = MISSING
     gpu: GpuConfig = MISSING
-    batch_size: BatchSizeConfig = MISSING
     workload: WorkloadConfig = MISSING
     engine: EngineConfig = MISSING
     sampler: SamplerConfig = MISSING
+    batch_size: int = 8  # vLLM max_num_seqs; offline/HF: prompts per static batch
     name: str = "default"
     repeats: int = 1
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
@@ -229,7 +224,6 @@ GROUP_SCHEMAS = {
     "model": ModelConfig,
     "quantization": QuantizationConfig,
     "gpu": GpuConfig,
-    "batch_size": BatchSizeConfig,
     "workload": WorkloadConfig,
     "engine": EngineConfig,
     "sampler": SamplerConfig,

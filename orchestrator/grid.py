@@ -173,7 +173,7 @@ def _set_top(cfg: Dict, key: str, value: str) -> None:
 def validate(cfg: Mapping) -> None:
     """Raise ConfigError (one line naming the key and what is allowed) on bad values."""
     checks = [
-        ("batch_size", cfg["batch_size"]["value"] >= 1, "must be an integer >= 1"),
+        ("batch_size", isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1, "must be an integer >= 1"),
         ("repeats", cfg.get("repeats", 1) >= 1, "must be >= 1"),
         ("workload.arrival", cfg["workload"]["arrival"] in ARRIVALS, f"allowed: {', '.join(ARRIVALS)}"),
         ("engine", cfg["engine"]["name"] in ENGINES, f"allowed: {', '.join(ENGINES)}"),
@@ -210,7 +210,7 @@ def _lookup(cfg: Mapping, key: str):
     node = cfg
     for part in key.split("."):
         node = node[part]
-    return node.get("value", node.get("name")) if isinstance(node, Mapping) else node
+    return node.get("name") if isinstance(node, Mapping) else node
 
 
 # --------------------------------------------------------------------------- cells
@@ -229,7 +229,7 @@ def canonical(cfg: Mapping, repeat: int) -> Dict:
         "model": cfg["model"],
         "quantization": quant,
         "gpu": cfg["gpu"],
-        "batch_size": int(cfg["batch_size"]["value"]),
+        "batch_size": int(cfg["batch_size"]),
         "workload": cfg["workload"],
         "engine": cfg["engine"],
         "sampler": cfg["sampler"],
@@ -281,7 +281,7 @@ def cells_from_configs(configs: Iterable[Mapping]) -> List[Cell]:
             cid = cell_id_of(canon)
             if cid in cells:
                 continue
-            key = cell_id_of({**canon, "repeat": 0, "batch_size": canon["batch_size"]})
+            key = cell_id_of({**canon, "repeat": 0})
             if key not in status_cache:
                 status_cache[key] = prelaunch_status(canon)
             status, reason = status_cache[key]

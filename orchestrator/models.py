@@ -9,9 +9,10 @@
   exactly ``vocab_size`` entries (``<unk>``, ``<s>``, ``</s>``, then ``t3``, ``t4``, ...), so
   that any token id is valid and prompts can be sent as token ids with exact lengths.
 
-Weights are not written: vLLM runs with ``load_format="dummy"`` and the HF engine creates random
-weights of the right shapes (``from_config``). Speed, memory and energy with fixed output lengths
-are those of the real model.
+Weights are not written by ``model_dir``: vLLM runs with ``load_format="dummy"`` and the HF
+engine creates random weights of the right shapes (``from_config``), except for small shapes,
+which it saves once with ``save_random_weights`` (the ``tiny`` model). Speed, memory and energy
+with fixed output lengths are those of the real model.
 """
 from __future__ import annotations
 
@@ -136,3 +137,54 @@ def prompt_token_ids(n_tokens: int, seed: int, vocab_size: int):
 
     rng = np.random.default_rng(seed)
     return rng.integers(len(SPECIAL), vocab_size, size=n_tokens).tolist()
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def has_weights(path: Path) -> bool:
+    """True when ``path`` holds a transformers checkpoint (safetensors or bin, single or sharded)."""
+    return any((Path(path) / name).is_file() for name in WEIGHT_FILES)
+
+
+def save_random_weights(path: Path, seed: int = 0) -> Path:
+    """Write random fp32 weights of the shapes in ``path/config.json`` into ``path`` with
+    ``save_pretrained``; returns ``path``. Idempotent and safe against concurrent writers.
+
+    The model is built on the CPU (seeded, so every worker writes the same weights), saved into
+    a temporary sibling directory, and only its weight files are moved in (``os.replace``; an
+    index file last), so a reader never sees a partial checkpoint and ``config.json`` and the
+    tokenizer stay as ``model_dir`` wrote them. Meant for small shapes (the ``tiny`` model):
+    memory is 4 bytes per parameter. Imports torch and transformers here, never at module level.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    if has_weights(path):
+        return path
+    config = AutoConfig.from_pretrained(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, **dtype_kwarg(torch.float32))
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-weights-", dir=path.parent))
+    try:
+        model.save_pretrained(tmp)
+        shards = [p.name for p in tmp.iterdir() if p.suffix in (".safetensors", ".bin")]
+        indexes = [p.name for p in tmp.iterdir() if p.name.endswith(".index.json")]
+        for name in shards + indexes:  # the index names the shards: it comes last
+            os.replace(tmp / name, path / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def dtype_kwarg(torch_dtype) -> Dict:
+    """The keyword that sets a model's dtype in ``from_config`` / ``from_pretrained``:
+    ``dtype`` from transformers 4.56 on (``torch_dtype`` is deprecated there), else
+    ``torch_dtype``."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": torch_dtype} if (major, minor) >= (4, 56) else {"torch_dtype": torch_dtype}

@@ -1,0 +1,225 @@
+"""A sweep's Parquet tables as pandas frames with the derived columns every analysis uses.
+
+``read_sweep(dir)`` -> ``SweepData``: ``runs`` holds every cell (any status) with these extra
+columns (units in the names, as in the store):
+
+- ``series``: ``model/quantization/gpu`` (plus ``#xxxx`` when one such combination was swept
+  with several engine/sampler/workload variants), ``variant``: a 4-hex hash of the config
+  without batch size and repeat;
+- ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
+- ``simulated``: the row came from the simulated engine (modeled, never measured);
+- ``energy_measured``: a valid gross energy exists (``energy_j`` not null, not invalid);
+- ``context_tokens``: mean context of a decoding sequence (input + output / 2 tokens).
+
+``batch_points(ok)`` folds repeats of one (series, workload, batch size) into one row: latency,
+throughput and energy columns are means over repeats, request counts are sums, flags are the
+union; ``n_cells`` says how many cells each point holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Set
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+from pyarrow import fs as pafs
+
+from orchestrator import store
+
+FLAGS = {
+    "saturated": ("S", "saturated: completions < 95% of the scheduled rate, or TTFT grows through the window"),
+    "short_window": ("W", "short window: shorter than 10 energy-counter updates"),
+    "energy_mismatch": ("E", "energy mismatch: counter and integrated power differ by > 5%"),
+    "token_count_mismatch": ("T", "token count mismatch: a request returned other than the tokens asked for"),
+    "energy_invalid": ("X", "energy invalid: the energy counter went backwards (driver reload)"),
+}
+"""Flag column -> (code shown in tables, meaning)."""
+
+GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
+"""One series of batch sizes: the same cell config except batch size and repeat."""
+
+SUM_COLUMNS = [
+    "n_requests_total", "n_requests_measured", "n_requests_ok", "n_requests_failed",
+    "n_requests_drained", "n_requests_completed_in_window", "output_tokens_in_window",
+]
+
+
+class SweepError(ValueError):
+    """The input cannot make a report (no sweep, no ok cell, missing baseline). One line."""
+
+
+@dataclass
+class SweepData:
+    """A loaded sweep. ``runs``: one row per complete cell (all statuses, derived columns
+    added); ``configs``: cell_id -> canonical config. Request and power rows are read on demand,
+    only the columns asked for (a sweep may hold millions of request rows)."""
+
+    path: str
+    runs: pd.DataFrame
+    configs: Dict[str, dict]
+    _store: store.Store
+
+    @property
+    def name(self) -> str:
+        names = self.runs["sweep"].dropna().unique()
+        return ", ".join(sorted(map(str, names))) or self.path
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """The cells with status ``ok`` (the only ones in metric tables)."""
+        return self.runs[self.runs["status"] == "ok"]
+
+    @property
+    def not_ok(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] != "ok"]
+
+    def requests(self, columns: Optional[List[str]] = None) -> pa.Table:
+        """The ``requests`` rows of the complete cells (Arrow), only ``columns``."""
+        return _read_table(self._store, "requests", set(self.runs["cell_id"]), columns)
+
+    def power(self, cell_id: str) -> pd.DataFrame:
+        """The power samples of one cell (empty frame when it has none)."""
+        return _read_table(self._store, "power", {cell_id}, None).to_pandas()
+
+
+def read_sweep(path: str) -> SweepData:
+    """Load a sweep directory (or URI); raise ``SweepError`` when it holds no complete cell."""
+    if "://" not in path and not os.path.isdir(os.path.join(path, "runs")):
+        raise SweepError(f"{path}: no sweep here (expected a runs/ folder of Parquet files)")
+    st = store.Store.open(path)
+    runs_t = _read_table(st, "runs", None, None)
+    if runs_t.num_rows == 0:
+        raise SweepError(f"{path}: the sweep has no complete cell (runs/ holds no Parquet file)")
+    runs = runs_t.to_pandas()
+    versions = set(runs["schema_version"].dropna().astype(int)) - {store.SCHEMA_VERSION}
+    if versions:
+        raise SweepError(f"{path}: results use schema version {sorted(versions)}; this reads {store.SCHEMA_VERSION}")
+    configs = {cid: json.loads(text) for cid, text in zip(runs["cell_id"], runs["config_json"]) if text}
+    return SweepData(path=path, runs=prepare_runs(runs, configs), configs=configs, _store=st)
+
+
+def _read_table(st: store.Store, table: str, cells: Optional[Set[str]], columns) -> pa.Table:
+    """Rows of ``table`` for ``cells`` (None: every file), projected on ``columns``.
+
+    Follows the store's layout (``<root>/<table>/<cell_id>.parquet``); a cell is complete when its
+    ``runs`` file exists, so callers pass the cell ids of the loaded ``runs`` rows."""
+    selector = pafs.FileSelector(f"{st.root}/{table}", allow_not_found=True)
+    files = sorted(
+        i.path for i in st.filesystem.get_file_info(selector)
+        if i.path.endswith(".parquet") and (cells is None or _stem(i.path) in cells)
+    )
+    schema = store.SCHEMAS[table]
+    if not files:
+        empty = schema.empty_table()
+        return empty.select(columns) if columns else empty
+    dataset = ds.dataset(files, format="parquet", filesystem=st.filesystem, schema=schema)
+    return dataset.to_table(columns=columns)
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1][: -len(".parquet")]
+
+
+def prepare_runs(runs: pd.DataFrame, configs: Dict[str, dict]) -> pd.DataFrame:
+    """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_measured`` and
+    ``context_tokens`` (see module doc); rows sorted by workload, gpu, model, quant, batch size."""
+    df = runs.copy()
+    df["variant"] = [_variant(configs.get(cid)) for cid in df["cell_id"]]
+    df["series"] = _series_labels(df)
+    df["flags"] = flag_codes(df)
+    df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
+    df["energy_measured"] = df["energy_j"].notna() & ~df["energy_invalid"].fillna(False).astype(bool)
+    inp = df["input_tokens_per_request_mean"].fillna(df["input_tokens_mean_cfg"])
+    out = df["output_tokens_per_request_mean"].fillna(df["output_tokens_mean_cfg"])
+    df["context_tokens"] = inp + out / 2.0
+    order = ["workload", "gpu", "model", "quantization", "variant", "batch_size", "repeat"]
+    return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def _variant(config) -> str:
+    if not config:
+        return ""
+    rest = {k: v for k, v in config.items() if k not in ("batch_size", "repeat")}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:4]
+
+
+def _series_labels(df: pd.DataFrame) -> List[str]:
+    base = df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)
+    n_variants = df.groupby([base, df["workload"]])["variant"].transform("nunique")
+    return [b if n <= 1 else f"{b}#{v}" for b, n, v in zip(base, n_variants, df["variant"])]
+
+
+def flag_codes(df: pd.DataFrame) -> pd.Series:
+    """Space-separated flag codes of each row ("" when no flag is raised)."""
+    parts = []
+    for column, (code, _) in FLAGS.items():
+        raised = df[column].fillna(False).astype(bool) if column in df else pd.Series(False, index=df.index)
+        parts.append(raised.map({True: code, False: ""}))
+    joined = pd.concat(parts, axis=1).apply(lambda r: " ".join(c for c in r if c), axis=1) if len(df) else []
+    return pd.Series(joined, index=df.index, dtype=object)
+
+
+def flag_counts(df: pd.DataFrame) -> Dict[str, int]:
+    """Flag column -> number of rows that raise it."""
+    return {c: int(df[c].fillna(False).astype(bool).sum()) if c in df else 0 for c in FLAGS}
+
+
+def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, workload, batch size): repeats folded (see module doc)."""
+    keys = GROUP_KEYS + ["series", "batch_size"]
+    numeric = [c for c in ok.select_dtypes("number").columns if c not in keys + ["repeat", "schema_version"]]
+    agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
+    agg.update({f: "any" for f in FLAGS})
+    agg.update(simulated="any", energy_measured="all", cell_id=_join_ids,
+               energy_source="first", energy_note="first", engine="first", arrival="first")
+    frame = ok.copy()
+    for f in FLAGS:
+        frame[f] = frame[f].fillna(False).astype(bool)
+    out = frame.groupby(keys, sort=False, dropna=False).agg(agg)
+    out["n_cells"] = frame.groupby(keys, sort=False, dropna=False).size()
+    out = out.reset_index()
+    out["flags"] = flag_codes(out)
+    return out
+
+
+def _join_ids(ids: pd.Series) -> str:
+    return ",".join(ids)
+
+
+def baseline_rows(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+    """The baseline point of each series (index: the series keys); absent series have none."""
+    keys = GROUP_KEYS + ["series"]
+    base = points[points["batch_size"] == baseline_batch]
+    return base.set_index(keys)
+
+
+def require_baseline(points: pd.DataFrame, baseline_batch: int) -> None:
+    """Raise ``SweepError`` when no ok cell ran the baseline batch size."""
+    if not (points["batch_size"] == baseline_batch).any():
+        sizes = ", ".join(str(b) for b in sorted(points["batch_size"].unique()))
+        raise SweepError(f"baseline batch size {baseline_batch} is not in the sweep's ok cells "
+                         f"(they ran batch sizes {sizes}); pass --baseline-batch with one of them")
+
+
+def require_ok(data: SweepData) -> pd.DataFrame:
+    """The ok cells; ``SweepError`` when there are none."""
+    ok = data.ok
+    if ok.empty:
+        counts = data.runs["status"].value_counts()
+        text = ", ".join(f"{n} {s}" for s, n in counts.items())
+        raise SweepError(f"{data.path}: no cell finished ok ({text}); nothing to report")
+    return ok
+
+
+def pct_change(new, base):
+    """Relative change in % (``(new - base) / base x 100``); NaN where base is 0 or missing."""
+    import numpy as np
+
+    new, base = np.asarray(new, dtype=float), np.asarray(base, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(base != 0, (new - base) / base * 100.0, np.nan)
+    return out if out.ndim else float(out)

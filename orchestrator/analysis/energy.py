@@ -1,0 +1,41 @@
+"""Energy per batch size, gross and net side by side (the second seed's table, and more).
+
+Gross energy is the GPU's energy-counter delta over the measured window (J); net energy is gross
+minus the idle baseline (idle W x window s): what the work itself cost. Per-request figures
+divide by requests completed in the window; per-1k-token figures by output tokens emitted in it
+(x 1000). ``throughput_scaling_x`` is output tok/s over the baseline's; ``change_*_pct`` are
+relative to the same series at the baseline batch size.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from orchestrator.analysis.tables import SERIES_KEYS, with_baseline
+
+ENERGY_METRICS = [
+    "energy_per_request_j", "net_energy_per_request_j",
+    "energy_per_1k_output_tokens_j", "net_energy_per_1k_output_tokens_j",
+]
+
+
+def energy_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+    """Per series and batch size: output tok/s, gross/net J per request and per 1k output
+    tokens, GPU util (%), mean and idle power (W), changes vs baseline (%), throughput scaling
+    (x). Energy columns are NaN where ``energy_measured`` is false."""
+    df = points.copy()
+    masked = ENERGY_METRICS + ["mean_power_w", "energy_j", "net_energy_j"]
+    df.loc[~df["energy_measured"], masked] = float("nan")
+    df = with_baseline(df, baseline_batch, ENERGY_METRICS + ["output_throughput_tok_s"])
+    df["throughput_scaling_x"] = df["output_throughput_tok_s"] / df["base_output_throughput_tok_s"]
+    keep = SERIES_KEYS + [
+        "batch_size", "flags", "cell_id", "simulated", "energy_measured", "energy_source", "energy_note",
+        "output_throughput_tok_s", *ENERGY_METRICS, "gpu_util_mean_pct", "mean_power_w", "idle_power_w",
+        "energy_j", "net_energy_j", "window_s", "throughput_scaling_x",
+    ] + [f"change_{m}_pct" for m in ENERGY_METRICS]
+    return df[keep]
+
+
+def energy_sources(points: pd.DataFrame) -> pd.DataFrame:
+    """energy_source -> number of points and the first note (why there is none, or how read)."""
+    grouped = points.groupby("energy_source", dropna=False)
+    return pd.DataFrame({"n_points": grouped.size(), "note": grouped["energy_note"].first()}).reset_index()

@@ -1,0 +1,94 @@
+"""Metric tables of a sweep: cell status, per-batch detail, and the baseline-vs-best summary.
+
+Every function takes ``batch_points`` rows (one per series x batch size, see ``dataset``) and
+returns a DataFrame; units are in the column names (``_ms``, ``_rps``, ``_tok_s``, ``_j``,
+``_pct``). ``change_<metric>_pct`` is ``(value - baseline) / baseline x 100`` against the same
+series at the baseline batch size (NaN where the series has no baseline point).
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.analysis.dataset import GROUP_KEYS, pct_change
+
+SERIES_KEYS = GROUP_KEYS + ["series"]
+
+SUMMARY_METRICS = [
+    "output_throughput_tok_s", "request_throughput_rps", "ttft_p50_ms", "tpot_p50_ms", "energy_per_request_j",
+]
+"""What the executive summary compares (higher tok/s and req/s is better; lower the rest)."""
+
+DETAIL_COLUMNS = [
+    "n_requests_measured", "n_requests_ok", "success_pct", "request_throughput_rps", "offered_rate_rps",
+    "output_throughput_tok_s", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
+    "e2e_p50_ms", "e2e_p99_ms", "mean_running_batch", "output_tokens_per_request_mean",
+]
+
+
+def with_baseline(points: pd.DataFrame, baseline_batch: int, metrics: List[str]) -> pd.DataFrame:
+    """``points`` plus ``base_<m>`` and ``change_<m>_pct`` for each metric ``m``."""
+    base = points[points["batch_size"] == baseline_batch][SERIES_KEYS + metrics]
+    base = base.drop_duplicates(SERIES_KEYS).rename(columns={m: f"base_{m}" for m in metrics})
+    out = points.merge(base, on=SERIES_KEYS, how="left")
+    for m in metrics:
+        out[f"change_{m}_pct"] = pct_change(out[m], out[f"base_{m}"])
+    return out
+
+
+def status_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Cells whose status is not ``ok``: their axes, status and the first line of the reason."""
+    bad = runs[runs["status"] != "ok"]
+    reason = bad["error"].fillna("").astype(str).str.split("\n").str[0]
+    cols = ["workload", "gpu", "model", "quantization", "batch_size", "repeat", "status", "cell_id"]
+    return bad[cols].assign(reason=reason.values).reset_index(drop=True)
+
+
+def status_counts(runs: pd.DataFrame) -> pd.Series:
+    """status -> number of cells (most frequent first)."""
+    return runs["status"].value_counts()
+
+
+def detail_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+    """Per workload, GPU, series and batch size: requests, throughput, latency percentiles, mean
+    running batch, output tokens/request, and changes of tok/s, TTFT p50 and TPOT p50 (%)."""
+    df = points.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["success_pct"] = df["n_requests_ok"] / df["n_requests_measured"] * 100.0
+    df = with_baseline(df, baseline_batch, ["output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms"])
+    keep = SERIES_KEYS + ["batch_size", "flags", "n_cells", "cell_id", "simulated"] + DETAIL_COLUMNS
+    keep += [f"change_{m}_pct" for m in ("output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms")]
+    return df[keep]
+
+
+def best_rows(points: pd.DataFrame, metric: str, largest: bool) -> pd.DataFrame:
+    """Per series, the point with the best ``metric`` (ties: the smaller batch size)."""
+    valid = points[points[metric].notna()].sort_values("batch_size", kind="stable")
+    if valid.empty:
+        return valid
+    pick = valid.groupby(SERIES_KEYS, sort=False)[metric].transform("max" if largest else "min")
+    return valid[valid[metric] == pick].drop_duplicates(SERIES_KEYS)
+
+
+def summary_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+    """One row per series: the baseline point against the best point by output throughput
+    (``tput_``) and by gross J/request (``energy_``). Columns ``<role>_batch_size``,
+    ``<role>_flags``, ``<role>_<metric>`` and ``<role>_change_<metric>_pct`` for the metrics of
+    ``SUMMARY_METRICS``; the energy role is empty (NaN) where energy was not measured."""
+    base = points[points["batch_size"] == baseline_batch].drop_duplicates(SERIES_KEYS)
+    roles = {
+        "base": base,
+        "tput": best_rows(points, "output_throughput_tok_s", largest=True),
+        "energy": best_rows(points[points["energy_measured"]], "energy_per_request_j", largest=False),
+    }
+    cols = ["batch_size", "flags", "simulated", "arrival", "offered_rate_rps", "saturated"] + SUMMARY_METRICS
+    out = points[SERIES_KEYS].drop_duplicates().reset_index(drop=True)
+    for role, frame in roles.items():
+        part = frame[SERIES_KEYS + cols].rename(columns={c: f"{role}_{c}" for c in cols})
+        out = out.merge(part, on=SERIES_KEYS, how="left")
+    for role in ("tput", "energy"):
+        for m in SUMMARY_METRICS:
+            out[f"{role}_change_{m}_pct"] = pct_change(out[f"{role}_{m}"], out[f"base_{m}"])
+    return out

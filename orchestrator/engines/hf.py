@@ -1,0 +1,413 @@
+"""Hugging Face transformers engine: the seeds' "manual batching" path (static batches with
+``padding_side="left"``, one ``model.generate`` per padded batch), on a CUDA GPU or the CPU.
+
+Device: ``cuda`` when torch sees a GPU and ``engine.hf.device`` is not ``cpu`` (the GPU Ray
+pinned to this task, its NVML name checked against ``gpu.nvml_name_contains``), else ``cpu``.
+``uses_gpu`` follows the resolved device, so a CPU run gets the null sampler: energy columns
+null, ``energy_source=none`` and the reason in ``energy_note``.
+
+Precision (``engine.hf.dtype=auto``): fp32 on the CPU; on a GPU bf16 where it supports it, else
+fp16. ``quantization=int8``: bitsandbytes LLM.int8 (``Linear8bitLt`` linears, fp16 elsewhere,
+``lm_head`` kept fp16) with ``llm_int8_threshold = engine.hf.int8_threshold``: 0.0 is the
+seed's "pure INT8" (every matmul in int8), 6.0 bitsandbytes' mixed-precision default (outlier
+features in fp16). CUDA only; on the CPU, or where bitsandbytes does not import, the cell ends
+``unsupported`` with the reason.
+
+Weights: a checkpoint in the model directory is loaded with ``from_pretrained``. Otherwise small
+shapes (at most ``SAVE_WEIGHTS_MAX_PARAMS``, e.g. ``model=tiny``) get random weights saved there
+once (``models.save_random_weights``), and larger ones are created with random weights directly
+on the target device and dtype (``from_config`` under ``torch.device``: a 7B never passes through
+host RAM). With fixed output lengths, speed, memory and energy are those of the real model.
+
+Timing, on ``time.monotonic()`` seconds: a static batch is sent when its prompt ids go to the
+tokenizer's left padding; all its requests share that arrival. A streamer (``StepClock``, no
+one-token first step) stamps the host time at which each decoding step's token ids reach the
+CPU (generate already syncs the device there every step): stamp 1 is every request's first
+token (TTFT), stamp k its k-th token. A batch runs ``max`` of its requested lengths (static
+batching: shorter requests ride along); each request's output tokens are counted from the
+generated ids, up to its requested count and its first EOS (``min_new_tokens = max_new_tokens``
+suppresses EOS, so with fixed lengths it is exactly the requested count). The window runs from
+the first measured batch's send to the last batch's end (after a device sync).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from orchestrator import models
+from orchestrator.engines.base import Engine
+from orchestrator.errors import CellFailure
+from orchestrator.metrics import RequestRecord, WindowRun
+from orchestrator.workload import RequestSpec, WorkloadPlan
+
+SAVE_WEIGHTS_MAX_PARAMS = 50_000_000
+"""Shapes up to this many parameters get random weights saved once (fp32: <= 200 MB)."""
+HOST_MEMORY_FRACTION = 0.8
+"""A CPU model whose weights need more than this fraction of host RAM ends ``oom`` at start."""
+DTYPES = ("float32", "float16", "bfloat16")
+INT8_SKIP_MODULES = ("lm_head",)
+PROMPT_SEED_STRIDE = 1_000_003
+TTFT_METHOD = "streamer: host time when each decoding step's token ids reach the CPU"
+
+
+# ------------------------------------------------------------------ pure helpers (tested alone)
+
+
+def resolve_device(requested: str, cuda_available: bool) -> str:
+    """``cuda`` or ``cpu`` for ``engine.hf.device`` (auto | cpu | cuda)."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise CellFailure("unsupported", f"engine.hf.device={requested}: allowed auto, cpu, cuda")
+    if requested == "cuda" and not cuda_available:
+        raise CellFailure("unsupported", "engine.hf.device=cuda but torch sees no CUDA GPU on this worker")
+    return "cuda" if cuda_available and requested != "cpu" else "cpu"
+
+
+def resolve_dtype(requested: str, device: str, bf16_supported: bool, quantization: str = "none") -> str:
+    """The torch dtype name the model computes in (see module doc).
+
+    int8 keeps its non-quantized modules in fp16 (bitsandbytes' LLM.int8 default)."""
+    if requested != "auto" and requested not in DTYPES:
+        raise CellFailure("unsupported", f"engine.hf.dtype={requested}: allowed auto, {', '.join(DTYPES)}")
+    if quantization == "int8":
+        return "float16"
+    if requested == "bfloat16" and device == "cuda" and not bf16_supported:
+        raise CellFailure("unsupported", "engine.hf.dtype=bfloat16 but this GPU has no bf16")
+    if requested != "auto":
+        return requested
+    if device == "cpu":
+        return "float32"
+    return "bfloat16" if bf16_supported else "float16"
+
+
+def check_quantization(name: str, device: str) -> None:
+    """``CellFailure('unsupported')`` unless this engine can run quantization ``name`` here."""
+    if name == "none":
+        return
+    if name != "int8":
+        raise CellFailure("unsupported", f"engine hf runs quantization none or int8, not {name}")
+    if device != "cuda":
+        raise CellFailure("unsupported", "bitsandbytes INT8 needs a CUDA GPU; this cell runs on the CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA setup inside bitsandbytes
+        raise CellFailure("unsupported", f"bitsandbytes does not import here ({type(exc).__name__}: {exc})") from exc
+
+
+def check_host_memory(model: Mapping, bytes_per_param: int, host_bytes: Optional[int] = None) -> None:
+    """``CellFailure('oom')`` when a CPU model's weights would not fit in host RAM."""
+    from orchestrator.analysis.roofline import total_params
+
+    need = total_params(model) * bytes_per_param
+    host = host_bytes if host_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > HOST_MEMORY_FRACTION * host:
+        raise CellFailure("oom", f"{model['name']} needs {need / 2**30:.1f} GiB of weights on the CPU; "
+                                 f"host has {host / 2**30:.1f} GiB")
+
+
+def static_batches(plan: WorkloadPlan) -> List[List[RequestSpec]]:
+    """The plan's requests grouped by ``batch_index``, in order; each exactly ``batch_size``."""
+    by_batch: Dict[int, List[RequestSpec]] = {}
+    for spec in plan.requests:
+        by_batch.setdefault(spec.batch_index, []).append(spec)
+    batches = [by_batch[b] for b in sorted(by_batch)]
+    for specs in batches:
+        if len(specs) != plan.batch_size or len({s.phase for s in specs}) != 1:
+            raise ValueError(f"batch {specs[0].batch_index}: {len(specs)} requests, want {plan.batch_size} "
+                             "of one phase")
+    return batches
+
+
+def prompt_ids(spec: RequestSpec, plan_seed: int, vocab_size: int) -> List[int]:
+    """Exactly ``spec.input_tokens`` ordinary token ids, deterministic per (plan seed, index)."""
+    return models.prompt_token_ids(spec.input_tokens, plan_seed * PROMPT_SEED_STRIDE + spec.index, vocab_size)
+
+
+def tokens_generated(new_ids: Sequence[int], eos_ids: Sequence[int]) -> int:
+    """Tokens a sequence generated: up to and including its first EOS, else all ``new_ids``
+    (what follows an EOS in a padded batch is padding)."""
+    eos = set(eos_ids)
+    for i, tok in enumerate(new_ids):
+        if tok in eos:
+            return i + 1
+    return len(new_ids)
+
+
+def request_record(spec: RequestSpec, send_s: float, step_times_s: Sequence[float], new_ids: Sequence[int],
+                   eos_ids: Sequence[int]) -> RequestRecord:
+    """One request of a static batch: its tokens are the first ``min(requested, generated)`` steps."""
+    n = min(spec.output_tokens, tokens_generated(new_ids, eos_ids))
+    times = np.asarray(step_times_s[:n], dtype=float)
+    ok = n > 0
+    return RequestRecord(
+        index=spec.index, phase=spec.phase, arrival_s=send_s, send_s=send_s,
+        first_token_s=float(times[0]) if ok else float("nan"),
+        end_s=float(times[-1]) if ok else float("nan"),
+        input_tokens=spec.input_tokens, output_tokens=int(n), requested_output_tokens=spec.output_tokens,
+        token_times_s=times, status="ok" if ok else "error",
+        error="" if ok else "no token generated", batch_index=spec.batch_index,
+    )
+
+
+class StepClock:
+    """A transformers streamer (duck-typed ``put``/``end``) that stamps decoding steps.
+
+    ``generate`` calls ``put`` once with the prompt ids, then once per step with that step's new
+    token ids (already on the CPU). ``times_s[k]`` is the monotonic time (s) step k+1 arrived."""
+
+    def __init__(self):
+        self.times_s: List[float] = []
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        now = time.monotonic()
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.times_s.append(now)
+
+    def end(self) -> None:
+        pass
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+# ------------------------------------------------------------------ model loading (torch inside)
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
+
+
+def load_tokenizer(path: Path):
+    """The directory's tokenizer, left-padding, with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def random_model(path: Path, device: str, dtype: str):
+    """Random weights of ``path/config.json``'s shapes, created on ``device`` in ``dtype``
+    (seed 0: the same weights on every start)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    torch.manual_seed(0)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, **models.dtype_kwarg(_torch_dtype(dtype)))
+
+
+def bnb_config(threshold: float):
+    """The seed's ``BitsAndBytesConfig``: 8-bit weights, ``llm_int8_threshold=threshold``."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=float(threshold),
+                              llm_int8_skip_modules=list(INT8_SKIP_MODULES))
+
+
+def quantize_int8_(model, quant_config) -> int:
+    """Replace ``model``'s ``nn.Linear`` layers (but the skipped ones) in place by bitsandbytes
+    ``Linear8bitLt`` as ``from_pretrained(quantization_config=BitsAndBytesConfig(...))`` does:
+    ``has_fp16_weights=False``, the config's threshold; the fp16 weight goes through the CPU one
+    layer at a time and is quantized when moved back to the GPU. -> layers replaced."""
+    import bitsandbytes as bnb
+    import torch
+
+    device = next(model.parameters()).device
+    skip = set(quant_config.llm_int8_skip_modules or INT8_SKIP_MODULES)
+    targets = [(n, m) for n, m in model.named_modules()
+               if type(m) is torch.nn.Linear and n.rsplit(".", 1)[-1] not in skip]
+    for name, lin in targets:
+        new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
+                                  has_fp16_weights=False, threshold=quant_config.llm_int8_threshold, device="meta")
+        new.weight = bnb.nn.Int8Params(lin.weight.data.to("cpu"), requires_grad=False, has_fp16_weights=False)
+        if lin.bias is not None:
+            new.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
+        model.set_submodule(name, new.to(device))
+    return len(targets)
+
+
+# ------------------------------------------------------------------ the engine
+
+
+class HfEngine(Engine):
+    """Static batching with ``transformers`` (see module doc). Cheap to build and pickle; the
+    model exists only between ``start()`` and ``stop()``."""
+
+    name = "hf"
+
+    def __init__(self, config: Mapping, max_batch_size: int):
+        super().__init__(config, max_batch_size)
+        self.device: Optional[str] = None  # resolved in start(): "cuda" | "cpu"
+        self.dtype: Optional[str] = None
+        self.weights: str = ""  # how the weights came to be (checkpoint / random ...)
+        self._gpu = None  # gpuinfo.GpuIdentity on cuda
+        self._model = None
+        self._tok = None
+
+    @property
+    def uses_gpu(self) -> bool:
+        """True once ``start()`` resolved the device to a CUDA GPU."""
+        return self.device == "cuda"
+
+    @property
+    def quantization(self) -> str:
+        return self.config["quantization"]["name"]
+
+    @property
+    def opts(self) -> Mapping:
+        return self.config["engine"]["hf"]
+
+    def start(self) -> None:
+        """Resolve device and dtype, check the GPU and quantization, load tokenizer and model."""
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-shard bars would flood the Ray worker log
+        self.device = resolve_device(self.opts["device"], torch.cuda.is_available())
+        check_quantization(self.quantization, self.device)
+        if self.device == "cuda":
+            from orchestrator.gpuinfo import check_gpu_type
+
+            self._gpu = check_gpu_type(self.config["gpu"]["nvml_name_contains"])
+            bf16 = torch.cuda.is_bf16_supported() and bool(self.config["gpu"].get("supports_bf16", True))
+        else:
+            bf16 = False
+        self.dtype = resolve_dtype(self.opts["dtype"], self.device, bf16, self.quantization)
+        if self.device == "cpu":
+            check_host_memory(self.config["model"], _torch_dtype(self.dtype).itemsize)
+        path = self._model_path()
+        self._tok = load_tokenizer(path)
+        self._model = self._load_model(path).eval()
+
+    def _model_path(self) -> Path:
+        """The model directory; small generated shapes get their random weights saved there."""
+        from orchestrator.analysis.roofline import total_params
+
+        model = self.config["model"]
+        path = models.model_dir(model, self.config["quantization"])
+        if model.get("path") or models.has_weights(path):
+            return path
+        if total_params(model) <= SAVE_WEIGHTS_MAX_PARAMS:
+            models.save_random_weights(path)
+        return path
+
+    def _load_model(self, path: Path):
+        int8 = self.quantization == "int8"
+        if models.has_weights(path):
+            self.weights = f"checkpoint {path}"
+            return self._from_pretrained(path, int8)
+        self.weights = f"random weights created on {self.device} (no checkpoint in {path})"
+        model = random_model(path, self.device, self.dtype)
+        if int8:
+            quantize_int8_(model, bnb_config(self.opts["int8_threshold"]))
+        return model
+
+    def _from_pretrained(self, path: Path, int8: bool):
+        from transformers import AutoModelForCausalLM
+
+        kwargs = models.dtype_kwarg(_torch_dtype(self.dtype))
+        if int8:
+            kwargs.update(quantization_config=bnb_config(self.opts["int8_threshold"]), device_map={"": 0})
+            try:
+                return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            except ImportError as exc:  # e.g. accelerate or a bitsandbytes backend missing
+                raise CellFailure("unsupported", f"bitsandbytes INT8 loading failed here: {exc}") from exc
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(self.device)
+
+    # -------------------------------------------------------------- run
+
+    def run(self, plan: WorkloadPlan) -> WindowRun:
+        """Every static batch of the plan, back to back (see module doc for the clock)."""
+        if not plan.offline:
+            raise CellFailure("unsupported", "engine hf runs static batches only (workload.arrival=offline)")
+        records: List[RequestRecord] = []
+        window_start_s, window_end_s = None, 0.0
+        for specs in static_batches(plan):
+            batch, send_s, window_end_s = self._run_batch(specs, plan.seed)
+            records += batch
+            if window_start_s is None and specs[0].phase == "measured":
+                window_start_s = send_s
+        return WindowRun(records, window_start_s if window_start_s is not None else window_end_s,
+                         window_end_s, extra=self._extra())
+
+    def _run_batch(self, specs: List[RequestSpec], plan_seed: int) -> Tuple[List[RequestRecord], float, float]:
+        """-> (records, send time s, end time s) of one padded ``generate``."""
+        import torch
+
+        vocab = int(self.config["model"]["vocab_size"])
+        ids = [prompt_ids(s, plan_seed, vocab) for s in specs]
+        n_new = max(s.output_tokens for s in specs)
+        clock = StepClock()
+        send_s = time.monotonic()
+        enc = self._tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self._model.generate(
+                **enc, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
+                use_cache=bool(self.opts["use_cache"]), pad_token_id=self._tok.pad_token_id,
+                eos_token_id=self._eos_ids(), streamer=clock,
+            )
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        end_s = time.monotonic()
+        new_ids = out[:, enc["input_ids"].shape[1]:].tolist()
+        if len(clock.times_s) != len(new_ids[0]):
+            raise RuntimeError(f"streamer saw {len(clock.times_s)} steps, generate returned {len(new_ids[0])} tokens")
+        eos = self._eos_ids()
+        return [request_record(s, send_s, clock.times_s, row, eos) for s, row in zip(specs, new_ids)], send_s, end_s
+
+    def _eos_ids(self) -> List[int]:
+        eos = self._model.generation_config.eos_token_id
+        if eos is None:
+            eos = self._tok.eos_token_id
+        return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+
+    def _extra(self) -> Dict:
+        import torch
+
+        extra = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization,
+                 "weights": self.weights, "ttft_method": TTFT_METHOD, "torch_threads": torch.get_num_threads()}
+        if self.quantization == "int8":
+            extra["llm_int8_threshold"] = float(self.opts["int8_threshold"])
+        if self._gpu is not None:
+            extra["gpu"] = self._gpu.name
+        return extra
+
+    # -------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        """Drop the model and tokenizer and give cached GPU memory back (idempotent)."""
+        self._model = None
+        self._tok = None
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def versions(self) -> Dict[str, str]:
+        out = {p: package_version(p) for p in ("torch", "transformers", "bitsandbytes")}
+        if self.device == "cuda":
+            import torch
+
+            out["cuda"] = str(torch.version.cuda)
+        return out
+
+    def gpu_uuid(self) -> Optional[str]:
+        return self._gpu.uuid if self._gpu is not None else None

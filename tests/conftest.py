@@ -1,0 +1,129 @@
+"""Shared fixtures: the real config (Hydra compose), a sweep runner, Ray node helpers."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+# Ray's token authentication, explicitly on for every node and driver the tests start (a token is
+# generated in ~/.ray/auth_token by the first head if none exists).
+os.environ["RAY_AUTH_MODE"] = "token"
+
+
+@pytest.fixture(scope="session")
+def compose():
+    """compose(overrides) -> DictConfig of the real config, as Hydra builds it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from orchestrator.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    ctx = initialize_config_dir(config_dir=str(CONF), version_base="1.3")
+    ctx.__enter__()
+
+    def _compose(overrides=(), return_hydra_config=False):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+    yield _compose
+    ctx.__exit__(None, None, None)
+    GlobalHydra.instance().clear()
+
+
+def run_orchestrator(args, timeout=300, env=None, check=True):
+    """``python -m orchestrator *args`` in the repo root; returns CompletedProcess."""
+    full_env = {**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})}
+    full_env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"orchestrator {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayNodes:
+    """Ray nodes on 127.0.0.1 started with ``ray start --block`` in their own sessions, so the
+    test can stop exactly its own processes (never ``ray stop``, which kills every cluster)."""
+
+    def __init__(self):
+        self.procs = []
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _start(self, extra):
+        cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
+               "--node-ip-address=127.0.0.1", *extra]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+        self.procs.append(proc)
+        return proc
+
+    def head(self, num_cpus=1, num_gpus=0, resources=None, dashboard=False):
+        extra = ["--head", f"--port={self.port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
+        if dashboard:
+            self.dashboard_port = free_port()
+            extra += ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
+        else:
+            extra += ["--include-dashboard=false"]
+        if resources:
+            extra.append(f"--resources={resources}")
+        return self._start(extra)
+
+    def worker(self, num_cpus=1, num_gpus=0, resources=None):
+        extra = [f"--address={self.address}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
+        if resources:
+            extra.append(f"--resources={resources}")
+        return self._start(extra)
+
+    def wait_nodes(self, n, timeout=90):
+        import ray
+
+        deadline = time.time() + timeout
+        ray.init(address=self.address, logging_level="ERROR")
+        try:
+            while time.time() < deadline:
+                alive = [x for x in ray.nodes() if x["Alive"]]
+                if len(alive) >= n:
+                    return alive
+                time.sleep(1)
+            raise TimeoutError(f"only {len(alive)} of {n} Ray nodes came up")
+        finally:
+            ray.shutdown()
+
+    @staticmethod
+    def kill(proc, sig=signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self):
+        for p in self.procs:
+            self.kill(p, signal.SIGTERM)
+        time.sleep(2)
+        for p in self.procs:
+            self.kill(p, signal.SIGKILL)
+            p.wait(timeout=30)
+
+
+@pytest.fixture
+def ray_nodes():
+    nodes = RayNodes()
+    yield nodes
+    nodes.stop()
