@@ -24,6 +24,23 @@ class NvmlUnavailable(NvmlError):
     """pynvml is not installed or NVML cannot initialise (no NVIDIA driver)."""
 
 
+class NvmlNotFound(NvmlError):
+    """No GPU with that UUID / index (it is not on this host, or it was removed)."""
+
+
+class NvmlNotSupported(NvmlError):
+    """This GPU or driver does not answer that query (e.g. the energy counter before Volta)."""
+
+
+class NvmlNoPermission(NvmlError):
+    """NVML refused the query for lack of permission."""
+
+
+class NvmlGpuLost(NvmlError):
+    """The GPU fell off the bus or stopped answering (NVML_ERROR_GPU_IS_LOST): its readings
+    from then on are meaningless."""
+
+
 @dataclass(frozen=True)
 class GpuIdentity:
     name: str
@@ -109,3 +126,45 @@ def memory_used_mib(uuid: str) -> float:
         return pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
     except pynvml.NVMLError as exc:
         raise NvmlError(f"nvmlDeviceGetMemoryInfo({uuid}) failed: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- typed NVML errors
+
+_TYPED_ERRORS = {
+    "NVML_ERROR_NOT_FOUND": NvmlNotFound,
+    "NVML_ERROR_NOT_SUPPORTED": NvmlNotSupported,
+    "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
+    "NVML_ERROR_NO_PERMISSION": NvmlNoPermission,
+    "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
+    "NVML_ERROR_UNINITIALIZED": NvmlUnavailable,
+    "NVML_ERROR_DRIVER_NOT_LOADED": NvmlUnavailable,
+    "NVML_ERROR_LIBRARY_NOT_FOUND": NvmlUnavailable,
+}
+
+
+def nvml_error(pynvml, call: str, exc: BaseException) -> NvmlError:
+    """The typed error (see the classes above) for a ``pynvml.NVMLError`` raised by ``call``;
+    the message names the call, NVML's error string and its code."""
+    code = getattr(exc, "value", None)
+    cls = NvmlError
+    for name, typed in _TYPED_ERRORS.items():
+        if code is not None and code == getattr(pynvml, name, object()):
+            cls = typed
+            break
+    return cls(f"{call} failed: {exc} (NVML error code {code})")
+
+
+def handle_by_uuid(pynvml, uuid: str):
+    """NVML handle of the GPU with this UUID (``GPU-...``); ``NvmlNotFound`` if none has it."""
+    try:
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
+    except pynvml.NVMLError as exc:
+        raise nvml_error(pynvml, f"nvmlDeviceGetHandleByUUID({uuid!r})", exc) from exc
+
+
+def device_name(pynvml, handle) -> str:
+    """``nvmlDeviceGetName`` as str."""
+    try:
+        return _s(pynvml.nvmlDeviceGetName(handle))
+    except pynvml.NVMLError as exc:
+        raise nvml_error(pynvml, "nvmlDeviceGetName", exc) from exc

@@ -1,0 +1,243 @@
+"""The NVML sampler: energy counter + instant power in a thread, on the monotonic clock (DESIGN §5).
+
+``NvmlSampler(gpu_uuid, interval_s)`` is cheap and picklable; ``start()`` initialises NVML, finds
+the GPU **by UUID** (NVML ignores ``CUDA_VISIBLE_DEVICES``), probes what the card answers, takes a
+first sample and starts a daemon thread that samples every ``interval_s`` (>= 10 Hz); ``stop()``
+joins it, takes a last sample and returns a ``PowerTrace(source='nvml')``.
+
+Each sample holds:
+
+- ``t_ns``: ``time.monotonic_ns()`` at the midpoint of the energy-counter read (same clock as
+  the engines' ``time.monotonic()`` windows);
+- ``energy_mj``: ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since the driver loaded), raw: never
+  clamped or rebased, so a driver reload shows as a negative delta (``window_energy`` then
+  invalidates the cell). NaN in every sample when the card has no counter (pre-Volta);
+- ``power_w``: instant power from ``nvmlDeviceGetFieldValues`` field 186
+  (``NVML_FI_DEV_POWER_INSTANT``, mW), else ``nvmlDeviceGetPowerUsage`` (mW; a 1 s average on
+  Hopper and Ada, instantaneous on A100/T4). ``PowerTrace.note`` says which was used;
+- ``util_pct`` (GPU utilisation), ``memory_used_mib``, ``sm_clock_mhz``, ``temperature_c``: NaN
+  when the card does not support the query (said in the note).
+
+Errors: every ``pynvml.NVMLError`` becomes a typed ``gpuinfo.NvmlError`` subclass naming the call
+(``NvmlUnavailable``, ``NvmlNotFound``, ``NvmlNotSupported``, ``NvmlGpuLost``, ...). An error in
+``start()`` raises there; an error in the thread stops sampling and ``stop()`` raises it (a
+truncated trace would give a wrong energy). ``pynvml`` is imported inside functions only.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from orchestrator.energy.base import PowerTrace
+from orchestrator.gpuinfo import NvmlError, NvmlNotSupported, device_name, handle_by_uuid, nvml, nvml_error
+
+POWER_FIELD_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT (mW)
+MAX_INTERVAL_S = 0.1  # >= 10 Hz (the energy counter itself updates about every 100 ms)
+COLUMNS = ("t_ns", "energy_mj", "power_w", "util_pct", "memory_used_mib", "sm_clock_mhz", "temperature_c")
+OPTIONAL = ("util_pct", "memory_used_mib", "sm_clock_mhz", "temperature_c")
+
+
+class NvmlSampler:
+    """Samples one GPU (by NVML UUID) at ``1 / interval_s`` Hz between ``start()`` and ``stop()``.
+
+    ``gpu_uuid``: ``GPU-...`` of the card the engine runs on; None means CUDA device 0 of this
+    process (``gpuinfo.assigned_gpu``). ``interval_s``: seconds between samples, in (0, 0.1].
+    """
+
+    def __init__(self, gpu_uuid: Optional[str], interval_s: float = 0.1):
+        if not 0 < interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval_s={interval_s}: must be in (0, {MAX_INTERVAL_S}] s (>= 10 Hz)")
+        self.gpu_uuid = gpu_uuid
+        self.interval_s = float(interval_s)
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._rows: Dict[str, List[float]] = {c: [] for c in COLUMNS}
+        self._notes: List[str] = []
+        self._power_fallbacks = 0
+
+    @staticmethod
+    def now_ns() -> int:
+        return time.monotonic_ns()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Find the GPU, probe the metrics, take a first sample, start the thread."""
+        if self._thread is not None:
+            raise RuntimeError("NvmlSampler.start() called twice")
+        self._nv = nvml()
+        if self.gpu_uuid is None:
+            from orchestrator.gpuinfo import assigned_gpu
+
+            self.gpu_uuid = assigned_gpu().uuid
+        self._handle = handle_by_uuid(self._nv, self.gpu_uuid)
+        self._gpu_name = device_name(self._nv, self._handle)
+        self._probe()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name=f"nvml-sampler-{self.gpu_uuid}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> PowerTrace:
+        """Stop the thread, take a last sample, return the trace (raises the thread's error)."""
+        if self._thread is None:
+            raise RuntimeError("NvmlSampler.stop() before start()")
+        self._stop.set()
+        self._thread.join(timeout=10 * self.interval_s + 5.0)
+        try:
+            if self._error is not None:
+                raise self._error
+            self._sample()
+            return self._trace()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        try:
+            self._nv.nvmlShutdown()
+        except self._nv.NVMLError:  # nothing measured depends on it
+            pass
+
+    # ------------------------------------------------------------------ probing
+    def _call(self, name: str, *args):
+        """``pynvml.<name>(handle, *args)`` with NVML errors typed."""
+        try:
+            return getattr(self._nv, name)(self._handle, *args)
+        except self._nv.NVMLError as exc:
+            raise nvml_error(self._nv, name, exc) from exc
+
+    def _supported(self, name: str, *args) -> bool:
+        """True if the query answers; False (with a note) if the card does not support it."""
+        try:
+            self._call(name, *args)
+            return True
+        except NvmlNotSupported as exc:
+            self._notes.append(f"{name} not supported ({exc}): NaN")
+            return False
+
+    def _probe(self) -> None:
+        nv = self._nv
+        self._has_energy = self._supported("nvmlDeviceGetTotalEnergyConsumption")
+        self._power_source = self._probe_power()
+        if not self._has_energy and self._power_source is None:
+            raise NvmlNotSupported(
+                f"{self._gpu_name} ({self.gpu_uuid}) has neither the energy counter nor a power reading"
+            )
+        self._optional: Dict[str, Callable[[], float]] = {}
+        probes = {
+            "util_pct": ("nvmlDeviceGetUtilizationRates", (), lambda r: float(r.gpu)),
+            "memory_used_mib": ("nvmlDeviceGetMemoryInfo", (), lambda r: r.used / 2**20),
+            "sm_clock_mhz": ("nvmlDeviceGetClockInfo", (nv.NVML_CLOCK_SM,), float),
+            "temperature_c": ("nvmlDeviceGetTemperature", (nv.NVML_TEMPERATURE_GPU,), float),
+        }
+        for col, (name, args, conv) in probes.items():
+            if self._supported(name, *args):
+                self._optional[col] = (lambda n=name, a=args, c=conv: c(self._call(n, *a)))
+
+    def _probe_power(self) -> Optional[str]:
+        """'field186' | 'power_usage' | None (no power reading at all)."""
+        try:
+            self._instant_power_mw()
+            return "field186"
+        except NvmlNotSupported as exc:
+            why = str(exc)
+        if self._supported("nvmlDeviceGetPowerUsage"):
+            self._notes.append(
+                f"instant power field {POWER_FIELD_INSTANT} unavailable ({why}); power from "
+                "nvmlDeviceGetPowerUsage (a 1 s average on Ampere-non-GA100 and newer)"
+            )
+            return "power_usage"
+        return None
+
+    # ------------------------------------------------------------------ readings
+    def _instant_power_mw(self) -> float:
+        """Field 186 in mW; ``NvmlNotSupported`` when the call or its entry is not supported."""
+        nv = self._nv
+        values = self._call("nvmlDeviceGetFieldValues", [POWER_FIELD_INSTANT])
+        entry = values[0]
+        if entry.nvmlReturn != nv.NVML_SUCCESS:
+            raise nvml_error(nv, f"nvmlDeviceGetFieldValues field {POWER_FIELD_INSTANT}", nv.NVMLError(entry.nvmlReturn))
+        return _field_value(nv, entry)
+
+    def _power_w(self) -> float:
+        if self._power_source == "field186":
+            try:
+                return self._instant_power_mw() / 1e3
+            except NvmlNotSupported:
+                # One entry failing mid-run: this sample from the averaged reading, counted.
+                self._power_fallbacks += 1
+                return self._call("nvmlDeviceGetPowerUsage") / 1e3
+        if self._power_source == "power_usage":
+            return self._call("nvmlDeviceGetPowerUsage") / 1e3
+        return float("nan")
+
+    def _sample(self) -> None:
+        """Append one row (raises typed NvmlError)."""
+        t0 = time.monotonic_ns()
+        energy = float(self._call("nvmlDeviceGetTotalEnergyConsumption")) if self._has_energy else float("nan")
+        t1 = time.monotonic_ns()
+        row = {"t_ns": (t0 + t1) // 2, "energy_mj": energy, "power_w": self._power_w()}
+        for col in OPTIONAL:
+            read = self._optional.get(col)
+            row[col] = read() if read is not None else float("nan")
+        for col in COLUMNS:
+            self._rows[col].append(row[col])
+
+    def _loop(self) -> None:
+        """Sample on an absolute schedule; a late sample moves the schedule, never bunches up."""
+        next_ns = time.monotonic_ns() + int(self.interval_s * 1e9)
+        step_ns = int(self.interval_s * 1e9)
+        while not self._stop.wait(max(0.0, (next_ns - time.monotonic_ns()) / 1e9)):
+            try:
+                self._sample()
+            except NvmlError as exc:
+                self._error = exc
+                return
+            except Exception as exc:  # a bug must not pass silently either
+                self._error = NvmlError(f"NVML sampler thread failed: {type(exc).__name__}: {exc}")
+                return
+            next_ns += step_ns
+            now = time.monotonic_ns()
+            if now > next_ns:
+                next_ns = now + step_ns
+
+    # ------------------------------------------------------------------ result
+    def _trace(self) -> PowerTrace:
+        t = np.asarray(self._rows["t_ns"], dtype=np.int64)
+        cols = {c: np.asarray(self._rows[c], dtype=np.float64) for c in COLUMNS[1:]}
+        return PowerTrace(
+            source="nvml",
+            t_ns=t,
+            gpu_name=self._gpu_name,
+            gpu_uuid=self.gpu_uuid or "",
+            note=self._note(t),
+            **cols,
+        )
+
+    def _note(self, t: np.ndarray) -> str:
+        rate = (t.size - 1) / ((t[-1] - t[0]) / 1e9) if t.size > 1 and t[-1] > t[0] else float("nan")
+        power = {
+            "field186": f"power: NVML field {POWER_FIELD_INSTANT} (instant)",
+            "power_usage": "power: nvmlDeviceGetPowerUsage",
+            None: "power: none",
+        }[self._power_source]
+        parts = [power, "energy: total-energy counter" if self._has_energy else "energy: integrated power (no counter)",
+                 f"{t.size} samples at {rate:.1f} Hz"]
+        if self._power_fallbacks:
+            parts.append(f"{self._power_fallbacks} samples fell back to nvmlDeviceGetPowerUsage")
+        return "; ".join(parts + self._notes)
+
+
+def _field_value(nv, entry) -> float:
+    """The numeric value of an ``nvmlFieldValue_t`` by its ``valueType``."""
+    kinds = {
+        getattr(nv, "NVML_VALUE_TYPE_DOUBLE", 0): "dVal",
+        getattr(nv, "NVML_VALUE_TYPE_UNSIGNED_INT", 1): "uiVal",
+        getattr(nv, "NVML_VALUE_TYPE_UNSIGNED_LONG", 2): "ulVal",
+        getattr(nv, "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG", 3): "ullVal",
+        getattr(nv, "NVML_VALUE_TYPE_SIGNED_LONG_LONG", 4): "sllVal",
+        getattr(nv, "NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
+    }
+    return float(getattr(entry.value, kinds.get(entry.valueType, "uiVal")))
