@@ -1,0 +1,277 @@
+"""An async streaming client for OpenAI-compatible ``/v1/completions`` servers (vLLM), recording
+one timestamp per output **token** (DESIGN §4).
+
+Sending: open loop (poisson | constant | gamma plans) sends each request at its **scheduled**
+time ``t_base + spec.arrival_s`` whether or not earlier ones have finished; a late send shows up
+as ``send_s > arrival_s`` and in TTFT (which counts from the scheduled arrival). Closed loop runs
+``plan.concurrency`` clients, each sending its next request when its last one ends; there the
+arrival is the send time, and the measured window opens at the first measured send and lasts
+``plan.duration_s`` (no new sends after it closes; requests in flight drain).
+
+Receiving: the request asks for ``stream_options.include_usage`` (the final chunk's
+``usage.completion_tokens`` is the request's token count) and ``return_token_ids`` (each chunk
+names the token ids it carries). A chunk that carries k tokens gives k timestamps, all equal to
+its arrival time; when a server sends no ids, per-chunk counts come from ``continuous_usage_stats``
+deltas. Token counts never come from text. A request whose server gives no count at all, an HTTP
+error, a stream error or a timeout becomes a ``status='error'`` row with the error text.
+
+Every time is ``time.monotonic()`` seconds (the sampler's clock, ``monotonic_ns / 1e9``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from orchestrator.metrics import RequestRecord
+from orchestrator.workload import RequestSpec, WorkloadPlan
+
+START_LEAD_S = 0.2  # between preparing every request body and the first scheduled send
+ERROR_TEXT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send: ``base_url`` like ``http://127.0.0.1:8000`` (no trailing ``/v1``)."""
+
+    base_url: str
+    model: str
+    api_key: Optional[str] = None
+
+    @property
+    def completions_url(self) -> str:
+        return self.base_url.rstrip("/") + "/v1/completions"
+
+    def headers(self) -> Dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self.api_key:
+            h["Authorization"] = f"Bearer {self.api_key}"
+        return h
+
+
+@dataclass
+class ClientRun:
+    """What the client saw: one record per request sent, and the measured window (seconds)."""
+
+    records: List[RequestRecord]
+    window_start_s: float
+    window_end_s: float
+    extra: Dict = field(default_factory=dict)
+
+
+def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
+                    request_id: Optional[str] = None) -> Dict:
+    """The JSON body of one streamed completion: the prompt as token ids, exactly
+    ``spec.output_tokens`` new tokens when ``ignore_eos`` (min = max), greedy."""
+    body = {
+        "model": model,
+        "prompt": list(prompt_ids),
+        "max_tokens": int(spec.output_tokens),
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "return_token_ids": True,
+    }
+    if ignore_eos:
+        body.update(ignore_eos=True, min_tokens=int(spec.output_tokens))
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+# ------------------------------------------------------------------------------- one stream
+
+
+class _Stream:
+    """Accumulates the chunks of one response."""
+
+    def __init__(self):
+        self.token_times: List[float] = []
+        self.tokens_known = True  # every content chunk said how many tokens it carried
+        self.first_content_s: Optional[float] = None
+        self.last_content_s: Optional[float] = None
+        self.usage_tokens: Optional[int] = None
+        self.prompt_tokens: Optional[int] = None
+        self.cumulative = 0  # continuous-usage count seen so far
+        self.error: Optional[str] = None
+        self.done = False  # saw [DONE]
+
+    def feed(self, payload: str, t: float) -> bool:
+        """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
+        if payload == "[DONE]":
+            self.done = True
+            return False
+        chunk = json.loads(payload)
+        if "error" in chunk and not chunk.get("choices"):
+            self.error = f"stream error: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}"
+            return False
+        usage = chunk.get("usage") or None
+        choices = chunk.get("choices") or []
+        for choice in choices:
+            self._content(choice, usage, t)
+        if usage is not None and not choices:  # the final usage chunk
+            self.usage_tokens = int(usage["completion_tokens"])
+            self.prompt_tokens = usage.get("prompt_tokens")
+        return True
+
+    def _content(self, choice: Dict, usage: Optional[Dict], t: float) -> None:
+        ids = choice.get("token_ids")
+        if ids is not None:
+            k = len(ids)
+        elif usage is not None and "completion_tokens" in usage:
+            k = int(usage["completion_tokens"]) - self.cumulative
+        else:
+            k = None
+        if k is None:
+            self.tokens_known = False
+            if choice.get("text"):
+                self._mark(t)
+            return
+        self.cumulative += k
+        if k > 0:
+            self.token_times.extend([t] * k)
+            self._mark(t)
+
+    def _mark(self, t: float) -> None:
+        if self.first_content_s is None:
+            self.first_content_s = t
+        self.last_content_s = t
+
+    def record(self, spec: RequestSpec, arrival_s: float, send_s: float, end_of_stream_s: float) -> RequestRecord:
+        """The request's row (status 'error' when the stream failed or gave no token count)."""
+        rec = RequestRecord(
+            index=spec.index, phase=spec.phase, arrival_s=arrival_s, send_s=send_s,
+            first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
+            output_tokens=0, requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
+        )
+        count = self.usage_tokens
+        if count is None and self.tokens_known:
+            count = len(self.token_times)
+        if not self.error and not self.done:
+            self.error = "the stream ended before [DONE]"
+        if self.error or count is None:
+            rec.status = "error"
+            rec.error = self.error or "the server reported no token count (no usage chunk, no token ids)"
+            return rec
+        rec.output_tokens = count
+        if self.prompt_tokens is not None:
+            rec.input_tokens = int(self.prompt_tokens)
+        if self.first_content_s is not None:
+            rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
+        if self.tokens_known:
+            rec.token_times_s = np.asarray(self.token_times, dtype=float)
+            if len(self.token_times) != count:
+                rec.error = f"token ids in chunks ({len(self.token_times)}) != usage.completion_tokens ({count})"
+        return rec
+
+
+async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes, arrival_s: float) -> RequestRecord:
+    """Send one request now and read its stream to the end; never raises."""
+    st = _Stream()
+    send_s = time.monotonic()
+    try:
+        async with session.post(endpoint.completions_url, data=body, headers=endpoint.headers()) as resp:
+            if resp.status != 200:
+                text = (await resp.text())[:ERROR_TEXT_CHARS]
+                st.error = f"HTTP {resp.status}: {text}"
+            else:
+                async for line in resp.content:
+                    t = time.monotonic()
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    if not st.feed(line[5:].strip().decode(), t):
+                        break
+    except (asyncio.TimeoutError, TimeoutError) as exc:
+        st.error = f"timeout after {time.monotonic() - send_s:.1f} s ({type(exc).__name__})"
+    except Exception as exc:  # connection refused/reset, bad JSON...: a row, not a crash
+        st.error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
+    return st.record(spec, arrival_s, send_s, time.monotonic())
+
+
+# ------------------------------------------------------------------------------- the plan
+
+
+class StreamingClient:
+    """Drives a ``WorkloadPlan`` against one endpoint. ``prompt_ids(spec)`` gives each request's
+    prompt token ids (exactly ``spec.input_tokens`` of them)."""
+
+    def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
+                 request_timeout_s: float = 600.0, request_id_prefix: str = "orch"):
+        self.endpoint = endpoint
+        self.prompt_ids = prompt_ids
+        self.request_timeout_s = float(request_timeout_s)
+        self.request_id_prefix = request_id_prefix
+
+    def body(self, spec: RequestSpec, plan: WorkloadPlan) -> bytes:
+        """One request's serialised JSON body."""
+        return json.dumps(completion_body(spec, self.endpoint.model, self.prompt_ids(spec), plan.ignore_eos,
+                                          f"{self.request_id_prefix}-{spec.index}")).encode()
+
+    def session(self):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.request_timeout_s)
+        # limit=0: no cap on open connections (an open loop must never queue in the client).
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+
+    async def run(self, plan: WorkloadPlan) -> ClientRun:
+        if plan.offline:
+            raise ValueError("offline plans run in-process (LLM.generate), not through the client")
+        async with self.session() as session:
+            if plan.arrival == "closed":
+                return await self._closed_loop(session, plan)
+            return await self._open_loop(session, plan)
+
+    async def _open_loop(self, session, plan: WorkloadPlan) -> ClientRun:
+        bodies = [self.body(s, plan) for s in plan.requests]  # all serialised before the first send
+        t_base = time.monotonic() + START_LEAD_S
+        tasks = []
+        for spec, body in zip(plan.requests, bodies):
+            t_sched = t_base + spec.arrival_s
+            delay = t_sched - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(stream_request(session, self.endpoint, spec, body, t_sched)))
+        records = list(await asyncio.gather(*tasks))
+        start = t_base + plan.measured_start_s
+        return ClientRun(records, start, start + plan.duration_s, {"client_t_base_s": t_base, **send_lateness(records)})
+
+    async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
+        queue = list(plan.requests)[::-1]
+        window: Dict[str, float] = {}
+        records: List[RequestRecord] = []
+
+        async def client() -> None:
+            while queue:
+                now = time.monotonic()
+                if "end" in window and now >= window["end"]:
+                    return
+                spec = queue.pop()
+                if spec.phase == "measured" and "start" not in window:
+                    window["start"], window["end"] = now, now + plan.duration_s
+                body = self.body(spec, plan)  # closed loop: built when its client frees
+                records.append(await stream_request(session, self.endpoint, spec, body, time.monotonic()))
+
+        await asyncio.gather(*[client() for _ in range(max(1, plan.concurrency))])
+        records.sort(key=lambda r: r.index)
+        now = time.monotonic()
+        return ClientRun(records, window.get("start", now), window.get("end", now), send_lateness(records))
+
+
+def send_lateness(records: Sequence[RequestRecord]) -> Dict[str, float]:
+    """How far sends fell behind their schedule (ms): p50, p99, max."""
+    late = np.array([r.send_s - r.arrival_s for r in records], dtype=float) * 1e3
+    if not late.size:
+        return {}
+    return {"send_late_p50_ms": float(np.percentile(late, 50)), "send_late_p99_ms": float(np.percentile(late, 99)),
+            "send_late_max_ms": float(late.max())}
+
+
+def run_plan(client: StreamingClient, plan: WorkloadPlan) -> ClientRun:
+    """``client.run(plan)`` on a fresh event loop (for synchronous callers)."""
+    return asyncio.run(client.run(plan))
