@@ -217,8 +217,7 @@ class UnitRunner:
         return {"cell_id": cid, "status": "ok", "retryable": False, "tables": tables}
 
 
-def run_unit(unit: Mapping, tracker=None) -> List[Dict]:
-    """Entry point of a Ray task: tell the tracker we started, run, return the results."""
-    if tracker is not None:
-        tracker.started.remote(unit["key"], worker_context()["node_id"])
-    return UnitRunner(unit).run()
+def run_unit_stream(unit: Mapping):
+    """Body of a Ray task (a streaming generator): first a 'started' marker, then the results."""
+    yield {"started_unix_s": time.time()}
+    yield UnitRunner(unit).run()

@@ -38,7 +38,8 @@ def connect(dispatch: Mapping) -> str:
     if address:
         ray.init(address=address, **kwargs)
         return f"attached to the Ray cluster at {address}"
-    ray.init(num_cpus=dispatch.get("num_cpus"), include_dashboard=False, **kwargs)
+    # "local": a new cluster even if a stale /tmp/ray/ray_current_cluster names a dead one.
+    ray.init(address="local", num_cpus=dispatch.get("num_cpus"), include_dashboard=False, **kwargs)
     return "started a local Ray cluster"
 
 
@@ -122,25 +123,6 @@ def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types
     return list(groups.values())
 
 
-def _tracker_class():
-    import ray
-
-    @ray.remote(num_cpus=0)
-    class ProgressTracker:
-        """Tasks report when they start; the driver polls to show 'running' and time out."""
-
-        def __init__(self):
-            self.started_at: Dict[str, float] = {}
-
-        def started(self, key: str, node_id: Optional[str]) -> None:
-            self.started_at[key] = time.time()
-
-        def snapshot(self) -> Dict[str, float]:
-            return dict(self.started_at)
-
-    return ProgressTracker
-
-
 @dataclass
 class Dispatcher:
     """Submits units, collects results, writes them through ``on_result``."""
@@ -164,64 +146,71 @@ class Dispatcher:
         return opts
 
     def run(self, units: List[Unit], progress: SweepProgress) -> None:
-        import ray
-        from orchestrator.cell import run_unit
+        """Submit every unit, then collect until none is pending.
 
-        remote = ray.remote(run_unit)
-        tracker = _tracker_class().remote()
+        Each task is a streaming generator: it first yields when it starts (so the driver knows
+        what is running and since when, for the progress bar and timeouts), then its results."""
+        import ray
+        from orchestrator.cell import run_unit_stream
+
+        remote = ray.remote(run_unit_stream)
         max_attempts = 1 + int(self.dispatch.get("max_retries", 1))
         timeout_s = float(self.dispatch.get("cell_timeout_s", 3600))
-        pending: Dict = {}
+        pending: Dict = {}  # generator -> unit
+        started: Dict = {}  # generator -> unix time the task began
         cancelled: set = set()
 
         def submit(unit: Unit) -> None:
-            ref = remote.options(**self._options(unit)).remote(unit.payload(self.sweep), tracker)
-            pending[ref] = unit
+            pending[remote.options(**self._options(unit)).remote(unit.payload(self.sweep))] = unit
 
         for u in units:
             submit(u)
-        last_poll = 0.0
-        started: Dict[str, float] = {}
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in ready:
-                unit = pending.pop(ref)
-                retry = self._collect(ref, unit, ref in cancelled, progress, max_attempts)
+            ready, _ = ray.wait(list(pending), num_returns=min(len(pending), 64), timeout=0.25)
+            for gen in ready:
+                retry = self._advance(gen, pending, started, cancelled, progress, max_attempts)
                 if retry is not None:
                     submit(retry)
-            if time.monotonic() - last_poll > 1.0 or not ready:
-                last_poll = time.monotonic()
-                try:
-                    started = ray.get(tracker.snapshot.remote(), timeout=10)
-                except Exception:
-                    pass
-                now = time.time()
-                running = 0
-                for ref, unit in pending.items():
-                    t = started.get(unit.key)
-                    if t is None:
-                        continue
-                    running += len(unit.cells)
-                    if ref not in cancelled and now - t > timeout_s * len(unit.cells):
-                        cancelled.add(ref)
-                        ray.cancel(ref, force=True)
-                progress.update(running=running)
-        ray.kill(tracker)
+            now = time.time()
+            for gen, t in list(started.items()):
+                if gen in pending and gen not in cancelled and now - t > timeout_s * len(pending[gen].cells):
+                    cancelled.add(gen)
+                    ray.cancel(gen, force=True)
+            progress.update(running=sum(len(pending[g].cells) for g in started if g in pending))
 
-    def _collect(self, ref, unit: Unit, was_cancelled: bool, progress, max_attempts: int) -> Optional[Unit]:
+    def _advance(self, gen, pending, started, cancelled, progress, max_attempts) -> Optional[Unit]:
+        """Consume the next item of a ready generator; -> a unit to retry, if any."""
         import ray
         from ray.exceptions import RayTaskError, TaskCancelledError
 
+        unit = pending[gen]
         try:
-            results = ray.get(ref)
+            item = ray.get(next(gen))
+        except StopIteration:  # finished without results: cannot happen for a healthy task
+            pending.pop(gen)
+            started.pop(gen, None)
+            self._fail(unit, "engine_error", "task ended without results", progress)
+            return None
         except (TaskCancelledError, RayTaskError) as exc:
-            if was_cancelled or isinstance(exc, TaskCancelledError):
+            pending.pop(gen)
+            started.pop(gen, None)
+            if gen in cancelled or isinstance(exc, TaskCancelledError):
                 self._fail(unit, "timeout", f"cancelled after {self.dispatch.get('cell_timeout_s')} s per cell", progress)
                 return None
             return self._retry_or_fail(unit, unit.cells, "engine_error", str(exc)[-4000:], progress, max_attempts)
         except Exception as exc:  # worker or node died after Ray's own retries
+            pending.pop(gen)
+            started.pop(gen, None)
             self._fail(unit, "worker_lost", f"{type(exc).__name__}: {str(exc)[-2000:]}", progress)
             return None
+        if isinstance(item, dict) and "started_unix_s" in item:
+            started[gen] = item["started_unix_s"]
+            return None
+        pending.pop(gen)
+        started.pop(gen, None)
+        return self._collect(item, unit, progress, max_attempts)
+
+    def _collect(self, results, unit: Unit, progress, max_attempts: int) -> Optional[Unit]:
         retry_cells = []
         for res in results:
             if res["retryable"] and unit.attempt < max_attempts:

@@ -13,7 +13,6 @@ sweep, on any machine.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -108,6 +107,7 @@ def _parse_override(text: str):
     return OverridesParser.create().parse_override(text)
 
 
+@lru_cache(maxsize=None)
 def _parse_value(value: str):
     import yaml
 
@@ -138,25 +138,27 @@ def _split(override_texts: Sequence[str]):
 
 
 def job_config(base: Mapping, base_choices: Mapping[str, str], override_texts: Sequence[str]) -> Dict:
-    """The resolved config (plain dict) of one sweeper job: ``base`` with the job's overrides."""
+    """The resolved config (plain dict) of one sweeper job: ``base`` with the job's overrides.
+
+    Group nodes are shared, cached dicts: never mutate a job config in place."""
     choices, values, top = _split(override_texts)
     cfg = dict(base)
     for group in CONFIG_GROUPS:
         option = choices.get(group, base_choices[group])
         cfg[group] = _checked_group(group, str(option), values.get(group, ()))
-    if top:
-        cfg = copy.deepcopy(cfg)
-        for key, value in top.items():
-            _set_top(cfg, key, value)
+    for key, value in top.items():
+        _set_top(cfg, key, value)
     return cfg
 
 
 def _set_top(cfg: Dict, key: str, value: str) -> None:
+    """Set a non-group key, copying only the dicts on its path (the rest stays shared)."""
     parts = key.split(".")
     node = cfg
     for part in parts[:-1]:
         if part not in node or not isinstance(node[part], dict):
             raise ConfigError(f"{key}={value}: unknown key '{part}'")
+        node[part] = dict(node[part])
         node = node[part]
     if parts[-1] not in node:
         raise ConfigError(f"{key}={value}: unknown key")
@@ -273,7 +275,7 @@ def prelaunch_status(canon: Mapping) -> Tuple[Optional[str], str]:
 def cells_from_configs(configs: Iterable[Mapping]) -> List[Cell]:
     """Validated, de-duplicated cells (``repeats`` of each config), in first-seen order."""
     cells: Dict[str, Cell] = {}
-    status_cache: Dict[str, Tuple[Optional[str], str]] = {}
+    status_cache: Dict[tuple, Tuple[Optional[str], str]] = {}  # keyed by the (cached) group dicts
     for cfg in configs:
         validate(cfg)
         for repeat in range(int(cfg.get("repeats", 1))):
@@ -281,7 +283,7 @@ def cells_from_configs(configs: Iterable[Mapping]) -> List[Cell]:
             cid = cell_id_of(canon)
             if cid in cells:
                 continue
-            key = cell_id_of({**canon, "repeat": 0})
+            key = tuple(id(canon[g]) for g in CONFIG_GROUPS) + (canon["batch_size"],)
             if key not in status_cache:
                 status_cache[key] = prelaunch_status(canon)
             status, reason = status_cache[key]

@@ -135,7 +135,8 @@ class Store:
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
         try:
             with self.filesystem.open_output_stream(tmp) as out:
-                pq.write_table(table, out, compression="zstd")
+                # one-row runs files: column statistics would cost more than they save
+                pq.write_table(table, out, compression="snappy", write_statistics=table.num_rows > 1)
             self.filesystem.move(tmp, final)
         except BaseException:
             try:
