@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set
 
 import pandas as pd
 import pyarrow as pa
@@ -60,7 +59,7 @@ class SweepData:
 
     path: str
     runs: pd.DataFrame
-    configs: Dict[str, dict]
+    configs: dict[str, dict]
     _store: store.Store
 
     @property
@@ -77,7 +76,7 @@ class SweepData:
     def not_ok(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] != "ok"]
 
-    def requests(self, columns: Optional[List[str]] = None) -> pa.Table:
+    def requests(self, columns: list[str] | None = None) -> pa.Table:
         """The ``requests`` rows of the complete cells (Arrow), only ``columns``."""
         return _read_table(self._store, "requests", set(self.runs["cell_id"]), columns)
 
@@ -102,7 +101,7 @@ def read_sweep(path: str) -> SweepData:
     return SweepData(path=path, runs=prepare_runs(runs, configs), configs=configs, _store=st)
 
 
-def _read_table(st: store.Store, table: str, cells: Optional[Set[str]], columns) -> pa.Table:
+def _read_table(st: store.Store, table: str, cells: set[str] | None, columns) -> pa.Table:
     """Rows of ``table`` for ``cells`` (None: every file), projected on ``columns``.
 
     Follows the store's layout (``<root>/<table>/<cell_id>.parquet``); a cell is complete when its
@@ -124,7 +123,7 @@ def _stem(path: str) -> str:
     return path.rsplit("/", 1)[-1][: -len(".parquet")]
 
 
-def prepare_runs(runs: pd.DataFrame, configs: Dict[str, dict]) -> pd.DataFrame:
+def prepare_runs(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
     """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_measured`` and
     ``context_tokens`` (see module doc); rows sorted by workload, gpu, model, quant, batch size."""
     df = runs.copy()
@@ -147,7 +146,7 @@ def _variant(config) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:4]
 
 
-def _series_labels(df: pd.DataFrame) -> List[str]:
+def _series_labels(df: pd.DataFrame) -> list[str]:
     base = df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)
     n_variants = df.groupby([base, df["workload"]])["variant"].transform("nunique")
     return [b if n <= 1 else f"{b}#{v}" for b, n, v in zip(base, n_variants, df["variant"])]
@@ -163,7 +162,7 @@ def flag_codes(df: pd.DataFrame) -> pd.Series:
     return pd.Series(joined, index=df.index, dtype=object)
 
 
-def flag_counts(df: pd.DataFrame) -> Dict[str, int]:
+def flag_counts(df: pd.DataFrame) -> dict[str, int]:
     """Flag column -> number of rows that raise it."""
     return {c: int(df[c].fillna(False).astype(bool).sum()) if c in df else 0 for c in FLAGS}
 

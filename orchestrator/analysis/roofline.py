@@ -113,3 +113,16 @@ def decode_ceiling_tok_s(
     t_compute = cost.flops / peak_flops(gpu, quantization)
     bound = "memory" if t_mem >= t_compute else "compute"
     return batch / max(t_mem, t_compute), bound
+
+
+def batch_to_ridge(model: Mapping, quantization: Mapping, gpu: Mapping, context_tokens: float) -> float:
+    """Smallest decode batch whose step intensity reaches the ridge point (sequences; may be
+    fractional), or ``inf`` when KV traffic per sequence keeps decode memory-bound at any batch.
+
+    With ``f`` FLOPs and ``k`` KV bytes per sequence per step and ``W`` weight bytes, intensity
+    ``b f / (W + b k)`` reaches the ridge ``R`` at ``b = R W / (f - R k)`` when ``f > R k``."""
+    one = decode_cost(model, quantization, 1, context_tokens)
+    w = weight_bytes(model, quantization)
+    f, k = one.flops, one.bytes - w
+    r = ridge_point(gpu, quantization)
+    return r * w / (f - r * k) if f > r * k else float("inf")

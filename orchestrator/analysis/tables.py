@@ -7,8 +7,6 @@ series at the baseline batch size (NaN where the series has no baseline point).
 """
 from __future__ import annotations
 
-from typing import List
-
 import numpy as np
 import pandas as pd
 
@@ -28,7 +26,7 @@ DETAIL_COLUMNS = [
 ]
 
 
-def with_baseline(points: pd.DataFrame, baseline_batch: int, metrics: List[str]) -> pd.DataFrame:
+def with_baseline(points: pd.DataFrame, baseline_batch: int, metrics: list[str]) -> pd.DataFrame:
     """``points`` plus ``base_<m>`` and ``change_<m>_pct`` for each metric ``m``."""
     base = points[points["batch_size"] == baseline_batch][SERIES_KEYS + metrics]
     base = base.drop_duplicates(SERIES_KEYS).rename(columns={m: f"base_{m}" for m in metrics})

@@ -1,0 +1,123 @@
+"""Batch-size recommendations per series under latency SLOs, by explicit rules over the data.
+
+A point is **eligible** when its TTFT p99 and TPOT p99 (ms) meet the SLOs (an SLO of None is no
+constraint) and it is not ``saturated`` (an open-loop server that cannot keep up has a queue
+that grows without bound, so no latency it showed holds in steady state). Among eligible points:
+
+- ``latency``: the lowest TTFT p99 (ties: lower TPOT p99, then the smaller batch);
+- ``throughput``: the smallest batch within ``NEAR`` (5%) of the highest output tok/s;
+- ``balanced``: the highest output tok/s per second of median end-to-end latency
+  (Kleinrock's "power": throughput / delay);
+- ``cost``: the smallest batch within 5% of the lowest gross J/request (energy-measured only).
+
+Each row carries the chosen batch size (None when nothing qualifies) and the reason in words.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from orchestrator.analysis.format import batch, num
+from orchestrator.analysis.tables import SERIES_KEYS
+
+NEAR = 0.05
+SCENARIOS = ("latency", "throughput", "balanced", "cost")
+SCENARIO_TITLES = {
+    "latency": "Latency-sensitive (interactive)",
+    "throughput": "Throughput-maximising",
+    "balanced": "Balanced",
+    "cost": "Cost-optimised",
+}
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Latency objectives in ms (None: no constraint)."""
+
+    ttft_p99_ms: float | None = 2000.0
+    tpot_p99_ms: float | None = 100.0
+
+    def describe(self) -> str:
+        parts = [f"TTFT p99 ≤ {num(self.ttft_p99_ms)} ms" if self.ttft_p99_ms is not None else None,
+                 f"TPOT p99 ≤ {num(self.tpot_p99_ms)} ms" if self.tpot_p99_ms is not None else None]
+        return ", ".join(p for p in parts if p) or "no latency SLO"
+
+
+def eligible_mask(points: pd.DataFrame, slo: Slo) -> pd.Series:
+    """True where the point meets the SLOs and is not saturated."""
+    ok = ~points["saturated"].fillna(False).astype(bool)
+    if slo.ttft_p99_ms is not None:
+        ok &= points["ttft_p99_ms"] <= slo.ttft_p99_ms
+    if slo.tpot_p99_ms is not None:
+        ok &= points["tpot_p99_ms"] <= slo.tpot_p99_ms
+    return ok
+
+
+def _smallest_near(cand: pd.DataFrame, metric: str, best: float, largest: bool) -> pd.Series:
+    bound = best * (1 - NEAR) if largest else best * (1 + NEAR)
+    near = cand[cand[metric] >= bound] if largest else cand[cand[metric] <= bound]
+    return near.sort_values("batch_size").iloc[0]
+
+
+def _latency(cand: pd.DataFrame):
+    p = cand.sort_values(["ttft_p99_ms", "tpot_p99_ms", "batch_size"]).iloc[0]
+    return p, (f"lowest TTFT p99 of the {len(cand)} eligible batch sizes: {num(p.ttft_p99_ms)} ms "
+               f"(TPOT p99 {num(p.tpot_p99_ms)} ms, {num(p.output_throughput_tok_s)} tok/s)")
+
+
+def _throughput(cand: pd.DataFrame):
+    top = cand.loc[cand["output_throughput_tok_s"].idxmax()]
+    p = _smallest_near(cand, "output_throughput_tok_s", top.output_throughput_tok_s, largest=True)
+    why = f"highest output throughput within the SLO: {num(top.output_throughput_tok_s)} tok/s at BS {batch(top.batch_size)}"
+    if p.batch_size != top.batch_size:
+        why += (f"; BS {batch(p.batch_size)} reaches {num(p.output_throughput_tok_s)} tok/s (within {NEAR:.0%}) "
+                f"with TTFT p99 {num(p.ttft_p99_ms)} ms instead of {num(top.ttft_p99_ms)} ms")
+    return p, why
+
+
+def _balanced(cand: pd.DataFrame):
+    score = cand["output_throughput_tok_s"] / (cand["e2e_p50_ms"] / 1000.0)
+    p = cand.loc[score.idxmax()]
+    return p, (f"highest throughput per second of median latency: {num(p.output_throughput_tok_s)} tok/s "
+               f"at E2E p50 {num(p.e2e_p50_ms)} ms ({num(score.max())} tok/s per s)")
+
+
+def _cost(cand: pd.DataFrame):
+    measured = cand[cand["energy_measured"] & cand["energy_per_request_j"].notna()]
+    if measured.empty:
+        return None, "energy was not measured for these cells: no cost ranking"
+    best = measured.loc[measured["energy_per_request_j"].idxmin()]
+    p = _smallest_near(measured, "energy_per_request_j", best.energy_per_request_j, largest=False)
+    why = f"lowest gross energy within the SLO: {num(best.energy_per_request_j)} J/request at BS {batch(best.batch_size)}"
+    if p.batch_size != best.batch_size:
+        why += f"; BS {batch(p.batch_size)} is within {NEAR:.0%} ({num(p.energy_per_request_j)} J/request)"
+    return p, why
+
+
+RULES = {"latency": _latency, "throughput": _throughput, "balanced": _balanced, "cost": _cost}
+
+
+def _no_candidate(grp: pd.DataFrame, slo: Slo) -> str:
+    closest = grp.sort_values(["ttft_p99_ms", "batch_size"]).iloc[0]
+    sat = int(grp["saturated"].fillna(False).astype(bool).sum())
+    return (f"no batch size meets {slo.describe()} unsaturated ({sat} of {len(grp)} saturated); the lowest "
+            f"TTFT p99 is {num(closest.ttft_p99_ms)} ms at BS {batch(closest.batch_size)}")
+
+
+def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
+    """One row per series and scenario: ``batch_size`` (None when nothing qualifies), ``flags``,
+    ``reason``, ``n_eligible`` and the chosen point's tok/s, TTFT/TPOT p99 (ms) and J/request."""
+    rows: list[dict] = []
+    pts = points.assign(eligible=eligible_mask(points, slo))
+    for key, grp in pts.groupby(SERIES_KEYS, sort=False):
+        cand = grp[grp["eligible"]]
+        for scenario in SCENARIOS:
+            row = dict(zip(SERIES_KEYS, key), scenario=scenario, n_eligible=len(cand))
+            p, why = RULES[scenario](cand) if not cand.empty else (None, _no_candidate(grp, slo))
+            row.update(reason=why, batch_size=None if p is None else p.batch_size,
+                       flags="" if p is None else p["flags"], cell_id=None if p is None else p.cell_id)
+            for m in ("output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms", "energy_per_request_j"):
+                row[m] = None if p is None else p[m]
+            rows.append(row)
+    return pd.DataFrame(rows)
