@@ -1,0 +1,27 @@
+"""The sweep report: ``python -m orchestrator.report <sweep dir>`` (see ``__main__``).
+
+Library use::
+
+    from orchestrator.report import ReportOptions, write_report, write_compare
+    write_report(ReportOptions("outputs/full", baseline_batch=1))   # -> outputs/full/report/report.md
+    write_compare("outputs/t4", "outputs/a800", out="cmp")           # -> cmp/compare.md
+
+Modules: ``options`` (ReportOptions), ``analyse`` (every table once), ``header``, ``summary``
+(section 1), ``results`` (2, 3), ``models`` (4, 5, 6), ``decisions`` (7, 8), ``figures`` (9),
+``appendix``, ``compare``, ``markdown`` (table rendering), ``build`` (writes the files).
+"""
+from importlib import import_module
+
+_API = {"ReportOptions": "options", "write_report": "build", "render": "build", "write_compare": "compare"}
+__all__ = [
+    "ReportOptions",
+    "render",
+    "write_compare",
+    "write_report",
+]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(f"{__name__}.{_API[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,59 @@
+"""Appendices: cells without measurements (status table), data checks, definitions."""
+from __future__ import annotations
+
+from orchestrator.analysis import format as fmt
+from orchestrator.report.analyse import Analysis
+from orchestrator.report.markdown import Col, bullets, col, heading, para, table
+
+REASON_CHARS = 160
+
+STATUS_COLS = [
+    col("workload", "workload", "text"), col("GPU", "gpu", "text"), col("model", "model", "text"),
+    col("quantization", "quantization", "text"), col("BS", "batch_size", "batch"), col("repeat", "repeat", "batch"),
+    col("status", "status", "text"), Col("cell", lambda r: r.cell_id[:8]),
+    Col("reason", lambda r: r.reason[:REASON_CHARS] + ("…" if len(r.reason) > REASON_CHARS else "")),
+]
+
+
+def status_section(a: Analysis) -> list[str]:
+    out = heading(2, "Appendix A. Cells without measurements")
+    st = a.status
+    if st.empty:
+        return out + para("Every cell of the sweep finished ok.")
+    counts = st["status"].value_counts()
+    out += para(f"{len(st)} cells have no metrics ({', '.join(f'{n} {s}' for s, n in counts.items())}); they appear "
+                "only here, never in the metric tables.")
+    return out + table(st, STATUS_COLS)
+
+
+CHECK_COLS = [
+    Col("cell", lambda r: r.cell_id[:8]), col("series", "series", "text"), col("workload", "workload", "text"),
+    col("BS", "batch_size", "batch"), col("request rows", "rows", "batch"), col("runs n_requests_total", "n_requests_total", "batch"),
+    col("measured ok rows", "measured_ok", "batch"), col("runs n_requests_ok", "n_requests_ok", "batch"),
+    col("TTFT p50 from requests", "ttft_p50_ms_requests"), col("runs TTFT p50", "ttft_p50_ms"),
+]
+
+
+def checks_section(a: Analysis) -> list[str]:
+    out = heading(2, "Appendix B. Data checks")
+    c = a.checks
+    bad = c[~c["agrees"]]
+    out += para(f"Each ok cell's request rows were re-aggregated and compared with its runs row (row count, measured "
+                f"ok requests, TTFT p50 and E2E p99 to 1e-6): {len(c) - len(bad)} of {len(c)} cells agree.")
+    return out + table(bad, CHECK_COLS)
+
+
+def definitions_section(a: Analysis) -> list[str]:
+    out = heading(2, "Appendix C. Definitions")
+    return out + bullets([
+        ("TTFT = first token − **scheduled** arrival; TPOT = (end − first token) ÷ (output tokens − 1); "
+         "E2E = end − scheduled arrival; ITL = gaps between tokens (orchestrator.metrics)."),
+        "Throughputs count requests completed and output tokens emitted inside the measured window, ÷ its length.",
+        "Output tokens come from the engine (token ids / usage), never from stream chunks.",
+        ("Mean running batch: the engine's own metric when it reports one, else the mean number of requests "
+         "decoding in the window."),
+        ("Repeats of one configuration are folded: means of latencies, throughputs and energies; sums of request "
+         "counts; union of flags."),
+        (f"Numbers are shown with at most 4 significant figures ({fmt.num(5781.3)}, {fmt.num(548.23)}, "
+         f"{fmt.num(18.094)}, {fmt.num(0.6123)}); CSV copies of every table (full precision) are in tables/."),
+    ])

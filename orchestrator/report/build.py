@@ -1,0 +1,48 @@
+"""``write_report``: sweep -> analysis -> PNGs + report.md (+ CSV copies of the tables)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.analysis.dataset import read_sweep
+from orchestrator.report import appendix, decisions, figures, header, models, results, summary
+from orchestrator.report.analyse import Analysis, analyse
+from orchestrator.report.options import ReportOptions
+
+
+def write_tables(a: Analysis, folder: Path) -> None:
+    """Every section's DataFrame as CSV (full precision) under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = {
+        "summary": a.summary, "detail": a.detail, "energy": a.energy, "roofline": a.roofline,
+        "ridge_batches": a.ridge_batches, "vram": a.vram, "vram_by_batch": a.vram_by_batch, "cost": a.cost,
+        "recommendations": a.recommendations, "checks": a.checks, "status": a.status,
+    }
+    frames.update({f"fit_{m}": f for m, f in a.fits.items()})
+    for name, frame in frames.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+
+
+def render(a: Analysis, figs: dict) -> str:
+    """The Markdown text of the report."""
+    lines = header.header(a) + summary.section(a) + results.detail_section(a) + results.energy_section(a)
+    lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a) + decisions.cost_section(a) + decisions.recommendations_section(a)
+    lines += figures.figures_section(a, figs)
+    lines += appendix.status_section(a) + appendix.checks_section(a) + appendix.definitions_section(a)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(options: ReportOptions) -> Path:
+    """Write ``report.md`` and its PNGs to ``options.resolved_out()``; return the report's path.
+    Raises ``SweepError`` for input that cannot make a report."""
+    data = read_sweep(options.sweep_dir)
+    a = analyse(data, options)
+    out = Path(options.resolved_out())
+    out.mkdir(parents=True, exist_ok=True)
+    figs = figures.make_figures(a, out)
+    path = out / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(render(a, figs), encoding="utf-8")
+    tmp.replace(path)
+    if options.write_csv:
+        write_tables(a, out / "tables")
+    return path

@@ -1,0 +1,81 @@
+"""Section 9: the PNGs (written next to report.md) and their captions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.analysis import plots
+from orchestrator.analysis.dataset import SweepError
+from orchestrator.report.analyse import Analysis
+from orchestrator.report.markdown import heading, image, para
+
+POWER_CANDIDATES = 8
+
+
+def _note(a: Analysis) -> str:
+    return " — simulated, not measured" if a.points["simulated"].all() else ""
+
+
+def power_cell(a: Analysis) -> pd.Series | None:
+    """The ok cell of ``--power-cell`` (id or unique prefix; ``SweepError`` if unknown), else the
+    highest-throughput ok cell that has power samples (None when none of the top few has)."""
+    ok = a.data.ok
+    wanted = a.options.power_cell
+    if wanted:
+        hits = ok[ok["cell_id"].str.startswith(wanted)]
+        if len(hits) != 1:
+            raise SweepError(f"--power-cell {wanted}: {'no' if hits.empty else 'more than one'} ok cell matches")
+        return hits.iloc[0]
+    for _, row in ok.sort_values("output_throughput_tok_s", ascending=False).head(POWER_CANDIDATES).iterrows():
+        if not a.data.power(row["cell_id"]).empty:
+            return row
+    return None
+
+
+def make_figures(a: Analysis, out: Path) -> dict[str, str]:
+    """Write every PNG; return name -> file name (relative to ``out``)."""
+    note = _note(a)
+    files = {
+        "throughput": plots.plot_throughput(a.points, out / "throughput_vs_batch.png", note),
+        "pareto": plots.plot_pareto(a.points, out / "latency_throughput_pareto.png", note),
+        "roofline": plots.plot_roofline(a.roofline, a.roofs, out / "roofline.png", note),
+    }
+    if a.any_energy:
+        files["energy"] = plots.plot_energy_per_token(a.points, a.fits["energy_per_1k_output_tokens_j"],
+                                                      out / "energy_per_token_vs_batch.png", note)
+    cell = power_cell(a)
+    if cell is not None:
+        files["power"] = plots.plot_power_timeline(a.data.power(cell["cell_id"]), cell, out / "power_timeline.png")
+    return {k: Path(v).name for k, v in files.items()}
+
+
+CAPTIONS = {
+    "throughput": ("Output throughput vs batch size",
+                   "per workload and GPU, a line per model/quantization (hollow markers: flagged cells)."),
+    "energy": ("Energy per output token vs batch size",
+               ("gross J per output token, log-log, with the power-law fit (dashed) over the range where it "
+                "holds, annotated with its α.")),
+    "pareto": ("Latency-throughput Pareto front",
+               ("TTFT p99 against output tok/s for every point; the black line is the Pareto front (no other "
+                "point has both more throughput and lower TTFT p99), labelled with batch sizes.")),
+    "roofline": ("Roofline",
+                 ("per GPU, the memory roof (bandwidth × AI) and compute roof (peak) of each matmul dtype, ridge "
+                  "points dotted, and each point at its effective batch's decode intensity.")),
+    "power": ("Power timeline",
+              ("instant power of one cell (choose it with --power-cell), the measured window (shaded), the idle "
+               "baseline and the window's mean power.")),
+}
+
+
+def figures_section(a: Analysis, figures: dict[str, str]) -> list[str]:
+    out = heading(2, "9. Plots")
+    if "energy" not in figures:
+        out += para("Energy was not measured: no energy-per-token plot.")
+    if "power" not in figures:
+        out += para("No power samples in this sweep's top cells: no power timeline.")
+    for key in ("throughput", "energy", "pareto", "roofline", "power"):
+        if key in figures:
+            alt, caption = CAPTIONS[key]
+            out += heading(3, alt) + para(f"`{figures[key]}`: {caption}") + image(figures[key], alt)
+    return out

@@ -1,0 +1,68 @@
+"""Markdown building blocks: tables from DataFrames, headings, the flag legend.
+
+A table is described by ``Col`` entries: a header (with its unit) and a function of the row
+(a namedtuple from ``itertuples``) returning the cell text. Pipes in text are escaped.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from orchestrator.analysis import format as fmt
+
+
+@dataclass(frozen=True)
+class Col:
+    """One table column: ``header`` and ``cell(row) -> str``."""
+
+    header: str
+    cell: Callable
+
+
+def col(header: str, column: str, kind: str = "num") -> Col:
+    """A column from a DataFrame column: kind ``num`` | ``pct`` | ``ratio`` | ``batch`` | ``text``."""
+    formatter = {"num": fmt.num, "pct": fmt.pct, "ratio": fmt.ratio, "batch": fmt.batch,
+                 "text": lambda v: "" if fmt.is_missing(v) else str(v)}[kind]
+    return Col(header, lambda r: formatter(getattr(r, column)))
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(df: pd.DataFrame, cols: list[Col]) -> list[str]:
+    """Markdown lines of ``df`` rendered through ``cols`` (an empty list for an empty frame)."""
+    if df is None or df.empty:
+        return []
+    lines = ["| " + " | ".join(c.header for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_escape(c.cell(row)) for c in cols) + " |")
+    return lines + [""]
+
+
+def heading(level: int, text: str) -> list[str]:
+    return ["#" * level + " " + text, ""]
+
+
+def para(*sentences: str) -> list[str]:
+    text = " ".join(s for s in sentences if s)
+    return [text, ""] if text else []
+
+
+def bullets(items: Iterable[str]) -> list[str]:
+    out = [f"- {i}" for i in items if i]
+    return out + [""] if out else []
+
+
+def image(path: str, alt: str) -> list[str]:
+    return [f"![{alt}]({path})", ""]
+
+
+def series_label(row) -> str:
+    """``model/quantization`` (+ variant) with † when the point is simulated."""
+    label = f"{row.model}/{row.quantization}"
+    if "#" in str(row.series):
+        label += "#" + str(row.series).rsplit("#", 1)[1]
+    return label + (" †" if getattr(row, "simulated", False) else "")

@@ -1,0 +1,30 @@
+"""What a report run is asked to do (the command line, as a dataclass)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.analysis.cost import CostAssumptions
+from orchestrator.analysis.recommend import Slo
+
+
+@dataclass
+class ReportOptions:
+    """``sweep_dir``: the sweep (dir or URI); ``out_dir``: where report.md and the PNGs go
+    (default ``<sweep_dir>/report``); ``baseline_batch``: the batch size changes are relative to;
+    ``power_cell``: cell id (or unique prefix) of the power timeline (default: the ok cell with the
+    highest output throughput that has power samples)."""
+
+    sweep_dir: str
+    out_dir: str | None = None
+    baseline_batch: int = 1
+    cost: CostAssumptions = field(default_factory=CostAssumptions)
+    slo: Slo = field(default_factory=Slo)
+    power_cell: str | None = None
+    write_csv: bool = True
+
+    def resolved_out(self) -> str:
+        if self.out_dir:
+            return self.out_dir
+        if "://" in self.sweep_dir:
+            return "report_" + self.sweep_dir.rstrip("/").rsplit("/", 1)[-1]
+        return self.sweep_dir.rstrip("/") + "/report"

@@ -1,0 +1,101 @@
+"""Sections 2 (detailed results) and 3 (energy per batch size), per workload and GPU."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+
+from orchestrator.analysis import format as fmt
+from orchestrator.report.analyse import Analysis
+from orchestrator.report.markdown import Col, col, heading, para, series_label, table
+from orchestrator.report.summary import workload_title
+
+SERIES = Col("series", series_label)
+BATCH = col("BS", "batch_size", "batch")
+FLAGS = col("flags", "flags", "text")
+
+
+def groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(workload, gpu, rows) in sorted order."""
+    for (wl, gpu), g in df.groupby(["workload", "gpu"], sort=True):
+        yield wl, gpu, g
+
+
+DETAIL_COLS = [
+    SERIES, BATCH, FLAGS,
+    col("requests", "n_requests_measured", "batch"), col("ok %", "success_pct"),
+    col("req/s", "request_throughput_rps"), col("output tok/s", "output_throughput_tok_s"),
+    col("Δ tok/s", "change_output_throughput_tok_s_pct", "pct"),
+    col("TTFT p50 (ms)", "ttft_p50_ms"), col("TTFT p99 (ms)", "ttft_p99_ms"),
+    col("Δ TTFT p50", "change_ttft_p50_ms_pct", "pct"),
+    col("TPOT p50 (ms)", "tpot_p50_ms"), col("TPOT p99 (ms)", "tpot_p99_ms"),
+    col("Δ TPOT p50", "change_tpot_p50_ms_pct", "pct"),
+    col("E2E p50 (ms)", "e2e_p50_ms"), col("E2E p99 (ms)", "e2e_p99_ms"),
+    col("mean running batch", "mean_running_batch"), col("output tok/request", "output_tokens_per_request_mean"),
+    Col("cell", lambda r: r.cell_id[:8] if "," not in r.cell_id else f"{r.cell_id.count(',') + 1} cells"),
+]
+
+
+def detail_section(a: Analysis) -> list[str]:
+    base = a.options.baseline_batch
+    out = heading(2, "2. Detailed results")
+    out += para(f"Per workload and GPU, one row per series and batch size. Requests: measured requests (warm-up "
+                f"excluded); ok %: of those, the share that succeeded. Δ columns: change against BS {base} of the "
+                "same series. Throughputs count what completed inside the measured window; TTFT is measured from "
+                "the **scheduled** arrival, so queueing is not hidden.")
+    for wl, gpu, g in groups(a.detail):
+        out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
+        sat = g[g["flags"].str.contains("S")]
+        if len(sat):
+            out += para(f"{len(sat)} of {len(g)} rows are saturated (S): their queue grows, so their latencies "
+                        "depend on the window's length.")
+        out += table(g, DETAIL_COLS)
+    return out
+
+
+ENERGY_COLS = [
+    SERIES, BATCH, FLAGS, col("output tok/s", "output_throughput_tok_s"),
+    col("J/request gross", "energy_per_request_j"), col("J/request net", "net_energy_per_request_j"),
+    col("J/1k tok gross", "energy_per_1k_output_tokens_j"), col("J/1k tok net", "net_energy_per_1k_output_tokens_j"),
+    col("GPU util %", "gpu_util_mean_pct"), col("mean W", "mean_power_w"), col("idle W", "idle_power_w"),
+    col("Δ energy gross", "change_energy_per_request_j_pct", "pct"),
+    col("Δ energy net", "change_net_energy_per_request_j_pct", "pct"),
+    col("throughput scaling", "throughput_scaling_x", "ratio"),
+]
+
+
+def _not_measured(g: pd.DataFrame) -> str:
+    notes = sorted({str(n) for n in g["energy_note"].dropna() if n})
+    sources = ", ".join(sorted(g["energy_source"].fillna("none").unique()))
+    return (f"Energy was not measured for these cells (energy_source={sources}"
+            f"{': ' + '; '.join(notes) if notes else ''}); only throughput is shown.")
+
+
+def energy_section(a: Analysis) -> list[str]:
+    base = a.options.baseline_batch
+    out = heading(2, "3. Energy per batch size")
+    out += para("Gross = the GPU energy counter's delta over the measured window; net = gross − idle power × "
+                "window (the idle baseline measured with the model loaded). Per request: ÷ requests completed in "
+                "the window; per 1k tokens: ÷ output tokens emitted in it × 1000. Δ energy: change of J/request "
+                f"against BS {base}; throughput scaling: output tok/s ÷ that of BS {base}.")
+    for wl, gpu, g in groups(a.energy):
+        out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
+        if not g["energy_measured"].any():
+            out += para(_not_measured(g))
+        elif not g["energy_measured"].all():
+            out += para(f"{int((~g['energy_measured']).sum())} rows have no energy: {_not_measured(g[~g['energy_measured']])}")
+        out += para(_energy_sentence(g, base))
+        out += table(g, ENERGY_COLS)
+    return out
+
+
+def _energy_sentence(g: pd.DataFrame, base: int) -> str:
+    m = g[g["energy_measured"] & g["change_energy_per_request_j_pct"].notna()]
+    if m.empty:
+        return ""
+    best = m.loc[m["change_energy_per_request_j_pct"].idxmin()]
+    share = (best["net_energy_per_request_j"] / best["energy_per_request_j"] * 100.0
+             if best["energy_per_request_j"] else float("nan"))
+    return (f"The lowest gross energy per request against BS {base} is {fmt.num(best['energy_per_request_j'])} J "
+            f"({fmt.pct(best['change_energy_per_request_j_pct'])}) for {best['series']} at BS "
+            f"{fmt.batch(best['batch_size'])}; there {fmt.num(share)}% of the gross energy is above the idle baseline.")

@@ -1,0 +1,165 @@
+"""Section 1: baseline vs best batch size per workload, with sentences generated from the data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.analysis import format as fmt
+from orchestrator.analysis.dataset import FLAGS
+from orchestrator.analysis.tables import SUMMARY_METRICS
+from orchestrator.report.analyse import Analysis
+from orchestrator.report.markdown import heading, para
+
+METRIC_NAMES = {
+    "output_throughput_tok_s": "output tok/s",
+    "request_throughput_rps": "req/s",
+    "ttft_p50_ms": "TTFT p50 (ms)",
+    "tpot_p50_ms": "TPOT p50 (ms)",
+    "energy_per_request_j": "J/request (gross)",
+}
+RATE_BOUND_PCT = 5.0
+
+
+def series_count(n: int, verb_singular: str = "", verb_plural: str = "") -> str:
+    """``"1 series stays"`` / ``"3 series stay"``."""
+    verb = verb_singular if n == 1 else verb_plural
+    return f"{n} series" + (f" {verb}" if verb else "")
+
+
+def workload_title(points: pd.DataFrame, workload: str) -> str:
+    p = points[points["workload"] == workload].iloc[0]
+    if p["arrival"] == "offline":
+        return f"{workload} — static (offline) batches"
+    rate = f" at {fmt.num(p['offered_rate_rps'])} req/s offered" if pd.notna(p["offered_rate_rps"]) else ""
+    return f"{workload} — {p['arrival']} arrivals{rate}"
+
+
+def _span(values: pd.Series, render=fmt.pct) -> str:
+    v = values.dropna()
+    if v.empty:
+        return fmt.MISSING
+    return render(v.min()) if np.isclose(v.min(), v.max()) else f"{render(v.min())} to {render(v.max())}"
+
+
+def _bs_span(values: pd.Series) -> str:
+    v = values.dropna()
+    lo, hi = fmt.batch(v.min()), fmt.batch(v.max())
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def throughput_sentence(s: pd.DataFrame, base: int) -> str:
+    gain = s["tput_change_output_throughput_tok_s_pct"]
+    top = s.loc[gain.idxmax()]
+    if gain.max() < 1.0:
+        return f"No batch size beats BS {base} on output throughput by more than 1% in any series."
+    lead = (f"For {top.series}, BS {fmt.batch(top.tput_batch_size)} gives the highest output throughput"
+            if len(s) == 1 else
+            f"Across {len(s)} series the best-throughput batch size is {_bs_span(s['tput_batch_size'])}; output "
+            f"throughput changes by {_span(gain)} over BS {base}, most for {top.series}")
+    return (f"{lead}: {fmt.num(top.base_output_throughput_tok_s)} → {fmt.num(top.tput_output_throughput_tok_s)} tok/s "
+            f"({fmt.pct(top.tput_change_output_throughput_tok_s_pct)}, "
+            f"{fmt.ratio(top.tput_output_throughput_tok_s / top.base_output_throughput_tok_s)}) at BS "
+            f"{fmt.batch(top.tput_batch_size)}.")
+
+
+def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
+    """Open-loop workloads: is the baseline saturated, or is the arrival rate the bound?"""
+    if s["base_arrival"].iloc[0] == "offline" or s["base_offered_rate_rps"].isna().all():
+        return []
+    rate = fmt.num(s["base_offered_rate_rps"].iloc[0])
+    out = []
+    sat = s[s["base_saturated"].eq(True)]
+    if len(sat):
+        out.append(f"At BS {base}, {len(sat)} of {len(s)} series cannot keep up with the offered {rate} req/s "
+                   f"(saturated; they complete {_span(sat['base_request_throughput_rps'], fmt.num)} req/s).")
+    calm = s[~s["base_saturated"].eq(True) & ~s["tput_saturated"].eq(True)]
+    bound = calm[calm["tput_change_request_throughput_rps_pct"].abs() < RATE_BOUND_PCT]
+    if len(bound):
+        out.append(f"For {len(bound)} series request throughput stays within {RATE_BOUND_PCT:.0f}% of the baseline's "
+                   f"({_span(bound['base_request_throughput_rps'], fmt.num)} req/s, {rate} offered): the arrival "
+                   "rate, not the GPU, bounds requests, so batching shows in tokens and latency.")
+    still = s[s["tput_saturated"].eq(True)]
+    if len(still):
+        out.append(f"{series_count(len(still), 'stays', 'stay')} saturated even at their best-throughput batch size: the offered load "
+                   "exceeds what that configuration serves at any swept batch size.")
+    return out
+
+
+def latency_sentence(s: pd.DataFrame) -> str:
+    ttft, tpot = s["tput_change_ttft_p50_ms_pct"], s["tput_change_tpot_p50_ms_pct"]
+    if len(s) == 1:
+        return (f"At that batch size TPOT p50 changes by {fmt.pct(tpot.iloc[0])} and TTFT p50 by "
+                f"{fmt.pct(ttft.iloc[0])}.")
+    return (f"At the best-throughput batch size TPOT p50 changes by {fmt.pct(tpot.median())} (median; "
+            f"{_span(tpot)}) and TTFT p50 by {fmt.pct(ttft.median())} ({_span(ttft)}).")
+
+
+def energy_sentence(s: pd.DataFrame, base: int) -> str:
+    e = s[s["energy_batch_size"].notna() & s["base_energy_per_request_j"].notna()]
+    if e.empty:
+        return "Energy was not measured for this workload (or not at the baseline): no energy ranking."
+    saving = -e["energy_change_energy_per_request_j_pct"]
+    top = e.loc[saving.idxmax()]
+    return (f"Gross energy per request is lowest at BS {_bs_span(e['energy_batch_size'])}, "
+            f"{_span(e['energy_change_energy_per_request_j_pct'])} against BS {base}; the largest saving is "
+            f"{top.series}: {fmt.num(top.base_energy_per_request_j)} → {fmt.num(top.energy_energy_per_request_j)} "
+            f"J/request at BS {fmt.batch(top.energy_batch_size)} ({fmt.pct(top.energy_change_energy_per_request_j_pct)}).")
+
+
+def flag_sentence(cells: pd.DataFrame) -> str:
+    flagged = cells[cells["flags"] != ""]
+    if flagged.empty:
+        return f"None of the {len(cells)} cells of this workload is flagged."
+    parts = [f"{int(cells[c].eq(True).sum())} {code}" for c, (code, _) in FLAGS.items() if cells[c].eq(True).any()]
+    return f"{len(flagged)} of the {len(cells)} cells of this workload are flagged ({', '.join(parts)})."
+
+
+def _cell(row, role: str, metric: str) -> str:
+    return fmt.num(getattr(row, f"{role}_{metric}"))
+
+
+def _bs_cell(row, role: str) -> str:
+    b = getattr(row, f"{role}_batch_size")
+    flags = getattr(row, f"{role}_flags")
+    return fmt.MISSING if fmt.is_missing(b) else fmt.batch(b) + (f" [{flags}]" if isinstance(flags, str) and flags else "")
+
+
+def series_rows(s: pd.DataFrame) -> list[str]:
+    lines = ["| series | metric | baseline | best throughput | change | best energy | change |",
+             "|---|---|---|---|---|---|---|"]
+    for r in s.itertuples(index=False):
+        label = r.series + (" †" if r.base_simulated == True or r.tput_simulated == True else "")
+        lines.append(f"| {label} | batch size [flags] | {_bs_cell(r, 'base')} | {_bs_cell(r, 'tput')} | | "
+                     f"{_bs_cell(r, 'energy')} | |")
+        for m in SUMMARY_METRICS:
+            lines.append(f"| | {METRIC_NAMES[m]} | {_cell(r, 'base', m)} | {_cell(r, 'tput', m)} | "
+                         f"{fmt.pct(getattr(r, f'tput_change_{m}_pct'))} | {_cell(r, 'energy', m)} | "
+                         f"{fmt.pct(getattr(r, f'energy_change_{m}_pct'))} |")
+    return lines + [""]
+
+
+def section(a: Analysis) -> list[str]:
+    base = a.options.baseline_batch
+    out = heading(2, SECTION_TITLE)
+    ok = a.data.ok
+    out += para(f"{len(ok)} ok cells form {a.points[['series', 'workload']].drop_duplicates().shape[0]} series "
+                f"(model/quantization/GPU under one workload) over batch sizes "
+                f"{', '.join(fmt.batch(b) for b in sorted(a.points['batch_size'].unique()))}. Per series, BS {base} "
+                "is compared with the batch size of highest output throughput and that of lowest gross J/request.")
+    for wl in sorted(a.points["workload"].unique()):
+        s = a.summary[a.summary["workload"] == wl]
+        out += heading(3, workload_title(a.points, wl))
+        with_base = s[s["base_batch_size"].notna()]
+        missing = len(s) - len(with_base)
+        if with_base.empty:
+            out += para(f"No series of this workload ran BS {base}: nothing to compare against.")
+            continue
+        out += para(throughput_sentence(with_base, base), *rate_sentences(with_base, base),
+                    latency_sentence(with_base), energy_sentence(with_base, base),
+                    flag_sentence(ok[ok["workload"] == wl]),
+                    f"{missing} series lack BS {base} and are left out here." if missing else "")
+        out += series_rows(with_base)
+    return out
+
+
+SECTION_TITLE = "1. Executive summary"
