@@ -1,0 +1,200 @@
+"""VllmServerEngine end to end on a CPU, against a fake ``vllm serve``: a real subprocess started
+by the engine's own command line (a stand-in ``vllm.entrypoints.cli.main`` on PYTHONPATH) that
+serves ``/health``, ``/metrics`` and streamed ``/v1/completions`` on 127.0.0.1 with the
+engine's API key, and spawns a child in its process group. Checks: the command line and key
+handling, the /health watchdog (start-up timeout, exit classified from the log), the run
+(records, window, mean running batch from /metrics), a server dying mid-run, the whole process
+group killed at stop, the GPU-memory confirmation, and one cell through ``cell.UnitRunner``."""
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import types
+
+import pytest
+
+pytest.importorskip("aiohttp")
+
+from orchestrator.engines import vllm_server as vs  # noqa: E402
+from orchestrator.errors import CellFailure  # noqa: E402
+from orchestrator.grid import _option_node  # noqa: E402
+from orchestrator.workload import build_plan  # noqa: E402
+
+FAKE_MAIN = textwrap.dedent('''
+    """A fake `vllm serve` for tests: FAKE_VLLM_MODE = ok | oom | hang | die_later."""
+    import asyncio, json, os, subprocess, sys, time
+    from aiohttp import web
+
+    argv = sys.argv[1:]
+    state = os.environ["FAKE_VLLM_STATE"]
+    with open(os.path.join(state, "argv.json"), "w") as f:
+        json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
+                   "cache": os.environ.get("VLLM_CACHE_ROOT")}, f)
+    child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
+    open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
+    mode = os.environ.get("FAKE_VLLM_MODE", "ok")
+    print("INFO starting fake vllm serve, max_model_len=2048", flush=True)
+    if mode == "oom":
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if mode == "hang":
+        time.sleep(300)
+    port = int(argv[argv.index("--port") + 1])
+    name = argv[argv.index("--served-model-name") + 1]
+    key = os.environ["VLLM_API_KEY"]
+    running = {"n": 0, "served": 0}
+
+    async def health(request):
+        return web.Response(text="")
+
+    async def metrics(request):
+        return web.Response(text=f'vllm:num_requests_running{{engine="0",model_name="{name}"}} {running["n"]}.0\\n'
+                                 f'vllm:num_requests_waiting{{engine="0",model_name="{name}"}} 0.0\\n')
+
+    async def completions(request):
+        if request.headers.get("Authorization") != f"Bearer {key}":
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        body = await request.json()
+        assert body["model"] == name, body["model"]
+        running["served"] += 1
+        if mode == "die_later" and running["served"] > 3:
+            print("torch.OutOfMemoryError: CUDA out of memory (during decode)", file=sys.stderr, flush=True)
+            os._exit(1)
+        running["n"] += 1
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(body["max_tokens"]):
+            await asyncio.sleep(0.005)
+            chunk = {"choices": [{"index": 0, "text": f" t{i}", "token_ids": [i + 3], "finish_reason": None}]}
+            await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
+        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
+        await resp.write(b"data: [DONE]\\n\\n")
+        running["n"] -= 1
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/completions", completions)
+    time.sleep(0.5)  # "loading the model"
+    web.run_app(app, host=argv[argv.index("--host") + 1], port=port, print=None)
+''')
+
+
+def cfg(**wl):
+    w = dict(_option_node("workload", "chat_medium"))
+    w.update({"duration_s": 1.5, "warmup_requests": 4, "rate_rps": 20.0,
+              "output": {"dist": "fixed", "mean_tokens": 16, "std_tokens": 0.0, "min_tokens": 1, "max_tokens": 64}})
+    w.update(wl)
+    return {"model": _option_node("model", "llama2_7b"), "quantization": _option_node("quantization", "none"),
+            "gpu": _option_node("gpu", "h100"), "workload": w, "engine": _option_node("engine", "vllm"),
+            "sampler": _option_node("sampler", "none"), "batch_size": 32, "repeat": 0}
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    pkg = tmp_path / "site" / "vllm" / "entrypoints" / "cli"
+    pkg.mkdir(parents=True)
+    for d in (tmp_path / "site" / "vllm", tmp_path / "site" / "vllm" / "entrypoints", pkg):
+        (d / "__init__.py").write_text("")
+    (pkg / "main.py").write_text(FAKE_MAIN)
+    state = tmp_path / "state"
+    state.mkdir()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), root]))
+    monkeypatch.setenv("FAKE_VLLM_STATE", str(state))
+    monkeypatch.setenv("ORCHESTRATOR_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
+    gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
+                                driver_version="580.1", cuda_driver_version="13.0")
+    monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr(vs, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 600.0})
+    used = iter([70000.0, 900.0])  # still held once, then freed
+    monkeypatch.setattr("orchestrator.gpuinfo.memory_used_mib", lambda uuid: next(used, 900.0))
+    monkeypatch.setattr(vs, "MEMORY_FREE_TIMEOUT_S", 5.0)
+    return state
+
+
+def child_alive(state) -> bool:
+    pid = int((state / "child.pid").read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+        return f.read().split(")")[1].split()[0] != "Z"
+
+
+def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
+    c = cfg()
+    c["engine"] = {**c["engine"], "vllm": {**c["engine"]["vllm"], "compile_cache_dir": str(tmp_path / "cc")}}
+    eng = vs.VllmServerEngine(c, 32)
+    eng.start()
+    try:
+        seen = json.loads((fake / "argv.json").read_text())
+        argv = seen["argv"]
+        assert argv[0] == "serve" and "--max-num-seqs" in argv and argv[argv.index("--max-num-seqs") + 1] == "32"
+        assert argv[argv.index("--load-format") + 1] == "dummy" and argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert seen["api_key"] and seen["api_key"] not in " ".join(argv) and seen["cache"] == str(tmp_path / "cc")
+        plan = build_plan(c["workload"], 32)
+        wr = eng.run(plan)
+    finally:
+        eng.stop()
+    assert len(wr.records) == len(plan.requests)
+    assert all(r.status == "ok" and r.output_tokens == 16 and len(r.token_times_s) == 16 for r in wr.records)
+    assert wr.window_end_s - wr.window_start_s == pytest.approx(1.5)
+    assert wr.mean_running_batch is not None and 0 <= wr.mean_running_batch <= 32
+    assert wr.extra["metrics_scrapes_in_window"] >= 1 and wr.extra["send_late_max_ms"] < 50
+    assert eng.stop_report["stop_signal"] in ("SIGTERM", "SIGKILL") and eng.stop_report["gpu_memory_freed"] is True
+    assert not child_alive(fake)
+    eng.stop()  # idempotent
+
+
+def test_process_exit_during_start_is_classified_from_the_log(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "oom")
+    eng = vs.VllmServerEngine(cfg(), 8)
+    with pytest.raises(CellFailure) as info:
+        eng.start()
+    assert info.value.status == "oom" and "CUDA out of memory" in str(info.value)
+    assert not child_alive(fake)  # the dead server's children were killed with its group
+    eng.stop()
+
+
+def test_health_watchdog_gives_startup_timeout_and_kills_the_group(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
+    c = cfg()
+    c["engine"] = {**c["engine"], "vllm": {**c["engine"]["vllm"], "startup_timeout_s": 2.0}}
+    eng = vs.VllmServerEngine(c, 8)
+    with pytest.raises(CellFailure) as info:
+        eng.start()
+    assert info.value.status == "startup_timeout" and "startup_timeout_s" in str(info.value)
+    assert not child_alive(fake)
+
+
+def test_server_dying_mid_run_fails_the_cell_with_its_status(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "die_later")
+    eng = vs.VllmServerEngine(cfg(duration_s=1.0), 8)
+    eng.start()
+    try:
+        with pytest.raises(CellFailure) as info:
+            eng.run(build_plan(cfg(duration_s=1.0)["workload"], 8))
+        assert info.value.status == "oom" and "during the run" in str(info.value)
+    finally:
+        eng.stop()
+    assert not child_alive(fake)
+
+
+def test_one_server_cell_through_the_unit_runner(fake):
+    from orchestrator.cell import UnitRunner
+
+    unit = {"key": "k", "engine": "vllm", "engine_reason": "", "sweep": "t", "attempt": 1,
+            "cells": [{"cell_id": "c1", "config": cfg()}]}
+    [res] = UnitRunner(unit).run()
+    assert res["status"] == "ok", res["tables"]["runs"].to_pylist()[0].get("error")
+    row = res["tables"]["runs"].to_pylist()[0]
+    assert row["engine"] == "vllm" and row["energy_source"] == "none" and row["n_requests_failed"] == 0
+    assert row["window_s"] == pytest.approx(1.5) and row["output_tokens_per_request_mean"] == 16
+    assert json.loads(row["engine_extra"])["max_num_seqs"] == 32
+    assert not child_alive(fake)

@@ -1,0 +1,363 @@
+"""The vLLM engines' pure parts, without vllm installed: engine arguments and ``vllm serve``
+flags from the real config, log classification with vLLM 0.26's own messages, /metrics parsing,
+request timing, process-group kill, and the offline engine driven through a fake ``vllm``
+module (batches, token counts, window, start-up failure statuses)."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from orchestrator import errors, metrics
+from orchestrator.engines import vllm_offline as vo
+from orchestrator.engines import vllm_server as vs
+from orchestrator.errors import CellFailure
+from orchestrator.grid import _option_node
+from orchestrator.workload import RequestSpec, build_plan
+
+
+def cfg(model="llama2_7b", quant="none", workload="offline", vllm=None, **wl):
+    w = dict(_option_node("workload", workload))
+    w.update(wl)
+    eng = dict(_option_node("engine", "vllm"))
+    eng["vllm"] = {**eng["vllm"], **(vllm or {})}
+    return {"model": _option_node("model", model), "quantization": _option_node("quantization", quant),
+            "gpu": _option_node("gpu", "h100"), "workload": w, "engine": eng,
+            "sampler": _option_node("sampler", "nvml"), "batch_size": 8, "repeat": 0}
+
+
+# ------------------------------------------------------------------------------- arguments
+
+
+def test_engine_args_from_the_real_config():
+    a = vo.engine_args(cfg(), 256, "/models/llama2")
+    assert a == {
+        "model": "/models/llama2", "load_format": "dummy", "max_num_seqs": 256, "enforce_eager": False,
+        "enable_chunked_prefill": True, "scheduling_policy": "fcfs", "gpu_memory_utilization": 0.9,
+        "max_model_len": 2048, "dtype": "auto", "seed": 0, "disable_log_stats": False,
+    }
+
+
+def test_engine_args_quantization_batched_tokens_and_extra_args():
+    a = vo.engine_args(cfg(quant="awq", vllm={"max_num_batched_tokens": 8192, "enforce_eager": True,
+                                              "extra_args": {"kv-cache-dtype": "fp8", "enable_prefix_caching": "false",
+                                                             "max_num_partial_prefills": "2"}}), 8, "/m")
+    assert a["quantization"] == "awq" and a["max_num_batched_tokens"] == 8192 and a["enforce_eager"] is True
+    assert a["kv_cache_dtype"] == "fp8" and a["enable_prefix_caching"] is False and a["max_num_partial_prefills"] == 2
+    assert vo.engine_args(cfg(quant="fp8"), 8, "/m")["quantization"] == "fp8"
+    assert "quantization" not in vo.engine_args(cfg(), 8, "/m")
+
+
+def test_real_weights_load_normally():
+    c = cfg()
+    c["model"] = {**c["model"], "weights": "real"}
+    assert vo.engine_args(c, 8, "/m")["load_format"] == "auto"
+
+
+def test_serve_flags_booleans_and_values():
+    flags = vo.serve_flags({"model": "/m", "enforce_eager": False, "enable_chunked_prefill": False,
+                            "disable_log_stats": False, "max_num_seqs": 64, "quantization": "awq",
+                            "max_num_batched_tokens": None, "compilation_config": {"level": 3}})
+    assert flags == ["--no-enforce-eager", "--no-enable-chunked-prefill", "--max-num-seqs", "64",
+                     "--quantization", "awq", "--compilation-config", '{"level": 3}']
+    assert vo.serve_flags({"disable_log_stats": True, "enforce_eager": True}) == ["--disable-log-stats", "--enforce-eager"]
+
+
+def test_serve_command_has_every_knob_and_no_api_key():
+    c = cfg(workload="chat_medium", vllm={"enable_chunked_prefill": False, "max_num_batched_tokens": 4096,
+                                           "scheduling_policy": "priority", "gpu_memory_utilization": 0.8,
+                                           "max_model_len": 4096, "dtype": "float16"})
+    cmd = vs.serve_command(c, 32, "/models/llama2", 8123, python="python3")
+    assert cmd[:6] == ["python3", "-m", "vllm.entrypoints.cli.main", "serve", "/models/llama2", "--host"]
+    text = " ".join(cmd)
+    for part in ("--host 127.0.0.1", "--port 8123", "--served-model-name llama2_7b", "--max-num-seqs 32",
+                 "--load-format dummy", "--no-enforce-eager", "--no-enable-chunked-prefill",
+                 "--max-num-batched-tokens 4096", "--scheduling-policy priority", "--gpu-memory-utilization 0.8",
+                 "--max-model-len 4096", "--dtype float16", "--seed 0", "--disable-uvicorn-access-log"):
+        assert part in text, part
+    assert "api-key" not in text and "disable-log-stats" not in text  # the server keeps /metrics
+
+
+def test_cache_env_keeps_the_compile_cache(tmp_path):
+    env = vo.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
+    assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "cc") and (tmp_path / "cc").is_dir()
+    assert vo.cache_env(cfg(vllm={"compile_cache_dir": ""})) == {}
+
+
+def test_sampling_and_prompts_are_exact_and_deterministic():
+    spec = RequestSpec(5, "measured", 0.0, 128, 64)
+    assert vo.sampling_kwargs(spec, True) == {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True,
+                                              "temperature": 0.0, "detokenize": False}
+    assert vo.sampling_kwargs(spec, False)["min_tokens"] == 0
+    p = vo.prompt_ids(spec, 0, 32000)
+    assert len(p) == 128 and p == vo.prompt_ids(spec, 0, 32000) and min(p) >= 3 and max(p) < 32000
+    assert p != vo.prompt_ids(RequestSpec(6, "measured", 0.0, 128, 64), 0, 32000)
+
+
+# ------------------------------------------------------------------------------- logs -> statuses
+
+LOGS = {
+    "oom": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB",
+    "kv_cache_too_small": ("ValueError: To serve at least one request with the model's max seq len (32768), (16.00 GiB KV "
+                           "cache is needed, which is larger than the available KV cache memory (5.21 GiB). Based on the "
+                           "available memory, the estimated maximum model length is 10656."),
+    "unsupported": ("ValueError: The quantization method fp8 is not supported for the current GPU. Minimum capability: 80. "
+                    "Current capability: 75."),
+}
+
+
+@pytest.mark.parametrize("status", sorted(LOGS))
+def test_classify_log_finds_the_status_line(status):
+    text = "INFO 11-22 starting\nINFO max_model_len=2048 ok\n" + LOGS[status] + "\nERROR Engine core initialization failed"
+    assert vo.classify_log(text) == (status, LOGS[status])
+
+
+@pytest.mark.parametrize("line, status", [
+    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", "kv_cache_too_small"),
+    ("ValueError: Free memory on device cuda:0 (3.1/79.2 GiB) on startup is less than desired GPU memory utilization (0.9, 71.3 GiB).", "oom"),
+    ("ValueError: awq_marlin quantization is currently not supported in cpu.", "unsupported"),
+    ("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0.", "unsupported"),
+    ("ValueError: Unknown quantization method: foo. Must be one of [...]", "unsupported"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", None),
+])
+def test_classify_log_more_messages(line, status):
+    found = vo.classify_log(line)
+    assert (found[0] if found else None) == status
+
+
+def test_failure_from_log_known_and_unknown(tmp_path):
+    err = vo.failure_from_log("vllm serve exited with code 1", "x\n" + LOGS["oom"], tmp_path / "a.log")
+    assert isinstance(err, CellFailure) and err.status == "oom" and "a.log" in str(err) and "log tail" in str(err)
+    assert errors.classify(err) == ("oom", False)
+    other = vo.failure_from_log("vllm serve exited with code 1", "Segmentation fault", None)
+    assert isinstance(other, vo.EngineStartError) and errors.classify(other) == ("engine_error", True)
+
+
+def test_read_tail(tmp_path):
+    p = tmp_path / "x.log"
+    p.write_bytes(b"a" * 100 + b"END")
+    assert vo.read_tail(p, 10) == "a" * 7 + "END" and vo.read_tail(tmp_path / "none.log") == ""
+
+
+def test_output_to_captures_this_process_and_its_children(tmp_path):
+    log = tmp_path / "o.log"
+    with vo.output_to(log):
+        os.write(1, b"from fd 1\n")
+        os.write(2, b"from fd 2\n")
+        subprocess.run([sys.executable, "-c", "import sys; print('child out'); sys.stderr.write('child err\\n')"],
+                       check=True)
+    text = log.read_text()
+    assert "from fd 1" in text and "from fd 2" in text and "child out" in text and "child err" in text
+    os.write(2, b"restored\n")  # back on the original descriptor, not in the file
+    assert "restored" not in log.read_text()
+
+
+# ------------------------------------------------------------------------------- /metrics
+
+METRICS_TEXT = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="llama2_7b"} 12.0
+vllm:num_requests_running{engine="1",model_name="llama 2 {7b}"} 3.0
+vllm:num_requests_waiting{engine="0",model_name="llama2_7b"} 0.0
+vllm:kv_cache_usage_perc{engine="0",model_name="llama2_7b"} 0.25
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="llama2_7b"} 40.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="llama2_7b"} 40.0
+process_cpu_seconds_total 12.5 1700000000000
+python_gc_objects_collected_total{generation="0"} NaN
+garbage line
+"""
+
+
+def test_parse_prometheus_sums_label_sets():
+    m = vs.parse_prometheus(METRICS_TEXT)
+    assert m[vs.RUNNING] == 15.0 and m[vs.WAITING] == 0.0 and m[vs.KV_USAGE] == 0.25
+    assert m["vllm:time_to_first_token_seconds_count"] == 40.0 and m["process_cpu_seconds_total"] == 12.5
+    assert math.isnan(m["python_gc_objects_collected_total"])
+    assert "garbage" not in m
+
+
+def test_window_mean_uses_scrapes_inside_the_window_only():
+    samples = [(0.5, {vs.RUNNING: 100.0}), (1.0, {vs.RUNNING: 4.0}), (2.0, {vs.RUNNING: 8.0}),
+               (3.0, {}), (9.0, {vs.RUNNING: 50.0})]
+    assert vs.window_mean(samples, vs.RUNNING, 1.0, 3.0) == 6.0
+    assert vs.window_max(samples, vs.RUNNING, 1.0, 3.0) == 8.0
+    assert vs.window_mean(samples, vs.RUNNING, 4.0, 5.0) is None
+
+
+# ------------------------------------------------------------------------------- process group
+
+
+def test_kill_group_terminates_the_whole_group():
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"], start_new_session=True)
+    time.sleep(0.2)
+    report = vs.kill_group(proc, grace_s=5)
+    assert report["stop_signal"] == "SIGTERM" and proc.returncode is not None
+    assert all(state == "Z" for state in vs.group_states(proc.pid))  # orphaned zombies await init only
+
+
+def test_kill_group_escalates_to_sigkill():
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
+    proc.stdout.readline()
+    report = vs.kill_group(proc, grace_s=0.5)
+    assert report["stop_signal"] == "SIGKILL" and proc.returncode == -signal.SIGKILL
+
+
+def test_kill_group_of_an_exited_process_sends_nothing():
+    proc = subprocess.Popen(["true"], start_new_session=True)
+    proc.wait()
+    assert vs.kill_group(proc)["stop_signal"] == "none"
+
+
+def test_die_with_parent_is_a_preexec_fn():
+    fn = vs.die_with_parent()
+    if fn is not None:
+        subprocess.run(["true"], preexec_fn=fn, check=True)
+
+
+# ------------------------------------------------------------------------------- offline engine, fake vllm
+
+
+def test_request_times_from_vllm_metrics_or_batch_bounds():
+    stats = types.SimpleNamespace(first_token_ts=10.2, last_token_ts=11.5)
+    assert vo.request_times(stats, 10.0, 11.6) == (10.2, 11.5)
+    first, end = vo.request_times(None, 10.0, 11.6)
+    assert math.isnan(first) and end == 11.6
+    first, end = vo.request_times(types.SimpleNamespace(first_token_ts=0.0, last_token_ts=0.0), 10.0, 11.6)
+    assert math.isnan(first)
+    first, end = vo.request_times(types.SimpleNamespace(first_token_ts=500.0, last_token_ts=501.0), 10.0, 11.6)
+    assert math.isnan(first) and end == 11.6  # another clock: not trusted
+
+
+class FakeLLM:
+    """Stands in for ``vllm.LLM``: 'generates' exactly max_tokens ids, with engine timestamps."""
+
+    instances = []
+    fail_with = None
+    drop_metrics = False
+
+    def __init__(self, **kwargs):
+        if FakeLLM.fail_with:
+            os.write(2, FakeLLM.fail_with.encode() + b"\n")
+            raise RuntimeError("Engine core initialization failed. See root cause above.")
+        self.kwargs = kwargs
+        self.calls = []
+        FakeLLM.instances.append(self)
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=lambda: None))
+
+    def generate(self, prompts, params, use_tqdm=True):
+        assert use_tqdm is False and len(prompts) == len(params)
+        self.calls.append((prompts, params))
+        t0 = time.monotonic()
+        time.sleep(0.01)
+        outs = []
+        for p, sp in zip(prompts, params):
+            ids = list(range(sp.kw["max_tokens"]))
+            m = None if FakeLLM.drop_metrics else types.SimpleNamespace(first_token_ts=t0 + 0.002,
+                                                                         last_token_ts=t0 + 0.009)
+            outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids)],
+                                              prompt_token_ids=p["prompt_token_ids"], metrics=m))
+        return outs
+
+
+class FakeSamplingParams:
+    def __init__(self, **kw):
+        self.kw = kw
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tmp_path):
+    mod = types.ModuleType("vllm")
+    mod.LLM, mod.SamplingParams = FakeLLM, FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    monkeypatch.setenv(vo.LOG_DIR_ENV, str(tmp_path / "logs"))
+    monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
+    for key in ("VLLM_CACHE_ROOT", "VLLM_NO_USAGE_STATS", "VLLM_WORKER_MULTIPROC_METHOD"):
+        monkeypatch.setenv(key, "")  # restored (or removed) after the test; start() sets them
+        monkeypatch.delenv(key)
+    gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
+                                driver_version="580.1", cuda_driver_version="13.0")
+    monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr(vo, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
+    FakeLLM.instances, FakeLLM.fail_with, FakeLLM.drop_metrics = [], None, False
+    return mod
+
+
+def test_offline_engine_runs_static_batches_of_exactly_batch_size(fake_vllm, tmp_path):
+    c = cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}, num_batches=3, warmup_batches=1)
+    eng = vo.VllmOfflineEngine(c, max_batch_size=16)
+    eng.start()
+    llm = FakeLLM.instances[0]
+    assert llm.kwargs["max_num_seqs"] == 16 and llm.kwargs["load_format"] == "dummy"
+    assert llm.kwargs["disable_log_stats"] is False and os.environ["VLLM_CACHE_ROOT"] == str(tmp_path / "cc")
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+    assert (tmp_path / "models").exists() and "config.json" in os.listdir(llm.kwargs["model"])
+    plan = build_plan(c["workload"], 8)
+    wr = eng.run(plan)
+    assert [len(p) for p, _ in llm.calls] == [8, 8, 8, 8]
+    prompts, params = llm.calls[1]
+    assert all(len(p["prompt_token_ids"]) == 128 for p in prompts)
+    assert all(sp.kw == {"max_tokens": 128, "min_tokens": 128, "ignore_eos": True, "temperature": 0.0,
+                         "detokenize": False} for sp in params)
+    assert len(wr.records) == 32 and all(r.output_tokens == 128 for r in wr.records)
+    warm = [r for r in wr.records if r.phase == "warmup"]
+    meas = [r for r in wr.records if r.phase == "measured"]
+    assert len(warm) == 8 and len(meas) == 24
+    assert wr.window_start_s == min(r.send_s for r in meas) and wr.window_start_s > max(r.end_s for r in warm)
+    assert wr.window_end_s >= max(r.end_s for r in meas)
+    assert all(r.first_token_s - r.arrival_s == pytest.approx(0.002, abs=1e-3) for r in meas)
+    assert wr.extra["request_times"] == {"vllm_metrics": 32, "batch_bounds": 0}
+    row = metrics.summarize(wr, None, True)
+    assert row["output_tokens_in_window"] == 24 * 128 and not row["token_count_mismatch"]
+    assert row["ttft_p50_ms"] == pytest.approx(2.0, abs=1.0)
+    eng.stop()
+    eng.stop()  # idempotent
+
+
+def test_offline_engine_without_vllm_metrics_falls_back_to_batch_bounds(fake_vllm):
+    FakeLLM.drop_metrics = True
+    c = cfg(num_batches=1, warmup_batches=0)
+    eng = vo.VllmOfflineEngine(c, 4)
+    eng.start()
+    wr = eng.run(build_plan(c["workload"], 4))
+    assert all(math.isnan(r.first_token_s) for r in wr.records)
+    assert all(r.end_s == wr.window_end_s for r in wr.records)
+    assert wr.extra["request_times"] == {"vllm_metrics": 0, "batch_bounds": 4}
+
+
+@pytest.mark.parametrize("status", sorted(LOGS))
+def test_offline_start_failure_is_classified_from_the_engine_log(fake_vllm, status):
+    FakeLLM.fail_with = "ERROR EngineCore failed\n" + LOGS[status]
+    eng = vo.VllmOfflineEngine(cfg(), 8)
+    with pytest.raises(CellFailure) as info:
+        eng.start()
+    assert info.value.status == status and "Engine core initialization failed" in str(info.value)
+
+
+def test_offline_unknown_start_failure_is_an_engine_error(fake_vllm):
+    FakeLLM.fail_with = "Segmentation fault"
+    with pytest.raises(vo.EngineStartError, match="Segmentation fault"):
+        vo.VllmOfflineEngine(cfg(), 8).start()
+
+
+def test_offline_engine_refuses_online_plans_and_bigger_batches(fake_vllm):
+    eng = vo.VllmOfflineEngine(cfg(), 8)
+    eng.start()
+    with pytest.raises(ValueError):
+        eng.run(build_plan(_option_node("workload", "chat_medium"), 8))
+    with pytest.raises(ValueError):
+        eng.run(build_plan(cfg()["workload"], 16))
+
+
+def test_importing_the_engines_imports_no_heavy_library():
+    code = ("import sys, orchestrator.engines.vllm_offline, orchestrator.engines.vllm_server, orchestrator.client, "
+            "orchestrator.energy.nvml; print([m for m in ('vllm', 'torch', 'pynvml') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.stdout.strip() == "[]"
