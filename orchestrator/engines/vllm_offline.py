@@ -116,14 +116,16 @@ def serve_flags(args: Mapping) -> List[str]:
 
 
 def cache_env(config: Mapping) -> Dict[str, str]:
-    """Environment that keeps vLLM's compile cache (torch.compile, CUDA graphs metadata) in
-    ``engine.vllm.compile_cache_dir`` between cells; empty when the option is empty."""
+    """Environment of a vLLM engine: its compile cache (torch.compile artefacts) in
+    ``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``, kept between cells; vLLM's default
+    when the option is empty), no usage reporting, and no model hub (models are local)."""
+    env = {"VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
     d = config["engine"]["vllm"].get("compile_cache_dir")
-    if not d:
-        return {}
-    path = Path(os.path.expanduser(d))
-    path.mkdir(parents=True, exist_ok=True)
-    return {"VLLM_CACHE_ROOT": str(path), "VLLM_NO_USAGE_STATS": "1"}
+    if d:
+        path = Path(os.path.expanduser(d))
+        path.mkdir(parents=True, exist_ok=True)
+        env["VLLM_CACHE_ROOT"] = str(path)
+    return env
 
 
 def model_path(config: Mapping) -> Path:

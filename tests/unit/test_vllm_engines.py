@@ -87,7 +87,8 @@ def test_serve_command_has_every_knob_and_no_api_key():
 def test_cache_env_keeps_the_compile_cache(tmp_path):
     env = vo.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "cc") and (tmp_path / "cc").is_dir()
-    assert vo.cache_env(cfg(vllm={"compile_cache_dir": ""})) == {}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
+    assert "VLLM_CACHE_ROOT" not in vo.cache_env(cfg(vllm={"compile_cache_dir": ""}))
 
 
 def test_sampling_and_prompts_are_exact_and_deterministic():
@@ -278,7 +279,7 @@ def fake_vllm(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "vllm", mod)
     monkeypatch.setenv(vo.LOG_DIR_ENV, str(tmp_path / "logs"))
     monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
-    for key in ("VLLM_CACHE_ROOT", "VLLM_NO_USAGE_STATS", "VLLM_WORKER_MULTIPROC_METHOD"):
+    for key in ("VLLM_CACHE_ROOT", "VLLM_NO_USAGE_STATS", "VLLM_WORKER_MULTIPROC_METHOD", "HF_HUB_OFFLINE"):
         monkeypatch.setenv(key, "")  # restored (or removed) after the test; start() sets them
         monkeypatch.delenv(key)
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,

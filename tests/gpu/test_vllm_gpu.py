@@ -1,0 +1,90 @@
+"""vLLM on the real card: the engine arguments and ``vllm serve`` command line are accepted by
+vLLM's own parsers, then one offline and one server cell of llama2_7b run end to end through
+``python -m orchestrator`` into Parquet (engine=vllm sampler=nvml), each ending ok with energy."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.engines.vllm_offline import engine_args, model_path
+from orchestrator.engines.vllm_server import serve_command
+from orchestrator.gpuinfo import memory_used_mib
+from orchestrator.grid import _option_node
+from orchestrator.store import load
+from tests.conftest import run_orchestrator
+
+pytestmark = pytest.mark.gpu
+TIMEOUT_S = 900
+
+
+def cell_config(gpu_option: str, workload: str) -> dict:
+    return {"model": _option_node("model", "llama2_7b"), "quantization": _option_node("quantization", "none"),
+            "gpu": _option_node("gpu", gpu_option), "workload": _option_node("workload", workload),
+            "engine": _option_node("engine", "vllm"), "sampler": _option_node("sampler", "nvml"),
+            "batch_size": 64, "repeat": 0}
+
+
+def test_vllm_accepts_our_engine_args_and_serve_flags(gpu_option, vllm_version):
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    assert vllm_version.startswith("0.26"), vllm_version
+    cfg = cell_config(gpu_option, "chat_medium")
+    path = str(model_path(cfg))
+    EngineArgs(**engine_args(cfg, 64, path))
+    cmd = serve_command(cfg, 64, path, 8000)
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(cmd[cmd.index("serve") + 1:])
+    assert args.model_tag == path and args.max_num_seqs == 64 and args.load_format == "dummy"
+    assert args.enable_chunked_prefill is True and args.enforce_eager is False and args.host == "127.0.0.1"
+    names = args.served_model_name if isinstance(args.served_model_name, list) else [args.served_model_name]
+    assert names == ["llama2_7b"] and not args.disable_log_stats
+
+
+def _one_row(out):
+    t = load(str(out))
+    [row] = t.runs.to_pylist()
+    assert row["status"] == "ok", row["error"]
+    return row, t
+
+
+def _check_energy(row, gpu):
+    assert row["engine"] == "vllm" and row["energy_source"] == "nvml" and row["gpu_uuid"] == gpu.uuid
+    assert row["energy_j"] > 0 and not row["energy_invalid"] and row["idle_power_w"] > 0
+    assert row["net_energy_j"] == pytest.approx(row["energy_j"] - row["baseline_energy_j"])
+    assert 0 < row["mean_power_w"] < 1200 and row["energy_per_1k_output_tokens_j"] > 0
+    assert json.loads(row["engine_versions"])["vllm"].startswith("0.26")
+
+
+def test_offline_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
+    out = tmp_path / "offline"
+    run_orchestrator(["engine=vllm", "sampler=nvml", f"gpu={gpu_option}", "model=llama2_7b", "workload=offline",
+                      "batch_size=8", "workload.num_batches=2", "sampler.idle_baseline_s=2",
+                      f"store.dir={out}", "dispatch.progress=false"], timeout=TIMEOUT_S)
+    row, t = _one_row(out)
+    _check_energy(row, gpu)
+    assert row["n_requests_measured"] == 16 and row["output_tokens_per_request_mean"] == 128
+    assert row["output_tokens_in_window"] == 16 * 128 and not row["token_count_mismatch"]
+    assert row["output_throughput_tok_s"] > 100 and row["ttft_p50_ms"] > 0
+    extra = json.loads(row["engine_extra"])
+    assert extra["request_times"]["batch_bounds"] == 0, extra  # vLLM's per-request timestamps were used
+    assert t.requests.num_rows == 24 and t.power.num_rows > 10
+    assert memory_used_mib(gpu.uuid) < 4096  # the worker exited and freed the card
+
+
+def test_server_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
+    out = tmp_path / "server"
+    run_orchestrator(["engine=vllm", "sampler=nvml", f"gpu={gpu_option}", "model=llama2_7b", "workload=chat_medium",
+                      "batch_size=64", "workload.duration_s=15", "workload.warmup_requests=10",
+                      "sampler.idle_baseline_s=2", f"store.dir={out}", "dispatch.progress=false"], timeout=TIMEOUT_S)
+    row, t = _one_row(out)
+    _check_energy(row, gpu)
+    assert row["n_requests_failed"] == 0 and row["output_tokens_per_request_mean"] == 128
+    assert not row["token_count_mismatch"] and not row["short_window"]
+    assert row["achieved_rate_rps"] == pytest.approx(row["scheduled_rate_rps"], rel=0.03)
+    assert not row["saturated"] and 0 < row["mean_running_batch"] <= 64
+    assert 0 < row["ttft_p50_ms"] < 2000 and 0 < row["tpot_p50_ms"] < 200
+    extra = json.loads(row["engine_extra"])
+    assert extra["metrics_scrapes_in_window"] >= 10 and extra["send_late_p99_ms"] < 20
+    assert memory_used_mib(gpu.uuid) < 4096  # the server's process group is gone
