@@ -316,7 +316,10 @@ class HfEngine(Engine):
         self.weights = f"random weights created on {self.device} (no checkpoint in {path})"
         model = random_model(path, self.device, self.dtype)
         if int8:
+            import torch
+
             quantize_int8_(model, bnb_config(self.opts["int8_threshold"]))
+            torch.cuda.empty_cache()  # hand the freed fp16 weights back to the driver
         return model
 
     def _from_pretrained(self, path: Path, int8: bool):
