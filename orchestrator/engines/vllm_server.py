@@ -232,6 +232,11 @@ class VllmServerEngine(Engine):
     def base_url(self) -> str:
         return f"http://{HOST}:{self._port}"
 
+    @property
+    def api_key(self) -> Optional[str]:
+        """This server's key (for another client of the same server, e.g. a benchmark)."""
+        return self._api_key
+
     def auth_headers(self) -> Dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"}
 
