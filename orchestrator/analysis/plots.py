@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 MARKERS = "osD^v<>ph*"
-DPI = 110
+DPI = 96
 
 
 LEFT_IN, BOTTOM_IN, TOP_IN, GAP_IN = 0.75, 0.55, 0.85, 0.8
@@ -37,9 +37,9 @@ def panel_figure(n_rows: int, n_cols: int, panel_w_in: float = 4.4, panel_h_in: 
     width = LEFT_IN + n_cols * panel_w_in + (n_cols - 1) * GAP_IN + legend_in
     height = TOP_IN + n_rows * panel_h_in + (n_rows - 1) * GAP_IN + BOTTOM_IN
     fig = new_figure(width, height)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=dict(
-        left=LEFT_IN / width, right=(width - legend_in) / width, bottom=BOTTOM_IN / height,
-        top=(height - TOP_IN) / height, wspace=GAP_IN / panel_w_in, hspace=GAP_IN / panel_h_in))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw={
+        "left": LEFT_IN / width, "right": (width - legend_in) / width, "bottom": BOTTOM_IN / height,
+        "top": (height - TOP_IN) / height, "wspace": GAP_IN / panel_w_in, "hspace": GAP_IN / panel_h_in})
     return fig, axes
 
 
@@ -51,12 +51,20 @@ def _grid(points: pd.DataFrame, rows: str, cols: str):
     present = set(zip(points[rows], points[cols]))
     for (r, c), ax in cells.items():
         ax.set_visible((r, c) in present)
-        ax.set_title(f"{r} · {c}", fontsize=9)
+        ax.set_title(f"{r} · {c}", fontsize=9, y=1.0)  # fixed y: no per-draw title placement
     return fig, cells
 
 
-PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
-MINOR_2_5 = FuncFormatter(lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else "")
+def _compact(v: float, _pos=None) -> str:
+    """Tick label: 0.5, 20, 1000, 20k, 3M."""
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e4:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+PLAIN = FuncFormatter(_compact)
 ANNOTATE_MAX_SERIES = 4
 
 
@@ -65,9 +73,21 @@ def _log_axes(ax, y_log: bool) -> None:
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(PLAIN)
     if y_log:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(PLAIN)
-        ax.yaxis.set_minor_formatter(MINOR_2_5)
+        _log_y(ax)
+
+
+def _log_y(ax, decades: float = 3.0) -> None:
+    """Log y with labelled 1-2-5 ticks (1 only over more than 3 decades) and no minor ticks
+    (tick objects cost draw time)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    ax.yaxis.set_major_formatter(PLAIN)
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _decades(values: pd.Series) -> float:
+    v = values[values > 0]
+    return float(np.log10(v.max() / v.min())) if len(v) else 0.0
 
 
 def _styles(labels: list[str]) -> dict[str, tuple[str, str]]:
@@ -83,12 +103,13 @@ def _short(points: pd.DataFrame) -> pd.Series:
 
 
 def _plot_series(ax, g: pd.DataFrame, x: str, y: str, color: str, marker: str, label: str | None) -> None:
+    """A line with filled markers; flagged points hollow (Line2D markers: cheaper than scatter)."""
     g = g.sort_values(x)
-    ax.plot(g[x], g[y], "-", color=color, lw=1.2, alpha=0.8, label=label)
-    flagged = g["flags"] != ""
-    ax.scatter(g.loc[~flagged, x], g.loc[~flagged, y], color=color, marker=marker, s=22, zorder=3)
-    ax.scatter(g.loc[flagged, x], g.loc[flagged, y], facecolors="none", edgecolors=color, marker=marker, s=30,
-               zorder=3)
+    ax.plot(g[x], g[y], "-", color=color, lw=1.2, alpha=0.85, label=label, marker=marker, ms=4.5,
+            markevery=list(np.flatnonzero((g["flags"] == "").to_numpy())))
+    flagged = g[g["flags"] != ""]
+    if len(flagged):
+        ax.plot(flagged[x], flagged[y], linestyle="none", marker=marker, ms=5.5, mfc="white", mec=color, zorder=3)
 
 
 def _legend(fig: Figure, cells: dict, title: str) -> None:
@@ -149,7 +170,7 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
         _log_axes(ax, y_log=True)
         ax.set_xlabel("batch size", fontsize=8)
         ax.set_ylabel("energy per output token (J, gross)", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     _legend(fig, cells, "model/quantization")
     return _finish(fig, path, "Energy per output token vs batch size, log-log; dashed: fit J/tok ≈ C/BS^α "
                    f"(α labelled where a panel has ≤ {ANNOTATE_MAX_SERIES} series; all in §4)",
@@ -189,18 +210,18 @@ def plot_pareto(points: pd.DataFrame, path: Path, note: str = "") -> Path:
     for ax, wl in zip(axes, workloads):
         p = points[points["workload"] == wl]
         for (gpu, q), g in p.groupby(["gpu", "quantization"]):
-            ax.scatter(g["output_throughput_tok_s"], g["ttft_p99_ms"], color=gpus[gpu], marker=quants[q], s=18,
-                       alpha=0.75, label=f"{gpu} · {q}")
+            ax.plot(g["output_throughput_tok_s"], g["ttft_p99_ms"], linestyle="none", color=gpus[gpu],
+                    marker=quants[q], ms=4, alpha=0.75, label=f"{gpu} · {q}")
         front = pareto_front(p, "output_throughput_tok_s", "ttft_p99_ms")
         ax.plot(front["output_throughput_tok_s"], front["ttft_p99_ms"], "k-", lw=1.0, label="Pareto front")
         for r in front.itertuples(index=False):
             ax.annotate(f"{r.batch_size}", (r.output_throughput_tok_s, r.ttft_p99_ms), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
-        ax.set_yscale("log")
-        ax.set_title(wl, fontsize=9)
+        _log_y(ax, _decades(p["ttft_p99_ms"]))
+        ax.set_title(wl, fontsize=9, y=1.0)
         ax.set_xlabel("output throughput (tok/s)", fontsize=8)
         ax.set_ylabel("TTFT p99 (ms)", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     _legend(fig, dict(enumerate(axes)), "GPU · quantization")
     return _finish(fig, path, "Latency–throughput trade-off (Pareto front labelled with batch size)", note=note)
 
@@ -216,22 +237,25 @@ def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str
     for ax, gpu in zip(axes, gpus):
         pts = roof[roof["gpu"] == gpu]
         lo, hi = max(0.1, pts["intensity_flop_per_byte"].min() / 3), pts["intensity_flop_per_byte"].max() * 3
-        for r in roofs[roofs["gpu"] == gpu].itertuples(index=False):
-            hi = max(hi, r.ridge_flop_per_byte * 4)
+        gpu_roofs = roofs[roofs["gpu"] == gpu]
+        for (bw, peak, ridge), same in gpu_roofs.groupby(["bandwidth_gb_s", "peak_tflops", "ridge_flop_per_byte"]):
+            hi = max(hi, ridge * 4)
             xs = np.geomspace(lo, hi, 200)
-            ax.plot(xs, np.minimum(r.peak_tflops, xs * r.bandwidth_gb_s / 1000.0), "-", color="0.3", lw=1.0)
-            ax.axvline(r.ridge_flop_per_byte, color="0.5", ls=":", lw=0.8)
-            ax.annotate(f"{r.activation_dtype} ridge {r.ridge_flop_per_byte:.0f}", (r.ridge_flop_per_byte, r.peak_tflops),
-                        fontsize=6, xytext=(3, -10), textcoords="offset points")
+            ax.plot(xs, np.minimum(peak, xs * bw / 1000.0), "-", color="0.3", lw=1.0)
+            ax.axvline(ridge, color="0.5", ls=":", lw=0.8)
+            ax.annotate(f"{'/'.join(same['activation_dtype'])} ridge {ridge:.0f}", (ridge, peak), fontsize=6,
+                        xytext=(3, -10), textcoords="offset points")
         for (q, wl), g in pts.groupby(["quantization", "workload"]):
-            ax.scatter(g["intensity_flop_per_byte"], g["achieved_tflops"], color=quants[q], marker=workloads[wl],
-                       s=16, alpha=0.8, label=f"{q} · {wl}")
+            ax.plot(g["intensity_flop_per_byte"], g["achieved_tflops"], linestyle="none", color=quants[q],
+                    marker=workloads[wl], ms=4, alpha=0.8, label=f"{q} · {wl}")
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(gpu, fontsize=9)
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.xaxis.set_minor_locator(NullLocator())
+        _log_y(ax, _decades(pts["achieved_tflops"]))
+        ax.set_title(gpu, fontsize=9, y=1.0)
         ax.set_xlabel("decode arithmetic intensity (FLOP/byte)", fontsize=8)
         ax.set_ylabel("achieved (TFLOP/s)", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     _legend(fig, dict(enumerate(axes)), "quantization · workload")
     return _finish(fig, path, "Roofline: decode steps against the GPU's roofs", note=note)
 
@@ -251,7 +275,7 @@ def plot_power_timeline(power: pd.DataFrame, run: pd.Series, path: Path) -> Path
     ax.set_xlabel("time from the measured window's start (s)")
     ax.set_ylabel("GPU power (W)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     source = f" — {run['energy_source']} power, not measured" if run.get("energy_source") == "simulated" else ""
     title = (f"Power of cell {run['cell_id']}: {run['series']} · {run['workload']} · BS {run['batch_size']}{source}")
     fig.suptitle(title, fontsize=10)
@@ -278,7 +302,7 @@ def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) ->
         ax.set_yscale("log")
         ax.set_xlabel(f"{label_a} ({unit})", fontsize=8)
         ax.set_ylabel(f"{label_b} ({unit})", fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{label_b} against {label_a} (above the dashed line: B is higher)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94))

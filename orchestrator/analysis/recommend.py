@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.analysis.format import batch, num
+from orchestrator.analysis.format import batch, is_missing, num
 from orchestrator.analysis.tables import SERIES_KEYS
 
 NEAR = 0.05
@@ -46,7 +46,7 @@ class Slo:
 
 def eligible_mask(points: pd.DataFrame, slo: Slo) -> pd.Series:
     """True where the point meets the SLOs and is not saturated."""
-    ok = ~points["saturated"].fillna(False).astype(bool)
+    ok = ~points["saturated"].eq(True)
     if slo.ttft_p99_ms is not None:
         ok &= points["ttft_p99_ms"] <= slo.ttft_p99_ms
     if slo.tpot_p99_ms is not None:
@@ -54,69 +54,84 @@ def eligible_mask(points: pd.DataFrame, slo: Slo) -> pd.Series:
     return ok
 
 
-def _smallest_near(cand: pd.DataFrame, metric: str, best: float, largest: bool) -> pd.Series:
+Point = dict
+"""One batch point as a plain dict (a series has a handful: plain Python beats DataFrame ops)."""
+
+POINT_COLUMNS = ["batch_size", "flags", "cell_id", "output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms",
+                 "e2e_p50_ms", "energy_per_request_j", "energy_measured", "saturated", "eligible"]
+
+
+def _smallest_near(cand: list[Point], metric: str, best: float, largest: bool) -> Point:
     bound = best * (1 - NEAR) if largest else best * (1 + NEAR)
-    near = cand[cand[metric] >= bound] if largest else cand[cand[metric] <= bound]
-    return near.sort_values("batch_size").iloc[0]
+    near = [p for p in cand if (p[metric] >= bound if largest else p[metric] <= bound)]
+    return min(near, key=lambda p: p["batch_size"])
 
 
-def _latency(cand: pd.DataFrame):
-    p = cand.sort_values(["ttft_p99_ms", "tpot_p99_ms", "batch_size"]).iloc[0]
-    return p, (f"lowest TTFT p99 of the {len(cand)} eligible batch sizes: {num(p.ttft_p99_ms)} ms "
-               f"(TPOT p99 {num(p.tpot_p99_ms)} ms, {num(p.output_throughput_tok_s)} tok/s)")
+def _latency(cand: list[Point]):
+    p = min(cand, key=lambda p: (p["ttft_p99_ms"], p["tpot_p99_ms"], p["batch_size"]))
+    return p, (f"lowest TTFT p99 of the {len(cand)} eligible batch sizes: {num(p['ttft_p99_ms'])} ms "
+               f"(TPOT p99 {num(p['tpot_p99_ms'])} ms, {num(p['output_throughput_tok_s'])} tok/s)")
 
 
-def _throughput(cand: pd.DataFrame):
-    top = cand.loc[cand["output_throughput_tok_s"].idxmax()]
-    p = _smallest_near(cand, "output_throughput_tok_s", top.output_throughput_tok_s, largest=True)
-    why = f"highest output throughput within the SLO: {num(top.output_throughput_tok_s)} tok/s at BS {batch(top.batch_size)}"
-    if p.batch_size != top.batch_size:
-        why += (f"; BS {batch(p.batch_size)} reaches {num(p.output_throughput_tok_s)} tok/s (within {NEAR:.0%}) "
-                f"with TTFT p99 {num(p.ttft_p99_ms)} ms instead of {num(top.ttft_p99_ms)} ms")
+def _throughput(cand: list[Point]):
+    top = max(cand, key=lambda p: (p["output_throughput_tok_s"], -p["batch_size"]))
+    p = _smallest_near(cand, "output_throughput_tok_s", top["output_throughput_tok_s"], largest=True)
+    why = (f"highest output throughput within the SLO: {num(top['output_throughput_tok_s'])} tok/s at BS "
+           f"{batch(top['batch_size'])}")
+    if p["batch_size"] != top["batch_size"]:
+        why += (f"; BS {batch(p['batch_size'])} reaches {num(p['output_throughput_tok_s'])} tok/s (within {NEAR:.0%}) "
+                f"with TTFT p99 {num(p['ttft_p99_ms'])} ms instead of {num(top['ttft_p99_ms'])} ms")
     return p, why
 
 
-def _balanced(cand: pd.DataFrame):
-    score = cand["output_throughput_tok_s"] / (cand["e2e_p50_ms"] / 1000.0)
-    p = cand.loc[score.idxmax()]
-    return p, (f"highest throughput per second of median latency: {num(p.output_throughput_tok_s)} tok/s "
-               f"at E2E p50 {num(p.e2e_p50_ms)} ms ({num(score.max())} tok/s per s)")
+def _balanced(cand: list[Point]):
+    def score(p: Point) -> float:
+        return p["output_throughput_tok_s"] / (p["e2e_p50_ms"] / 1000.0)
+
+    p = max(cand, key=lambda p: (score(p), -p["batch_size"]))
+    return p, (f"highest throughput per second of median latency: {num(p['output_throughput_tok_s'])} tok/s "
+               f"at E2E p50 {num(p['e2e_p50_ms'])} ms ({num(score(p))} tok/s per s)")
 
 
-def _cost(cand: pd.DataFrame):
-    measured = cand[cand["energy_measured"] & cand["energy_per_request_j"].notna()]
-    if measured.empty:
+def _cost(cand: list[Point]):
+    measured = [p for p in cand if p["energy_measured"] and not is_missing(p["energy_per_request_j"])]
+    if not measured:
         return None, "energy was not measured for these cells: no cost ranking"
-    best = measured.loc[measured["energy_per_request_j"].idxmin()]
-    p = _smallest_near(measured, "energy_per_request_j", best.energy_per_request_j, largest=False)
-    why = f"lowest gross energy within the SLO: {num(best.energy_per_request_j)} J/request at BS {batch(best.batch_size)}"
-    if p.batch_size != best.batch_size:
-        why += f"; BS {batch(p.batch_size)} is within {NEAR:.0%} ({num(p.energy_per_request_j)} J/request)"
+    best = min(measured, key=lambda p: (p["energy_per_request_j"], p["batch_size"]))
+    p = _smallest_near(measured, "energy_per_request_j", best["energy_per_request_j"], largest=False)
+    why = (f"lowest gross energy within the SLO: {num(best['energy_per_request_j'])} J/request at BS "
+           f"{batch(best['batch_size'])}")
+    if p["batch_size"] != best["batch_size"]:
+        why += f"; BS {batch(p['batch_size'])} is within {NEAR:.0%} ({num(p['energy_per_request_j'])} J/request)"
     return p, why
 
 
 RULES = {"latency": _latency, "throughput": _throughput, "balanced": _balanced, "cost": _cost}
 
 
-def _no_candidate(grp: pd.DataFrame, slo: Slo) -> str:
-    closest = grp.sort_values(["ttft_p99_ms", "batch_size"]).iloc[0]
-    sat = int(grp["saturated"].fillna(False).astype(bool).sum())
-    return (f"no batch size meets {slo.describe()} unsaturated ({sat} of {len(grp)} saturated); the lowest "
-            f"TTFT p99 is {num(closest.ttft_p99_ms)} ms at BS {batch(closest.batch_size)}")
+def _no_candidate(points: list[Point], slo: Slo) -> str:
+    closest = min(points, key=lambda p: (p["ttft_p99_ms"], p["batch_size"]))
+    sat = sum(1 for p in points if p["saturated"] is True)
+    lowest = f"the lowest TTFT p99 is {num(closest['ttft_p99_ms'])} ms at BS {batch(closest['batch_size'])}"
+    if slo.ttft_p99_ms is None and slo.tpot_p99_ms is None:
+        return f"every swept batch size is saturated ({sat} of {len(points)}): the offered load is too high; {lowest}"
+    return f"no unsaturated batch size meets {slo.describe()} ({sat} of {len(points)} saturated); {lowest}"
 
 
 def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
     """One row per series and scenario: ``batch_size`` (None when nothing qualifies), ``flags``,
     ``reason``, ``n_eligible`` and the chosen point's tok/s, TTFT/TPOT p99 (ms) and J/request."""
     rows: list[dict] = []
-    pts = points.assign(eligible=eligible_mask(points, slo))
+    pts = points.assign(eligible=eligible_mask(points, slo), saturated=points["saturated"].eq(True))
+    pts = pts[[c for c in SERIES_KEYS if c not in POINT_COLUMNS] + POINT_COLUMNS]
     for key, grp in pts.groupby(SERIES_KEYS, sort=False):
-        cand = grp[grp["eligible"]]
+        group = grp.to_dict("records")
+        cand = [p for p in group if p["eligible"]]
         for scenario in SCENARIOS:
             row = dict(zip(SERIES_KEYS, key), scenario=scenario, n_eligible=len(cand))
-            p, why = RULES[scenario](cand) if not cand.empty else (None, _no_candidate(grp, slo))
-            row.update(reason=why, batch_size=None if p is None else p.batch_size,
-                       flags="" if p is None else p["flags"], cell_id=None if p is None else p.cell_id)
+            p, why = RULES[scenario](cand) if cand else (None, _no_candidate(group, slo))
+            row.update(reason=why, batch_size=None if p is None else p["batch_size"],
+                       flags="" if p is None else p["flags"], cell_id=None if p is None else p["cell_id"])
             for m in ("output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms", "energy_per_request_j"):
                 row[m] = None if p is None else p[m]
             rows.append(row)

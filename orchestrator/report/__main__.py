@@ -28,6 +28,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpot-p99-slo-ms", type=_slo, default=Slo.tpot_p99_ms, help="TPOT p99 SLO (ms; 'none': no SLO)")
     p.add_argument("--power-cell", help="cell id (or unique prefix) of the power timeline plot")
     p.add_argument("--no-csv", action="store_true", help="do not write tables/*.csv")
+    p.add_argument("--jobs", type=int, default=2, help="processes drawing the plots (1: in this process; default 2)")
     return p
 
 
@@ -57,6 +58,7 @@ def run_report(argv: list[str]) -> str:
         sweep_dir=args.sweep_dir, out_dir=args.out, baseline_batch=args.baseline_batch,
         cost=CostAssumptions(args.requests_per_month, args.price_per_kwh, args.grid_gco2_per_kwh),
         slo=Slo(args.ttft_p99_slo_ms, args.tpot_p99_slo_ms), power_cell=args.power_cell, write_csv=not args.no_csv,
+        jobs=args.jobs,
     )
     from orchestrator.report.build import write_report
 

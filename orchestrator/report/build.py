@@ -7,6 +7,7 @@ from orchestrator.analysis.dataset import read_sweep
 from orchestrator.report import appendix, decisions, figures, header, models, results, summary
 from orchestrator.report.analyse import Analysis, analyse
 from orchestrator.report.options import ReportOptions
+from orchestrator.report.parallel import plot_executor
 
 
 def write_tables(a: Analysis, folder: Path) -> None:
@@ -32,17 +33,21 @@ def render(a: Analysis, figs: dict) -> str:
 
 
 def write_report(options: ReportOptions) -> Path:
-    """Write ``report.md`` and its PNGs to ``options.resolved_out()``; return the report's path.
-    Raises ``SweepError`` for input that cannot make a report."""
-    data = read_sweep(options.sweep_dir)
-    a = analyse(data, options)
-    out = Path(options.resolved_out())
-    out.mkdir(parents=True, exist_ok=True)
-    figs = figures.make_figures(a, out)
+    """Write ``report.md``, its PNGs and ``tables/*.csv`` to ``options.resolved_out()``; return
+    the report's path. Raises ``SweepError`` for input that cannot make a report."""
+    with plot_executor(options.jobs) as executor:
+        data = read_sweep(options.sweep_dir)
+        a = analyse(data, options)
+        out = Path(options.resolved_out())
+        out.mkdir(parents=True, exist_ok=True)
+        pending = figures.submit_figures(a, out, executor)
+        text = render(a, {name: figures.FILES[name] for name in pending})
+        if options.write_csv:
+            write_tables(a, out / "tables")
+        for future in pending.values():
+            future.result()
     path = out / "report.md"
     tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(render(a, figs), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-    if options.write_csv:
-        write_tables(a, out / "tables")
     return path

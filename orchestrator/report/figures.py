@@ -1,6 +1,7 @@
 """Section 9: the PNGs (written next to report.md) and their captions."""
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ from orchestrator.analysis import plots
 from orchestrator.analysis.dataset import SweepError
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import heading, image, para
+from orchestrator.report.parallel import InProcess
 
 POWER_CANDIDATES = 8
 
@@ -33,21 +35,36 @@ def power_cell(a: Analysis) -> pd.Series | None:
     return None
 
 
-def make_figures(a: Analysis, out: Path) -> dict[str, str]:
-    """Write every PNG; return name -> file name (relative to ``out``)."""
+FILES = {
+    "throughput": "throughput_vs_batch.png", "energy": "energy_per_token_vs_batch.png",
+    "pareto": "latency_throughput_pareto.png", "roofline": "roofline.png", "power": "power_timeline.png",
+}
+
+
+def figure_jobs(a: Analysis, out: Path) -> dict[str, tuple]:
+    """name -> (plot function, arguments) of every PNG this sweep can have, largest first."""
     note = _note(a)
-    files = {
-        "throughput": plots.plot_throughput(a.points, out / "throughput_vs_batch.png", note),
-        "pareto": plots.plot_pareto(a.points, out / "latency_throughput_pareto.png", note),
-        "roofline": plots.plot_roofline(a.roofline, a.roofs, out / "roofline.png", note),
-    }
+    jobs = {}
     if a.any_energy:
-        files["energy"] = plots.plot_energy_per_token(a.points, a.fits["energy_per_1k_output_tokens_j"],
-                                                      out / "energy_per_token_vs_batch.png", note)
+        jobs["energy"] = (plots.plot_energy_per_token, a.points, a.fits["energy_per_1k_output_tokens_j"],
+                          out / FILES["energy"], note)
+    jobs["throughput"] = (plots.plot_throughput, a.points, out / FILES["throughput"], note)
+    jobs["pareto"] = (plots.plot_pareto, a.points, out / FILES["pareto"], note)
+    jobs["roofline"] = (plots.plot_roofline, a.roofline, a.roofs, out / FILES["roofline"], note)
     cell = power_cell(a)
     if cell is not None:
-        files["power"] = plots.plot_power_timeline(a.data.power(cell["cell_id"]), cell, out / "power_timeline.png")
-    return {k: Path(v).name for k, v in files.items()}
+        jobs["power"] = (plots.plot_power_timeline, a.data.power(cell["cell_id"]), cell, out / FILES["power"])
+    return jobs
+
+
+def submit_figures(a: Analysis, out: Path, executor: Executor) -> dict[str, Future]:
+    """Start drawing every PNG on ``executor``; name -> future of its path."""
+    return {name: executor.submit(fn, *args) for name, (fn, *args) in figure_jobs(a, out).items()}
+
+
+def make_figures(a: Analysis, out: Path) -> dict[str, str]:
+    """Draw every PNG here and now; name -> file name (relative to ``out``)."""
+    return {name: Path(f.result()).name for name, f in submit_figures(a, out, InProcess()).items()}
 
 
 CAPTIONS = {

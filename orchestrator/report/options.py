@@ -12,7 +12,8 @@ class ReportOptions:
     """``sweep_dir``: the sweep (dir or URI); ``out_dir``: where report.md and the PNGs go
     (default ``<sweep_dir>/report``); ``baseline_batch``: the batch size changes are relative to;
     ``power_cell``: cell id (or unique prefix) of the power timeline (default: the ok cell with the
-    highest output throughput that has power samples)."""
+    highest output throughput that has power samples); ``jobs``: processes drawing the plots
+    (1: draw them in this process)."""
 
     sweep_dir: str
     out_dir: str | None = None
@@ -21,6 +22,7 @@ class ReportOptions:
     slo: Slo = field(default_factory=Slo)
     power_cell: str | None = None
     write_csv: bool = True
+    jobs: int = 2
 
     def resolved_out(self) -> str:
         if self.out_dir:
