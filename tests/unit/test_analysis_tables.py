@@ -1,0 +1,202 @@
+"""Tables, recommendations, cost, compare and VRAM checks on small hand-made runs rows.
+
+Rows go through the real store schema (``store.runs_table``) and ``dataset.prepare_runs``, as a
+loaded sweep's would; every expected number below is worked out by hand.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import store
+from orchestrator.analysis.compare import compare_points
+from orchestrator.analysis.cost import CostAssumptions, cost_table
+from orchestrator.analysis.dataset import (
+    SweepData,
+    SweepError,
+    batch_points,
+    prepare_runs,
+    require_baseline,
+    require_ok,
+)
+from orchestrator.analysis.energy import energy_table
+from orchestrator.analysis.plots import pareto_front
+from orchestrator.analysis.recommend import Slo, recommendations
+from orchestrator.analysis.tables import detail_table, status_table, summary_table
+from orchestrator.analysis.vram_table import vram_table
+
+LLAMA = {"name": "llama2_7b", "n_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "n_heads": 32, "n_kv_heads": 32,
+             "vocab_size": 32000}
+H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989, "peak_tflops_int8": 1979,
+            "peak_tflops_fp8": 1979, "compute_capability": 9.0}
+FP16 = {"name": "none", "bits_per_weight": 16, "activation_dtype": "fp16"}
+
+
+def config(gpu=H100, workload="chat_medium", bs=1, repeat=0):
+    return {"model": LLAMA, "quantization": FP16, "gpu": gpu, "batch_size": bs, "repeat": repeat,
+            "workload": {"name": workload, "input": {"mean_tokens": 256}, "output": {"mean_tokens": 128}},
+            "engine": {"vllm": {"gpu_memory_utilization": 0.9}}}
+
+
+def row(bs, tok_s, j_req, *, gpu="h100", workload="chat_medium", repeat=0, status="ok", **extra):
+    """A runs row: latencies grow with the batch, energy per request ``j_req`` (J)."""
+    r = {"cell_id": f"{workload}-{gpu}-{bs}-{repeat}", "sweep": "t", "status": status, "error": "", "engine": "vllm",
+             "model": "llama2_7b", "quantization": "none", "gpu": gpu, "workload": workload, "arrival": "poisson",
+             "batch_size": bs, "repeat": repeat, "schema_version": store.SCHEMA_VERSION, "config_json": "",
+             "input_tokens_mean_cfg": 256.0, "output_tokens_mean_cfg": 128.0}
+    if status == "ok":
+        r.update(output_throughput_tok_s=tok_s, request_throughput_rps=tok_s / 128, offered_rate_rps=20.0,
+                 n_requests_measured=100, n_requests_ok=100, n_requests_total=110, n_requests_completed_in_window=90,
+                 ttft_p50_ms=50.0 * bs, ttft_p99_ms=100.0 * bs, tpot_p50_ms=10.0 + bs, tpot_p99_ms=12.0 + bs,
+                 e2e_p50_ms=1000.0 + 100 * bs, e2e_p99_ms=2000.0 + 100 * bs, mean_running_batch=bs * 0.9,
+                 output_tokens_per_request_mean=128.0, input_tokens_per_request_mean=256.0,
+                 energy_source="nvml", energy_j=j_req * 90, net_energy_j=(j_req - 2) * 90,
+                 energy_per_request_j=j_req, net_energy_per_request_j=j_req - 2.0,
+                 energy_per_1k_output_tokens_j=j_req / 128 * 1000, net_energy_per_1k_output_tokens_j=(j_req - 2) / 128 * 1000,
+                 idle_power_w=60.0, mean_power_w=300.0, gpu_util_mean_pct=80.0, saturated=False, short_window=False,
+                 energy_mismatch=False, token_count_mismatch=False, energy_invalid=False)
+    r.update(extra)
+    return r
+
+
+def frame(rows, configs=None):
+    return prepare_runs(store.runs_table(rows).to_pandas(), configs or {})
+
+
+def points_of(rows):
+    return batch_points(frame(rows).query("status == 'ok'"))
+
+
+SERIES = [row(1, 100.0, 10.0), row(2, 190.0, 6.0), row(4, 350.0, 4.0), row(8, 360.0, 4.2, saturated=True)]
+
+
+def test_flags_and_points():
+    df = frame(SERIES + [row(16, 1, 1, energy_mismatch=True, saturated=True)])
+    assert list(df["flags"]) == ["", "", "", "S", "S E"]
+    assert list(df["series"].unique()) == ["llama2_7b/none/h100"]
+    assert df["context_tokens"].iloc[0] == 256 + 128 / 2
+
+
+def test_repeats_are_folded():
+    pts = points_of([row(1, 100.0, 10.0), row(1, 110.0, 12.0, repeat=1, energy_mismatch=True)])
+    assert len(pts) == 1
+    p = pts.iloc[0]
+    assert p["output_throughput_tok_s"] == 105.0 and p["energy_per_request_j"] == 11.0
+    assert p["n_requests_measured"] == 200 and p["n_cells"] == 2 and p["flags"] == "E"
+
+
+def test_summary_picks_best_throughput_and_best_energy():
+    s = summary_table(points_of(SERIES), baseline_batch=1).iloc[0]
+    assert s["tput_batch_size"] == 8 and s["energy_batch_size"] == 4
+    assert s["tput_change_output_throughput_tok_s_pct"] == pytest.approx(260.0)
+    assert s["energy_change_energy_per_request_j_pct"] == pytest.approx(-60.0)
+    assert s["tput_change_ttft_p50_ms_pct"] == pytest.approx(700.0)  # 50 ms -> 400 ms
+    assert s["tput_flags"] == "S" and s["base_flags"] == ""
+
+
+def test_summary_without_baseline_has_no_changes():
+    s = summary_table(points_of(SERIES[1:]), baseline_batch=1).iloc[0]
+    assert np.isnan(s["base_output_throughput_tok_s"]) and np.isnan(s["tput_change_output_throughput_tok_s_pct"])
+
+
+def test_missing_baseline_and_no_ok_cell_are_errors():
+    with pytest.raises(SweepError, match="baseline batch size 3 is not in the sweep"):
+        require_baseline(points_of(SERIES), 3)
+    runs = frame([row(1, 0, 0, status="oom"), row(2, 0, 0, status="infeasible")])
+    with pytest.raises(SweepError, match="no cell finished ok"):
+        require_ok(SweepData(path="x", runs=runs, configs={}, _store=None))
+
+
+def test_detail_table_changes_and_success():
+    d = detail_table(points_of(SERIES), 1).set_index("batch_size")
+    assert d.loc[4, "change_output_throughput_tok_s_pct"] == pytest.approx(250.0)
+    assert d.loc[4, "change_tpot_p50_ms_pct"] == pytest.approx((14 - 11) / 11 * 100)
+    assert d.loc[1, "success_pct"] == 100.0
+
+
+def test_energy_table_gross_net_and_scaling():
+    e = energy_table(points_of(SERIES), 1).set_index("batch_size")
+    assert e.loc[4, "energy_per_request_j"] == 4.0 and e.loc[4, "net_energy_per_request_j"] == 2.0
+    assert e.loc[4, "change_energy_per_request_j_pct"] == pytest.approx(-60.0)
+    assert e.loc[4, "change_net_energy_per_request_j_pct"] == pytest.approx(-75.0)  # 8 J -> 2 J net
+    assert e.loc[4, "throughput_scaling_x"] == pytest.approx(3.5)
+
+
+def test_energy_not_measured_is_nan_not_zero():
+    rows = [row(b, t, j, energy_source="none", energy_j=None, energy_per_request_j=None) for b, t, j in
+            ((1, 100.0, 10.0), (2, 190.0, 6.0))]
+    pts = points_of(rows)
+    assert not pts["energy_measured"].any()
+    assert energy_table(pts, 1)["energy_per_request_j"].isna().all()
+    assert cost_table(pts, CostAssumptions(), 1).empty
+
+
+def test_cost_table_by_hand():
+    c = cost_table(points_of(SERIES), CostAssumptions(1_000_000, 0.10, 400.0), 1).set_index("batch_size")
+    assert c.loc[1, "kwh_per_month"] == pytest.approx(10.0 * 1e6 / 3.6e6)
+    assert c.loc[4, "cost_per_month"] == pytest.approx(4.0 * 1e6 / 3.6e6 * 0.10)
+    assert c.loc[4, "kg_co2_per_month"] == pytest.approx(4.0 * 1e6 / 3.6e6 * 0.4)
+    assert c.loc[4, "saving_cost_per_month"] == pytest.approx(6.0 * 1e6 / 3.6e6 * 0.10)
+    assert c.loc[4, "saving_pct"] == pytest.approx(60.0) and c.loc[1, "saving_pct"] == 0.0
+
+
+def test_recommendations_follow_the_rules():
+    rows = SERIES + [row(16, 400.0, 3.0, ttft_p99_ms=5000.0)]
+    r = recommendations(points_of(rows), Slo(ttft_p99_ms=2000.0, tpot_p99_ms=100.0)).set_index("scenario")
+    # eligible: BS 1, 2, 4 (BS 8 saturated, BS 16 over the TTFT SLO)
+    assert (r["n_eligible"] == 3).all()
+    assert r.loc["latency", "batch_size"] == 1
+    assert r.loc["throughput", "batch_size"] == 4
+    assert r.loc["cost", "batch_size"] == 4
+    # balanced: tok/s per s of E2E p50: 100/1.1, 190/1.2, 350/1.4 -> BS 4
+    assert r.loc["balanced", "batch_size"] == 4
+    assert "350" in r.loc["throughput", "reason"]
+
+
+def test_throughput_prefers_the_smaller_batch_within_5_percent():
+    rows = [row(1, 100.0, 10.0), row(2, 300.0, 5.0), row(4, 310.0, 4.0)]
+    r = recommendations(points_of(rows), Slo(None, None)).set_index("scenario")
+    assert r.loc["throughput", "batch_size"] == 2 and "within 5%" in r.loc["throughput", "reason"]
+
+
+def test_no_eligible_point_is_explained():
+    rows = [row(b, 100.0 * b, 10.0 / b, saturated=True) for b in (1, 2)]
+    r = recommendations(points_of(rows), Slo())
+    assert r["batch_size"].isna().all()
+    assert "2 of 2 saturated" in r["reason"].iloc[0]
+
+
+def test_status_table_keeps_only_failed_cells():
+    runs = frame(SERIES + [row(64, 0, 0, status="oom", error="CUDA out of memory\ntrace...")])
+    st = status_table(runs)
+    assert list(st["status"]) == ["oom"] and list(st["reason"]) == ["CUDA out of memory"]
+
+
+def test_pareto_front():
+    df = pd.DataFrame({"x": [1, 2, 3, 2.5, 4], "y": [1, 2, 5, 6, 4]})
+    assert list(pareto_front(df, "x", "y").index) == [0, 1, 4]
+
+
+def test_compare_matches_on_the_shared_axes():
+    a = points_of([row(1, 100.0, 10.0, gpu="t4"), row(8, 400.0, 3.0, gpu="t4")])
+    b = points_of([row(1, 300.0, 5.0, gpu="h100"), row(8, 900.0, 2.0, gpu="h100"), row(16, 1.0, 1.0, gpu="h100")])
+    c = compare_points(a, b)
+    assert c.compared == ["gpu"] and "gpu" not in c.keys and (c.only_a, c.only_b) == (0, 1)
+    t = c.table.set_index("batch_size")
+    assert t.loc[1, "change_output_throughput_tok_s_pct"] == pytest.approx(200.0)
+    assert t.loc[8, "change_energy_per_request_j_pct"] == pytest.approx(-100 / 3)
+
+
+def test_vram_cross_checks():
+    rows = [row(8, 100.0, 1.0, memory_used_max_mib=0.9 * 79.6 * 1024),
+            row(16, 0, 0, status="oom"), row(512, 0, 0, status="infeasible")]
+    configs = {r["cell_id"]: config(bs=r["batch_size"]) for r in rows}
+    v = vram_table(frame(rows, configs), configs).iloc[0]
+    # budget at the largest swept batch (512): activations 2048 x 76,800 B + 512 x 32,000 x 4 B of logits
+    act_gib = (2048 * 76_800 + 512 * 32_000 * 4) / 2**30
+    assert v["context_tokens"] == 384
+    assert v["max_batch"] == int((79.6 * 0.9 - 13_476_298_752 / 2**30 - act_gib - 1.0) // 0.1875) == 308
+    assert (v["n_ok"], v["n_oom"], v["n_infeasible"], v["n_oom_within_fit"]) == (1, 1, 1, 1)
+    assert v["measured_memory_gib"] == pytest.approx(71.64) and v["memory_check"] == "consistent"
+    assert not v["fits_at_bs_max"]
