@@ -28,7 +28,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpot-p99-slo-ms", type=_slo, default=Slo.tpot_p99_ms, help="TPOT p99 SLO (ms; 'none': no SLO)")
     p.add_argument("--power-cell", help="cell id (or unique prefix) of the power timeline plot")
     p.add_argument("--no-csv", action="store_true", help="do not write tables/*.csv")
-    p.add_argument("--jobs", type=int, default=2, help="processes drawing the plots (1: in this process; default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="processes drawing the plots (default 1: in this process)")
     return p
 
 

@@ -22,7 +22,7 @@ class ReportOptions:
     slo: Slo = field(default_factory=Slo)
     power_cell: str | None = None
     write_csv: bool = True
-    jobs: int = 2
+    jobs: int = 1
 
     def resolved_out(self) -> str:
         if self.out_dir:
