@@ -169,7 +169,8 @@ class _Stream:
         return rec
 
 
-async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes, arrival_s: float) -> RequestRecord:
+async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes,
+                         arrival_s: float) -> RequestRecord:
     """Send one request now and read its stream to the end; never raises."""
     st = _Stream()
     send_s = time.monotonic()

@@ -184,7 +184,7 @@ def _follow(proc: subprocess.Popen, path: Path, deadline: float):
             chunk = f.read()
         offset += len(chunk)
         for line in chunk.decode(errors="replace").splitlines():
-            if line.startswith("[bench]") or line.startswith(("sweep ", "dispatched ", "engine=auto")):
+            if line.startswith(("[bench]", "sweep ", "dispatched ", "engine=auto")):
                 print("   " + line, flush=True)
         if rc is not None:
             return rc
@@ -227,7 +227,8 @@ def drive(args, out: Path, work: Path, results_path: Path) -> int:
     for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
         left = args.budget_s - (time.monotonic() - t_start)
         if left < PART_MIN_S[part]:
-            results[part] = {"skipped": f"{left:.0f} s of the {args.budget_s:.0f} s budget left; needs ~{PART_MIN_S[part]:.0f} s"}
+            why = f"{left:.0f} s of the {args.budget_s:.0f} s budget left; needs ~{PART_MIN_S[part]:.0f} s"
+            results[part] = {"skipped": why}
             log(f"{part}: skipped ({results[part]['skipped']})")
             continue
         try:
@@ -361,8 +362,11 @@ def offline_batches(llm_cfg: Dict, batch_size: int, seed_offset: int = 0):
     by_batch: Dict[int, list] = {}
     for s in plan.requests:
         by_batch.setdefault(s.batch_index, []).append(s)
-    return [(specs[0].phase, [{"prompt_token_ids": prompt_ids(s, plan.seed + seed_offset, vocab)} for s in specs],
-             [SamplingParams(**sampling_kwargs(s, plan.ignore_eos)) for s in specs]) for _, specs in sorted(by_batch.items())]
+    out = []
+    for _, specs in sorted(by_batch.items()):
+        prompts = [{"prompt_token_ids": prompt_ids(s, plan.seed + seed_offset, vocab)} for s in specs]
+        out.append((specs[0].phase, prompts, [SamplingParams(**sampling_kwargs(s, plan.ignore_eos)) for s in specs]))
+    return out
 
 
 def generate_loop(llm, batches) -> Dict:
@@ -376,16 +380,21 @@ def generate_loop(llm, batches) -> Dict:
             t_first = t if t_first is None else t_first
             tokens += sum(len(o.outputs[0].token_ids) for o in outs)
             t_last = time.monotonic()
+    if t_first is None:  # warm-up only
+        return {"output_tokens": 0, "window_s": 0.0, "output_tok_s": float("nan"), "t0_ns": 0, "t1_ns": 0}
     return {"output_tokens": tokens, "window_s": t_last - t_first, "output_tok_s": tokens / (t_last - t_first),
             "t0_ns": int(t_first * 1e9), "t1_ns": int(t_last * 1e9)}
 
 
 def bare_worker(args) -> int:
-    from orchestrator.engines.vllm_offline import cache_env, engine_args, model_path
+    from orchestrator.engines.vllm_offline import cache_env, engine_args, model_path, wait_for_gpu_memory
     from orchestrator.gpuinfo import assigned_gpu
 
     sizes = batch_sizes(args)
     cfg = compose_cell(overrides(args, "offline"), max(sizes))
+    gpu = assigned_gpu()
+    seen = wait_for_gpu_memory(gpu, cfg["engine"]["vllm"]["gpu_memory_utilization"])  # the last part's exit
+    log(f"bare: GPU memory {seen}")
     os.environ.update(cache_env(cfg))
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # as VllmOfflineEngine does
     kwargs = engine_args(cfg, max(sizes), str(model_path(cfg)))
@@ -398,7 +407,7 @@ def bare_worker(args) -> int:
     llm = LLM(**kwargs)
     res["vllm_start_s"] = time.monotonic() - t0
     log(f"bare: engine up in {res['vllm_start_s']:.0f} s")
-    uuid = assigned_gpu().uuid
+    uuid = gpu.uuid
     steps = [("offline", lambda: bare_offline(llm, cfg, sizes, res)),
              ("sampler_on_off", lambda: bare_sampler(llm, cfg, uuid, args)),
              ("energy_window", lambda: bare_energy(llm, cfg, uuid, max(sizes), args.energy_window_s))]
@@ -461,7 +470,8 @@ def bare_energy(llm, cfg: Dict, uuid: str, batch_size: int, window_s: float) -> 
     t1 = time.monotonic()
     trace = sampler.stop()
     row = window_energy(trace, int(t0 * 1e9), int(t1 * 1e9), None)
-    log(f"bare: energy window {t1 - t0:.1f} s: counter {row['energy_j']:.0f} J, integrated {row['energy_integrated_j']:.0f} J")
+    log(f"bare: energy window {t1 - t0:.1f} s: counter {row['energy_j']:.0f} J, "
+        f"integrated {row['energy_integrated_j']:.0f} J")
     return {"batch_size": batch_size, "window_s": t1 - t0, "batches": i, "note": trace.note,
             **{k: row[k] for k in ("energy_j", "energy_integrated_j", "energy_mismatch", "mean_power_w",
                                    "max_power_w", "counter_update_period_s", "short_window")}}
@@ -557,7 +567,7 @@ def server_bench(engine, cfg: Dict, work: Path) -> Dict:
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "vllm",
            "--base-url", engine.base_url, "--endpoint", "/v1/completions", "--model", str(model_path(cfg)),
            "--served-model-name", cfg["model"]["name"], "--tokenizer", str(model_path(cfg)),
-           "--dataset-name", "custom", "--dataset-path", str(data), "--custom-output-len", "-1",
+           "--dataset-name", "custom", "--dataset-path", str(data), "--custom-output-len=-1",
            "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(n),
            "--request-rate", str(plan.rate_rps), "--burstiness", "1.0", "--ignore-eos", "--temperature", "0",
            "--seed", str(plan.seed), "--num-warmups", "10", "--percentile-metrics", "ttft,tpot,itl,e2el",
@@ -571,7 +581,7 @@ def server_bench(engine, cfg: Dict, work: Path) -> Dict:
         raise RuntimeError(f"vllm bench serve exited {proc.returncode} without a result:\n"
                            + (work / "bench_serve.log").read_text(errors="replace")[-3000:])
     raw = json.loads(result.read_text())
-    keep = ("duration", "completed", "total_input_tokens", "total_output_tokens", "request_throughput",
+    keep = ("duration", "completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput",
             "output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "median_itl_ms",
             "median_e2el_ms", "request_rate", "burstiness", "num_prompts")
     out = {k: raw.get(k) for k in keep}
@@ -689,11 +699,11 @@ def energy_checks(results: Dict) -> List[Dict]:
 
 def write_report(out: Path, results: Dict) -> None:
     m = results.get("meta", {})
-    lines = [f"# vLLM through the orchestrator vs bare vLLM — {m.get('gpu_name', '?')}", "",
-             f"vllm {m.get('vllm', '?')}, torch {m.get('torch', '?')}, ray {m.get('ray', '?')}, driver "
-             f"{m.get('driver', '?')} (CUDA {m.get('cuda_driver', '?')}); model {m.get('model')} (dummy weights, fp16); "
-             f"max_num_batched_tokens {m.get('max_num_batched_tokens')} on every side; "
-             f"elapsed {m.get('elapsed_s', 0):.0f} s.", "",
+    versions = (f"vllm {m.get('vllm', '?')}, torch {m.get('torch', '?')}, ray {m.get('ray', '?')}, driver "
+                f"{m.get('driver', '?')} (CUDA {m.get('cuda_driver', '?')}); model {m.get('model')} (dummy weights, "
+                f"fp16); max_num_batched_tokens {m.get('max_num_batched_tokens')} on every side; "
+                f"elapsed {m.get('elapsed_s', 0):.0f} s.")
+    lines = [f"# vLLM through the orchestrator vs bare vLLM — {m.get('gpu_name', '?')}", "", versions, "",
              "| check | measured | target | result |", "| --- | --- | --- | --- |"]
     for r in checks(results):
         lines.append(f"| {r['check']} | {r['measured']} | {r['target']} | {_ok(r['pass'])} |")

@@ -158,7 +158,8 @@ class NvmlSampler:
         values = self._call("nvmlDeviceGetFieldValues", [POWER_FIELD_INSTANT])
         entry = values[0]
         if entry.nvmlReturn != nv.NVML_SUCCESS:
-            raise nvml_error(nv, f"nvmlDeviceGetFieldValues field {POWER_FIELD_INSTANT}", nv.NVMLError(entry.nvmlReturn))
+            call = f"nvmlDeviceGetFieldValues field {POWER_FIELD_INSTANT}"
+            raise nvml_error(nv, call, nv.NVMLError(entry.nvmlReturn))
         return _field_value(nv, entry)
 
     def _power_w(self) -> float:

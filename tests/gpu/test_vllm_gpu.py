@@ -78,7 +78,7 @@ def test_server_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
     run_orchestrator(["engine=vllm", "sampler=nvml", f"gpu={gpu_option}", "model=llama2_7b", "workload=chat_medium",
                       "batch_size=64", "workload.duration_s=15", "workload.warmup_requests=10",
                       "sampler.idle_baseline_s=2", f"store.dir={out}", "dispatch.progress=false"], timeout=TIMEOUT_S)
-    row, t = _one_row(out)
+    row, _ = _one_row(out)
     _check_energy(row, gpu)
     assert row["n_requests_failed"] == 0 and row["output_tokens_per_request_mean"] == 128
     assert not row["token_count_mismatch"] and not row["short_window"]

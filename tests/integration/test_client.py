@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
-from orchestrator import metrics  # noqa: E402
-from orchestrator.client import Endpoint, StreamingClient, run_plan  # noqa: E402
-from orchestrator.models import prompt_token_ids  # noqa: E402
-from orchestrator.workload import build_plan  # noqa: E402
+from orchestrator import metrics
+from orchestrator.client import Endpoint, StreamingClient, run_plan
+from orchestrator.models import prompt_token_ids
+from orchestrator.workload import build_plan
 
 API_KEY = "sk-test-key"
 TTFT_S = 0.060

@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from orchestrator.engines import vllm_server as vs  # noqa: E402
-from orchestrator.errors import CellFailure  # noqa: E402
-from orchestrator.grid import _option_node  # noqa: E402
-from orchestrator.workload import build_plan  # noqa: E402
+from orchestrator.engines import vllm_server as vs
+from orchestrator.errors import CellFailure
+from orchestrator.grid import _option_node
+from orchestrator.workload import build_plan
 
 FAKE_MAIN = textwrap.dedent('''
     """A fake `vllm serve` for tests: FAKE_VLLM_MODE = ok | oom | hang | die_later."""

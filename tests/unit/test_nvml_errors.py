@@ -8,7 +8,7 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from orchestrator import gpuinfo  # noqa: E402
+from orchestrator import gpuinfo
 
 
 @pytest.fixture

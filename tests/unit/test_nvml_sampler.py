@@ -13,9 +13,9 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from orchestrator import gpuinfo  # noqa: E402
-from orchestrator.energy.base import window_energy  # noqa: E402
-from orchestrator.energy.nvml import POWER_FIELD_INSTANT, NvmlSampler  # noqa: E402
+from orchestrator import gpuinfo
+from orchestrator.energy.base import window_energy
+from orchestrator.energy.nvml import POWER_FIELD_INSTANT, NvmlSampler
 
 UUID = "GPU-12345678-aaaa-bbbb-cccc-0123456789ab"
 INTERVAL_S = 0.01
