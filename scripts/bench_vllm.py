@@ -3,7 +3,7 @@
     export PYTHONPATH=/root/site:$PWD
     python scripts/bench_vllm.py --out experiments/benchmarks/vllm_h100     # all parts, ~7-9 min on an H100
     python scripts/bench_vllm.py --out DIR --parts offline,bare            # a subset (e.g. two runs of < 10 min)
-    python scripts/bench_vllm.py --out DIR --report-only                   # rebuild the table from DIR/results.json
+    python scripts/bench_vllm.py --out DIR --report-only [--merge A/results.json B/results.json]  # rebuild the table
 
 Three parts, each in its own process (one vLLM engine at a time on the GPU; a failed part keeps
 the others' numbers), with the same engine arguments on both sides of every comparison
@@ -90,7 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sampler-batches", type=int, default=3, help="(d) static batches per trial")
     p.add_argument("--energy-window-s", type=float, default=12.0)
     p.add_argument("--budget-s", type=float, default=540.0, help="skip parts that no longer fit")
-    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="rebuild results.md from --out/results.json")
+    p.add_argument("--merge", nargs="*", default=[], metavar="RESULTS_JSON",
+                   help="with --report-only: results.json files of separate runs (e.g. one per part), later wins")
     p.add_argument("--worker", choices=("bare", "server"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -209,7 +211,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     if args.report_only:
-        results = json.loads(results_path.read_text())
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        for other in args.merge:
+            doc = json.loads(Path(other).read_text())
+            results.update({k: v for k, v in doc.items() if k in PARTS and "skipped" not in v})
+            results.setdefault("meta", doc.get("meta", {}))
+        write_json(results_path, results)
         write_report(out, results)
         return 0
     if args.gpu == "auto":

@@ -102,3 +102,16 @@ def test_cell_overheads_subtract_start_window_warmup_and_idle(bench):
     assert ov["per_cell"]["8"]["in_cell_s"] == pytest.approx(1.0)  # 11 - 8 - 2
     assert ov["outside_cells_s"] == pytest.approx(130 - 85 - 27) and ov["prestart_s"] == pytest.approx(5.0)
     assert ov["max_per_cell_s"] == pytest.approx(1.0 + (18 + 5) / 2)
+
+
+def test_merge_results_of_separate_runs(bench, tmp_path):
+    full = results()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"meta": full["meta"], "offline": full["offline"], "bare": full["bare"],
+                             "server": {"skipped": "no time"}}))
+    b.write_text(json.dumps({"meta": full["meta"], "server": full["server"]}))
+    out = tmp_path / "merged"
+    assert bench.main(["--out", str(out), "--report-only", "--merge", str(a), str(b)]) == 0
+    merged = json.loads((out / "results.json").read_text())
+    assert set(merged) == {"meta", "offline", "bare", "server"} and "orchestrator" in merged["server"]
+    assert "(b) TTFT p50" in (out / "results.md").read_text()
