@@ -228,7 +228,7 @@ def plot_pareto(points: pd.DataFrame, path: Path, note: str = "") -> Path:
 
 def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Per GPU: the roofline of each matmul dtype (TFLOPS vs FLOP/byte, log-log) with its ridge
-    point, and every measured point at its effective batch's decode intensity."""
+    point, and every point of the sweep at its effective batch's decode intensity."""
     gpus = sorted(roof["gpu"].unique())
     fig, axes = panel_figure(1, len(gpus), 4.8, 3.6)
     axes = axes[0]

@@ -83,13 +83,14 @@ def gpu_roofs(configs: dict[str, dict], cell_ids) -> pd.DataFrame:
 
 
 def ridge_batches(points: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
-    """Per model x quantization x GPU x context (tokens, rounded): the decode batch at which
-    intensity reaches the ridge point (``roofline.batch_to_ridge``; inf = never at this context),
-    and the largest batch size the sweep ran for that model x quantization x GPU."""
+    """Per model x quantization x GPU x configured decode context (mean input + output / 2
+    tokens): the decode batch at which intensity reaches the ridge point
+    (``roofline.batch_to_ridge``; inf = never at this context), and the largest batch size the
+    sweep ran for that model x quantization x GPU."""
     max_bs = points.groupby(["model", "quantization", "gpu"])["batch_size"].max()
     rows = {}
     for p in points.itertuples(index=False):
-        key = (p.model, p.quantization, p.gpu, round(float(p.context_tokens)))
+        key = (p.model, p.quantization, p.gpu, round(p.input_tokens_mean_cfg + p.output_tokens_mean_cfg / 2))
         if key in rows:
             continue
         cfg = _first_config(p.cell_id, configs)

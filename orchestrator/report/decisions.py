@@ -69,7 +69,7 @@ def _collapse(r: pd.DataFrame) -> pd.DataFrame:
 
 def recommendations_section(a: Analysis) -> list[str]:
     out = heading(2, "8. Recommendations")
-    out += para(f"Chosen per series by rules over the measured points, under {a.options.slo.describe()} (set with "
+    out += para(f"Chosen per series by rules over the sweep's points, under {a.options.slo.describe()} (set with "
                 "--ttft-p99-slo-ms / --tpot-p99-slo-ms). Eligible: meets both SLOs and is not saturated (a saturated "
                 "server's queue grows without bound, so no latency it showed holds). Latency-sensitive: lowest TTFT "
                 "p99. Throughput: the smallest batch within 5% of the highest output tok/s. Balanced: highest output "

@@ -43,7 +43,7 @@ def _fit_sentence(fits: pd.DataFrame, energy: bool) -> str:
     text += f"The law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range for {len(whole)} series"
     if len(broken):
         direction = "above" if energy else "below"
-        text += (f"; for {len(broken)} it breaks at BS {_span(broken['breaks_at_bs'], fmt.batch)}, where the measured "
+        text += (f"; for {len(broken)} it breaks at BS {_span(broken['breaks_at_bs'], fmt.batch)}, where the observed "
                  f"value lies {_span(broken['deviation_pct'])} from the extrapolated fit (mostly {direction} it: "
                  "diminishing returns)")
     if len(none):
@@ -97,7 +97,7 @@ POINT_COLS = [
     col("workload", "workload", "text"), SERIES, BATCH, FLAGS, col("effective batch", "effective_batch"),
     col("context tok", "context_tokens"), col("AI (FLOP/byte)", "intensity_flop_per_byte"),
     col("AI at BS (FLOP/byte)", "intensity_at_batch_size_flop_per_byte"), col("ridge", "ridge_flop_per_byte"),
-    col("bound", "bound", "text"), col("ceiling tok/s", "ceiling_tok_s"), col("measured tok/s", "output_throughput_tok_s"),
+    col("bound", "bound", "text"), col("ceiling tok/s", "ceiling_tok_s"), col("output tok/s", "output_throughput_tok_s"),
     Col("achieved", lambda r: fmt.num(r.achieved_fraction * 100) + "%"),
     col("TFLOP/s", "achieved_tflops"), col("GB/s", "achieved_gb_s"),
 ]
@@ -116,7 +116,7 @@ def roofline_section(a: Analysis) -> list[str]:
                 "reads every weight once (quantized linears at their bits per weight, fp16 embeddings) plus the fp16 "
                 "KV cache of b × context tokens, and does 2 × parameters FLOPs per sequence plus attention. b is the "
                 "**effective** batch (the engine's mean running batch, ≥ 1); *AI at BS* uses the configured batch "
-                "size. Ceiling = b ÷ max(bytes ÷ bandwidth, FLOPs ÷ peak) in tok/s; achieved = measured output tok/s "
+                "size. Ceiling = b ÷ max(bytes ÷ bandwidth, FLOPs ÷ peak) in tok/s; achieved = the cell's output tok/s "
                 "÷ ceiling (prefill and scheduling also cost time, so 100% is not reachable).")
     out += table(a.roofs, ROOF_COLS)
     rb = a.ridge_batches

@@ -23,7 +23,7 @@ def groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 DETAIL_COLS = [
     SERIES, BATCH, FLAGS,
-    col("requests", "n_requests_measured", "batch"), col("ok %", "success_pct"),
+    col("requests", "n_requests_measured"), col("ok %", "success_pct"),
     col("req/s", "request_throughput_rps"), col("output tok/s", "output_throughput_tok_s"),
     col("Δ tok/s", "change_output_throughput_tok_s_pct", "pct"),
     col("TTFT p50 (ms)", "ttft_p50_ms"), col("TTFT p99 (ms)", "ttft_p99_ms"),

@@ -71,7 +71,8 @@ def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
     sat = s[s["base_saturated"].eq(True)]
     if len(sat):
         out.append(f"At BS {base}, {len(sat)} of {len(s)} series cannot keep up with the offered {rate} req/s "
-                   f"(saturated; they complete {_span(sat['base_request_throughput_rps'], fmt.num)} req/s).")
+                   f"(saturated; {'it completes' if len(sat) == 1 else 'they complete'} "
+                   f"{_span(sat['base_request_throughput_rps'], fmt.num)} req/s).")
     calm = s[~s["base_saturated"].eq(True) & ~s["tput_saturated"].eq(True)]
     bound = calm[calm["tput_change_request_throughput_rps_pct"].abs() < RATE_BOUND_PCT]
     if len(bound):
@@ -80,7 +81,7 @@ def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
                    "rate, not the GPU, bounds requests, so batching shows in tokens and latency.")
     still = s[s["tput_saturated"].eq(True)]
     if len(still):
-        out.append(f"{series_count(len(still), 'stays', 'stay')} saturated even at their best-throughput batch size: the offered load "
+        out.append(f"{series_count(len(still), 'stays', 'stay')} saturated even at the best-throughput batch size: the offered load "
                    "exceeds what that configuration serves at any swept batch size.")
     return out
 
@@ -111,7 +112,8 @@ def flag_sentence(cells: pd.DataFrame) -> str:
     if flagged.empty:
         return f"None of the {len(cells)} cells of this workload is flagged."
     parts = [f"{int(cells[c].eq(True).sum())} {code}" for c, (code, _) in FLAGS.items() if cells[c].eq(True).any()]
-    return f"{len(flagged)} of the {len(cells)} cells of this workload are flagged ({', '.join(parts)})."
+    verb = "is" if len(flagged) == 1 else "are"
+    return f"{len(flagged)} of the {len(cells)} cells of this workload {verb} flagged ({', '.join(parts)})."
 
 
 def _cell(row, role: str, metric: str) -> str:

@@ -28,7 +28,7 @@ PNGS = ["throughput_vs_batch.png", "energy_per_token_vs_batch.png", "latency_thr
 
 
 def report_cmd(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "orchestrator.report", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "orchestrator.report", *map(str, args)], cwd=ROOT, check=False,
                           capture_output=True, text=True, timeout=timeout)
 
 
