@@ -53,7 +53,8 @@ def option(group: str, name: str) -> dict:
     from orchestrator.config import GROUP_SCHEMAS
     from orchestrator.grid import CONF_DIR
 
-    node = OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(CONF_DIR / group / f"{name}.yaml"))
+    yaml = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    node = OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), yaml)
     return OmegaConf.to_container(node, resolve=True)
 
 
@@ -137,7 +138,8 @@ def energy_columns(canon: dict, metrics: dict, window_s: float, rng: np.random.G
         "energy_j": energy_j, "energy_integrated_j": energy_j * 1.01, "idle_power_w": g["idle_w"],
         "baseline_energy_j": g["idle_w"] * window_s, "net_energy_j": net,
         "energy_per_request_j": energy_j / done, "net_energy_per_request_j": net / done,
-        "energy_per_1k_output_tokens_j": energy_j / tokens * 1e3, "net_energy_per_1k_output_tokens_j": net / tokens * 1e3,
+        "energy_per_1k_output_tokens_j": energy_j / tokens * 1e3,
+        "net_energy_per_1k_output_tokens_j": net / tokens * 1e3,
         "mean_power_w": mean_w, "max_power_w": float(power.max()), "energy_invalid": False,
         "energy_mismatch": bool(rng.random() < 0.03), "short_window": False, "counter_update_period_s": 0.1,
         "gpu_util_mean_pct": min(100.0, 40 + bs), "memory_used_max_mib": None,
@@ -257,7 +259,8 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         "# Benchmark: report over a large sweep", "",
         (f"`python scripts/bench_report.py` — {result['date_utc']} on {result['machine']['cpus']} CPUs "
         f"({result['machine']['platform']}, Python {result['machine']['python']})."), "",
-        (f"Dataset: {d['cells']} cells ({d['ok_cells']} ok, {d['status_only_cells']} unsupported/infeasible status rows), "
+        (f"Dataset: {d['cells']} cells ({d['ok_cells']} ok, {d['status_only_cells']} unsupported/infeasible "
+        "status rows), "
         f"{d['request_rows']:,} request rows, {d['power_rows']:,} power rows, {d['parquet_mib']:.1f} MiB of Parquet "
         f"(built in {result['build_s']:.1f} s with the orchestrator.store APIs)."), "",
         f"Command: `python -m orchestrator.report <sweep> --out <dir>`, {len(runs)} runs.", "",
@@ -305,7 +308,8 @@ def main() -> None:
         "dataset": dataset, "build_s": build_s, "runs": runs, "breakdown": parts,
         "summary": {"median_wall_s": statistics.median(walls), "min_wall_s": min(walls), "max_rss_mib": rss,
                     "wall_target_s": TARGET_WALL_S, "rss_target_mib": TARGET_RSS_MIB,
-                    "wall_target_met": statistics.median(walls) < TARGET_WALL_S, "rss_target_met": rss < TARGET_RSS_MIB},
+                    "wall_target_met": statistics.median(walls) < TARGET_WALL_S,
+                    "rss_target_met": rss < TARGET_RSS_MIB},
     }
     write_outputs(result, Path(args.out))
     print(json.dumps(result["summary"]))

@@ -1,7 +1,8 @@
 """Number formatting shared by generated sentences and report tables (plain text, no units).
 
 ``num``: 4 significant figures at most, thousands separated (``5,781``, ``548.2``, ``18.09``,
-``0.612``; whole numbers below 1000 without decimals: ``20``); ``pct``: signed with one decimal (``+348.5%``); ``ratio``: ``3.5×``. Missing
+``0.612``; whole numbers below 1000 without decimals: ``20``); ``pct``: signed with one decimal
+(``+348.5%``); ``ratio``: ``3.5×``. Missing
 values (None/NaN) become ``—``.
 """
 from __future__ import annotations

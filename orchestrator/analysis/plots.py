@@ -6,6 +6,7 @@ Hollow markers are flagged points (any of the ``dataset.FLAGS``); axes carry uni
 from __future__ import annotations
 
 import itertools
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,9 @@ def _right_edge(fig: Figure, cells: dict) -> float:
 
 
 def _finish(fig: Figure, path: Path, title: str, note: str = "") -> Path:
-    fig.suptitle(title + (f"\n{note.strip(' —')}" if note else ""), fontsize=10, y=0.995, va="top")
+    """Title (wrapped to the figure's width, ``note`` on its own line) and save."""
+    text = textwrap.fill(title, width=int(fig.get_figwidth() * 13)) + (f"\n{note.strip(' —')}" if note else "")
+    fig.suptitle(text, fontsize=10, y=0.995, va="top")
     fig.savefig(path)
     return path
 
@@ -172,8 +175,7 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
         ax.set_ylabel("energy per output token (J, gross)", fontsize=8)
         ax.grid(alpha=0.3)
     _legend(fig, cells, "model/quantization")
-    return _finish(fig, path, "Energy per output token vs batch size, log-log; dashed: fit J/tok ≈ C/BS^α "
-                   f"(α labelled where a panel has ≤ {ANNOTATE_MAX_SERIES} series; all in §4)",
+    return _finish(fig, path, "Energy per output token vs batch size (log-log); dashed: fit J/tok ≈ C/BS^α",
                    note=note)
 
 
@@ -260,28 +262,37 @@ def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str
     return _finish(fig, path, "Roofline: decode steps against the GPU's roofs", note=note)
 
 
+DRAIN_SHOWN = 0.25
+"""The power timeline shows the window and at most this fraction of it after its end."""
+
+
 def plot_power_timeline(power: pd.DataFrame, run: pd.Series, path: Path) -> Path:
     """Instant power (W) over the cell's time (s from the window's start), window shaded, with
-    the idle baseline and the window's mean power."""
+    the idle baseline and the window's mean power. A long drain after the window is cut at
+    ``DRAIN_SHOWN`` x window (and said so)."""
     fig = new_figure(9, 3.8)
     ax = fig.subplots()
+    window_s = float(run["window_s"])
     p = power.sort_values("t_rel_s")
-    ax.plot(p["t_rel_s"], p["power_w"], "-", color="C0", lw=0.9, label="instant power")
-    ax.axvspan(0.0, float(run["window_s"]), color="C2", alpha=0.12, label="measured window")
+    end = window_s * (1 + DRAIN_SHOWN) + 1.0
+    cut = p["t_rel_s"].max() > end
+    p = p[p["t_rel_s"] <= end]
+    ax.plot(p["t_rel_s"], p["power_w"], "-", color="C0", lw=0.8, label="instant power")
+    ax.axvspan(0.0, window_s, color="C2", alpha=0.12, label="measured window")
     if pd.notna(run.get("idle_power_w")):
-        ax.axhline(run["idle_power_w"], color="0.4", ls="--", lw=0.9, label=f"idle baseline {run['idle_power_w']:.0f} W")
+        ax.axhline(run["idle_power_w"], color="0.4", ls="--", lw=0.9,
+                   label=f"idle baseline {run['idle_power_w']:.0f} W")
     if pd.notna(run.get("mean_power_w")):
         ax.axhline(run["mean_power_w"], color="C3", ls=":", lw=1.1, label=f"window mean {run['mean_power_w']:.0f} W")
-    ax.set_xlabel("time from the measured window's start (s)")
+    xlabel = "time from the measured window's start (s)"
+    ax.set_xlabel(xlabel + (f"; the drain goes on to {power['t_rel_s'].max():,.0f} s (not shown)" if cut else ""))
     ax.set_ylabel("GPU power (W)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     source = f" — {run['energy_source']} power, not measured" if run.get("energy_source") == "simulated" else ""
-    title = (f"Power of cell {run['cell_id']}: {run['series']} · {run['workload']} · BS {run['batch_size']}{source}")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path)
-    return path
+    title = f"Power of cell {run['cell_id']}: {run['series']} · {run['workload']} · BS {run['batch_size']}{source}"
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86)
+    return _finish(fig, path, title)
 
 
 def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) -> Path:
@@ -299,12 +310,12 @@ def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) ->
         lims = (both[both > 0].min() / 1.5, both.max() * 1.5)
         ax.plot(lims, lims, "k--", lw=0.8)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.xaxis.set_minor_locator(NullLocator())
+        _log_y(ax, float(np.log10(lims[1] / lims[0])))
         ax.set_xlabel(f"{label_a} ({unit})", fontsize=8)
         ax.set_ylabel(f"{label_b} ({unit})", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{label_b} against {label_a} (above the dashed line: B is higher)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path)
-    return path
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.88, wspace=0.25)
+    return _finish(fig, path, f"{label_b} against {label_a} (above the dashed line: B is higher)")

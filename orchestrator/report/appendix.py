@@ -28,7 +28,8 @@ def status_section(a: Analysis) -> list[str]:
 
 CHECK_COLS = [
     Col("cell", lambda r: r.cell_id[:8]), col("series", "series", "text"), col("workload", "workload", "text"),
-    col("BS", "batch_size", "batch"), col("request rows", "rows", "batch"), col("runs n_requests_total", "n_requests_total", "batch"),
+    col("BS", "batch_size", "batch"), col("flags", "flags", "text"), col("request rows", "rows", "batch"),
+    col("runs n_requests_total", "n_requests_total", "batch"),
     col("measured ok rows", "measured_ok", "batch"), col("runs n_requests_ok", "n_requests_ok", "batch"),
     col("TTFT p50 from requests", "ttft_p50_ms_requests"), col("runs TTFT p50", "ttft_p50_ms"),
 ]

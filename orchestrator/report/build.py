@@ -26,7 +26,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
     lines = header.header(a) + summary.section(a) + results.detail_section(a) + results.energy_section(a)
-    lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a) + decisions.cost_section(a) + decisions.recommendations_section(a)
+    lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a)
+    lines += decisions.cost_section(a) + decisions.recommendations_section(a)
     lines += figures.figures_section(a, figs)
     lines += appendix.status_section(a) + appendix.checks_section(a) + appendix.definitions_section(a)
     return "\n".join(lines).rstrip() + "\n"

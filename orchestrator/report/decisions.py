@@ -11,7 +11,8 @@ from orchestrator.report.results import BATCH, FLAGS, SERIES, groups
 from orchestrator.report.summary import workload_title
 
 COST_COLS = [
-    SERIES, BATCH, FLAGS, col("J/request gross", "energy_per_request_j"), col("J/request net", "net_energy_per_request_j"),
+    SERIES, BATCH, FLAGS, col("J/request gross", "energy_per_request_j"),
+    col("J/request net", "net_energy_per_request_j"),
     col("kWh/month gross", "kwh_per_month"), col("kWh/month net", "net_kwh_per_month"),
     col("cost/month gross", "cost_per_month"), col("cost/month net", "net_cost_per_month"),
     col("kgCO₂/month gross", "kg_co2_per_month"), col("kgCO₂/month net", "net_kg_co2_per_month"),
@@ -49,7 +50,8 @@ def _cost_sentence(g: pd.DataFrame, base: int) -> str:
         return f"No batch size costs less than BS {base} here."
     return (f"The largest saving: {top['series']} at BS {fmt.batch(top['batch_size'])} instead of {base} saves "
             f"{fmt.num(top['saving_cost_per_month'])} per month and {fmt.num(top['saving_kg_co2_per_month'])} kgCO₂ "
-            f"per month ({fmt.pct(top['saving_pct'])} of the energy: {fmt.num(top['kwh_per_month'] + top['saving_kwh_per_month'])} "
+            f"per month ({fmt.pct(top['saving_pct'])} of the energy: "
+            f"{fmt.num(top['kwh_per_month'] + top['saving_kwh_per_month'])} "
             f"→ {fmt.num(top['kwh_per_month'])} kWh/month).")
 
 

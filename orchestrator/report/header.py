@@ -21,19 +21,27 @@ def _counts(series) -> str:
     return ", ".join(f"{n} {k}" for k, n in series.value_counts().items())
 
 
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _when(runs) -> str:
     t0, t1 = runs["started_unix_s"].min(), runs["finished_unix_s"].max()
     if pd.isna(t0) or pd.isna(t1):
         return ""
-    f = lambda t: datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f" Cells ran between {f(t0)} and {f(t1)}."
+    return f" Cells ran between {_utc(t0)} and {_utc(t1)}."
 
 
 def _versions(ok) -> str:
     seen = sorted({v for v in ok["engine_versions"].dropna() if v and v != "{}"})
     if not seen:
         return ""
-    pretty = ["; ".join(f"{k} {v}" for k, v in json.loads(s).items()) for s in seen[:4]]
+    pretty = []
+    for text in seen[:4]:
+        try:
+            pretty.append("; ".join(f"{k} {v}" for k, v in json.loads(text).items()))
+        except (ValueError, AttributeError):
+            pretty.append(text)
     return "Engine versions: " + " | ".join(pretty) + ("" if len(seen) <= 4 else f" (+{len(seen) - 4} more)") + "."
 
 

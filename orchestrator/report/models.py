@@ -56,7 +56,8 @@ def _diminishing(a: Analysis) -> pd.DataFrame:
     if le.empty:
         return le
     low = le[le["exponent"] < DIMINISHING_EXPONENT]
-    return low.groupby(["workload", "gpu", "series"], sort=False)["bs_to"].min().rename("diminishing_from_bs").reset_index()
+    first = low.groupby(["workload", "gpu", "series"], sort=False)["bs_to"].min()
+    return first.rename("diminishing_from_bs").reset_index()
 
 
 def scaling_section(a: Analysis) -> list[str]:
@@ -97,7 +98,8 @@ POINT_COLS = [
     col("workload", "workload", "text"), SERIES, BATCH, FLAGS, col("effective batch", "effective_batch"),
     col("context tok", "context_tokens"), col("AI (FLOP/byte)", "intensity_flop_per_byte"),
     col("AI at BS (FLOP/byte)", "intensity_at_batch_size_flop_per_byte"), col("ridge", "ridge_flop_per_byte"),
-    col("bound", "bound", "text"), col("ceiling tok/s", "ceiling_tok_s"), col("output tok/s", "output_throughput_tok_s"),
+    col("bound", "bound", "text"), col("ceiling tok/s", "ceiling_tok_s"),
+    col("output tok/s", "output_throughput_tok_s"),
     Col("achieved", lambda r: fmt.num(r.achieved_fraction * 100) + "%"),
     col("TFLOP/s", "achieved_tflops"), col("GB/s", "achieved_gb_s"),
 ]
@@ -141,7 +143,8 @@ VRAM_COLS = [
     Col("model/quant", lambda r: f"{r.model}/{r.quantization}"), col("GPU", "gpu", "text"),
     col("context tok", "context_tokens", "batch"), col("weights GiB", "weights_gib"),
     Col("KV/request GiB", lambda r: fmt.num(r.kv_per_request_gib, 4)), col("activations GiB", "activations_gib"),
-    col("overhead GiB", "overhead_gib"), col("usable GiB", "capacity_gib"), col("max batch that fits", "max_batch", "batch"),
+    col("overhead GiB", "overhead_gib"), col("usable GiB", "capacity_gib"),
+    col("max batch that fits", "max_batch", "batch"),
     col("largest BS swept", "bs_max_swept", "batch"), col("GiB needed there", "total_at_bs_max_gib"),
     col("ok", "n_ok", "batch"), col("infeasible", "n_infeasible", "batch"), col("oom", "n_oom", "batch"),
     col("engine reported GiB", "measured_memory_gib"), col("predicted GiB there", "predicted_at_measured_gib"),
@@ -154,7 +157,8 @@ def _by_batch_cols(frame: pd.DataFrame) -> list[Col]:
             col("context tok", "context_tokens", "batch")]
     for name in [c for c in frame.columns if c.startswith("bs_")]:
         bs = name[3:-4]
-        cols.append(Col(f"BS {bs}", lambda r, n=name: fmt.num(getattr(r, n)) + ("" if getattr(r, n) <= r.capacity_gib else " ✗")))
+        cols.append(Col(f"BS {bs}", lambda r, n=name: fmt.num(getattr(r, n))
+                        + ("" if getattr(r, n) <= r.capacity_gib else " ✗")))
     return cols + [col("usable GiB", "capacity_gib")]
 
 
@@ -179,7 +183,8 @@ def _vram_sentences(v: pd.DataFrame) -> list[str]:
             f"size; {int(v['n_infeasible'].sum())} cells were therefore not launched (infeasible).")]
     under = v[v["n_oom_within_fit"] > 0]
     if len(under):
-        out.append(f"**The calculator underestimates** for {len(under)} combinations: {int(under['n_oom_within_fit'].sum())} "
+        out.append(f"**The calculator underestimates** for {len(under)} combinations: "
+                   f"{int(under['n_oom_within_fit'].sum())} "
                     "cells ran out of memory at a batch size it says fits.")
     over = v[v["n_ok_beyond_fit"] > 0]
     if len(over):

@@ -83,7 +83,8 @@ def energy_section(a: Analysis) -> list[str]:
         if not g["energy_measured"].any():
             out += para(_not_measured(g))
         elif not g["energy_measured"].all():
-            out += para(f"{int((~g['energy_measured']).sum())} rows have no energy: {_not_measured(g[~g['energy_measured']])}")
+            missing = g[~g["energy_measured"]]
+            out += para(f"{len(missing)} rows have no energy: {_not_measured(missing)}")
         out += para(_energy_sentence(g, base))
         out += table(g, ENERGY_COLS)
     return out

@@ -81,7 +81,8 @@ def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
                    "rate, not the GPU, bounds requests, so batching shows in tokens and latency.")
     still = s[s["tput_saturated"].eq(True)]
     if len(still):
-        out.append(f"{series_count(len(still), 'stays', 'stay')} saturated even at the best-throughput batch size: the offered load "
+        out.append(f"{series_count(len(still), 'stays', 'stay')} saturated even at the best-throughput batch size: "
+                   "the offered load "
                    "exceeds what that configuration serves at any swept batch size.")
     return out
 
@@ -104,7 +105,8 @@ def energy_sentence(s: pd.DataFrame, base: int) -> str:
     return (f"Gross energy per request is lowest at BS {_bs_span(e['energy_batch_size'])}, "
             f"{_span(e['energy_change_energy_per_request_j_pct'])} against BS {base}; the largest saving is "
             f"{top.series}: {fmt.num(top.base_energy_per_request_j)} → {fmt.num(top.energy_energy_per_request_j)} "
-            f"J/request at BS {fmt.batch(top.energy_batch_size)} ({fmt.pct(top.energy_change_energy_per_request_j_pct)}).")
+            f"J/request at BS {fmt.batch(top.energy_batch_size)} "
+            f"({fmt.pct(top.energy_change_energy_per_request_j_pct)}).")
 
 
 def flag_sentence(cells: pd.DataFrame) -> str:
@@ -123,14 +125,21 @@ def _cell(row, role: str, metric: str) -> str:
 def _bs_cell(row, role: str) -> str:
     b = getattr(row, f"{role}_batch_size")
     flags = getattr(row, f"{role}_flags")
-    return fmt.MISSING if fmt.is_missing(b) else fmt.batch(b) + (f" [{flags}]" if isinstance(flags, str) and flags else "")
+    if fmt.is_missing(b):
+        return fmt.MISSING
+    return fmt.batch(b) + (f" [{flags}]" if isinstance(flags, str) and flags else "")
+
+
+def _true(value) -> bool:
+    """True for a true bool (numpy or not); False for False, None or NaN (no such point)."""
+    return not fmt.is_missing(value) and bool(value)
 
 
 def series_rows(s: pd.DataFrame) -> list[str]:
     lines = ["| series | metric | baseline | best throughput | change | best energy | change |",
              "|---|---|---|---|---|---|---|"]
     for r in s.itertuples(index=False):
-        label = r.series + (" †" if r.base_simulated == True or r.tput_simulated == True else "")
+        label = r.series + (" †" if _true(r.base_simulated) or _true(r.tput_simulated) else "")
         lines.append(f"| {label} | batch size [flags] | {_bs_cell(r, 'base')} | {_bs_cell(r, 'tput')} | | "
                      f"{_bs_cell(r, 'energy')} | |")
         for m in SUMMARY_METRICS:

@@ -179,7 +179,8 @@ def test_flag_counts_vram_roofline_and_checks(report, parquet):
     runs, _ = parquet
     flagged = int((runs["saturated"] | runs["energy_mismatch"] | runs["short_window"] | runs["token_count_mismatch"]
                    | runs["energy_invalid"]).sum())
-    assert f"**Flags.** {flagged} of {len(runs)} ok cells are flagged: {int(runs['saturated'].sum())} saturated (S)" in text
+    saturated = int(runs["saturated"].sum())
+    assert f"**Flags.** {flagged} of {len(runs)} ok cells are flagged: {saturated} saturated (S)" in text
     vram = tables(section(text, "## 6. VRAM budget"))[0]
     kv = {r["context tok"]: r["KV/request GiB"] for r in vram}
     assert kv == {"256": f"{2 * 32 * 4096 * 2 * 256 / 2**30:.4f}", "384": f"{2 * 32 * 4096 * 2 * 384 / 2**30:.4f}"}

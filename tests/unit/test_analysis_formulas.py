@@ -21,7 +21,8 @@ AWQ = {"name": "awq", "bits_per_weight": 4.25, "activation_dtype": "fp16"}
 INT8 = {"name": "int8", "bits_per_weight": 8, "activation_dtype": "int8", "activation_min_compute_capability": 7.5}
 T4 = {"name": "t4", "memory_gib": 15.0, "memory_bandwidth_gbps": 320, "peak_tflops_fp16": 65, "peak_tflops_int8": 130,
           "peak_tflops_fp8": None, "compute_capability": 7.5}
-H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989, "peak_tflops_int8": 1979,
+H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989,
+        "peak_tflops_int8": 1979,
             "peak_tflops_fp8": 1979, "compute_capability": 9.0}
 
 # By hand: per layer q,o: 2 x 4096 x 4096; k,v: 2 x 4096 x 4096; MLP: 3 x 4096 x 11008.

@@ -26,9 +26,11 @@ from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
 
-LLAMA = {"name": "llama2_7b", "n_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "n_heads": 32, "n_kv_heads": 32,
+LLAMA = {"name": "llama2_7b", "n_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "n_heads": 32,
+         "n_kv_heads": 32,
              "vocab_size": 32000}
-H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989, "peak_tflops_int8": 1979,
+H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989,
+        "peak_tflops_int8": 1979,
             "peak_tflops_fp8": 1979, "compute_capability": 9.0}
 FP16 = {"name": "none", "bits_per_weight": 16, "activation_dtype": "fp16"}
 
@@ -53,7 +55,8 @@ def row(bs, tok_s, j_req, *, gpu="h100", workload="chat_medium", repeat=0, statu
                  output_tokens_per_request_mean=128.0, input_tokens_per_request_mean=256.0,
                  energy_source="nvml", energy_j=j_req * 90, net_energy_j=(j_req - 2) * 90,
                  energy_per_request_j=j_req, net_energy_per_request_j=j_req - 2.0,
-                 energy_per_1k_output_tokens_j=j_req / 128 * 1000, net_energy_per_1k_output_tokens_j=(j_req - 2) / 128 * 1000,
+                 energy_per_1k_output_tokens_j=j_req / 128 * 1000,
+                 net_energy_per_1k_output_tokens_j=(j_req - 2) / 128 * 1000,
                  idle_power_w=60.0, mean_power_w=300.0, gpu_util_mean_pct=80.0, saturated=False, short_window=False,
                  energy_mismatch=False, token_count_mismatch=False, energy_invalid=False)
     r.update(extra)
