@@ -17,6 +17,7 @@ name                       module                  what
 ``fit_with_breakdown``     ``scaling``             the fit plus where it stops holding
 ``scaling_table``          ``scaling``             fits per series for a metric
 ``roofline_table``         ``roofline_table``      decode intensity, ridge, ceiling, achieved fraction
+``ridge_batches``          ``roofline_table``      decode batch at which each combination turns compute-bound
 ``vram_table``             ``vram_table``          budget per model x quant x GPU x context, checks
 ``cost_table``             ``cost``                kWh, cost and CO2 per month, saving vs baseline
 ``recommendations``        ``recommend``           batch size per scenario under SLOs, with reasons

@@ -45,6 +45,10 @@ def detail_section(a: Analysis) -> list[str]:
                 "the **scheduled** arrival, so queueing is not hidden.")
     for wl, gpu, g in groups(a.detail):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
+        folded = g[g["n_cells"] > 1]
+        if len(folded):
+            out += para(f"{len(folded)} rows fold repeats ({int(folded['n_cells'].max())} cells at most): means of "
+                        "rates and latency percentiles, sums of request counts.")
         sat = g[g["flags"].str.contains("S")]
         if len(sat):
             out += para(f"{len(sat)} of {len(g)} rows are saturated (S): their queue grows, so their latencies "
