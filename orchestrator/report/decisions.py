@@ -49,8 +49,9 @@ def _cost_sentence(g: pd.DataFrame, base: int) -> str:
     if top["saving_cost_per_month"] <= 0:
         return f"No batch size costs less than BS {base} here."
     return (f"The largest saving: {top['series']} at BS {fmt.batch(top['batch_size'])} instead of {base} saves "
-            f"{fmt.num(top['saving_cost_per_month'])} per month and {fmt.num(top['saving_kg_co2_per_month'])} kgCO₂ "
-            f"per month ({fmt.pct(top['saving_pct'])} of the energy: "
+            f"{fmt.num(top['saving_cost_per_month'])} (price units) per month and "
+            f"{fmt.num(top['saving_kg_co2_per_month'])} kgCO₂ "
+            f"per month ({top['saving_pct']:.1f}% of the energy: "
             f"{fmt.num(top['kwh_per_month'] + top['saving_kwh_per_month'])} "
             f"→ {fmt.num(top['kwh_per_month'])} kWh/month).")
 

@@ -33,22 +33,44 @@ def fit_cols(energy: bool) -> list[Col]:
     ]
 
 
+def _two(v) -> str:
+    return fmt.num(v, 2)
+
+
+def _single_fit_sentence(f: pd.Series, name: str, column: str, energy: bool) -> str:
+    text = f"{name} = {_two(f[column])} (R² {fmt.num(f['r2'], 3)}). "
+    if pd.notna(f["breaks_at_bs"]):
+        worse = f["deviation_pct"] > 0 if energy else f["deviation_pct"] < 0
+        return text + (f"The law holds within {DEFAULT_TOLERANCE:.0%} up to BS {fmt.batch(f['holds_bs_max'])} "
+                       f"and breaks at BS {fmt.batch(f['breaks_at_bs'])}, {fmt.pct(f['deviation_pct'])} from the "
+                       "extrapolated fit"
+                       + (" (diminishing returns)." if worse else "."))
+    if pd.notna(f["holds_c"]):
+        return text + f"The law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range."
+    return text + f"No range of ≥ 3 batch sizes is within {DEFAULT_TOLERANCE:.0%} of a power law."
+
+
 def _fit_sentence(fits: pd.DataFrame, energy: bool) -> str:
     name, column = ("α", "alpha") if energy else ("k", "exponent")
+    if len(fits) == 1:
+        return _single_fit_sentence(fits.iloc[0], name, column, energy)
     whole = fits[fits["breaks_at_bs"].isna() & fits["holds_c"].notna()]
     broken = fits[fits["breaks_at_bs"].notna()]
     none = fits[fits["holds_c"].isna()]
-    text = (f"Over {len(fits)} series {name} is {_span(fits[column], lambda v: fmt.num(v, 2))} (median "
-            f"{fmt.num(fits[column].median(), 2)}), R² {_span(fits['r2'], lambda v: fmt.num(v, 3))}. ")
-    text += f"The law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range for {len(whole)} series"
+    text = (f"Over {len(fits)} series {name} is {_span(fits[column], _two)} (median {_two(fits[column].median())}), "
+            f"R² {_span(fits['r2'], lambda v: fmt.num(v, 3))}. ")
+    parts = [f"the law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range for {len(whole)} of "
+             f"{len(fits)} series"]
     if len(broken):
-        direction = "above" if energy else "below"
-        text += (f"; for {len(broken)} it breaks at BS {_span(broken['breaks_at_bs'], fmt.batch)}, where the observed "
-                 f"value lies {_span(broken['deviation_pct'])} from the extrapolated fit (mostly {direction} it: "
-                 "diminishing returns)")
+        worse = int((broken["deviation_pct"] > 0).sum() if energy else (broken["deviation_pct"] < 0).sum())
+        side = "above" if energy else "below"
+        parts.append(f"for {len(broken)} it breaks at BS {_span(broken['breaks_at_bs'], fmt.batch)}, where the "
+                     f"observed value lies {_span(broken['deviation_pct'])} from the extrapolated fit ({side} it — "
+                     f"diminishing returns — for {worse} of them)")
     if len(none):
-        text += f"; {len(none)} series have no range of ≥ 3 batch sizes within {DEFAULT_TOLERANCE:.0%}"
-    return text + "."
+        parts.append(f"{len(none)} have no range of ≥ 3 batch sizes within {DEFAULT_TOLERANCE:.0%} of a power law")
+    joined = "; ".join(parts)
+    return text + joined[0].upper() + joined[1:] + "."
 
 
 def _diminishing(a: Analysis) -> pd.DataFrame:
@@ -144,7 +166,7 @@ VRAM_COLS = [
     col("context tok", "context_tokens", "batch"), col("weights GiB", "weights_gib"),
     Col("KV/request GiB", lambda r: fmt.num(r.kv_per_request_gib, 4)), col("activations GiB", "activations_gib"),
     col("overhead GiB", "overhead_gib"), col("usable GiB", "capacity_gib"),
-    col("max batch that fits", "max_batch", "batch"),
+    col("max batch that fits", "max_batch"),
     col("largest BS swept", "bs_max_swept", "batch"), col("GiB needed there", "total_at_bs_max_gib"),
     col("ok", "n_ok", "batch"), col("infeasible", "n_infeasible", "batch"), col("oom", "n_oom", "batch"),
     col("engine reported GiB", "measured_memory_gib"), col("predicted GiB there", "predicted_at_measured_gib"),
