@@ -139,6 +139,7 @@ class SimulatedOptions:
     compute_efficiency: float = 0.55
     step_overhead_s: float = 0.0015
     power_sample_interval_s: float = 0.1
+    pace_s: float = 0.0  # wall seconds a cell sleeps (to exercise timeouts and node faults)
 
 
 @dataclass

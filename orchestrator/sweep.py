@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Dict, List, Mapping, Sequence
 
+from orchestrator.config import CONFIG_GROUPS
 from orchestrator.errors import ConfigError
 
 
@@ -47,8 +48,16 @@ def job_lists(params: Mapping[str, str], arguments: List[str], config_loader) ->
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    texts = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
-    overrides = OverridesParser.create(config_loader=config_loader).parse_overrides(texts)
+    parser = OverridesParser.create(config_loader=config_loader)
+    texts = [f"{k}={v}" for k, v in (params or {}).items()]
+    for arg in arguments:
+        # A single-valued command-line override of a non-group key (store.dir=..., name=...) is
+        # already in the composed base config, resolved (interpolations included): keep it there.
+        ov = parser.parse_override(arg)
+        head = ov.get_key_element().lstrip("+~").split(".")[0]
+        if ov.is_sweep_override() or head in CONFIG_GROUPS or head in ("sweep", "hydra"):
+            texts.append(arg)
+    overrides = parser.parse_overrides(texts)
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 

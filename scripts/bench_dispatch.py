@@ -87,7 +87,7 @@ def bench_dispatch(n_cells: int, small: bool):
         cfg = compose(["engine=simulated", "name=bench"])
         args = ["engine=simulated", "workload=chat_medium", "workload.duration_s=10",
                 "batch_size=" + ",".join(str(b) for b in range(1, 51)), "gpu=t4,a100,h100,h200,a800",
-                "model=llama2_7b_awq,mistral_7b"]
+                "model=llama2_7b_awq,mistral_7b", "repeats=2"]
     else:
         cfg = compose(["+sweep=full", "engine=simulated", "name=bench"])
         args = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + ["engine=simulated", "repeats=3"]

@@ -66,15 +66,25 @@ class RayNodes:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
 
-    def _start(self, extra):
+    def _start(self, extra, env=None, timeout=120):
+        """Start one node and wait until it says it runs (nodes started at once race for their
+        socket names); each node gets its own dashboard-agent port."""
+        import tempfile
+
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
-               "--node-ip-address=127.0.0.1", *extra]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+               "--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={free_port()}", *extra]
+        log = tempfile.NamedTemporaryFile("w+", prefix="raynode-", suffix=".log", delete=False)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})})
         self.procs.append(proc)
+        deadline = time.time() + timeout
+        while "Ray runtime started" not in Path(log.name).read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ray start failed: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.3)
         return proc
 
-    def head(self, num_cpus=1, num_gpus=0, resources=None, dashboard=False):
+    def head(self, num_cpus=1, num_gpus=0, resources=None, dashboard=False, env=None):
         extra = ["--head", f"--port={self.port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
         if dashboard:
             self.dashboard_port = free_port()
@@ -83,7 +93,7 @@ class RayNodes:
             extra += ["--include-dashboard=false"]
         if resources:
             extra.append(f"--resources={resources}")
-        return self._start(extra)
+        return self._start(extra, env)
 
     def worker(self, num_cpus=1, num_gpus=0, resources=None):
         extra = [f"--address={self.address}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]

@@ -11,6 +11,7 @@ batches back to back. Power is modeled per step: idle W between steps, and while
 from __future__ import annotations
 
 import heapq
+import time
 from typing import List, Optional
 
 import numpy as np
@@ -68,6 +69,8 @@ class SimulatedEngine(Engine):
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
         self._segments = []
+        if self.config["engine"]["simulated"]["pace_s"] > 0:
+            time.sleep(self.config["engine"]["simulated"]["pace_s"])
         if plan.offline:
             return self._run_offline(plan)
         return self._run_online(plan)
