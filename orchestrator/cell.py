@@ -152,7 +152,25 @@ class UnitRunner:
                     results.append(self._failure(c, status, retryable, exc))
         finally:
             engine.stop()
+        self._attach_stop_report(results, getattr(engine, "stop_report", None))
         return results
+
+    @staticmethod
+    def _attach_stop_report(results: List[Dict], report: Optional[Dict]) -> None:
+        """Add what ``engine.stop()`` found (e.g. GPU memory freed) to the ok rows' engine_extra."""
+        if not report:
+            return
+        import pyarrow as pa
+
+        for res in results:
+            runs = res["tables"]["runs"]
+            if res["status"] != "ok":
+                continue
+            extra = json.loads(runs.column("engine_extra")[0].as_py() or "{}")
+            extra["stop"] = report
+            col = runs.schema.get_field_index("engine_extra")
+            res["tables"]["runs"] = runs.set_column(col, runs.schema.field(col),
+                                                    pa.array([json.dumps(extra, sort_keys=True, default=str)]))
 
     def _failure(self, cell: Mapping, status: str, retryable: bool, exc: BaseException) -> Dict:
         text = f"{type(exc).__name__}: {exc}"
@@ -180,8 +198,14 @@ class UnitRunner:
                 idle_bounds = (a, time.monotonic_ns())
         try:
             wr = engine.run(plan)
-        finally:
-            trace = engine.modeled_power() if sampler is None else sampler.stop()
+        except BaseException:
+            if sampler is not None:
+                try:  # the engine's error is the one to report, not a sampler's on the way out
+                    sampler.stop()
+                except Exception:
+                    pass
+            raise
+        trace = engine.modeled_power() if sampler is None else sampler.stop()
         t0_ns, t1_ns = int(wr.window_start_s * 1e9), int(wr.window_end_s * 1e9)
         if sampler is None:
             self.idle_w = cfg["gpu"]["idle_w"]  # the simulator's modeled idle draw

@@ -49,4 +49,6 @@ def classify(exc: BaseException) -> tuple:
         return "kv_cache_too_small", False
     if isinstance(exc, TimeoutError):
         return "timeout", False
+    if any(type(c).__name__.startswith("Nvml") for c in type(exc).__mro__):
+        return "engine_error", False  # the GPU's NVML will not answer better on a retry
     return "engine_error", True
