@@ -189,6 +189,7 @@ class DispatchConfig:
     address: Optional[str] = None
     num_cpus: Optional[int] = None
     place_as_gpu: bool = False
+    share_engines: bool = True  # offline cells differing only in batch size/repeat share one engine start
     max_retries: int = 1
     cell_timeout_s: float = 3600.0
     progress: bool = True

@@ -102,8 +102,10 @@ class Unit:
         }
 
 
-def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types: Mapping[str, bool]) -> List[Unit]:
-    """Group runnable cells into tasks. ``gpu_types[t]``: the cluster has GPUs of type t."""
+def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types: Mapping[str, bool],
+               share_engines: bool = True) -> List[Unit]:
+    """Group runnable cells into tasks. ``gpu_types[t]``: the cluster has GPUs of type t;
+    ``share_engines=False``: one task per cell, always."""
     groups: Dict[str, Unit] = {}
     for c in cells:
         engine, reason = c.engine, ""
@@ -111,7 +113,7 @@ def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types
             engine, reason = auto[c.gpu["accelerator_type"]]
         key = engine_key(engine, c.config["workload"])
         on_gpu = engine == "vllm" or (engine == "hf" and gpu_types.get(c.gpu["accelerator_type"], False))
-        if key in SHARED_ENGINES:
+        if share_engines and key in SHARED_ENGINES:
             share = cell_id_of({**c.config, "batch_size": 0, "repeat": 0, "engine_resolved": engine})
         else:
             share = c.cell_id
@@ -140,7 +142,6 @@ class Dispatcher:
         if unit.on_gpu or self.place_as_gpu:
             opts.update(num_gpus=1, accelerator_type=gpu["accelerator_type"])
         if unit.on_gpu:
-            opts["max_calls"] = 1  # a fresh process per GPU task: its memory is freed on exit
             # NVML numbers GPUs in PCI-bus order; make CUDA (and Ray's ids) agree (gpuinfo.py).
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         return opts
@@ -154,6 +155,8 @@ class Dispatcher:
         from orchestrator.cell import run_unit_stream
 
         remote = ray.remote(run_unit_stream)
+        # a fresh process per GPU task: everything it held on the GPU is freed when it exits
+        remote_gpu = ray.remote(max_calls=1)(run_unit_stream)
         max_attempts = 1 + int(self.dispatch.get("max_retries", 1))
         timeout_s = float(self.dispatch.get("cell_timeout_s", 3600))
         pending: Dict = {}  # generator -> unit
@@ -161,7 +164,8 @@ class Dispatcher:
         cancelled: set = set()
 
         def submit(unit: Unit) -> None:
-            pending[remote.options(**self._options(unit)).remote(unit.payload(self.sweep))] = unit
+            fn = remote_gpu if unit.on_gpu else remote
+            pending[fn.options(**self._options(unit)).remote(unit.payload(self.sweep))] = unit
 
         for u in units:
             submit(u)

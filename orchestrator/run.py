@@ -63,7 +63,7 @@ def _dispatch(cells: List[Cell], cfg: Mapping, store: Store, final: Dict[str, st
     auto = resolve_auto(cells)
     resources = ray.cluster_resources()
     gpu_types = {k.split(":", 1)[1]: resources.get("GPU", 0) > 0 for k in resources if k.startswith("accelerator_type:")}
-    units = make_units(cells, auto, gpu_types)
+    units = make_units(cells, auto, gpu_types, dispatch["share_engines"])
 
     def on_result(cell_id, status, tables):
         store.write_cell(cell_id, tables)

@@ -1,0 +1,161 @@
+"""Two GPUs at once: makespan and energy attribution (run on a machine with >= 2 GPUs).
+
+    python scripts/bench_two_gpus.py --gpu h200 --out DIR [--cells 4]
+
+One run, two phases over the same sweep of ``--cells`` equal vLLM cells (llama2_7b fp16, offline
+static batches, one cell per seed: ``repeats``, engine sharing off so each cell is its own task
+and its own engine start):
+  1. a local Ray cluster offering 2 GPUs: the cells run two at a time, one per GPU;
+  2. a local Ray cluster offering 1 GPU: the same cells one after the other.
+Makespan ratio = phase 1 / phase 2 (target <= 0.6).
+
+Attribution: beside the sweep, this script samples the NVML energy counter of *every* GPU at
+10 Hz on the same monotonic clock the cells use. For each cell it shows that the UUID in its
+row is the GPU Ray assigned it (Ray GPU id -> NVML index, PCI-bus order), and that its
+measured energy equals its own GPU's counter delta over its window, not the sum with the other
+GPU's (idle or busy) energy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+class AllGpus:
+    """10 Hz counters of every GPU: uuid -> list of (monotonic ns, mJ)."""
+
+    def __init__(self):
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nv = pynvml
+        self.handles = {}
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            self.handles[uuid.decode() if isinstance(uuid, bytes) else uuid] = (i, h)
+        self.samples = {u: [] for u in self.handles}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            for u, (_, h) in self.handles.items():
+                self.samples[u].append((time.monotonic_ns(), self.nv.nvmlDeviceGetTotalEnergyConsumption(h)))
+            time.sleep(0.1)
+
+    def start(self):
+        self._t.start()
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+
+    def delta_j(self, uuid, t0_ns, t1_ns):
+        import numpy as np
+
+        s = np.asarray(self.samples[uuid], dtype=float)
+        return float((np.interp(t1_ns, s[:, 0], s[:, 1]) - np.interp(t0_ns, s[:, 0], s[:, 1])) / 1e3)
+
+
+def phase(num_gpus, cfg, out):
+    import ray
+
+    from orchestrator.run import run_sweep
+    from orchestrator.store import load
+
+    ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, logging_level="ERROR")
+    t0 = time.monotonic()
+    counts = run_sweep(cfg["cells"], {**cfg["base"], "store": {**cfg["base"]["store"], "dir": str(out)}})
+    makespan = time.monotonic() - t0
+    ray.shutdown()
+    return makespan, dict(counts), load(str(out)).runs.to_pylist()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpu", default="h200")
+    ap.add_argument("--cells", type=int, default=4)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/two_gpus"))
+    a = ap.parse_args()
+    from hydra import compose, initialize_config_dir
+
+    from orchestrator.config import register_configs
+    from orchestrator.grid import cells_from_configs
+    from orchestrator.sweep import plain
+
+    register_configs()
+    overrides = ["engine=vllm", "sampler=nvml", f"gpu={a.gpu}", "model=llama2_7b", "workload=offline",
+                 "batch_size=64", "workload.num_batches=8", "workload.warmup_batches=1", f"repeats={a.cells}",
+                 "engine.vllm.enforce_eager=true", "dispatch.share_engines=false", "dispatch.progress=false",
+                 "sampler.idle_baseline_s=3", "name=two_gpus"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        base = plain(compose(config_name="config", overrides=overrides))
+    cfg = {"base": base, "cells": cells_from_configs([base])}
+    gpus = AllGpus()
+    gpus.start()
+    res = {"overrides": overrides, "gpus": {u: i for u, (i, _) in gpus.handles.items()}}
+    try:
+        for name, n in (("two_gpus", 2), ("one_gpu", 1)):
+            makespan, counts, runs = phase(n, cfg, a.work / name)
+            print(f"{name}: makespan {makespan:.1f} s, {counts}", flush=True)
+            res[name] = {"makespan_s": makespan, "counts": counts, "cells": [attribution(r, gpus) for r in runs]}
+    finally:
+        gpus.stop()
+    res["makespan_ratio"] = res["two_gpus"]["makespan_s"] / res["one_gpu"]["makespan_s"]
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "two_gpus.json").write_text(json.dumps(res, indent=1, default=str))
+    (a.out / "two_gpus.md").write_text(markdown(res, a))
+    print((a.out / "two_gpus.md").read_text())
+
+
+def attribution(r, gpus):
+    """Per cell: assigned vs sampled GPU, and its energy against each GPU's counter delta."""
+    ids = json.loads(r["ray_gpu_ids"] or "[]")
+    assigned_index = int(ids[0]) if ids else None
+    own = r["gpu_uuid"]
+    row = {"cell_id": r["cell_id"], "repeat": r["repeat"], "status": r["status"], "ray_gpu_ids": ids,
+           "gpu_uuid": own, "nvml_index_of_uuid": gpus.handles.get(own, (None,))[0],
+           "uuid_matches_assignment": own in gpus.handles and gpus.handles[own][0] == assigned_index,
+           "energy_j": r["energy_j"], "window_s": r["window_s"], "mean_power_w": r["mean_power_w"],
+           "started_unix_s": r["started_unix_s"], "finished_unix_s": r["finished_unix_s"]}
+    if r["status"] == "ok" and own in gpus.handles:
+        t0, t1 = int(r["window_start_s"] * 1e9), int(r["window_end_s"] * 1e9)
+        row["own_gpu_counter_j"] = gpus.delta_j(own, t0, t1)
+        row["other_gpus_counter_j"] = {u: gpus.delta_j(u, t0, t1) for u in gpus.handles if u != own}
+        row["energy_vs_own_pct"] = (r["energy_j"] / row["own_gpu_counter_j"] - 1) * 100
+    return row
+
+
+def markdown(res, a):
+    md = [f"# Two GPUs at once: {a.cells} equal vLLM cells on 1 vs 2 GPUs\n",
+          f"Command: `python scripts/bench_two_gpus.py --gpu {a.gpu} --cells {a.cells}`; overrides: `{' '.join(res['overrides'])}`.\n",
+          "| phase | makespan s | statuses |", "|---|---:|---|"]
+    for p in ("two_gpus", "one_gpu"):
+        md.append(f"| {p} | {res[p]['makespan_s']:.1f} | {res[p]['counts']} |")
+    md.append(f"\n**Makespan ratio (2 GPUs / 1 GPU): {res['makespan_ratio']:.2f}** (target <= 0.6)\n")
+    md.append("## Energy attribution\n")
+    md.append("| phase | repeat | Ray GPU id | NVML index of the row's UUID | UUID matches | cell energy J | own GPU counter J | other GPU counter J | cell vs own |")
+    md.append("|---|---:|---|---:|---|---:|---:|---:|---:|")
+    for p in ("two_gpus", "one_gpu"):
+        for c in res[p]["cells"]:
+            other = sum((c.get("other_gpus_counter_j") or {}).values())
+            md.append(f"| {p} | {c['repeat']} | {c['ray_gpu_ids']} | {c['nvml_index_of_uuid']} | {c['uuid_matches_assignment']} | "
+                      f"{c['energy_j'] or float('nan'):.0f} | {c.get('own_gpu_counter_j', float('nan')):.0f} | {other:.0f} | "
+                      f"{c.get('energy_vs_own_pct', float('nan')):+.2f}% |")
+    md.append("\nA cell's energy equals its own GPU's counter over its window; the other GPU's energy "
+              "(idle in the one-GPU phase, another cell's in the two-GPU phase) is not in it.")
+    return "\n".join(md) + "\n"
+
+
+if __name__ == "__main__":
+    main()
