@@ -3,8 +3,9 @@
 ``read_sweep(dir)`` -> ``SweepData``: ``runs`` holds every cell (any status) with these extra
 columns (units in the names, as in the store):
 
-- ``series``: ``model/quantization/gpu`` (plus ``#xxxx`` when one such combination was swept
-  with several engine/sampler/workload variants), ``variant``: a 4-hex hash of the config
+- ``series``: ``model/quantization/gpu`` (plus `` [engine]`` when one such combination was swept
+  with several engines and that tells them apart, else ``#xxxx`` for several
+  engine/sampler/workload variants), ``variant``: a 4-hex hash of the config
   without batch size and repeat;
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
 - ``simulated``: the row came from the simulated engine (modeled, never measured);
@@ -148,8 +149,11 @@ def _variant(config) -> str:
 
 def _series_labels(df: pd.DataFrame) -> list[str]:
     base = df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)
-    n_variants = df.groupby([base, df["workload"]])["variant"].transform("nunique")
-    return [b if n <= 1 else f"{b}#{v}" for b, n, v in zip(base, n_variants, df["variant"])]
+    groups = df.groupby([base, df["workload"]])
+    n_variants = groups["variant"].transform("nunique")
+    n_engines = groups["engine"].transform("nunique")  # engines alone tell the variants apart?
+    return [b if n <= 1 else (f"{b} [{e}]" if n == ne else f"{b}#{v}")
+            for b, n, ne, e, v in zip(base, n_variants, n_engines, df["engine"].astype(str), df["variant"])]
 
 
 def flag_codes(df: pd.DataFrame) -> pd.Series:

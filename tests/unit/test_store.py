@@ -90,3 +90,10 @@ def test_killed_writer_leaves_no_final_file(tmp_path):
 def test_load_rejects_non_sweep(tmp_path):
     with pytest.raises(FileNotFoundError, match="no sweep here"):
         load(str(tmp_path))
+
+
+def test_store_uri_on_a_pyarrow_filesystem(tmp_path):
+    uri = f"file://{tmp_path}/remote"
+    Store.open(uri).write_cell("u1", status_tables("u1", _cfg(), "t", "infeasible", "too big"))
+    assert load(uri).runs.column("cell_id").to_pylist() == ["u1"]
+    assert (tmp_path / "remote" / "runs" / "u1.parquet").is_file()
