@@ -181,6 +181,8 @@ def validate(cfg: Mapping) -> None:
         ("engine", cfg["engine"]["name"] in ENGINES, f"allowed: {', '.join(ENGINES)}"),
         ("sampler", cfg["sampler"]["name"] in SAMPLERS, f"allowed: {', '.join(SAMPLERS)}"),
         ("sampler.interval_s", cfg["sampler"]["interval_s"] > 0, "must be > 0"),
+        ("sampler.interval_s", cfg["sampler"]["name"] == "none" or cfg["sampler"]["interval_s"] <= 0.1,
+         "must be <= 0.1 (instant power is sampled at >= 10 Hz)"),
         ("gpu.memory_gib", cfg["gpu"]["memory_gib"] > 0, "must be > 0"),
     ]
     wl = cfg["workload"]

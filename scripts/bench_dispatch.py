@@ -84,13 +84,13 @@ def bench_dispatch(n_cells: int, small: bool):
     from orchestrator.sweep import plain
 
     if small:
-        cfg = compose(["engine=simulated", "name=bench"])
+        cfg = compose(["engine=simulated", "name=bench", "repeats=2"])
         args = ["engine=simulated", "workload=chat_medium", "workload.duration_s=10",
                 "batch_size=" + ",".join(str(b) for b in range(1, 51)), "gpu=t4,a100,h100,h200,a800",
-                "model=llama2_7b_awq,mistral_7b", "repeats=2"]
+                "model=llama2_7b_awq,mistral_7b"]
     else:
-        cfg = compose(["+sweep=full", "engine=simulated", "name=bench"])
-        args = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + ["engine=simulated", "repeats=3"]
+        cfg = compose(["+sweep=full", "engine=simulated", "name=bench", "repeats=3"])
+        args = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + ["engine=simulated"]
     cells, _ = expand(cfg, args)
     cells = [c for c in cells if c.status is None][:n_cells]
     assert len(cells) == n_cells, len(cells)
@@ -161,11 +161,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=500)
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "benchmarks")
+    ap.add_argument("--resume", action="store_true", help="reuse a part finished by an interrupted run")
     a = ap.parse_args()
     res = {"machine": f"{platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()})",
-           "expansion": bench_expansion(), "dispatch": bench_dispatch(a.cells, small=False),
-           "dispatch_small": bench_dispatch(a.cells, small=True)}
+           "expansion": bench_expansion()}
+    for key, small in (("dispatch", False), ("dispatch_small", True)):
+        part = a.out / f".dispatch_part_{key}.json"  # a finished part is kept if a later one fails
+        if part.exists() and a.resume:
+            res[key] = json.loads(part.read_text())
+            continue
+        res[key] = bench_dispatch(a.cells, small=small)
+        a.out.mkdir(parents=True, exist_ok=True)
+        part.write_text(json.dumps(res[key]))
     write(a.out, res)
+    for key in ("dispatch", "dispatch_small"):
+        (a.out / f".dispatch_part_{key}.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

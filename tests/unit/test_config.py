@@ -62,6 +62,7 @@ def _run(*args):
         (["workload.nope=1"], "unknown key 'nope'"),
         (["-m", "workload.rate_rps=10,0"], "workload.rate_rps=0"),
         (["repeats=0"], "repeats=0: must be >= 1"),
+        (["sampler=nvml", "sampler.interval_s=0.5"], "sampler.interval_s=0.5: must be <= 0.1"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, needle):
