@@ -6,6 +6,7 @@
 # accelerator_type (e.g. H100, A800, T4) by themselves.
 set -euo pipefail
 : "${RAY_AUTH_MODE:=token}"; export RAY_AUTH_MODE   # token auth between nodes (~/.ray/auth_token)
+[ -n "${RAY_AUTH_TOKEN:-}" ] || [ -f "$HOME/.ray/auth_token" ] || ray get-auth-token --generate > /dev/null
 exec ray start --head \
   --node-ip-address="${RAY_HEAD_IP:-127.0.0.1}" \
   --port="${RAY_PORT:-6379}" \

@@ -84,7 +84,17 @@ class RayNodes:
             time.sleep(0.3)
         return proc
 
+    @staticmethod
+    def ensure_token():
+        """A fresh machine has no ~/.ray/auth_token: ``ray start --head`` needs one (ray.init makes
+        its own for a local cluster, ray start does not)."""
+        if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+            return
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"],
+                       capture_output=True, check=True, timeout=60)
+
     def head(self, num_cpus=1, num_gpus=0, resources=None, dashboard=False, env=None):
+        self.ensure_token()
         extra = ["--head", f"--port={self.port}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
         if dashboard:
             self.dashboard_port = free_port()
