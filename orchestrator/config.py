@@ -98,6 +98,9 @@ class WorkloadConfig:
     ``arrival``: poisson | constant | gamma (open loop at ``rate_rps``), closed (``concurrency``
     clients in a loop), offline (static batches of ``batch_size`` prompts, ``num_batches`` of
     them). Open loop: ``duration_s`` of measured arrivals after ``warmup_requests``.
+    ``exact_count`` (poisson only): the Poisson process conditioned on holding exactly
+    ``round(rate_rps x duration_s)`` measured arrivals (sorted uniform times), so every cell is
+    offered exactly the nominal rate instead of one random draw of it.
     """
 
     name: str = MISSING
@@ -106,6 +109,7 @@ class WorkloadConfig:
     gamma_shape: float = 1.0
     concurrency: int = 8
     duration_s: float = 60.0
+    exact_count: bool = False  # poisson: exactly round(rate x duration) measured arrivals
     warmup_requests: int = 10
     num_batches: int = 4
     warmup_batches: int = 1

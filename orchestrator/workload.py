@@ -135,5 +135,11 @@ def _open_loop_times(workload: Mapping, rng):
     start = float(times[n_warm])
     keep = n_warm + int(np.searchsorted(times[n_warm:], start + duration, side="left"))
     times = times[:keep]
+    if workload.get("exact_count") and workload["arrival"] == "poisson":
+        n = int(round(rate * duration))
+        measured = start + np.sort(rng.uniform(0.0, duration, n))
+        measured[0] = start  # the window opens with its first arrival
+        times = np.concatenate([times[:n_warm], measured])
+        keep = n_warm + n
     phases = ["warmup"] * n_warm + ["measured"] * (keep - n_warm)
     return times, phases, start

@@ -25,6 +25,15 @@ def test_open_loop_plan_rate_and_phases():
     assert build_plan(_wl("chat_medium"), 8, repeat=1).requests != build_plan(_wl("chat_medium"), 8).requests
 
 
+def test_exact_count_poisson():
+    plan = build_plan(_wl("chat_medium", duration_s=30.0, exact_count=True), batch_size=8)
+    meas = plan.measured
+    assert len(meas) == 600
+    assert all(plan.measured_start_s <= r.arrival_s < plan.measured_start_s + 30 for r in meas)
+    gaps = np.diff([r.arrival_s for r in meas])
+    assert (gaps >= 0).all() and np.std(gaps) / np.mean(gaps) == pytest.approx(1.0, abs=0.15)  # still Poisson-like
+
+
 def test_constant_and_gamma_arrivals():
     plan = build_plan(_wl("chat_medium", arrival="constant", rate_rps=4.0, duration_s=10.0, warmup_requests=0), 1)
     gaps = np.diff([r.arrival_s for r in plan.requests])
