@@ -192,6 +192,10 @@ def validate(cfg: Mapping) -> None:
             ("workload.duration_s", wl["duration_s"] > 0, "must be > 0"),
             ("workload.gamma_shape", wl["gamma_shape"] > 0, "must be > 0"),
         ]
+    if wl.get("exact_count"):
+        checks += [("workload.exact_count", wl["arrival"] == "poisson", "applies to arrival=poisson only"),
+                   ("workload.exact_count", round(wl["rate_rps"] * wl["duration_s"]) >= 1,
+                    "needs rate_rps x duration_s >= 1 request")]
     if wl["arrival"] == "closed":
         checks += [("workload.concurrency", wl["concurrency"] >= 1, "must be >= 1"),
                    ("workload.duration_s", wl["duration_s"] > 0, "must be > 0")]

@@ -58,7 +58,9 @@ class WindowRun:
 
 
 def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
+    """p50/p90/p99/mean in ms; NaNs (a time the engine could not give) are left out."""
     arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
     out = {}
     for p in PERCENTILES:
         out[f"{prefix}_p{p}_ms"] = float(np.percentile(arr, p) * scale) if arr.size else float("nan")

@@ -54,9 +54,10 @@ def job_lists(params: Mapping[str, str], arguments: List[str], config_loader) ->
         # A single-valued command-line override of a non-group key (store.dir=..., name=...) is
         # already in the composed base config, resolved (interpolations included): keep it there.
         ov = parser.parse_override(arg)
-        head = ov.get_key_element().lstrip("+~").split(".")[0]
-        if ov.is_sweep_override() or head in CONFIG_GROUPS or head in ("sweep", "hydra"):
-            texts.append(arg)
+        key = ov.get_key_element().lstrip("+~")
+        head = key.split(".")[0]
+        if ov.is_sweep_override() or head in CONFIG_GROUPS or head in ("sweep", "hydra") or key in (params or {}):
+            texts.append(arg)  # (a key the sweep file also sets: the command line's value wins)
     overrides = parser.parse_overrides(texts)
     return BasicSweeper.split_arguments(overrides, None)[0]
 

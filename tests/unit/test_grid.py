@@ -92,6 +92,21 @@ def test_repeats_make_distinct_cells(compose):
     assert [c.config["repeat"] for c in cells] == [0, 1, 2]
 
 
+def test_command_line_value_replaces_a_sweep_axis(compose):
+    cells, _, _ = _cells(compose, ["batch_size=2"], "smoke")
+    assert {c.batch_size for c in cells} == {2} and len(cells) == 2
+
+
+def test_exact_count_checks(compose):
+    with pytest.raises(grid.ConfigError, match="exact_count"):
+        grid.cells_from_configs([grid.job_config(plain(compose([])), _choices(compose),
+                                                 ["workload.exact_count=true", "workload.arrival=constant"])])
+    with pytest.raises(grid.ConfigError, match="rate_rps x duration_s"):
+        grid.cells_from_configs([grid.job_config(plain(compose([])), _choices(compose),
+                                                 ["workload.exact_count=true", "workload.rate_rps=0.01",
+                                                  "workload.duration_s=10"])])
+
+
 def test_zero_cells_is_an_error():
     with pytest.raises(grid.ConfigError, match="zero cells"):
         grid.cells_from_configs([])

@@ -80,6 +80,14 @@ def test_summary_hand_computed():
     assert not row["token_count_mismatch"]
 
 
+def test_a_missing_first_token_time_does_not_blank_the_percentiles():
+    recs = [_rec(i, 0.0, 0.1 * (i + 1), 2.0, 11) for i in range(5)]
+    recs[2].first_token_s = float("nan")
+    row = summarize(WindowRun(recs, 0.0, 10.0), None, True)
+    # TTFTs 100, 200, (NaN), 400, 500 ms; TPOTs 190, 180, (NaN), 160, 150 ms
+    assert row["ttft_p50_ms"] == pytest.approx(300.0) and row["tpot_p50_ms"] == pytest.approx(170.0)
+
+
 def test_itl_counts_tokens_not_chunks():
     rec = _rec(0, 0.0, 1.0, 2.0, 10, chunked=True)
     row = summarize(WindowRun([rec], 0.0, 5.0), None, True)
