@@ -205,6 +205,8 @@ class UnitRunner:
                 except Exception:
                     pass
             raise
+        if sampler is not None:  # the trace must reach past the window's end (open loop can end early)
+            time.sleep(max(0.0, wr.window_end_s + 2 * cfg["sampler"]["interval_s"] - time.monotonic()))
         trace = engine.modeled_power() if sampler is None else sampler.stop()
         t0_ns, t1_ns = int(wr.window_start_s * 1e9), int(wr.window_end_s * 1e9)
         if sampler is None:

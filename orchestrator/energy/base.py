@@ -91,6 +91,11 @@ def window_energy(
     t = trace.t_ns.astype(np.float64)
     sel = (t >= t0_ns) & (t <= t1_ns)
     period = counter_update_period_s(trace)
+    slack_ns = 2 * max(period, float(np.median(np.diff(t))) / 1e9) * 1e9
+    if t[0] > t0_ns + slack_ns or t[-1] < t1_ns - slack_ns:
+        row["energy_invalid"] = True
+        row["energy_note"] = "the power trace does not cover the measured window"
+        return row
     row["counter_update_period_s"] = period
     row["short_window"] = window_s < SHORT_WINDOW_PERIODS * period
     integrated = integrate_power_j(trace, t0_ns, t1_ns)

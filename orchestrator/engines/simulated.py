@@ -71,9 +71,9 @@ class SimulatedEngine(Engine):
         self._segments = []
         if self.config["engine"]["simulated"]["pace_s"] > 0:
             time.sleep(self.config["engine"]["simulated"]["pace_s"])
-        if plan.offline:
-            return self._run_offline(plan)
-        return self._run_online(plan)
+        wr = self._run_offline(plan) if plan.offline else self._run_online(plan)
+        self._horizon_s = wr.window_end_s  # the power trace must cover the whole window
+        return wr
 
     # ---------------------------------------------------------------- offline static batches
     def _run_offline(self, plan: WorkloadPlan) -> WindowRun:
@@ -177,7 +177,7 @@ class SimulatedEngine(Engine):
         interval = self.config["engine"]["simulated"]["power_sample_interval_s"]
         seg = np.asarray(self._segments) if self._segments else np.zeros((0, 3))
         idle, gpu = self._costs.idle_w, self.config["gpu"]
-        t_end = float(seg[-1, 1]) if len(seg) else 0.0
+        t_end = max(float(seg[-1, 1]) if len(seg) else 0.0, getattr(self, "_horizon_s", 0.0))
         # Build a gap-filled piecewise-constant power function on [0, t_end + interval].
         bounds, watts = [0.0], []
         for a, b, w in seg:

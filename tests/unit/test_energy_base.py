@@ -39,6 +39,11 @@ def test_mismatch_and_short_window():
     assert window_energy(_trace([100.0] * 101), 0, int(0.5e9), None)["short_window"]
 
 
+def test_trace_must_cover_the_window():
+    row = window_energy(_trace([200.0] * 51), 0, int(10e9), 50.0)  # samples stop at 5 s
+    assert row["energy_invalid"] and row["energy_j"] is None and "cover" in row["energy_note"]
+
+
 def test_idle_power():
     assert idle_power_from(_trace([60.0] * 51), 0, int(5e9)) == pytest.approx(60.0)
 
