@@ -11,7 +11,7 @@ import json
 import socket
 import time
 import traceback
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
@@ -131,29 +131,37 @@ class UnitRunner:
         self.idle_w: Optional[float] = None
 
     def run(self) -> List[Dict]:
+        return list(self.results())
+
+    def results(self) -> Iterator[Dict]:
+        """One result per cell, each as soon as it exists (so a later failure loses nothing
+        already measured); the last one after ``engine.stop()``, carrying its stop report."""
         first = self.cells[0]["config"]
         cls = engine_class(self.engine_name, first["workload"])
         engine = cls(first, max(c["config"]["batch_size"] for c in self.cells))
         t_start = time.monotonic()
-        results = []
         try:
             engine.start()
         except Exception as exc:  # a failed start fails every cell of the unit
             status, retryable = classify(exc)
             engine.stop()
-            return [self._failure(c, status, retryable, exc) for c in self.cells]
+            yield from (self._failure(c, status, retryable, exc) for c in self.cells)
+            return
         start_s = time.monotonic() - t_start
+        last = None
         try:
             for c in self.cells:
+                if last is not None:
+                    yield last
                 try:
-                    results.append(self._measure(engine, c, start_s))
+                    last = self._measure(engine, c, start_s)
                 except Exception as exc:
                     status, retryable = classify(exc)
-                    results.append(self._failure(c, status, retryable, exc))
+                    last = self._failure(c, status, retryable, exc)
         finally:
             engine.stop()
-        self._attach_stop_report(results, getattr(engine, "stop_report", None))
-        return results
+        self._attach_stop_report([last], getattr(engine, "stop_report", None))
+        yield last
 
     @staticmethod
     def _attach_stop_report(results: List[Dict], report: Optional[Dict]) -> None:
@@ -244,6 +252,6 @@ class UnitRunner:
 
 
 def run_unit_stream(unit: Mapping):
-    """Body of a Ray task (a streaming generator): first a 'started' marker, then the results."""
+    """Body of a Ray task (a streaming generator): a 'started' marker, then one result per cell."""
     yield {"started_unix_s": time.time()}
-    yield UnitRunner(unit).run()
+    yield from UnitRunner(unit).results()

@@ -133,7 +133,7 @@ class Dispatcher:
     sweep: str
     on_result: object  # callable(cell_id, status, tables)
     place_as_gpu: bool = False
-    submitted: Dict = field(default_factory=dict)
+    _state: Dict = field(default_factory=dict)  # generator -> cells reported / to retry
 
     def _options(self, unit: Unit) -> Dict:
         gpu = unit.cells[0].gpu
@@ -183,59 +183,60 @@ class Dispatcher:
             progress.update(running=sum(len(pending[g].cells) for g in started if g in pending))
 
     def _advance(self, gen, pending, started, cancelled, progress, max_attempts) -> Optional[Unit]:
-        """Consume the next item of a ready generator; -> a unit to retry, if any."""
+        """Consume the next item of a ready generator; -> a unit to retry, once the task ends."""
         import ray
         from ray.exceptions import RayTaskError, TaskCancelledError
 
         unit = pending[gen]
+        state = self._state.setdefault(gen, {"done": set(), "retry": []})
         try:
             item = ray.get(next(gen))
-        except StopIteration:  # finished without results: cannot happen for a healthy task
-            pending.pop(gen)
-            started.pop(gen, None)
-            self._fail(unit, "engine_error", "task ended without results", progress)
-            return None
+        except StopIteration:  # the task finished: every cell has reported
+            self._finish(gen, pending, started)
+            return self._retry_unit(unit, state["retry"])
         except (TaskCancelledError, RayTaskError) as exc:
-            pending.pop(gen)
-            started.pop(gen, None)
+            self._finish(gen, pending, started)
+            rest = [c for c in unit.cells if c.cell_id not in state["done"]]
             if gen in cancelled or isinstance(exc, TaskCancelledError):
-                self._fail(unit, "timeout", f"cancelled after {self.dispatch.get('cell_timeout_s')} s per cell", progress)
+                self._fail(unit, rest, "timeout", f"cancelled after {self.dispatch.get('cell_timeout_s')} s per cell", progress)
                 return None
-            return self._retry_or_fail(unit, unit.cells, "engine_error", str(exc)[-4000:], progress, max_attempts)
+            return self._retry_or_fail(unit, rest + state["retry"], "engine_error", str(exc)[-4000:], progress, max_attempts)
         except Exception as exc:  # worker or node died after Ray's own retries
-            pending.pop(gen)
-            started.pop(gen, None)
-            self._fail(unit, "worker_lost", f"{type(exc).__name__}: {str(exc)[-2000:]}", progress)
-            return None
-        if isinstance(item, dict) and "started_unix_s" in item:
+            self._finish(gen, pending, started)
+            rest = [c for c in unit.cells if c.cell_id not in state["done"]]
+            self._fail(unit, rest, "worker_lost", f"{type(exc).__name__}: {str(exc)[-2000:]}", progress)
+            return self._retry_unit(unit, state["retry"])
+        if "started_unix_s" in item:
             started[gen] = item["started_unix_s"]
             return None
+        state["done"].add(item["cell_id"])
+        if item["retryable"] and unit.attempt < max_attempts:
+            state["retry"].append(next(c for c in unit.cells if c.cell_id == item["cell_id"]))
+        else:
+            self.on_result(item["cell_id"], item["status"], item["tables"])
+            progress.update(status=item["status"])
+        return None
+
+    def _finish(self, gen, pending, started) -> None:
         pending.pop(gen)
         started.pop(gen, None)
-        return self._collect(item, unit, progress, max_attempts)
+        self._state.pop(gen, None)
 
-    def _collect(self, results, unit: Unit, progress, max_attempts: int) -> Optional[Unit]:
-        retry_cells = []
-        for res in results:
-            if res["retryable"] and unit.attempt < max_attempts:
-                retry_cells.append(next(c for c in unit.cells if c.cell_id == res["cell_id"]))
-                continue
-            self.on_result(res["cell_id"], res["status"], res["tables"])
-            progress.update(status=res["status"])
-        if retry_cells:
-            return Unit(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
-                        cells=retry_cells, attempt=unit.attempt + 1, on_gpu=unit.on_gpu)
-        return None
+    @staticmethod
+    def _retry_unit(unit: Unit, cells: List[Cell]) -> Optional[Unit]:
+        if not cells:
+            return None
+        return Unit(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
+                    cells=list(cells), attempt=unit.attempt + 1, on_gpu=unit.on_gpu)
 
     def _retry_or_fail(self, unit, cells, status, error, progress, max_attempts) -> Optional[Unit]:
         if unit.attempt < max_attempts:
-            return Unit(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
-                        cells=list(cells), attempt=unit.attempt + 1, on_gpu=unit.on_gpu)
-        self._fail(unit, status, error, progress)
+            return self._retry_unit(unit, cells)
+        self._fail(unit, cells, status, error, progress)
         return None
 
-    def _fail(self, unit: Unit, status: str, error: str, progress) -> None:
-        for c in unit.cells:
+    def _fail(self, unit: Unit, cells: List[Cell], status: str, error: str, progress) -> None:
+        for c in cells:
             tables = status_tables(c.cell_id, c.config, self.sweep, status, error, attempts=unit.attempt,
                                    engine=unit.engine, engine_reason=unit.engine_reason)
             self.on_result(c.cell_id, status, tables)
