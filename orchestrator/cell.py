@@ -18,7 +18,7 @@ import numpy as np
 from orchestrator import metrics
 from orchestrator.energy.base import PowerTrace, idle_power_from, window_energy
 from orchestrator.engines import engine_class
-from orchestrator.errors import CellFailure, classify
+from orchestrator.errors import classify
 from orchestrator.rows import config_columns, status_row
 from orchestrator.store import columns_table, runs_table
 from orchestrator.workload import build_plan

@@ -113,6 +113,8 @@ def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types
             engine, reason = auto[c.gpu["accelerator_type"]]
         key = engine_key(engine, c.config["workload"])
         on_gpu = engine == "vllm" or (engine == "hf" and gpu_types.get(c.gpu["accelerator_type"], False))
+        if engine == "hf" and not on_gpu:
+            reason = f"the Ray cluster offers no {c.gpu['accelerator_type']} GPU: hf runs on the CPU"
         if share_engines and key in SHARED_ENGINES:
             share = cell_id_of({**c.config, "batch_size": 0, "repeat": 0, "engine_resolved": engine})
         else:
@@ -207,7 +209,7 @@ class Dispatcher:
             self._fail(unit, rest, "worker_lost", f"{type(exc).__name__}: {str(exc)[-2000:]}", progress)
             return self._retry_unit(unit, state["retry"])
         if "started_unix_s" in item:
-            started[gen] = item["started_unix_s"]
+            started[gen] = time.time()  # the driver's clock: no skew between nodes in timeouts
             return None
         state["done"].add(item["cell_id"])
         if item["retryable"] and unit.attempt < max_attempts:

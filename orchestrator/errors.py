@@ -13,7 +13,6 @@ STATUSES = (
     "worker_lost",
     "timeout",
 )
-PRELAUNCH_STATUSES = ("unsupported", "infeasible")
 
 
 class ConfigError(ValueError):

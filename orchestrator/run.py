@@ -12,7 +12,6 @@ from orchestrator.progress import SweepProgress
 from orchestrator.rows import status_tables
 from orchestrator.store import Store
 
-DONE_STATUSES = ("ok", "unsupported", "infeasible")
 
 
 def plan_cells(cells: List[Cell], completed: Mapping[str, str], retry_failed: bool) -> Dict[str, List[Cell]]:
@@ -66,7 +65,14 @@ def _dispatch(cells: List[Cell], cfg: Mapping, store: Store, final: Dict[str, st
     units = make_units(cells, auto, gpu_types, dispatch["share_engines"])
 
     def on_result(cell_id, status, tables):
-        store.write_cell(cell_id, tables)
+        for attempt in range(3):  # a transient filesystem error (e.g. object store) gets two more tries
+            try:
+                store.write_cell(cell_id, tables)
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+                time.sleep(2.0 * (attempt + 1))
         final[cell_id] = status
 
     progress = SweepProgress(len(cells), enabled=dispatch["progress"])

@@ -17,7 +17,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq

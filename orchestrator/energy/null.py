@@ -2,7 +2,6 @@
 ``energy_source=none`` with the reason."""
 from __future__ import annotations
 
-import time
 
 from orchestrator.energy.base import PowerTrace
 
@@ -19,6 +18,3 @@ class NullSampler:
     def stop(self) -> PowerTrace:
         return PowerTrace(source="none", note=self.reason)
 
-    @staticmethod
-    def now_ns() -> int:
-        return time.monotonic_ns()

@@ -59,9 +59,6 @@ class NvmlSampler:
         self._notes: List[str] = []
         self._power_fallbacks = 0
 
-    @staticmethod
-    def now_ns() -> int:
-        return time.monotonic_ns()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
