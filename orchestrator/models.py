@@ -131,6 +131,20 @@ def model_dir(model: Mapping, quantization: Optional[Mapping] = None, dtype: str
     return target
 
 
+PROMPT_SEED_STRIDE = 1_000_003
+
+
+def prompt_seed(plan_seed: int, index: int) -> int:
+    """Seed of request ``index``'s prompt: distinct per request, fixed per plan."""
+    return int(plan_seed) * PROMPT_SEED_STRIDE + int(index)
+
+
+def prompt_ids(spec, plan_seed: int, vocab_size: int):
+    """The prompt of one ``RequestSpec``: exactly ``spec.input_tokens`` token ids, the same in
+    every engine for the same plan and request."""
+    return prompt_token_ids(spec.input_tokens, prompt_seed(plan_seed, spec.index), vocab_size)
+
+
 def prompt_token_ids(n_tokens: int, seed: int, vocab_size: int):
     """Deterministic prompt of exactly ``n_tokens`` ordinary token ids (no special tokens)."""
     import numpy as np

@@ -28,15 +28,15 @@ def compose():
     from orchestrator.config import register_configs
 
     register_configs()
-    GlobalHydra.instance().clear()
-    ctx = initialize_config_dir(config_dir=str(CONF), version_base="1.3")
-    ctx.__enter__()
 
     def _compose(overrides=(), return_hydra_config=False):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        # Hydra's global state is set up per call: other code (scripts under test) may clear it.
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=list(overrides),
+                                 return_hydra_config=return_hydra_config)
 
     yield _compose
-    ctx.__exit__(None, None, None)
     GlobalHydra.instance().clear()
 
 

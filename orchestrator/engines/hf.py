@@ -52,7 +52,6 @@ HOST_MEMORY_FRACTION = 0.8
 """A CPU model whose weights need more than this fraction of host RAM ends ``oom`` at start."""
 DTYPES = ("float32", "float16", "bfloat16")
 INT8_SKIP_MODULES = ("lm_head",)
-PROMPT_SEED_STRIDE = 1_000_003
 TTFT_METHOD = "streamer: host time when each decoding step's token ids reach the CPU"
 
 
@@ -123,9 +122,7 @@ def static_batches(plan: WorkloadPlan) -> List[List[RequestSpec]]:
     return batches
 
 
-def prompt_ids(spec: RequestSpec, plan_seed: int, vocab_size: int) -> List[int]:
-    """Exactly ``spec.input_tokens`` ordinary token ids, deterministic per (plan seed, index)."""
-    return models.prompt_token_ids(spec.input_tokens, plan_seed * PROMPT_SEED_STRIDE + spec.index, vocab_size)
+prompt_ids = models.prompt_ids  # the same prompts as every engine
 
 
 def tokens_generated(new_ids: Sequence[int], eos_ids: Sequence[int]) -> int:

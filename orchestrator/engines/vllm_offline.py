@@ -134,16 +134,7 @@ def model_path(config: Mapping) -> Path:
     return model_dir(config["model"], config["quantization"])
 
 
-def prompt_seed(plan_seed: int, index: int) -> int:
-    """Seed of request ``index``'s prompt: distinct per request, fixed per plan."""
-    return int(plan_seed) * 1_000_003 + int(index)
-
-
-def prompt_ids(spec: RequestSpec, plan_seed: int, vocab_size: int) -> List[int]:
-    """Exactly ``spec.input_tokens`` ordinary token ids (``models.prompt_token_ids``)."""
-    from orchestrator.models import prompt_token_ids
-
-    return prompt_token_ids(spec.input_tokens, prompt_seed(plan_seed, spec.index), vocab_size)
+from orchestrator.models import prompt_ids  # noqa: E402  (shared by every engine)
 
 
 def sampling_kwargs(spec: RequestSpec, ignore_eos: bool) -> Dict:
