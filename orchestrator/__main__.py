@@ -1,9 +1,11 @@
-"""``python -m orchestrator [overrides]`` — Hydra entry point (DESIGN §1)."""
+"""``python -m orchestrator [overrides]`` — the Hydra entry point; nothing else."""
+import sys
+
 import hydra
 
-from orchestrator.cli import check_argv
-from orchestrator.config import register_configs
-from orchestrator.sweep import run_single
+from orchestrator.cli import check_argv, hoist_multirun
+from orchestrator.config.root import register_configs
+from orchestrator.hydra_entry import run_single
 
 register_configs()
 
@@ -14,5 +16,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = hoist_multirun(sys.argv[1:])
     check_argv()
     main()

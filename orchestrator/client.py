@@ -1,5 +1,5 @@
 """An async streaming client for OpenAI-compatible ``/v1/completions`` servers (vLLM), recording
-one timestamp per output **token** (DESIGN §4).
+one timestamp per output **token** (docs/architecture.md, "What a cell measures").
 
 Sending: open loop (poisson | constant | gamma plans) sends each request at its **scheduled**
 time ``t_base + spec.arrival_s`` whether or not earlier ones have finished; a late send shows up
@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from orchestrator.config.groups import Arrival
 from orchestrator.metrics import RequestRecord
 from orchestrator.workload import RequestSpec, WorkloadPlan
 
@@ -202,11 +203,22 @@ class StreamingClient:
     prompt token ids (exactly ``spec.input_tokens`` of them)."""
 
     def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
-                 request_timeout_s: float = 600.0, request_id_prefix: str = "orch"):
+                 request_timeout_s: float = 600.0, request_id_prefix: str = "orch",
+                 progress: Optional[Callable] = None):
         self.endpoint = endpoint
         self.prompt_ids = prompt_ids
         self.request_timeout_s = float(request_timeout_s)
         self.request_id_prefix = request_id_prefix
+        self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
+
+    def _tracked(self, coro, tally: "_Tally"):
+        """``coro`` (one request), reporting the cell's phase when it ends."""
+        async def run():
+            rec = await coro
+            tally.finished(rec)
+            return rec
+
+        return run()
 
     def body(self, spec: RequestSpec, plan: WorkloadPlan) -> bytes:
         """One request's serialised JSON body."""
@@ -224,44 +236,83 @@ class StreamingClient:
         if plan.offline:
             raise ValueError("offline plans run in-process (LLM.generate), not through the client")
         async with self.session() as session:
-            if plan.arrival == "closed":
+            if plan.arrival is Arrival.closed:
                 return await self._closed_loop(session, plan)
             return await self._open_loop(session, plan)
 
     async def _open_loop(self, session, plan: WorkloadPlan) -> ClientRun:
         bodies = [self.body(s, plan) for s in plan.requests]  # all serialised before the first send
         t_base = time.monotonic() + START_LEAD_S
+        start = t_base + plan.measured_start_s
+        tally = _Tally(self.progress, plan, start + plan.duration_s)
         tasks = []
         for spec, body in zip(plan.requests, bodies):
             t_sched = t_base + spec.arrival_s
             delay = t_sched - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(stream_request(session, self.endpoint, spec, body, t_sched)))
+            req = stream_request(session, self.endpoint, spec, body, t_sched)
+            tasks.append(asyncio.create_task(self._tracked(req, tally)))
+        tally.all_sent()
         records = list(await asyncio.gather(*tasks))
-        start = t_base + plan.measured_start_s
         return ClientRun(records, start, start + plan.duration_s, {"client_t_base_s": t_base, **send_lateness(records)})
 
     async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
         queue = list(plan.requests)[::-1]
         window: Dict[str, float] = {}
         records: List[RequestRecord] = []
+        tally = _Tally(self.progress, plan, None)
 
         async def client() -> None:
             while queue:
                 now = time.monotonic()
                 if "end" in window and now >= window["end"]:
+                    tally.all_sent()
                     return
                 spec = queue.pop()
                 if spec.phase == "measured" and "start" not in window:
                     window["start"], window["end"] = now, now + plan.duration_s
+                    tally.window_end_s = window["end"]
                 body = self.body(spec, plan)  # closed loop: built when its client frees
-                records.append(await stream_request(session, self.endpoint, spec, body, time.monotonic()))
+                req = stream_request(session, self.endpoint, spec, body, time.monotonic())
+                records.append(await self._tracked(req, tally))
 
         await asyncio.gather(*[client() for _ in range(max(1, plan.concurrency))])
         records.sort(key=lambda r: r.index)
         now = time.monotonic()
         return ClientRun(records, window.get("start", now), window.get("end", now), send_lateness(records))
+
+
+class _Tally:
+    """Counts finished requests and reports the cell's phase: warm-up, measuring k of N measured
+    requests, then draining once every measured request is out (or the window has closed)."""
+
+    def __init__(self, progress: Optional[Callable], plan: WorkloadPlan, window_end_s: Optional[float]):
+        self.progress = progress
+        self.window_end_s = window_end_s
+        closed = plan.arrival is Arrival.closed  # a closed loop sends as many as its clients manage
+        self.n_measured = None if closed else len(plan.measured)
+        self.n_total = None if closed else len(plan.requests)
+        self.done = self.done_measured = 0
+        self.sent_all = False
+
+    def all_sent(self) -> None:
+        self.sent_all = True
+
+    def finished(self, rec: RequestRecord) -> None:
+        self.done += 1
+        self.done_measured += rec.phase == "measured"
+        if self.progress is None:
+            return
+        from orchestrator.phases import Phase
+
+        closed = self.window_end_s is not None and time.monotonic() >= self.window_end_s
+        if self.sent_all or closed:
+            self.progress(Phase.draining, self.done, self.n_total, "requests")
+        elif self.done_measured == 0 and rec.phase == "warmup":
+            self.progress(Phase.warmup, self.done, None, "requests")
+        else:
+            self.progress(Phase.measuring, self.done_measured, self.n_measured, "requests")
 
 
 def send_lateness(records: Sequence[RequestRecord]) -> Dict[str, float]:

@@ -1,245 +1,388 @@
 """Ray: connect or start a local cluster, resolve ``engine=auto``, group cells into tasks, submit
 each with its resources, follow progress, retry, and hand every result to the store.
 
-Placement: a GPU cell asks for ``num_gpus=1`` and ``accelerator_type=<gpu>`` (Ray's
-``accelerator_type:<T>`` resource), so an H100 cell never lands on a T4 node. Simulated cells ask
+Placement: a cell whose engine needs a GPU (``GpuUse.required``, or ``optional`` where the
+cluster has that type) asks for ``num_gpus=1`` and ``accelerator_type=<gpu>`` (Ray's
+``accelerator_type:<T>`` resource), so an H100 cell never lands on a T4 node. Other cells ask
 for one CPU, or, with ``dispatch.place_as_gpu``, exactly what a GPU cell would.
 
 Retries: a task whose worker or node dies is retried by Ray (``max_retries``), then recorded
 ``worker_lost``; a cell that raised an unexpected error is re-submitted by the driver up to
 ``max_retries`` more times, then kept as ``engine_error``. A task running longer than
-``cell_timeout_s`` per cell is cancelled and its cells recorded ``timeout``.
+``cell_timeout_s`` per cell is cancelled and its cells recorded ``timeout`` (a cell of it that
+was awaiting its retry keeps its own failure row). A task that no live node of the cluster can
+run (its resources exist nowhere) for ``pending_timeout_s`` is cancelled and its cells recorded
+``unschedulable`` with what they asked for and what the cluster offers; a task merely waiting
+for a busy GPU waits. Every cell ends with exactly one row.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Mapping, Optional, Set
 
-from orchestrator.engines import engine_key
-from orchestrator.grid import Cell, cell_id_of
+from orchestrator.config.groups import DispatchConfig
+from orchestrator.engines.base import GpuUse
+from orchestrator.errors import Status
+from orchestrator.grid import Cell, EngineChoice
+from orchestrator.identity import cell_identity, digest
+from orchestrator.messages import CellResult, TaskStarted, UnitSpec
+from orchestrator.phases import PhaseBoard
 from orchestrator.progress import SweepProgress
-from orchestrator.rows import status_tables
+from orchestrator.results import status_tables, with_error_note
 
-SHARED_ENGINES = ("vllm_offline", "hf")  # engines whose cells may differ only in batch size
+log = logging.getLogger(__name__)
+PLACEMENT_CHECK_S = 2.0  # how often pending tasks are checked against the cluster's nodes
+ResultSink = Callable[[str, Status, Dict], None]
 
 
-def connect(dispatch: Mapping) -> str:
+def connect(dispatch: DispatchConfig) -> str:
     """Attach to ``dispatch.address`` / ``RAY_ADDRESS``, else start a local cluster. -> how."""
     import ray
 
     if ray.is_initialized():
         return "already connected"
-    address = dispatch.get("address") or os.environ.get("RAY_ADDRESS")
+    address = dispatch.address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(logging_level="WARNING", log_to_driver=True)
-    if dispatch.get("runtime_env"):
-        kwargs["runtime_env"] = dict(dispatch["runtime_env"])
+    if dispatch.runtime_env:
+        kwargs["runtime_env"] = dict(dispatch.runtime_env)
     if address:
         ray.init(address=address, **kwargs)
         return f"attached to the Ray cluster at {address}"
     # "local": a new cluster even if a stale /tmp/ray/ray_current_cluster names a dead one.
-    ray.init(address="local", num_cpus=dispatch.get("num_cpus"), include_dashboard=False, **kwargs)
+    ray.init(address="local", num_cpus=dispatch.num_cpus, include_dashboard=False, **kwargs)
     return "started a local Ray cluster"
 
 
-def _probe_vllm() -> Tuple[bool, str]:
+def gpu_types() -> Dict[str, bool]:
+    """accelerator type -> the cluster has GPUs of it."""
+    import ray
+
+    resources = ray.cluster_resources()
+    has_gpus = resources.get("GPU", 0) > 0
+    return {k.split(":", 1)[1]: has_gpus for k in resources if k.startswith("accelerator_type:")}
+
+
+def _module_version(module: str) -> tuple:
+    """(importable, why) for ``module`` on this node (package metadata: nothing is imported)."""
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is None:
-        return False, "vllm is not installed there"
+    if importlib.util.find_spec(module) is None:
+        return False, f"{module} is not installed there"
     try:
         from importlib.metadata import version
 
-        return True, f"vllm {version('vllm')}"
+        return True, f"{module} {version(module)}"
     except Exception as exc:  # pragma: no cover - broken install
-        return False, f"vllm is broken there: {exc}"
+        return False, f"{module} is broken there: {exc}"
 
 
-def resolve_auto(cells: List[Cell], probe_timeout_s: float = 120.0) -> Dict[str, Tuple[str, str]]:
-    """accelerator_type -> (engine, reason) for the GPU types of ``engine=auto`` cells.
+def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, EngineChoice]:
+    """accelerator type -> the engine ``engine=auto`` cells of that type run on, and why.
 
-    vllm when the cluster offers that GPU type and vllm imports on a node that has it (checked
-    there, so a head without GPUs does not force simulation), else simulated."""
+    Candidates in ``auto_rank`` order (``engines.auto_candidates``); one that needs a GPU is taken
+    when the cluster offers that GPU type and its ``auto_module`` imports on a node that has it
+    (checked there, so a head without GPUs does not force simulation)."""
     import ray
 
-    types = sorted({c.gpu["accelerator_type"] for c in cells if c.engine == "auto" and c.status is None})
-    if not types:
-        return {}
-    resources = ray.cluster_resources()
-    probe = ray.remote(num_cpus=0)(_probe_vllm)
-    out = {}
+    from orchestrator.engines import auto_candidates
+
+    offered = gpu_types()
+    probe = ray.remote(num_cpus=0)(_module_version)
+    out: Dict[str, EngineChoice] = {}
     for t in types:
-        key = f"accelerator_type:{t}"
-        if resources.get(key, 0) <= 0 or resources.get("GPU", 0) <= 0:
-            out[t] = ("simulated", f"the Ray cluster offers no {t} GPU")
-            continue
-        try:
-            ok, why = ray.get(probe.options(resources={key: 0.001}).remote(), timeout=probe_timeout_s)
-        except Exception as exc:
-            ok, why = False, f"probe failed: {type(exc).__name__}"
-        out[t] = ("vllm", f"a {t} node has {why}") if ok else ("simulated", f"a {t} node has no usable vllm ({why})")
-    for t, (engine, why) in out.items():
-        print(f"engine=auto: {engine} for {t} cells ({why})", flush=True)
+        why_not: List[str] = []
+        for cls in auto_candidates():
+            if cls.gpu is GpuUse.required and not offered.get(t):
+                why_not.append(f"the Ray cluster offers no {t} GPU")
+                continue
+            if cls.auto_module:
+                try:
+                    ok, why = ray.get(probe.options(resources={f"accelerator_type:{t}": 0.001})
+                                      .remote(cls.auto_module), timeout=probe_timeout_s)
+                except Exception as exc:
+                    ok, why = False, f"probe failed: {type(exc).__name__}"
+                if not ok:
+                    why_not.append(f"a {t} node has no usable {cls.auto_module} ({why})")
+                    continue
+                out[t] = EngineChoice(cls.name, f"a {t} node has {why}")
+            else:
+                out[t] = EngineChoice(cls.name, "; ".join(why_not) or f"{cls.name} runs anywhere")
+            break
     return out
 
 
-@dataclass
-class Unit:
-    """One Ray task: cells sharing an engine start."""
-
-    key: str
-    engine: str
-    engine_reason: str
-    cells: List[Cell]
-    attempt: int = 1
-    on_gpu: bool = True
-
-    def payload(self, sweep: str) -> Dict:
-        return {
-            "key": self.key, "engine": self.engine, "engine_reason": self.engine_reason, "sweep": sweep,
-            "attempt": self.attempt, "cells": [{"cell_id": c.cell_id, "config": c.config} for c in self.cells],
-        }
+def _on_gpu(cell: Cell, offered: Mapping[str, bool]) -> bool:
+    cls = cell.engine_class
+    return cls.gpu is GpuUse.required or (cls.gpu is GpuUse.optional and offered.get(cell.config.gpu.accelerator_type,
+                                                                                     False))
 
 
-def make_units(cells: List[Cell], auto: Mapping[str, Tuple[str, str]], gpu_types: Mapping[str, bool],
-               share_engines: bool = True) -> List[Unit]:
-    """Group runnable cells into tasks. ``gpu_types[t]``: the cluster has GPUs of type t;
-    ``share_engines=False``: one task per cell, always."""
-    groups: Dict[str, Unit] = {}
+def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
+               share_engines: bool = True) -> List[UnitSpec]:
+    """Group runnable cells into tasks: cells whose engine ``shares_engine`` and whose identity
+    differs only in batch size and repeat share one (``share_engines=False``: one task per cell).
+    ``offered[t]``: the cluster has GPUs of type t."""
+    groups: Dict[str, List[Cell]] = {}
     for c in cells:
-        engine, reason = c.engine, ""
-        if engine == "auto":
-            engine, reason = auto[c.gpu["accelerator_type"]]
-        key = engine_key(engine, c.config["workload"])
-        on_gpu = engine == "vllm" or (engine == "hf" and gpu_types.get(c.gpu["accelerator_type"], False))
-        if engine == "hf" and not on_gpu:
-            reason = f"the Ray cluster offers no {c.gpu['accelerator_type']} GPU: hf runs on the CPU"
-        if share_engines and key in SHARED_ENGINES:
-            share = cell_id_of({**c.config, "batch_size": 0, "repeat": 0, "engine_resolved": engine})
-        else:
-            share = c.cell_id
-        unit = groups.get(share)
-        if unit is None:
-            groups[share] = Unit(key=share, engine=engine, engine_reason=reason, cells=[c], on_gpu=on_gpu)
-        else:
-            unit.cells.append(c)
-    return list(groups.values())
+        cls = c.engine_class
+        share = c.cell_id
+        if share_engines and cls.shares_engine:
+            share = digest(cell_identity(c.config, cls, batch_size=0, repeat=0))
+        groups.setdefault(share, []).append(c)
+    units = []
+    for key, members in groups.items():
+        first = members[0]
+        on_gpu = _on_gpu(first, offered)
+        reason = first.engine_reason
+        if first.engine_class.gpu is GpuUse.optional and not on_gpu:
+            gpu_type = first.config.gpu.accelerator_type
+            reason = f"the Ray cluster offers no {gpu_type} GPU: {first.engine} runs on the CPU"
+        members = [Cell(c.cell_id, c.config, c.engine, reason) for c in members]
+        units.append(UnitSpec(key=key, engine=first.engine, engine_reason=reason, sweep=sweep,
+                              cells=tuple(members), on_gpu=on_gpu))
+    return units
+
+
+@dataclass
+class TaskRecord:
+    """The driver's record of one submitted task (times: the driver's ``time.time()``)."""
+
+    unit: UnitSpec
+    resources: Dict[str, float]
+    submitted_at: float = field(default_factory=time.time)
+    started_at: Optional[float] = None  # when TaskStarted arrived
+    infeasible_since: Optional[float] = None  # since when no live node has its resources
+    cancelled: Optional[Status] = None  # timeout | unschedulable, once cancelled for it
+    cancel_reason: str = ""
+    reported: Set[str] = field(default_factory=set)  # cells whose result arrived
+    retry: Dict[str, CellResult] = field(default_factory=dict)  # retryable failures, by cell id
+
+    def unreported(self) -> List[Cell]:
+        return [c for c in self.unit.cells if c.cell_id not in self.reported]
+
+    def retry_cells(self) -> List[Cell]:
+        return [c for c in self.unit.cells if c.cell_id in self.retry]
+
+
+def task_resources(unit: UnitSpec, place_as_gpu: bool) -> Dict[str, float]:
+    """What a unit's task asks of a node (Ray resource names)."""
+    res = {"CPU": 1.0}
+    if unit.on_gpu or place_as_gpu:
+        res.update({"GPU": 1.0, f"accelerator_type:{unit.cells[0].config.gpu.accelerator_type}": 0.001})
+    return res
+
+
+def live_nodes() -> List[Dict[str, float]]:
+    """Total resources of each live node of the cluster."""
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def fits_somewhere(resources: Mapping[str, float], nodes: List[Dict[str, float]]) -> bool:
+    return any(all(node.get(k, 0.0) >= v for k, v in resources.items()) for node in nodes)
+
+
+def describe_nodes(nodes: List[Dict[str, float]]) -> str:
+    """One line: each live node's CPUs, GPUs and accelerator type."""
+    parts = []
+    for node in nodes:
+        types = [k.split(":", 1)[1] for k in node if k.startswith("accelerator_type:")]
+        gpus = int(node.get("GPU", 0))
+        parts.append(f"{int(node.get('CPU', 0))} CPU" + (f", {gpus} GPU {'/'.join(types)}" if gpus else ", no GPU"))
+    return f"{len(nodes)} live node(s): " + "; ".join(parts) if parts else "no live node"
 
 
 @dataclass
 class Dispatcher:
-    """Submits units, collects results, writes them through ``on_result``."""
+    """Submits units, collects results, hands each to ``on_result(cell_id, status, tables)``."""
 
-    dispatch: Mapping
-    sweep: str
-    on_result: object  # callable(cell_id, status, tables)
-    place_as_gpu: bool = False
-    _state: Dict = field(default_factory=dict)  # generator -> cells reported / to retry
+    dispatch: DispatchConfig
+    on_result: ResultSink
+    tick: Callable[[], None] = lambda: None  # called on every turn of the loop (claim heartbeat)
+    task_fn: Optional[Callable] = None  # a task's body (default: worker.run_unit)
+    tasks: Dict = field(default_factory=dict)  # generator -> TaskRecord
+    labels: Dict[str, str] = field(default_factory=dict)  # cell_id -> label (progress)
+    board: object = None  # the PhaseBoard actor
+    _drain: object = None  # its pending drain() call
 
-    def _options(self, unit: Unit) -> Dict:
-        gpu = unit.cells[0].gpu
-        opts = {"num_cpus": 1, "max_retries": int(self.dispatch.get("max_retries", 1)),
-                "retry_exceptions": False}
-        if unit.on_gpu or self.place_as_gpu:
-            opts.update(num_gpus=1, accelerator_type=gpu["accelerator_type"])
+    def _options(self, unit: UnitSpec) -> Dict:
+        opts = {"num_cpus": 1, "max_retries": int(self.dispatch.max_retries), "retry_exceptions": False}
+        if unit.on_gpu or self.dispatch.place_as_gpu:
+            opts.update(num_gpus=1, accelerator_type=unit.cells[0].config.gpu.accelerator_type)
         if unit.on_gpu:
             # NVML numbers GPUs in PCI-bus order; make CUDA (and Ray's ids) agree (gpuinfo.py).
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
         return opts
 
-    def run(self, units: List[Unit], progress: SweepProgress) -> None:
-        """Submit every unit, then collect until none is pending.
+    @property
+    def max_attempts(self) -> int:
+        return 1 + int(self.dispatch.max_retries)
 
-        Each task is a streaming generator: it first yields when it starts (so the driver knows
-        what is running and since when, for the progress bar and timeouts), then its results."""
+    def run(self, units: List[UnitSpec], progress: SweepProgress) -> None:
+        """Submit every unit, then collect until none is pending."""
         import ray
-        from orchestrator.cell import run_unit_stream
 
-        remote = ray.remote(run_unit_stream)
+        from orchestrator.worker import run_unit
+
+        run_unit = self.task_fn or run_unit
+        remote = ray.remote(run_unit)
         # a fresh process per GPU task: everything it held on the GPU is freed when it exits
-        remote_gpu = ray.remote(max_calls=1)(run_unit_stream)
-        max_attempts = 1 + int(self.dispatch.get("max_retries", 1))
-        timeout_s = float(self.dispatch.get("cell_timeout_s", 3600))
-        pending: Dict = {}  # generator -> unit
-        started: Dict = {}  # generator -> unix time the task began
-        cancelled: set = set()
+        remote_gpu = ray.remote(max_calls=1)(run_unit)
+        self.board = ray.remote(num_cpus=0)(PhaseBoard).remote()
+        self.labels.update({c.cell_id: c.label() for u in units for c in u.cells})
 
-        def submit(unit: Unit) -> None:
+        def submit(unit: UnitSpec) -> None:
             fn = remote_gpu if unit.on_gpu else remote
-            pending[fn.options(**self._options(unit)).remote(unit.payload(self.sweep))] = unit
+            gen = fn.options(**self._options(unit)).remote(replace(unit, phase_board=self.board))
+            self.tasks[gen] = TaskRecord(unit, task_resources(unit, self.dispatch.place_as_gpu))
 
         for u in units:
             submit(u)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=min(len(pending), 64), timeout=0.25)
+        last_check = 0.0
+        while self.tasks:
+            ready, _ = ray.wait(list(self.tasks), num_returns=min(len(self.tasks), 64), timeout=0.25)
             for gen in ready:
-                retry = self._advance(gen, pending, started, cancelled, progress, max_attempts)
+                retry = self._advance(gen, progress)
                 if retry is not None:
                     submit(retry)
-            now = time.time()
-            for gen, t in list(started.items()):
-                if gen in pending and gen not in cancelled and now - t > timeout_s * len(pending[gen].cells):
-                    cancelled.add(gen)
-                    ray.cancel(gen, force=True)
-            progress.update(running=sum(len(pending[g].cells) for g in started if g in pending))
+            self._cancel_overdue()
+            if time.time() - last_check >= PLACEMENT_CHECK_S:
+                last_check = time.time()
+                self._cancel_unschedulable()
+            self._show_phases(progress)
+            self.tick()
+            progress.update(running=sum(len(r.unreported()) for r in self.tasks.values() if r.started_at))
+        self._show_phases(progress, wait_s=1.0)
 
-    def _advance(self, gen, pending, started, cancelled, progress, max_attempts) -> Optional[Unit]:
+    def _show_phases(self, progress: SweepProgress, wait_s: float = 0.0) -> None:
+        """Hand the phase board's new messages to the progress display (never blocks the loop
+        longer than ``wait_s``); messages of finished cells are dropped."""
+        import ray
+
+        if self._drain is None:
+            self._drain = self.board.drain.remote()
+        ready, _ = ray.wait([self._drain], timeout=wait_s)
+        if not ready:
+            return
+        try:
+            messages = ray.get(self._drain)
+        except Exception:  # the board is gone: progress only, the sweep goes on
+            messages = []
+        self._drain = None
+        running = {c.cell_id for r in self.tasks.values() for c in r.unreported()}
+        for msg in messages:
+            if msg.cell_id in running:
+                progress.phase(self.labels.get(msg.cell_id, msg.cell_id), msg)
+
+    def cancel_all(self) -> int:
+        """Cancel every task still pending or running (force: the worker process and what it
+        started go). -> the number of cells they held."""
+        import ray
+
+        n = 0
+        for gen, rec in list(self.tasks.items()):
+            n += len(rec.unreported())
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:  # already finished
+                pass
+        self.tasks.clear()
+        return n
+
+    def _cancel(self, gen, rec: TaskRecord, status: Status, reason: str) -> None:
+        import ray
+
+        rec.cancelled, rec.cancel_reason = status, reason
+        ray.cancel(gen, force=rec.started_at is not None)
+
+    def _cancel_overdue(self) -> None:
+        now = time.time()
+        for gen, rec in self.tasks.items():
+            limit = self.dispatch.cell_timeout_s * len(rec.unit.cells)
+            if rec.started_at and not rec.cancelled and now - rec.started_at > limit:
+                self._cancel(gen, rec, Status.timeout, f"cancelled after {self.dispatch.cell_timeout_s} s per cell")
+
+    def _cancel_unschedulable(self) -> None:
+        """Tasks not started whose resources no live node has, for ``pending_timeout_s``."""
+        waiting = [(g, r) for g, r in self.tasks.items() if r.started_at is None and not r.cancelled]
+        if not waiting:
+            return
+        nodes, now = live_nodes(), time.time()
+        for gen, rec in waiting:
+            if fits_somewhere(rec.resources, nodes):
+                rec.infeasible_since = None
+                continue
+            rec.infeasible_since = rec.infeasible_since or now
+            if now - rec.infeasible_since >= self.dispatch.pending_timeout_s:
+                asked = ", ".join(f"{k}={v:g}" for k, v in sorted(rec.resources.items()))
+                self._cancel(gen, rec, Status.unschedulable,
+                             f"no node can run it after {self.dispatch.pending_timeout_s:g} s "
+                             f"(dispatch.pending_timeout_s): it asks for {asked}; the cluster offers "
+                             f"{describe_nodes(nodes)}")
+
+    def _advance(self, gen, progress: SweepProgress) -> Optional[UnitSpec]:
         """Consume the next item of a ready generator; -> a unit to retry, once the task ends."""
         import ray
         from ray.exceptions import RayTaskError, TaskCancelledError
 
-        unit = pending[gen]
-        state = self._state.setdefault(gen, {"done": set(), "retry": []})
+        rec: TaskRecord = self.tasks[gen]
         try:
             item = ray.get(next(gen))
         except StopIteration:  # the task finished: every cell has reported
-            self._finish(gen, pending, started)
-            return self._retry_unit(unit, state["retry"])
+            del self.tasks[gen]
+            return self._retry_unit(rec.unit, rec.retry_cells())
         except (TaskCancelledError, RayTaskError) as exc:
-            self._finish(gen, pending, started)
-            rest = [c for c in unit.cells if c.cell_id not in state["done"]]
-            if gen in cancelled or isinstance(exc, TaskCancelledError):
-                self._fail(unit, rest, "timeout", f"cancelled after {self.dispatch.get('cell_timeout_s')} s per cell", progress)
+            del self.tasks[gen]
+            if rec.cancelled or isinstance(exc, TaskCancelledError):
+                status = rec.cancelled or Status.timeout
+                reason = rec.cancel_reason or f"cancelled after {self.dispatch.cell_timeout_s} s per cell"
+                self._fail(rec.unit, rec.unreported(), status, reason, progress)
+                self._keep_failures(rec, f"its retry was not run: the task was cancelled ({reason})", progress)
                 return None
-            return self._retry_or_fail(unit, rest + state["retry"], "engine_error", str(exc)[-4000:], progress, max_attempts)
-        except Exception as exc:  # worker or node died after Ray's own retries
-            self._finish(gen, pending, started)
-            rest = [c for c in unit.cells if c.cell_id not in state["done"]]
-            self._fail(unit, rest, "worker_lost", f"{type(exc).__name__}: {str(exc)[-2000:]}", progress)
-            return self._retry_unit(unit, state["retry"])
-        if "started_unix_s" in item:
-            started[gen] = time.time()  # the driver's clock: no skew between nodes in timeouts
+            cells = rec.unreported() + rec.retry_cells()
+            if rec.unit.attempt < self.max_attempts:
+                return self._retry_unit(rec.unit, cells)
+            self._fail(rec.unit, cells, Status.engine_error, str(exc)[-4000:], progress)
             return None
-        state["done"].add(item["cell_id"])
-        if item["retryable"] and unit.attempt < max_attempts:
-            state["retry"].append(next(c for c in unit.cells if c.cell_id == item["cell_id"]))
-        else:
-            self.on_result(item["cell_id"], item["status"], item["tables"])
-            progress.update(status=item["status"])
+        except Exception as exc:  # worker or node died after Ray's own retries
+            del self.tasks[gen]
+            self._fail(rec.unit, rec.unreported(), Status.worker_lost, f"{type(exc).__name__}: {str(exc)[-2000:]}",
+                       progress)
+            return self._retry_unit(rec.unit, rec.retry_cells())
+        if isinstance(item, TaskStarted):
+            rec.started_at = time.time()  # the driver's clock: no skew between nodes in timeouts
+            return None
+        self._collect(rec, item, progress)
         return None
 
-    def _finish(self, gen, pending, started) -> None:
-        pending.pop(gen)
-        started.pop(gen, None)
-        self._state.pop(gen, None)
+    def _collect(self, rec: TaskRecord, result: CellResult, progress: SweepProgress) -> None:
+        rec.reported.add(result.cell_id)
+        if result.retryable and rec.unit.attempt < self.max_attempts:
+            rec.retry[result.cell_id] = result
+            return
+        self.on_result(result.cell_id, result.status, result.tables)
+        progress.update(status=result.status.value, label=self.labels.get(result.cell_id, ""), cell_id=result.cell_id)
+
+    def _keep_failures(self, rec: TaskRecord, note: str, progress: SweepProgress) -> None:
+        """Record the cells that were awaiting a retry with their own failure row (and why the
+        retry did not happen)."""
+        for cell_id, result in rec.retry.items():
+            self.on_result(cell_id, result.status, with_error_note(result.tables, note))
+            progress.update(status=result.status.value, label=self.labels.get(cell_id, ""), cell_id=cell_id)
+        rec.retry.clear()
 
     @staticmethod
-    def _retry_unit(unit: Unit, cells: List[Cell]) -> Optional[Unit]:
+    def _retry_unit(unit: UnitSpec, cells: List[Cell]) -> Optional[UnitSpec]:
         if not cells:
             return None
-        return Unit(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
-                    cells=list(cells), attempt=unit.attempt + 1, on_gpu=unit.on_gpu)
+        return UnitSpec(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
+                        sweep=unit.sweep, cells=tuple(cells), on_gpu=unit.on_gpu, attempt=unit.attempt + 1)
 
-    def _retry_or_fail(self, unit, cells, status, error, progress, max_attempts) -> Optional[Unit]:
-        if unit.attempt < max_attempts:
-            return self._retry_unit(unit, cells)
-        self._fail(unit, cells, status, error, progress)
-        return None
-
-    def _fail(self, unit: Unit, cells: List[Cell], status: str, error: str, progress) -> None:
+    def _fail(self, unit: UnitSpec, cells: List[Cell], status: Status, error: str, progress: SweepProgress) -> None:
         for c in cells:
-            tables = status_tables(c.cell_id, c.config, self.sweep, status, error, attempts=unit.attempt,
-                                   engine=unit.engine, engine_reason=unit.engine_reason)
-            self.on_result(c.cell_id, status, tables)
-            progress.update(status=status)
+            self.on_result(c.cell_id, status, status_tables(c, unit.sweep, status, error, attempts=unit.attempt))
+            progress.update(status=status.value, label=c.label(), cell_id=c.cell_id)

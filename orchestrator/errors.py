@@ -1,18 +1,36 @@
-"""Typed errors and the statuses a cell can end with (DESIGN §7)."""
+"""Typed errors and the statuses a cell can end with (docs/architecture.md, "Failure is data").
+
+Three families, each classified with ``isinstance`` (never by class-name strings):
+
+- ``ConfigError``: bad user input, found on the driver before any Ray task starts.
+- ``CellFailure``: a cell ended in a known failure ``Status`` (oom, wrong_gpu, ...), raised on a
+  worker and turned into a status row, never retried.
+- ``NvmlError`` and its subclasses: an NVML call failed (zeus-style typed errors; ``pynvml``
+  codes are mapped to them in ``gpuinfo.nvml_error``).
+"""
 from __future__ import annotations
 
-STATUSES = (
-    "ok",
-    "unsupported",
-    "infeasible",
-    "oom",
-    "kv_cache_too_small",
-    "startup_timeout",
-    "engine_error",
-    "wrong_gpu",
-    "worker_lost",
-    "timeout",
-)
+from enum import Enum
+from typing import Tuple
+
+
+class Status(str, Enum):
+    """How a cell ended. Pre-launch: unsupported, infeasible. On a worker: the rest."""
+
+    ok = "ok"
+    unsupported = "unsupported"  # quantization x GPU, or an engine that cannot run the cell
+    infeasible = "infeasible"  # the VRAM calculator says it does not fit
+    oom = "oom"
+    kv_cache_too_small = "kv_cache_too_small"
+    startup_timeout = "startup_timeout"
+    engine_error = "engine_error"
+    wrong_gpu = "wrong_gpu"  # the task landed on another GPU type
+    worker_lost = "worker_lost"
+    timeout = "timeout"
+    unschedulable = "unschedulable"  # no node of the cluster can run it (pending past the timeout)
+
+
+STATUSES = tuple(s.value for s in Status)
 
 
 class ConfigError(ValueError):
@@ -24,30 +42,61 @@ class CellFailure(RuntimeError):
     """A cell ended in a known failure status (oom, wrong_gpu, ...); ``status`` says which.
     Raised inside a worker and turned into a status row, never retried."""
 
-    def __init__(self, status: str, message: str):
-        assert status in STATUSES, status
+    def __init__(self, status: "Status | str", message: str):
         super().__init__(message)
-        self.status = status
+        self.status = Status(status)
+
+
+# --------------------------------------------------------------------------- NVML errors
+
+
+class NvmlError(RuntimeError):
+    """An NVML call failed; the message names the call and NVML's error string."""
+
+
+class NvmlUnavailable(NvmlError):
+    """pynvml is not installed or NVML cannot initialise (no NVIDIA driver)."""
+
+
+class NvmlNotFound(NvmlError):
+    """No GPU with that UUID / index (it is not on this host, or it was removed)."""
+
+
+class NvmlNotSupported(NvmlError):
+    """This GPU or driver does not answer that query (e.g. the energy counter before Volta)."""
+
+
+class NvmlNoPermission(NvmlError):
+    """NVML refused the query for lack of permission."""
+
+
+class NvmlGpuLost(NvmlError):
+    """The GPU fell off the bus or stopped answering (NVML_ERROR_GPU_IS_LOST): its readings
+    from then on are meaningless."""
+
+
+# --------------------------------------------------------------------------- classification
 
 _OOM = ("out of memory", "outofmemoryerror", "cuda error: out of memory", "cublas_status_alloc_failed")
 _KV = ("kv cache", "max_model_len", "num_gpu_blocks", "no available memory for the cache blocks")
+_KV_SHORT = ("too small", "larger than", "not enough", "no available memory", "insufficient")
 
 
-def classify(exc: BaseException) -> tuple:
+def classify(exc: BaseException) -> Tuple[Status, bool]:
     """(status, retryable) of an exception raised while a cell ran.
 
     Known failures (out of memory, KV cache too small, timeouts, ``CellFailure``) are
-    deterministic and not retried; anything else is an ``engine_error`` worth one more try."""
+    deterministic and not retried; an NVML error will not answer better on a retry; anything
+    else is an ``engine_error`` worth one more try."""
     if isinstance(exc, CellFailure):
         return exc.status, False
     text = f"{type(exc).__name__}: {exc}".lower()
     if any(k in text for k in _OOM):
-        return "oom", False
-    if any(k in text for k in _KV) and ("too small" in text or "larger than" in text or "not enough" in text
-                                        or "no available memory" in text or "insufficient" in text):
-        return "kv_cache_too_small", False
+        return Status.oom, False
+    if any(k in text for k in _KV) and any(k in text for k in _KV_SHORT):
+        return Status.kv_cache_too_small, False
     if isinstance(exc, TimeoutError):
-        return "timeout", False
-    if any(type(c).__name__.startswith("Nvml") for c in type(exc).__mro__):
-        return "engine_error", False  # the GPU's NVML will not answer better on a retry
-    return "engine_error", True
+        return Status.timeout, False
+    if isinstance(exc, NvmlError):
+        return Status.engine_error, False
+    return Status.engine_error, True

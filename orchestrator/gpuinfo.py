@@ -1,4 +1,4 @@
-"""Which physical GPU did Ray give this worker? (NVML handle found by UUID, DESIGN §5.)
+"""Which physical GPU did Ray give this worker? (NVML handle found by UUID.)
 
 Ray pins a GPU by setting ``CUDA_VISIBLE_DEVICES`` in the worker; NVML ignores that variable and
 numbers devices in PCI-bus order. GPU tasks run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (set by the
@@ -13,32 +13,15 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from orchestrator.errors import CellFailure
-
-
-class NvmlError(RuntimeError):
-    """An NVML call failed; the message names the call and NVML's error string."""
-
-
-class NvmlUnavailable(NvmlError):
-    """pynvml is not installed or NVML cannot initialise (no NVIDIA driver)."""
-
-
-class NvmlNotFound(NvmlError):
-    """No GPU with that UUID / index (it is not on this host, or it was removed)."""
-
-
-class NvmlNotSupported(NvmlError):
-    """This GPU or driver does not answer that query (e.g. the energy counter before Volta)."""
-
-
-class NvmlNoPermission(NvmlError):
-    """NVML refused the query for lack of permission."""
-
-
-class NvmlGpuLost(NvmlError):
-    """The GPU fell off the bus or stopped answering (NVML_ERROR_GPU_IS_LOST): its readings
-    from then on are meaningless."""
+from orchestrator.errors import (
+    CellFailure,
+    NvmlError,
+    NvmlGpuLost,
+    NvmlNoPermission,
+    NvmlNotFound,
+    NvmlNotSupported,
+    NvmlUnavailable,
+)
 
 
 @dataclass(frozen=True)

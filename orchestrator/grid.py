@@ -1,103 +1,100 @@
 """Config -> cells (pure). One mechanism for ``+sweep=NAME`` and ``-m key=a,b``.
 
-Hydra's sweeper turns the sweep's axes into one list of override strings per job; this module
-turns each list into a cell config without composing it through Hydra again (one compose per job
-would cost ~20 ms; a 10,000-cell grid must expand in under 2 s). Each group option file is read
-once, merged into its dataclass schema (so types are checked) and cached; value overrides
-(``workload.duration_s=10``) are applied on top and re-checked. ``tests/unit/test_grid.py``
-checks the result equals a real Hydra compose of the same overrides.
+Hydra's sweeper turns the sweep's axes into one list of override strings per job; ``expand``
+turns each list into a typed ``CellConfig`` without composing it through Hydra again (one
+compose per job would cost ~20 ms; a 10,000-cell grid must expand in under 2 s). Each group
+option file is read once, merged into its schema (types and choices checked), turned into its
+dataclass and cached; value overrides (``workload.duration_s=10``) are applied on top and
+re-checked. ``tests/unit/test_grid.py`` checks the result equals a real Hydra compose.
 
-A cell's ``cell_id`` is a hash of its canonical config (the groups, the batch size and the repeat
-index; not where results go or how Ray is reached), so the same cell has the same id in any
-sweep, on any machine.
+``cells`` then gives every cell config its engine (``engine=auto`` resolved per GPU type by
+the dispatcher), its identity and ``cell_id`` (``orchestrator.identity``) and, for a cell that
+must not launch, its pre-launch status (``unsupported``: compute capability, or an engine that
+does not run the quantization or workload kind; ``infeasible``: the VRAM budget).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from orchestrator.config import CONFIG_GROUPS, GROUP_SCHEMAS
-from orchestrator.errors import ConfigError
+from orchestrator.config.engine import AUTO
+from orchestrator.config.fields import field_types
+from orchestrator.config.overrides import CONF_DIR, available_options, check_values
+from orchestrator.config.root import CONFIG_GROUPS, GROUP_SCHEMAS, CellConfig, Config
+from orchestrator.errors import ConfigError, Status
+from orchestrator.identity import IdentityCache, cell_identity, digest
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 IGNORED_GROUPS = ("sweep", "hydra")
-ARRIVALS = ("poisson", "constant", "gamma", "closed", "offline")
-LENGTH_DISTS = ("fixed", "uniform", "normal", "lognormal")
-ENGINES = ("auto", "simulated", "vllm", "hf")
-SAMPLERS = ("auto", "nvml", "none")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine that runs cells which asked for ``engine=auto``, and why."""
+
+    engine: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement: a canonical config, its id, and a pre-launch status if it cannot run."""
+    """One measurement: its config, the engine that runs it, its id, and a pre-launch status
+    (``unsupported`` / ``infeasible``) when it must not launch."""
 
     cell_id: str
-    config: Dict = field(hash=False, compare=False)
-    status: Optional[str] = None  # None: launch it; else "unsupported" | "infeasible"
+    config: CellConfig
+    engine: str
+    engine_reason: str = ""
+    status: Optional[Status] = None
     reason: str = ""
 
     @property
-    def engine(self) -> str:
-        return self.config["engine"]["name"]
+    def engine_class(self):
+        """The engine variant that runs this cell's workload kind (None: none does)."""
+        from orchestrator.engines import engine_for
 
-    @property
-    def gpu(self) -> Mapping:
-        return self.config["gpu"]
-
-    @property
-    def batch_size(self) -> int:
-        return self.config["batch_size"]
+        return engine_for(self.engine, self.config.workload.kind)
 
     def label(self) -> str:
-        c = self.config
-        return (
-            f"{c['model']['name']}/{c['quantization']['name']}/{c['gpu']['name']}/"
-            f"bs{c['batch_size']}/{c['workload']['name']}/r{c['repeat']}"
-        )
+        return self.config.label()
 
 
-def available_options(group: str, conf_dir: Path = CONF_DIR) -> List[str]:
-    opts = [p.stem for p in (conf_dir / group).glob("*.yaml")]
-    return sorted(opts, key=lambda o: (not o.isdigit(), int(o) if o.isdigit() else 0, o))
+# --------------------------------------------------------------------------- group options
 
 
 @lru_cache(maxsize=None)
-def _option_node(group: str, option: str, conf_dir: Path = CONF_DIR) -> Dict:
-    """The option's YAML merged into its schema (types checked), as a plain dict."""
+def _option_node(group: str, option: str):
+    """The option's YAML merged into its schema (a DictConfig; types and choices checked)."""
     from omegaconf import OmegaConf
 
-    path = conf_dir / group / f"{option}.yaml"
+    path = CONF_DIR / group / f"{option}.yaml"
     if not path.is_file():
-        allowed = ", ".join(available_options(group, conf_dir))
+        allowed = ", ".join(available_options(group))
         raise ConfigError(f"{group}={option}: unknown option; allowed: {allowed}")
-    node = OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(path))
-    return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    return OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(path))
 
 
 @lru_cache(maxsize=None)
-def _checked_group(group: str, option: str, overrides: Tuple[Tuple[str, str], ...]) -> Dict:
-    """Option node with value overrides (dotted key below the group, raw string value) applied
-    through the schema, so a wrong key or type fails with the key's name."""
-    node = _option_node(group, option)
-    if not overrides:
-        return node
+def group_option(group: str, option: str, overrides: Tuple[Tuple[str, str], ...] = ()):
+    """The typed object of a group option with value overrides (dotted key below the group, raw
+    string value) applied through the schema, so a wrong key or type fails with the key's name.
+    Cached: callers share the object and never mutate it."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    conf = OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), node)
+    conf = _option_node(group, option)
+    if overrides:
+        conf = conf.copy()
     for key, value in overrides:
         try:
             OmegaConf.update(conf, key, _parse_value(value), merge=True)
-            result = OmegaConf.to_container(conf, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
-            msg = str(exc).splitlines()[0]
-            raise ConfigError(f"{group}.{key}={value}: {msg}") from None
-    return result
+            raise ConfigError(f"{group}.{key}={value}: {str(exc).splitlines()[0]}") from None
+    try:
+        return OmegaConf.to_object(conf)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{group}={option}: {str(exc).splitlines()[0]}") from None
 
 
 @lru_cache(maxsize=None)
@@ -137,168 +134,140 @@ def _split(override_texts: Sequence[str]):
     return choices, {g: tuple(v) for g, v in values.items()}, top
 
 
-def job_config(base: Mapping, base_choices: Mapping[str, str], override_texts: Sequence[str]) -> Dict:
-    """The resolved config (plain dict) of one sweeper job: ``base`` with the job's overrides.
-
-    Group nodes are shared, cached dicts: never mutate a job config in place."""
+def job_config(base: Config, base_choices: Mapping[str, str], override_texts: Sequence[str]) -> Config:
+    """The typed config of one sweeper job: ``base`` with the job's overrides (shared group
+    objects: never mutate one)."""
     choices, values, top = _split(override_texts)
-    cfg = dict(base)
-    for group in CONFIG_GROUPS:
-        option = choices.get(group, base_choices[group])
-        cfg[group] = _checked_group(group, str(option), values.get(group, ()))
+    groups = {g: group_option(g, str(choices.get(g, base_choices[g])), values.get(g, ())) for g in CONFIG_GROUPS}
+    cfg = dataclasses.replace(base, **groups)
     for key, value in top.items():
-        _set_top(cfg, key, value)
+        cfg = _replace_path(cfg, key.split("."), key, value)
     return cfg
 
 
-def _set_top(cfg: Dict, key: str, value: str) -> None:
-    """Set a non-group key, copying only the dicts on its path (the rest stays shared)."""
-    parts = key.split(".")
-    node = cfg
-    for part in parts[:-1]:
-        if part not in node or not isinstance(node[part], dict):
-            raise ConfigError(f"{key}={value}: unknown key '{part}'")
-        node[part] = dict(node[part])
-        node = node[part]
-    if parts[-1] not in node:
-        raise ConfigError(f"{key}={value}: unknown key")
-    old, new = node[parts[-1]], _parse_value(value)
-    if old is not None and new is not None and not isinstance(new, type(old)):
-        if not (isinstance(old, float) and isinstance(new, int)):
-            raise ConfigError(f"{key}={value}: expected {type(old).__name__}")
-    node[parts[-1]] = new
+def _replace_path(obj, parts: List[str], key: str, value: str):
+    """A copy of ``obj`` with the field at ``parts`` set to ``value`` (type-checked)."""
+    types = field_types(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    if parts[0] not in types:
+        raise ConfigError(f"{key}={value}: unknown key '{parts[0]}'")
+    if len(parts) > 1:
+        return dataclasses.replace(obj, **{parts[0]: _replace_path(getattr(obj, parts[0]), parts[1:], key, value)})
+    new = _parse_value(value)
+    check_values(key, types[parts[0]], [new])
+    if types[parts[0]] is float and isinstance(new, int):
+        new = float(new)
+    return dataclasses.replace(obj, **{parts[0]: new})
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- cell configs
 
 
-def validate(cfg: Mapping) -> None:
-    """Raise ConfigError (one line naming the key and what is allowed) on bad values."""
-    checks = [
-        ("batch_size", isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1, "must be an integer >= 1"),
-        ("repeats", cfg.get("repeats", 1) >= 1, "must be >= 1"),
-        ("workload.arrival", cfg["workload"]["arrival"] in ARRIVALS, f"allowed: {', '.join(ARRIVALS)}"),
-        ("engine", cfg["engine"]["name"] in ENGINES, f"allowed: {', '.join(ENGINES)}"),
-        ("sampler", cfg["sampler"]["name"] in SAMPLERS, f"allowed: {', '.join(SAMPLERS)}"),
-        ("sampler.interval_s", cfg["sampler"]["interval_s"] > 0, "must be > 0"),
-        ("sampler.interval_s", cfg["sampler"]["name"] == "none" or cfg["sampler"]["interval_s"] <= 0.1,
-         "must be <= 0.1 (instant power is sampled at >= 10 Hz)"),
-        ("gpu.memory_gib", cfg["gpu"]["memory_gib"] > 0, "must be > 0"),
-    ]
-    wl = cfg["workload"]
-    if wl["arrival"] in ("poisson", "constant", "gamma"):
-        checks += [
-            ("workload.rate_rps", wl["rate_rps"] > 0 and math.isfinite(wl["rate_rps"]), "must be > 0"),
-            ("workload.duration_s", wl["duration_s"] > 0, "must be > 0"),
-            ("workload.gamma_shape", wl["gamma_shape"] > 0, "must be > 0"),
-        ]
-    if wl.get("exact_count"):
-        checks += [("workload.exact_count", wl["arrival"] == "poisson", "applies to arrival=poisson only"),
-                   ("workload.exact_count", round(wl["rate_rps"] * wl["duration_s"]) >= 1,
-                    "needs rate_rps x duration_s >= 1 request")]
-    if wl["arrival"] == "closed":
-        checks += [("workload.concurrency", wl["concurrency"] >= 1, "must be >= 1"),
-                   ("workload.duration_s", wl["duration_s"] > 0, "must be > 0")]
-    if wl["arrival"] == "offline":
-        checks += [("workload.num_batches", wl["num_batches"] >= 1, "must be >= 1")]
-    checks.append(("workload.warmup_requests", wl["warmup_requests"] >= 0, "must be >= 0"))
-    for side in ("input", "output"):
-        d = wl[side]
-        checks += [
-            (f"workload.{side}.dist", d["dist"] in LENGTH_DISTS, f"allowed: {', '.join(LENGTH_DISTS)}"),
-            (f"workload.{side}.mean_tokens", d["mean_tokens"] >= 1, "must be >= 1"),
-            (f"workload.{side}.min_tokens", 1 <= d["min_tokens"] <= d["max_tokens"], "must be 1 <= min <= max"),
-        ]
-    for key, ok, allowed in checks:
-        if not ok:
-            raise ConfigError(f"{key}={_lookup(cfg, key)}: {allowed}")
+def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
+    """Validated cell configs (``repeats`` of each config), in order. A model that pins its
+    checkpoint's quantization (``llama2_7b_awq``) replaces the quantization axis with it."""
+    out: List[CellConfig] = []
+    checked: Dict[int, object] = {}
+    for cfg in configs:
+        cfg.validate(checked)
+        quant = cfg.quantization
+        if cfg.model.quantization and cfg.model.quantization != quant.name:
+            quant = group_option("quantization", cfg.model.quantization)
+        for repeat in range(int(cfg.repeats)):
+            out.append(CellConfig(model=cfg.model, quantization=quant, gpu=cfg.gpu, workload=cfg.workload,
+                                  engine=cfg.engine, sampler=cfg.sampler, batch_size=int(cfg.batch_size),
+                                  repeat=repeat))
+    if not out:
+        raise ConfigError("the sweep expands to zero cells; give at least one value per axis")
+    return out
 
 
-def _lookup(cfg: Mapping, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node.get("name") if isinstance(node, Mapping) else node
+def expand(base: Config, base_choices: Mapping[str, str], job_overrides: Sequence[Sequence[str]]) -> List[CellConfig]:
+    """Every cell config of a sweep: one config per job (see module doc), then ``repeats``."""
+    return cell_configs(job_config(base, base_choices, job) for job in job_overrides)
+
+
+@lru_cache(maxsize=1)
+def default_choices() -> Dict[str, str]:
+    """The group options ``conf/config.yaml`` picks by default."""
+    import yaml
+
+    doc = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    out = {}
+    for entry in doc.get("defaults", []):
+        if isinstance(entry, dict):
+            (key, value), = entry.items()
+            if key in CONFIG_GROUPS:
+                out[key] = str(value)
+    return out
+
+
+def config_of(overrides: Sequence[str] = ()) -> CellConfig:
+    """The cell config of ``key=value`` overrides over ``conf/config.yaml``'s defaults, through
+    the same path as a sweep's jobs, without Hydra (scripts and tests); ``repeat=N`` sets the
+    repeat index."""
+    texts = [o for o in overrides if not o.startswith("repeat=")]
+    repeat = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("repeat=")), 0)
+    cfg = job_config(Config(), default_choices(), texts)
+    return dataclasses.replace(cell_configs([cfg])[0], repeat=repeat)
+
+
+def needs_auto(configs: Iterable[CellConfig]) -> List[str]:
+    """The accelerator types of the cells that asked for ``engine=auto`` (sorted)."""
+    return sorted({c.gpu.accelerator_type for c in configs if c.engine.name == AUTO})
 
 
 # --------------------------------------------------------------------------- cells
 
 
-def canonical(cfg: Mapping, repeat: int) -> Dict:
-    """The part of a config that defines a measurement (what ``cell_id`` hashes).
+def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> List[Cell]:
+    """Cells with their engine (``auto`` from ``auto[accelerator_type]``), id and pre-launch
+    status; de-duplicated by id, in first-seen order."""
+    from orchestrator.engines import ENGINES, engine_for
 
-    A model that pins its checkpoint's quantization (``llama2_7b_awq``) replaces the quantization
-    axis with it."""
-    quant = cfg["quantization"]
-    pinned = cfg["model"].get("quantization")
-    if pinned and pinned != quant["name"]:
-        quant = _option_node("quantization", pinned)
-    return {
-        "model": cfg["model"],
-        "quantization": quant,
-        "gpu": cfg["gpu"],
-        "batch_size": int(cfg["batch_size"]),
-        "workload": cfg["workload"],
-        "engine": cfg["engine"],
-        "sampler": cfg["sampler"],
-        "repeat": repeat,
-    }
+    out: Dict[str, Cell] = {}
+    ids = IdentityCache()
+    status_cache: Dict[tuple, Tuple[Optional[Status], str]] = {}
+    for cfg in configs:
+        name, why = cfg.engine.name, ""
+        if name == AUTO:
+            choice = auto[cfg.gpu.accelerator_type]
+            name, why = choice.engine, choice.reason
+        cls = engine_for(name, cfg.workload.kind) or ENGINES.variants(name)[0]
+        cid = digest(cell_identity(cfg, cls, ids))
+        if cid in out:
+            continue
+        key = (id(cfg.model), id(cfg.quantization), id(cfg.gpu), id(cfg.workload), id(cfg.engine), cfg.batch_size, name)
+        if key not in status_cache:
+            status_cache[key] = prelaunch_status(cfg, name)
+        status, reason = status_cache[key]
+        out[cid] = Cell(cell_id=cid, config=cfg, engine=name, engine_reason=why, status=status, reason=reason)
+    return list(out.values())
 
 
-def cell_id_of(canon: Mapping) -> str:
-    blob = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], str]:
+    """(status, reason) for a cell that must not launch on ``engine``, else (None, "")."""
+    from orchestrator.engines import engine_for, runs_kinds
+    from orchestrator.perf.vram import vram_budget
 
-
-def prelaunch_status(canon: Mapping) -> Tuple[Optional[str], str]:
-    """(status, reason) for a cell that must not launch, else (None, "")."""
-    from orchestrator.analysis.vram import vram_budget
-
-    q, gpu, eng, wl = canon["quantization"], canon["gpu"], canon["engine"], canon["workload"]
-    if gpu["compute_capability"] < q["min_compute_capability"]:
-        return "unsupported", (
-            f"{q['name']} needs compute capability >= {q['min_compute_capability']}, "
-            f"{gpu['name']} has {gpu['compute_capability']}"
-        )
-    for engine in (["vllm", "simulated"] if eng["name"] == "auto" else [eng["name"]]):
-        if q["name"] not in eng["supported_quantizations"].get(engine, []):
-            return "unsupported", f"engine {engine} does not run quantization {q['name']}"
-    if eng["name"] == "hf" and wl["arrival"] != "offline":
-        return "unsupported", "engine hf runs static batches only (workload.arrival=offline)"
-    context = wl["input"]["mean_tokens"] + wl["output"]["mean_tokens"]
-    budget = vram_budget(canon["model"], q, gpu, canon["batch_size"], context,
-                         eng["vllm"]["gpu_memory_utilization"])
+    q, gpu, wl = cfg.quantization, cfg.gpu, cfg.workload
+    if gpu.compute_capability < q.min_compute_capability:
+        return Status.unsupported, (f"{q.name} needs compute capability >= {q.min_compute_capability}, "
+                                    f"{gpu.name} has {gpu.compute_capability}")
+    cls = engine_for(engine, wl.kind)
+    if cls is None:
+        kinds = ", ".join(k.value for k in runs_kinds(engine))
+        what = "static batches only" if kinds == "offline" else f"{kinds} workloads only"
+        return Status.unsupported, f"engine {engine} runs {what} (workload.arrival={wl.arrival.value})"
+    if q.name not in cls.quantizations:
+        return Status.unsupported, f"engine {engine} does not run quantization {q.name}"
+    context = wl.input.mean_tokens + wl.output.mean_tokens
+    fraction = cls.memory_fraction(cfg.engine.options(cls.options_key))
+    budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)
     if not budget.fits:
-        return "infeasible", (
+        return Status.infeasible, (
             f"needs {budget.total_gib:.1f} GiB (weights {budget.weights_gib:.1f} + KV "
             f"{budget.kv_gib:.1f} + activations {budget.activations_gib:.1f} + overhead "
-            f"{budget.overhead_gib:.1f}) > {budget.capacity_gib:.1f} GiB usable on {gpu['name']}; "
+            f"{budget.overhead_gib:.1f}) > {budget.capacity_gib:.1f} GiB usable on {gpu.name}; "
             f"largest batch that fits: {budget.max_batch}"
         )
     return None, ""
-
-
-def cells_from_configs(configs: Iterable[Mapping]) -> List[Cell]:
-    """Validated, de-duplicated cells (``repeats`` of each config), in first-seen order."""
-    cells: Dict[str, Cell] = {}
-    status_cache: Dict[tuple, Tuple[Optional[str], str]] = {}  # keyed by the (cached) group dicts
-    for cfg in configs:
-        validate(cfg)
-        for repeat in range(int(cfg.get("repeats", 1))):
-            canon = canonical(cfg, repeat)
-            cid = cell_id_of(canon)
-            if cid in cells:
-                continue
-            key = tuple(id(canon[g]) for g in CONFIG_GROUPS) + (canon["batch_size"],)
-            if key not in status_cache:
-                status_cache[key] = prelaunch_status(canon)
-            status, reason = status_cache[key]
-            cells[cid] = Cell(cell_id=cid, config=canon, status=status, reason=reason)
-    if not cells:
-        raise ConfigError("the sweep expands to zero cells; give at least one value per axis")
-    return list(cells.values())
-
-
-def expand(base: Mapping, base_choices: Mapping[str, str], job_overrides: Sequence[Sequence[str]]) -> List[Cell]:
-    """All cells of a sweep: one config per job (see module doc), then ``cells_from_configs``."""
-    return cells_from_configs(job_config(base, base_choices, job) for job in job_overrides)

@@ -1,4 +1,5 @@
-"""Per-cell request metrics (DESIGN §4), computed from what the engine recorded.
+"""Per-cell request metrics (docs/architecture.md, "What a cell measures"), computed from what
+the engine recorded.
 
 Definitions (all times in seconds on the cell's clock; latencies reported in ms):
 - TTFT = first token - **scheduled** arrival (queueing before the send is not hidden).
@@ -98,27 +99,9 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     completed_in_window = [r for r in recs if r.status == "ok" and t0 <= r.end_s <= t1]
     out_tokens = sum(tokens_in_window(r, t0, t1) for r in recs)
     in_tokens = sum(r.input_tokens for r in completed_in_window)
-    sent_in_window = sum(1 for r in measured if t0 <= r.send_s <= t1)
-    scheduled_in_window = sum(1 for r in measured if t0 <= r.arrival_s <= t1)
     ttft = np.array([r.first_token_s - r.arrival_s for r in ok])
-    e2e = np.array([r.end_s - r.arrival_s for r in ok])
-    tpot = [(r.end_s - r.first_token_s) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
-    itl: List[np.ndarray] = [np.diff(r.token_times_s) for r in ok if r.token_times_s is not None and len(r.token_times_s) > 1]
-    itl_all = np.concatenate(itl) if itl else np.array([])
-    achieved = sent_in_window / window_s
     tokens_per_req = np.array([r.output_tokens for r in ok])
-    mismatch = bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok))
-    saturated = False
-    if offered_rate_rps:
-        # Against the schedule actually drawn (not the nominal rate: a Poisson draw of a short
-        # window differs from it by chance), completions must keep up and TTFT must not grow.
-        scheduled_rate = scheduled_in_window / window_s
-        saturated = len(completed_in_window) / window_s < SATURATION_RATIO * scheduled_rate or ttft_growing(
-            np.array([r.arrival_s for r in ok]), ttft
-        )
-    decode_overlap = sum(
-        max(0.0, min(r.end_s, t1) - max(r.first_token_s, t0)) for r in recs if r.status == "ok"
-    )
+    decode_overlap = sum(max(0.0, min(r.end_s, t1) - max(r.first_token_s, t0)) for r in recs if r.status == "ok")
     row = {
         "window_start_s": t0,
         "window_end_s": t1,
@@ -129,23 +112,47 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
         "n_requests_failed": len(measured) - len(ok),
         "n_requests_drained": sum(1 for r in ok if r.end_s > t1),
         "n_requests_completed_in_window": len(completed_in_window),
-        "offered_rate_rps": float(offered_rate_rps) if offered_rate_rps else float("nan"),
-        "scheduled_rate_rps": scheduled_in_window / window_s if offered_rate_rps else float("nan"),
-        "achieved_rate_rps": achieved if offered_rate_rps else float("nan"),
         "request_throughput_rps": len(completed_in_window) / window_s,
         "output_tokens_in_window": int(out_tokens),
         "output_throughput_tok_s": out_tokens / window_s,
         "total_throughput_tok_s": (out_tokens + in_tokens) / window_s,
         "output_tokens_per_request_mean": float(tokens_per_req.mean()) if tokens_per_req.size else float("nan"),
         "input_tokens_per_request_mean": float(np.mean([r.input_tokens for r in ok])) if ok else float("nan"),
-        "token_count_mismatch": mismatch,
-        "saturated": bool(saturated),
+        "token_count_mismatch": bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok)),
         "mean_running_batch": (
             float(run.mean_running_batch) if run.mean_running_batch is not None else decode_overlap / window_s
         ),
     }
-    row.update(_pct(ttft, "ttft"))
-    row.update(_pct(tpot, "tpot"))
-    row.update(_pct(itl_all, "itl"))
-    row.update(_pct(e2e, "e2e"))
+    row.update(_rates(measured, ok, len(completed_in_window), ttft, t0, t1, offered_rate_rps))
+    row.update(_latencies(ok, ttft))
     return row
+
+
+def _rates(measured: List[RequestRecord], ok: List[RequestRecord], n_completed: int, ttft: np.ndarray,
+           t0: float, t1: float, offered_rate_rps: Optional[float]) -> Dict:
+    """Offered, scheduled and achieved arrival rates (req/s) and the saturation flag: against the
+    schedule actually drawn (a Poisson draw of a short window differs from the nominal rate by
+    chance), completions must keep up and TTFT must not grow."""
+    nan = float("nan")
+    if not offered_rate_rps:
+        return {"offered_rate_rps": nan, "scheduled_rate_rps": nan, "achieved_rate_rps": nan, "saturated": False}
+    window_s = max(t1 - t0, 1e-9)
+    scheduled_rate = sum(1 for r in measured if t0 <= r.arrival_s <= t1) / window_s
+    saturated = n_completed / window_s < SATURATION_RATIO * scheduled_rate or ttft_growing(
+        np.array([r.arrival_s for r in ok]), ttft)
+    return {"offered_rate_rps": float(offered_rate_rps), "scheduled_rate_rps": scheduled_rate,
+            "achieved_rate_rps": sum(1 for r in measured if t0 <= r.send_s <= t1) / window_s,
+            "saturated": bool(saturated)}
+
+
+def _latencies(ok: List[RequestRecord], ttft: np.ndarray) -> Dict:
+    """TTFT, TPOT, ITL and E2E p50/p90/p99/mean in ms over the ok measured requests."""
+    e2e = np.array([r.end_s - r.arrival_s for r in ok])
+    tpot = [(r.end_s - r.first_token_s) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
+    itl = [np.diff(r.token_times_s) for r in ok if r.token_times_s is not None and len(r.token_times_s) > 1]
+    out: Dict = {}
+    out.update(_pct(ttft, "ttft"))
+    out.update(_pct(tpot, "tpot"))
+    out.update(_pct(np.concatenate(itl) if itl else np.array([]), "itl"))
+    out.update(_pct(e2e, "e2e"))
+    return out

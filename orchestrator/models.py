@@ -1,4 +1,5 @@
-"""Model directories without a hub: ``config.json`` + a generated tokenizer (DESIGN §6).
+"""Model directories without a hub: ``config.json`` + a generated tokenizer (docs/architecture.md,
+"Models without a hub").
 
 ``model_dir(model, quantization)`` returns ``model.path`` when the config names one, else writes
 (once, atomically) a directory under ``~/.cache/orchestrator/models/`` holding:
@@ -22,7 +23,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Optional
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import ModelConfig, QuantizationConfig
 
 CACHE_ENV = "ORCHESTRATOR_MODEL_CACHE"
 SPECIAL = ("<unk>", "<s>", "</s>")
@@ -34,33 +38,34 @@ _QUANT_BLOCKS = {
 }
 
 
-def hf_config(model: Mapping, quantization: Optional[Mapping] = None, dtype: str = "float16") -> Dict:
+def hf_config(model: "ModelConfig", quantization: Optional["QuantizationConfig"] = None,
+              dtype: str = "float16") -> Dict:
     """The ``config.json`` dict of a Llama/Mistral-family model."""
     cfg = {
-        "architectures": [model["hf_architecture"]],
-        "model_type": model["model_type"],
-        "hidden_size": model["hidden_size"],
-        "intermediate_size": model["intermediate_size"],
-        "num_hidden_layers": model["n_layers"],
-        "num_attention_heads": model["n_heads"],
-        "num_key_value_heads": model["n_kv_heads"],
-        "head_dim": model["hidden_size"] // model["n_heads"],
-        "vocab_size": model["vocab_size"],
-        "max_position_embeddings": model["max_context_tokens"],
+        "architectures": [model.hf_architecture],
+        "model_type": model.model_type,
+        "hidden_size": model.hidden_size,
+        "intermediate_size": model.intermediate_size,
+        "num_hidden_layers": model.n_layers,
+        "num_attention_heads": model.n_heads,
+        "num_key_value_heads": model.n_kv_heads,
+        "head_dim": model.hidden_size // model.n_heads,
+        "vocab_size": model.vocab_size,
+        "max_position_embeddings": model.max_context_tokens,
         "hidden_act": "silu",
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
         "initializer_range": 0.02,
-        "tie_word_embeddings": bool(model.get("tie_word_embeddings", False)),
+        "tie_word_embeddings": bool(model.tie_word_embeddings),
         "torch_dtype": dtype,
         "bos_token_id": 1,
         "eos_token_id": 2,
         "pad_token_id": 0,
         "use_cache": True,
     }
-    if model["model_type"] == "mistral":
+    if model.model_type == "mistral":
         cfg["sliding_window"] = None
-    q = (quantization or {}).get("name")
+    q = quantization.name if quantization is not None else None
     if q in _QUANT_BLOCKS:
         cfg["quantization_config"] = dict(_QUANT_BLOCKS[q])
     return cfg
@@ -103,18 +108,18 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "orchestrator" / "models"))
 
 
-def model_dir(model: Mapping, quantization: Optional[Mapping] = None, dtype: str = "float16",
+def model_dir(model: "ModelConfig", quantization: Optional["QuantizationConfig"] = None, dtype: str = "float16",
               root: Optional[Path] = None) -> Path:
     """A directory vLLM and transformers can load (see module doc); created once."""
-    if model.get("path"):
-        path = Path(os.path.expanduser(model["path"]))
+    if model.path:
+        path = Path(os.path.expanduser(model.path))
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model.path={path}: no config.json there")
         return path
-    files = {"config.json": hf_config(model, quantization, dtype), **tokenizer_files(model["vocab_size"])}
+    files = {"config.json": hf_config(model, quantization, dtype), **tokenizer_files(model.vocab_size)}
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
-    q = (quantization or {}).get("name", "none")
-    target = (root or cache_root()) / f"{model['name']}-{q}-{dtype}-{digest}"
+    q = quantization.name if quantization is not None else "none"
+    target = (root or cache_root()) / f"{model.name}-{q}-{dtype}-{digest}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ file, each to a temporary name then moved into place, so a cell is complete exac
 """
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``cell_id`` hashes the declared identity of the resolved engine (``orchestrator.identity``)
+and ``config_json`` holds typed values (enums as strings). Version 1 stores (ids over the whole
+config) load the same; their cells simply do not match version-2 ids, so a re-run measures them
+again."""
+READABLE_VERSIONS = (1, 2)
 TABLES = ("runs", "requests", "power")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
@@ -128,6 +132,13 @@ class Store:
             filesystem.create_dir(f"{root}/{t}", recursive=True)
         return cls(filesystem, root)
 
+    def check_writable(self) -> None:
+        """Write and delete a probe file (raises ``OSError`` where the store cannot be written)."""
+        probe = f"{self.root}/.write-probe-{uuid.uuid4().hex}"
+        with self.filesystem.open_output_stream(probe) as out:
+            out.write(b"ok")
+        self.filesystem.delete_file(probe)
+
     def path(self, table: str, cell_id: str) -> str:
         return f"{self.root}/{table}/{cell_id}.parquet"
 
@@ -187,8 +198,8 @@ def _read(filesystem, files, columns=None, schema=None) -> pa.Table:
 
     dataset = ds.dataset(files, format="parquet", filesystem=filesystem, schema=schema)
     version = (dataset.schema.metadata or {}).get(b"orchestrator_schema_version")
-    if version is not None and int(version) != SCHEMA_VERSION:
-        raise ValueError(f"results use schema version {int(version)}; this orchestrator reads {SCHEMA_VERSION}")
+    if version is not None and int(version) not in READABLE_VERSIONS:
+        raise ValueError(f"results use schema version {int(version)}; this orchestrator reads {READABLE_VERSIONS}")
     return dataset.to_table(columns=columns)
 
 
@@ -206,8 +217,3 @@ def load(location: str) -> SweepTables:
     if "://" not in location and not os.path.isdir(os.path.join(location, "runs")):
         raise FileNotFoundError(f"{location}: no sweep here (expected a runs/ folder of Parquet files)")
     return Store.open(location).load()
-
-
-def config_json(config: Dict) -> str:
-    return json.dumps(config, sort_keys=True, default=str)
-

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 def compose(overrides):
     from hydra import compose as hc
     from hydra import initialize_config_dir
-    from orchestrator.config import register_configs
+    from orchestrator.config.root import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -36,11 +36,15 @@ def compose(overrides):
 
 
 def expand(cfg, args):
+    """Cells of the jobs (ids included); ``engine=auto`` resolved to the simulator, as on a
+    cluster without GPUs."""
     from orchestrator import grid
-    from orchestrator.sweep import job_lists, plain
+    from orchestrator.hydra_entry import job_lists, typed
 
     jobs = job_lists({}, args, None)
-    return grid.expand(plain(cfg), dict(cfg.hydra.runtime.choices), jobs), jobs
+    configs = grid.expand(typed(cfg), dict(cfg.hydra.runtime.choices), jobs)
+    auto = {t: grid.EngineChoice("simulated", "benchmark") for t in grid.needs_auto(configs)}
+    return grid.cells(configs, auto), jobs
 
 
 def plain_work(config):
@@ -48,9 +52,9 @@ def plain_work(config):
     from orchestrator.engines.simulated import SimulatedEngine
     from orchestrator.workload import build_plan
 
-    eng = SimulatedEngine(config, config["batch_size"])
+    eng = SimulatedEngine(config, config.batch_size)
     eng.start()
-    wr = eng.run(build_plan(config["workload"], config["batch_size"], config["repeat"]))
+    wr = eng.run(build_plan(config.workload, config.batch_size, config.repeat))
     trace = eng.modeled_power()
     return len(wr.records), len(trace)
 
@@ -65,12 +69,14 @@ def time_plain(cells):
 
 
 def time_orchestrator(cells, base):
-    from orchestrator.run import run_sweep
+    from dataclasses import replace
+
+    from orchestrator.runner import run_sweep
 
     with tempfile.TemporaryDirectory() as d:
-        cfg = {**base, "store": {**base["store"], "dir": d}, "dispatch": {**base["dispatch"], "progress": False}}
+        cfg = replace(base, store=replace(base.store, dir=d), dispatch=replace(base.dispatch, progress=False))
         t0 = time.perf_counter()
-        counts = run_sweep(cells, cfg)
+        counts = run_sweep([c.config for c in cells], cfg)
         wall = time.perf_counter() - t0
     assert counts.get("ok") == len(cells), counts
     return wall
@@ -81,7 +87,7 @@ def bench_dispatch(n_cells: int, small: bool):
     launchable cells of the ``full`` sweep with its real workloads (repeated until n_cells)."""
     import ray
 
-    from orchestrator.sweep import plain
+    from orchestrator.hydra_entry import typed
 
     if small:
         cfg = compose(["engine=simulated", "name=bench", "repeats=2"])
@@ -95,7 +101,7 @@ def bench_dispatch(n_cells: int, small: bool):
     cells = [c for c in cells if c.status is None][:n_cells]
     assert len(cells) == n_cells, len(cells)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
-    base = plain(cfg)
+    base = typed(cfg)
     time_plain(cells[:20])  # warm the worker pool
     plain_s, orch_s = [], []
     for _ in range(2):
@@ -119,7 +125,8 @@ def bench_expansion():
     expand(cfg, args)
     second = time.perf_counter() - t0
     return {"jobs": len(jobs), "cells": len(cells), "expand_s_first": first, "expand_s_warm": second,
-            "statuses": {s or "launch": sum(1 for c in cells if c.status == s) for s in {c.status for c in cells}}}
+            "statuses": {(s.value if s else "launch"): sum(1 for c in cells if c.status == s)
+                         for s in {c.status for c in cells}}}
 
 
 def write(out: Path, res: dict) -> None:

@@ -46,53 +46,35 @@ AXES = {"model": ["llama2_7b", "mistral_7b"], "quantization": ["none", "awq", "g
             "batch_size": [1, 2, 4, 8, 16, 32, 64]}
 
 
-def option(group: str, name: str) -> dict:
-    """A config group option merged into its schema (the values a real cell carries)."""
-    from omegaconf import OmegaConf
-
-    from orchestrator.config import GROUP_SCHEMAS
-    from orchestrator.grid import CONF_DIR
-
-    yaml = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
-    node = OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), yaml)
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def grid_cells():
-    """(cell_id, canonical config, prelaunch status) of the full grid, in a fixed order."""
-    from orchestrator.grid import cell_id_of, prelaunch_status
+    """The full grid's cells (typed config, id, pre-launch status), in a fixed order."""
+    from orchestrator import grid
 
-    engine, sampler = option("engine", "simulated"), option("sampler", "nvml")
-    cache = {}
-    for m, q, g, w, bs in itertools.product(*AXES.values()):
-        for key, group in ((m, "model"), (q, "quantization"), (g, "gpu"), (w, "workload")):
-            cache.setdefault((group, key), option(group, key))
-        canon = {"model": cache[("model", m)], "quantization": cache[("quantization", q)], "gpu": cache[("gpu", g)],
-                 "batch_size": bs, "workload": cache[("workload", w)], "engine": engine, "sampler": sampler,
-                 "repeat": 0}
-        status, reason = prelaunch_status(canon)
-        yield cell_id_of(canon), canon, status, reason
+    configs = [grid.config_of([f"model={m}", f"quantization={q}", f"gpu={g}", f"workload={w}", f"batch_size={bs}",
+                               "engine=simulated", "sampler=nvml"])
+               for m, q, g, w, bs in itertools.product(*AXES.values())]
+    return grid.cells(configs, {})
 
 
 def pick_cells(n_cells: int):
     """``n_cells`` cells: every launchable one first (up to n), the rest from the rejected ones."""
     cells = list(grid_cells())
-    ok = [c for c in cells if c[2] is None]
-    bad = [c for c in cells if c[2] is not None]
+    ok = [c for c in cells if c.status is None]
+    bad = [c for c in cells if c.status is not None]
     n_bad = max(n_cells - len(ok), min(len(bad), n_cells // 16))
     return ok[: n_cells - n_bad], bad[:n_bad]
 
 
-def request_columns(cid: str, canon: dict, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
+def request_columns(cid: str, cfg, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
     """Synthetic request rows of one ok cell, and the runs-row metrics computed from them."""
-    from orchestrator.analysis import roofline
+    from orchestrator.perf import roofline
 
-    m, q, g, wl, bs = canon["model"], canon["quantization"], canon["gpu"], canon["workload"], canon["batch_size"]
-    out_tok, in_tok = wl["output"]["mean_tokens"], wl["input"]["mean_tokens"]
+    m, q, g, wl, bs = cfg.model, cfg.quantization, cfg.gpu, cfg.workload, cfg.batch_size
+    out_tok, in_tok = wl.output.mean_tokens, wl.input.mean_tokens
     ceiling, _ = roofline.decode_ceiling_tok_s(m, q, g, bs, in_tok + out_tok / 2)
     capacity = 0.6 * ceiling
-    offline = wl["arrival"] == "offline"
-    demand = float("inf") if offline else wl["rate_rps"] * out_tok
+    offline = wl.arrival == "offline"
+    demand = float("inf") if offline else wl.rate_rps * out_tok
     tok_s = min(capacity, demand)
     saturated = (not offline) and capacity < 0.95 * demand
     tpot_s = bs / capacity if offline else max(1, min(bs, tok_s / capacity * bs)) / capacity
@@ -122,21 +104,21 @@ def request_columns(cid: str, canon: dict, n: int, rng: np.random.Generator) -> 
     return cols, metrics
 
 
-def energy_columns(canon: dict, metrics: dict, window_s: float, rng: np.random.Generator) -> tuple[dict, dict]:
+def energy_columns(cfg, metrics: dict, window_s: float, rng: np.random.Generator) -> tuple[dict, dict]:
     """A linear power model over the window: runs energy columns and power samples."""
-    g, bs = canon["gpu"], canon["batch_size"]
-    mean_w = g["idle_w"] + (g["tdp_w"] - g["idle_w"]) * (0.35 + 0.5 * min(1.0, bs / 64))
+    g, bs = cfg.gpu, cfg.batch_size
+    mean_w = g.idle_w + (g.tdp_w - g.idle_w) * (0.35 + 0.5 * min(1.0, bs / 64))
     t = np.linspace(-5.0, window_s + 1.0, POWER_SAMPLES)
     in_win = (t >= 0) & (t <= window_s)
-    power = np.where(in_win, mean_w, g["idle_w"]) * rng.normal(1.0, 0.02, t.size)
+    power = np.where(in_win, mean_w, g.idle_w) * rng.normal(1.0, 0.02, t.size)
     energy_j = mean_w * window_s
     done = metrics["request_throughput_rps"] * window_s
     tokens = metrics["output_throughput_tok_s"] * window_s
-    net = energy_j - g["idle_w"] * window_s
+    net = energy_j - g.idle_w * window_s
     runs = {
         "energy_source": "simulated", "energy_note": "synthetic benchmark data, not measured",
-        "energy_j": energy_j, "energy_integrated_j": energy_j * 1.01, "idle_power_w": g["idle_w"],
-        "baseline_energy_j": g["idle_w"] * window_s, "net_energy_j": net,
+        "energy_j": energy_j, "energy_integrated_j": energy_j * 1.01, "idle_power_w": g.idle_w,
+        "baseline_energy_j": g.idle_w * window_s, "net_energy_j": net,
         "energy_per_request_j": energy_j / done, "net_energy_per_request_j": net / done,
         "energy_per_1k_output_tokens_j": energy_j / tokens * 1e3,
         "net_energy_per_1k_output_tokens_j": net / tokens * 1e3,
@@ -151,25 +133,26 @@ def energy_columns(canon: dict, metrics: dict, window_s: float, rng: np.random.G
     return runs, samples
 
 
-def ok_tables(cid: str, canon: dict, n: int, rng: np.random.Generator) -> dict:
-    from orchestrator.rows import config_columns
+def ok_tables(cell, n: int, rng: np.random.Generator) -> dict:
+    from orchestrator.results import config_columns
     from orchestrator.store import columns_table, runs_table
 
-    req, metrics = request_columns(cid, canon, n, rng)
+    cid, cfg = cell.cell_id, cell.config
+    req, metrics = request_columns(cid, cfg, n, rng)
     window_s = metrics["n_requests_measured"] / metrics["request_throughput_rps"]
-    energy, samples = energy_columns(canon, metrics, window_s, rng)
-    row = config_columns(cid, canon, "bench_report")
+    energy, samples = energy_columns(cfg, metrics, window_s, rng)
+    row = config_columns(cell, "bench_report")
     row.update(metrics, **energy)
     row.update(status="ok", error="", attempts=1, engine="simulated", engine_reason="benchmark",
                window_start_s=0.0, window_end_s=window_s, window_s=window_s,
                n_requests_failed=0, n_requests_drained=0,
                n_requests_completed_in_window=round(metrics["request_throughput_rps"] * window_s),
                output_tokens_in_window=round(metrics["output_throughput_tok_s"] * window_s),
-               offered_rate_rps=canon["workload"]["rate_rps"] if canon["workload"]["arrival"] != "offline" else None,
+               offered_rate_rps=cfg.workload.rate_rps if cfg.workload.arrival != "offline" else None,
                total_throughput_tok_s=metrics["output_throughput_tok_s"] * 3,
-               output_tokens_per_request_mean=float(canon["workload"]["output"]["mean_tokens"]),
-               input_tokens_per_request_mean=float(canon["workload"]["input"]["mean_tokens"]),
-               token_count_mismatch=False, mean_running_batch=float(canon["batch_size"]) * 0.95,
+               output_tokens_per_request_mean=float(cfg.workload.output.mean_tokens),
+               input_tokens_per_request_mean=float(cfg.workload.input.mean_tokens),
+               token_count_mismatch=False, mean_running_batch=float(cfg.batch_size) * 0.95,
                engine_versions="{}", started_unix_s=time.time(), finished_unix_s=time.time())
     return {"runs": runs_table([row]), "requests": columns_table("requests", req),
             "power": columns_table("power", {"cell_id": [cid] * POWER_SAMPLES, **samples})}
@@ -177,7 +160,7 @@ def ok_tables(cid: str, canon: dict, n: int, rng: np.random.Generator) -> dict:
 
 def build_dataset(root: Path, n_cells: int, n_requests: int) -> dict:
     """Write the synthetic sweep under ``root``; return what it holds."""
-    from orchestrator.rows import status_tables
+    from orchestrator.results import status_tables
     from orchestrator.store import Store
 
     store = Store.open(str(root))
@@ -185,10 +168,10 @@ def build_dataset(root: Path, n_cells: int, n_requests: int) -> dict:
     rng = np.random.default_rng(0)
     per_cell = np.full(len(ok), n_requests // len(ok))
     per_cell[: n_requests - per_cell.sum()] += 1
-    for (cid, canon, _, _), n in zip(ok, per_cell):
-        store.write_cell(cid, ok_tables(cid, canon, int(n), rng))
-    for cid, canon, status, reason in bad:
-        store.write_cell(cid, status_tables(cid, canon, "bench_report", status, reason))
+    for cell, n in zip(ok, per_cell):
+        store.write_cell(cell.cell_id, ok_tables(cell, int(n), rng))
+    for cell in bad:
+        store.write_cell(cell.cell_id, status_tables(cell, "bench_report", cell.status, cell.reason))
     size = sum(f.stat().st_size for f in root.rglob("*.parquet"))
     return {"cells": len(ok) + len(bad), "ok_cells": len(ok), "status_only_cells": len(bad),
             "request_rows": int(per_cell.sum()), "power_rows": len(ok) * POWER_SAMPLES, "parquet_mib": size / 2**20}

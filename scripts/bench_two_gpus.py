@@ -23,6 +23,7 @@ GPU's (idle or busy) energy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
@@ -70,15 +71,31 @@ class AllGpus:
         return float((np.interp(t1_ns, s[:, 0], s[:, 1]) - np.interp(t0_ns, s[:, 0], s[:, 1])) / 1e3)
 
 
-def phase(num_gpus, cfg, out):
+def sweep_configs(gpu: str, cells: int):
+    """-> (the overrides, the sweep's ``Config``, its cell configs: one per repeat), built the way
+    ``python -m orchestrator`` builds them (``grid.job_config`` over conf/config.yaml's defaults)."""
+    from orchestrator.config.root import Config
+    from orchestrator.grid import cell_configs, default_choices, job_config
+
+    overrides = ["engine=vllm", "sampler=nvml", f"gpu={gpu}", "model=llama2_7b", "workload=offline",
+                 "batch_size=64", "workload.num_batches=8", "workload.warmup_batches=1", f"repeats={cells}",
+                 "engine.vllm.enforce_eager=true", "dispatch.share_engines=false", "dispatch.progress=false",
+                 "sampler.idle_baseline_s=3", "name=two_gpus"]
+    base = job_config(Config(), default_choices(), overrides)
+    return overrides, base, cell_configs([base])
+
+
+def phase(num_gpus, base, configs, out):
+    """Run ``configs`` on a fresh local Ray cluster offering ``num_gpus`` GPUs, results in ``out``
+    -> (makespan s, status counts, the runs rows)."""
     import ray
 
-    from orchestrator.run import run_sweep
+    from orchestrator.runner import run_sweep
     from orchestrator.store import load
 
     ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, logging_level="ERROR")
     t0 = time.monotonic()
-    counts = run_sweep(cfg["cells"], {**cfg["base"], "store": {**cfg["base"]["store"], "dir": str(out)}})
+    counts = run_sweep(configs, dataclasses.replace(base, store=dataclasses.replace(base.store, dir=str(out))))
     makespan = time.monotonic() - t0
     ray.shutdown()
     return makespan, dict(counts), load(str(out)).runs.to_pylist()
@@ -97,37 +114,33 @@ def main():
     a.out.mkdir(parents=True, exist_ok=True)
     if a.report_only:
         return report(a)
-    from hydra import compose, initialize_config_dir
-
-    from orchestrator.config import register_configs
-    from orchestrator.grid import cells_from_configs
-    from orchestrator.sweep import plain
-
-    register_configs()
-    overrides = ["engine=vllm", "sampler=nvml", f"gpu={a.gpu}", "model=llama2_7b", "workload=offline",
-                 "batch_size=64", "workload.num_batches=8", "workload.warmup_batches=1", f"repeats={a.cells}",
-                 "engine.vllm.enforce_eager=true", "dispatch.share_engines=false", "dispatch.progress=false",
-                 "sampler.idle_baseline_s=3", "name=two_gpus"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        base = plain(compose(config_name="config", overrides=overrides))
-    cfg = {"base": base, "cells": cells_from_configs([base])}
+    sweep = sweep_configs(a.gpu, a.cells)  # a config error stops here, before NVML
     gpus = AllGpus()
     gpus.start()
     try:
-        for name in a.phases.split(","):
-            if name == "warmup":
-                one = {"base": {**base, "repeats": 1}, "cells": cells_from_configs([{**base, "repeats": 1}])}
-                makespan, counts, _ = phase(1, one, a.work / f"warmup-{time.time_ns()}")
-                print(f"warmup: {makespan:.1f} s, {counts}", flush=True)
-                continue
-            makespan, counts, runs = phase({"two_gpus": 2, "one_gpu": 1}[name], cfg, a.work / name)
-            print(f"{name}: makespan {makespan:.1f} s, {counts}", flush=True)
-            doc = {"overrides": overrides, "gpus": {u: i for u, (i, _) in gpus.handles.items()},
-                   "makespan_s": makespan, "counts": counts, "cells": [attribution(r, gpus) for r in runs]}
-            (a.out / f"phase_{name}.json").write_text(json.dumps(doc, indent=1, default=str))
+        run_phases(a, sweep, gpus)
     finally:
         gpus.stop()
     report(a)
+
+
+def run_phases(a, sweep, gpus):
+    """Each phase of ``--phases`` in order; ``phase_<name>.json`` as soon as it ends. ``sweep``:
+    ``sweep_configs``'s (overrides, base config, cell configs)."""
+    from orchestrator.grid import cell_configs
+
+    overrides, base, configs = sweep
+    for name in a.phases.split(","):
+        if name == "warmup":
+            one = dataclasses.replace(base, repeats=1)
+            makespan, counts, _ = phase(1, one, cell_configs([one]), a.work / f"warmup-{time.time_ns()}")
+            print(f"warmup: {makespan:.1f} s, {counts}", flush=True)
+            continue
+        makespan, counts, runs = phase({"two_gpus": 2, "one_gpu": 1}[name], base, configs, a.work / name)
+        print(f"{name}: makespan {makespan:.1f} s, {counts}", flush=True)
+        doc = {"overrides": overrides, "gpus": {u: i for u, (i, _) in gpus.handles.items()},
+               "makespan_s": makespan, "counts": counts, "cells": [attribution(r, gpus) for r in runs]}
+        (a.out / f"phase_{name}.json").write_text(json.dumps(doc, indent=1, default=str))
 
 
 def report(a):
@@ -173,13 +186,15 @@ def markdown(res, a):
     ratio = f"{res['makespan_ratio']:.2f}" if "makespan_ratio" in res else "not measured (a phase is missing)"
     md.append(f"\n**Makespan ratio (2 GPUs / 1 GPU): {ratio}** (target <= 0.6)\n")
     md.append("## Energy attribution\n")
-    md.append("| phase | repeat | Ray GPU id | NVML index of the row's UUID | UUID matches | cell energy J | own GPU counter J | other GPU counter J | cell vs own |")
+    md.append("| phase | repeat | Ray GPU id | NVML index of the row's UUID | UUID matches | cell energy J | "
+              "own GPU counter J | other GPU counter J | cell vs own |")
     md.append("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for p in phases:
         for c in res[p]["cells"]:
             other = sum((c.get("other_gpus_counter_j") or {}).values())
-            md.append(f"| {p} | {c['repeat']} | {c['ray_gpu_ids']} | {c['nvml_index_of_uuid']} | {c['uuid_matches_assignment']} | "
-                      f"{c['energy_j'] or float('nan'):.0f} | {c.get('own_gpu_counter_j', float('nan')):.0f} | {other:.0f} | "
+            md.append(f"| {p} | {c['repeat']} | {c['ray_gpu_ids']} | {c['nvml_index_of_uuid']} | "
+                      f"{c['uuid_matches_assignment']} | {c['energy_j'] or float('nan'):.0f} | "
+                      f"{c.get('own_gpu_counter_j', float('nan')):.0f} | {other:.0f} | "
                       f"{c.get('energy_vs_own_pct', float('nan')):+.2f}% |")
     md.append("\nA cell's energy equals its own GPU's counter over its window; the other GPU's energy "
               "(idle in the one-GPU phase, another cell's in the two-GPU phase) is not in it.")

@@ -5,6 +5,7 @@
 # The same with the plain Ray CLI (results then stay on the head, in ~/orchestrator-results/):
 #   ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
 #     python -m orchestrator +sweep=full 'store.dir=${oc.env:HOME}/orchestrator-results/${name}'
+# PYTHON: the interpreter that has the project installed (default: python3 on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m orchestrator.submit --address "${RAY_DASHBOARD_ADDRESS:-http://127.0.0.1:8265}" -- "$@"
+exec "${PYTHON:-python3}" -m orchestrator.submit --address "${RAY_DASHBOARD_ADDRESS:-http://127.0.0.1:8265}" -- "$@"

@@ -20,12 +20,13 @@ os.environ["RAY_AUTH_MODE"] = "token"
 
 @pytest.fixture(scope="session")
 def compose():
-    """compose(overrides) -> DictConfig of the real config, as Hydra builds it."""
+    """compose(overrides) -> DictConfig of the real config, as Hydra builds it (the typed root
+    ``Config``: ``orchestrator.hydra_entry.typed(compose(...))``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from orchestrator.config import register_configs
+    from orchestrator.config.root import register_configs
 
     register_configs()
 

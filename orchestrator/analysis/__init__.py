@@ -1,8 +1,9 @@
-"""Analysis: per-cell metrics maths, roofline, VRAM budget, fits, cost/carbon and the report.
+"""Analysis of a finished sweep: tables, fits, roofline and VRAM tables (maths in
+``orchestrator.perf``), cost/carbon, recommendations and checks, for the report.
 
-Submodules are imported on use; importing this package imports nothing heavy (the grid imports
-``analysis.vram`` on the driver). The public API below is resolved lazily from its submodule;
-every function returns a pandas DataFrame (or a small dataclass) with units in column names:
+Submodules are imported on use; importing this package imports nothing heavy. The runtime never
+imports it. The public API below is resolved lazily from its submodule; every function returns
+a pandas DataFrame (or a small dataclass) with units in column names:
 
 =========================  ======================  ==================================================
 name                       module                  what

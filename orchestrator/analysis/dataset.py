@@ -29,6 +29,8 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from orchestrator import store
+from orchestrator.config.fields import identity_of
+from orchestrator.config.root import CellConfig, cell_config_from_json
 
 FLAGS = {
     "saturated": ("S", "saturated: completions < 95% of the scheduled rate, or TTFT grows through the window"),
@@ -60,7 +62,7 @@ class SweepData:
 
     path: str
     runs: pd.DataFrame
-    configs: dict[str, dict]
+    configs: dict[str, CellConfig]  # typed config of every cell that stored one
     _store: store.Store
 
     @property
@@ -95,10 +97,11 @@ def read_sweep(path: str) -> SweepData:
     if runs_t.num_rows == 0:
         raise SweepError(f"{path}: the sweep has no complete cell (runs/ holds no Parquet file)")
     runs = runs_t.to_pandas()
-    versions = set(runs["schema_version"].dropna().astype(int)) - {store.SCHEMA_VERSION}
+    versions = set(runs["schema_version"].dropna().astype(int)) - set(store.READABLE_VERSIONS)
     if versions:
-        raise SweepError(f"{path}: results use schema version {sorted(versions)}; this reads {store.SCHEMA_VERSION}")
-    configs = {cid: json.loads(text) for cid, text in zip(runs["cell_id"], runs["config_json"]) if text}
+        raise SweepError(f"{path}: results use schema version {sorted(versions)}; this reads "
+                         f"{list(store.READABLE_VERSIONS)}")
+    configs = {cid: cell_config_from_json(text) for cid, text in zip(runs["cell_id"], runs["config_json"]) if text}
     return SweepData(path=path, runs=prepare_runs(runs, configs), configs=configs, _store=st)
 
 
@@ -124,7 +127,7 @@ def _stem(path: str) -> str:
     return path.rsplit("/", 1)[-1][: -len(".parquet")]
 
 
-def prepare_runs(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+def prepare_runs(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_measured`` and
     ``context_tokens`` (see module doc); rows sorted by workload, gpu, model, quant, batch size."""
     df = runs.copy()
@@ -141,9 +144,10 @@ def prepare_runs(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
 
 
 def _variant(config) -> str:
-    if not config:
+    """4 hex digits that tell apart configurations differing in more than batch size and repeat."""
+    if config is None:
         return ""
-    rest = {k: v for k, v in config.items() if k not in ("batch_size", "repeat")}
+    rest = {k: v for k, v in identity_of(config).items() if k not in ("batch_size", "repeat")}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:4]
 
 

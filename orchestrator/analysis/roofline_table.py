@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from orchestrator.analysis import roofline
+from orchestrator.config.groups import Precision
+from orchestrator.config.root import CellConfig
+from orchestrator.perf import roofline
 from orchestrator.analysis.tables import SERIES_KEYS
 
 
-def _first_config(cell_ids: str, configs: dict[str, dict]) -> dict:
+def _first_config(cell_ids: str, configs: dict[str, CellConfig]) -> CellConfig:
     return configs[cell_ids.split(",")[0]]
 
 
-def roofline_row(config: dict, batch: float, effective_batch: float, context_tokens: float,
+def roofline_row(config: CellConfig, batch: float, effective_batch: float, context_tokens: float,
                  tok_s: float) -> dict:
     """Roofline numbers of one measured point (SI units; ``*_tflops`` in 1e12 FLOP/s,
     ``*_gb_s`` in 1e9 bytes/s)."""
-    m, q, g = config["model"], config["quantization"], config["gpu"]
+    m, q, g = config.model, config.quantization, config.gpu
     eff = max(1.0, float(effective_batch))
     cost = roofline.decode_cost(m, q, eff, context_tokens)
     ceiling, bound = roofline.decode_ceiling_tok_s(m, q, g, eff, context_tokens)
@@ -45,7 +47,7 @@ def roofline_row(config: dict, batch: float, effective_batch: float, context_tok
     }
 
 
-def roofline_table(points: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+def roofline_table(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """One row per point: keys, batch size, flags, context tokens, measured output tok/s and
     the columns of ``roofline_row``."""
     rows = []
@@ -60,29 +62,29 @@ def roofline_table(points: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _activation(config: dict) -> str:
-    q, g = config["quantization"], config["gpu"]
-    act = q["activation_dtype"]
-    return "fp16" if g["compute_capability"] < q.get("activation_min_compute_capability", 0.0) else act
+def _activation(config: CellConfig) -> str:
+    q, g = config.quantization, config.gpu
+    low = g.compute_capability < q.activation_min_compute_capability
+    return Precision.fp16.value if low else Precision(q.activation_dtype).value
 
 
-def gpu_roofs(configs: dict[str, dict], cell_ids) -> pd.DataFrame:
+def gpu_roofs(configs: dict[str, CellConfig], cell_ids) -> pd.DataFrame:
     """GPU x matmul dtype of the given cells: bandwidth (GB/s), peak (TFLOPS), ridge (FLOP/byte)."""
     rows = {}
     for cid in cell_ids:
         cfg = configs.get(cid)
         if not cfg:
             continue
-        g, q = cfg["gpu"], cfg["quantization"]
-        key = (g["name"], _activation(cfg))
+        g, q = cfg.gpu, cfg.quantization
+        key = (g.name, _activation(cfg))
         rows.setdefault(key, {
-            "gpu": g["name"], "activation_dtype": key[1], "bandwidth_gb_s": roofline.bandwidth_bytes_s(g) / 1e9,
+            "gpu": g.name, "activation_dtype": key[1], "bandwidth_gb_s": roofline.bandwidth_bytes_s(g) / 1e9,
             "peak_tflops": roofline.peak_flops(g, q) / 1e12, "ridge_flop_per_byte": roofline.ridge_point(g, q),
         })
     return pd.DataFrame(list(rows.values())).sort_values(["gpu", "activation_dtype"]).reset_index(drop=True)
 
 
-def ridge_batches(points: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+def ridge_batches(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """Per model x quantization x GPU x configured decode context (mean input + output / 2
     tokens): the decode batch at which intensity reaches the ridge point
     (``roofline.batch_to_ridge``; inf = never at this context), and the largest batch size the
@@ -95,7 +97,7 @@ def ridge_batches(points: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFram
             continue
         cfg = _first_config(p.cell_id, configs)
         rows[key] = dict(zip(("model", "quantization", "gpu", "context_tokens"), key),
-                         ridge_flop_per_byte=roofline.ridge_point(cfg["gpu"], cfg["quantization"]),
-                         batch_to_ridge=roofline.batch_to_ridge(cfg["model"], cfg["quantization"], cfg["gpu"], key[3]),
+                         ridge_flop_per_byte=roofline.ridge_point(cfg.gpu, cfg.quantization),
+                         batch_to_ridge=roofline.batch_to_ridge(cfg.model, cfg.quantization, cfg.gpu, key[3]),
                          max_batch_swept=int(max_bs[key[:3]]))
     return pd.DataFrame(list(rows.values())).sort_values(["gpu", "model", "quantization", "context_tokens"])

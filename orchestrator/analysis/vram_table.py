@@ -18,37 +18,49 @@ from __future__ import annotations
 
 import pandas as pd
 
-from orchestrator.analysis.vram import vram_budget
+from orchestrator.config.root import CellConfig
+from orchestrator.perf.vram import vram_budget
 
 MIB_PER_GIB = 1024.0
 OOM_STATUSES = ("oom", "kv_cache_too_small")
 COMBO_KEYS = ["model", "quantization", "gpu", "context_tokens", "memory_utilization"]
 
 
-def cell_axes(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """Per cell (not ``unsupported``): combination keys, batch size, status, memory reading."""
     rows = []
     for r in runs.itertuples(index=False):
         cfg = configs.get(r.cell_id)
         if not cfg or r.status == "unsupported":
             continue
-        wl = cfg["workload"]
+        wl = cfg.workload
         rows.append({
             "model": r.model, "quantization": r.quantization, "gpu": r.gpu, "workload": r.workload,
-            "context_tokens": int(wl["input"]["mean_tokens"] + wl["output"]["mean_tokens"]),
-            "memory_utilization": float(cfg["engine"]["vllm"]["gpu_memory_utilization"]),
+            "context_tokens": int(wl.input.mean_tokens + wl.output.mean_tokens),
+            "memory_utilization": memory_fraction(cfg, r.engine),
             "batch_size": int(r.batch_size), "status": r.status, "cell_id": r.cell_id,
             "memory_used_max_mib": r.memory_used_max_mib,
         })
     return pd.DataFrame(rows)
 
 
-def _budget(configs: dict[str, dict], cell_id: str, batch: int, context: int, util: float):
+def memory_fraction(cfg: CellConfig, engine: str) -> float:
+    """The memory fraction the engine that ran the cell may use (the grid's VRAM capacity)."""
+    from orchestrator.engines import ENGINES, engine_for
+
+    try:
+        cls = engine_for(engine, cfg.workload.kind) or ENGINES.variants(engine)[0]
+    except KeyError:  # an engine no longer registered (older stores)
+        return float(cfg.engine.vllm.gpu_memory_utilization)
+    return float(cls.memory_fraction(cfg.engine.options(cls.options_key)))
+
+
+def _budget(configs: dict[str, CellConfig], cell_id: str, batch: int, context: int, util: float):
     cfg = configs[cell_id]
-    return vram_budget(cfg["model"], cfg["quantization"], cfg["gpu"], batch, context, util)
+    return vram_budget(cfg.model, cfg.quantization, cfg.gpu, batch, context, util)
 
 
-def vram_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+def vram_table(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """One row per combination: budget terms (GiB) at the largest swept batch, the largest batch
     that fits, and the cross-checks of the module doc."""
     cells = cell_axes(runs, configs)
@@ -96,7 +108,7 @@ def _verdict(measured_gib: float, predicted_gib: float, capacity_gib: float) -> 
     return "consistent"
 
 
-def vram_by_batch(runs: pd.DataFrame, configs: dict[str, dict], batch_sizes: list[int] | None = None) -> pd.DataFrame:
+def vram_by_batch(runs: pd.DataFrame, configs: dict[str, CellConfig], batch_sizes: list[int] | None = None) -> pd.DataFrame:
     """Wide table: per combination, the predicted total GiB at each batch size (columns
     ``bs_<n>_gib``), with ``capacity_gib`` to compare against."""
     cells = cell_axes(runs, configs)

@@ -1,2 +1,31 @@
-"""Energy samplers: ``nvml`` (real GPU), ``none`` (no measurement). One module per sampler;
-each imports its heavy library inside the module, on the worker."""
+"""Energy sampler plug-ins (``nvml``: the GPU's counter and instant power; ``none``: nothing),
+one module each, registered with ``@register_sampler("<name>")``; each imports its heavy
+library (pynvml) inside its methods, on the worker. ``sampler_for`` picks a cell's sampler."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.plugins import Registry
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import SamplerConfig
+    from orchestrator.energy.base import Sampler
+    from orchestrator.engines.base import Engine
+
+SAMPLERS: Registry = Registry("sampler", __name__, "orchestrator.samplers")
+register_sampler = SAMPLERS.register
+NO_SAMPLER = "none"
+GPU_SAMPLER = "nvml"
+
+
+def sampler_for(settings: "SamplerConfig", engine: "Engine") -> "Sampler":
+    """The sampler of a cell: the engine's own power model if it has one; else the configured
+    sampler (``auto``: nvml when the engine runs on a GPU, none otherwise)."""
+    modeled = engine.modeled_sampler()
+    if modeled is not None:
+        return modeled
+    name = settings.name
+    if name == "auto":
+        name = GPU_SAMPLER if engine.uses_gpu else NO_SAMPLER
+    cls = SAMPLERS.variants(name)[0]
+    return cls.for_engine(settings, engine)

@@ -1,15 +1,21 @@
-"""Power traces and the energy arithmetic of one measured window (DESIGN §5).
+"""The sampler protocol, power traces and the energy arithmetic of one measured window.
 
 Energy over a window is the **counter** delta (NVML total energy, mJ), interpolated at the
 window's ends; the instant-power samples are integrated (trapezoid) as a second estimate. A
 counter that goes backwards inside the window (driver reload) invalidates the cell's energy —
 never clamped. Idle baseline energy = idle W x window; net = gross - baseline, each its own
 column. A window shorter than 10 counter update periods is ``short_window``.
+
+A ``Sampler`` is cheap and picklable; ``start()`` acquires what it reads (NVML, a model) and
+begins sampling, ``stop()`` ends it and returns the ``PowerTrace``. ``known_idle_power_w()`` is
+the idle draw when the sampler knows it without measuring (a model's), else None: the worker
+then measures an idle baseline first when ``measures_idle_baseline`` is true.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import ClassVar, Dict, Optional
 
 import numpy as np
 
@@ -36,6 +42,25 @@ class PowerTrace:
 
     def __len__(self) -> int:
         return int(self.t_ns.size)
+
+
+class Sampler(ABC):
+    """Energy sampler lifecycle (see module doc); registered with ``@register_sampler``."""
+
+    name: ClassVar[str] = ""  # set by @register_sampler
+    measures_idle_baseline: ClassVar[bool] = False
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin sampling (raises a typed error, e.g. ``NvmlError``, when it cannot)."""
+
+    @abstractmethod
+    def stop(self) -> PowerTrace:
+        """End sampling and return everything sampled since ``start()``."""
+
+    def known_idle_power_w(self) -> Optional[float]:
+        """Idle draw (W) known without measuring, else None."""
+        return None
 
 
 def counter_update_period_s(trace: PowerTrace) -> float:
@@ -67,29 +92,10 @@ def window_energy(
 ) -> Dict:
     """The energy columns of a ``runs`` row for the window [t0_ns, t1_ns]."""
     window_s = (t1_ns - t0_ns) / 1e9
-    row: Dict = {
-        "energy_source": trace.source,
-        "energy_note": trace.note,
-        "energy_j": None,
-        "energy_integrated_j": None,
-        "idle_power_w": idle_power_w,
-        "baseline_energy_j": None,
-        "net_energy_j": None,
-        "mean_power_w": None,
-        "max_power_w": None,
-        "energy_invalid": False,
-        "energy_mismatch": False,
-        "short_window": False,
-        "counter_update_period_s": None,
-        "gpu_util_mean_pct": None,
-        "memory_used_max_mib": None,
-        "sm_clock_mean_mhz": None,
-        "temperature_max_c": None,
-    }
+    row = _empty_energy_row(trace, idle_power_w)
     if trace.source == "none" or len(trace) < 2:
         return row
     t = trace.t_ns.astype(np.float64)
-    sel = (t >= t0_ns) & (t <= t1_ns)
     period = counter_update_period_s(trace)
     slack_ns = 2 * max(period, float(np.median(np.diff(t))) / 1e9) * 1e9
     if t[0] > t0_ns + slack_ns or t[-1] < t1_ns - slack_ns:
@@ -100,35 +106,56 @@ def window_energy(
     row["short_window"] = window_s < SHORT_WINDOW_PERIODS * period
     integrated = integrate_power_j(trace, t0_ns, t1_ns)
     row["energy_integrated_j"] = integrated
-    e = trace.energy_mj
-    if not np.all(np.isnan(e)):
-        in_win = e[sel]
-        if in_win.size and (np.any(np.diff(in_win) < 0) or np.interp(t1_ns, t, e) < np.interp(t0_ns, t, e)):
-            row["energy_invalid"] = True
-            row["energy_note"] = "energy counter went backwards in the window (driver reload?)"
-        else:
-            gross = (np.interp(t1_ns, t, e) - np.interp(t0_ns, t, e)) / 1e3
-            row["energy_j"] = float(gross)
-            if gross > 0:
-                row["energy_mismatch"] = abs(integrated - gross) / gross > mismatch_tolerance
-    else:
-        row["energy_j"] = integrated
+    row.update(_gross_energy(trace, t0_ns, t1_ns, integrated, mismatch_tolerance))
     if row["energy_j"] is not None and idle_power_w is not None:
         row["baseline_energy_j"] = float(idle_power_w * window_s)
         row["net_energy_j"] = row["energy_j"] - row["baseline_energy_j"]
+    sel = (t >= t0_ns) & (t <= t1_ns)
     if sel.any():
         row["mean_power_w"] = (row["energy_j"] or integrated) / window_s if window_s > 0 else None
         row["max_power_w"] = float(np.max(trace.power_w[sel]))
-        for col, arr, fn in (
-            ("gpu_util_mean_pct", trace.util_pct, np.mean),
-            ("memory_used_max_mib", trace.memory_used_mib, np.max),
-            ("sm_clock_mean_mhz", trace.sm_clock_mhz, np.mean),
-            ("temperature_max_c", trace.temperature_c, np.max),
-        ):
-            vals = arr[sel] if arr.size == t.size else np.zeros(0)
-            vals = vals[~np.isnan(vals)] if vals.size else vals
-            row[col] = float(fn(vals)) if vals.size else None
+        row.update(_gpu_stats(trace, sel))
     return row
+
+
+def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
+    return {
+        "energy_source": trace.source, "energy_note": trace.note, "energy_j": None, "energy_integrated_j": None,
+        "idle_power_w": idle_power_w, "baseline_energy_j": None, "net_energy_j": None, "mean_power_w": None,
+        "max_power_w": None, "energy_invalid": False, "energy_mismatch": False, "short_window": False,
+        "counter_update_period_s": None, "gpu_util_mean_pct": None, "memory_used_max_mib": None,
+        "sm_clock_mean_mhz": None, "temperature_max_c": None,
+    }
+
+
+def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float, tolerance: float) -> Dict:
+    """Gross energy (J) from the counter delta, cross-checked against the integrated power; the
+    integrated power itself where the card has no counter; invalid if the counter went back."""
+    e = trace.energy_mj
+    if np.all(np.isnan(e)):
+        return {"energy_j": integrated_j}
+    t = trace.t_ns.astype(np.float64)
+    in_win = e[(t >= t0_ns) & (t <= t1_ns)]
+    e0, e1 = np.interp(t0_ns, t, e), np.interp(t1_ns, t, e)
+    if in_win.size and (np.any(np.diff(in_win) < 0) or e1 < e0):
+        return {"energy_invalid": True, "energy_note": "energy counter went backwards in the window (driver reload?)"}
+    gross = float((e1 - e0) / 1e3)
+    return {"energy_j": gross, "energy_mismatch": gross > 0 and abs(integrated_j - gross) / gross > tolerance}
+
+
+def _gpu_stats(trace: PowerTrace, sel: np.ndarray) -> Dict:
+    """Mean utilisation and SM clock, max memory and temperature over the window's samples."""
+    out = {}
+    for col, arr, fn in (
+        ("gpu_util_mean_pct", trace.util_pct, np.mean),
+        ("memory_used_max_mib", trace.memory_used_mib, np.max),
+        ("sm_clock_mean_mhz", trace.sm_clock_mhz, np.mean),
+        ("temperature_max_c", trace.temperature_c, np.max),
+    ):
+        vals = arr[sel] if arr.size == sel.size else np.zeros(0)
+        vals = vals[~np.isnan(vals)] if vals.size else vals
+        out[col] = float(fn(vals)) if vals.size else None
+    return out
 
 
 def idle_power_from(trace: PowerTrace, t0_ns: int, t1_ns: int) -> Optional[float]:

@@ -2,19 +2,25 @@
 ``energy_source=none`` with the reason."""
 from __future__ import annotations
 
+from orchestrator.energy import register_sampler
+from orchestrator.energy.base import PowerTrace, Sampler
 
-from orchestrator.energy.base import PowerTrace
 
-
-class NullSampler:
-    """Same lifecycle as a real sampler: ``start()``, ``stop() -> PowerTrace``."""
+@register_sampler("none")
+class NullSampler(Sampler):
+    """Same lifecycle as a real sampler: ``start()``, ``stop() -> PowerTrace(source='none')``."""
 
     def __init__(self, reason: str = "no energy source on this worker"):
         self.reason = reason
+
+    @classmethod
+    def for_engine(cls, settings, engine) -> "NullSampler":
+        if settings.name == "none":
+            return cls("sampler=none")
+        return cls(f"engine {engine.name} ran on the CPU: no energy source")
 
     def start(self) -> None:
         pass
 
     def stop(self) -> PowerTrace:
         return PowerTrace(source="none", note=self.reason)
-

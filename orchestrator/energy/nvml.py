@@ -1,4 +1,4 @@
-"""The NVML sampler: energy counter + instant power in a thread, on the monotonic clock (DESIGN §5).
+"""The NVML sampler: energy counter + instant power in a thread, on the monotonic clock.
 
 ``NvmlSampler(gpu_uuid, interval_s)`` is cheap and picklable; ``start()`` initialises NVML, finds
 the GPU **by UUID** (NVML ignores ``CUDA_VISIBLE_DEVICES``), probes what the card answers, takes a
@@ -18,7 +18,7 @@ Each sample holds:
 - ``util_pct`` (GPU utilisation), ``memory_used_mib``, ``sm_clock_mhz``, ``temperature_c``: NaN
   when the card does not support the query (said in the note).
 
-Errors: every ``pynvml.NVMLError`` becomes a typed ``gpuinfo.NvmlError`` subclass naming the call
+Errors: every ``pynvml.NVMLError`` becomes a typed ``errors.NvmlError`` subclass naming the call
 (``NvmlUnavailable``, ``NvmlNotFound``, ``NvmlNotSupported``, ``NvmlGpuLost``, ...). An error in
 ``start()`` raises there; an error in the thread stops sampling and ``stop()`` raises it (a
 truncated trace would give a wrong energy). ``pynvml`` is imported inside functions only.
@@ -31,8 +31,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from orchestrator.energy.base import PowerTrace
-from orchestrator.gpuinfo import NvmlError, NvmlNotSupported, device_name, handle_by_uuid, nvml, nvml_error
+from orchestrator.energy import register_sampler
+from orchestrator.energy.base import PowerTrace, Sampler
+from orchestrator.errors import NvmlError, NvmlNotSupported
+from orchestrator.gpuinfo import device_name, handle_by_uuid, nvml, nvml_error
 
 POWER_FIELD_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT (mW)
 MAX_INTERVAL_S = 0.1  # >= 10 Hz (the energy counter itself updates about every 100 ms)
@@ -40,7 +42,8 @@ COLUMNS = ("t_ns", "energy_mj", "power_w", "util_pct", "memory_used_mib", "sm_cl
 OPTIONAL = ("util_pct", "memory_used_mib", "sm_clock_mhz", "temperature_c")
 
 
-class NvmlSampler:
+@register_sampler("nvml")
+class NvmlSampler(Sampler):
     """Samples one GPU (by NVML UUID) at ``1 / interval_s`` Hz between ``start()`` and ``stop()``.
 
     ``gpu_uuid``: ``GPU-...`` of the card the engine runs on; None means CUDA device 0 of this
@@ -59,6 +62,17 @@ class NvmlSampler:
         self._notes: List[str] = []
         self._power_fallbacks = 0
 
+    measures_idle_baseline = True
+
+    @classmethod
+    def for_engine(cls, settings, engine) -> Sampler:
+        """The GPU the engine runs on, at ``settings.interval_s``; the null sampler (with the
+        reason) for an engine that ran on the CPU."""
+        if not engine.uses_gpu:
+            from orchestrator.energy.null import NullSampler
+
+            return NullSampler(f"engine {engine.name} ran on the CPU: no energy source")
+        return cls(gpu_uuid=engine.gpu_uuid(), interval_s=settings.interval_s)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:

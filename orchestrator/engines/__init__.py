@@ -1,30 +1,44 @@
-"""Engine plug-ins: one module each, imported on the worker that runs them.
+"""Engine plug-ins: one module each, registered with ``@register_engine("<name>")``.
 
-``engine_class(name, workload)`` maps a resolved engine name (never ``auto``) to its class.
+An engine declares what it can run as class attributes (``engines.base.Engine``): quantizations,
+workload kinds, whether cells may share one start, whether it needs a GPU, its options schema,
+and whether ``engine=auto`` may pick it. Everything else — the config schema, pre-launch checks,
+placement, identity — reads those attributes; nothing lists engines by name. Importing this
+package imports no engine; the registry imports them (light modules: vllm, torch and
+transformers are imported inside their methods, on the worker).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Mapping
+from typing import TYPE_CHECKING, List, Optional
 
-_ENGINES = {
-    "simulated": "orchestrator.engines.simulated:SimulatedEngine",
-    "hf": "orchestrator.engines.hf:HfEngine",
-    "vllm_offline": "orchestrator.engines.vllm_offline:VllmOfflineEngine",
-    "vllm_server": "orchestrator.engines.vllm_server:VllmServerEngine",
-}
+from orchestrator.plugins import Registry
 
+if TYPE_CHECKING:
+    from orchestrator.config.groups import WorkloadKind
+    from orchestrator.engines.base import Engine
 
-def engine_key(name: str, workload: Mapping) -> str:
-    """vLLM runs static batches in-process (``LLM.generate``) and everything else through an
-    OpenAI-compatible server driven by the streaming client."""
-    if name == "vllm":
-        return "vllm_offline" if workload["arrival"] == "offline" else "vllm_server"
-    if name not in ("simulated", "hf"):
-        raise ValueError(f"engine {name!r} must be resolved before it runs")
-    return name
+ENGINES: Registry = Registry("engine", __name__, "orchestrator.engines")
+register_engine = ENGINES.register
 
 
-def engine_class(name: str, workload: Mapping):
-    module, cls = _ENGINES[engine_key(name, workload)].split(":")
-    return getattr(importlib.import_module(module), cls)
+def engine_for(name: str, kind: "WorkloadKind") -> Optional[type["Engine"]]:
+    """The variant of engine ``name`` that runs ``kind`` workloads, or None when none does."""
+    for cls in ENGINES.variants(name):
+        if kind in cls.workload_kinds:
+            return cls
+    return None
+
+
+def runs_kinds(name: str) -> List["WorkloadKind"]:
+    """Every workload kind some variant of ``name`` runs."""
+    return sorted({k for cls in ENGINES.variants(name) for k in cls.workload_kinds}, key=lambda k: k.value)
+
+
+def auto_candidates() -> List[type["Engine"]]:
+    """Engines ``engine=auto`` may pick (one class per name: variants share their needs), most
+    preferred first (``auto_rank``)."""
+    first = {}
+    for cls in ENGINES:
+        if cls.auto_rank is not None:
+            first.setdefault(cls.name, cls)
+    return sorted(first.values(), key=lambda cls: (cls.auto_rank, cls.name))

@@ -2,28 +2,79 @@
 
 Lifecycle on a worker: ``start()`` once (timed, not measured) -> ``run(plan)`` once per cell
 that shares the engine (each run returns a ``WindowRun`` on the monotonic clock, seconds) ->
-``stop()`` (always, also after a failure). ``modeled_power()`` is only for engines with no
-hardware to measure (the simulator); real engines leave energy to the sampler.
+``stop()`` (always, also after a failure; idempotent). An engine with no hardware to measure
+(the simulator) returns its power model from ``modeled_sampler()``; real engines leave energy
+to the configured sampler.
+
+Capabilities are class attributes, read by the grid (pre-launch checks, identity), the
+dispatcher (placement, engine sharing) and ``engine=auto``:
+
+- ``quantizations``: the ``quantization`` options it runs (by name).
+- ``workload_kinds``: offline / open loop / closed loop.
+- ``shares_engine``: cells that differ only in batch size and repeat may run on one start.
+- ``gpu``: ``required`` (a GPU of the cell's type), ``optional`` (on one when the cluster has
+  that type, else on the CPU) or ``none``.
+- ``options_key`` / ``options_schema``: the ``engine.<key>`` block holding its knobs (one
+  dataclass; only this block is part of the identity of the cells it runs).
+- ``auto_rank`` (None: never) and ``auto_module``: ``engine=auto`` picks the lowest rank whose
+  GPU need the cluster meets and whose ``auto_module`` imports on a node of the cell's GPU type.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, Mapping, Optional
+from enum import Enum
+from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, Optional
 
-from orchestrator.energy.base import PowerTrace
+from orchestrator.config.groups import WorkloadKind
 from orchestrator.metrics import WindowRun
+from orchestrator.phases import NO_REPORTER, PhaseReporter
 from orchestrator.workload import WorkloadPlan
+
+if TYPE_CHECKING:
+    from orchestrator.config.root import CellConfig
+    from orchestrator.energy.base import Sampler
+
+ALL_KINDS = frozenset(WorkloadKind)
+DEFAULT_MEMORY_FRACTION = 0.9
+
+
+class GpuUse(str, Enum):
+    """What an engine needs of the GPU the cell names."""
+
+    required = "required"
+    optional = "optional"
+    none = "none"
 
 
 class Engine(ABC):
-    name: str = "base"
-    uses_gpu: bool = True
+    name: ClassVar[str] = ""  # set by @register_engine
+    quantizations: ClassVar[FrozenSet[str]] = frozenset()
+    workload_kinds: ClassVar[FrozenSet[WorkloadKind]] = frozenset()
+    shares_engine: ClassVar[bool] = False
+    gpu: ClassVar[GpuUse] = GpuUse.required
+    options_key: ClassVar[str] = ""
+    options_schema: ClassVar[type] = object
+    auto_rank: ClassVar[Optional[int]] = None
+    auto_module: ClassVar[Optional[str]] = None
+    models_power: ClassVar[bool] = False  # True: modeled_sampler() gives its power; no sampler runs
 
-    def __init__(self, config: Mapping, max_batch_size: int):
-        """``config``: the cell's canonical config; ``max_batch_size``: the largest batch of the
-        cells that will share this engine."""
+    def __init__(self, config: "CellConfig", max_batch_size: int):
+        """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells
+        that will share this engine."""
         self.config = config
+        self.options = config.engine.options(self.options_key)
         self.max_batch_size = int(max_batch_size)
+        self.progress: PhaseReporter = NO_REPORTER  # the worker sets the cell's reporter
+
+    @property
+    def uses_gpu(self) -> bool:
+        """True when this instance runs on a GPU (``optional`` engines decide in ``start``)."""
+        return self.gpu is GpuUse.required
+
+    @classmethod
+    def memory_fraction(cls, options) -> float:
+        """The fraction of the GPU's memory the engine may use (the VRAM check's capacity)."""
+        return DEFAULT_MEMORY_FRACTION
 
     @abstractmethod
     def start(self) -> None:
@@ -31,18 +82,19 @@ class Engine(ABC):
 
     @abstractmethod
     def run(self, plan: WorkloadPlan) -> WindowRun:
-        """Drive the plan and report every request."""
+        """Drive the plan and report every request; say what it is doing through
+        ``self.progress(Phase.warmup | measuring | draining, done, total, unit)``."""
 
     def stop(self) -> None:
         """Free everything ``start`` took (idempotent)."""
 
-    def modeled_power(self) -> Optional[PowerTrace]:
-        """A modeled power trace of the last ``run`` (simulator only)."""
-        return None
+    def stop_report(self) -> Dict:
+        """What ``stop()`` found (e.g. GPU memory freed), attached to the ok rows; {} if nothing."""
+        return {}
 
-    def modeled_power_source(self) -> bool:
-        """True when the engine models power itself and no sampler should run."""
-        return False
+    def modeled_sampler(self) -> Optional["Sampler"]:
+        """A sampler over the engine's own power model (simulator only); None: use the config's."""
+        return None
 
     def versions(self) -> Dict[str, str]:
         return {}

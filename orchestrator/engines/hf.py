@@ -32,27 +32,68 @@ the first measured batch's send to the last batch's end (after a device sync).
 from __future__ import annotations
 
 import gc
-import os
 import time
+from dataclasses import dataclass
+from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from orchestrator import models
-from orchestrator.engines.base import Engine
-from orchestrator.errors import CellFailure
+from orchestrator.config.fields import check
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.engines import register_engine
+from orchestrator.engines.base import Engine, GpuUse
+from orchestrator.engines.hf_model import (
+    bnb_config,
+    check_host_memory,
+    load_tokenizer,
+    quantize_int8_,
+    random_model,
+    torch_dtype,
+)
+from orchestrator.errors import CellFailure, Status
 from orchestrator.metrics import RequestRecord, WindowRun
+from orchestrator.phases import batch_steps
 from orchestrator.workload import RequestSpec, WorkloadPlan
+
+if TYPE_CHECKING:
+    from orchestrator.config.root import CellConfig
 
 SAVE_WEIGHTS_MAX_PARAMS = 50_000_000
 """Shapes up to this many parameters get random weights saved once (fp32: <= 200 MB)."""
-HOST_MEMORY_FRACTION = 0.8
-"""A CPU model whose weights need more than this fraction of host RAM ends ``oom`` at start."""
 DTYPES = ("float32", "float16", "bfloat16")
-INT8_SKIP_MODULES = ("lm_head",)
 TTFT_METHOD = "streamer: host time when each decoding step's token ids reach the CPU"
+
+
+
+
+class HfDevice(str, Enum):
+    auto = "auto"  # cuda when torch sees a GPU, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class HfDtype(str, Enum):
+    auto = "auto"  # fp32 on CPU, bf16 (fp16 where unsupported) on GPU
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+@dataclass
+class HfOptions:
+    """transformers engine knobs."""
+
+    dtype: HfDtype = HfDtype.auto
+    device: HfDevice = HfDevice.auto
+    int8_threshold: float = 0.0  # bitsandbytes llm_int8_threshold; 0.0 = pure INT8, 6.0 = mixed
+    use_cache: bool = True
+
+    def validate(self) -> None:
+        check("engine.hf.int8_threshold", self.int8_threshold, self.int8_threshold >= 0, "must be >= 0")
 
 
 # ------------------------------------------------------------------ pure helpers (tested alone)
@@ -61,9 +102,9 @@ TTFT_METHOD = "streamer: host time when each decoding step's token ids reach the
 def resolve_device(requested: str, cuda_available: bool) -> str:
     """``cuda`` or ``cpu`` for ``engine.hf.device`` (auto | cpu | cuda)."""
     if requested not in ("auto", "cpu", "cuda"):
-        raise CellFailure("unsupported", f"engine.hf.device={requested}: allowed auto, cpu, cuda")
+        raise CellFailure(Status.unsupported, f"engine.hf.device={requested}: allowed auto, cpu, cuda")
     if requested == "cuda" and not cuda_available:
-        raise CellFailure("unsupported", "engine.hf.device=cuda but torch sees no CUDA GPU on this worker")
+        raise CellFailure(Status.unsupported, "engine.hf.device=cuda but torch sees no CUDA GPU on this worker")
     return "cuda" if cuda_available and requested != "cpu" else "cpu"
 
 
@@ -72,11 +113,11 @@ def resolve_dtype(requested: str, device: str, bf16_supported: bool, quantizatio
 
     int8 keeps its non-quantized modules in fp16 (bitsandbytes' LLM.int8 default)."""
     if requested != "auto" and requested not in DTYPES:
-        raise CellFailure("unsupported", f"engine.hf.dtype={requested}: allowed auto, {', '.join(DTYPES)}")
+        raise CellFailure(Status.unsupported, f"engine.hf.dtype={requested}: allowed auto, {', '.join(DTYPES)}")
     if quantization == "int8":
         return "float16"
     if requested == "bfloat16" and device == "cuda" and not bf16_supported:
-        raise CellFailure("unsupported", "engine.hf.dtype=bfloat16 but this GPU has no bf16")
+        raise CellFailure(Status.unsupported, "engine.hf.dtype=bfloat16 but this GPU has no bf16")
     if requested != "auto":
         return requested
     if device == "cpu":
@@ -89,24 +130,14 @@ def check_quantization(name: str, device: str) -> None:
     if name == "none":
         return
     if name != "int8":
-        raise CellFailure("unsupported", f"engine hf runs quantization none or int8, not {name}")
+        raise CellFailure(Status.unsupported, f"engine hf runs quantization none or int8, not {name}")
     if device != "cuda":
-        raise CellFailure("unsupported", "bitsandbytes INT8 needs a CUDA GPU; this cell runs on the CPU")
+        raise CellFailure(Status.unsupported, "bitsandbytes INT8 needs a CUDA GPU; this cell runs on the CPU")
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # ImportError, or a broken CUDA setup inside bitsandbytes
-        raise CellFailure("unsupported", f"bitsandbytes does not import here ({type(exc).__name__}: {exc})") from exc
-
-
-def check_host_memory(model: Mapping, bytes_per_param: int, host_bytes: Optional[int] = None) -> None:
-    """``CellFailure('oom')`` when a CPU model's weights would not fit in host RAM."""
-    from orchestrator.analysis.roofline import total_params
-
-    need = total_params(model) * bytes_per_param
-    host = host_bytes if host_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > HOST_MEMORY_FRACTION * host:
-        raise CellFailure("oom", f"{model['name']} needs {need / 2**30:.1f} GiB of weights on the CPU; "
-                                 f"host has {host / 2**30:.1f} GiB")
+        why = f"bitsandbytes does not import here ({type(exc).__name__}: {exc})"
+        raise CellFailure(Status.unsupported, why) from exc
 
 
 def static_batches(plan: WorkloadPlan) -> List[List[RequestSpec]]:
@@ -179,77 +210,23 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-# ------------------------------------------------------------------ model loading (torch inside)
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, name)
-
-
-def load_tokenizer(path: Path):
-    """The directory's tokenizer, left-padding, with a pad token (EOS when it has none)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def random_model(path: Path, device: str, dtype: str):
-    """Random weights of ``path/config.json``'s shapes, created on ``device`` in ``dtype``
-    (seed 0: the same weights on every start)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(path)
-    torch.manual_seed(0)
-    with torch.device(device):
-        return AutoModelForCausalLM.from_config(config, **models.dtype_kwarg(_torch_dtype(dtype)))
-
-
-def bnb_config(threshold: float):
-    """The seed's ``BitsAndBytesConfig``: 8-bit weights, ``llm_int8_threshold=threshold``."""
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=float(threshold),
-                              llm_int8_skip_modules=list(INT8_SKIP_MODULES))
-
-
-def quantize_int8_(model, quant_config) -> int:
-    """Replace ``model``'s ``nn.Linear`` layers (but the skipped ones) in place by bitsandbytes
-    ``Linear8bitLt`` as ``from_pretrained(quantization_config=BitsAndBytesConfig(...))`` does:
-    ``has_fp16_weights=False``, the config's threshold; the fp16 weight goes through the CPU one
-    layer at a time and is quantized when moved back to the GPU. -> layers replaced."""
-    import bitsandbytes as bnb
-    import torch
-
-    device = next(model.parameters()).device
-    skip = set(quant_config.llm_int8_skip_modules or INT8_SKIP_MODULES)
-    targets = [(n, m) for n, m in model.named_modules()
-               if type(m) is torch.nn.Linear and n.rsplit(".", 1)[-1] not in skip]
-    for name, lin in targets:
-        new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                                  has_fp16_weights=False, threshold=quant_config.llm_int8_threshold, device="meta")
-        new.weight = bnb.nn.Int8Params(lin.weight.data.to("cpu"), requires_grad=False, has_fp16_weights=False)
-        if lin.bias is not None:
-            new.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
-        model.set_submodule(name, new.to(device))
-    return len(targets)
-
-
 # ------------------------------------------------------------------ the engine
 
 
+@register_engine("hf")
 class HfEngine(Engine):
     """Static batching with ``transformers`` (see module doc). Cheap to build and pickle; the
-    model exists only between ``start()`` and ``stop()``."""
+    model exists only between ``start()`` and ``stop()``. Offline cells that differ only in
+    batch size share one start."""
 
-    name = "hf"
+    quantizations = frozenset({"none", "int8"})
+    workload_kinds = frozenset({WorkloadKind.offline})
+    shares_engine = True
+    gpu = GpuUse.optional
+    options_key = "hf"
+    options_schema = HfOptions
 
-    def __init__(self, config: Mapping, max_batch_size: int):
+    def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self.device: Optional[str] = None  # resolved in start(): "cuda" | "cpu"
         self.dtype: Optional[str] = None
@@ -265,11 +242,7 @@ class HfEngine(Engine):
 
     @property
     def quantization(self) -> str:
-        return self.config["quantization"]["name"]
-
-    @property
-    def opts(self) -> Mapping:
-        return self.config["engine"]["hf"]
+        return self.config.quantization.name
 
     def start(self) -> None:
         """Resolve device and dtype, check the GPU and quantization, load tokenizer and model."""
@@ -277,29 +250,29 @@ class HfEngine(Engine):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # per-shard bars would flood the Ray worker log
-        self.device = resolve_device(self.opts["device"], torch.cuda.is_available())
+        self.device = resolve_device(self.options.device.value, torch.cuda.is_available())
         check_quantization(self.quantization, self.device)
         if self.device == "cuda":
             from orchestrator.gpuinfo import check_gpu_type
 
-            self._gpu = check_gpu_type(self.config["gpu"]["nvml_name_contains"])
-            bf16 = torch.cuda.is_bf16_supported() and bool(self.config["gpu"].get("supports_bf16", True))
+            self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
+            bf16 = torch.cuda.is_bf16_supported() and bool(self.config.gpu.supports_bf16)
         else:
             bf16 = False
-        self.dtype = resolve_dtype(self.opts["dtype"], self.device, bf16, self.quantization)
+        self.dtype = resolve_dtype(self.options.dtype.value, self.device, bf16, self.quantization)
         if self.device == "cpu":
-            check_host_memory(self.config["model"], _torch_dtype(self.dtype).itemsize)
+            check_host_memory(self.config.model, torch_dtype(self.dtype).itemsize)
         path = self._model_path()
         self._tok = load_tokenizer(path)
         self._model = self._load_model(path).eval()
 
     def _model_path(self) -> Path:
         """The model directory; small generated shapes get their random weights saved there."""
-        from orchestrator.analysis.roofline import total_params
+        from orchestrator.perf.roofline import total_params
 
-        model = self.config["model"]
-        path = models.model_dir(model, self.config["quantization"])
-        if model.get("path") or models.has_weights(path):
+        model = self.config.model
+        path = models.model_dir(model, self.config.quantization)
+        if model.path or models.has_weights(path):
             return path
         if total_params(model) <= SAVE_WEIGHTS_MAX_PARAMS:
             models.save_random_weights(path)
@@ -315,20 +288,20 @@ class HfEngine(Engine):
         if int8:
             import torch
 
-            quantize_int8_(model, bnb_config(self.opts["int8_threshold"]))
+            quantize_int8_(model, bnb_config(self.options.int8_threshold))
             torch.cuda.empty_cache()  # hand the freed fp16 weights back to the driver
         return model
 
     def _from_pretrained(self, path: Path, int8: bool):
         from transformers import AutoModelForCausalLM
 
-        kwargs = models.dtype_kwarg(_torch_dtype(self.dtype))
+        kwargs = models.dtype_kwarg(torch_dtype(self.dtype))
         if int8:
-            kwargs.update(quantization_config=bnb_config(self.opts["int8_threshold"]), device_map={"": 0})
+            kwargs.update(quantization_config=bnb_config(self.options.int8_threshold), device_map={"": 0})
             try:
                 return AutoModelForCausalLM.from_pretrained(path, **kwargs)
             except ImportError as exc:  # e.g. accelerate or a bitsandbytes backend missing
-                raise CellFailure("unsupported", f"bitsandbytes INT8 loading failed here: {exc}") from exc
+                raise CellFailure(Status.unsupported, f"bitsandbytes INT8 loading failed here: {exc}") from exc
         return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(self.device)
 
     # -------------------------------------------------------------- run
@@ -336,10 +309,12 @@ class HfEngine(Engine):
     def run(self, plan: WorkloadPlan) -> WindowRun:
         """Every static batch of the plan, back to back (see module doc for the clock)."""
         if not plan.offline:
-            raise CellFailure("unsupported", "engine hf runs static batches only (workload.arrival=offline)")
+            raise CellFailure(Status.unsupported, "engine hf runs static batches only (workload.arrival=offline)")
         records: List[RequestRecord] = []
         window_start_s, window_end_s = None, 0.0
-        for specs in static_batches(plan):
+        batches = static_batches(plan)
+        for specs, (phase, done, total) in zip(batches, batch_steps([b[0].phase for b in batches])):
+            self.progress(phase, done, total, "batches")
             batch, send_s, window_end_s = self._run_batch(specs, plan.seed)
             records += batch
             if window_start_s is None and specs[0].phase == "measured":
@@ -351,7 +326,7 @@ class HfEngine(Engine):
         """-> (records, send time s, end time s) of one padded ``generate``."""
         import torch
 
-        vocab = int(self.config["model"]["vocab_size"])
+        vocab = int(self.config.model.vocab_size)
         ids = [prompt_ids(s, plan_seed, vocab) for s in specs]
         n_new = max(s.output_tokens for s in specs)
         clock = StepClock()
@@ -360,7 +335,7 @@ class HfEngine(Engine):
         with torch.inference_mode():
             out = self._model.generate(
                 **enc, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                use_cache=bool(self.opts["use_cache"]), pad_token_id=self._tok.pad_token_id,
+                use_cache=bool(self.options.use_cache), pad_token_id=self._tok.pad_token_id,
                 eos_token_id=self._eos_ids(), streamer=clock,
             )
         if self.device == "cuda":
@@ -384,7 +359,7 @@ class HfEngine(Engine):
         extra = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization,
                  "weights": self.weights, "ttft_method": TTFT_METHOD, "torch_threads": torch.get_num_threads()}
         if self.quantization == "int8":
-            extra["llm_int8_threshold"] = float(self.opts["int8_threshold"])
+            extra["llm_int8_threshold"] = float(self.options.int8_threshold)
         if self._gpu is not None:
             extra["gpu"] = self._gpu.name
         return extra

@@ -2,42 +2,68 @@
 
 Each engine step computes the prefill tokens of newly admitted requests plus one token for each
 running request; its time is ``max(bytes / (bandwidth x memory_efficiency), FLOPs / (peak x
-compute_efficiency)) + step_overhead_s`` (see ``analysis.roofline``). At most ``batch_size``
+compute_efficiency)) + step_overhead_s`` (see ``perf.roofline``). At most ``batch_size``
 requests run at once (vLLM's ``max_num_seqs``); the rest wait FCFS. Offline workloads run static
 batches back to back. Power is modeled per step: idle W between steps, and while busy
-``idle + (TDP - idle) x (0.4 + 0.6 x compute-bound fraction)``; the trace it returns says
-``source=simulated`` so nothing passes for a measurement.
+``idle + (TDP - idle) x (0.4 + 0.6 x compute-bound fraction)``. That power model is the
+cell's sampler (``ModeledPowerSampler``): its trace says ``source=simulated`` so nothing passes
+for a measurement, and its idle draw is the GPU's datasheet ``idle_w``.
 """
 from __future__ import annotations
 
 import heapq
 import time
+from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
 
-from orchestrator.analysis import roofline
-from orchestrator.energy.base import PowerTrace
-from orchestrator.engines.base import Engine
+from orchestrator.config.fields import check, setting
+from orchestrator.config.groups import Arrival
+from orchestrator.energy.base import PowerTrace, Sampler
+from orchestrator.engines import register_engine
+from orchestrator.engines.base import ALL_KINDS, Engine, GpuUse
 from orchestrator.metrics import RequestRecord, WindowRun
+from orchestrator.perf import roofline
+from orchestrator.phases import Phase
 from orchestrator.workload import WorkloadPlan
 
 BUSY_POWER_FLOOR = 0.4
 
 
+@dataclass
+class SimulatedOptions:
+    """Roofline simulator knobs: achieved fractions of the datasheet peaks and per-step cost.
+    ``pace_s`` (wall seconds a cell sleeps, to exercise timeouts and node faults) does not change
+    what is simulated (not part of a cell's identity)."""
+
+    memory_efficiency: float = 0.8
+    compute_efficiency: float = 0.55
+    step_overhead_s: float = 0.0015
+    power_sample_interval_s: float = 0.1
+    pace_s: float = setting(0.0)
+
+    def validate(self) -> None:
+        for key in ("memory_efficiency", "compute_efficiency"):
+            check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
+        check("engine.simulated.power_sample_interval_s", self.power_sample_interval_s,
+              self.power_sample_interval_s > 0, "must be > 0")
+        check("engine.simulated.pace_s", self.pace_s, self.pace_s >= 0, "must be >= 0")
+
+
 class _Costs:
     """Per-step cost constants of model x quantization x GPU."""
 
-    def __init__(self, cfg, opts):
-        m, q, g = cfg["model"], cfg["quantization"], cfg["gpu"]
+    def __init__(self, cfg, opts: SimulatedOptions):
+        m, q, g = cfg.model, cfg.quantization, cfg.gpu
         self.weight_bytes = roofline.weight_bytes(m, q)
         self.kv_per_token = roofline.kv_bytes_per_token(m)
-        self.flops_per_token = 2.0 * (roofline.linear_params(m) + m["vocab_size"] * m["hidden_size"])
-        self.flops_per_cached = 4.0 * m["n_layers"] * m["n_heads"] * roofline.head_dim(m)
-        self.bw = roofline.bandwidth_bytes_s(g) * opts["memory_efficiency"]
-        self.peak = roofline.peak_flops(g, q) * opts["compute_efficiency"]
-        self.overhead = opts["step_overhead_s"]
-        self.idle_w, self.tdp_w = g["idle_w"], g["tdp_w"]
+        self.flops_per_token = 2.0 * (roofline.linear_params(m) + m.vocab_size * m.hidden_size)
+        self.flops_per_cached = 4.0 * m.n_layers * m.n_heads * roofline.head_dim(m)
+        self.bw = roofline.bandwidth_bytes_s(g) * opts.memory_efficiency
+        self.peak = roofline.peak_flops(g, q) * opts.compute_efficiency
+        self.overhead = opts.step_overhead_s
+        self.idle_w, self.tdp_w = g.idle_w, g.tdp_w
 
     def step(self, new_tokens: int, cached_tokens: int):
         """-> (seconds, watts) of one step."""
@@ -56,24 +82,42 @@ class _Seq:
         self.emitted, self.context, self.times = 0, spec.input_tokens, []
 
 
+@register_engine("simulated")
 class SimulatedEngine(Engine):
-    name = "simulated"
-    uses_gpu = False
+    """Runs every quantization and workload kind on no hardware; ``engine=auto``'s fallback."""
+
+    quantizations = frozenset({"none", "awq", "gptq", "int8", "fp8"})
+    workload_kinds = ALL_KINDS
+    gpu = GpuUse.none
+    options_key = "simulated"
+    options_schema = SimulatedOptions
+    auto_rank = 1
+    models_power = True
 
     def __init__(self, config, max_batch_size):
         super().__init__(config, max_batch_size)
         self._segments: List = []  # (t_start, t_end, watts)
 
     def start(self) -> None:
-        self._costs = _Costs(self.config, self.config["engine"]["simulated"])
+        self._costs = _Costs(self.config, self.options)
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
+        """Simulate the plan. With ``pace_s`` the cell also takes that long in wall time, a
+        third each in warm-up, measuring and draining (reported as phases)."""
         self._segments = []
-        if self.config["engine"]["simulated"]["pace_s"] > 0:
-            time.sleep(self.config["engine"]["simulated"]["pace_s"])
+        unit = "batches" if plan.offline else "requests"
+        n_measured = len({s.batch_index for s in plan.measured}) if plan.offline else len(plan.measured)
+        self._pace(Phase.warmup, None, None, unit)
+        self._pace(Phase.measuring, 0, n_measured, unit)
         wr = self._run_offline(plan) if plan.offline else self._run_online(plan)
+        self._pace(Phase.draining, n_measured, n_measured, unit)
         self._horizon_s = wr.window_end_s  # the power trace must cover the whole window
         return wr
+
+    def _pace(self, phase: Phase, done, total, unit: str) -> None:
+        if self.options.pace_s > 0:  # (without pacing a cell takes milliseconds: nothing to show)
+            self.progress(phase, done, total, unit)
+            time.sleep(self.options.pace_s / 3)
 
     # ---------------------------------------------------------------- offline static batches
     def _run_offline(self, plan: WorkloadPlan) -> WindowRun:
@@ -98,7 +142,7 @@ class SimulatedEngine(Engine):
 
     # ---------------------------------------------------------------- open / closed loop
     def _run_online(self, plan: WorkloadPlan) -> WindowRun:
-        closed = plan.arrival == "closed"
+        closed = plan.arrival is Arrival.closed
         cap = plan.batch_size
         specs = list(plan.requests)
         pending: List = []  # heap of (arrival, index, spec)
@@ -122,7 +166,8 @@ class SimulatedEngine(Engine):
                 admitted.append(_Seq(spec, arr))
             decoding = running
             cached = sum(s.context for s in decoding)
-            t = self._step(t, decoding + admitted, new=len(decoding) + sum(s.spec.input_tokens for s in admitted), cached=cached)
+            new = len(decoding) + sum(s.spec.input_tokens for s in admitted)
+            t = self._step(t, decoding + admitted, new=new, cached=cached)
             running = []
             for s in decoding + admitted:
                 if s.emitted >= s.spec.output_tokens:
@@ -168,15 +213,15 @@ class SimulatedEngine(Engine):
             batch_index=s.spec.batch_index,
         )
 
-    def modeled_power_source(self) -> bool:
-        return True
+    def modeled_sampler(self) -> "ModeledPowerSampler":
+        return ModeledPowerSampler(self)
 
     def modeled_power(self) -> PowerTrace:
         """Samples every ``power_sample_interval_s`` of virtual time, with an exact cumulative
         energy counter (mJ) of the piecewise-constant power model."""
-        interval = self.config["engine"]["simulated"]["power_sample_interval_s"]
+        interval = self.options.power_sample_interval_s
         seg = np.asarray(self._segments) if self._segments else np.zeros((0, 3))
-        idle, gpu = self._costs.idle_w, self.config["gpu"]
+        idle, gpu = self._costs.idle_w, self.config.gpu
         t_end = max(float(seg[-1, 1]) if len(seg) else 0.0, getattr(self, "_horizon_s", 0.0))
         # Build a gap-filled piecewise-constant power function on [0, t_end + interval].
         bounds, watts = [0.0], []
@@ -202,6 +247,23 @@ class SimulatedEngine(Engine):
             memory_used_mib=np.full(ts.size, np.nan),
             sm_clock_mhz=np.full(ts.size, np.nan),
             temperature_c=np.full(ts.size, np.nan),
-            gpu_name=f"simulated {gpu['name']}",
+            gpu_name=f"simulated {gpu.name}",
             note="modeled by the simulated engine (roofline power model), not measured",
         )
+
+
+class ModeledPowerSampler(Sampler):
+    """The simulator's power model as a sampler: ``stop()`` returns the modeled trace of the
+    engine's last run; the idle draw is the GPU's datasheet ``idle_w`` (no baseline to sit)."""
+
+    def __init__(self, engine: SimulatedEngine):
+        self.engine = engine
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> PowerTrace:
+        return self.engine.modeled_power()
+
+    def known_idle_power_w(self) -> Optional[float]:
+        return float(self.engine.config.gpu.idle_w)

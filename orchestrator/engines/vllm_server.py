@@ -1,11 +1,11 @@
 """vLLM server engine: an OpenAI-compatible ``vllm serve`` subprocess driven by the streaming
-client (DESIGN §4, §6, §7).
+client.
 
 ``start()`` checks the GPU type (``wrong_gpu``), waits until the GPU has the memory vLLM will ask
 for, then launches ``python -m vllm.entrypoints.cli.main serve <model_dir>`` in its own session
 (process group), bound to 127.0.0.1 on a free port, with a random per-cell API key (passed as
 ``VLLM_API_KEY`` in its environment, so it never shows in ``ps``), ``--max-num-seqs`` = the cell's
-batch size and the same engine arguments as the offline engine (``vllm_offline.engine_args``:
+batch size and the same engine arguments as the offline engine (``vllm_common.engine_args``:
 ``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
 goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
 ``startup_timeout``; if the process exits first its log tail decides: ``oom``,
@@ -19,7 +19,7 @@ A server that died during the run fails the cell with its log's status.
 ``stop()`` kills the whole process group (SIGTERM, then SIGKILL after ``STOP_GRACE_S``), then
 polls NVML until the GPU's used memory is back near its value before the start (within
 ``MEMORY_TOLERANCE_MIB``, at most ``MEMORY_FREE_TIMEOUT_S``); what it saw is in
-``stop_report`` (and printed). Server cells never share an engine: ``--max-num-seqs`` is the
+``stop_report()`` (and logged). Server cells never share an engine: ``--max-num-seqs`` is the
 batch size.
 """
 from __future__ import annotations
@@ -37,26 +37,30 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from orchestrator.engines.base import Engine
-from orchestrator.engines.vllm_offline import (
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.engines import register_engine
+from orchestrator.engines.vllm_common import (
     EngineStartError,
+    VllmEngine,
     cache_env,
     engine_args,
-    engine_versions,
     failure_from_log,
+    log,
     model_path,
     new_log_path,
-    prompt_ids,
     read_tail,
     serve_flags,
-    wait_for_gpu_memory,
 )
-from orchestrator.errors import CellFailure
+from orchestrator.errors import CellFailure, Status
 from orchestrator.metrics import WindowRun
+from orchestrator.models import prompt_ids
+from orchestrator.phases import Phase
 from orchestrator.workload import WorkloadPlan
+
+if TYPE_CHECKING:
+    from orchestrator.config.root import CellConfig
 
 HOST = "127.0.0.1"
 HEALTH_POLL_S = 0.5
@@ -79,14 +83,14 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
-def serve_command(config: Mapping, max_num_seqs: int, model_dir: str, port: int,
+def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port: int,
                   python: str = sys.executable) -> List[str]:
     """The ``vllm serve`` command line of a cell (the API key travels in the environment)."""
     args = engine_args(config, max_num_seqs, model_dir)
     return [
         python, "-m", "vllm.entrypoints.cli.main", "serve", args["model"],
         "--host", HOST, "--port", str(port),
-        "--served-model-name", config["model"]["name"],
+        "--served-model-name", config.model.name,
         "--disable-uvicorn-access-log",
         *serve_flags(args),
     ]
@@ -212,21 +216,19 @@ def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] 
 # ============================================================================ the engine
 
 
-class VllmServerEngine(Engine):
+@register_engine("vllm")
+class VllmServerEngine(VllmEngine):
     """``vllm serve`` + the streaming client (see the module doc)."""
 
-    name = "vllm_server"
-    uses_gpu = True
+    workload_kinds = frozenset({WorkloadKind.open_loop, WorkloadKind.closed_loop})
+    shares_engine = False
 
-    def __init__(self, config: Mapping, max_batch_size: int):
+    def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self._proc: Optional[subprocess.Popen] = None
-        self._gpu = None
         self._port: Optional[int] = None
         self._api_key: Optional[str] = None
-        self._log_path: Optional[Path] = None
-        self._start_info: Dict = {}
-        self.stop_report: Dict = {}
+        self._stop_report: Dict = {}
 
     @property
     def base_url(self) -> str:
@@ -242,18 +244,14 @@ class VllmServerEngine(Engine):
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
-        from orchestrator.gpuinfo import check_gpu_type
-
-        opts = self.config["engine"]["vllm"]
-        self._gpu = check_gpu_type(self.config["gpu"]["nvml_name_contains"])
-        self._start_info = wait_for_gpu_memory(self._gpu, opts["gpu_memory_utilization"])
+        self._claim_gpu()
         model = str(model_path(self.config))
         self._api_key = secrets.token_urlsafe(24)
         t0 = time.monotonic()
         for attempt in (1, 2):  # a second try only if another process took the free port first
             self._launch(model)
             try:
-                self._wait_healthy(float(opts["startup_timeout_s"]), t0)
+                self._wait_healthy(float(self.options.startup_timeout_s), t0)
                 break
             except EngineStartError as exc:
                 if attempt == 2 or "address already in use" not in str(exc).lower():
@@ -265,9 +263,9 @@ class VllmServerEngine(Engine):
         self._log_path = new_log_path("vllm-serve")
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
         env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": self._api_key, "PYTHONUNBUFFERED": "1"}
-        print(f"vllm_server: {' '.join(cmd)}\n  log: {self._log_path}", flush=True)
-        with open(self._log_path, "ab") as log:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
+        with open(self._log_path, "ab") as log_file:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                           env=env, start_new_session=True, preexec_fn=die_with_parent())
         atexit.register(self._kill_quietly)
 
@@ -283,7 +281,7 @@ class VllmServerEngine(Engine):
                 return
             if time.monotonic() - t0 > timeout_s:
                 self.stop()
-                raise CellFailure("startup_timeout", f"vllm serve not healthy after {timeout_s:.0f} s "
+                raise CellFailure(Status.startup_timeout, f"vllm serve not healthy after {timeout_s:.0f} s "
                                   f"(engine.vllm.startup_timeout_s); log: {self._log_path}\n--- log tail ---\n"
                                   + "\n".join(read_tail(self._log_path).splitlines()[-30:]))
             time.sleep(HEALTH_POLL_S)
@@ -294,9 +292,11 @@ class VllmServerEngine(Engine):
 
         if plan.offline:
             raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
-        vocab = int(self.config["model"]["vocab_size"])
-        client = StreamingClient(Endpoint(self.base_url, self.config["model"]["name"], self._api_key),
-                                 lambda s: prompt_ids(s, plan.seed, vocab), request_timeout_s=REQUEST_TIMEOUT_S)
+        vocab = int(self.config.model.vocab_size)
+        client = StreamingClient(Endpoint(self.base_url, self.config.model.name, self._api_key),
+                                 lambda s: prompt_ids(s, plan.seed, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
+                                 progress=self.progress)
+        self.progress(Phase.warmup)
         cr, samples = asyncio.run(self._drive(client, plan))
         self._raise_if_dead("vllm serve died during the run")
         t0, t1 = cr.window_start_s, cr.window_end_s
@@ -354,12 +354,16 @@ class VllmServerEngine(Engine):
             return
         report = kill_group(proc)
         report.update(self._confirm_memory_freed())
-        self.stop_report = report
-        print(f"vllm_server: stopped: {json.dumps(report, sort_keys=True)}", flush=True)
+        self._stop_report = report
+        log.info("vllm_server: stopped: %s", json.dumps(report, sort_keys=True))
+
+    def stop_report(self) -> Dict:
+        return dict(self._stop_report)
 
     def _confirm_memory_freed(self) -> Dict:
         """Poll NVML until used memory is within MEMORY_TOLERANCE_MIB of its value before start."""
-        from orchestrator.gpuinfo import NvmlError, memory_used_mib
+        from orchestrator.errors import NvmlError
+        from orchestrator.gpuinfo import memory_used_mib
 
         before = self._start_info.get("gpu_memory_used_before_start_mib")
         if self._gpu is None or before is None:
@@ -381,9 +385,3 @@ class VllmServerEngine(Engine):
                 kill_group(self._proc, grace_s=5.0)
             except Exception:
                 pass
-
-    def versions(self) -> Dict[str, str]:
-        return engine_versions(self._gpu)
-
-    def gpu_uuid(self) -> Optional[str]:
-        return self._gpu.uuid if self._gpu is not None else None

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from orchestrator.energy import SAMPLERS
 from orchestrator.energy.base import counter_update_period_s, window_energy
 from orchestrator.energy.nvml import NvmlSampler
 
@@ -36,6 +37,7 @@ def test_uuid_is_the_card_cuda_uses(gpu):
 
 
 def test_sampler_reads_the_real_card(gpu, gpu_option):
+    assert SAMPLERS.variants("nvml") == [NvmlSampler]  # what sampler=nvml / auto on a GPU engine runs
     s = NvmlSampler(gpu.uuid, interval_s=0.1)
     s.start()
     time.sleep(2.0)

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from orchestrator.engines.vllm_offline import engine_args, model_path
+from orchestrator.config.root import CellConfig
+from orchestrator.engines.vllm_common import engine_args, model_path
 from orchestrator.engines.vllm_server import serve_command
 from orchestrator.gpuinfo import memory_used_mib
-from orchestrator.grid import _option_node
+from orchestrator.grid import config_of
 from orchestrator.store import load
 from tests.conftest import run_orchestrator
 
@@ -19,11 +20,9 @@ pytestmark = pytest.mark.gpu
 TIMEOUT_S = 900
 
 
-def cell_config(gpu_option: str, workload: str) -> dict:
-    return {"model": _option_node("model", "llama2_7b"), "quantization": _option_node("quantization", "none"),
-            "gpu": _option_node("gpu", gpu_option), "workload": _option_node("workload", workload),
-            "engine": _option_node("engine", "vllm"), "sampler": _option_node("sampler", "nvml"),
-            "batch_size": 64, "repeat": 0}
+def cell_config(gpu_option: str, workload: str) -> CellConfig:
+    return config_of(["model=llama2_7b", "quantization=none", f"gpu={gpu_option}", f"workload={workload}",
+                      "engine=vllm", "sampler=nvml", "batch_size=64", "repeat=0"])
 
 
 def test_vllm_accepts_our_engine_args_and_serve_flags(gpu_option, vllm_version):

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from orchestrator import metrics
 from orchestrator.client import Endpoint, StreamingClient, run_plan
+from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
 from orchestrator.models import prompt_token_ids
 from orchestrator.workload import build_plan
 
@@ -115,13 +116,17 @@ class SseServer:
         return resp
 
 
-def workload(**kw):
-    wl = {"arrival": "constant", "rate_rps": 25.0, "gamma_shape": 1.0, "concurrency": 2, "duration_s": 0.6,
-          "warmup_requests": 3, "num_batches": 1, "warmup_batches": 0, "ignore_eos": True, "seed": 7,
-          "input": {"dist": "fixed", "mean_tokens": 16, "std_tokens": 0, "min_tokens": 1, "max_tokens": 64},
-          "output": {"dist": "fixed", "mean_tokens": 9, "std_tokens": 0, "min_tokens": 1, "max_tokens": 64}}
+def workload(**kw) -> WorkloadConfig:
+    """A typed workload (validated like a composed one); ``kw`` replaces fields."""
+    wl = {"name": "client_test", "arrival": Arrival.constant, "rate_rps": 25.0, "gamma_shape": 1.0, "concurrency": 2,
+          "duration_s": 0.6, "warmup_requests": 3, "num_batches": 1, "warmup_batches": 0, "ignore_eos": True, "seed": 7,
+          "input": LengthConfig(LengthDist.fixed, mean_tokens=16, std_tokens=0.0, min_tokens=1, max_tokens=64),
+          "output": LengthConfig(LengthDist.fixed, mean_tokens=9, std_tokens=0.0, min_tokens=1, max_tokens=64)}
     wl.update(kw)
-    return wl
+    wl["arrival"] = Arrival(wl["arrival"])
+    cfg = WorkloadConfig(**wl)
+    cfg.validate()
+    return cfg
 
 
 def client_for(url, key=API_KEY):

@@ -4,7 +4,8 @@ serves ``/health``, ``/metrics`` and streamed ``/v1/completions`` on 127.0.0.1 w
 engine's API key, and spawns a child in its process group. Checks: the command line and key
 handling, the /health watchdog (start-up timeout, exit classified from the log), the run
 (records, window, mean running batch from /metrics), a server dying mid-run, the whole process
-group killed at stop, the GPU-memory confirmation, and one cell through ``cell.UnitRunner``."""
+group killed at stop, the GPU-memory confirmation, and one cell through ``worker.UnitRunner``.
+The engine is the one the registry gives for ``engine=vllm`` and an open-loop workload."""
 from __future__ import annotations
 
 import json
@@ -16,10 +17,14 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.engines import engine_for, vllm_common
 from orchestrator.engines import vllm_server as vs
-from orchestrator.errors import CellFailure
-from orchestrator.grid import _option_node
+from orchestrator.errors import CellFailure, Status
+from orchestrator.grid import config_of
 from orchestrator.workload import build_plan
+
+ServerEngine = engine_for("vllm", WorkloadKind.open_loop)
 
 FAKE_MAIN = textwrap.dedent('''
     """A fake `vllm serve` for tests: FAKE_VLLM_MODE = ok | oom | hang | die_later."""
@@ -83,14 +88,20 @@ FAKE_MAIN = textwrap.dedent('''
 ''')
 
 
-def cfg(**wl):
-    w = dict(_option_node("workload", "chat_medium"))
-    w.update({"duration_s": 1.5, "warmup_requests": 4, "rate_rps": 20.0,
-              "output": {"dist": "fixed", "mean_tokens": 16, "std_tokens": 0.0, "min_tokens": 1, "max_tokens": 64}})
-    w.update(wl)
-    return {"model": _option_node("model", "llama2_7b"), "quantization": _option_node("quantization", "none"),
-            "gpu": _option_node("gpu", "h100"), "workload": w, "engine": _option_node("engine", "vllm"),
-            "sampler": _option_node("sampler", "none"), "batch_size": 32, "repeat": 0}
+def cfg(*overrides):
+    """A server cell of llama2_7b on an H100 (chat_medium, shortened; 16 fixed output tokens);
+    ``overrides`` (``key=value``) come last."""
+    return config_of(["model=llama2_7b", "quantization=none", "gpu=h100", "workload=chat_medium", "engine=vllm",
+                      "sampler=none", "batch_size=32", "workload.duration_s=1.5", "workload.warmup_requests=4",
+                      "workload.rate_rps=20.0", "workload.output.dist=fixed", "workload.output.mean_tokens=16",
+                      "workload.output.std_tokens=0.0", "workload.output.min_tokens=1",
+                      "workload.output.max_tokens=64", *overrides])
+
+
+def test_the_registry_gives_the_server_engine_for_open_and_closed_loop():
+    assert ServerEngine is vs.VllmServerEngine
+    assert engine_for("vllm", WorkloadKind.closed_loop) is vs.VllmServerEngine
+    assert engine_for("vllm", WorkloadKind.offline) is not vs.VllmServerEngine
 
 
 @pytest.fixture
@@ -110,7 +121,8 @@ def fake(monkeypatch, tmp_path):
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
     monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
-    monkeypatch.setattr(vs, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 600.0})
+    monkeypatch.setattr(vllm_common, "wait_for_gpu_memory",
+                        lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 600.0})
     used = iter([70000.0, 900.0])  # still held once, then freed
     monkeypatch.setattr("orchestrator.gpuinfo.memory_used_mib", lambda uuid: next(used, 900.0))
     monkeypatch.setattr(vs, "MEMORY_FREE_TIMEOUT_S", 5.0)
@@ -128,9 +140,9 @@ def child_alive(state) -> bool:
 
 
 def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
-    c = cfg()
-    c["engine"] = {**c["engine"], "vllm": {**c["engine"]["vllm"], "compile_cache_dir": str(tmp_path / "cc")}}
-    eng = vs.VllmServerEngine(c, 32)
+    c = cfg(f"engine.vllm.compile_cache_dir={tmp_path / 'cc'}")
+    assert c.engine.vllm.compile_cache_dir == str(tmp_path / "cc")
+    eng = ServerEngine(c, 32)
     eng.start()
     try:
         seen = json.loads((fake / "argv.json").read_text())
@@ -138,7 +150,7 @@ def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
         assert argv[0] == "serve" and "--max-num-seqs" in argv and argv[argv.index("--max-num-seqs") + 1] == "32"
         assert argv[argv.index("--load-format") + 1] == "dummy" and argv[argv.index("--host") + 1] == "127.0.0.1"
         assert seen["api_key"] and seen["api_key"] not in " ".join(argv) and seen["cache"] == str(tmp_path / "cc")
-        plan = build_plan(c["workload"], 32)
+        plan = build_plan(c.workload, 32)
         wr = eng.run(plan)
     finally:
         eng.stop()
@@ -147,14 +159,15 @@ def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
     assert wr.window_end_s - wr.window_start_s == pytest.approx(1.5)
     assert wr.mean_running_batch is not None and 0 <= wr.mean_running_batch <= 32
     assert wr.extra["metrics_scrapes_in_window"] >= 1 and wr.extra["send_late_max_ms"] < 50
-    assert eng.stop_report["stop_signal"] in ("SIGTERM", "SIGKILL") and eng.stop_report["gpu_memory_freed"] is True
+    report = eng.stop_report()
+    assert report["stop_signal"] in ("SIGTERM", "SIGKILL") and report["gpu_memory_freed"] is True
     assert not child_alive(fake)
     eng.stop()  # idempotent
 
 
 def test_process_exit_during_start_is_classified_from_the_log(fake, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "oom")
-    eng = vs.VllmServerEngine(cfg(), 8)
+    eng = ServerEngine(cfg(), 8)
     with pytest.raises(CellFailure) as info:
         eng.start()
     assert info.value.status == "oom" and "CUDA out of memory" in str(info.value)
@@ -164,9 +177,8 @@ def test_process_exit_during_start_is_classified_from_the_log(fake, monkeypatch)
 
 def test_health_watchdog_gives_startup_timeout_and_kills_the_group(fake, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
-    c = cfg()
-    c["engine"] = {**c["engine"], "vllm": {**c["engine"]["vllm"], "startup_timeout_s": 2.0}}
-    eng = vs.VllmServerEngine(c, 8)
+    c = cfg("engine.vllm.startup_timeout_s=2.0")
+    eng = ServerEngine(c, 8)
     with pytest.raises(CellFailure) as info:
         eng.start()
     assert info.value.status == "startup_timeout" and "startup_timeout_s" in str(info.value)
@@ -175,11 +187,12 @@ def test_health_watchdog_gives_startup_timeout_and_kills_the_group(fake, monkeyp
 
 def test_server_dying_mid_run_fails_the_cell_with_its_status(fake, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "die_later")
-    eng = vs.VllmServerEngine(cfg(duration_s=1.0), 8)
+    c = cfg("workload.duration_s=1.0")
+    eng = ServerEngine(c, 8)
     eng.start()
     try:
         with pytest.raises(CellFailure) as info:
-            eng.run(build_plan(cfg(duration_s=1.0)["workload"], 8))
+            eng.run(build_plan(c.workload, 8))
         assert info.value.status == "oom" and "during the run" in str(info.value)
     finally:
         eng.stop()
@@ -187,14 +200,19 @@ def test_server_dying_mid_run_fails_the_cell_with_its_status(fake, monkeypatch):
 
 
 def test_one_server_cell_through_the_unit_runner(fake):
-    from orchestrator.cell import UnitRunner
+    from orchestrator.grid import cells
+    from orchestrator.messages import UnitSpec
+    from orchestrator.worker import UnitRunner
 
-    unit = {"key": "k", "engine": "vllm", "engine_reason": "", "sweep": "t", "attempt": 1,
-            "cells": [{"cell_id": "c1", "config": cfg()}]}
-    [res] = UnitRunner(unit).run()
-    assert res["status"] == "ok", res["tables"]["runs"].to_pylist()[0].get("error")
-    row = res["tables"]["runs"].to_pylist()[0]
-    assert row["engine"] == "vllm" and row["energy_source"] == "none" and row["n_requests_failed"] == 0
+    [cell] = cells([cfg()], {})
+    assert cell.engine == "vllm" and cell.status is None and cell.engine_class is vs.VllmServerEngine
+    unit = UnitSpec(key="k", engine="vllm", engine_reason="", sweep="t", cells=(cell,), attempt=1)
+    [res] = list(UnitRunner(unit).results())
+    assert res.status is Status.ok, res.tables["runs"].to_pylist()[0].get("error")
+    assert res.cell_id == cell.cell_id
+    row = res.tables["runs"].to_pylist()[0]
+    assert row["cell_id"] == cell.cell_id and row["engine"] == "vllm"
+    assert row["energy_source"] == "none" and row["n_requests_failed"] == 0
     assert row["window_s"] == pytest.approx(1.5) and row["output_tokens_per_request_mean"] == 16
     assert json.loads(row["engine_extra"])["max_num_seqs"] == 32
     assert not child_alive(fake)

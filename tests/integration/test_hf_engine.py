@@ -7,10 +7,14 @@ import json
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from omegaconf import OmegaConf
 
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.config.root import CellConfig
+from orchestrator.engines import engine_for
 from orchestrator.engines.hf import HfEngine
-from orchestrator.errors import CellFailure
+from orchestrator.errors import CellFailure, Status
+from orchestrator.grid import cell_configs
+from orchestrator.hydra_entry import typed
 from orchestrator.store import load
 from orchestrator.workload import build_plan
 from tests.conftest import run_orchestrator
@@ -26,16 +30,18 @@ def model_cache(tmp_path, monkeypatch):
     return path
 
 
-def _config(compose, *overrides):
-    cfg = compose(["engine=hf", "model=tiny", "workload=offline", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+def _config(compose, *overrides) -> CellConfig:
+    """The typed cell config of a real Hydra compose (validated like a sweep's)."""
+    [cfg] = cell_configs([typed(compose(["engine=hf", "model=tiny", "workload=offline", *overrides]))])
+    return cfg
 
 
 def test_in_process_batches_of_mixed_lengths_count_every_request_exactly(compose, model_cache):
     cfg = _config(compose, "batch_size=3", "workload.num_batches=2", "workload.input.dist=uniform",
                   "workload.input.std_tokens=8", "workload.input.mean_tokens=24", "workload.output.dist=uniform",
                   "workload.output.std_tokens=6", "workload.output.mean_tokens=12")
-    plan = build_plan(cfg["workload"], 3)
+    plan = build_plan(cfg.workload, 3)
+    assert engine_for("hf", WorkloadKind.offline) is HfEngine
     engine = HfEngine(cfg, max_batch_size=3)
     engine.start()
     try:
@@ -61,7 +67,7 @@ def test_int8_on_the_cpu_ends_unsupported_at_start(compose, model_cache):
     with pytest.raises(CellFailure) as err:
         engine.start()
     engine.stop()
-    assert err.value.status == "unsupported"
+    assert err.value.status is Status.unsupported
 
 
 def _runs_by_batch(out):

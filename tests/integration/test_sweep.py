@@ -1,8 +1,11 @@
-"""End to end on a real local Ray cluster: the smoke sweep, resume after a kill, placement by GPU type."""
+"""End to end on a real local Ray cluster: the smoke sweep, resume after a kill, placement by GPU
+type; what a cell's identity holds (settings re-run nothing, another engine's result never
+satisfies a cell); a version-1 store still loads and reports."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +14,15 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from orchestrator.store import load
+from orchestrator import grid
+from orchestrator.analysis import read_sweep
+from orchestrator.config.groups import Arrival
+from orchestrator.config.root import CellConfig
+from orchestrator.runner import plan_cells
+from orchestrator.store import Store, load
 from tests.conftest import ROOT, run_orchestrator
+
+V1_STORE = ROOT / "experiments" / "h100_llama2_7b" / "vllm_offline"
 
 
 def test_smoke_sweep_end_to_end_and_rerun_skips(tmp_path):
@@ -32,7 +42,11 @@ def test_smoke_sweep_end_to_end_and_rerun_skips(tmp_path):
     offline = [r for r in runs if r["workload"] == "offline"]
     assert all(r["n_requests_measured"] == 2 * r["batch_size"] for r in offline)
     again = run_orchestrator(["+sweep=smoke", f"store.dir={out}"])
-    assert "0 to run, 6 already complete" in again.stdout and "Ray" not in again.stdout
+    # engine=auto is resolved on the cluster again (the resolved engine is part of a cell's
+    # identity), then every cell is found complete: nothing is dispatched
+    assert "engine=auto: simulated for H100 cells" in again.stdout
+    assert "0 to run, 6 already complete" in again.stdout and "dispatched" not in again.stdout
+    assert "sweep done: 6 ok" in again.stdout and load(str(out)).runs.num_rows == 6
 
 
 def test_killed_sweep_resumes_each_cell_exactly_once(tmp_path):
@@ -82,3 +96,79 @@ def test_gpu_cells_land_on_their_gpu_type(tmp_path, ray_nodes):
         assert node_type[r["node_id"]] == r["accelerator_type"], r["cell_id"]
         assert f"accelerator_type:{r['accelerator_type']}" in json.loads(r["assigned_resources"])
     assert {node_type[r["node_id"]] for r in runs} == {"T4", "H100"}
+
+
+SMALL = ["engine=simulated", "model=llama2_7b", "workload=offline", "workload.num_batches=1", "dispatch.num_cpus=1",
+         "dispatch.progress=false"]
+
+
+def test_settings_outside_the_identity_re_run_nothing(tmp_path):
+    out = tmp_path / "settings"
+    sweep = ["-m", *SMALL, "gpu=h100,a100", "batch_size=1,2", f"store.dir={out}"]
+    first = run_orchestrator(sweep)
+    assert "4 to run, 0 already complete" in first.stdout and "sweep done: 4 ok" in first.stdout
+    before = Store.open(str(out)).completed()
+    assert len(before) == 4 and set(before.values()) == {"ok"}
+    files = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet")}
+    # a timeout of another engine and the simulator's pacing are settings, not identity
+    again = run_orchestrator([*sweep, "engine.vllm.startup_timeout_s=900", "engine.simulated.pace_s=0.1"])
+    assert "4 cells — 0 to run, 4 already complete" in again.stdout and "sweep done: 4 ok" in again.stdout
+    assert "Ray" not in again.stdout and "dispatched" not in again.stdout  # explicit engine: no cluster needed
+    assert Store.open(str(out)).completed() == before
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.parquet")} == files
+    # the same grid composed here has the stored ids; an identity field of the engine changes them
+    axes = [o for o in SMALL if not o.startswith("dispatch.")]
+    configs = [grid.config_of([*axes, f"gpu={g}", f"batch_size={b}", "engine.simulated.pace_s=0.1",
+                               "engine.vllm.startup_timeout_s=900"]) for g in ("h100", "a100") for b in (1, 2)]
+    assert {c.cell_id for c in grid.cells(configs, {})} == set(before)
+    changed = grid.config_of([*axes, "gpu=h100", "batch_size=1", "engine.simulated.step_overhead_s=0.002"])
+    [cell] = grid.cells([changed], {})
+    assert cell.cell_id not in before
+
+
+def test_a_simulated_result_does_not_satisfy_a_vllm_cell(tmp_path):
+    out = tmp_path / "simulated"
+    axes = ["model=llama2_7b", "gpu=h100", "workload=offline", "batch_size=4", "workload.num_batches=1"]
+    proc = run_orchestrator(["engine=simulated", *axes, f"store.dir={out}", "dispatch.num_cpus=1",
+                             "dispatch.progress=false"])
+    assert "sweep done: 1 ok" in proc.stdout
+    stored = Store.open(str(out)).completed()
+    [sim] = grid.cells([grid.config_of(["engine=simulated", *axes])], {})
+    assert stored == {sim.cell_id: "ok"}  # the config composed here is the one that ran
+    vllm_cfg = grid.config_of(["engine=vllm", *axes])
+    assert vllm_cfg.workload.arrival is Arrival.offline and vllm_cfg.engine.name == "vllm"
+    [vllm] = grid.cells([vllm_cfg], {})
+    assert vllm.engine == "vllm" and vllm.status is None  # launchable: it would be measured
+    assert vllm.cell_id not in stored
+    assert plan_cells([vllm], stored, retry_failed=True).run == [vllm]
+    # engine=auto: the resolved engine decides, not the requested name
+    auto_cfg = grid.config_of(["engine=auto", *axes])
+    [auto_sim] = grid.cells([auto_cfg], {"H100": grid.EngineChoice("simulated", "no H100 here")})
+    [auto_vllm] = grid.cells([auto_cfg], {"H100": grid.EngineChoice("vllm", "an H100 with vllm")})
+    assert auto_sim.cell_id == sim.cell_id and auto_vllm.cell_id == vllm.cell_id not in stored
+
+
+def test_a_version_1_store_still_loads_and_reports(tmp_path):
+    copy = tmp_path / "v1"
+    shutil.copytree(V1_STORE, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    t = load(str(copy))
+    runs = t.runs.to_pylist()
+    assert len(runs) == 4 and {r["schema_version"] for r in runs} == {1} and {r["status"] for r in runs} == {"ok"}
+    assert t.requests.num_rows > 0 and t.power.num_rows > 0
+    assert set(Store.open(str(copy)).completed()) == {r["cell_id"] for r in runs}
+    data = read_sweep(str(copy))
+    assert set(data.configs) == {r["cell_id"] for r in runs} and len(data.ok) == 4
+    for r in runs:
+        cfg = data.configs[r["cell_id"]]
+        assert isinstance(cfg, CellConfig) and cfg.model.name == "llama2_7b" == r["model"]
+        assert cfg.gpu.name == "h100" and cfg.engine.name == "vllm" and cfg.batch_size == r["batch_size"]
+        assert cfg.workload.arrival is Arrival.offline and cfg.model.n_layers == 32
+        # version-1 ids hashed the whole config: the same cell has another id now (it would re-run)
+        [now] = grid.cells([cfg], {})
+        assert now.cell_id != r["cell_id"]
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.report", str(copy)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (copy / "report" / "report.md").read_text()
+    assert "## 1. Executive summary" in text

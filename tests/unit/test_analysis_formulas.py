@@ -4,26 +4,33 @@ Llama-2-7B: 32 layers, hidden 4096, 32 heads of 128 (no GQA), MLP 11008, vocab 3
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from orchestrator.analysis import format as fmt
-from orchestrator.analysis import roofline, vram
 from orchestrator.analysis.cost import CostAssumptions, monthly_kwh
 from orchestrator.analysis.roofline_table import roofline_row
+from orchestrator.config.groups import GpuConfig, ModelConfig, Precision, QuantizationConfig
+from orchestrator.grid import config_of
+from orchestrator.perf import roofline, vram
 
-LLAMA2_7B = {"n_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "n_heads": 32, "n_kv_heads": 32,
-                 "vocab_size": 32000, "tie_word_embeddings": False}
-MISTRAL_7B = dict(LLAMA2_7B, intermediate_size=14336, n_kv_heads=8)
-FP16 = {"name": "none", "bits_per_weight": 16, "activation_dtype": "fp16"}
-AWQ = {"name": "awq", "bits_per_weight": 4.25, "activation_dtype": "fp16"}
-INT8 = {"name": "int8", "bits_per_weight": 8, "activation_dtype": "int8", "activation_min_compute_capability": 7.5}
-T4 = {"name": "t4", "memory_gib": 15.0, "memory_bandwidth_gbps": 320, "peak_tflops_fp16": 65, "peak_tflops_int8": 130,
-          "peak_tflops_fp8": None, "compute_capability": 7.5}
-H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989,
-        "peak_tflops_int8": 1979,
-            "peak_tflops_fp8": 1979, "compute_capability": 9.0}
+# Typed objects with the numbers written out by hand (not read from conf/), so the expected
+# values below check the maths, not the YAML.
+LLAMA2_7B = ModelConfig(name="llama2_7b", n_layers=32, hidden_size=4096, intermediate_size=11008, n_heads=32,
+                        n_kv_heads=32, vocab_size=32000, tie_word_embeddings=False)
+MISTRAL_7B = dataclasses.replace(LLAMA2_7B, name="mistral_7b", intermediate_size=14336, n_kv_heads=8)
+FP16 = QuantizationConfig(name="none", bits_per_weight=16, activation_dtype=Precision.fp16)
+AWQ = QuantizationConfig(name="awq", bits_per_weight=4.25, activation_dtype=Precision.fp16)
+INT8 = QuantizationConfig(name="int8", bits_per_weight=8, activation_dtype=Precision.int8,
+                          activation_min_compute_capability=7.5)
+T4 = GpuConfig(name="t4", accelerator_type="T4", nvml_name_contains="T4", memory_gib=15.0, memory_bandwidth_gbps=320,
+               peak_tflops_fp16=65, peak_tflops_int8=130, peak_tflops_fp8=None, tdp_w=70, idle_w=27,
+               compute_capability=7.5)
+H100 = GpuConfig(name="h100", accelerator_type="H100", nvml_name_contains="H100", memory_gib=79.6,
+                 memory_bandwidth_gbps=3350, peak_tflops_fp16=989, peak_tflops_int8=1979, peak_tflops_fp8=1979,
+                 tdp_w=700, idle_w=70, compute_capability=9.0)
 
 # By hand: per layer q,o: 2 x 4096 x 4096; k,v: 2 x 4096 x 4096; MLP: 3 x 4096 x 11008.
 LINEAR = 32 * (2 * 4096 * 4096 + 2 * 4096 * 4096 + 3 * 4096 * 11008)  # 6,476,005,376
@@ -83,7 +90,9 @@ def test_batch_to_ridge_reaches_the_ridge_or_never():
 
 
 def test_roofline_row_achieved_fraction():
-    row = roofline_row({"model": LLAMA2_7B, "quantization": FP16, "gpu": H100}, 8, 8, 255, 1000.0)
+    cell = dataclasses.replace(config_of(["model=llama2_7b", "quantization=none", "gpu=h100"]),
+                               model=LLAMA2_7B, quantization=FP16, gpu=H100)
+    row = roofline_row(cell, 8, 8, 255, 1000.0)
     ceiling, _ = roofline.decode_ceiling_tok_s(LLAMA2_7B, FP16, H100, 8, 255)
     assert row["ceiling_tok_s"] == pytest.approx(ceiling)
     assert row["achieved_fraction"] == pytest.approx(1000.0 / ceiling)

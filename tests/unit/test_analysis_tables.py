@@ -25,20 +25,15 @@ from orchestrator.analysis.plots import pareto_front
 from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
-
-LLAMA = {"name": "llama2_7b", "n_layers": 32, "hidden_size": 4096, "intermediate_size": 11008, "n_heads": 32,
-         "n_kv_heads": 32,
-             "vocab_size": 32000}
-H100 = {"name": "h100", "memory_gib": 79.6, "memory_bandwidth_gbps": 3350, "peak_tflops_fp16": 989,
-        "peak_tflops_int8": 1979,
-            "peak_tflops_fp8": 1979, "compute_capability": 9.0}
-FP16 = {"name": "none", "bits_per_weight": 16, "activation_dtype": "fp16"}
+from orchestrator.grid import config_of
 
 
-def config(gpu=H100, workload="chat_medium", bs=1, repeat=0):
-    return {"model": LLAMA, "quantization": FP16, "gpu": gpu, "batch_size": bs, "repeat": repeat,
-            "workload": {"name": workload, "input": {"mean_tokens": 256}, "output": {"mean_tokens": 128}},
-            "engine": {"vllm": {"gpu_memory_utilization": 0.9}}}
+def config(gpu="h100", workload="chat_medium", bs=1, repeat=0):
+    """The typed cell config of a hand-made row: Llama-2-7B fp16 (6.74 B params, 512 KiB of KV per
+    token), 256 input + 128 output tokens, vLLM at gpu_memory_utilization 0.9."""
+    return config_of(["model=llama2_7b", "quantization=none", f"gpu={gpu}", f"workload={workload}",
+                      "engine=vllm", f"batch_size={bs}", f"repeat={repeat}", "workload.input.mean_tokens=256",
+                      "workload.output.mean_tokens=128", "engine.vllm.gpu_memory_utilization=0.9"])
 
 
 def row(bs, tok_s, j_req, *, gpu="h100", workload="chat_medium", repeat=0, status="ok", **extra):
@@ -195,6 +190,8 @@ def test_vram_cross_checks():
     rows = [row(8, 100.0, 1.0, memory_used_max_mib=0.9 * 79.6 * 1024),
             row(16, 0, 0, status="oom"), row(512, 0, 0, status="infeasible")]
     configs = {r["cell_id"]: config(bs=r["batch_size"]) for r in rows}
+    c = configs[rows[0]["cell_id"]]
+    assert (c.model.n_layers, c.model.hidden_size, c.model.n_kv_heads, c.gpu.memory_gib) == (32, 4096, 32, 79.6)
     v = vram_table(frame(rows, configs), configs).iloc[0]
     # budget at the largest swept batch (512): activations 2048 x 76,800 B + 512 x 32,000 x 4 B of logits
     act_gib = (2048 * 76_800 + 512 * 32_000 * 4) / 2**30

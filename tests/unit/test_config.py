@@ -1,13 +1,22 @@
 """The real config composes for every option of every group, and bad input fails in one line."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 
-from orchestrator.config import CONFIG_GROUPS
-from orchestrator.grid import available_options
+from orchestrator import results
+from orchestrator.config.fields import from_dict
+from orchestrator.config.groups import Arrival, LengthDist, Precision, Weights, WorkloadKind
+from orchestrator.config.overrides import available_options
+from orchestrator.config.root import CONFIG_GROUPS, CellConfig, Config, cell_config_from_json
+from orchestrator.engines.hf import HfDevice
+from orchestrator.engines.vllm_common import SchedulingPolicy
+from orchestrator.grid import cells, config_of
+from orchestrator.hydra_entry import typed
 from tests.conftest import ROOT
 
 
@@ -20,11 +29,17 @@ def test_every_option_composes(compose, group):
         cfg = compose([f"{prefix}{group}={option}"])
         if group != "sweep":
             assert cfg[group].name == option
+        root = typed(cfg)  # the typed root config: every group's dataclass, values checked
+        assert isinstance(root, Config)
+        root.validate()
+        if group != "sweep":
+            assert getattr(root, group).name == option
 
 
 def test_batch_size_is_an_integer_axis(compose):
     assert compose([]).batch_size == 8
     assert compose(["batch_size=24"]).batch_size == 24
+    assert typed(compose(["batch_size=24"])).batch_size == 24
 
 
 def test_datasheet_numbers(compose):
@@ -40,6 +55,9 @@ def test_workloads(compose):
     assert compose(["workload=chat_medium"]).workload.rate_rps == 20
     assert compose(["workload=chat_high"]).workload.rate_rps == 50
     assert compose(["workload=offline"]).workload.arrival == "offline"
+    offline = typed(compose(["workload=offline"])).workload
+    assert offline.arrival is Arrival.offline and offline.kind is WorkloadKind.offline
+    assert typed(compose(["workload=chat_medium"])).workload.kind is WorkloadKind.open_loop
 
 
 def _run(*args):
@@ -73,3 +91,47 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, needle):
     assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
     assert "Ray" not in proc.stdout  # nothing was dispatched
     assert not (tmp_path / "out" / "runs").exists() or not any((tmp_path / "out" / "runs").iterdir())
+
+
+# ------------------------------------------------------------------ stored config_json -> typed config
+
+
+def _stored_cell():
+    """A cell whose config differs from the defaults in enums, optionals and free-form mappings."""
+    cfg = config_of(["model=mistral_7b", "quantization=awq", "gpu=a800", "workload=chat_high", "engine=vllm",
+                     "sampler=nvml", "batch_size=16", "repeat=2", "workload.arrival=gamma",
+                     "workload.input.dist=lognormal", "engine.vllm.scheduling_policy=priority",
+                     "engine.vllm.max_num_batched_tokens=4096", "engine.hf.device=cpu", "sampler.interval_s=0.05"])
+    opts = dataclasses.replace(cfg.engine.vllm, extra_args={"kv-cache-dtype": "fp8"})
+    cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, vllm=opts))
+    (cell,) = cells([cfg], {})
+    return cell
+
+
+def test_from_dict_rebuilds_the_stored_config():
+    cell = _stored_cell()
+    stored = json.loads(results.config_columns(cell, "x")["config_json"])
+    assert stored["workload"]["arrival"] == "gamma" and stored["engine"]["vllm"]["scheduling_policy"] == "priority"
+    back = from_dict(CellConfig, stored)
+    assert back == cell.config
+    assert back.workload.arrival is Arrival.gamma and back.workload.input.dist is LengthDist.lognormal
+    assert back.engine.vllm.scheduling_policy is SchedulingPolicy.priority and back.engine.hf.device is HfDevice.cpu
+    assert back.engine.vllm.extra_args == {"kv-cache-dtype": "fp8"} and back.repeat == 2
+    assert cell_config_from_json(results.config_columns(cell, "x")["config_json"]) == cell.config
+
+
+def test_from_dict_reads_a_version_1_config():
+    """Version 1 stored the whole composed config as plain JSON: enums as strings and the engine
+    block's ``supported_quantizations`` table (gone since engines declare what they run)."""
+    cell = _stored_cell()
+    v1 = json.loads(results.config_columns(cell, "x")["config_json"])
+    v1["engine"]["supported_quantizations"] = {"simulated": ["none", "awq", "gptq", "int8", "fp8"],
+                                               "vllm": ["none", "awq", "gptq", "int8", "fp8"], "hf": ["none", "int8"]}
+    v1["model"]["weights"] = "dummy"
+    v1["quantization"]["activation_dtype"] = "fp16"
+    del v1["engine"]["simulated"]["pace_s"]  # a field an older store may lack takes its default
+    back = from_dict(CellConfig, v1)
+    assert back == cell.config
+    assert back.model.weights is Weights.dummy and back.quantization.activation_dtype is Precision.fp16
+    assert not hasattr(back.engine, "supported_quantizations")
+    assert cell_config_from_json(json.dumps(v1)) == cell.config

@@ -6,16 +6,25 @@ import random
 import pytest
 
 from orchestrator import grid
-from orchestrator.sweep import job_lists, plain
+from orchestrator.errors import ConfigError, Status
+from orchestrator.hydra_entry import expand_jobs, job_lists, typed
+
+# ``engine=auto`` (the default) resolved as on a cluster whose every GPU type has vllm.
+AUTO = {t: grid.EngineChoice("vllm", "test: a node of this type has vllm") for t in ("T4", "A100", "A800", "H100", "H200")}
 
 
-def _cells(compose, args, sweep=None):
+def _cells(compose, args, sweep=None, auto=AUTO):
     overrides = ([f"+sweep={sweep}"] if sweep else [])
     cfg = compose(overrides + [a for a in args if "," not in a], return_hydra_config=True)
     params = dict(cfg.hydra.sweeper.params or {})
     jobs = job_lists(params, list(args), None)
-    choices = dict(cfg.hydra.runtime.choices)
-    return grid.expand(plain(cfg), choices, jobs), jobs, cfg
+    _, configs = expand_jobs(cfg, jobs)
+    return grid.cells(configs, auto), jobs, cfg
+
+
+def _id(config):
+    """The cell_id of one root config's first cell."""
+    return grid.cells(grid.cell_configs([config]), AUTO)[0].cell_id
 
 
 def test_smoke_and_full_sizes(compose):
@@ -24,13 +33,14 @@ def test_smoke_and_full_sizes(compose):
     full, jobs, _ = _cells(compose, [], "full")
     assert len(jobs) == 2 * 5 * 3 * 3 * 7 == len(full) == 630
     statuses = {c.status for c in full}
-    assert statuses == {None, "unsupported", "infeasible"}
-    fp8_t4 = [c for c in full if c.config["quantization"]["name"] == "fp8" and c.gpu["name"] == "t4"]
-    assert fp8_t4 and all(c.status == "unsupported" for c in fp8_t4)
-    fp16_t4 = [c for c in full if c.config["quantization"]["name"] == "none" and c.gpu["name"] == "t4"]
-    assert fp16_t4 and all(c.status == "infeasible" for c in fp16_t4)
+    assert statuses == {None, Status.unsupported, Status.infeasible}
+    assert all(c.engine == "vllm" and c.config.engine.name == "auto" for c in full)
+    fp8_t4 = [c for c in full if c.config.quantization.name == "fp8" and c.config.gpu.name == "t4"]
+    assert fp8_t4 and all(c.status is Status.unsupported for c in fp8_t4)
+    fp16_t4 = [c for c in full if c.config.quantization.name == "none" and c.config.gpu.name == "t4"]
+    assert fp16_t4 and all(c.status is Status.infeasible for c in fp16_t4)
     assert "largest batch that fits" in fp16_t4[0].reason
-    ok_h100 = [c for c in full if c.gpu["name"] == "h100" and c.config["quantization"]["name"] == "none"]
+    ok_h100 = [c for c in full if c.config.gpu.name == "h100" and c.config.quantization.name == "none"]
     assert ok_h100 and all(c.status is None for c in ok_h100)
 
 
@@ -53,13 +63,15 @@ def test_multirun_equals_sweep_file(compose):
 
 
 def test_fast_path_equals_hydra_compose(compose):
-    cells, jobs, _ = _cells(compose, [], "full")
+    _, jobs, _ = _cells(compose, [], "full")
     rng = random.Random(0)
+    base = typed(compose([]))
     for job in rng.sample(jobs, 12) + [jobs[0], jobs[-1]]:
-        composed = plain(compose([o for o in job]))
-        expected = grid.cell_id_of(grid.canonical(composed, 0))
-        fast = grid.job_config(plain(compose([])), _choices(compose), job)
-        assert grid.cell_id_of(grid.canonical(fast, 0)) == expected, job
+        composed = typed(compose([o for o in job]))
+        fast = grid.job_config(base, _choices(compose), job)
+        assert fast == composed, job  # every field of the typed config, not only the identity
+        assert _id(fast) == _id(composed), job
+    assert len({_id(typed(compose(list(job)))) for job in (jobs[0], jobs[-1])}) == 2
 
 
 def _choices(compose):
@@ -67,46 +79,75 @@ def _choices(compose):
 
 
 def test_value_override_types_checked(compose):
-    with pytest.raises(grid.ConfigError, match="workload.duration_s=abc"):
-        grid.job_config(plain(compose([])), _choices(compose), ["workload.duration_s=abc"])
-    with pytest.raises(grid.ConfigError, match="unknown key"):
-        grid.job_config(plain(compose([])), _choices(compose), ["dispatch.nope=1"])
+    with pytest.raises(ConfigError, match="workload.duration_s=abc"):
+        grid.job_config(typed(compose([])), _choices(compose), ["workload.duration_s=abc"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        grid.job_config(typed(compose([])), _choices(compose), ["dispatch.nope=1"])
 
 
 def test_pinned_quantization_replaces_axis(compose):
     cells, _, _ = _cells(compose, ["model=llama2_7b_awq,llama2_7b", "quantization=none,fp8", "gpu=t4"])
-    awq = [c for c in cells if c.config["model"]["name"] == "llama2_7b_awq"]
-    assert len(awq) == 1 and awq[0].config["quantization"]["name"] == "awq" and awq[0].status is None
+    awq = [c for c in cells if c.config.model.name == "llama2_7b_awq"]
+    assert len(awq) == 1 and awq[0].config.quantization.name == "awq" and awq[0].status is None
     assert len(cells) == 3
 
 
 def test_hf_only_runs_offline(compose):
     cells, _, _ = _cells(compose, ["engine=hf", "workload=chat_medium,offline", "model=tiny"])
-    by_wl = {c.config["workload"]["name"]: c for c in cells}
-    assert by_wl["chat_medium"].status == "unsupported" and by_wl["offline"].status is None
+    by_wl = {c.config.workload.name: c for c in cells}
+    assert by_wl["chat_medium"].status is Status.unsupported and by_wl["offline"].status is None
+    assert "static batches only" in by_wl["chat_medium"].reason
+    assert {c.engine for c in cells} == {"hf"}
 
 
 def test_repeats_make_distinct_cells(compose):
     cells, _, _ = _cells(compose, ["repeats=3"])
     assert len(cells) == 3 and len({c.cell_id for c in cells}) == 3
-    assert [c.config["repeat"] for c in cells] == [0, 1, 2]
+    assert [c.config.repeat for c in cells] == [0, 1, 2]
 
 
 def test_command_line_value_replaces_a_sweep_axis(compose):
     cells, _, _ = _cells(compose, ["batch_size=2"], "smoke")
-    assert {c.batch_size for c in cells} == {2} and len(cells) == 2
+    assert {c.config.batch_size for c in cells} == {2} and len(cells) == 2
 
 
 def test_exact_count_checks(compose):
-    with pytest.raises(grid.ConfigError, match="exact_count"):
-        grid.cells_from_configs([grid.job_config(plain(compose([])), _choices(compose),
-                                                 ["workload.exact_count=true", "workload.arrival=constant"])])
-    with pytest.raises(grid.ConfigError, match="rate_rps x duration_s"):
-        grid.cells_from_configs([grid.job_config(plain(compose([])), _choices(compose),
-                                                 ["workload.exact_count=true", "workload.rate_rps=0.01",
-                                                  "workload.duration_s=10"])])
+    with pytest.raises(ConfigError, match="exact_count"):
+        grid.cell_configs([grid.job_config(typed(compose([])), _choices(compose),
+                                           ["workload.exact_count=true", "workload.arrival=constant"])])
+    with pytest.raises(ConfigError, match="rate_rps x duration_s"):
+        grid.cell_configs([grid.job_config(typed(compose([])), _choices(compose),
+                                           ["workload.exact_count=true", "workload.rate_rps=0.01",
+                                            "workload.duration_s=10"])])
 
 
 def test_zero_cells_is_an_error():
-    with pytest.raises(grid.ConfigError, match="zero cells"):
-        grid.cells_from_configs([])
+    with pytest.raises(ConfigError, match="zero cells"):
+        grid.cell_configs([])
+
+
+# ------------------------------------------------------------------ grid.prelaunch_status, one cell at a time
+
+
+@pytest.mark.parametrize("overrides, engine, status, needle", [
+    (["engine=hf", "model=tiny", "workload=chat_medium"], "hf", Status.unsupported, "static batches only"),
+    (["engine=hf", "model=tiny", "workload=offline", "quantization=awq"], "hf", Status.unsupported,
+     "does not run quantization awq"),
+    (["engine=vllm", "quantization=fp8", "gpu=t4", "workload=offline"], "vllm", Status.unsupported,
+     "fp8 needs compute capability >= 8.0, t4 has 7.5"),
+    (["engine=simulated", "quantization=fp8", "gpu=t4", "workload=offline"], "simulated", Status.unsupported,
+     "compute capability"),
+    (["engine=vllm", "model=llama2_7b", "quantization=none", "gpu=t4", "batch_size=4096"], "vllm",
+     Status.infeasible, "largest batch that fits"),
+])
+def test_prelaunch_status(overrides, engine, status, needle):
+    got, reason = grid.prelaunch_status(grid.config_of(overrides), engine)
+    assert got is status and needle in reason, reason
+
+
+def test_prelaunch_status_none_for_a_cell_that_runs():
+    assert grid.prelaunch_status(grid.config_of(["engine=hf", "model=tiny", "workload=offline"]), "hf") == (None, "")
+    assert grid.prelaunch_status(grid.config_of(["engine=vllm", "model=llama2_7b", "gpu=h100"]), "vllm") == (None, "")
+    # the same fp16 7B fits an H100 at batch 8 but not at 4096
+    big, reason = grid.prelaunch_status(grid.config_of(["engine=vllm", "gpu=h100", "batch_size=4096"]), "vllm")
+    assert big is Status.infeasible and "GiB usable on h100" in reason

@@ -9,24 +9,26 @@ import sys
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from orchestrator.engines import engine_class
-from orchestrator.engines import hf
-from orchestrator.errors import CellFailure
+from orchestrator import models
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.engines import ENGINES, engine_for, hf, hf_model
+from orchestrator.errors import CellFailure, Status
+from orchestrator.grid import cell_configs as grid_cell_configs
+from orchestrator.grid import group_option
+from orchestrator.hydra_entry import typed
 from orchestrator.workload import RequestSpec, build_plan
-from tests.conftest import CONF
 
 
 def _model(name):
-    return OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+    return group_option("model", name)
 
 
 def _offline(compose, num_batches, warmup_batches):
-    """The real offline workload config (Hydra compose) with these batch counts."""
+    """The real offline workload config (Hydra compose, typed) with these batch counts."""
     cfg = compose(["workload=offline", f"workload.num_batches={num_batches}",
                    f"workload.warmup_batches={warmup_batches}"])
-    return OmegaConf.to_container(cfg.workload, resolve=True)
+    return typed(cfg).workload
 
 
 # ------------------------------------------------------------------ device, dtype, quantization
@@ -43,7 +45,7 @@ def test_resolve_device(requested, cuda, expected):
 def test_resolve_device_refuses_what_cannot_run(requested):
     with pytest.raises(CellFailure) as err:
         hf.resolve_device(requested, cuda_available=False)
-    assert err.value.status == "unsupported" and requested in str(err.value)
+    assert err.value.status is Status.unsupported and requested in str(err.value)
 
 
 @pytest.mark.parametrize("requested, device, bf16, quant, expected", [
@@ -69,7 +71,7 @@ def test_int8_on_the_cpu_and_other_formats_are_unsupported_with_the_reason():
     hf.check_quantization("none", "cpu")
     with pytest.raises(CellFailure) as err:
         hf.check_quantization("int8", "cpu")
-    assert err.value.status == "unsupported" and "CUDA GPU" in str(err.value)
+    assert err.value.status is Status.unsupported and "CUDA GPU" in str(err.value)
     with pytest.raises(CellFailure, match="awq"):
         hf.check_quantization("awq", "cuda")
 
@@ -78,14 +80,26 @@ def test_int8_on_the_cpu_and_other_formats_are_unsupported_with_the_reason():
 def test_int8_without_bitsandbytes_is_unsupported_and_says_why():
     with pytest.raises(CellFailure) as err:
         hf.check_quantization("int8", "cuda")
-    assert err.value.status == "unsupported" and "bitsandbytes does not import" in str(err.value)
+    assert err.value.status is Status.unsupported and "bitsandbytes does not import" in str(err.value)
 
 
 def test_host_memory_check_stops_a_7b_on_a_small_host_and_lets_tiny_through():
     with pytest.raises(CellFailure) as err:
-        hf.check_host_memory(_model("llama2_7b"), bytes_per_param=4, host_bytes=16 * 2**30)
-    assert err.value.status == "oom" and "llama2_7b" in str(err.value)
-    hf.check_host_memory(_model("tiny"), bytes_per_param=4, host_bytes=2**30)
+        hf_model.check_host_memory(_model("llama2_7b"), bytes_per_param=4, host_bytes=16 * 2**30)
+    assert err.value.status is Status.oom and "llama2_7b" in str(err.value)
+    hf_model.check_host_memory(_model("tiny"), bytes_per_param=4, host_bytes=2**30)
+
+
+def test_random_model_has_the_config_shapes_on_the_device_and_dtype(tmp_path):
+    import torch
+
+    path = models.model_dir(_model("tiny"), group_option("quantization", "none"), root=tmp_path)
+    a = hf_model.random_model(path, "cpu", "float32")
+    assert a.config.num_hidden_layers == 2 and a.get_input_embeddings().weight.shape == (512, 64)
+    assert next(a.parameters()).dtype == torch.float32 and next(a.parameters()).device.type == "cpu"
+    b = hf_model.random_model(path, "cpu", "float32")
+    assert torch.equal(a.get_input_embeddings().weight, b.get_input_embeddings().weight)  # seeded: every start
+    assert hf_model.torch_dtype("float16") is torch.float16
 
 
 # ------------------------------------------------------------------ batches and prompts
@@ -109,11 +123,12 @@ def test_static_batches_refuse_a_short_batch(compose):
 
 def test_prompt_ids_have_exact_length_ordinary_ids_and_are_deterministic():
     spec = RequestSpec(index=5, phase="measured", arrival_s=0.0, input_tokens=128, output_tokens=8)
-    ids = hf.prompt_ids(spec, plan_seed=0, vocab_size=512)
+    ids = models.prompt_ids(spec, plan_seed=0, vocab_size=512)
     assert len(ids) == 128 and min(ids) >= 3 and max(ids) < 512
-    assert ids == hf.prompt_ids(spec, 0, 512)
+    assert ids == models.prompt_ids(spec, 0, 512)
     other = RequestSpec(index=6, phase="measured", arrival_s=0.0, input_tokens=128, output_tokens=8)
-    assert ids != hf.prompt_ids(other, 0, 512) and ids != hf.prompt_ids(spec, 1, 512)
+    assert ids != models.prompt_ids(other, 0, 512) and ids != models.prompt_ids(spec, 1, 512)
+    assert hf.prompt_ids is models.prompt_ids  # the hf engine sends the same prompts as every engine
 
 
 # ------------------------------------------------------------------ counting and records
@@ -160,18 +175,22 @@ def test_step_clock_skips_the_prompt_and_stamps_each_step():
 
 
 def test_engine_is_registered_cheap_and_picklable_before_start(compose):
-    cfg = OmegaConf.to_container(compose(["engine=hf", "model=tiny", "workload=offline"]), resolve=True)
-    cls = engine_class("hf", cfg["workload"])
-    assert cls is hf.HfEngine
+    root = typed(compose(["engine=hf", "model=tiny", "workload=offline"]))
+    (cfg,) = grid_cell_configs([root])
+    cls = engine_for("hf", cfg.workload.kind)
+    assert cls is hf.HfEngine and ENGINES.variants("hf") == [hf.HfEngine]
+    assert engine_for("hf", WorkloadKind.open_loop) is None and engine_for("hf", WorkloadKind.closed_loop) is None
     engine = cls(cfg, max_batch_size=4)
+    assert engine.options is cfg.engine.hf and engine.config is cfg
     assert engine.uses_gpu is False and engine.gpu_uuid() is None
     assert pickle.loads(pickle.dumps(engine)).max_batch_size == 4
     assert set(engine.versions()) == {"torch", "transformers", "bitsandbytes"}
     engine.stop()  # idempotent, also before start
+    assert engine.stop_report() == {}
 
 
 def test_importing_the_engine_imports_neither_torch_nor_transformers():
-    code = ("import sys, orchestrator, orchestrator.engines.hf, orchestrator.models; "
+    code = ("import sys, orchestrator, orchestrator.engines.hf, orchestrator.engines.hf_model, orchestrator.models; "
             "print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

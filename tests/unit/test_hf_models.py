@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-from omegaconf import OmegaConf
-
 from orchestrator import models
-from tests.conftest import CONF
+from orchestrator.grid import group_option
+
+NONE = group_option("quantization", "none")
 
 
 def _tiny():
-    return OmegaConf.to_container(OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    return group_option("model", "tiny")
 
 
 def _digest(path):
@@ -20,7 +20,7 @@ def _digest(path):
 
 
 def test_tiny_weights_are_saved_once_deterministic_and_leave_config_alone(tmp_path):
-    a = models.model_dir(_tiny(), {"name": "none"}, root=tmp_path / "a")
+    a = models.model_dir(_tiny(), NONE, root=tmp_path / "a")
     config_before = (a / "config.json").read_text()
     assert not models.has_weights(a)
     models.save_random_weights(a)
@@ -29,7 +29,7 @@ def test_tiny_weights_are_saved_once_deterministic_and_leave_config_alone(tmp_pa
     first = _digest(a)
     models.save_random_weights(a)  # idempotent: kept as is
     assert _digest(a) == first
-    b = models.save_random_weights(models.model_dir(_tiny(), {"name": "none"}, root=tmp_path / "b"))
+    b = models.save_random_weights(models.model_dir(_tiny(), NONE, root=tmp_path / "b"))
     assert _digest(b) == first  # every worker writes the same weights
 
 
@@ -37,7 +37,7 @@ def test_saved_tiny_model_loads_with_the_right_shapes_and_tokenizer(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = models.save_random_weights(models.model_dir(_tiny(), {"name": "none"}, root=tmp_path))
+    path = models.save_random_weights(models.model_dir(_tiny(), NONE, root=tmp_path))
     model = AutoModelForCausalLM.from_pretrained(path, **models.dtype_kwarg(torch.float32))
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     cfg = json.loads((path / "config.json").read_text())

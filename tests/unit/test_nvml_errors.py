@@ -1,5 +1,6 @@
-"""gpuinfo's typed NVML errors: every NVML failure code maps to one class, with a message that
-names the call; helpers that look a GPU up by UUID raise them (autospec'd pynvml)."""
+"""The typed NVML errors (``orchestrator.errors``; ``gpuinfo.nvml_error`` maps pynvml codes to
+them): every NVML failure code maps to one class, with a message that names the call; helpers
+that look a GPU up by UUID raise them (autospec'd pynvml)."""
 from __future__ import annotations
 
 from unittest.mock import create_autospec
@@ -8,7 +9,7 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from orchestrator import gpuinfo
+from orchestrator import errors, gpuinfo
 
 
 @pytest.fixture
@@ -24,21 +25,22 @@ def nv():
 @pytest.mark.parametrize(
     "code, cls",
     [
-        (pynvml.NVML_ERROR_NOT_FOUND, gpuinfo.NvmlNotFound),
-        (pynvml.NVML_ERROR_NOT_SUPPORTED, gpuinfo.NvmlNotSupported),
-        (pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, gpuinfo.NvmlNotSupported),
-        (pynvml.NVML_ERROR_NO_PERMISSION, gpuinfo.NvmlNoPermission),
-        (pynvml.NVML_ERROR_GPU_IS_LOST, gpuinfo.NvmlGpuLost),
-        (pynvml.NVML_ERROR_UNINITIALIZED, gpuinfo.NvmlUnavailable),
-        (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, gpuinfo.NvmlUnavailable),
-        (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, gpuinfo.NvmlUnavailable),
-        (pynvml.NVML_ERROR_UNKNOWN, gpuinfo.NvmlError),
-        (pynvml.NVML_ERROR_TIMEOUT, gpuinfo.NvmlError),
+        (pynvml.NVML_ERROR_NOT_FOUND, errors.NvmlNotFound),
+        (pynvml.NVML_ERROR_NOT_SUPPORTED, errors.NvmlNotSupported),
+        (pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, errors.NvmlNotSupported),
+        (pynvml.NVML_ERROR_NO_PERMISSION, errors.NvmlNoPermission),
+        (pynvml.NVML_ERROR_GPU_IS_LOST, errors.NvmlGpuLost),
+        (pynvml.NVML_ERROR_UNINITIALIZED, errors.NvmlUnavailable),
+        (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, errors.NvmlUnavailable),
+        (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, errors.NvmlUnavailable),
+        (pynvml.NVML_ERROR_UNKNOWN, errors.NvmlError),
+        (pynvml.NVML_ERROR_TIMEOUT, errors.NvmlError),
     ],
 )
 def test_each_code_maps_to_its_class(nv, code, cls):
     e = gpuinfo.nvml_error(nv, "nvmlDeviceGetPowerUsage", pynvml.NVMLError(code))
-    assert type(e) is cls and isinstance(e, gpuinfo.NvmlError) and isinstance(e, RuntimeError)
+    assert type(e) is cls and isinstance(e, errors.NvmlError) and isinstance(e, RuntimeError)
+    assert errors.classify(e) == (errors.Status.engine_error, False)  # an NVML failure is not retried
     assert str(e).startswith("nvmlDeviceGetPowerUsage failed: ") and f"code {code}" in str(e)
 
 
@@ -46,7 +48,7 @@ def test_handle_by_uuid(nv):
     nv.nvmlDeviceGetHandleByUUID.return_value = "h"
     assert gpuinfo.handle_by_uuid(nv, "GPU-x") == "h"
     nv.nvmlDeviceGetHandleByUUID.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-    with pytest.raises(gpuinfo.NvmlNotFound, match="GPU-x"):
+    with pytest.raises(errors.NvmlNotFound, match="GPU-x"):
         gpuinfo.handle_by_uuid(nv, "GPU-x")
 
 
@@ -54,5 +56,5 @@ def test_device_name_bytes_or_str(nv):
     nv.nvmlDeviceGetName.return_value = b"NVIDIA H100 80GB HBM3"
     assert gpuinfo.device_name(nv, "h") == "NVIDIA H100 80GB HBM3"
     nv.nvmlDeviceGetName.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-    with pytest.raises(gpuinfo.NvmlGpuLost, match="nvmlDeviceGetName"):
+    with pytest.raises(errors.NvmlGpuLost, match="nvmlDeviceGetName"):
         gpuinfo.device_name(nv, "h")

@@ -13,7 +13,7 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from orchestrator import gpuinfo
+from orchestrator import errors, gpuinfo
 from orchestrator.energy.base import window_energy
 from orchestrator.energy.nvml import POWER_FIELD_INSTANT, NvmlSampler
 
@@ -251,19 +251,19 @@ def test_unsupported_optional_metrics_are_nan_with_a_note(nv):
 
 def test_missing_pynvml_is_nvml_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    with pytest.raises(gpuinfo.NvmlUnavailable, match="not installed"):
+    with pytest.raises(errors.NvmlUnavailable, match="not installed"):
         NvmlSampler(UUID).start()
 
 
 def test_init_failure_is_nvml_unavailable(nv):
     nv.nvmlInit.side_effect = err(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
-    with pytest.raises(gpuinfo.NvmlUnavailable, match="nvmlInit failed"):
+    with pytest.raises(errors.NvmlUnavailable, match="nvmlInit failed"):
         NvmlSampler(UUID).start()
 
 
 def test_unknown_uuid_is_nvml_not_found_naming_it(nv):
     nv.nvmlDeviceGetHandleByUUID.side_effect = err(pynvml.NVML_ERROR_NOT_FOUND)
-    with pytest.raises(gpuinfo.NvmlNotFound, match=UUID):
+    with pytest.raises(errors.NvmlNotFound, match=UUID):
         NvmlSampler(UUID).start()
 
 
@@ -271,13 +271,13 @@ def test_neither_counter_nor_power_is_not_supported(nv):
     nv.nvmlDeviceGetTotalEnergyConsumption.side_effect = err(pynvml.NVML_ERROR_NOT_SUPPORTED)
     nv.nvmlDeviceGetFieldValues.side_effect = err(pynvml.NVML_ERROR_NOT_SUPPORTED)
     nv.nvmlDeviceGetPowerUsage.side_effect = err(pynvml.NVML_ERROR_NOT_SUPPORTED)
-    with pytest.raises(gpuinfo.NvmlNotSupported, match="neither the energy counter nor a power reading"):
+    with pytest.raises(errors.NvmlNotSupported, match="neither the energy counter nor a power reading"):
         NvmlSampler(UUID).start()
 
 
 def test_no_permission_at_start_is_typed(nv):
     nv.nvmlDeviceGetTotalEnergyConsumption.side_effect = err(pynvml.NVML_ERROR_NO_PERMISSION)
-    with pytest.raises(gpuinfo.NvmlNoPermission, match="nvmlDeviceGetTotalEnergyConsumption failed"):
+    with pytest.raises(errors.NvmlNoPermission, match="nvmlDeviceGetTotalEnergyConsumption failed"):
         NvmlSampler(UUID).start()
 
 
@@ -286,7 +286,7 @@ def test_gpu_lost_mid_run_is_raised_by_stop(nv):
     s = NvmlSampler(UUID, INTERVAL_S)
     s.start()
     time.sleep(0.15)
-    with pytest.raises(gpuinfo.NvmlGpuLost, match="nvmlDeviceGetTotalEnergyConsumption"):
+    with pytest.raises(errors.NvmlGpuLost, match="nvmlDeviceGetTotalEnergyConsumption"):
         s.stop()
     nv.nvmlShutdown.assert_called_once_with()
 
@@ -296,7 +296,7 @@ def test_unexpected_failure_in_the_thread_is_an_nvml_error(nv):
     s.start()
     nv.nvmlDeviceGetClockInfo.side_effect = ZeroDivisionError("boom")
     time.sleep(0.05)
-    with pytest.raises(gpuinfo.NvmlError, match="ZeroDivisionError: boom"):
+    with pytest.raises(errors.NvmlError, match="ZeroDivisionError: boom"):
         s.stop()
 
 

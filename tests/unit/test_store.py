@@ -1,6 +1,8 @@
 """Parquet store: schemas, atomic writes (a killed writer leaves no final file), load, resume."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -9,27 +11,35 @@ import time
 
 import pytest
 
-from orchestrator.rows import status_tables
-from orchestrator.store import RUNS_SCHEMA, Store, columns_table, load, runs_table
+from orchestrator.config.root import cell_config_from_json
+from orchestrator.errors import Status
+from orchestrator.grid import cells, config_of
+from orchestrator.results import status_tables
+from orchestrator.store import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMA_VERSION, Store, columns_table, load, runs_table
 
 
-def _cfg():
-    from orchestrator.grid import _option_node
-
-    return {"model": _option_node("model", "tiny"), "quantization": _option_node("quantization", "none"),
-            "gpu": _option_node("gpu", "t4"), "workload": _option_node("workload", "offline"),
-            "engine": _option_node("engine", "simulated"), "sampler": _option_node("sampler", "none"),
-            "batch_size": 2, "repeat": 0}
+def _cell(cell_id):
+    """A real cell (tiny on a T4, offline, simulated), renamed ``cell_id`` for readable files."""
+    cfg = config_of(["model=tiny", "quantization=none", "gpu=t4", "workload=offline", "engine=simulated",
+                     "sampler=none", "batch_size=2"])
+    (cell,) = cells([cfg], {})
+    return dataclasses.replace(cell, cell_id=cell_id)
 
 
 def test_roundtrip_and_schema(tmp_path):
     store = Store.open(str(tmp_path))
-    tables = status_tables("abc", _cfg(), "t", "unsupported", "why")
+    tables = status_tables(_cell("abc"), "t", Status.unsupported, "why")
     tables["requests"] = columns_table("requests", {"cell_id": ["abc"] * 3, "request_index": [0, 1, 2]})
     store.write_cell("abc", tables)
     t = load(str(tmp_path))
     assert t.runs.schema.names == RUNS_SCHEMA.names
     assert t.runs.column("status").to_pylist() == ["unsupported"]
+    row = t.runs.to_pylist()[0]
+    assert (row["schema_version"], row["engine"], row["engine_requested"]) == (SCHEMA_VERSION, "simulated", "simulated")
+    assert SCHEMA_VERSION == 2 and READABLE_VERSIONS == (1, 2)
+    assert (row["model"], row["gpu"], row["batch_size"], row["arrival"], row["error"]) == ("tiny", "t4", 2, "offline", "why")
+    assert cell_config_from_json(row["config_json"]) == _cell("abc").config  # every field, typed
+    assert json.loads(row["config_json"])["workload"]["arrival"] == "offline"  # enums stored as strings
     assert t.requests.num_rows == 3 and t.power.num_rows == 0
     assert store.completed() == {"abc": "unsupported"}
     with pytest.raises(KeyError):
@@ -39,7 +49,7 @@ def test_roundtrip_and_schema(tmp_path):
 def test_rewrite_replaces_rows(tmp_path):
     store = Store.open(str(tmp_path))
     for n in (5, 2):
-        tables = status_tables("c1", _cfg(), "t", "engine_error", "x")
+        tables = status_tables(_cell("c1"), "t", Status.engine_error, "x")
         tables["requests"] = columns_table("requests", {"cell_id": ["c1"] * n, "request_index": list(range(n))})
         store.write_cell("c1", tables)
     assert load(str(tmp_path)).requests.num_rows == 2
@@ -94,6 +104,6 @@ def test_load_rejects_non_sweep(tmp_path):
 
 def test_store_uri_on_a_pyarrow_filesystem(tmp_path):
     uri = f"file://{tmp_path}/remote"
-    Store.open(uri).write_cell("u1", status_tables("u1", _cfg(), "t", "infeasible", "too big"))
+    Store.open(uri).write_cell("u1", status_tables(_cell("u1"), "t", Status.infeasible, "too big"))
     assert load(uri).runs.column("cell_id").to_pylist() == ["u1"]
     assert (tmp_path / "remote" / "runs" / "u1.parquet").is_file()

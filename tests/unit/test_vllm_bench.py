@@ -29,13 +29,15 @@ def test_help_runs():
 
 
 def test_both_sides_get_the_same_engine_arguments(bench):
-    from orchestrator.engines.vllm_offline import engine_args
+    from orchestrator.config.root import CellConfig
+    from orchestrator.engines.vllm_common import engine_args
 
     args = bench.parse_args(["--out", "/tmp/x", "--gpu", "h100"])
     off = bench.compose_cell(bench.overrides(args, "offline"), 256)
     chat = bench.compose_cell(bench.overrides(args, "chat_medium"), 256)
-    assert off["workload"]["num_batches"] == 4 and off["workload"]["input"]["mean_tokens"] == 128
-    assert chat["workload"]["duration_s"] == 30.0 and chat["workload"]["rate_rps"] == 20.0
+    assert isinstance(off, CellConfig) and off.batch_size == 256 and off.engine.name == "vllm"
+    assert off.workload.num_batches == 4 and off.workload.input.mean_tokens == 128
+    assert chat.workload.duration_s == 30.0 and chat.workload.rate_rps == 20.0
     a, b = engine_args(off, 256, "/m"), engine_args(chat, 256, "/m")
     assert a == b and a["max_num_batched_tokens"] == 8192
 

@@ -4,6 +4,7 @@ request timing, process-group kill, and the offline engine driven through a fake
 module (batches, token counts, window, start-up failure statuses)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -15,28 +16,34 @@ import types
 import pytest
 
 from orchestrator import errors, metrics
+from orchestrator.config.fields import as_plain, from_dict
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.engines import engine_for
+from orchestrator.engines import vllm_common as vc
 from orchestrator.engines import vllm_offline as vo
 from orchestrator.engines import vllm_server as vs
-from orchestrator.errors import CellFailure
-from orchestrator.grid import _option_node
+from orchestrator.errors import CellFailure, Status
+from orchestrator.grid import config_of
+from orchestrator.models import prompt_ids
 from orchestrator.workload import RequestSpec, build_plan
 
 
-def cfg(model="llama2_7b", quant="none", workload="offline", vllm=None, **wl):
-    w = dict(_option_node("workload", workload))
-    w.update(wl)
-    eng = dict(_option_node("engine", "vllm"))
-    eng["vllm"] = {**eng["vllm"], **(vllm or {})}
-    return {"model": _option_node("model", model), "quantization": _option_node("quantization", quant),
-            "gpu": _option_node("gpu", "h100"), "workload": w, "engine": eng,
-            "sampler": _option_node("sampler", "nvml"), "batch_size": 8, "repeat": 0}
+def cfg(model="llama2_7b", quant="none", workload="offline", vllm=None, model_over=(), **wl):
+    """The real cell config (conf/ defaults, engine=vllm on an H100) with ``workload.<key>`` values
+    and ``engine.vllm`` options (a dict, ``extra_args`` included) replaced."""
+    c = config_of([f"model={model}", f"quantization={quant}", "gpu=h100", f"workload={workload}", "engine=vllm",
+                   "sampler=nvml", "batch_size=8", *(f"workload.{k}={v}" for k, v in wl.items()), *model_over])
+    if vllm:
+        opts = from_dict(vc.VllmOptions, {**as_plain(c.engine.vllm), **vllm})
+        c = dataclasses.replace(c, engine=dataclasses.replace(c.engine, vllm=opts))
+    return c
 
 
 # ------------------------------------------------------------------------------- arguments
 
 
 def test_engine_args_from_the_real_config():
-    a = vo.engine_args(cfg(), 256, "/models/llama2")
+    a = vc.engine_args(cfg(), 256, "/models/llama2")
     assert a == {
         "model": "/models/llama2", "load_format": "dummy", "max_num_seqs": 256, "enforce_eager": False,
         "enable_chunked_prefill": True, "scheduling_policy": "fcfs", "gpu_memory_utilization": 0.9,
@@ -44,29 +51,40 @@ def test_engine_args_from_the_real_config():
     }
 
 
+def test_one_engine_name_two_variants_by_workload_kind():
+    assert engine_for("vllm", WorkloadKind.offline) is vo.VllmOfflineEngine
+    assert engine_for("vllm", WorkloadKind.open_loop) is vs.VllmServerEngine
+    assert engine_for("vllm", WorkloadKind.closed_loop) is vs.VllmServerEngine
+    for cls in (vo.VllmOfflineEngine, vs.VllmServerEngine):
+        assert cls.name == "vllm" and cls.options_key == "vllm" and cls.options_schema is vc.VllmOptions
+    c = cfg(vllm={"gpu_memory_utilization": 0.8})
+    eng = vo.VllmOfflineEngine(c, 8)  # cheap before start(): no vllm, no GPU
+    assert eng.options is c.engine.vllm and eng.uses_gpu and eng.stop_report() == {}
+    assert vo.VllmOfflineEngine.memory_fraction(c.engine.vllm) == 0.8
+
+
 def test_engine_args_quantization_batched_tokens_and_extra_args():
-    a = vo.engine_args(cfg(quant="awq", vllm={"max_num_batched_tokens": 8192, "enforce_eager": True,
+    a = vc.engine_args(cfg(quant="awq", vllm={"max_num_batched_tokens": 8192, "enforce_eager": True,
                                               "extra_args": {"kv-cache-dtype": "fp8", "enable_prefix_caching": "false",
                                                              "max_num_partial_prefills": "2"}}), 8, "/m")
     assert a["quantization"] == "awq" and a["max_num_batched_tokens"] == 8192 and a["enforce_eager"] is True
     assert a["kv_cache_dtype"] == "fp8" and a["enable_prefix_caching"] is False and a["max_num_partial_prefills"] == 2
-    assert vo.engine_args(cfg(quant="fp8"), 8, "/m")["quantization"] == "fp8"
-    assert "quantization" not in vo.engine_args(cfg(), 8, "/m")
+    assert vc.engine_args(cfg(quant="fp8"), 8, "/m")["quantization"] == "fp8"
+    assert "quantization" not in vc.engine_args(cfg(), 8, "/m")
 
 
 def test_real_weights_load_normally():
-    c = cfg()
-    c["model"] = {**c["model"], "weights": "real"}
-    assert vo.engine_args(c, 8, "/m")["load_format"] == "auto"
+    c = cfg(model_over=["model.weights=real"])
+    assert vc.engine_args(c, 8, "/m")["load_format"] == "auto"
 
 
 def test_serve_flags_booleans_and_values():
-    flags = vo.serve_flags({"model": "/m", "enforce_eager": False, "enable_chunked_prefill": False,
+    flags = vc.serve_flags({"model": "/m", "enforce_eager": False, "enable_chunked_prefill": False,
                             "disable_log_stats": False, "max_num_seqs": 64, "quantization": "awq",
                             "max_num_batched_tokens": None, "compilation_config": {"level": 3}})
     assert flags == ["--no-enforce-eager", "--no-enable-chunked-prefill", "--max-num-seqs", "64",
                      "--quantization", "awq", "--compilation-config", '{"level": 3}']
-    assert vo.serve_flags({"disable_log_stats": True, "enforce_eager": True}) == ["--disable-log-stats", "--enforce-eager"]
+    assert vc.serve_flags({"disable_log_stats": True, "enforce_eager": True}) == ["--disable-log-stats", "--enforce-eager"]
 
 
 def test_serve_command_has_every_knob_and_no_api_key():
@@ -85,20 +103,20 @@ def test_serve_command_has_every_knob_and_no_api_key():
 
 
 def test_cache_env_keeps_the_compile_cache(tmp_path):
-    env = vo.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
+    env = vc.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "cc") and (tmp_path / "cc").is_dir()
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
-    assert "VLLM_CACHE_ROOT" not in vo.cache_env(cfg(vllm={"compile_cache_dir": ""}))
+    assert "VLLM_CACHE_ROOT" not in vc.cache_env(cfg(vllm={"compile_cache_dir": ""}))
 
 
 def test_sampling_and_prompts_are_exact_and_deterministic():
     spec = RequestSpec(5, "measured", 0.0, 128, 64)
-    assert vo.sampling_kwargs(spec, True) == {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True,
+    assert vc.sampling_kwargs(spec, True) == {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True,
                                               "temperature": 0.0, "detokenize": False}
-    assert vo.sampling_kwargs(spec, False)["min_tokens"] == 0
-    p = vo.prompt_ids(spec, 0, 32000)
-    assert len(p) == 128 and p == vo.prompt_ids(spec, 0, 32000) and min(p) >= 3 and max(p) < 32000
-    assert p != vo.prompt_ids(RequestSpec(6, "measured", 0.0, 128, 64), 0, 32000)
+    assert vc.sampling_kwargs(spec, False)["min_tokens"] == 0
+    p = prompt_ids(spec, 0, 32000)
+    assert len(p) == 128 and p == prompt_ids(spec, 0, 32000) and min(p) >= 3 and max(p) < 32000
+    assert p != prompt_ids(RequestSpec(6, "measured", 0.0, 128, 64), 0, 32000)
 
 
 # ------------------------------------------------------------------------------- logs -> statuses
@@ -116,7 +134,7 @@ LOGS = {
 @pytest.mark.parametrize("status", sorted(LOGS))
 def test_classify_log_finds_the_status_line(status):
     text = "INFO 11-22 starting\nINFO max_model_len=2048 ok\n" + LOGS[status] + "\nERROR Engine core initialization failed"
-    assert vo.classify_log(text) == (status, LOGS[status])
+    assert vc.classify_log(text) == (status, LOGS[status])
 
 
 @pytest.mark.parametrize("line, status", [
@@ -128,27 +146,27 @@ def test_classify_log_finds_the_status_line(status):
     ("RuntimeError: CUDA error: an illegal memory access was encountered", None),
 ])
 def test_classify_log_more_messages(line, status):
-    found = vo.classify_log(line)
+    found = vc.classify_log(line)
     assert (found[0] if found else None) == status
 
 
 def test_failure_from_log_known_and_unknown(tmp_path):
-    err = vo.failure_from_log("vllm serve exited with code 1", "x\n" + LOGS["oom"], tmp_path / "a.log")
-    assert isinstance(err, CellFailure) and err.status == "oom" and "a.log" in str(err) and "log tail" in str(err)
-    assert errors.classify(err) == ("oom", False)
-    other = vo.failure_from_log("vllm serve exited with code 1", "Segmentation fault", None)
-    assert isinstance(other, vo.EngineStartError) and errors.classify(other) == ("engine_error", True)
+    err = vc.failure_from_log("vllm serve exited with code 1", "x\n" + LOGS["oom"], tmp_path / "a.log")
+    assert isinstance(err, CellFailure) and err.status is Status.oom and "a.log" in str(err) and "log tail" in str(err)
+    assert errors.classify(err) == (Status.oom, False)
+    other = vc.failure_from_log("vllm serve exited with code 1", "Segmentation fault", None)
+    assert isinstance(other, vc.EngineStartError) and errors.classify(other) == (Status.engine_error, True)
 
 
 def test_read_tail(tmp_path):
     p = tmp_path / "x.log"
     p.write_bytes(b"a" * 100 + b"END")
-    assert vo.read_tail(p, 10) == "a" * 7 + "END" and vo.read_tail(tmp_path / "none.log") == ""
+    assert vc.read_tail(p, 10) == "a" * 7 + "END" and vc.read_tail(tmp_path / "none.log") == ""
 
 
 def test_output_to_captures_this_process_and_its_children(tmp_path):
     log = tmp_path / "o.log"
-    with vo.output_to(log):
+    with vc.output_to(log):
         os.write(1, b"from fd 1\n")
         os.write(2, b"from fd 2\n")
         subprocess.run([sys.executable, "-c", "import sys; print('child out'); sys.stderr.write('child err\\n')"],
@@ -277,7 +295,7 @@ def fake_vllm(monkeypatch, tmp_path):
     mod = types.ModuleType("vllm")
     mod.LLM, mod.SamplingParams = FakeLLM, FakeSamplingParams
     monkeypatch.setitem(sys.modules, "vllm", mod)
-    monkeypatch.setenv(vo.LOG_DIR_ENV, str(tmp_path / "logs"))
+    monkeypatch.setenv(vc.LOG_DIR_ENV, str(tmp_path / "logs"))
     monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
     for key in ("VLLM_CACHE_ROOT", "VLLM_NO_USAGE_STATS", "VLLM_WORKER_MULTIPROC_METHOD", "HF_HUB_OFFLINE"):
         monkeypatch.setenv(key, "")  # restored (or removed) after the test; start() sets them
@@ -285,7 +303,7 @@ def fake_vllm(monkeypatch, tmp_path):
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
     monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
-    monkeypatch.setattr(vo, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
+    monkeypatch.setattr(vc, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
     FakeLLM.instances, FakeLLM.fail_with, FakeLLM.drop_metrics = [], None, False
     return mod
 
@@ -299,7 +317,7 @@ def test_offline_engine_runs_static_batches_of_exactly_batch_size(fake_vllm, tmp
     assert llm.kwargs["disable_log_stats"] is False and os.environ["VLLM_CACHE_ROOT"] == str(tmp_path / "cc")
     assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
     assert (tmp_path / "models").exists() and "config.json" in os.listdir(llm.kwargs["model"])
-    plan = build_plan(c["workload"], 8)
+    plan = build_plan(c.workload, 8)
     wr = eng.run(plan)
     assert [len(p) for p, _ in llm.calls] == [8, 8, 8, 8]
     prompts, params = llm.calls[1]
@@ -326,7 +344,7 @@ def test_offline_engine_without_vllm_metrics_falls_back_to_batch_bounds(fake_vll
     c = cfg(num_batches=1, warmup_batches=0)
     eng = vo.VllmOfflineEngine(c, 4)
     eng.start()
-    wr = eng.run(build_plan(c["workload"], 4))
+    wr = eng.run(build_plan(c.workload, 4))
     assert all(math.isnan(r.first_token_s) for r in wr.records)
     assert all(r.end_s == wr.window_end_s for r in wr.records)
     assert wr.extra["request_times"] == {"vllm_metrics": 0, "batch_bounds": 4}
@@ -338,12 +356,12 @@ def test_offline_start_failure_is_classified_from_the_engine_log(fake_vllm, stat
     eng = vo.VllmOfflineEngine(cfg(), 8)
     with pytest.raises(CellFailure) as info:
         eng.start()
-    assert info.value.status == status and "Engine core initialization failed" in str(info.value)
+    assert info.value.status is Status(status) and "Engine core initialization failed" in str(info.value)
 
 
 def test_offline_unknown_start_failure_is_an_engine_error(fake_vllm):
     FakeLLM.fail_with = "Segmentation fault"
-    with pytest.raises(vo.EngineStartError, match="Segmentation fault"):
+    with pytest.raises(vc.EngineStartError, match="Segmentation fault"):
         vo.VllmOfflineEngine(cfg(), 8).start()
 
 
@@ -351,13 +369,14 @@ def test_offline_engine_refuses_online_plans_and_bigger_batches(fake_vllm):
     eng = vo.VllmOfflineEngine(cfg(), 8)
     eng.start()
     with pytest.raises(ValueError):
-        eng.run(build_plan(_option_node("workload", "chat_medium"), 8))
+        eng.run(build_plan(cfg(workload="chat_medium").workload, 8))
     with pytest.raises(ValueError):
-        eng.run(build_plan(cfg()["workload"], 16))
+        eng.run(build_plan(cfg().workload, 16))
 
 
 def test_importing_the_engines_imports_no_heavy_library():
-    code = ("import sys, orchestrator.engines.vllm_offline, orchestrator.engines.vllm_server, orchestrator.client, "
+    code = ("import sys, orchestrator.engines.vllm_common, orchestrator.engines.vllm_offline, "
+            "orchestrator.engines.vllm_server, orchestrator.client, "
             "orchestrator.energy.nvml; print([m for m in ('vllm', 'torch', 'pynvml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

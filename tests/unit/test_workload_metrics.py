@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.grid import _option_node
+from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
+from orchestrator.grid import group_option
 from orchestrator.metrics import RequestRecord, WindowRun, summarize, ttft_growing
 from orchestrator.workload import build_plan, draw_lengths
 
 
-def _wl(name, **kw):
-    wl = dict(_option_node("workload", name))
-    wl.update(kw)
-    return wl
+def _wl(name, **kw) -> WorkloadConfig:
+    """The real workload option with ``key=value`` overrides applied through its schema."""
+    return group_option("workload", name, tuple((k, str(v)) for k, v in kw.items()))
 
 
 def test_open_loop_plan_rate_and_phases():
@@ -36,6 +36,7 @@ def test_exact_count_poisson():
 
 def test_constant_and_gamma_arrivals():
     plan = build_plan(_wl("chat_medium", arrival="constant", rate_rps=4.0, duration_s=10.0, warmup_requests=0), 1)
+    assert plan.arrival is Arrival.constant
     gaps = np.diff([r.arrival_s for r in plan.requests])
     assert np.allclose(gaps, 0.25) and len(plan.requests) == 40
     g = build_plan(_wl("chat_medium", arrival="gamma", gamma_shape=0.5, duration_s=500.0), 1)
@@ -44,6 +45,7 @@ def test_constant_and_gamma_arrivals():
 
 def test_offline_plan_is_exact_batches():
     plan = build_plan(_wl("offline"), batch_size=4)
+    assert plan.arrival is Arrival.offline and plan.offline
     assert len(plan.requests) == 4 * (1 + 4)
     assert [r.batch_index for r in plan.requests[:8]] == [0] * 4 + [1] * 4
     assert all(r.input_tokens == 128 and r.output_tokens == 128 for r in plan.requests)
@@ -51,9 +53,11 @@ def test_offline_plan_is_exact_batches():
 
 def test_length_distributions_clip():
     rng = np.random.default_rng(0)
-    x = draw_lengths({"dist": "normal", "mean_tokens": 100, "std_tokens": 80, "min_tokens": 10, "max_tokens": 150}, 5000, rng)
+    x = draw_lengths(LengthConfig(dist=LengthDist.normal, mean_tokens=100, std_tokens=80, min_tokens=10, max_tokens=150),
+                     5000, rng)
     assert x.min() >= 10 and x.max() <= 150
-    y = draw_lengths({"dist": "lognormal", "mean_tokens": 200, "std_tokens": 50, "min_tokens": 1, "max_tokens": 10_000}, 20000, rng)
+    y = draw_lengths(LengthConfig(dist=LengthDist.lognormal, mean_tokens=200, std_tokens=50, min_tokens=1,
+                                  max_tokens=10_000), 20000, rng)
     assert y.mean() == pytest.approx(200, rel=0.03)
 
 

@@ -1,45 +1,48 @@
-"""The Hydra entry points: the task function (a single run) and the sweeper (``-m`` and
-``+sweep=NAME``). Both build cells with ``grid`` and run them with ``run.run_sweep``."""
+"""The Hydra entry points: the task function (``python -m orchestrator [overrides]``, one config)
+and the sweeper (``-m`` and ``+sweep=NAME``). Both turn Hydra's composed config into the typed
+``Config``, build cell configs with ``grid`` and run them with ``runner.run_sweep``."""
 from __future__ import annotations
 
-import sys
-from typing import Dict, List, Mapping, Sequence
+from typing import List, Mapping, Sequence
 
-from orchestrator.config import CONFIG_GROUPS
+from orchestrator.cli import fail
+from orchestrator.config.root import CONFIG_GROUPS, Config
 from orchestrator.errors import ConfigError
 
 
-def plain(cfg) -> Dict:
-    """A composed DictConfig as a resolved plain dict, without Hydra's own node."""
+def typed(cfg) -> Config:
+    """A composed DictConfig as the typed root ``Config`` (interpolations resolved), without
+    Hydra's own node."""
     from omegaconf import OmegaConf
 
+    from orchestrator.config.root import register_configs
+
+    register_configs()
     keys = [k for k in cfg.keys() if k != "hydra"]
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True, throw_on_missing=True)
-
-
-def fail(exc: Exception) -> None:
-    print(f"error: {exc}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    plain = OmegaConf.masked_copy(cfg, keys)
+    OmegaConf.resolve(plain)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), plain))
 
 
 def run_single(cfg) -> None:
     """Task function of ``python -m orchestrator [overrides]`` without ``-m``: one config."""
-    from orchestrator.grid import cells_from_configs
-    from orchestrator.run import run_sweep
+    from orchestrator.grid import cell_configs
+    from orchestrator.runner import run_sweep
 
     try:
-        base = plain(cfg)
-        cells = cells_from_configs([base])
-    except ConfigError as exc:
+        base = typed(cfg)
+        configs = cell_configs([base])
+        run_sweep(configs, base)
+    except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)
-    run_sweep(cells, base)
 
 
 def expand_jobs(cfg, job_overrides: Sequence[Sequence[str]]):
+    """-> (the base ``Config``, every cell config of the jobs)."""
     from orchestrator.grid import expand
 
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items()}
-    base = plain(cfg)
+    base = typed(cfg)
     return base, expand(base, choices, job_overrides)
 
 
@@ -63,11 +66,11 @@ def job_lists(params: Mapping[str, str], arguments: List[str], config_loader) ->
 
 
 def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader) -> None:
-    from orchestrator.run import run_sweep
+    from orchestrator.runner import run_sweep
 
     try:
         jobs = job_lists(params, arguments, config_loader)
-        base, cells = expand_jobs(cfg, jobs)
-    except ConfigError as exc:
+        base, configs = expand_jobs(cfg, jobs)
+        run_sweep(configs, base)
+    except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)
-    run_sweep(cells, base)

@@ -8,9 +8,12 @@ is a fixed 1 GiB; activations are those of one step of ``step_tokens`` tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING
 
-from orchestrator.analysis.roofline import kv_bytes_per_token, weight_bytes
+from orchestrator.perf.roofline import kv_bytes_per_token, weight_bytes
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import GpuConfig, ModelConfig, QuantizationConfig
 
 GIB = 1024**3
 RUNTIME_OVERHEAD_GIB = 1.0
@@ -34,15 +37,15 @@ class VramBudget:
         return self.total_gib <= self.capacity_gib
 
 
-def activation_bytes(model: Mapping, step_tokens: int, batch: int) -> float:
-    per_token = (4 * model["hidden_size"] + 2 * model["intermediate_size"]) * 2
-    return step_tokens * per_token + batch * model["vocab_size"] * 4
+def activation_bytes(model: "ModelConfig", step_tokens: int, batch: int) -> float:
+    per_token = (4 * model.hidden_size + 2 * model.intermediate_size) * 2
+    return step_tokens * per_token + batch * model.vocab_size * 4
 
 
 def vram_budget(
-    model: Mapping,
-    quantization: Mapping,
-    gpu: Mapping,
+    model: "ModelConfig",
+    quantization: "QuantizationConfig",
+    gpu: "GpuConfig",
     batch: int,
     context_tokens: int,
     memory_utilization: float = 0.9,
@@ -52,7 +55,7 @@ def vram_budget(
     w = weight_bytes(model, quantization) / GIB
     kv_req = kv_bytes_per_token(model) * context_tokens / GIB
     act = activation_bytes(model, max(step_tokens, batch), batch) / GIB
-    capacity = gpu["memory_gib"] * memory_utilization
+    capacity = gpu.memory_gib * memory_utilization
     free_for_kv = capacity - w - act - RUNTIME_OVERHEAD_GIB
     max_batch = max(0, int(free_for_kv // kv_req)) if kv_req > 0 else 0
     total = w + kv_req * batch + act + RUNTIME_OVERHEAD_GIB

@@ -10,63 +10,68 @@ token (QK^T and PV).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING
+
+from orchestrator.config.groups import Precision
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import GpuConfig, ModelConfig, QuantizationConfig
 
 FP16_BYTES = 2
 
 
-def head_dim(model: Mapping) -> int:
-    return model["hidden_size"] // model["n_heads"]
+def head_dim(model: "ModelConfig") -> int:
+    return model.hidden_size // model.n_heads
 
 
-def linear_params(model: Mapping) -> int:
+def linear_params(model: "ModelConfig") -> int:
     """Parameters in the attention and MLP projections of all layers (the quantizable ones)."""
-    h, hd = model["hidden_size"], head_dim(model)
-    q_o = 2 * h * model["n_heads"] * hd
-    k_v = 2 * h * model["n_kv_heads"] * hd
-    mlp = 3 * h * model["intermediate_size"]
-    return model["n_layers"] * (q_o + k_v + mlp)
+    h, hd = model.hidden_size, head_dim(model)
+    q_o = 2 * h * model.n_heads * hd
+    k_v = 2 * h * model.n_kv_heads * hd
+    mlp = 3 * h * model.intermediate_size
+    return model.n_layers * (q_o + k_v + mlp)
 
 
-def embedding_params(model: Mapping) -> int:
+def embedding_params(model: "ModelConfig") -> int:
     """Input embedding plus LM head (one matrix when tied)."""
-    copies = 1 if model.get("tie_word_embeddings") else 2
-    return copies * model["vocab_size"] * model["hidden_size"]
+    copies = 1 if model.tie_word_embeddings else 2
+    return copies * model.vocab_size * model.hidden_size
 
 
-def total_params(model: Mapping) -> int:
+def total_params(model: "ModelConfig") -> int:
     return linear_params(model) + embedding_params(model)
 
 
-def weight_bytes(model: Mapping, quantization: Mapping) -> float:
+def weight_bytes(model: "ModelConfig", quantization: "QuantizationConfig") -> float:
     """Bytes of weights on the GPU: quantized linears + fp16 embeddings/LM head."""
-    return linear_params(model) * quantization["bits_per_weight"] / 8 + embedding_params(
+    return linear_params(model) * quantization.bits_per_weight / 8 + embedding_params(
         model
     ) * FP16_BYTES
 
 
-def kv_bytes_per_token(model: Mapping) -> int:
+def kv_bytes_per_token(model: "ModelConfig") -> int:
     """fp16 KV-cache bytes per token of context: 2 x layers x kv_heads x head_dim x 2."""
-    return 2 * model["n_layers"] * model["n_kv_heads"] * head_dim(model) * FP16_BYTES
+    return 2 * model.n_layers * model.n_kv_heads * head_dim(model) * FP16_BYTES
 
 
-def peak_flops(gpu: Mapping, quantization: Mapping) -> float:
+def peak_flops(gpu: "GpuConfig", quantization: "QuantizationConfig") -> float:
     """Peak FLOP/s (dense) for the dtype the matmuls run in on this GPU."""
-    act = quantization["activation_dtype"]
-    if gpu["compute_capability"] < quantization.get("activation_min_compute_capability", 0.0):
-        act = "fp16"
-    if act == "fp8" and gpu.get("peak_tflops_fp8"):
-        return gpu["peak_tflops_fp8"] * 1e12
-    if act == "int8":
-        return gpu["peak_tflops_int8"] * 1e12
-    return gpu["peak_tflops_fp16"] * 1e12
+    act = Precision(quantization.activation_dtype)
+    if gpu.compute_capability < quantization.activation_min_compute_capability:
+        act = Precision.fp16
+    if act is Precision.fp8 and gpu.peak_tflops_fp8:
+        return gpu.peak_tflops_fp8 * 1e12
+    if act is Precision.int8:
+        return gpu.peak_tflops_int8 * 1e12
+    return gpu.peak_tflops_fp16 * 1e12
 
 
-def bandwidth_bytes_s(gpu: Mapping) -> float:
-    return gpu["memory_bandwidth_gbps"] * 1e9
+def bandwidth_bytes_s(gpu: "GpuConfig") -> float:
+    return gpu.memory_bandwidth_gbps * 1e9
 
 
-def ridge_point(gpu: Mapping, quantization: Mapping) -> float:
+def ridge_point(gpu: "GpuConfig", quantization: "QuantizationConfig") -> float:
     """Arithmetic intensity (FLOP/byte) where memory- and compute-bound ceilings meet."""
     return peak_flops(gpu, quantization) / bandwidth_bytes_s(gpu)
 
@@ -84,28 +89,28 @@ class StepCost:
 
 
 def step_cost(
-    model: Mapping,
-    quantization: Mapping,
+    model: "ModelConfig",
+    quantization: "QuantizationConfig",
     new_tokens: int,
     cached_tokens: int,
 ) -> StepCost:
     """Cost of a step that computes ``new_tokens`` tokens (prefill tokens plus one per decoding
     sequence) attending over ``cached_tokens`` tokens of KV in total."""
-    attn_width = model["n_heads"] * head_dim(model)
-    flops = 2.0 * (linear_params(model) + model["vocab_size"] * model["hidden_size"]) * new_tokens
-    flops += 4.0 * model["n_layers"] * attn_width * cached_tokens
+    attn_width = model.n_heads * head_dim(model)
+    flops = 2.0 * (linear_params(model) + model.vocab_size * model.hidden_size) * new_tokens
+    flops += 4.0 * model.n_layers * attn_width * cached_tokens
     kv = kv_bytes_per_token(model)
     moved = weight_bytes(model, quantization) + kv * (cached_tokens + new_tokens)
     return StepCost(flops=flops, bytes=moved)
 
 
-def decode_cost(model: Mapping, quantization: Mapping, batch: int, context_tokens: int) -> StepCost:
+def decode_cost(model: "ModelConfig", quantization: "QuantizationConfig", batch: int, context_tokens: int) -> StepCost:
     """One decode step of ``batch`` sequences each holding ``context_tokens`` of context."""
     return step_cost(model, quantization, new_tokens=batch, cached_tokens=batch * context_tokens)
 
 
 def decode_ceiling_tok_s(
-    model: Mapping, quantization: Mapping, gpu: Mapping, batch: int, context_tokens: int
+    model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig", batch: int, context_tokens: int
 ) -> tuple[float, str]:
     """Roofline ceiling of decode throughput (tokens/s) and which roof bounds it."""
     cost = decode_cost(model, quantization, batch, context_tokens)
@@ -115,7 +120,8 @@ def decode_ceiling_tok_s(
     return batch / max(t_mem, t_compute), bound
 
 
-def batch_to_ridge(model: Mapping, quantization: Mapping, gpu: Mapping, context_tokens: float) -> float:
+def batch_to_ridge(model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig",
+                   context_tokens: float) -> float:
     """Smallest decode batch whose step intensity reaches the ridge point (sequences; may be
     fractional), or ``inf`` when KV traffic per sequence keeps decode memory-bound at any batch.
 

@@ -1,0 +1,112 @@
+"""The root ``Config`` that Hydra composes, and ``CellConfig``: what one cell runs.
+
+At run time the code handles these objects (``OmegaConf.to_object``), never nested dicts.
+``Config.validate()`` runs every group's own ``validate()``; a failure is one ``ConfigError``
+line naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from omegaconf import MISSING
+
+from orchestrator.config.engine import EngineConfig
+from orchestrator.config.fields import check
+from orchestrator.config.groups import (
+    DispatchConfig,
+    GpuConfig,
+    ModelConfig,
+    QuantizationConfig,
+    SamplerConfig,
+    StoreConfig,
+    WorkloadConfig,
+)
+
+CONFIG_GROUPS = ("model", "quantization", "gpu", "workload", "engine", "sampler")
+"""The groups whose choice is an axis of the grid (``sweep`` only sets axes). The batch size is an
+axis too, but a plain integer key (``batch_size=8``): Hydra rejects integer group choices, and any
+value must work, not only those with a file."""
+
+GROUP_SCHEMAS = {
+    "model": ModelConfig,
+    "quantization": QuantizationConfig,
+    "gpu": GpuConfig,
+    "workload": WorkloadConfig,
+    "engine": EngineConfig,
+    "sampler": SamplerConfig,
+}
+
+
+@dataclass
+class Config:
+    """The root config: one choice per group, plus sweep-wide settings."""
+
+    model: ModelConfig = MISSING
+    quantization: QuantizationConfig = MISSING
+    gpu: GpuConfig = MISSING
+    workload: WorkloadConfig = MISSING
+    engine: EngineConfig = MISSING
+    sampler: SamplerConfig = MISSING
+    batch_size: int = 8  # vLLM max_num_seqs; offline/HF: prompts per static batch
+    name: str = "default"
+    repeats: int = 1
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def validate(self, checked: Optional[Dict[int, object]] = None) -> None:
+        """The sweep-wide checks, then every group's own ``validate()`` (``ConfigError`` on the
+        first). ``checked``: group objects already validated, by id (a grid shares them); the
+        ones validated here are added."""
+        from orchestrator.energy import SAMPLERS
+
+        check("batch_size", self.batch_size, isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
+              and self.batch_size >= 1, "must be an integer >= 1")
+        check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
+        checked = {} if checked is None else checked
+        for group in (self.engine, self.sampler, self.model, self.quantization, self.gpu, self.workload,
+                      self.dispatch, self.store):
+            if checked.get(id(group)) is group:
+                continue
+            if group is self.sampler:
+                group.validate(SAMPLERS.names())
+            else:
+                group.validate()
+            checked[id(group)] = group
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """What one cell runs. ``quantization`` is the effective one (a model that pins its
+    checkpoint's format replaces the axis); ``engine.name`` is what the user asked for (maybe
+    ``auto``); the engine that runs it is on the ``Cell``."""
+
+    model: ModelConfig
+    quantization: QuantizationConfig
+    gpu: GpuConfig
+    workload: WorkloadConfig
+    engine: EngineConfig
+    sampler: SamplerConfig
+    batch_size: int
+    repeat: int = 0
+
+    def label(self) -> str:
+        return (f"{self.model.name}/{self.quantization.name}/{self.gpu.name}/bs{self.batch_size}/"
+                f"{self.workload.name}/r{self.repeat}")
+
+
+def register_configs() -> None:
+    """Register the root schema so every group option is validated against its dataclass."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def cell_config_from_json(text: str) -> CellConfig:
+    """A stored ``config_json`` (any schema version) as a typed ``CellConfig``: fields that no
+    longer exist are dropped, new ones take their defaults."""
+    import json
+
+    from orchestrator.config.fields import from_dict
+
+    return from_dict(CellConfig, json.loads(text))

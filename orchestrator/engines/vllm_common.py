@@ -1,0 +1,330 @@
+"""What the vLLM engines share: their options schema, capabilities, engine arguments, logs and
+GPU checks (``vllm_offline``: static batches in-process; ``vllm_server``: ``vllm serve`` driven by
+the streaming client). Both run with the same engine arguments (``engine_args``): the model
+directory from ``models.model_dir`` with ``load_format="dummy"``, the ``engine.vllm`` knobs,
+``quantization`` from ``quantization.vllm_quantization``, the seed, and ``disable_log_stats=False``
+(vLLM only keeps per-request timestamps with stats on). vLLM's compile cache lives in
+``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``), kept between cells. A failed start is
+classified from the log's lines: ``oom``, ``kv_cache_too_small``, ``unsupported``, else an
+engine error. ``vllm`` and ``torch`` are imported inside functions only.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from orchestrator.config.fields import check, setting
+from orchestrator.config.groups import Weights
+from orchestrator.engines.base import Engine, GpuUse
+from orchestrator.errors import CellFailure
+from orchestrator.workload import RequestSpec
+
+if TYPE_CHECKING:
+    from orchestrator.config.root import CellConfig
+
+log = logging.getLogger(__name__)
+
+LOG_DIR_ENV = "ORCHESTRATOR_LOG_DIR"
+LOG_TAIL_BYTES = 64 * 1024
+MEMORY_MARGIN_MIB = 512.0
+MEMORY_WAIT_S = 60.0
+OPTIONS_KEY = "vllm"
+
+
+class SchedulingPolicy(str, Enum):
+    """vLLM's scheduler: first come first served, or by request priority."""
+
+    fcfs = "fcfs"
+    priority = "priority"
+
+
+@dataclass
+class VllmOptions:
+    """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s`` and
+    ``compile_cache_dir`` do not change what is measured (not part of a cell's identity)."""
+
+    enforce_eager: bool = False
+    enable_chunked_prefill: bool = True
+    max_num_batched_tokens: Optional[int] = None
+    scheduling_policy: SchedulingPolicy = SchedulingPolicy.fcfs
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 2048
+    dtype: str = "auto"
+    startup_timeout_s: float = setting(600.0)
+    compile_cache_dir: str = setting("~/.cache/orchestrator/vllm")
+    extra_args: Dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        check("engine.vllm.gpu_memory_utilization", self.gpu_memory_utilization,
+              0 < self.gpu_memory_utilization <= 1, "must be in (0, 1]")
+        check("engine.vllm.max_model_len", self.max_model_len, self.max_model_len >= 1, "must be >= 1")
+        check("engine.vllm.startup_timeout_s", self.startup_timeout_s, self.startup_timeout_s > 0, "must be > 0")
+
+
+def vllm_options(config: "CellConfig") -> VllmOptions:
+    return config.engine.options(OPTIONS_KEY)
+
+
+class VllmEngine(Engine):
+    """Capabilities and GPU plumbing common to the two vLLM engines."""
+
+    quantizations = frozenset({"none", "awq", "gptq", "int8", "fp8"})
+    gpu = GpuUse.required
+    options_key = OPTIONS_KEY
+    options_schema = VllmOptions
+    auto_rank = 0
+    auto_module = "vllm"
+
+    def __init__(self, config: "CellConfig", max_batch_size: int):
+        super().__init__(config, max_batch_size)
+        self._gpu = None
+        self._log_path: Optional[Path] = None
+        self._start_info: Dict = {}
+
+    @classmethod
+    def memory_fraction(cls, options: VllmOptions) -> float:
+        return float(options.gpu_memory_utilization)
+
+    def _claim_gpu(self) -> None:
+        """Check the GPU's type (``wrong_gpu``) and wait until it has the memory vLLM asks for."""
+        from orchestrator.gpuinfo import check_gpu_type
+
+        self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
+        self._start_info = wait_for_gpu_memory(self._gpu, self.options.gpu_memory_utilization)
+
+    def versions(self) -> Dict[str, str]:
+        return engine_versions(self._gpu)
+
+    def gpu_uuid(self) -> Optional[str]:
+        return self._gpu.uuid if self._gpu is not None else None
+
+
+def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dict:
+    """The ``vllm.EngineArgs`` fields of a cell (``LLM(**args)``; ``serve_flags`` for the CLI).
+
+    ``max_num_seqs``: the most sequences vLLM runs at once (offline: the largest batch of the
+    cells sharing the engine; server: the cell's batch size)."""
+    opts, quant = vllm_options(config), config.quantization
+    args = {
+        "model": str(model_path),
+        "load_format": "auto" if config.model.weights is Weights.real else "dummy",
+        "max_num_seqs": int(max_num_seqs),
+        "enforce_eager": bool(opts.enforce_eager),
+        "enable_chunked_prefill": bool(opts.enable_chunked_prefill),
+        "scheduling_policy": opts.scheduling_policy.value,
+        "gpu_memory_utilization": float(opts.gpu_memory_utilization),
+        "max_model_len": int(opts.max_model_len),
+        "dtype": opts.dtype,
+        "seed": int(config.workload.seed),
+        "disable_log_stats": False,
+    }
+    if opts.max_num_batched_tokens:
+        args["max_num_batched_tokens"] = int(opts.max_num_batched_tokens)
+    if quant.vllm_quantization:
+        args["quantization"] = quant.vllm_quantization
+    args.update(parse_extra_args(opts.extra_args or {}))
+    return args
+
+
+def parse_extra_args(extra: Mapping[str, str]) -> Dict:
+    """``engine.vllm.extra_args`` (strings from YAML/CLI) -> EngineArgs fields: keys in
+    snake_case, values parsed as YAML scalars (``"true"`` -> True, ``"8192"`` -> 8192)."""
+    import yaml
+
+    out = {}
+    for key, value in extra.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        out[name] = yaml.safe_load(value) if isinstance(value, str) else value
+    return out
+
+
+STORE_TRUE_FLAGS = ("disable_log_stats",)  # plain switches: no --no-<flag> form
+
+
+def serve_flags(args: Mapping) -> List[str]:
+    """``vllm serve`` flags for EngineArgs fields (the model is positional, not here): booleans
+    as ``--x`` / ``--no-x`` (vLLM's BooleanOptionalAction), dicts and lists as JSON."""
+    out: List[str] = []
+    for key, value in args.items():
+        if key == "model" or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                out.append(flag)
+            elif key not in STORE_TRUE_FLAGS:
+                out.append("--no-" + flag[2:])
+        elif isinstance(value, (dict, list)):
+            out += [flag, json.dumps(value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def cache_env(config: "CellConfig") -> Dict[str, str]:
+    """Environment of a vLLM engine: its compile cache (torch.compile artefacts) in
+    ``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``, kept between cells; vLLM's default
+    when the option is empty), no usage reporting, and no model hub (models are local)."""
+    env = {"VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
+    d = vllm_options(config).compile_cache_dir
+    if d:
+        path = Path(os.path.expanduser(d))
+        path.mkdir(parents=True, exist_ok=True)
+        env["VLLM_CACHE_ROOT"] = str(path)
+    return env
+
+
+def model_path(config: "CellConfig") -> Path:
+    from orchestrator.models import model_dir
+
+    return model_dir(config.model, config.quantization)
+
+
+def sampling_kwargs(spec: RequestSpec, ignore_eos: bool) -> Dict:
+    """``SamplingParams`` fields of one request: exactly ``spec.output_tokens`` new tokens with
+    ``ignore_eos`` (min = max), greedy, no detokenisation (tokens are counted from ids)."""
+    n = int(spec.output_tokens)
+    return {"max_tokens": n, "min_tokens": n if ignore_eos else 0, "ignore_eos": bool(ignore_eos),
+            "temperature": 0.0, "detokenize": False}
+
+
+# Log lines -> statuses, checked in this order (lower-case substrings).
+LOG_PATTERNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("unsupported", (
+        "is not supported for the current gpu",
+        "is not supported for quantization method",
+        "unknown quantization method",
+        "quantization is currently not supported",
+        "bfloat16 is only supported on gpus with compute capability",
+    )),
+    ("kv_cache_too_small", (
+        "larger than the available kv cache memory",
+        "no available memory for the cache blocks",
+        "estimated maximum model length",
+    )),
+    ("oom", (
+        "cuda out of memory",
+        "outofmemoryerror",
+        "cudaerrormemoryallocation",
+        "cublas_status_alloc_failed",
+        "less than desired gpu memory utilization",
+    )),
+)
+
+
+def classify_log(text: str) -> Optional[Tuple[str, str]]:
+    """(status, the line that says so) for a known failure in a vLLM log, else None."""
+    lines = text.splitlines()
+    for status, needles in LOG_PATTERNS:
+        for line in reversed(lines):
+            low = line.lower()
+            if any(n in low for n in needles):
+                return status, line.strip()[:1000]
+    return None
+
+
+def read_tail(path: Optional[Path], n_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The last ``n_bytes`` of a log file ('' if it does not exist)."""
+    if path is None or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - n_bytes))
+        return f.read().decode(errors="replace")
+
+
+def last_lines(text: str, n: int = 40) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+def failure_from_log(what: str, log_text: str, log_path: Optional[Path]) -> Exception:
+    """``CellFailure`` for a recognised failure, else an ``EngineStartError`` (an engine_error
+    worth a retry); both carry the log's last lines."""
+    tail = last_lines(log_text)
+    where = f" (log: {log_path})" if log_path else ""
+    found = classify_log(log_text)
+    if found:
+        status, line = found
+        return CellFailure(status, f"{what}: {line}{where}\n--- log tail ---\n{tail}")
+    return EngineStartError(f"{what}{where}\n--- log tail ---\n{tail}")
+
+
+class EngineStartError(RuntimeError):
+    """vLLM failed in a way the log does not explain (classified ``engine_error``)."""
+
+
+def log_dir() -> Path:
+    """Where engine logs go: ``$ORCHESTRATOR_LOG_DIR`` or ``~/.cache/orchestrator/logs``."""
+    d = Path(os.environ.get(LOG_DIR_ENV, Path.home() / ".cache" / "orchestrator" / "logs"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def new_log_path(prefix: str) -> Path:
+    return log_dir() / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.log"
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so child processes
+    started inside inherit it) to ``path``; restore them on exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
+def wait_for_gpu_memory(gpu, gpu_memory_utilization: float, timeout_s: float = MEMORY_WAIT_S) -> Dict:
+    """Wait until the GPU has the memory vLLM will ask for (``utilization x total`` free, plus a
+    margin): a previous cell's process may still be exiting. Never raises for lack of memory —
+    vLLM then fails with its own message (``oom``). -> what was seen, for the run's extra."""
+    from orchestrator.gpuinfo import memory_used_mib
+
+    allowed = gpu.memory_total_mib * (1.0 - gpu_memory_utilization) - MEMORY_MARGIN_MIB
+    t0 = time.monotonic()
+    used = memory_used_mib(gpu.uuid)
+    while used > allowed and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.5)
+        used = memory_used_mib(gpu.uuid)
+    return {"gpu_memory_used_before_start_mib": used, "gpu_memory_wait_s": time.monotonic() - t0,
+            "gpu_memory_free_enough": used <= allowed}
+
+
+def engine_versions(gpu) -> Dict[str, str]:
+    """vllm and torch (package metadata: no import), CUDA runtime (when torch is already
+    imported), driver and CUDA driver versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: Dict[str, str] = {}
+    for pkg in ("vllm", "torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    if "torch" in sys.modules:
+        out["cuda_runtime"] = str(sys.modules["torch"].version.cuda)
+    if gpu is not None:
+        out.update(driver=gpu.driver_version, cuda_driver=gpu.cuda_driver_version)
+    return out
+
+
