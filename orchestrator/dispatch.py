@@ -1,4 +1,4 @@
-"""Ray: connect or start a local cluster, resolve ``engine=auto``, group cells into tasks, submit
+"""Ray: connect or start a local cluster, group cells into tasks (placement in ``placement``), submit
 each with its resources, follow progress, retry, and hand every result to the store.
 
 Placement: a cell whose engine needs a GPU (``GpuUse.required``, or ``optional`` where the
@@ -23,10 +23,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Set
 
+from orchestrator import placement
 from orchestrator.config.groups import DispatchConfig
 from orchestrator.engines.base import GpuUse
 from orchestrator.errors import Status
-from orchestrator.grid import Cell, EngineChoice
+from orchestrator.grid import Cell
 from orchestrator.identity import cell_identity, digest
 from orchestrator.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.phases import PhaseBoard
@@ -56,70 +57,6 @@ def connect(dispatch: DispatchConfig) -> str:
     return "started a local Ray cluster"
 
 
-def gpu_types() -> Dict[str, bool]:
-    """accelerator type -> the cluster has GPUs of it."""
-    import ray
-
-    resources = ray.cluster_resources()
-    has_gpus = resources.get("GPU", 0) > 0
-    return {k.split(":", 1)[1]: has_gpus for k in resources if k.startswith("accelerator_type:")}
-
-
-def _module_version(module: str) -> tuple:
-    """(importable, why) for ``module`` on this node (package metadata: nothing is imported)."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        return False, f"{module} is not installed there"
-    try:
-        from importlib.metadata import version
-
-        return True, f"{module} {version(module)}"
-    except Exception as exc:  # pragma: no cover - broken install
-        return False, f"{module} is broken there: {exc}"
-
-
-def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, EngineChoice]:
-    """accelerator type -> the engine ``engine=auto`` cells of that type run on, and why.
-
-    Candidates in ``auto_rank`` order (``engines.auto_candidates``); one that needs a GPU is taken
-    when the cluster offers that GPU type and its ``auto_module`` imports on a node that has it
-    (checked there, so a head without GPUs does not force simulation)."""
-    import ray
-
-    from orchestrator.engines import auto_candidates
-
-    offered = gpu_types()
-    probe = ray.remote(num_cpus=0)(_module_version)
-    out: Dict[str, EngineChoice] = {}
-    for t in types:
-        why_not: List[str] = []
-        for cls in auto_candidates():
-            if cls.gpu is GpuUse.required and not offered.get(t):
-                why_not.append(f"the Ray cluster offers no {t} GPU")
-                continue
-            if cls.auto_module:
-                try:
-                    ok, why = ray.get(probe.options(resources={f"accelerator_type:{t}": 0.001})
-                                      .remote(cls.auto_module), timeout=probe_timeout_s)
-                except Exception as exc:
-                    ok, why = False, f"probe failed: {type(exc).__name__}"
-                if not ok:
-                    why_not.append(f"a {t} node has no usable {cls.auto_module} ({why})")
-                    continue
-                out[t] = EngineChoice(cls.name, f"a {t} node has {why}")
-            else:
-                out[t] = EngineChoice(cls.name, "; ".join(why_not) or f"{cls.name} runs anywhere")
-            break
-    return out
-
-
-def _on_gpu(cell: Cell, offered: Mapping[str, bool]) -> bool:
-    cls = cell.engine_class
-    return cls.gpu is GpuUse.required or (cls.gpu is GpuUse.optional and offered.get(cell.config.gpu.accelerator_type,
-                                                                                     False))
-
-
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
                share_engines: bool = True) -> List[UnitSpec]:
     """Group runnable cells into tasks: cells whose engine ``shares_engine`` and whose identity
@@ -135,7 +72,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
     units = []
     for key, members in groups.items():
         first = members[0]
-        on_gpu = _on_gpu(first, offered)
+        on_gpu = placement.on_gpu(first, offered)
         reason = first.engine_reason
         if first.engine_class.gpu is GpuUse.optional and not on_gpu:
             gpu_type = first.config.gpu.accelerator_type
@@ -165,35 +102,6 @@ class TaskRecord:
 
     def retry_cells(self) -> List[Cell]:
         return [c for c in self.unit.cells if c.cell_id in self.retry]
-
-
-def task_resources(unit: UnitSpec, place_as_gpu: bool) -> Dict[str, float]:
-    """What a unit's task asks of a node (Ray resource names)."""
-    res = {"CPU": 1.0}
-    if unit.on_gpu or place_as_gpu:
-        res.update({"GPU": 1.0, f"accelerator_type:{unit.cells[0].config.gpu.accelerator_type}": 0.001})
-    return res
-
-
-def live_nodes() -> List[Dict[str, float]]:
-    """Total resources of each live node of the cluster."""
-    import ray
-
-    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
-
-
-def fits_somewhere(resources: Mapping[str, float], nodes: List[Dict[str, float]]) -> bool:
-    return any(all(node.get(k, 0.0) >= v for k, v in resources.items()) for node in nodes)
-
-
-def describe_nodes(nodes: List[Dict[str, float]]) -> str:
-    """One line: each live node's CPUs, GPUs and accelerator type."""
-    parts = []
-    for node in nodes:
-        types = [k.split(":", 1)[1] for k in node if k.startswith("accelerator_type:")]
-        gpus = int(node.get("GPU", 0))
-        parts.append(f"{int(node.get('CPU', 0))} CPU" + (f", {gpus} GPU {'/'.join(types)}" if gpus else ", no GPU"))
-    return f"{len(nodes)} live node(s): " + "; ".join(parts) if parts else "no live node"
 
 
 @dataclass
@@ -238,7 +146,7 @@ class Dispatcher:
         def submit(unit: UnitSpec) -> None:
             fn = remote_gpu if unit.on_gpu else remote
             gen = fn.options(**self._options(unit)).remote(replace(unit, phase_board=self.board))
-            self.tasks[gen] = TaskRecord(unit, task_resources(unit, self.dispatch.place_as_gpu))
+            self.tasks[gen] = TaskRecord(unit, placement.task_resources(unit, self.dispatch.place_as_gpu))
 
         for u in units:
             submit(u)
@@ -311,9 +219,9 @@ class Dispatcher:
         waiting = [(g, r) for g, r in self.tasks.items() if r.started_at is None and not r.cancelled]
         if not waiting:
             return
-        nodes, now = live_nodes(), time.time()
+        nodes, now = placement.live_nodes(), time.time()
         for gen, rec in waiting:
-            if fits_somewhere(rec.resources, nodes):
+            if placement.fits_somewhere(rec.resources, nodes):
                 rec.infeasible_since = None
                 continue
             rec.infeasible_since = rec.infeasible_since or now
@@ -322,12 +230,11 @@ class Dispatcher:
                 self._cancel(gen, rec, Status.unschedulable,
                              f"no node can run it after {self.dispatch.pending_timeout_s:g} s "
                              f"(dispatch.pending_timeout_s): it asks for {asked}; the cluster offers "
-                             f"{describe_nodes(nodes)}")
+                             f"{placement.describe_nodes(nodes)}")
 
     def _advance(self, gen, progress: SweepProgress) -> Optional[UnitSpec]:
         """Consume the next item of a ready generator; -> a unit to retry, once the task ends."""
         import ray
-        from ray.exceptions import RayTaskError, TaskCancelledError
 
         rec: TaskRecord = self.tasks[gen]
         try:
@@ -335,29 +242,36 @@ class Dispatcher:
         except StopIteration:  # the task finished: every cell has reported
             del self.tasks[gen]
             return self._retry_unit(rec.unit, rec.retry_cells())
-        except (TaskCancelledError, RayTaskError) as exc:
+        except Exception as exc:
             del self.tasks[gen]
-            if rec.cancelled or isinstance(exc, TaskCancelledError):
-                status = rec.cancelled or Status.timeout
-                reason = rec.cancel_reason or f"cancelled after {self.dispatch.cell_timeout_s} s per cell"
-                self._fail(rec.unit, rec.unreported(), status, reason, progress)
-                self._keep_failures(rec, f"its retry was not run: the task was cancelled ({reason})", progress)
-                return None
-            cells = rec.unreported() + rec.retry_cells()
-            if rec.unit.attempt < self.max_attempts:
-                return self._retry_unit(rec.unit, cells)
-            self._fail(rec.unit, cells, Status.engine_error, str(exc)[-4000:], progress)
-            return None
-        except Exception as exc:  # worker or node died after Ray's own retries
-            del self.tasks[gen]
-            self._fail(rec.unit, rec.unreported(), Status.worker_lost, f"{type(exc).__name__}: {str(exc)[-2000:]}",
-                       progress)
-            return self._retry_unit(rec.unit, rec.retry_cells())
+            return self._ended_badly(rec, exc, progress)
         if isinstance(item, TaskStarted):
             rec.started_at = time.time()  # the driver's clock: no skew between nodes in timeouts
             return None
         self._collect(rec, item, progress)
         return None
+
+    def _ended_badly(self, rec: TaskRecord, exc: Exception, progress: SweepProgress) -> Optional[UnitSpec]:
+        """A task that raised: cancelled by us (timeout, unschedulable: whatever error the kill
+        surfaced as), failed in its body (retry or engine_error), or lost its worker."""
+        from ray.exceptions import RayTaskError, TaskCancelledError
+
+        if rec.cancelled or isinstance(exc, TaskCancelledError):
+            status = rec.cancelled or Status.timeout
+            reason = rec.cancel_reason or f"cancelled after {self.dispatch.cell_timeout_s} s per cell"
+            self._fail(rec.unit, rec.unreported(), status, reason, progress)
+            self._keep_failures(rec, f"its retry was not run: the task was cancelled ({reason})", progress)
+            return None
+        if isinstance(exc, RayTaskError):
+            cells = rec.unreported() + rec.retry_cells()
+            if rec.unit.attempt < self.max_attempts:
+                return self._retry_unit(rec.unit, cells)
+            self._fail(rec.unit, cells, Status.engine_error, str(exc)[-4000:], progress)
+            return None
+        # worker or node died after Ray's own retries
+        self._fail(rec.unit, rec.unreported(), Status.worker_lost, f"{type(exc).__name__}: {str(exc)[-2000:]}",
+                   progress)
+        return self._retry_unit(rec.unit, rec.retry_cells())
 
     def _collect(self, rec: TaskRecord, result: CellResult, progress: SweepProgress) -> None:
         rec.reported.add(result.cell_id)

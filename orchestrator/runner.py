@@ -75,7 +75,7 @@ def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
     types = grid.needs_auto(configs)
     auto = {}
     if types:
-        from orchestrator.dispatch import resolve_auto
+        from orchestrator.placement import resolve_auto
 
         ray.ensure()
         auto = resolve_auto(types)
@@ -152,7 +152,8 @@ def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
 
 
 def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims) -> None:
-    from orchestrator.dispatch import Dispatcher, gpu_types, make_units
+    from orchestrator.dispatch import Dispatcher, make_units
+    from orchestrator.placement import gpu_types
 
     units = make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines)
 

@@ -41,6 +41,14 @@ def compose():
     GlobalHydra.instance().clear()
 
 
+def node_env(extra=None):
+    """Environment of a Ray node started by a test: like ``scripts/cluster_head.sh``, the test's
+    interpreter's directory first on PATH, so jobs' ``python`` is this interpreter even when its
+    virtual environment is not activated."""
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    return {**os.environ, "PATH": path, "RAY_DEDUP_LOGS": "0", **(extra or {})}
+
+
 def run_orchestrator(args, timeout=300, env=None, check=True):
     """``python -m orchestrator *args`` in the repo root; returns CompletedProcess."""
     full_env = {**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})}
@@ -76,7 +84,7 @@ class RayNodes:
                "--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={free_port()}", *extra]
         log = tempfile.NamedTemporaryFile("w+", prefix="raynode-", suffix=".log", delete=False)
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})})
+                                start_new_session=True, env=node_env(env))
         self.procs.append(proc)
         deadline = time.time() + timeout
         while "Ray runtime started" not in Path(log.name).read_text():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,7 +30,7 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from orchestrator import store
-from orchestrator.config.fields import identity_of
+from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, cell_config_from_json
 
 FLAGS = {
@@ -62,7 +63,7 @@ class SweepData:
 
     path: str
     runs: pd.DataFrame
-    configs: dict[str, CellConfig]  # typed config of every cell that stored one
+    configs: Mapping[str, CellConfig]  # typed config of every cell that stored one (built on first use)
     _store: store.Store
 
     @property
@@ -101,8 +102,28 @@ def read_sweep(path: str) -> SweepData:
     if versions:
         raise SweepError(f"{path}: results use schema version {sorted(versions)}; this reads "
                          f"{list(store.READABLE_VERSIONS)}")
-    configs = {cid: cell_config_from_json(text) for cid, text in zip(runs["cell_id"], runs["config_json"]) if text}
+    configs = StoredConfigs({cid: text for cid, text in zip(runs["cell_id"], runs["config_json"]) if text})
     return SweepData(path=path, runs=prepare_runs(runs, configs), configs=configs, _store=st)
+
+
+class StoredConfigs(Mapping):
+    """cell_id -> typed ``CellConfig``, parsed from the stored ``config_json`` on first access
+    (a report reads only a few; the variant hash uses the JSON directly)."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts = texts
+        self._typed: dict[str, CellConfig] = {}
+
+    def __getitem__(self, cell_id: str) -> CellConfig:
+        if cell_id not in self._typed:
+            self._typed[cell_id] = cell_config_from_json(self.texts[cell_id])
+        return self._typed[cell_id]
+
+    def __iter__(self):
+        return iter(self.texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
 def _read_table(st: store.Store, table: str, cells: set[str] | None, columns) -> pa.Table:
@@ -127,11 +148,13 @@ def _stem(path: str) -> str:
     return path.rsplit("/", 1)[-1][: -len(".parquet")]
 
 
-def prepare_runs(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
+def prepare_runs(runs: pd.DataFrame, configs: "StoredConfigs | dict[str, CellConfig]") -> pd.DataFrame:
     """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_measured`` and
     ``context_tokens`` (see module doc); rows sorted by workload, gpu, model, quant, batch size."""
     df = runs.copy()
-    df["variant"] = [_variant(configs.get(cid)) for cid in df["cell_id"]]
+    texts = configs.texts if isinstance(configs, StoredConfigs) else None
+    df["variant"] = [_variant(texts.get(cid)) if texts is not None else _variant_of(configs.get(cid))
+                     for cid in df["cell_id"]]
     df["series"] = _series_labels(df)
     df["flags"] = flag_codes(df)
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
@@ -143,12 +166,17 @@ def prepare_runs(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataF
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _variant(config) -> str:
-    """4 hex digits that tell apart configurations differing in more than batch size and repeat."""
-    if config is None:
+def _variant(config_json: str | None) -> str:
+    """4 hex digits that tell apart configurations differing in more than batch size and repeat
+    (the stored config JSON without those two keys)."""
+    if not config_json:
         return ""
-    rest = {k: v for k, v in identity_of(config).items() if k not in ("batch_size", "repeat")}
+    rest = {k: v for k, v in json.loads(config_json).items() if k not in ("batch_size", "repeat")}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:4]
+
+
+def _variant_of(config) -> str:
+    return _variant(json.dumps(as_plain(config))) if config is not None else ""
 
 
 def _series_labels(df: pd.DataFrame) -> list[str]:

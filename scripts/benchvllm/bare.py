@@ -4,7 +4,6 @@
 energy. Runs in the worker process (``bench_vllm.py --worker bare``); writes ``bare.json``."""
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List
 
 from benchvllm.common import batch_sizes, compose_cell, log, overrides, write_json
-from benchvllm.procs import run_child, worker_cmd
+from benchvllm.procs import run_part
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -23,12 +22,7 @@ ENERGY_KEYS = ("energy_j", "energy_integrated_j", "energy_mismatch", "mean_power
 
 
 def part_bare(args, work: Path, budget_s: float) -> Dict:
-    path = work / "bare.json"
-    path.unlink(missing_ok=True)
-    res = run_child("bare", worker_cmd(args, "bare"), budget_s, work)
-    if path.exists():
-        res.update(json.loads(path.read_text()))
-    return res
+    return run_part("bare", args, work, budget_s)
 
 
 def offline_batches(cfg: "CellConfig", batch_size: int, seed_offset: int = 0):

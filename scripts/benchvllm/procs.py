@@ -33,6 +33,19 @@ def worker_cmd(args, worker: str) -> List[str]:
     return [sys.executable, str(SCRIPT), *keep, "--worker", worker]
 
 
+def run_part(name: str, args, work: Path, budget_s: float) -> Dict:
+    """Run the worker of part ``name`` in its own process; -> its process record merged with
+    the ``<name>.json`` it wrote (if any)."""
+    import json
+
+    path = work / f"{name}.json"
+    path.unlink(missing_ok=True)
+    res = run_child(name, worker_cmd(args, name), budget_s, work)
+    if path.exists():
+        res.update(json.loads(path.read_text()))
+    return res
+
+
 def run_child(name: str, cmd: List[str], timeout_s: float, work: Path) -> Dict:
     """Run a part's process (own session), echoing its ``[bench]`` lines; kill it at timeout."""
     path = work / f"{name}.log"

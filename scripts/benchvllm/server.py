@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List
 
 from benchvllm.common import compose_cell, log, overrides, write_json
-from benchvllm.procs import child_env, run_child, worker_cmd
+from benchvllm.procs import child_env, run_part
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -30,12 +30,7 @@ BENCH_KEYS = ("duration", "completed", "failed", "total_input_tokens", "total_ou
 
 
 def part_server(args, work: Path, budget_s: float) -> Dict:
-    path = work / "server.json"
-    path.unlink(missing_ok=True)
-    res = run_child("server", worker_cmd(args, "server"), budget_s, work)
-    if path.exists():
-        res.update(json.loads(path.read_text()))
-    return res
+    return run_part("server", args, work, budget_s)
 
 
 def server_worker(args) -> int:

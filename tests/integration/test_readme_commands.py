@@ -1,0 +1,61 @@
+"""Every ``python -m orchestrator`` command the README shows runs: for real where it needs no GPU
+(``engine=auto`` resolves to the simulator here; results go to a temporary ``store.dir``); where
+it asks for vLLM, NVML or a 7B hf model, with ``--cfg job`` (compose and print, run nothing) or,
+for a multirun (Hydra refuses ``--cfg`` with ``-m``), the same grid with ``engine=simulated
+sampler=none``; the bad-input examples print exactly the error line the README shows, with exit
+code 2."""
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from tests.conftest import ROOT, run_orchestrator
+
+COMMAND = re.compile(r"^(\$ )?(?:pip install -e \. && )?python -m orchestrator(?=\s|$)(.*)$")
+NEEDS_GPU = ("engine=vllm", "sampler=nvml")
+
+
+def readme_commands():
+    """(README line number, args, expected error line or None) of each command in a code block."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    out, in_code = [], False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        m = COMMAND.match(line) if in_code else None
+        if m:
+            args = shlex.split(m.group(2).split("  #")[0].split(" # ")[0])
+            expected = lines[i + 1].strip() if m.group(1) else None
+            out.append(pytest.param(args, expected, id=f"README:{i + 1}"))
+    return out
+
+
+def needs_gpu(args) -> bool:
+    hf_big = "engine=hf" in " ".join(args) and "model=tiny" not in args
+    return any(a.startswith(NEEDS_GPU) for a in args) or hf_big
+
+
+def test_the_readme_shows_commands():
+    assert len(readme_commands()) >= 15
+
+
+@pytest.mark.parametrize("args, expected", readme_commands())
+def test_readme_command_runs(tmp_path, args, expected):
+    if expected is not None:  # a bad-input example: "$ python -m orchestrator ..." then its error
+        proc = run_orchestrator(args, check=False, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.strip() == expected
+        return
+    multirun = "-m" in args or "--multirun" in args
+    if "--cfg" in args or (needs_gpu(args) and not multirun):
+        extra = [] if "--cfg" in args else ["--cfg", "job"]
+        proc = run_orchestrator(args + extra, timeout=120)
+        assert "model:" in proc.stdout and "workload:" in proc.stdout and "sweep done" not in proc.stdout
+        return
+    if needs_gpu(args):
+        args = [a for a in args if not a.startswith(("engine=", "sampler="))] + ["engine=simulated", "sampler=none"]
+    proc = run_orchestrator(args + [f"store.dir={tmp_path / 'store'}"], timeout=900)
+    assert "sweep done:" in proc.stdout
+    assert "error" not in proc.stderr.lower().replace("errors", ""), proc.stderr[-2000:]
