@@ -190,6 +190,7 @@ def sigterm_as_interrupt() -> None:
     ``ray.init``, which installs its own handler)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)  # (the default, set again in case a library changed it)
 
 
 def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> None:
