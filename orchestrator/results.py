@@ -136,21 +136,22 @@ def measured_tables(row: Dict, cell_id: str, records: List["RequestRecord"], tra
 
 def with_stop_report(tables: Dict[str, "pa.Table"], report: Dict) -> Dict[str, "pa.Table"]:
     """``tables`` with what ``engine.stop()`` found added to the runs row's ``engine_extra``."""
-    import pyarrow as pa
-
-    runs = tables["runs"]
-    extra = json.loads(runs.column("engine_extra")[0].as_py() or "{}")
+    extra = json.loads(tables["runs"].column("engine_extra")[0].as_py() or "{}")
     extra["stop"] = report
-    col = runs.schema.get_field_index("engine_extra")
-    runs = runs.set_column(col, runs.schema.field(col), pa.array([json.dumps(extra, sort_keys=True, default=str)]))
-    return {**tables, "runs": runs}
+    return _with_runs_value(tables, "engine_extra", json.dumps(extra, sort_keys=True, default=str))
 
 
 def with_error_note(tables: Dict[str, "pa.Table"], note: str) -> Dict[str, "pa.Table"]:
     """``tables`` with ``note`` appended to the runs row's ``error`` (on its own line)."""
+    error = (tables["runs"].column("error")[0].as_py() or "") + f"\n({note})"
+    return _with_runs_value(tables, "error", error)
+
+
+def _with_runs_value(tables: Dict[str, "pa.Table"], column: str, value) -> Dict[str, "pa.Table"]:
+    """``tables`` with the one-row runs table's ``column`` replaced by ``value``."""
     import pyarrow as pa
 
     runs = tables["runs"]
-    error = (runs.column("error")[0].as_py() or "") + f"\n({note})"
-    col = runs.schema.get_field_index("error")
-    return {**tables, "runs": runs.set_column(col, runs.schema.field(col), pa.array([error]))}
+    col = runs.schema.get_field_index(column)
+    field = runs.schema.field(col)
+    return {**tables, "runs": runs.set_column(col, field, pa.array([value], field.type))}

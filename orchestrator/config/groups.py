@@ -233,10 +233,11 @@ class SamplerConfig:
     idle_baseline_s: float = 5.0  # seconds of idle GPU (engine loaded) measured before the window
     mismatch_tolerance: float = 0.05  # counter vs integrated power, relative
 
-    def validate(self, sampler_names) -> None:
+    def validate(self) -> None:
         from orchestrator.config.fields import choice
+        from orchestrator.energy import SAMPLERS
 
-        choice("sampler", self.name, ("auto", *sampler_names))
+        choice("sampler", self.name, ("auto", *SAMPLERS.names()))
         check("sampler.interval_s", self.interval_s, self.interval_s > 0, "must be > 0")
         check("sampler.interval_s", self.interval_s, self.name == "none" or self.interval_s <= 0.1,
               "must be <= 0.1 (instant power is sampled at >= 10 Hz)")

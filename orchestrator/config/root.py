@@ -58,8 +58,6 @@ class Config:
         """The sweep-wide checks, then every group's own ``validate()`` (``ConfigError`` on the
         first). ``checked``: group objects already validated, by id (a grid shares them); the
         ones validated here are added."""
-        from orchestrator.energy import SAMPLERS
-
         check("batch_size", self.batch_size, isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
               and self.batch_size >= 1, "must be an integer >= 1")
         check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
@@ -68,10 +66,7 @@ class Config:
                       self.dispatch, self.store):
             if checked.get(id(group)) is group:
                 continue
-            if group is self.sampler:
-                group.validate(SAMPLERS.names())
-            else:
-                group.validate()
+            group.validate()
             checked[id(group)] = group
 
 
