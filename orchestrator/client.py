@@ -8,6 +8,11 @@ as ``send_s > arrival_s`` and in TTFT (which counts from the scheduled arrival).
 arrival is the send time, and the measured window opens at the first measured send and lasts
 ``plan.duration_s`` (no new sends after it closes; requests in flight drain).
 
+Draining is bounded: requests still unfinished ``plan.drain_timeout_s`` after the window closes
+are cancelled (their streams closed, so the server aborts them) and kept as ``status='cancelled'``
+rows holding what was observed (tokens and their times so far); ``ClientRun.drain_s`` says how
+long the drain took.
+
 Receiving: the request asks for ``stream_options.include_usage`` (the final chunk's
 ``usage.completion_tokens`` is the request's token count) and ``return_token_ids`` (each chunk
 names the token ids it carries). A chunk that carries k tokens gives k timestamps, all equal to
@@ -28,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from orchestrator.config.groups import Arrival
+from orchestrator.drain import bounded, drain
 from orchestrator.metrics import RequestRecord
 from orchestrator.workload import RequestSpec, WorkloadPlan
 
@@ -62,6 +68,7 @@ class ClientRun:
     window_start_s: float
     window_end_s: float
     extra: Dict = field(default_factory=dict)
+    drain_s: Optional[float] = None  # window end -> last request ended or was cancelled (s)
 
 
 def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
@@ -100,6 +107,7 @@ class _Stream:
         self.cumulative = 0  # continuous-usage count seen so far
         self.error: Optional[str] = None
         self.done = False  # saw [DONE]
+        self.cancelled = False  # closed by the client at the drain limit
 
     def feed(self, payload: str, t: float) -> bool:
         """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
@@ -149,6 +157,8 @@ class _Stream:
             first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
             output_tokens=0, requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
         )
+        if self.cancelled:
+            return self._cancelled(rec)
         count = self.usage_tokens
         if count is None and self.tokens_known:
             count = len(self.token_times)
@@ -170,9 +180,22 @@ class _Stream:
         return rec
 
 
+    def _cancelled(self, rec: RequestRecord) -> RequestRecord:
+        """A request cancelled at the drain limit: the tokens seen so far, with their times."""
+        rec.status = "cancelled"
+        rec.error = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
+        rec.output_tokens = len(self.token_times)
+        if self.first_content_s is not None:
+            rec.first_token_s = self.first_content_s
+        if self.tokens_known and self.token_times:
+            rec.token_times_s = np.asarray(self.token_times, dtype=float)
+        return rec
+
+
 async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes,
                          arrival_s: float) -> RequestRecord:
-    """Send one request now and read its stream to the end; never raises."""
+    """Send one request now and read its stream to the end; never raises. Cancelled (the drain
+    limit), it closes the stream and returns a ``cancelled`` record."""
     st = _Stream()
     send_s = time.monotonic()
     try:
@@ -188,6 +211,8 @@ async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: b
                         continue
                     if not st.feed(line[5:].strip().decode(), t):
                         break
+    except asyncio.CancelledError:  # the drain limit: leaving the `async with` closes the stream
+        st.cancelled = True
     except (asyncio.TimeoutError, TimeoutError) as exc:
         st.error = f"timeout after {time.monotonic() - send_s:.1f} s ({type(exc).__name__})"
     except Exception as exc:  # connection refused/reset, bad JSON...: a row, not a crash
@@ -210,6 +235,7 @@ class StreamingClient:
         self.request_timeout_s = float(request_timeout_s)
         self.request_id_prefix = request_id_prefix
         self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
+        self._prompt_hash: Dict[int, str] = {}
 
     def _tracked(self, coro, tally: "_Tally"):
         """``coro`` (one request), reporting the cell's phase when it ends."""
@@ -221,9 +247,25 @@ class StreamingClient:
         return run()
 
     def body(self, spec: RequestSpec, plan: WorkloadPlan) -> bytes:
-        """One request's serialised JSON body."""
-        return json.dumps(completion_body(spec, self.endpoint.model, self.prompt_ids(spec), plan.ignore_eos,
+        """One request's serialised JSON body (its prompt's digest kept for its record)."""
+        from orchestrator.models import prompt_digest
+
+        ids = self.prompt_ids(spec)
+        self._prompt_hash[spec.index] = prompt_digest(ids)
+        return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
                                           f"{self.request_id_prefix}-{spec.index}")).encode()
+
+    @staticmethod
+    def _never_sent(spec: RequestSpec, t_sched: float) -> RequestRecord:
+        """The record of a request cancelled before its first step: nothing was sent."""
+        st = _Stream()
+        st.cancelled = True
+        return st.record(spec, t_sched, float("nan"), time.monotonic())
+
+    def _with_prompt_hashes(self, records: List[RequestRecord]) -> List[RequestRecord]:
+        for rec in records:
+            rec.prompt_hash = self._prompt_hash.get(rec.index, "")
+        return records
 
     def session(self):
         import aiohttp
@@ -244,18 +286,20 @@ class StreamingClient:
         bodies = [self.body(s, plan) for s in plan.requests]  # all serialised before the first send
         t_base = time.monotonic() + START_LEAD_S
         start = t_base + plan.measured_start_s
-        tally = _Tally(self.progress, plan, start + plan.duration_s)
-        tasks = []
+        end = start + plan.duration_s
+        tally = _Tally(self.progress, plan, end)
+        sent = []
         for spec, body in zip(plan.requests, bodies):
             t_sched = t_base + spec.arrival_s
             delay = t_sched - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             req = stream_request(session, self.endpoint, spec, body, t_sched)
-            tasks.append(asyncio.create_task(self._tracked(req, tally)))
+            sent.append((spec, t_sched, asyncio.create_task(self._tracked(req, tally))))
         tally.all_sent()
-        records = list(await asyncio.gather(*tasks))
-        return ClientRun(records, start, start + plan.duration_s, {"client_t_base_s": t_base, **send_lateness(records)})
+        records, drain_s = await drain(sent, end, plan.drain_timeout_s, self._never_sent)
+        return ClientRun(self._with_prompt_hashes(records), start, end,
+                         {"client_t_base_s": t_base, **send_lateness(records)}, drain_s)
 
     async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
         queue = list(plan.requests)[::-1]
@@ -277,10 +321,12 @@ class StreamingClient:
                 req = stream_request(session, self.endpoint, spec, body, time.monotonic())
                 records.append(await self._tracked(req, tally))
 
-        await asyncio.gather(*[client() for _ in range(max(1, plan.concurrency))])
+        clients = [asyncio.create_task(client()) for _ in range(max(1, plan.concurrency))]
+        drain_s = await bounded(clients, lambda: window.get("end"), plan.drain_timeout_s)
         records.sort(key=lambda r: r.index)
         now = time.monotonic()
-        return ClientRun(records, window.get("start", now), window.get("end", now), send_lateness(records))
+        return ClientRun(self._with_prompt_hashes(records), window.get("start", now), window.get("end", now),
+                         send_lateness(records), drain_s)
 
 
 class _Tally:

@@ -4,7 +4,8 @@ Three families, each classified with ``isinstance`` (never by class-name strings
 
 - ``ConfigError``: bad user input, found on the driver before any Ray task starts.
 - ``CellFailure``: a cell ended in a known failure ``Status`` (oom, wrong_gpu, ...), raised on a
-  worker and turned into a status row, never retried.
+  worker and turned into a status row, never retried. ``EngineError``: an engine failed without
+  a known status (``engine_error``, worth a retry); both lead with the line that explains it.
 - ``NvmlError`` and its subclasses: an NVML call failed (zeus-style typed errors; ``pynvml``
   codes are mapped to them in ``gpuinfo.nvml_error``).
 """
@@ -45,6 +46,20 @@ class CellFailure(RuntimeError):
     def __init__(self, status: "Status | str", message: str):
         super().__init__(message)
         self.status = Status(status)
+
+
+class EngineError(RuntimeError):
+    """An engine failed in a way no known status covers (``engine_error``, worth a retry). Its
+    message's first line is the line of the engine's output that explains the failure."""
+
+
+def error_text(exc: BaseException) -> str:
+    """The ``error`` column of a failed cell. ``CellFailure`` and ``EngineError`` messages lead
+    with the line that explains the failure, so they stand alone; any other exception is
+    ``Type: message`` (its first line is the exception line Python would print last)."""
+    if isinstance(exc, (CellFailure, EngineError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- NVML errors
@@ -90,6 +105,8 @@ def classify(exc: BaseException) -> Tuple[Status, bool]:
     else is an ``engine_error`` worth one more try."""
     if isinstance(exc, CellFailure):
         return exc.status, False
+    if isinstance(exc, EngineError):  # the engine's log matched no known status
+        return Status.engine_error, True
     text = f"{type(exc).__name__}: {exc}".lower()
     if any(k in text for k in _OOM):
         return Status.oom, False

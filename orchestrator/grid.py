@@ -259,7 +259,7 @@ def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], st
         what = "static batches only" if kinds == "offline" else f"{kinds} workloads only"
         return Status.unsupported, f"engine {engine} runs {what} (workload.arrival={wl.arrival.value})"
     if q.name not in cls.quantizations:
-        return Status.unsupported, f"engine {engine} does not run quantization {q.name}"
+        return Status.unsupported, cls.quantization_refusal(q.name)
     context = wl.input.mean_tokens + wl.output.mean_tokens
     fraction = cls.memory_fraction(cfg.engine.options(cls.options_key))
     budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)

@@ -11,8 +11,12 @@ Definitions (all times in seconds on the cell's clock; latencies reported in ms)
   that give no per-token times count a request's tokens at its end), divided by its length.
 - ``achieved_rate_rps``: measured requests actually **sent** in the window per second (is the
   client keeping to the schedule?); ``scheduled_rate_rps``: measured arrivals scheduled in it.
-- ``saturated``: completions in the window fall under 95% of the scheduled rate, or TTFT grows
-  through the window (``ttft_growing``).
+- ``saturated``: completions in the window fall under 95% of the scheduled rate, TTFT grows
+  through the window (``ttft_growing``), or a request was still unfinished at the drain limit
+  (``n_requests_cancelled`` > 0; cancelled requests count the tokens they emitted in the window
+  but no latency).
+- Offline: ``batch_output_tok_s_cv`` is the coefficient of variation (sample std / mean) of the
+  measured batches' output tok/s, each over its own wall time (NaN under two batches).
 - Output tokens always come from the engine (token ids or usage), never from chunks or text;
   with ``ignore_eos`` every ok request must have exactly the tokens asked for, else the cell is
   flagged ``token_count_mismatch``.
@@ -20,7 +24,7 @@ Definitions (all times in seconds on the cell's clock; latencies reported in ms)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,9 +46,10 @@ class RequestRecord:
     output_tokens: int
     requested_output_tokens: int
     token_times_s: Optional[np.ndarray] = None  # one time per output token, when known
-    status: str = "ok"  # ok | error
+    status: str = "ok"  # ok | error | cancelled (unfinished at the drain limit: what was observed)
     error: str = ""
     batch_index: int = -1
+    prompt_hash: str = ""  # models.prompt_digest of the prompt's token ids ("" when none was built)
 
 
 @dataclass
@@ -56,6 +61,9 @@ class WindowRun:
     window_end_s: float
     mean_running_batch: Optional[float] = None  # from the engine's own metrics, if any
     extra: Dict = field(default_factory=dict)
+    batch_bounds_s: Optional[List[Tuple[float, float]]] = None  # offline: (start, end) of each measured batch
+    drain_timeout_s: Optional[float] = None  # open/closed loop: the drain limit applied
+    drain_s: Optional[float] = None  # seconds from the window's end until the last request ended or was cancelled
 
 
 def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
@@ -70,6 +78,11 @@ def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, 
 
 
 def tokens_in_window(rec: RequestRecord, t0: float, t1: float) -> int:
+    """Output tokens ``rec`` emitted in [t0, t1]: by token time when known (a cancelled request
+    counts the ones it emitted), else all at its end (ok requests only)."""
+    if rec.status == "cancelled" and rec.token_times_s is not None:
+        tt = np.asarray(rec.token_times_s)
+        return int(np.count_nonzero((tt >= t0) & (tt <= t1)))
     if rec.status != "ok":
         return 0
     if rec.token_times_s is not None and len(rec.token_times_s):
@@ -99,9 +112,11 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     completed_in_window = [r for r in recs if r.status == "ok" and t0 <= r.end_s <= t1]
     out_tokens = sum(tokens_in_window(r, t0, t1) for r in recs)
     in_tokens = sum(r.input_tokens for r in completed_in_window)
+    cancelled = [r for r in recs if r.status == "cancelled"]
     ttft = np.array([r.first_token_s - r.arrival_s for r in ok])
     tokens_per_req = np.array([r.output_tokens for r in ok])
-    decode_overlap = sum(max(0.0, min(r.end_s, t1) - max(r.first_token_s, t0)) for r in recs if r.status == "ok")
+    decode_overlap = sum(max(0.0, min(r.end_s, t1) - max(r.first_token_s, t0)) for r in recs
+                         if r.status in ("ok", "cancelled") and not np.isnan(r.first_token_s))
     row = {
         "window_start_s": t0,
         "window_end_s": t1,
@@ -109,7 +124,10 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
         "n_requests_total": len(recs),
         "n_requests_measured": len(measured),
         "n_requests_ok": len(ok),
-        "n_requests_failed": len(measured) - len(ok),
+        "n_requests_failed": sum(1 for r in measured if r.status == "error"),
+        "n_requests_cancelled": len(cancelled),
+        "drain_timeout_s": run.drain_timeout_s,
+        "drain_s": run.drain_s,
         "n_requests_drained": sum(1 for r in ok if r.end_s > t1),
         "n_requests_completed_in_window": len(completed_in_window),
         "request_throughput_rps": len(completed_in_window) / window_s,
@@ -124,8 +142,25 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
         ),
     }
     row.update(_rates(measured, ok, len(completed_in_window), ttft, t0, t1, offered_rate_rps))
+    row["saturated"] = bool(row["saturated"] or cancelled)
     row.update(_latencies(ok, ttft))
+    row.update(batch_stability(recs, run.batch_bounds_s))
     return row
+
+
+def batch_stability(recs: List[RequestRecord], bounds: Optional[List[Tuple[float, float]]]) -> Dict:
+    """Offline: how many batches were measured and the CV of their output tok/s (each batch's
+    output tokens over its own wall time, s)."""
+    if not bounds:
+        return {"n_batches_measured": None, "batch_output_tok_s_cv": float("nan")}
+    tokens: Dict[int, int] = {}
+    for r in recs:  # every measured batch (one without an ok request: 0 tokens), in bounds' order
+        if r.phase == "measured":
+            tokens[r.batch_index] = tokens.get(r.batch_index, 0) + (r.output_tokens if r.status == "ok" else 0)
+    batches = sorted(tokens)
+    rates = np.array([tokens[b] / max(end - start, 1e-9) for b, (start, end) in zip(batches, bounds)])
+    cv = float(rates.std(ddof=1) / rates.mean()) if rates.size >= 2 and rates.mean() > 0 else float("nan")
+    return {"n_batches_measured": len(bounds), "batch_output_tok_s_cv": cv}
 
 
 def _rates(measured: List[RequestRecord], ok: List[RequestRecord], n_completed: int, ttft: np.ndarray,

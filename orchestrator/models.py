@@ -136,18 +136,25 @@ def model_dir(model: "ModelConfig", quantization: Optional["QuantizationConfig"]
     return target
 
 
-PROMPT_SEED_STRIDE = 1_000_003
+def checkpoint_quant_method(model: "ModelConfig", quantization: Optional["QuantizationConfig"] = None) -> Optional[str]:
+    """``quant_method`` of the ``quantization_config`` block in the ``config.json`` that
+    ``model_dir`` gives (``model.path``'s own, or the generated one); None without a block (or a
+    ``model.path`` without ``config.json``). Reads at most one small file; writes nothing."""
+    if model.path:
+        path = Path(os.path.expanduser(model.path)) / "config.json"
+        cfg = json.loads(path.read_text()) if path.is_file() else {}
+    else:
+        cfg = hf_config(model, quantization)
+    block = cfg.get("quantization_config")
+    return block.get("quant_method") if isinstance(block, dict) else None
 
 
-def prompt_seed(plan_seed: int, index: int) -> int:
-    """Seed of request ``index``'s prompt: distinct per request, fixed per plan."""
-    return int(plan_seed) * PROMPT_SEED_STRIDE + int(index)
+def prompt_digest(ids) -> str:
+    """16 hex digits identifying a prompt (BLAKE2b of its token ids as int64): equal prompts,
+    equal digests; stored per request so a store shows that no two cells sent the same prompt."""
+    import numpy as np
 
-
-def prompt_ids(spec, plan_seed: int, vocab_size: int):
-    """The prompt of one ``RequestSpec``: exactly ``spec.input_tokens`` token ids, the same in
-    every engine for the same plan and request."""
-    return prompt_token_ids(spec.input_tokens, prompt_seed(plan_seed, spec.index), vocab_size)
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=8).hexdigest()
 
 
 def prompt_token_ids(n_tokens: int, seed: int, vocab_size: int):

@@ -89,13 +89,6 @@ class PhaseReporter:
 NO_REPORTER = PhaseReporter(None)
 
 
-def batch_steps(batch_phases: List[str]) -> List[tuple]:
-    """For static batches of the given plan phases ("warmup" / "measured"), what to report before
-    each: ``(Phase, batches of that phase done, batches of that phase)``."""
-    totals = {ph: batch_phases.count(ph) for ph in set(batch_phases)}
-    done = {ph: 0 for ph in totals}
-    out = []
-    for ph in batch_phases:
-        out.append((Phase.warmup if ph == "warmup" else Phase.measuring, done[ph], totals[ph]))
-        done[ph] += 1
-    return out
+def batch_phase(plan_phase: str) -> Phase:
+    """The phase of a static batch of plan phase "warmup" or "measured"."""
+    return Phase.warmup if plan_phase == "warmup" else Phase.measuring

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from orchestrator.metrics import RequestRecord
 
 WORKER_COLUMNS = ("host", "node_id", "ray_gpu_ids", "assigned_resources")
+EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"))
+"""(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
 
 
 def config_columns(cell: "Cell", sweep: str) -> Dict:
@@ -46,6 +48,11 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "output_tokens_mean_cfg": float(wl.output.mean_tokens),
         "config_json": json.dumps(as_plain(cfg), sort_keys=True),
     }
+
+
+def extra_columns(extra: Dict) -> Dict:
+    """The ``EXTRA_COLUMNS`` of a runs row from an engine's extra (None where it has no key)."""
+    return {column: extra.get(key) for column, key in EXTRA_COLUMNS}
 
 
 def status_row(cell: "Cell", sweep: str, status: Status, error: str, attempts: int = 0,
@@ -92,6 +99,7 @@ def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dic
         "drained": end > t1,
         "status": [r.status for r in recs],
         "error": [r.error for r in recs],
+        "prompt_hash": [r.prompt_hash or None for r in recs],
     }
 
 

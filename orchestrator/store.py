@@ -22,12 +22,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2: ``cell_id`` hashes the declared identity of the resolved engine (``orchestrator.identity``)
 and ``config_json`` holds typed values (enums as strings). Version 1 stores (ids over the whole
 config) load the same; their cells simply do not match version-2 ids, so a re-run measures them
-again."""
-READABLE_VERSIONS = (1, 2)
+again. 3: bounded drains (``cancelled`` requests, ``n_requests_cancelled``, ``drain_*``), offline
+windows of at least ``min_window_s`` (``n_batches_measured``, ``batch_output_tok_s_cv``), prompts
+keyed by the cell (``prompt_hash``) and prefix caching off: new workload/engine fields, so new
+ids; older stores load with those columns null. The quantization method and linear kernel the
+engine reports it ran (``quantization_method``, ``linear_kernel``) are columns too."""
+READABLE_VERSIONS = (1, 2, 3)
 TABLES = ("runs", "requests", "power")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
@@ -43,6 +47,8 @@ RUNS_SCHEMA = pa.schema(
         ("window_start_s", F64), ("window_end_s", F64), ("window_s", F64),
         ("n_requests_total", I64), ("n_requests_measured", I64), ("n_requests_ok", I64),
         ("n_requests_failed", I64), ("n_requests_drained", I64), ("n_requests_completed_in_window", I64),
+        ("n_requests_cancelled", I64), ("drain_timeout_s", F64), ("drain_s", F64), ("min_window_s", F64),
+        ("n_batches_measured", I64), ("batch_output_tok_s_cv", F64),
         ("offered_rate_rps", F64), ("scheduled_rate_rps", F64), ("achieved_rate_rps", F64), ("request_throughput_rps", F64),
         ("output_tokens_in_window", I64), ("output_throughput_tok_s", F64), ("total_throughput_tok_s", F64),
         ("output_tokens_per_request_mean", F64), ("input_tokens_per_request_mean", F64),
@@ -59,7 +65,8 @@ RUNS_SCHEMA = pa.schema(
         ("memory_used_max_mib", F64), ("sm_clock_mean_mhz", F64), ("temperature_max_c", F64),
         ("node_id", STR), ("host", STR), ("gpu_name", STR), ("gpu_uuid", STR), ("ray_gpu_ids", STR),
         ("assigned_resources", STR), ("engine_versions", STR), ("engine_start_s", F64),
-        ("engine_shared_cells", I64), ("engine_extra", STR), ("cell_wall_s", F64),
+        ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
+        ("linear_kernel", STR), ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]
 )
@@ -70,7 +77,7 @@ REQUESTS_SCHEMA = pa.schema(
         ("scheduled_arrival_s", F64), ("send_s", F64), ("first_token_s", F64), ("end_s", F64),
         ("n_token_times", I64), ("input_tokens", I64), ("output_tokens", I64),
         ("requested_output_tokens", I64), ("ttft_ms", F64), ("tpot_ms", F64), ("e2e_ms", F64),
-        ("drained", BOOL), ("status", STR), ("error", STR),
+        ("drained", BOOL), ("status", STR), ("error", STR), ("prompt_hash", STR),
     ]
 )
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional
 from orchestrator import metrics
 from orchestrator.energy import sampler_for
 from orchestrator.energy.base import idle_power_from, window_energy
-from orchestrator.errors import Status, classify
+from orchestrator.errors import Status, classify, error_text
 from orchestrator.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.phases import Phase, PhaseReporter
 from orchestrator.results import WORKER_COLUMNS, config_columns, measured_tables, per_unit_energy, status_tables
-from orchestrator.results import with_stop_report
-from orchestrator.workload import build_plan
+from orchestrator.results import extra_columns, with_stop_report
+from orchestrator.workload import plan_for
 
 if TYPE_CHECKING:
     from orchestrator.engines.base import Engine
@@ -95,7 +95,7 @@ class UnitRunner:
         yield last
 
     def _failure(self, cell: "Cell", status: Status, retryable: bool, exc: BaseException) -> CellResult:
-        text = f"{type(exc).__name__}: {exc}"
+        text = error_text(exc)  # its first line explains the failure
         if status is Status.engine_error:
             text += "\n" + "".join(traceback.format_exception(exc))[-4000:]
         tables = status_tables(cell, self.unit.sweep, status, text, attempts=self.unit.attempt,
@@ -117,7 +117,7 @@ class UnitRunner:
     def _measure(self, engine: "Engine", cell: "Cell", engine_start_s: float) -> CellResult:
         cfg = cell.config
         started, t_wall = time.time(), time.monotonic()
-        plan = build_plan(cfg.workload, cfg.batch_size, cfg.repeat)
+        plan = plan_for(cfg, cell.cell_id)
         sampler = sampler_for(cfg.sampler, engine)
         self._idle_bounds = None
         sampler.start()
@@ -141,6 +141,8 @@ class UnitRunner:
         row.update(window_energy(trace, t0_ns, t1_ns, self.idle_w if trace.source != "none" else None,
                                  cfg.sampler.mismatch_tolerance))
         per_unit_energy(row)
+        row["min_window_s"] = plan.min_window_s  # offline only (0 for open/closed loop, whose window is duration_s)
+        row["short_window"] = bool(row["short_window"]) or row["window_s"] < plan.min_window_s
         row.update({k: self.ctx[k] for k in WORKER_COLUMNS})
         row.update(
             status=Status.ok.value, error="", attempts=self.unit.attempt, engine=cell.engine,
@@ -150,6 +152,7 @@ class UnitRunner:
             engine_extra=json.dumps(wr.extra, sort_keys=True, default=str),
             cell_wall_s=time.monotonic() - t_wall, started_unix_s=started, finished_unix_s=time.time(),
         )
+        row.update(extra_columns(wr.extra))
         tables = measured_tables(row, cell.cell_id, wr.records, trace, wr.window_start_s, wr.window_end_s)
         return CellResult(cell.cell_id, Status.ok, False, tables)
 

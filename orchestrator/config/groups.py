@@ -179,6 +179,14 @@ class WorkloadConfig:
     ``exact_count`` (poisson only): the Poisson process conditioned on holding exactly
     ``round(rate_rps x duration_s)`` measured arrivals (sorted uniform times), so every cell is
     offered exactly the nominal rate instead of one random draw of it.
+
+    Offline windows: at least ``num_batches`` measured batches, then more until the window is at
+    least ``min_window_s`` seconds long, at most ``max_batches`` measured batches (a window still
+    shorter is flagged ``short_window``). Open/closed loop: after the window closes, requests
+    still queued or in flight get at most ``drain_timeout_s`` seconds to finish, then they are
+    cancelled and kept as ``cancelled`` rows (the cell is flagged ``saturated``); ``None`` sizes
+    it from the cell (``workload.drain_limit_s``: 3 x the roofline time of one request at half
+    the datasheet peaks, at least 10 s).
     """
 
     name: str = MISSING
@@ -191,6 +199,9 @@ class WorkloadConfig:
     warmup_requests: int = 10
     num_batches: int = 4
     warmup_batches: int = 1
+    min_window_s: float = 10.0
+    max_batches: int = 1000
+    drain_timeout_s: Optional[float] = None
     input: LengthConfig = field(default_factory=LengthConfig)
     output: LengthConfig = field(default_factory=LengthConfig)
     ignore_eos: bool = True
@@ -218,6 +229,11 @@ class WorkloadConfig:
         if kind is WorkloadKind.offline:
             check("workload.num_batches", self.num_batches, self.num_batches >= 1, "must be >= 1")
             check("workload.warmup_batches", self.warmup_batches, self.warmup_batches >= 0, "must be >= 0")
+            check("workload.max_batches", self.max_batches, self.max_batches >= self.num_batches,
+                  f"must be >= workload.num_batches ({self.num_batches})")
+        check("workload.min_window_s", self.min_window_s, self.min_window_s >= 0, "must be >= 0")
+        check("workload.drain_timeout_s", self.drain_timeout_s,
+              self.drain_timeout_s is None or self.drain_timeout_s >= 0, "must be >= 0 (or null: sized per cell)")
         check("workload.warmup_requests", self.warmup_requests, self.warmup_requests >= 0, "must be >= 0")
         self.input.validate("workload.input")
         self.output.validate("workload.output")
@@ -229,7 +245,7 @@ class SamplerConfig:
     a GPU engine, none otherwise; an engine that models its own power ignores it)."""
 
     name: str = MISSING
-    interval_s: float = 0.1  # seconds between instant-power samples (>= 10 Hz)
+    interval_s: float = 0.02  # mean seconds between samples (>= 10 Hz; 50 Hz resolves a batch's prefill burst)
     idle_baseline_s: float = 5.0  # seconds of idle GPU (engine loaded) measured before the window
     mismatch_tolerance: float = 0.05  # counter vs integrated power, relative
 

@@ -2,7 +2,8 @@
 
 ``NvmlSampler(gpu_uuid, interval_s)`` is cheap and picklable; ``start()`` initialises NVML, finds
 the GPU **by UUID** (NVML ignores ``CUDA_VISIBLE_DEVICES``), probes what the card answers, takes a
-first sample and starts a daemon thread that samples every ``interval_s`` (>= 10 Hz); ``stop()``
+first sample and starts a daemon thread that samples every ``interval_s`` on average (>= 10 Hz;
+dithered steps, see ``_loop``); ``stop()``
 joins it, takes a last sample and returns a ``PowerTrace(source='nvml')``.
 
 Each sample holds:
@@ -25,6 +26,7 @@ truncated trace would give a wrong energy). ``pynvml`` is imported inside functi
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -198,9 +200,13 @@ class NvmlSampler(Sampler):
             self._rows[col].append(row[col])
 
     def _loop(self) -> None:
-        """Sample on an absolute schedule; a late sample moves the schedule, never bunches up."""
-        next_ns = time.monotonic_ns() + int(self.interval_s * 1e9)
+        """Sample on an absolute schedule with dithered steps (uniform in [0.5, 1.5] x
+        ``interval_s``, never over ``MAX_INTERVAL_S``), so the samples never lock onto a periodic
+        load (static batches every k x interval) and bias the integrated power; a late sample
+        moves the schedule, never bunches up."""
+        rng = random.Random(0)
         step_ns = int(self.interval_s * 1e9)
+        next_ns = time.monotonic_ns() + step_ns
         while not self._stop.wait(max(0.0, (next_ns - time.monotonic_ns()) / 1e9)):
             try:
                 self._sample()
@@ -210,7 +216,7 @@ class NvmlSampler(Sampler):
             except Exception as exc:  # a bug must not pass silently either
                 self._error = NvmlError(f"NVML sampler thread failed: {type(exc).__name__}: {exc}")
                 return
-            next_ns += step_ns
+            next_ns += min(int(step_ns * rng.uniform(0.5, 1.5)), int(MAX_INTERVAL_S * 1e9))
             now = time.monotonic_ns()
             if now > next_ns:
                 next_ns = now + step_ns

@@ -9,7 +9,9 @@ to the configured sampler.
 Capabilities are class attributes, read by the grid (pre-launch checks, identity), the
 dispatcher (placement, engine sharing) and ``engine=auto``:
 
-- ``quantizations``: the ``quantization`` options it runs (by name).
+- ``quantizations``: the ``quantization`` options it runs (by name); ``refused_quantizations``:
+  for some of the others, one line saying why not and what to use instead (the ``unsupported``
+  reason, through ``quantization_refusal``).
 - ``workload_kinds``: offline / open loop / closed loop.
 - ``shares_engine``: cells that differ only in batch size and repeat may run on one start.
 - ``gpu``: ``required`` (a GPU of the cell's type), ``optional`` (on one when the cluster has
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, Mapping, Optional
 
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.metrics import WindowRun
@@ -49,6 +52,7 @@ class GpuUse(str, Enum):
 class Engine(ABC):
     name: ClassVar[str] = ""  # set by @register_engine
     quantizations: ClassVar[FrozenSet[str]] = frozenset()
+    refused_quantizations: ClassVar[Mapping[str, str]] = MappingProxyType({})  # name -> why not, instead
     workload_kinds: ClassVar[FrozenSet[WorkloadKind]] = frozenset()
     shares_engine: ClassVar[bool] = False
     gpu: ClassVar[GpuUse] = GpuUse.required
@@ -70,6 +74,13 @@ class Engine(ABC):
     def uses_gpu(self) -> bool:
         """True when this instance runs on a GPU (``optional`` engines decide in ``start``)."""
         return self.gpu is GpuUse.required
+
+    @classmethod
+    def quantization_refusal(cls, quantization: str) -> str:
+        """One line: this engine does not run ``quantization`` (and why, and what to use
+        instead, where ``refused_quantizations`` says)."""
+        why = cls.refused_quantizations.get(quantization)
+        return f"engine {cls.name} does not run quantization {quantization}" + (f": {why}" if why else "")
 
     @classmethod
     def memory_fraction(cls, options) -> float:

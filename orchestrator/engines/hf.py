@@ -56,7 +56,7 @@ from orchestrator.engines.hf_model import (
 )
 from orchestrator.errors import CellFailure, Status
 from orchestrator.metrics import RequestRecord, WindowRun
-from orchestrator.phases import batch_steps
+from orchestrator.phases import batch_phase
 from orchestrator.workload import RequestSpec, WorkloadPlan
 
 if TYPE_CHECKING:
@@ -140,20 +140,6 @@ def check_quantization(name: str, device: str) -> None:
         raise CellFailure(Status.unsupported, why) from exc
 
 
-def static_batches(plan: WorkloadPlan) -> List[List[RequestSpec]]:
-    """The plan's requests grouped by ``batch_index``, in order; each exactly ``batch_size``."""
-    by_batch: Dict[int, List[RequestSpec]] = {}
-    for spec in plan.requests:
-        by_batch.setdefault(spec.batch_index, []).append(spec)
-    batches = [by_batch[b] for b in sorted(by_batch)]
-    for specs in batches:
-        if len(specs) != plan.batch_size or len({s.phase for s in specs}) != 1:
-            raise ValueError(f"batch {specs[0].batch_index}: {len(specs)} requests, want {plan.batch_size} "
-                             "of one phase")
-    return batches
-
-
-prompt_ids = models.prompt_ids  # the same prompts as every engine
 
 
 def tokens_generated(new_ids: Sequence[int], eos_ids: Sequence[int]) -> int:
@@ -311,23 +297,22 @@ class HfEngine(Engine):
         if not plan.offline:
             raise CellFailure(Status.unsupported, "engine hf runs static batches only (workload.arrival=offline)")
         records: List[RequestRecord] = []
-        window_start_s, window_end_s = None, 0.0
-        batches = static_batches(plan)
-        for specs, (phase, done, total) in zip(batches, batch_steps([b[0].phase for b in batches])):
-            self.progress(phase, done, total, "batches")
-            batch, send_s, window_end_s = self._run_batch(specs, plan.seed)
+        schedule = plan.schedule()
+        for specs in schedule:
+            phase, done, total = schedule.step()
+            self.progress(batch_phase(phase), done, total, "batches")
+            batch, send_s, end_s = self._run_batch(specs, plan)
+            schedule.ran(send_s, end_s)
             records += batch
-            if window_start_s is None and specs[0].phase == "measured":
-                window_start_s = send_s
-        return WindowRun(records, window_start_s if window_start_s is not None else window_end_s,
-                         window_end_s, extra=self._extra())
+        t0, t1 = schedule.window()
+        return WindowRun(records, t0, t1, extra=self._extra(), batch_bounds_s=schedule.measured_bounds())
 
-    def _run_batch(self, specs: List[RequestSpec], plan_seed: int) -> Tuple[List[RequestRecord], float, float]:
+    def _run_batch(self, specs: List[RequestSpec], plan: WorkloadPlan) -> Tuple[List[RequestRecord], float, float]:
         """-> (records, send time s, end time s) of one padded ``generate``."""
         import torch
 
         vocab = int(self.config.model.vocab_size)
-        ids = [prompt_ids(s, plan_seed, vocab) for s in specs]
+        ids = [plan.prompt_ids(s, vocab) for s in specs]
         n_new = max(s.output_tokens for s in specs)
         clock = StepClock()
         send_s = time.monotonic()
@@ -345,7 +330,10 @@ class HfEngine(Engine):
         if len(clock.times_s) != len(new_ids[0]):
             raise RuntimeError(f"streamer saw {len(clock.times_s)} steps, generate returned {len(new_ids[0])} tokens")
         eos = self._eos_ids()
-        return [request_record(s, send_s, clock.times_s, row, eos) for s, row in zip(specs, new_ids)], send_s, end_s
+        records = [request_record(s, send_s, clock.times_s, row, eos) for s, row in zip(specs, new_ids)]
+        for rec, prompt in zip(records, ids):
+            rec.prompt_hash = models.prompt_digest(prompt)
+        return records, send_s, end_s
 
     def _eos_ids(self) -> List[int]:
         eos = self._model.generation_config.eos_token_id
@@ -359,7 +347,8 @@ class HfEngine(Engine):
         extra = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization,
                  "weights": self.weights, "ttft_method": TTFT_METHOD, "torch_threads": torch.get_num_threads()}
         if self.quantization == "int8":
-            extra["llm_int8_threshold"] = float(self.options.int8_threshold)
+            extra.update(llm_int8_threshold=float(self.options.int8_threshold),
+                         bitsandbytes=package_version("bitsandbytes"))
         if self._gpu is not None:
             extra["gpu"] = self._gpu.name
         return extra

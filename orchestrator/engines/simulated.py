@@ -5,7 +5,10 @@ running request; its time is ``max(bytes / (bandwidth x memory_efficiency), FLOP
 compute_efficiency)) + step_overhead_s`` (see ``perf.roofline``). At most ``batch_size``
 requests run at once (vLLM's ``max_num_seqs``); the rest wait FCFS. Offline workloads run static
 batches back to back. Power is modeled per step: idle W between steps, and while busy
-``idle + (TDP - idle) x (0.4 + 0.6 x compute-bound fraction)``. That power model is the
+``idle + (TDP - idle) x (0.4 + 0.6 x compute-bound fraction)``. Every decode step reads the
+KV cache of its running sequences (offline and online alike). Offline windows follow the plan's
+``BatchSchedule`` on virtual time; open/closed loop stops ``drain_timeout_s`` (virtual) after the
+window and keeps what is unfinished as ``cancelled`` requests, as the real client does. That power model is the
 cell's sampler (``ModeledPowerSampler``): its trace says ``source=simulated`` so nothing passes
 for a measurement, and its idle draw is the GPU's datasheet ``idle_w``.
 """
@@ -29,6 +32,7 @@ from orchestrator.phases import Phase
 from orchestrator.workload import WorkloadPlan
 
 BUSY_POWER_FLOOR = 0.4
+CANCELLED = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
 
 
 @dataclass
@@ -52,24 +56,20 @@ class SimulatedOptions:
 
 
 class _Costs:
-    """Per-step cost constants of model x quantization x GPU."""
+    """Per-step cost of model x quantization x GPU: ``perf.roofline.step_seconds`` at the
+    options' efficiencies plus the step overhead, and the power model."""
 
     def __init__(self, cfg, opts: SimulatedOptions):
-        m, q, g = cfg.model, cfg.quantization, cfg.gpu
-        self.weight_bytes = roofline.weight_bytes(m, q)
-        self.kv_per_token = roofline.kv_bytes_per_token(m)
-        self.flops_per_token = 2.0 * (roofline.linear_params(m) + m.vocab_size * m.hidden_size)
-        self.flops_per_cached = 4.0 * m.n_layers * m.n_heads * roofline.head_dim(m)
-        self.bw = roofline.bandwidth_bytes_s(g) * opts.memory_efficiency
-        self.peak = roofline.peak_flops(g, q) * opts.compute_efficiency
+        self.model, self.quantization, self.gpu = cfg.model, cfg.quantization, cfg.gpu
+        self.mem_eff, self.cmp_eff = opts.memory_efficiency, opts.compute_efficiency
         self.overhead = opts.step_overhead_s
-        self.idle_w, self.tdp_w = g.idle_w, g.tdp_w
+        self.idle_w, self.tdp_w = cfg.gpu.idle_w, cfg.gpu.tdp_w
 
     def step(self, new_tokens: int, cached_tokens: int):
-        """-> (seconds, watts) of one step."""
-        t_mem = (self.weight_bytes + self.kv_per_token * (cached_tokens + new_tokens)) / self.bw
-        t_cmp = (self.flops_per_token * new_tokens + self.flops_per_cached * cached_tokens) / self.peak
-        core = max(t_mem, t_cmp)
+        """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV."""
+        args = (self.model, self.quantization, self.gpu, new_tokens, cached_tokens)
+        core = roofline.step_seconds(*args, self.mem_eff, self.cmp_eff)
+        t_cmp = roofline.step_seconds(*args, float("inf"), self.cmp_eff)  # the compute roof alone
         frac = BUSY_POWER_FLOOR + (1 - BUSY_POWER_FLOOR) * (t_cmp / core)
         return core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
 
@@ -121,24 +121,23 @@ class SimulatedEngine(Engine):
 
     # ---------------------------------------------------------------- offline static batches
     def _run_offline(self, plan: WorkloadPlan) -> WindowRun:
+        """Static batches back to back on virtual time (``BatchSchedule``: the same window rule
+        as the real engines); every decode step reads the KV cache of the whole batch."""
         t = 0.0
         records: List[RequestRecord] = []
-        window_start = None
-        by_batch = {}
-        for spec in plan.requests:
-            by_batch.setdefault(spec.batch_index, []).append(spec)
-        for b in sorted(by_batch):
-            specs = by_batch[b]
-            if window_start is None and specs[0].phase == "measured":
-                window_start = t
+        schedule = plan.schedule()
+        for specs in schedule:
+            start = t
             seqs = [_Seq(s, t) for s in specs]
             t = self._step(t, seqs, new=sum(s.spec.input_tokens for s in seqs))
             live = [s for s in seqs if s.emitted < s.spec.output_tokens]
             while live:
-                t = self._step(t, live, new=len(live))
+                t = self._step(t, live, new=len(live), cached=sum(s.context for s in live) - len(live))
                 live = [s for s in live if s.emitted < s.spec.output_tokens]
+            schedule.ran(start, t)
             records += [self._record(s, send=s.arrival) for s in seqs]
-        return WindowRun(records, window_start or 0.0, t)
+        t0, t1 = schedule.window()
+        return WindowRun(records, t0, t1, batch_bounds_s=schedule.measured_bounds())
 
     # ---------------------------------------------------------------- open / closed loop
     def _run_online(self, plan: WorkloadPlan) -> WindowRun:
@@ -158,6 +157,8 @@ class SimulatedEngine(Engine):
         window_end: Optional[float] = None if closed else window_start + plan.duration_s
         t, running, records = 0.0, [], []
         while pending or running:
+            if window_end is not None and t >= window_end + plan.drain_timeout_s:
+                break  # the drain limit: what is left is cancelled below
             if not running and pending and pending[0][0] > t:
                 t = pending[0][0]
             admitted = []
@@ -165,7 +166,7 @@ class SimulatedEngine(Engine):
                 arr, _, spec = heapq.heappop(pending)
                 admitted.append(_Seq(spec, arr))
             decoding = running
-            cached = sum(s.context for s in decoding)
+            cached = sum(s.context for s in decoding) - len(decoding)  # each feeds its newest token
             new = len(decoding) + sum(s.spec.input_tokens for s in admitted)
             t = self._step(t, decoding + admitted, new=new, cached=cached)
             running = []
@@ -183,8 +184,24 @@ class SimulatedEngine(Engine):
                     running.append(s)
         if window_end is None:
             window_start, window_end = window_start, t
+        records += [self._cancelled(s, t) for s in running]
+        records += [self._cancelled(_Seq(spec, arr), t) for arr, _, spec in pending]
         records.sort(key=lambda r: r.index)
-        return WindowRun(records, window_start, window_end)
+        return WindowRun(records, window_start, window_end, drain_timeout_s=plan.drain_timeout_s,
+                         drain_s=max(0.0, t - window_end))
+
+    @classmethod
+    def _cancelled(cls, s: _Seq, t_stop: float) -> RequestRecord:
+        """A request unfinished at the drain limit: the tokens it emitted, ended at ``t_stop``."""
+        if not s.times:
+            return RequestRecord(
+                index=s.spec.index, phase=s.spec.phase, arrival_s=s.arrival, send_s=s.arrival,
+                first_token_s=float("nan"), end_s=t_stop, input_tokens=s.spec.input_tokens, output_tokens=0,
+                requested_output_tokens=s.spec.output_tokens, status="cancelled", error=CANCELLED,
+                batch_index=s.spec.batch_index)
+        rec = cls._record(s, send=s.arrival)
+        rec.status, rec.error, rec.end_s = "cancelled", CANCELLED, t_stop
+        return rec
 
     def _step(self, t: float, seqs: List[_Seq], new: int, cached: int = 0) -> float:
         dt, watts = self._costs.step(new, cached)

@@ -2,11 +2,13 @@
 GPU checks (``vllm_offline``: static batches in-process; ``vllm_server``: ``vllm serve`` driven by
 the streaming client). Both run with the same engine arguments (``engine_args``): the model
 directory from ``models.model_dir`` with ``load_format="dummy"``, the ``engine.vllm`` knobs,
-``quantization`` from ``quantization.vllm_quantization``, the seed, and ``disable_log_stats=False``
+``quantization`` from ``quantization.vllm_quantization`` (left to vLLM when the directory's
+``config.json`` declares that format), the seed, and ``disable_log_stats=False``
 (vLLM only keeps per-request timestamps with stats on). vLLM's compile cache lives in
-``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``), kept between cells. A failed start is
-classified from the log's lines: ``oom``, ``kv_cache_too_small``, ``unsupported``, else an
-engine error. ``vllm`` and ``torch`` are imported inside functions only.
+``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``), kept between cells. Engine output goes to a
+log file (``new_log_path``, ``output_to``) that ``vllm_log`` reads: why a start failed, and the
+quantization method and kernels vLLM chose. ``vllm`` and ``torch`` are imported inside
+functions only.
 """
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional
 
 from orchestrator.config.fields import check, setting
 from orchestrator.config.groups import Weights
 from orchestrator.engines.base import Engine, GpuUse
-from orchestrator.errors import CellFailure
+from orchestrator.engines.vllm_log import engine_choices, read_head
+from orchestrator.models import checkpoint_quant_method
 from orchestrator.workload import RequestSpec
 
 if TYPE_CHECKING:
@@ -34,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_DIR_ENV = "ORCHESTRATOR_LOG_DIR"
-LOG_TAIL_BYTES = 64 * 1024
 MEMORY_MARGIN_MIB = 512.0
 MEMORY_WAIT_S = 60.0
 OPTIONS_KEY = "vllm"
@@ -54,6 +57,7 @@ class VllmOptions:
 
     enforce_eager: bool = False
     enable_chunked_prefill: bool = True
+    enable_prefix_caching: bool = False  # off for measurement: no cell finds another's prompts cached
     max_num_batched_tokens: Optional[int] = None
     scheduling_policy: SchedulingPolicy = SchedulingPolicy.fcfs
     gpu_memory_utilization: float = 0.9
@@ -74,10 +78,19 @@ def vllm_options(config: "CellConfig") -> VllmOptions:
     return config.engine.options(OPTIONS_KEY)
 
 
+INT8_REFUSAL = ("vLLM's in-flight bitsandbytes quantizes to 4 bits (its BitsAndBytesConfig defaults to "
+                "load_in_4bit) and forces load_format=bitsandbytes (real weights only), so the cell would not "
+                "run 8-bit weights; use engine=hf for bitsandbytes LLM.int8, or quantization=fp8 for 8-bit "
+                "weights under vLLM")
+"""Why the vllm engines refuse ``quantization=int8`` (vLLM 0.26.0: ``BitsAndBytesConfig.__init__``
+defaults, ``get_quant_config``'s in-flight ``from_config({})``, ``EngineArgs.create_load_config``)."""
+
+
 class VllmEngine(Engine):
     """Capabilities and GPU plumbing common to the two vLLM engines."""
 
-    quantizations = frozenset({"none", "awq", "gptq", "int8", "fp8"})
+    quantizations = frozenset({"none", "awq", "gptq", "fp8"})
+    refused_quantizations = MappingProxyType({"int8": INT8_REFUSAL})
     gpu = GpuUse.required
     options_key = OPTIONS_KEY
     options_schema = VllmOptions
@@ -101,6 +114,15 @@ class VllmEngine(Engine):
         self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
         self._start_info = wait_for_gpu_memory(self._gpu, self.options.gpu_memory_utilization)
 
+    def _note_engine_choices(self, method: Optional[str] = None) -> None:
+        """Put what vLLM ran into the run's extra: ``vllm_quantization_method`` and
+        ``vllm_linear_kernel`` from the start-up log (``vllm_log.engine_choices``); ``method``
+        (the frontend's own ``model_config.quantization``), when known, wins over the log."""
+        choices = engine_choices(read_head(self._log_path))
+        if method is not None:
+            choices["vllm_quantization_method"] = method
+        self._start_info.update(choices)
+
     def versions(self) -> Dict[str, str]:
         return engine_versions(self._gpu)
 
@@ -120,6 +142,7 @@ def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dic
         "max_num_seqs": int(max_num_seqs),
         "enforce_eager": bool(opts.enforce_eager),
         "enable_chunked_prefill": bool(opts.enable_chunked_prefill),
+        "enable_prefix_caching": bool(opts.enable_prefix_caching),
         "scheduling_policy": opts.scheduling_policy.value,
         "gpu_memory_utilization": float(opts.gpu_memory_utilization),
         "max_model_len": int(opts.max_model_len),
@@ -129,7 +152,11 @@ def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dic
     }
     if opts.max_num_batched_tokens:
         args["max_num_batched_tokens"] = int(opts.max_num_batched_tokens)
-    if quant.vllm_quantization:
+    # A checkpoint whose config.json declares the cell's format (AWQ/GPTQ): vLLM detects the
+    # method (0.26: auto_awq / auto_gptq) and picks its kernel (Machete/Marlin) as for a real
+    # checkpoint. Otherwise the name is passed: fp8 quantizes fp16 weights online, and vLLM
+    # refuses a checkpoint of another format.
+    if quant.vllm_quantization and checkpoint_quant_method(config.model, quant) != quant.vllm_quantization:
         args["quantization"] = quant.vllm_quantization
     args.update(parse_extra_args(opts.extra_args or {}))
     return args
@@ -195,71 +222,6 @@ def sampling_kwargs(spec: RequestSpec, ignore_eos: bool) -> Dict:
     n = int(spec.output_tokens)
     return {"max_tokens": n, "min_tokens": n if ignore_eos else 0, "ignore_eos": bool(ignore_eos),
             "temperature": 0.0, "detokenize": False}
-
-
-# Log lines -> statuses, checked in this order (lower-case substrings).
-LOG_PATTERNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("unsupported", (
-        "is not supported for the current gpu",
-        "is not supported for quantization method",
-        "unknown quantization method",
-        "quantization is currently not supported",
-        "bfloat16 is only supported on gpus with compute capability",
-    )),
-    ("kv_cache_too_small", (
-        "larger than the available kv cache memory",
-        "no available memory for the cache blocks",
-        "estimated maximum model length",
-    )),
-    ("oom", (
-        "cuda out of memory",
-        "outofmemoryerror",
-        "cudaerrormemoryallocation",
-        "cublas_status_alloc_failed",
-        "less than desired gpu memory utilization",
-    )),
-)
-
-
-def classify_log(text: str) -> Optional[Tuple[str, str]]:
-    """(status, the line that says so) for a known failure in a vLLM log, else None."""
-    lines = text.splitlines()
-    for status, needles in LOG_PATTERNS:
-        for line in reversed(lines):
-            low = line.lower()
-            if any(n in low for n in needles):
-                return status, line.strip()[:1000]
-    return None
-
-
-def read_tail(path: Optional[Path], n_bytes: int = LOG_TAIL_BYTES) -> str:
-    """The last ``n_bytes`` of a log file ('' if it does not exist)."""
-    if path is None or not Path(path).exists():
-        return ""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - n_bytes))
-        return f.read().decode(errors="replace")
-
-
-def last_lines(text: str, n: int = 40) -> str:
-    return "\n".join(text.splitlines()[-n:])
-
-
-def failure_from_log(what: str, log_text: str, log_path: Optional[Path]) -> Exception:
-    """``CellFailure`` for a recognised failure, else an ``EngineStartError`` (an engine_error
-    worth a retry); both carry the log's last lines."""
-    tail = last_lines(log_text)
-    where = f" (log: {log_path})" if log_path else ""
-    found = classify_log(log_text)
-    if found:
-        status, line = found
-        return CellFailure(status, f"{what}: {line}{where}\n--- log tail ---\n{tail}")
-    return EngineStartError(f"{what}{where}\n--- log tail ---\n{tail}")
-
-
-class EngineStartError(RuntimeError):
-    """vLLM failed in a way the log does not explain (classified ``engine_error``)."""
 
 
 def log_dir() -> Path:

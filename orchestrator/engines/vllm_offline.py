@@ -4,7 +4,9 @@
 for, and builds ``vllm.LLM`` from ``vllm_common.engine_args`` with ``max_num_seqs`` = the largest
 batch of the cells sharing this engine. The engine-core process is spawned, not forked
 (``VLLM_WORKER_MULTIPROC_METHOD=spawn`` unless set). Start-up output (the frontend's and the
-engine-core process's) goes to a log file whose lines classify a failed start.
+engine-core process's) goes to a log file whose lines classify a failed start (``vllm_log``);
+after a start, the quantization method the frontend resolved and the linear kernels the log
+names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
 
 ``run(plan)`` sends each static batch as one ``LLM.generate`` call of exactly ``batch_size``
 prompts given as token ids, ``SamplingParams(max_tokens=min_tokens=requested, ignore_eos=True,
@@ -15,7 +17,9 @@ as ours); when vLLM gives none, or one outside the batch's bounds, the first-tok
 and the end is the batch's end (``extra['request_times']`` counts which). Every request of a
 batch arrives (and is sent) at the batch's start. The window runs from the first measured
 batch's start to the last measured batch's end (warm-up batches excluded), on
-``time.monotonic()`` in seconds.
+``time.monotonic()`` in seconds; the plan's ``BatchSchedule`` decides how many measured batches
+run (at least ``num_batches``, more until the window reaches ``min_window_s``). Each batch's
+prompts are built just before it runs (a few ms at batch 256).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import gc
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.engines import register_engine
@@ -31,17 +35,16 @@ from orchestrator.engines.vllm_common import (
     VllmEngine,
     cache_env,
     engine_args,
-    failure_from_log,
     log,
     model_path,
     new_log_path,
     output_to,
-    read_tail,
     sampling_kwargs,
 )
+from orchestrator.engines.vllm_log import failure_from_log, read_tail
 from orchestrator.metrics import RequestRecord, WindowRun
-from orchestrator.models import prompt_ids
-from orchestrator.phases import batch_steps
+from orchestrator.models import prompt_digest
+from orchestrator.phases import batch_phase
 from orchestrator.workload import RequestSpec, WorkloadPlan
 
 if TYPE_CHECKING:
@@ -79,10 +82,10 @@ class VllmOfflineEngine(VllmEngine):
 
                 self._llm = LLM(**self.args)
             except Exception as exc:
-                err = failure_from_log(f"vllm.LLM failed to start: {type(exc).__name__}: {exc}",
-                                       read_tail(self._log_path), self._log_path)
+                err = failure_from_log("vllm.LLM failed to start", read_tail(self._log_path), self._log_path, exc)
                 raise err from exc
         self._start_info["vllm_start_s"] = time.monotonic() - t0
+        self._note_engine_choices(frontend_quantization(self._llm))
 
     def stop(self) -> None:
         llm, self._llm = self._llm, None
@@ -101,35 +104,26 @@ class VllmOfflineEngine(VllmEngine):
             raise ValueError("vllm_offline runs offline plans only (workload.arrival=offline)")
         if plan.batch_size > self.max_batch_size:
             raise ValueError(f"batch {plan.batch_size} > this engine's max_num_seqs {self.max_batch_size}")
-        batches = self._prepare(plan)
         records: List[RequestRecord] = []
-        bounds: List[Tuple[str, float, float]] = []
-        steps = batch_steps([b[0][0].phase for b in batches])
-        for (specs, prompts, params), (phase, done, total) in zip(batches, steps):
-            self.progress(phase, done, total, "batches")
+        schedule = plan.schedule()
+        for specs in schedule:
+            phase, done, total = schedule.step()
+            self.progress(batch_phase(phase), done, total, "batches")
+            prompts, params = self._inputs(plan, specs)
             t_send, t_done, outs = self._generate(prompts, params)
-            bounds.append((specs[0].phase, t_send, t_done))
-            records += [self._record(s, o, t_send, t_done) for s, o in zip(specs, outs)]
-        measured = [(a, b) for phase, a, b in bounds if phase == "measured"]
-        t0, t1 = (measured[0][0], measured[-1][1]) if measured else (bounds[0][1], bounds[-1][2])
-        return WindowRun(records, t0, t1, extra=self._extra(records, bounds))
+            schedule.ran(t_send, t_done)
+            records += [self._record(s, o, t_send, t_done, p) for s, o, p in zip(specs, outs, prompts)]
+        t0, t1 = schedule.window()
+        return WindowRun(records, t0, t1, extra=self._extra(records, schedule.bounds),
+                         batch_bounds_s=schedule.measured_bounds())
 
-    def _prepare(self, plan: WorkloadPlan):
-        """Per batch (in order): its specs, prompts as token ids, SamplingParams — all built
-        before the first batch runs."""
+    def _inputs(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[Dict], list]:
+        """One batch's prompts (token ids) and ``SamplingParams`` (a few ms even at batch 256)."""
         from vllm import SamplingParams
 
         vocab = int(self.config.model.vocab_size)
-        by_batch: Dict[int, List[RequestSpec]] = {}
-        for spec in plan.requests:
-            by_batch.setdefault(spec.batch_index, []).append(spec)
-        out = []
-        for b in sorted(by_batch):
-            specs = by_batch[b]
-            prompts = [{"prompt_token_ids": prompt_ids(s, plan.seed, vocab)} for s in specs]
-            params = [SamplingParams(**sampling_kwargs(s, plan.ignore_eos)) for s in specs]
-            out.append((specs, prompts, params))
-        return out
+        prompts = [{"prompt_token_ids": plan.prompt_ids(s, vocab)} for s in specs]
+        return prompts, [SamplingParams(**sampling_kwargs(s, plan.ignore_eos)) for s in specs]
 
     def _generate(self, prompts: Sequence[Dict], params: Sequence) -> Tuple[float, float, list]:
         """One static batch: -> (start s, end s, RequestOutputs in prompt order)."""
@@ -137,19 +131,19 @@ class VllmOfflineEngine(VllmEngine):
         try:
             outs = self._llm.generate(prompts, params, use_tqdm=False)
         except Exception as exc:
-            err = failure_from_log(f"LLM.generate failed: {type(exc).__name__}: {exc}",
-                                   read_tail(self._log_path), self._log_path)
+            err = failure_from_log("LLM.generate failed", read_tail(self._log_path), self._log_path, exc)
             raise err from exc
         return t_send, time.monotonic(), outs
 
     @staticmethod
-    def _record(spec: RequestSpec, out, t_send: float, t_done: float) -> RequestRecord:
+    def _record(spec: RequestSpec, out, t_send: float, t_done: float, prompt: Dict) -> RequestRecord:
         n = len(out.outputs[0].token_ids)
         first, end = request_times(getattr(out, "metrics", None), t_send, t_done)
         return RequestRecord(
             index=spec.index, phase=spec.phase, arrival_s=t_send, send_s=t_send, first_token_s=first,
             end_s=end, input_tokens=len(out.prompt_token_ids or []) or spec.input_tokens, output_tokens=n,
             requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
+            prompt_hash=prompt_digest(prompt["prompt_token_ids"]),
         )
 
     def _extra(self, records: List[RequestRecord], bounds) -> Dict:
@@ -162,6 +156,16 @@ class VllmOfflineEngine(VllmEngine):
             "engine_args": {k: v for k, v in self.args.items() if k != "model"},
             "log_path": str(self._log_path),
         }
+
+
+def frontend_quantization(llm) -> Optional[str]:
+    """The quantization method the ``LLM`` frontend resolved (vLLM 0.26:
+    ``llm.llm_engine.model_config.quantization``, after the checkpoint's override, e.g.
+    ``auto_awq``); "none" when it is None; None when the attribute is missing."""
+    cfg = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+    if cfg is None or not hasattr(cfg, "quantization"):
+        return None
+    return str(cfg.quantization) if cfg.quantization else "none"
 
 
 def request_times(stats, t_send: float, t_done: float) -> Tuple[float, float]:

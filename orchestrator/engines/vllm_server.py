@@ -9,10 +9,13 @@ batch size and the same engine arguments as the offline engine (``vllm_common.en
 ``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
 goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
 ``startup_timeout``; if the process exits first its log tail decides: ``oom``,
-``kv_cache_too_small``, ``unsupported``, else an engine error.
+``kv_cache_too_small``, ``unsupported``, else an engine error (``vllm_log``: the line that
+explains it leads the error). Once healthy, the quantization method and linear kernels its
+start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
 
 ``run(plan)`` drives the plan with ``client.StreamingClient`` (open loop at the scheduled times,
-or closed loop) and scrapes ``/metrics`` every ``METRICS_INTERVAL_S`` meanwhile; the mean running
+or closed loop; requests unfinished ``plan.drain_timeout_s`` after the window are cancelled and
+the server aborts them) and scrapes ``/metrics`` every ``METRICS_INTERVAL_S`` meanwhile; the mean running
 batch is the mean of ``vllm:num_requests_running`` over the scrapes inside the measured window.
 A server that died during the run fails the cell with its log's status.
 
@@ -42,20 +45,17 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.engines import register_engine
 from orchestrator.engines.vllm_common import (
-    EngineStartError,
     VllmEngine,
     cache_env,
     engine_args,
-    failure_from_log,
     log,
     model_path,
     new_log_path,
-    read_tail,
     serve_flags,
 )
+from orchestrator.engines.vllm_log import EngineStartError, failure_from_log, read_tail
 from orchestrator.errors import CellFailure, Status
 from orchestrator.metrics import WindowRun
-from orchestrator.models import prompt_ids
 from orchestrator.phases import Phase
 from orchestrator.workload import WorkloadPlan
 
@@ -257,6 +257,7 @@ class VllmServerEngine(VllmEngine):
                 if attempt == 2 or "address already in use" not in str(exc).lower():
                     raise
         self._start_info["vllm_start_s"] = time.monotonic() - t0
+        self._note_engine_choices()  # from the server's start-up log
 
     def _launch(self, model: str) -> None:
         self._port = free_port()
@@ -294,7 +295,7 @@ class VllmServerEngine(VllmEngine):
             raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
         vocab = int(self.config.model.vocab_size)
         client = StreamingClient(Endpoint(self.base_url, self.config.model.name, self._api_key),
-                                 lambda s: prompt_ids(s, plan.seed, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
+                                 lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
                                  progress=self.progress)
         self.progress(Phase.warmup)
         cr, samples = asyncio.run(self._drive(client, plan))
@@ -309,7 +310,8 @@ class VllmServerEngine(VllmEngine):
             "engine_args": {k: v for k, v in engine_args(self.config, self.max_batch_size, "").items() if k != "model"},
             "log_path": str(self._log_path),
         }
-        return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra)
+        return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
+                         drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s)
 
     async def _drive(self, client, plan: WorkloadPlan):
         """The client's run with a /metrics scraper beside it."""

@@ -132,3 +132,23 @@ def batch_to_ridge(model: "ModelConfig", quantization: "QuantizationConfig", gpu
     f, k = one.flops, one.bytes - w
     r = ridge_point(gpu, quantization)
     return r * w / (f - r * k) if f > r * k else float("inf")
+
+
+def step_seconds(model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig", new_tokens: int,
+                 cached_tokens: int, memory_efficiency: float = 1.0, compute_efficiency: float = 1.0) -> float:
+    """Roofline time (s) of one step (``step_cost``) at the given fractions of the datasheet
+    bandwidth and peak FLOP/s: the slower of moving its bytes and computing its FLOPs."""
+    cost = step_cost(model, quantization, new_tokens, cached_tokens)
+    t_mem = cost.bytes / (bandwidth_bytes_s(gpu) * memory_efficiency)
+    t_compute = cost.flops / (peak_flops(gpu, quantization) * compute_efficiency)
+    return max(t_mem, t_compute)
+
+
+def request_seconds(model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig", input_tokens: int,
+                    output_tokens: int, batch: int, efficiency: float = 1.0) -> float:
+    """Roofline time (s) of one request running among ``batch`` alike: its prefill, then
+    ``output_tokens`` decode steps of the whole batch at the mean context (input + output / 2)."""
+    prefill = step_seconds(model, quantization, gpu, input_tokens, 0, efficiency, efficiency)
+    context = int(input_tokens + output_tokens / 2)
+    decode = step_seconds(model, quantization, gpu, batch, batch * context, efficiency, efficiency)
+    return prefill + output_tokens * decode

@@ -75,12 +75,18 @@ def test_offline_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
                       f"store.dir={out}", "dispatch.progress=false"], timeout=TIMEOUT_S)
     row, t = _one_row(out)
     _check_energy(row, gpu)
-    assert row["n_requests_measured"] == 16 and row["output_tokens_per_request_mean"] == 128
-    assert row["output_tokens_in_window"] == 16 * 128 and not row["token_count_mismatch"]
+    # at least num_batches=2 batches of 8, more until the window reaches min_window_s (10 s)
+    n = row["n_batches_measured"]
+    assert n >= 2 and row["window_s"] >= row["min_window_s"] == 10.0 and not row["short_window"]
+    assert row["n_requests_measured"] == 8 * n and row["output_tokens_per_request_mean"] == 128
+    assert row["output_tokens_in_window"] == 8 * n * 128 and not row["token_count_mismatch"]
+    assert 0 <= row["batch_output_tok_s_cv"] < 0.2
     assert row["output_throughput_tok_s"] > 100 and row["ttft_p50_ms"] > 0
     extra = json.loads(row["engine_extra"])
     assert extra["request_times"]["batch_bounds"] == 0, extra  # vLLM's per-request timestamps were used
-    assert t.requests.num_rows == 24 and t.power.num_rows > 10
+    assert t.requests.num_rows == 8 * (n + 1) and t.power.num_rows > 10  # + 1 warm-up batch
+    hashes = t.requests.column("prompt_hash").to_pylist()
+    assert len(set(hashes)) == len(hashes) and None not in hashes
     assert wait_memory_below(gpu.uuid, 4096) < 4096  # the worker exited and freed the card
 
 
@@ -95,6 +101,8 @@ def test_server_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
     assert not row["token_count_mismatch"] and not row["short_window"]
     assert row["achieved_rate_rps"] == pytest.approx(row["scheduled_rate_rps"], rel=0.03)
     assert not row["saturated"] and 0 < row["mean_running_batch"] <= 128
+    assert row["n_requests_cancelled"] == 0 and 0 <= row["drain_s"] < row["drain_timeout_s"]
+    assert row["drain_timeout_s"] >= 10.0  # sized per cell (workload.drain_limit_s), never under 10 s
     assert 0 < row["ttft_p50_ms"] < 2000 and 0 < row["tpot_p50_ms"] < 200
     extra = json.loads(row["engine_extra"])
     assert extra["metrics_scrapes_in_window"] >= 10 and extra["send_late_p99_ms"] < 20

@@ -2,7 +2,9 @@
 event loop) that emits OpenAI-style SSE chunks at known times, like ``vllm serve``: multi-token
 chunks, a final usage chunk, ``[DONE]``. The server notes the monotonic time at which it wrote
 every token; the client's per-token timestamps, TTFT, TPOT, ITL and token counts must match
-within a few ms, sends must keep to the schedule, and every failure must become a status row."""
+within a few ms, sends must keep to the schedule, and every failure must become a status row.
+Requests still unfinished ``drain_timeout_s`` after the window are cancelled: the client closes
+their streams (the server sees it) and keeps what they emitted as ``cancelled`` rows."""
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +22,7 @@ from aiohttp import web
 from orchestrator import metrics
 from orchestrator.client import Endpoint, StreamingClient, run_plan
 from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
-from orchestrator.models import prompt_token_ids
+from orchestrator.models import prompt_digest, prompt_token_ids
 from orchestrator.workload import build_plan
 
 API_KEY = "sk-test-key"
@@ -28,6 +30,7 @@ TTFT_S = 0.060
 GAP_S = 0.020
 CHUNK_SIZES = (1, 3, 1, 2)  # tokens per chunk, cycled: multi-token chunks on purpose
 TOL_S = 0.010
+SLOW_GAP_S = 0.200  # mode "slow": one token per chunk, this far apart (9 tokens: 1.7 s, past any drain here)
 
 
 class SseServer:
@@ -38,6 +41,7 @@ class SseServer:
         self.received: Dict[int, float] = {}  # request index -> monotonic receive time
         self.written: Dict[int, List[float]] = {}  # request index -> write time of each token
         self.bodies: Dict[int, dict] = {}
+        self.closed: Dict[int, float] = {}  # request index -> when a write found the client gone
         self.in_flight = 0
         self.max_in_flight = 0
         self.loop = asyncio.new_event_loop()
@@ -83,14 +87,23 @@ class SseServer:
     async def _stream(self, request, body, idx, mode, t_recv):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        n, times, sent, k = body["max_tokens"], [], 0, 0
+        n, times = body["max_tokens"], []
+        self.written[idx] = times  # filled as tokens go out (a cancelled stream keeps what was sent)
         target = t_recv + TTFT_S
+        try:
+            await self._chunks(request, resp, body, idx, mode, n, times, target)
+        except (ConnectionError, asyncio.CancelledError):  # the client closed the stream
+            self.closed[idx] = time.monotonic()
+        return resp
+
+    async def _chunks(self, request, resp, body, idx, mode, n, times, target):
+        sent, k = 0, 0
         while sent < n:
-            size = min(CHUNK_SIZES[k % len(CHUNK_SIZES)], n - sent)
+            size = 1 if mode == "slow" else min(CHUNK_SIZES[k % len(CHUNK_SIZES)], n - sent)
             await asyncio.sleep(max(0.0, target - time.monotonic()))
             if mode == "drop" and sent >= 2:
                 request.transport.close()  # the server dies mid-stream
-                return resp
+                return
             ids = list(range(100 + sent, 100 + sent + size))
             choice = {"index": 0, "text": "t5 t6 t7 t8 t9" if size == 1 else "", "logprobs": None,
                       "finish_reason": "length" if sent + size == n else None}
@@ -102,7 +115,7 @@ class SseServer:
                                   "total_tokens": len(body["prompt"]) + sent + size}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
             times += [time.monotonic()] * size
-            sent, k, target = sent + size, k + 1, target + GAP_S
+            sent, k, target = sent + size, k + 1, target + (SLOW_GAP_S if mode == "slow" else GAP_S)
         if mode == "stream_error":
             await resp.write(b'data: {"error": {"message": "engine died", "code": 500}}\n\n')
         if mode not in ("no_usage", "nothing", "no_ids"):
@@ -112,8 +125,6 @@ class SseServer:
             usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": n, "total_tokens": len(body["prompt"]) + n}
             await resp.write(f"data: {json.dumps({'id': 'cmpl-x', 'choices': [], 'usage': usage})}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
-        self.written[idx] = times
-        return resp
 
 
 def workload(**kw) -> WorkloadConfig:
@@ -185,9 +196,12 @@ def test_open_loop_sends_happen_at_the_scheduled_times(server):
 
 def test_request_body_asks_for_exact_lengths_as_token_ids(server):
     plan = build_plan(workload(duration_s=0.1, warmup_requests=0), batch_size=8)
-    run_plan(client_for(server.url), plan)
+    run = run_plan(client_for(server.url), plan)
     body = server.bodies[0]
     assert body["prompt"] == prompt_token_ids(16, 1000, 32000)
+    # every record names the prompt the server got
+    assert [r.prompt_hash for r in run.records] == [prompt_digest(server.bodies[r.index]["prompt"]) for r in run.records]
+    assert len({r.prompt_hash for r in run.records}) == len(run.records) > 1
     assert body["max_tokens"] == body["min_tokens"] == 9 and body["ignore_eos"] is True
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["return_token_ids"] is True and body["temperature"] == 0.0 and body["model"] == "llama2_7b"
@@ -261,3 +275,103 @@ def test_closed_loop_keeps_concurrency_and_the_window(server):
     assert all(r.arrival_s == pytest.approx(r.send_s, abs=0.002) for r in run.records)
     # each request takes TTFT + 5 gaps = 0.16 s; 3 clients over 0.8 s -> about 15 measured
     assert 10 <= len(measured) <= 20 and all(r.status == "ok" for r in run.records)
+
+
+# ------------------------------------------------------------------------------- bounded drain
+
+DRAIN_S = 0.5
+SLACK_S = 0.35  # event-loop and connection-close latency on a loaded 2-core machine
+
+
+def _slow_workload(**kw):
+    """The test workload with a drain limit of DRAIN_S: a normal request (9 tokens) takes 0.16 s, a
+    slow one 1.66 s, more than window + drain for any of them."""
+    return workload(drain_timeout_s=DRAIN_S, **kw)
+
+
+def _wait_closed(server, indices, timeout_s=2.0):
+    deadline = time.monotonic() + timeout_s
+    while not set(indices) <= set(server.closed) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return set(server.closed)
+
+
+def _check_cancelled(server, rec, stop_s):
+    """A cancelled record holds exactly what the server wrote before the client closed the stream."""
+    written = np.asarray(server.written[rec.index])
+    assert rec.status == "cancelled" and "drain limit" in rec.error
+    assert rec.end_s == pytest.approx(stop_s, abs=SLACK_S)
+    assert 1 <= rec.output_tokens < 9 and len(rec.token_times_s) == rec.output_tokens
+    # the server may have written one more token while the close was on its way
+    assert rec.output_tokens in (len(written), len(written) - 1)
+    assert np.max(np.abs(rec.token_times_s - written[:rec.output_tokens])) < TOL_S
+    assert rec.first_token_s == rec.token_times_s[0] and np.all(np.diff(rec.token_times_s) >= SLOW_GAP_S - TOL_S)
+
+
+def test_open_loop_cancels_requests_unfinished_at_the_drain_limit(server):
+    plan = build_plan(_slow_workload(duration_s=0.6, warmup_requests=3), batch_size=8)
+    assert plan.drain_timeout_s == DRAIN_S
+    slow = [s.index for s in plan.measured if s.index % 2 == 0]  # half the measured requests cannot finish
+    server.behaviour.update({i: "slow" for i in slow})
+    t_call = time.monotonic()
+    run = run_plan(client_for(server.url), plan)
+    t_back = time.monotonic()
+    stop = run.window_end_s + DRAIN_S
+    assert stop - SLACK_S < t_back < stop + SLACK_S  # not the ~10 s the slow requests want
+    assert t_back - t_call < 0.2 + plan.measured_start_s + 0.6 + DRAIN_S + SLACK_S + 0.2
+    assert run.drain_s == pytest.approx(DRAIN_S, abs=SLACK_S)
+    assert len(run.records) == len(plan.requests)
+    by_index = {r.index: r for r in run.records}
+    for i in slow:
+        _check_cancelled(server, by_index[i], stop)
+    for r in run.records:
+        if r.index not in slow:
+            assert r.status == "ok" and r.output_tokens == 9 == len(r.token_times_s), r.error
+    assert set(slow) <= _wait_closed(server, slow)  # the server saw every cancelled stream closed
+    assert all(server.closed[i] < stop + SLACK_S for i in slow)
+    assert not set(server.closed) - set(slow) and server.in_flight == 0
+    assert all(len(server.written[i]) < 9 for i in slow)  # it stopped writing them
+    wr = metrics.WindowRun(run.records, run.window_start_s, run.window_end_s, drain_timeout_s=plan.drain_timeout_s,
+                           drain_s=run.drain_s)
+    row = metrics.summarize(wr, plan.rate_rps, plan.ignore_eos)
+    assert row["n_requests_cancelled"] == len(slow) and row["n_requests_failed"] == 0 and row["saturated"]
+    assert row["n_requests_ok"] == len(plan.measured) - len(slow)
+    def in_window(recs):
+        return sum(int(np.count_nonzero((r.token_times_s >= run.window_start_s) & (r.token_times_s <= run.window_end_s)))
+                   for r in recs)
+
+    cancelled_in_window = in_window([by_index[i] for i in slow])
+    assert cancelled_in_window > 0  # the early slow requests emitted tokens inside the window...
+    ok_in_window = in_window([r for r in run.records if r.index not in slow])
+    assert row["output_tokens_in_window"] == ok_in_window + cancelled_in_window  # ...and they count
+
+
+def test_closed_loop_cancels_requests_unfinished_at_the_drain_limit(server):
+    plan = build_plan(_slow_workload(arrival="closed", concurrency=2, duration_s=0.4, warmup_requests=0),
+                      batch_size=8)
+    server.behaviour.update({i: "slow" for i in range(len(plan.requests))})
+    run = run_plan(client_for(server.url), plan)
+    t_back = time.monotonic()
+    stop = run.window_end_s + DRAIN_S
+    assert run.window_end_s - run.window_start_s == pytest.approx(0.4)
+    assert stop - SLACK_S < t_back < stop + SLACK_S and run.drain_s == pytest.approx(DRAIN_S, abs=SLACK_S)
+    assert [r.index for r in run.records] == [0, 1]  # the two clients' first requests, never finished
+    for rec in run.records:
+        _check_cancelled(server, rec, stop)
+    assert _wait_closed(server, [0, 1]) == {0, 1} and len(server.received) == 2  # nothing sent after the window
+
+
+def test_requests_that_finish_in_time_leave_no_cancelled_rows(server):
+    plan = build_plan(workload(duration_s=0.6, warmup_requests=3, drain_timeout_s=5.0), batch_size=8)
+    t_call = time.monotonic()
+    run = run_plan(client_for(server.url), plan)
+    assert all(r.status == "ok" for r in run.records) and not server.closed
+    # the last request is sent at the window's end and takes TTFT + 5 gaps = 0.16 s
+    assert 0.0 <= run.drain_s < 0.16 + 0.15 and time.monotonic() - t_call < 0.2 + plan.measured_start_s + 0.6 + 0.5
+    closed = build_plan(workload(arrival="closed", concurrency=3, duration_s=0.5, warmup_requests=0,
+                                 drain_timeout_s=5.0), batch_size=8)
+    crun = run_plan(client_for(server.url), closed)
+    assert all(r.status == "ok" for r in crun.records) and 0.0 <= crun.drain_s < 0.16 + 0.15
+    wr = metrics.WindowRun(run.records, run.window_start_s, run.window_end_s, drain_timeout_s=5.0, drain_s=run.drain_s)
+    row = metrics.summarize(wr, None, True)  # (no offered rate: saturation from cancellations alone)
+    assert row["n_requests_cancelled"] == 0 and not row["saturated"] and row["drain_s"] == run.drain_s

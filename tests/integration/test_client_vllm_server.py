@@ -22,6 +22,7 @@ from orchestrator.engines import engine_for, vllm_common
 from orchestrator.engines import vllm_server as vs
 from orchestrator.errors import CellFailure, Status
 from orchestrator.grid import config_of
+from orchestrator.models import prompt_digest
 from orchestrator.workload import build_plan
 
 ServerEngine = engine_for("vllm", WorkloadKind.open_loop)
@@ -150,6 +151,7 @@ def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
         assert argv[0] == "serve" and "--max-num-seqs" in argv and argv[argv.index("--max-num-seqs") + 1] == "32"
         assert argv[argv.index("--load-format") + 1] == "dummy" and argv[argv.index("--host") + 1] == "127.0.0.1"
         assert seen["api_key"] and seen["api_key"] not in " ".join(argv) and seen["cache"] == str(tmp_path / "cc")
+        assert "--no-enable-prefix-caching" in argv  # no request finds another cell's prompt cached
         plan = build_plan(c.workload, 32)
         wr = eng.run(plan)
     finally:
@@ -159,6 +161,9 @@ def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
     assert wr.window_end_s - wr.window_start_s == pytest.approx(1.5)
     assert wr.mean_running_batch is not None and 0 <= wr.mean_running_batch <= 32
     assert wr.extra["metrics_scrapes_in_window"] >= 1 and wr.extra["send_late_max_ms"] < 50
+    vocab = c.model.vocab_size
+    assert [r.prompt_hash for r in wr.records] == [prompt_digest(plan.prompt_ids(s, vocab)) for s in plan.requests]
+    assert wr.drain_timeout_s == plan.drain_timeout_s and 0 <= wr.drain_s < 1.0  # 16 tokens take ~0.1 s
     report = eng.stop_report()
     assert report["stop_signal"] in ("SIGTERM", "SIGKILL") and report["gpu_memory_freed"] is True
     assert not child_alive(fake)
@@ -215,4 +220,9 @@ def test_one_server_cell_through_the_unit_runner(fake):
     assert row["energy_source"] == "none" and row["n_requests_failed"] == 0
     assert row["window_s"] == pytest.approx(1.5) and row["output_tokens_per_request_mean"] == 16
     assert json.loads(row["engine_extra"])["max_num_seqs"] == 32
+    # open loop: drained in time under the per-cell limit; min_window_s (offline) does not apply
+    assert row["n_requests_cancelled"] == 0 and row["drain_timeout_s"] == 10.0 and 0 <= row["drain_s"] < 1.0
+    assert row["min_window_s"] == 0 and not row["short_window"]
+    hashes = res.tables["requests"].column("prompt_hash").to_pylist()
+    assert len(hashes) == row["n_requests_total"] and len(set(hashes)) == len(hashes) and None not in hashes
     assert not child_alive(fake)

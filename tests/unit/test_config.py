@@ -60,6 +60,19 @@ def test_workloads(compose):
     assert typed(compose(["workload=chat_medium"])).workload.kind is WorkloadKind.open_loop
 
 
+def test_window_and_drain_settings(compose):
+    """Offline windows of at least min_window_s (capped at max_batches); drains sized per cell
+    unless drain_timeout_s is set."""
+    wl = typed(compose(["workload=offline"])).workload
+    assert (wl.min_window_s, wl.max_batches, wl.drain_timeout_s) == (10.0, 1000, None)
+    wl = typed(compose(["workload=offline", "workload.min_window_s=0", "workload.max_batches=4"])).workload
+    assert (wl.min_window_s, wl.max_batches) == (0.0, 4)
+    chat = typed(compose(["workload=chat_high", "workload.drain_timeout_s=2.5"])).workload
+    assert chat.drain_timeout_s == 2.5 and isinstance(chat.drain_timeout_s, float)
+    assert typed(compose(["workload=chat_high", "workload.drain_timeout_s=0"])).workload.drain_timeout_s == 0.0
+    assert typed(compose(["workload=chat_high", "workload.drain_timeout_s=null"])).workload.drain_timeout_s is None
+
+
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -81,6 +94,12 @@ def _run(*args):
         (["-m", "workload.rate_rps=10,0"], "workload.rate_rps=0"),
         (["repeats=0"], "repeats=0: must be >= 1"),
         (["sampler=nvml", "sampler.interval_s=0.5"], "sampler.interval_s=0.5: must be <= 0.1"),
+        (["workload=offline", "workload.min_window_s=-1"], "workload.min_window_s=-1.0: must be >= 0"),
+        (["workload=offline", "workload.max_batches=2"], "workload.max_batches=2: must be >= workload.num_batches (4)"),
+        (["workload=offline", "-m", "workload.num_batches=1,8", "workload.max_batches=5"],
+         "workload.max_batches=5: must be >= workload.num_batches (8)"),
+        (["workload.drain_timeout_s=-0.5"], "workload.drain_timeout_s=-0.5: must be >= 0"),
+        (["workload.drain_timeout_s=abc"], "workload.drain_timeout_s=abc: expected float"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, needle):

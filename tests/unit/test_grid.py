@@ -135,6 +135,10 @@ def test_zero_cells_is_an_error():
      "does not run quantization awq"),
     (["engine=vllm", "quantization=fp8", "gpu=t4", "workload=offline"], "vllm", Status.unsupported,
      "fp8 needs compute capability >= 8.0, t4 has 7.5"),
+    (["engine=vllm", "quantization=int8", "gpu=h200", "workload=offline"], "vllm", Status.unsupported,
+     "does not run quantization int8: vLLM's in-flight bitsandbytes quantizes to 4 bits"),
+    (["engine=vllm", "model=mistral_7b_int8", "gpu=a800", "workload=chat_medium"], "vllm", Status.unsupported,
+     "use engine=hf for bitsandbytes LLM.int8, or quantization=fp8 for 8-bit weights under vLLM"),
     (["engine=simulated", "quantization=fp8", "gpu=t4", "workload=offline"], "simulated", Status.unsupported,
      "compute capability"),
     (["engine=vllm", "model=llama2_7b", "quantization=none", "gpu=t4", "batch_size=4096"], "vllm",
@@ -143,6 +147,18 @@ def test_zero_cells_is_an_error():
 def test_prelaunch_status(overrides, engine, status, needle):
     got, reason = grid.prelaunch_status(grid.config_of(overrides), engine)
     assert got is status and needle in reason, reason
+
+
+def test_seed_sweeps_run_what_the_seeds_measured(compose):
+    """The INT8 seed measured transformers + bitsandbytes LLM.int8: its sweep runs engine=hf
+    (vLLM has no 8-bit bitsandbytes); the AWQ seed runs vLLM (engine=auto) on T4s."""
+    int8, _, _ = _cells(compose, [], "seed_a800_int8")
+    assert len(int8) == 7 and all(c.engine == "hf" and c.status is None for c in int8)
+    assert all(c.config.quantization.name == "int8" for c in int8)
+    awq, _, _ = _cells(compose, [], "seed_t4_awq")
+    assert len(awq) == 4 and all(c.engine == "vllm" and c.status is None for c in awq)
+    auto_int8, _, _ = _cells(compose, ["model=mistral_7b_int8", "workload=offline"])  # engine=auto -> vllm here
+    assert auto_int8[0].status is Status.unsupported and "engine=hf" in auto_int8[0].reason
 
 
 def test_prelaunch_status_none_for_a_cell_that_runs():

@@ -1,5 +1,6 @@
-"""The hf engine's pure helpers: device/dtype/quantization choice, static batches, prompts,
-token counting from ids, per-request records and the step clock. No model is loaded here."""
+"""The hf engine's pure helpers: device/dtype/quantization choice, static batches (the plan's
+schedule), prompts, token counting from ids, per-request records and the step clock. No model is
+loaded here."""
 from __future__ import annotations
 
 import importlib.util
@@ -24,10 +25,10 @@ def _model(name):
     return group_option("model", name)
 
 
-def _offline(compose, num_batches, warmup_batches):
+def _offline(compose, num_batches, warmup_batches, min_window_s=0):
     """The real offline workload config (Hydra compose, typed) with these batch counts."""
     cfg = compose(["workload=offline", f"workload.num_batches={num_batches}",
-                   f"workload.warmup_batches={warmup_batches}"])
+                   f"workload.warmup_batches={warmup_batches}", f"workload.min_window_s={min_window_s}"])
     return typed(cfg).workload
 
 
@@ -105,30 +106,48 @@ def test_random_model_has_the_config_shapes_on_the_device_and_dtype(tmp_path):
 # ------------------------------------------------------------------ batches and prompts
 
 
+def _drive(schedule, seconds_per_batch):
+    """Run ``schedule`` as an engine does (``ran`` after each batch), each batch taking this long."""
+    out, t = [], 0.0
+    for specs in schedule:
+        out.append((schedule.step(), specs))
+        schedule.ran(t, t + seconds_per_batch)
+        t += seconds_per_batch
+    return out
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 4])
 def test_static_batches_are_exactly_batch_size_and_in_order(compose, batch_size):
+    """The batches the hf engine runs (``plan.schedule()``): warm-up first, exactly batch_size each."""
     plan = build_plan(_offline(compose, num_batches=2, warmup_batches=1), batch_size)
-    batches = hf.static_batches(plan)
+    ran = _drive(plan.schedule(), 1.0)
+    batches = [specs for _, specs in ran]
     assert len(batches) == 3 and all(len(b) == batch_size for b in batches)
     assert [b[0].phase for b in batches] == ["warmup", "measured", "measured"]
     assert [s.index for b in batches for s in b] == list(range(3 * batch_size))
+    assert [s for b in batches for s in b] == plan.requests
+    assert [step for step, _ in ran] == [("warmup", 0, 1), ("measured", 0, 2), ("measured", 1, 2)]
 
 
-def test_static_batches_refuse_a_short_batch(compose):
-    plan = build_plan(_offline(compose, num_batches=1, warmup_batches=0), 2)
-    broken = plan.__class__(**{**plan.__dict__, "requests": plan.requests[:1]})
-    with pytest.raises(ValueError, match="want 2"):
-        hf.static_batches(broken)
+def test_static_batches_need_each_batch_reported(compose):
+    """An engine must report each batch's bounds before the next (the window depends on them)."""
+    plan = build_plan(_offline(compose, num_batches=2, warmup_batches=0), 2)
+    with pytest.raises(RuntimeError, match="ran"):
+        for _ in plan.schedule():
+            pass
 
 
-def test_prompt_ids_have_exact_length_ordinary_ids_and_are_deterministic():
+def test_prompt_ids_have_exact_length_ordinary_ids_and_are_deterministic(compose):
+    wl = _offline(compose, num_batches=1, warmup_batches=0)
+    plan = build_plan(wl, 1, prompt_key=5)
     spec = RequestSpec(index=5, phase="measured", arrival_s=0.0, input_tokens=128, output_tokens=8)
-    ids = models.prompt_ids(spec, plan_seed=0, vocab_size=512)
+    ids = plan.prompt_ids(spec, vocab_size=512)
     assert len(ids) == 128 and min(ids) >= 3 and max(ids) < 512
-    assert ids == models.prompt_ids(spec, 0, 512)
+    assert ids == build_plan(wl, 1, prompt_key=5).prompt_ids(spec, 512)
     other = RequestSpec(index=6, phase="measured", arrival_s=0.0, input_tokens=128, output_tokens=8)
-    assert ids != models.prompt_ids(other, 0, 512) and ids != models.prompt_ids(spec, 1, 512)
-    assert hf.prompt_ids is models.prompt_ids  # the hf engine sends the same prompts as every engine
+    assert ids != plan.prompt_ids(other, 512) and ids != build_plan(wl, 1, prompt_key=6).prompt_ids(spec, 512)
+    assert models.prompt_digest(ids) == models.prompt_digest(list(ids)) != models.prompt_digest(ids[:-1])
+    assert len(models.prompt_digest(ids)) == 16 and not hasattr(hf, "prompt_ids")  # one source of prompts
 
 
 # ------------------------------------------------------------------ counting and records

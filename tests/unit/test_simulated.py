@@ -1,15 +1,19 @@
-"""The simulated engine: roofline timings, batch cap, determinism, modeled energy."""
+"""The simulated engine: roofline timings (decode steps read the KV cache), batch cap,
+determinism, modeled energy, the bounded drain and the offline window rule on virtual time."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
+from orchestrator import metrics
 from orchestrator.energy import sampler_for
 from orchestrator.engines import engine_for
 from orchestrator.engines.simulated import ModeledPowerSampler, SimulatedEngine
-from orchestrator.grid import config_of
+from orchestrator.grid import cells, config_of
 from orchestrator.perf import roofline
-from orchestrator.workload import build_plan
+from orchestrator.workload import drain_limit_s, plan_for
 
 
 def _cfg(gpu="h100", quant="none", model="llama2_7b", workload="offline", **wl):
@@ -19,9 +23,12 @@ def _cfg(gpu="h100", quant="none", model="llama2_7b", workload="offline", **wl):
 
 
 def _run(cfg, bs):
+    """The cell ``cfg`` at batch size ``bs``, run as the worker runs it (``plan_for`` its cell)."""
+    cfg = dataclasses.replace(cfg, batch_size=bs)
+    (cell,) = cells([cfg], {})
     eng = SimulatedEngine(cfg, bs)
     eng.start()
-    return eng, eng.run(build_plan(cfg.workload, bs))
+    return eng, eng.run(plan_for(cfg, cell.cell_id))
 
 
 def test_decode_step_matches_roofline():
@@ -49,12 +56,21 @@ def test_online_respects_batch_cap_and_scheduled_arrivals():
     cfg = _cfg(workload="chat_medium", duration_s=5.0)
     assert cfg.workload.duration_s == 5.0 and engine_for("simulated", cfg.workload.kind) is SimulatedEngine
     _, wr = _run(cfg, 4)
-    for r in wr.records:
+    ok = [r for r in wr.records if r.status == "ok"]
+    cancelled = [r for r in wr.records if r.status == "cancelled"]
+    assert len(ok) + len(cancelled) == len(wr.records) and ok and cancelled  # 20 req/s overload 4 seqs
+    for r in ok:
         assert r.first_token_s > r.arrival_s and r.end_s >= r.first_token_s and r.output_tokens == 128
+    stop = wr.window_end_s + wr.drain_s
+    for r in cancelled:  # what ran got its tokens, what still queued none; all end at the stop
+        assert r.output_tokens < 128 and r.end_s == stop
+        assert (r.output_tokens == 0) if np.isnan(r.first_token_s) else (r.first_token_s > r.arrival_s)
     # at any time at most 4 requests are between admission (first token step) and end
-    events = sorted([(r.first_token_s - 1e-9, 1) for r in wr.records] + [(r.end_s, -1) for r in wr.records])
+    started = [r for r in wr.records if not np.isnan(r.first_token_s)]
+    events = sorted([(r.first_token_s - 1e-9, 1) for r in started] + [(r.end_s, -1) for r in started])
     running = np.cumsum([e[1] for e in events])
     assert running.max() <= 4
+    assert sum(1 for r in cancelled if r.output_tokens > 0) == 4  # the 4 running at the stop
 
 
 def test_modeled_power_and_energy_counter():
@@ -73,3 +89,104 @@ def test_modeled_power_and_energy_counter():
     t = trace.t_ns / 1e9
     assert np.trapezoid(trace.power_w, t) == pytest.approx((trace.energy_mj[-1] - trace.energy_mj[0]) / 1e3, rel=0.05)
     assert t[-1] >= wr.window_end_s  # the trace covers the whole measured window
+
+
+# ------------------------------------------------------------------ bounded drain, KV reads, windows
+
+
+def test_overloaded_open_loop_stops_at_the_drain_limit():
+    """BS 1 at 50 req/s (chat_high): the queue grows without end. The simulator stops
+    ``drain_limit_s`` (virtual) after the window, keeps the rest as cancelled rows, and the
+    cell's TTFTs stay within the window plus the drain (not the hours an unbounded queue takes)."""
+    cfg = _cfg(workload="chat_high")
+    limit = drain_limit_s(cfg)
+    assert limit == 10.0  # an H100 at BS 1: the 10 s floor
+    _, wr = _run(cfg, 1)
+    assert wr.drain_timeout_s == limit and wr.window_end_s - wr.window_start_s == 60.0
+    ok = [r for r in wr.records if r.status == "ok"]
+    cancelled = [r for r in wr.records if r.status == "cancelled"]
+    assert len(wr.records) == 50 + len([r for r in wr.records if r.phase == "measured"])  # every request a row
+    assert len(cancelled) > 2500 and 50 < len(ok) < 150  # ~1.3 req/s served of 50
+    # the stop: the first step ending at or past window end + limit (a step is ~6 ms here)
+    assert limit <= wr.drain_s < limit + 0.05
+    last_ok_end = max(r.end_s for r in ok)
+    assert last_ok_end <= wr.window_end_s + wr.drain_s
+    assert sum(r.output_tokens > 0 for r in cancelled) == 1  # the one running at the stop kept its tokens
+    row = metrics.summarize(wr, 50.0, True)
+    assert row["n_requests_cancelled"] == len(cancelled) and row["saturated"]
+    assert row["drain_timeout_s"] == limit and row["drain_s"] == wr.drain_s
+    assert row["n_requests_failed"] == 0 and not row["token_count_mismatch"]
+    assert row["ttft_p50_ms"] < (60.0 + limit) * 1e3 and row["ttft_p99_ms"] < (60.0 + limit + 1.0) * 1e3
+
+
+def test_closed_loop_drain_is_bounded_too():
+    cfg = _cfg(gpu="t4", workload="chat_high", arrival="closed", concurrency=16, duration_s=20, warmup_requests=2,
+               drain_timeout_s=5)
+    _, wr = _run(cfg, 1)
+    assert wr.window_end_s - wr.window_start_s == 20.0 and wr.drain_timeout_s == 5.0
+    assert 5.0 <= wr.drain_s < 5.1
+    cancelled = [r for r in wr.records if r.status == "cancelled"]
+    assert len(cancelled) >= 14  # 16 clients, one sequence at a time on a T4 (~7 s a request)
+    assert all(r.arrival_s <= wr.window_end_s for r in wr.records)  # nothing sent after the window
+    assert metrics.summarize(wr, None, True)["saturated"]
+
+
+def test_underloaded_cells_drain_fully_and_quickly():
+    cfg = _cfg(workload="chat_medium", duration_s=10.0, rate_rps=1.0)
+    _, wr = _run(cfg, 64)
+    assert all(r.status == "ok" for r in wr.records)
+    assert 0 <= wr.drain_s < 2.0 and wr.drain_timeout_s == 10.0
+    assert not metrics.summarize(wr, 1.0, True)["saturated"]
+
+
+def _expected_gap(cfg, batch, input_tokens, k):
+    """The decode step after a request's ``k``-th token, in a static batch of ``batch`` alike
+    requests: every sequence feeds 1 token over input + k - 1 tokens of KV (perf.roofline)."""
+    o = cfg.engine.simulated
+    return roofline.step_seconds(cfg.model, cfg.quantization, cfg.gpu, batch, batch * (input_tokens + k - 1),
+                                 o.memory_efficiency, o.compute_efficiency) + o.step_overhead_s
+
+
+@pytest.mark.parametrize("bs", [1, 64, 256])
+def test_offline_decode_steps_read_the_kv_cache(bs):
+    cfg = _cfg(min_window_s=0, num_batches=1, warmup_batches=1)
+    _, wr = _run(cfg, bs)
+    o, m, q, g = cfg.engine.simulated, cfg.model, cfg.quantization, cfg.gpu
+    expected = np.array([_expected_gap(cfg, bs, 128, k) for k in range(1, 128)])
+    prefill = roofline.step_seconds(m, q, g, bs * 128, 0, o.memory_efficiency, o.compute_efficiency) + o.step_overhead_s
+    assert len(wr.records) == 2 * bs
+    for r in wr.records:
+        assert r.input_tokens == 128 and r.output_tokens == 128 == len(r.token_times_s)
+        np.testing.assert_allclose(np.diff(r.token_times_s), expected, rtol=1e-9)
+        assert r.token_times_s[0] - r.send_s == pytest.approx(prefill, rel=1e-9)
+    # the KV reads matter: the last step of BS 256 reads 256 x 254 tokens of KV besides the weights
+    no_kv = roofline.step_seconds(m, q, g, bs, 0, o.memory_efficiency, o.compute_efficiency) + o.step_overhead_s
+    grows = expected[-1] / no_kv - 1
+    assert (grows > 1.0) if bs == 256 else (grows > 0.002)
+
+
+def test_online_decode_steps_read_the_kv_cache():
+    """One request alone (arrivals 100 s apart): each step reads its own KV, as offline."""
+    cfg = _cfg(workload="chat_medium", arrival="constant", rate_rps=0.01, duration_s=200.0, warmup_requests=0,
+               **{"input.dist": "fixed", "input.mean_tokens": 512})
+    _, wr = _run(cfg, 8)
+    assert len(wr.records) == 2 and all(r.status == "ok" for r in wr.records)
+    expected = np.array([_expected_gap(cfg, 1, 512, k) for k in range(1, 128)])
+    for r in wr.records:
+        np.testing.assert_allclose(np.diff(r.token_times_s), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("gpu, bs", [("h100", 1), ("h100", 256), ("t4", 64)])
+def test_offline_window_is_at_least_min_window_and_num_batches(gpu, bs):
+    cfg = _cfg(gpu=gpu)
+    assert (cfg.workload.min_window_s, cfg.workload.num_batches) == (10.0, 4)
+    _, wr = _run(cfg, bs)
+    bounds = wr.batch_bounds_s
+    assert wr.window_end_s - wr.window_start_s >= 10.0 and len(bounds) >= 4
+    assert (wr.window_start_s, wr.window_end_s) == (bounds[0][0], bounds[-1][1])
+    if len(bounds) > 4:  # it stopped at the first batch that reached 10 s
+        assert bounds[-2][1] - bounds[0][0] < 10.0
+    meas = [r for r in wr.records if r.phase == "measured"]
+    assert len(meas) == bs * len(bounds) and all(r.output_tokens == 128 for r in meas)
+    row = metrics.summarize(wr, None, True)
+    assert row["n_batches_measured"] == len(bounds) and row["batch_output_tok_s_cv"] < 1e-9  # identical batches

@@ -36,7 +36,7 @@ def test_roundtrip_and_schema(tmp_path):
     assert t.runs.column("status").to_pylist() == ["unsupported"]
     row = t.runs.to_pylist()[0]
     assert (row["schema_version"], row["engine"], row["engine_requested"]) == (SCHEMA_VERSION, "simulated", "simulated")
-    assert SCHEMA_VERSION == 2 and READABLE_VERSIONS == (1, 2)
+    assert SCHEMA_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3)
     assert (row["model"], row["gpu"], row["batch_size"], row["arrival"], row["error"]) == ("tiny", "t4", 2, "offline", "why")
     assert cell_config_from_json(row["config_json"]) == _cell("abc").config  # every field, typed
     assert json.loads(row["config_json"])["workload"]["arrival"] == "offline"  # enums stored as strings
@@ -107,3 +107,37 @@ def test_store_uri_on_a_pyarrow_filesystem(tmp_path):
     Store.open(uri).write_cell("u1", status_tables(_cell("u1"), "t", Status.infeasible, "too big"))
     assert load(uri).runs.column("cell_id").to_pylist() == ["u1"]
     assert (tmp_path / "remote" / "runs" / "u1.parquet").is_file()
+
+
+V3_RUNS = ("n_requests_cancelled", "drain_timeout_s", "drain_s", "min_window_s", "n_batches_measured",
+           "batch_output_tok_s_cv")
+
+
+def test_a_version_2_cell_loads_beside_version_3_with_the_new_columns_null(tmp_path):
+    """Version 3 added bounded drains, offline window stability and prompt hashes: a version-2
+    file (without those columns) still loads, its new columns null, next to a version-3 cell."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert set(V3_RUNS) <= set(RUNS_SCHEMA.names)
+    store = Store.open(str(tmp_path))
+    new = status_tables(_cell("v3"), "t", Status.ok, "")
+    new["runs"] = runs_table([{**new["runs"].to_pylist()[0], "n_requests_cancelled": 2, "drain_timeout_s": 10.0,
+                               "drain_s": 10.0, "min_window_s": 10.0, "n_batches_measured": 7,
+                               "batch_output_tok_s_cv": 0.01}])
+    new["requests"] = columns_table("requests", {"cell_id": ["v3"], "request_index": [0], "prompt_hash": ["ab" * 8]})
+    store.write_cell("v3", new)
+    old = status_tables(_cell("v2"), "t", Status.ok, "")["runs"]
+    old = old.drop_columns(list(V3_RUNS)).replace_schema_metadata({"orchestrator_schema_version": "2"})
+    old = old.set_column(old.schema.get_field_index("schema_version"), "schema_version", pa.array([2], pa.int64()))
+    pq.write_table(old, tmp_path / "runs" / "v2.parquet")
+    old_req = columns_table("requests", {"cell_id": ["v2"], "request_index": [0]}).drop_columns(["prompt_hash"])
+    pq.write_table(old_req.replace_schema_metadata({"orchestrator_schema_version": "2"}),
+                   tmp_path / "requests" / "v2.parquet")
+    t = load(str(tmp_path))
+    runs = {r["cell_id"]: r for r in t.runs.to_pylist()}
+    assert runs["v2"]["schema_version"] == 2 and all(runs["v2"][c] is None for c in V3_RUNS)
+    assert runs["v3"]["n_requests_cancelled"] == 2 and runs["v3"]["n_batches_measured"] == 7
+    hashes = dict(zip(t.requests.column("cell_id").to_pylist(), t.requests.column("prompt_hash").to_pylist()))
+    assert hashes == {"v2": None, "v3": "ab" * 8}
+    assert store.completed() == {"v2": "ok", "v3": "ok"}

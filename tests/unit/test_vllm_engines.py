@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,16 @@ from orchestrator.config.fields import as_plain, from_dict
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.engines import engine_for
 from orchestrator.engines import vllm_common as vc
+from orchestrator.engines import vllm_log as vl
 from orchestrator.engines import vllm_offline as vo
 from orchestrator.engines import vllm_server as vs
 from orchestrator.errors import CellFailure, Status
 from orchestrator.grid import config_of
-from orchestrator.models import prompt_ids
+from orchestrator.models import prompt_digest
 from orchestrator.workload import RequestSpec, build_plan
+
+
+VLLM_LOGS = Path(__file__).parent / "data" / "vllm_logs"
 
 
 def cfg(model="llama2_7b", quant="none", workload="offline", vllm=None, model_over=(), **wl):
@@ -46,9 +51,20 @@ def test_engine_args_from_the_real_config():
     a = vc.engine_args(cfg(), 256, "/models/llama2")
     assert a == {
         "model": "/models/llama2", "load_format": "dummy", "max_num_seqs": 256, "enforce_eager": False,
-        "enable_chunked_prefill": True, "scheduling_policy": "fcfs", "gpu_memory_utilization": 0.9,
-        "max_model_len": 2048, "dtype": "auto", "seed": 0, "disable_log_stats": False,
+        "enable_chunked_prefill": True, "enable_prefix_caching": False, "scheduling_policy": "fcfs",
+        "gpu_memory_utilization": 0.9, "max_model_len": 2048, "dtype": "auto", "seed": 0, "disable_log_stats": False,
     }
+
+
+def test_prefix_caching_is_off_unless_asked_for():
+    """No cell may find another's prompts in vLLM's prefix cache: off by default, on when composed."""
+    off = vc.engine_args(cfg(), 8, "/m")
+    on = vc.engine_args(cfg(model_over=["engine.vllm.enable_prefix_caching=true"]), 8, "/m")
+    assert off["enable_prefix_caching"] is False and on["enable_prefix_caching"] is True
+    assert "--no-enable-prefix-caching" in vc.serve_flags(off) and "--enable-prefix-caching" not in vc.serve_flags(off)
+    assert "--enable-prefix-caching" in vc.serve_flags(on) and "--no-enable-prefix-caching" not in vc.serve_flags(on)
+    cmd = vs.serve_command(cfg(workload="chat_medium"), 8, "/m", 8000, python="python3")
+    assert "--no-enable-prefix-caching" in cmd  # what `vllm serve` is really started with
 
 
 def test_one_engine_name_two_variants_by_workload_kind():
@@ -67,7 +83,8 @@ def test_engine_args_quantization_batched_tokens_and_extra_args():
     a = vc.engine_args(cfg(quant="awq", vllm={"max_num_batched_tokens": 8192, "enforce_eager": True,
                                               "extra_args": {"kv-cache-dtype": "fp8", "enable_prefix_caching": "false",
                                                              "max_num_partial_prefills": "2"}}), 8, "/m")
-    assert a["quantization"] == "awq" and a["max_num_batched_tokens"] == 8192 and a["enforce_eager"] is True
+    # the generated AWQ directory's config.json declares awq: vLLM picks the method and kernel itself
+    assert "quantization" not in a and a["max_num_batched_tokens"] == 8192 and a["enforce_eager"] is True
     assert a["kv_cache_dtype"] == "fp8" and a["enable_prefix_caching"] is False and a["max_num_partial_prefills"] == 2
     assert vc.engine_args(cfg(quant="fp8"), 8, "/m")["quantization"] == "fp8"
     assert "quantization" not in vc.engine_args(cfg(), 8, "/m")
@@ -114,9 +131,11 @@ def test_sampling_and_prompts_are_exact_and_deterministic():
     assert vc.sampling_kwargs(spec, True) == {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True,
                                               "temperature": 0.0, "detokenize": False}
     assert vc.sampling_kwargs(spec, False)["min_tokens"] == 0
-    p = prompt_ids(spec, 0, 32000)
-    assert len(p) == 128 and p == prompt_ids(spec, 0, 32000) and min(p) >= 3 and max(p) < 32000
-    assert p != prompt_ids(RequestSpec(6, "measured", 0.0, 128, 64), 0, 32000)
+    plan = build_plan(cfg().workload, 8, prompt_key=11)
+    p = plan.prompt_ids(spec, 32000)
+    assert len(p) == 128 and p == plan.prompt_ids(spec, 32000) and min(p) >= 3 and max(p) < 32000
+    assert p != plan.prompt_ids(RequestSpec(6, "measured", 0.0, 128, 64), 32000)
+    assert p != build_plan(cfg().workload, 8, prompt_key=12).prompt_ids(spec, 32000)  # another cell
 
 
 # ------------------------------------------------------------------------------- logs -> statuses
@@ -134,7 +153,7 @@ LOGS = {
 @pytest.mark.parametrize("status", sorted(LOGS))
 def test_classify_log_finds_the_status_line(status):
     text = "INFO 11-22 starting\nINFO max_model_len=2048 ok\n" + LOGS[status] + "\nERROR Engine core initialization failed"
-    assert vc.classify_log(text) == (status, LOGS[status])
+    assert vl.classify_log(text) == (status, LOGS[status])
 
 
 @pytest.mark.parametrize("line, status", [
@@ -146,22 +165,22 @@ def test_classify_log_finds_the_status_line(status):
     ("RuntimeError: CUDA error: an illegal memory access was encountered", None),
 ])
 def test_classify_log_more_messages(line, status):
-    found = vc.classify_log(line)
+    found = vl.classify_log(line)
     assert (found[0] if found else None) == status
 
 
 def test_failure_from_log_known_and_unknown(tmp_path):
-    err = vc.failure_from_log("vllm serve exited with code 1", "x\n" + LOGS["oom"], tmp_path / "a.log")
+    err = vl.failure_from_log("vllm serve exited with code 1", "x\n" + LOGS["oom"], tmp_path / "a.log")
     assert isinstance(err, CellFailure) and err.status is Status.oom and "a.log" in str(err) and "log tail" in str(err)
     assert errors.classify(err) == (Status.oom, False)
-    other = vc.failure_from_log("vllm serve exited with code 1", "Segmentation fault", None)
-    assert isinstance(other, vc.EngineStartError) and errors.classify(other) == (Status.engine_error, True)
+    other = vl.failure_from_log("vllm serve exited with code 1", "Segmentation fault", None)
+    assert isinstance(other, vl.EngineStartError) and errors.classify(other) == (Status.engine_error, True)
 
 
 def test_read_tail(tmp_path):
     p = tmp_path / "x.log"
     p.write_bytes(b"a" * 100 + b"END")
-    assert vc.read_tail(p, 10) == "a" * 7 + "END" and vc.read_tail(tmp_path / "none.log") == ""
+    assert vl.read_tail(p, 10) == "a" * 7 + "END" and vl.read_tail(tmp_path / "none.log") == ""
 
 
 def test_output_to_captures_this_process_and_its_children(tmp_path):
@@ -260,15 +279,20 @@ class FakeLLM:
     instances = []
     fail_with = None
     drop_metrics = False
+    start_log = ""  # what the engine core writes while it starts
+    quantization = "absent"  # the frontend's model_config.quantization ("absent": no model_config)
 
     def __init__(self, **kwargs):
         if FakeLLM.fail_with:
             os.write(2, FakeLLM.fail_with.encode() + b"\n")
             raise RuntimeError("Engine core initialization failed. See root cause above.")
+        os.write(1, FakeLLM.start_log.encode())
         self.kwargs = kwargs
         self.calls = []
         FakeLLM.instances.append(self)
         self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=lambda: None))
+        if FakeLLM.quantization != "absent":
+            self.llm_engine.model_config = types.SimpleNamespace(quantization=FakeLLM.quantization)
 
     def generate(self, prompts, params, use_tqdm=True):
         assert use_tqdm is False and len(prompts) == len(params)
@@ -305,11 +329,12 @@ def fake_vllm(monkeypatch, tmp_path):
     monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
     monkeypatch.setattr(vc, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
     FakeLLM.instances, FakeLLM.fail_with, FakeLLM.drop_metrics = [], None, False
+    FakeLLM.start_log, FakeLLM.quantization = "", "absent"
     return mod
 
 
 def test_offline_engine_runs_static_batches_of_exactly_batch_size(fake_vllm, tmp_path):
-    c = cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}, num_batches=3, warmup_batches=1)
+    c = cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}, num_batches=3, warmup_batches=1, min_window_s=0)
     eng = vo.VllmOfflineEngine(c, max_batch_size=16)
     eng.start()
     llm = FakeLLM.instances[0]
@@ -332,22 +357,51 @@ def test_offline_engine_runs_static_batches_of_exactly_batch_size(fake_vllm, tmp
     assert wr.window_end_s >= max(r.end_s for r in meas)
     assert all(r.first_token_s - r.arrival_s == pytest.approx(0.002, abs=1e-3) for r in meas)
     assert wr.extra["request_times"] == {"vllm_metrics": 32, "batch_bounds": 0}
+    # each record names the prompt it was sent: the digest of the token ids vLLM got
+    sent = [p["prompt_token_ids"] for prompts, _ in llm.calls for p in prompts]
+    assert [r.prompt_hash for r in wr.records] == [prompt_digest(p) for p in sent]
+    assert len({r.prompt_hash for r in wr.records}) == 32
+    assert len(wr.batch_bounds_s) == 3 and wr.batch_bounds_s[0][0] == wr.window_start_s
+    assert wr.batch_bounds_s[-1][1] == wr.window_end_s
     row = metrics.summarize(wr, None, True)
     assert row["output_tokens_in_window"] == 24 * 128 and not row["token_count_mismatch"]
     assert row["ttft_p50_ms"] == pytest.approx(2.0, abs=1.0)
+    assert row["n_batches_measured"] == 3 and 0 <= row["batch_output_tok_s_cv"] < 1
     eng.stop()
     eng.stop()  # idempotent
 
 
 def test_offline_engine_without_vllm_metrics_falls_back_to_batch_bounds(fake_vllm):
     FakeLLM.drop_metrics = True
-    c = cfg(num_batches=1, warmup_batches=0)
+    c = cfg(num_batches=1, warmup_batches=0, min_window_s=0)
     eng = vo.VllmOfflineEngine(c, 4)
     eng.start()
     wr = eng.run(build_plan(c.workload, 4))
     assert all(math.isnan(r.first_token_s) for r in wr.records)
     assert all(r.end_s == wr.window_end_s for r in wr.records)
     assert wr.extra["request_times"] == {"vllm_metrics": 0, "batch_bounds": 4}
+
+
+def test_offline_engine_measures_batches_until_the_window_is_long_enough(fake_vllm):
+    """min_window_s: more than num_batches static batches (each about 10 ms here) until the measured
+    window reaches it, every batch exactly batch_size; max_batches caps the count."""
+    c = cfg(num_batches=2, warmup_batches=1, min_window_s=0.15)
+    eng = vo.VllmOfflineEngine(c, 4)
+    eng.start()
+    wr = eng.run(build_plan(c.workload, 4))
+    llm = FakeLLM.instances[0]
+    n = len(wr.batch_bounds_s)
+    assert n > 2 and len(llm.calls) == n + 1 and all(len(p) == 4 for p, _ in llm.calls)
+    assert wr.window_end_s - wr.window_start_s >= 0.15
+    assert wr.batch_bounds_s[-2][1] - wr.window_start_s < 0.15  # stopped at the first batch reaching it
+    meas = [r for r in wr.records if r.phase == "measured"]
+    assert len(meas) == 4 * n and sorted({r.batch_index for r in meas}) == list(range(1, n + 1))
+    assert len({r.prompt_hash for r in wr.records}) == len(wr.records)  # batches past the plan: new prompts
+    capped = cfg(num_batches=2, warmup_batches=0, min_window_s=60, max_batches=3)
+    eng2 = vo.VllmOfflineEngine(capped, 4)
+    eng2.start()
+    wr2 = eng2.run(build_plan(capped.workload, 4))
+    assert len(wr2.batch_bounds_s) == 3 and len(FakeLLM.instances[1].calls) == 3
 
 
 @pytest.mark.parametrize("status", sorted(LOGS))
@@ -361,8 +415,28 @@ def test_offline_start_failure_is_classified_from_the_engine_log(fake_vllm, stat
 
 def test_offline_unknown_start_failure_is_an_engine_error(fake_vllm):
     FakeLLM.fail_with = "Segmentation fault"
-    with pytest.raises(vc.EngineStartError, match="Segmentation fault"):
+    with pytest.raises(vl.EngineStartError, match="Segmentation fault"):
         vo.VllmOfflineEngine(cfg(), 8).start()
+
+
+def test_offline_start_failure_leads_with_the_engine_cores_root_cause(fake_vllm):
+    FakeLLM.fail_with = (VLLM_LOGS / "offline_int8_missing_module.log").read_text()
+    with pytest.raises(vl.EngineStartError) as info:
+        vo.VllmOfflineEngine(cfg(), 8).start()
+    text = errors.error_text(info.value)
+    assert text.splitlines()[0] == "ModuleNotFoundError: No module named 'bitsandbytes'"
+    assert text.splitlines()[1].startswith("vllm.LLM failed to start: RuntimeError: Engine core initialization")
+
+
+@pytest.mark.parametrize("frontend, method", [("absent", "auto_awq"), ("auto_awq", "auto_awq"), (None, "none")])
+def test_offline_run_records_what_vllm_ran(fake_vllm, frontend, method):
+    FakeLLM.start_log, FakeLLM.quantization = (VLLM_LOGS / "serve_awq_marlin_ok.log").read_text(), frontend
+    c = cfg(model="llama2_7b_awq", num_batches=1, warmup_batches=0, min_window_s=0)
+    eng = vo.VllmOfflineEngine(c, 4)
+    eng.start()
+    assert "quantization" not in FakeLLM.instances[0].kwargs  # the checkpoint declares awq: vLLM picks
+    wr = eng.run(build_plan(c.workload, 4))
+    assert wr.extra["vllm_quantization_method"] == method and wr.extra["vllm_linear_kernel"] == "MarlinLinearKernel"
 
 
 def test_offline_engine_refuses_online_plans_and_bigger_batches(fake_vllm):
