@@ -9,7 +9,9 @@ a pandas DataFrame (or a small dataclass) with units in column names:
 name                       module                  what
 =========================  ======================  ==================================================
 ``read_sweep(dir)``        ``dataset``             load a sweep -> ``SweepData`` (runs + derived columns)
-``batch_points(ok)``       ``dataset``             one row per series x batch size (repeats folded)
+``batch_points(ok)``       ``dataset``             one row per series x batch size (repeats folded, 95% CIs, CVs)
+``baseline_sizes``         ``dataset``             each series' baseline batch size (given, else its smallest)
+``repeatability_table``    ``repeats``             mean, Student-t 95% CI and CV over repeats per point
 ``status_table(runs)``     ``tables``              cells whose status is not ok, with the reason
 ``detail_table``           ``tables``              requests, throughput, latency per batch size
 ``summary_table``          ``tables``              baseline vs best-throughput vs best-energy batch
@@ -23,14 +25,15 @@ name                       module                  what
 ``cost_table``             ``cost``                kWh, cost and CO2 per month, saving vs baseline
 ``recommendations``        ``recommend``           batch size per scenario under SLOs, with reasons
 ``request_checks``         ``checks``              requests rows vs runs rows agreement
-``compare_points``         ``compare``             two sweeps' points matched side by side
+``compare_points``         ``compare``             two sweeps' points matched side by side, with significance
 =========================  ======================  ==================================================
 """
 from importlib import import_module
 
 _API = {
     "read_sweep": "dataset", "batch_points": "dataset", "SweepData": "dataset", "SweepError": "dataset",
-    "FLAGS": "dataset",
+    "FLAGS": "dataset", "baseline_sizes": "dataset",
+    "REPEAT_METRICS": "repeats", "repeatability_table": "repeats",
     "status_table": "tables", "detail_table": "tables", "summary_table": "tables",
     "energy_table": "energy",
     "PowerLawFit": "scaling", "fit_power_law": "scaling", "fit_with_breakdown": "scaling",
@@ -45,12 +48,14 @@ _API = {
 
 __all__ = [
     "FLAGS",
+    "REPEAT_METRICS",
     "Comparison",
     "CostAssumptions",
     "PowerLawFit",
     "Slo",
     "SweepData",
     "SweepError",
+    "baseline_sizes",
     "batch_points",
     "compare_points",
     "cost_table",
@@ -63,6 +68,7 @@ __all__ = [
     "monthly_kwh",
     "read_sweep",
     "recommendations",
+    "repeatability_table",
     "request_checks",
     "ridge_batches",
     "roofline_table",

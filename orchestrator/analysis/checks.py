@@ -42,8 +42,8 @@ def _close(a: pd.Series, b: pd.Series) -> pd.Series:
 
 def request_checks(data: SweepData) -> pd.DataFrame:
     """One row per ok cell: runs-side and requests-side values and ``agrees``."""
-    ok = data.ok[["cell_id", "series", "workload", "batch_size", "flags", "n_requests_total", "n_requests_ok",
-                  "ttft_p50_ms", "e2e_p99_ms"]]
+    ok = data.ok[["cell_id", "series", "workload", "batch_size", "flags", "simulated", "n_requests_total",
+                  "n_requests_ok", "ttft_p50_ms", "e2e_p99_ms"]]
     stats = request_stats(data)
     df = ok.merge(stats, on="cell_id", how="left", suffixes=("", "_requests"))
     df["rows"] = df["rows"].fillna(0).astype(int)

@@ -4,6 +4,11 @@ An axis (model, quantization, gpu, workload, batch_size) whose values in A and B
 in common is the **compared** axis (e.g. gpu t4 vs a800); the others are the match keys. When no
 axis differs (same grid, e.g. two vLLM versions) every axis is a key. Metric ``m`` appears as
 ``m_a``, ``m_b`` and ``change_m_pct = (B - A) / A x 100``.
+
+For each repeat metric ``m`` (``repeats.REPEAT_METRICS``) the 95% intervals of both sides come
+along (``m_ci95_low_a`` ...) and ``significant_m`` says whether the difference is significant:
+True when the two Student-t 95% intervals do not overlap, False when they overlap (not
+significant), missing (``pd.NA``: unknown) when either side has no interval (one repeat).
 """
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from orchestrator.analysis.dataset import SweepError, pct_change
+from orchestrator.analysis.repeats import REPEAT_METRICS
 
 AXES = ["model", "quantization", "gpu", "workload", "batch_size"]
 COMPARE_METRICS = [
     "output_throughput_tok_s", "request_throughput_rps", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms",
     "tpot_p99_ms", "e2e_p50_ms", "energy_per_request_j", "net_energy_per_request_j",
-    "energy_per_1k_output_tokens_j", "mean_power_w",
+    "energy_per_1k_output_tokens_j", "energy_per_output_token_j", "net_energy_per_output_token_j", "mean_power_w",
 ]
-CARRY = ["flags", "cell_id", "simulated", "energy_measured", "series"]
+INTERVALS = [f"{m}_{s}" for m in REPEAT_METRICS for s in ("ci95_low", "ci95_high")]
+CARRY = ["flags", "cell_id", "simulated", "energy_available", "energy_measured", "series", "n_repeats"]
 
 
 @dataclass
@@ -39,18 +46,30 @@ def differing_axes(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     return [ax for ax in AXES if not set(a[ax].astype(str)) & set(b[ax].astype(str))]
 
 
+def significance(table: pd.DataFrame, metric: str) -> pd.Series:
+    """Nullable boolean per matched point: True when the 95% intervals of A and B for ``metric``
+    do not overlap, False when they do, NA when either side has no interval."""
+    lo_a, hi_a, lo_b, hi_b = (table[f"{metric}_ci95_{s}_{side}"].astype(float)
+                              for side in ("a", "b") for s in ("low", "high"))
+    known = lo_a.notna() & hi_a.notna() & lo_b.notna() & hi_b.notna()
+    apart = (hi_a < lo_b) | (hi_b < lo_a)
+    return apart.astype("boolean").where(known, pd.NA)
+
+
 def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
-    """Match ``batch_points`` of two sweeps and compute changes (see module doc)."""
+    """Match ``batch_points`` of two sweeps and compute changes and significance (see module doc)."""
     compared = differing_axes(a, b)
     keys = [ax for ax in AXES if ax not in compared]
     if not keys:
         raise SweepError("the two sweeps share no value on any axis: no cells to match")
-    cols = keys + compared + COMPARE_METRICS + CARRY
+    cols = keys + compared + COMPARE_METRICS + INTERVALS + CARRY
     left = a[cols].drop_duplicates(keys + compared)
     right = b[cols].drop_duplicates(keys + compared)
     table = left.merge(right, on=keys, how="inner", suffixes=("_a", "_b"))
     for m in COMPARE_METRICS:
         table[f"change_{m}_pct"] = pct_change(table[f"{m}_b"], table[f"{m}_a"])
+    for m in REPEAT_METRICS:
+        table[f"significant_{m}"] = significance(table, m)
     matched_a = left.merge(table[keys].drop_duplicates(), on=keys, how="inner")
     matched_b = right.merge(table[keys].drop_duplicates(), on=keys, how="inner")
     table = table.sort_values(keys).reset_index(drop=True)

@@ -3,7 +3,8 @@
 ``kWh/month = J/request x requests/month / 3.6e6``; ``cost = kWh x price/kWh``;
 ``kgCO2/month = kWh x grid gCO2/kWh / 1000``. GPU board energy only: host, cooling and PUE are
 not included. Gross energy includes the idle draw during the window (what the meter bills);
-net excludes it (what the work alone costs).
+net excludes it (what the work alone costs). Points with energy (measured or modeled:
+``simulated`` says which) are costed; savings are against each series' ``baseline_batch_size``.
 """
 from __future__ import annotations
 
@@ -30,21 +31,23 @@ def monthly_kwh(j_per_request, requests_per_month: float):
     return j_per_request * requests_per_month / J_PER_KWH
 
 
-def cost_table(points: pd.DataFrame, assumptions: CostAssumptions, baseline_batch: int) -> pd.DataFrame:
-    """Per series and batch size (energy-measured points only): gross and net kWh/month,
-    cost/month, kgCO2/month, and the saving against the baseline batch size (same units; a
+def cost_table(points: pd.DataFrame, assumptions: CostAssumptions, baseline_batch: int | None = None) -> pd.DataFrame:
+    """Per series and batch size (points with energy only): gross and net kWh/month,
+    cost/month, kgCO2/month, and the saving against ``baseline_batch_size`` (same units; a
     positive saving means less than the baseline; ``saving_pct`` in %)."""
-    df = points[points["energy_measured"]].copy()
+    df = points.copy()
     for prefix, col in (("", "energy_per_request_j"), ("net_", "net_energy_per_request_j")):
-        df[f"{prefix}kwh_per_month"] = monthly_kwh(df[col], assumptions.requests_per_month)
+        joules = df[col].where(df["energy_available"])
+        df[f"{prefix}kwh_per_month"] = monthly_kwh(joules, assumptions.requests_per_month)
         df[f"{prefix}cost_per_month"] = df[f"{prefix}kwh_per_month"] * assumptions.price_per_kwh
         df[f"{prefix}kg_co2_per_month"] = df[f"{prefix}kwh_per_month"] * assumptions.grid_gco2_per_kwh / 1000.0
     metrics = ["kwh_per_month", "cost_per_month", "kg_co2_per_month", "net_kwh_per_month", "net_cost_per_month"]
     df = with_baseline(df, baseline_batch, metrics)
+    df = df[df["energy_available"]].copy()
     for m in ("kwh_per_month", "cost_per_month", "kg_co2_per_month", "net_cost_per_month"):
         df[f"saving_{m}"] = df[f"base_{m}"] - df[m]
     df["saving_pct"] = df["saving_kwh_per_month"] / df["base_kwh_per_month"] * 100.0
-    keep = SERIES_KEYS + ["batch_size", "flags", "cell_id", "simulated", "energy_per_request_j",
+    keep = SERIES_KEYS + ["batch_size", "baseline_batch_size", "flags", "cell_id", "simulated", "energy_per_request_j",
                           "net_energy_per_request_j", "kwh_per_month", "net_kwh_per_month", "cost_per_month",
                           "net_cost_per_month", "kg_co2_per_month", "net_kg_co2_per_month", "saving_kwh_per_month",
                           "saving_cost_per_month", "saving_net_cost_per_month", "saving_kg_co2_per_month", "saving_pct"]

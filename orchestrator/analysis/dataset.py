@@ -8,13 +8,27 @@ columns (units in the names, as in the store):
   engine/sampler/workload variants), ``variant``: a 4-hex hash of the config
   without batch size and repeat;
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
-- ``simulated``: the row came from the simulated engine (modeled, never measured);
-- ``energy_measured``: a valid gross energy exists (``energy_j`` not null, not invalid);
+- ``simulated``: the row came from the simulated engine or carries modeled power
+  (``energy_source == "simulated"``): modeled, never measured;
+- ``energy_available``: a valid gross energy exists (``energy_j`` not null, not invalid),
+  measured or modeled;
+- ``energy_measured``: ``energy_available`` and not ``simulated``: only a real measurement (e.g.
+  ``energy_source == "nvml"``) counts as measured;
+- ``energy_per_output_token_j`` / ``net_energy_per_output_token_j``: gross / net J per output
+  token (the per-1k-token columns ÷ 1000);
 - ``context_tokens``: mean context of a decoding sequence (input + output / 2 tokens).
+
+The energy-measurement flags (``MODEL_ENERGY_FLAGS``: short window, energy mismatch, energy
+invalid) are cleared for simulated rows: the simulator's own modeled trace raises them, and they
+say nothing about a measurement. Their other flags (saturated, token count) stay.
 
 ``batch_points(ok)`` folds repeats of one (series, workload, batch size) into one row: latency,
 throughput and energy columns are means over repeats, request counts are sums, flags are the
-union; ``n_cells`` says how many cells each point holds.
+union; ``n_cells`` says how many cells each point holds, ``n_repeats`` how many repeats, and
+``analysis.repeats`` adds each repeat metric's Student-t 95% interval and CV.
+
+``baseline_sizes(points, n)``: the batch size each series is compared against: ``n`` where the
+series ran it, else NaN; with ``n`` None, each series' smallest ok batch size.
 """
 from __future__ import annotations
 
@@ -34,20 +48,24 @@ from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, cell_config_from_json
 
 FLAGS = {
-    "saturated": ("S", "saturated: completions < 95% of the scheduled rate, or TTFT grows through the window"),
-    "short_window": ("W", "short window: shorter than 10 energy-counter updates"),
+    "saturated": ("S", "saturated: completions < 95% of the scheduled rate, TTFT grows through the window, "
+                       "or requests were cancelled at the drain limit"),
+    "short_window": ("W", "short window: shorter than workload.min_window_s or 10 energy-counter updates"),
     "energy_mismatch": ("E", "energy mismatch: counter and integrated power differ by > 5%"),
     "token_count_mismatch": ("T", "token count mismatch: a request returned other than the tokens asked for"),
     "energy_invalid": ("X", "energy invalid: the energy counter went backwards (driver reload)"),
 }
 """Flag column -> (code shown in tables, meaning)."""
 
+MODEL_ENERGY_FLAGS = ("short_window", "energy_mismatch", "energy_invalid")
+"""Flags about the energy measurement itself: never raised for simulated (modeled) rows."""
+
 GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
 """One series of batch sizes: the same cell config except batch size and repeat."""
 
 SUM_COLUMNS = [
     "n_requests_total", "n_requests_measured", "n_requests_ok", "n_requests_failed",
-    "n_requests_drained", "n_requests_completed_in_window", "output_tokens_in_window",
+    "n_requests_drained", "n_requests_completed_in_window", "output_tokens_in_window", "n_requests_cancelled",
 ]
 
 
@@ -148,17 +166,25 @@ def _stem(path: str) -> str:
     return path.rsplit("/", 1)[-1][: -len(".parquet")]
 
 
-def prepare_runs(runs: pd.DataFrame, configs: "StoredConfigs | dict[str, CellConfig]") -> pd.DataFrame:
-    """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_measured`` and
-    ``context_tokens`` (see module doc); rows sorted by workload, gpu, model, quant, batch size."""
+def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConfig]) -> pd.DataFrame:
+    """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_available``,
+    ``energy_measured``, the J per output token columns and ``context_tokens`` (see module doc);
+    clear the energy-measurement flags of simulated rows; rows sorted by workload, gpu, model,
+    quant, batch size."""
     df = runs.copy()
     texts = configs.texts if isinstance(configs, StoredConfigs) else None
     df["variant"] = [_variant(texts.get(cid)) if texts is not None else _variant_of(configs.get(cid))
                      for cid in df["cell_id"]]
     df["series"] = _series_labels(df)
-    df["flags"] = flag_codes(df)
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
-    df["energy_measured"] = df["energy_j"].notna() & ~df["energy_invalid"].fillna(False).astype(bool)
+    for column in MODEL_ENERGY_FLAGS:
+        if column in df:
+            df[column] = df[column].where(~df["simulated"], False)
+    df["flags"] = flag_codes(df)
+    df["energy_available"] = df["energy_j"].notna() & ~df["energy_invalid"].fillna(False).astype(bool)
+    df["energy_measured"] = df["energy_available"] & ~df["simulated"]
+    for prefix in ("", "net_"):
+        df[f"{prefix}energy_per_output_token_j"] = df[f"{prefix}energy_per_1k_output_tokens_j"] / 1000.0
     inp = df["input_tokens_per_request_mean"].fillna(df["input_tokens_mean_cfg"])
     out = df["output_tokens_per_request_mean"].fillna(df["output_tokens_mean_cfg"])
     df["context_tokens"] = inp + out / 2.0
@@ -204,19 +230,22 @@ def flag_counts(df: pd.DataFrame) -> dict[str, int]:
 
 
 def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
-    """One row per (series, workload, batch size): repeats folded (see module doc)."""
+    """One row per (series, workload, batch size): repeats folded, with ``n_repeats`` and the
+    repeat metrics' 95% intervals and CVs (see module doc and ``analysis.repeats``)."""
+    from orchestrator.analysis.repeats import repeat_stats
+
     keys = GROUP_KEYS + ["series", "batch_size"]
     numeric = [c for c in ok.select_dtypes("number").columns if c not in keys + ["repeat", "schema_version"]]
     agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
     agg.update({f: "any" for f in FLAGS})
-    agg.update(simulated="any", energy_measured="all", cell_id=_join_ids,
+    agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
                energy_source="first", energy_note="first", engine="first", arrival="first")
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)
     out = frame.groupby(keys, sort=False, dropna=False).agg(agg)
     out["n_cells"] = frame.groupby(keys, sort=False, dropna=False).size()
-    out = out.reset_index()
+    out = out.join(repeat_stats(frame, keys)).reset_index()
     out["flags"] = flag_codes(out)
     return out
 
@@ -225,19 +254,25 @@ def _join_ids(ids: pd.Series) -> str:
     return ",".join(ids)
 
 
-def baseline_rows(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
-    """The baseline point of each series (index: the series keys); absent series have none."""
-    keys = GROUP_KEYS + ["series"]
-    base = points[points["batch_size"] == baseline_batch]
-    return base.set_index(keys)
+def baseline_sizes(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.Series:
+    """The baseline batch size of each row's series (aligned with ``points``): each series'
+    smallest batch size when ``baseline_batch`` is None, else ``baseline_batch`` where the series
+    ran it and NaN where it did not."""
+    keys = [points[k] for k in GROUP_KEYS + ["series"]]
+    if baseline_batch is None:
+        return points["batch_size"].groupby(keys, sort=False, dropna=False).transform("min").astype(float)
+    has = (points["batch_size"] == baseline_batch).groupby(keys, sort=False, dropna=False).transform("any")
+    return pd.Series(float(baseline_batch), index=points.index).where(has.astype(bool))
 
 
-def require_baseline(points: pd.DataFrame, baseline_batch: int) -> None:
-    """Raise ``SweepError`` when no ok cell ran the baseline batch size."""
-    if not (points["batch_size"] == baseline_batch).any():
+def require_baseline(points: pd.DataFrame, baseline_batch: int | None) -> None:
+    """Raise ``SweepError`` when a baseline batch size is given and no ok cell ran it (None:
+    each series' smallest batch size, which always exists)."""
+    if baseline_batch is not None and not (points["batch_size"] == baseline_batch).any():
         sizes = ", ".join(str(b) for b in sorted(points["batch_size"].unique()))
         raise SweepError(f"baseline batch size {baseline_batch} is not in the sweep's ok cells "
-                         f"(they ran batch sizes {sizes}); pass --baseline-batch with one of them")
+                         f"(they ran batch sizes {sizes}); pass --baseline-batch with one of them, or leave it "
+                         "out to compare each series with its smallest batch size")
 
 
 def require_ok(data: SweepData) -> pd.DataFrame:

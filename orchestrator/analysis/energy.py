@@ -4,7 +4,9 @@ Gross energy is the GPU's energy-counter delta over the measured window (J); net
 minus the idle baseline (idle W x window s): what the work itself cost. Per-request figures
 divide by requests completed in the window; per-1k-token figures by output tokens emitted in it
 (x 1000). ``throughput_scaling_x`` is output tok/s over the baseline's; ``change_*_pct`` are
-relative to the same series at the baseline batch size.
+relative to the same series at its baseline batch size (``baseline_batch_size``: the given one,
+else the series' smallest). Modeled energy (simulated rows, ``energy_measured`` false) is shown
+like measured energy; the ``simulated`` column says which is which.
 """
 from __future__ import annotations
 
@@ -18,17 +20,18 @@ ENERGY_METRICS = [
 ]
 
 
-def energy_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.DataFrame:
     """Per series and batch size: output tok/s, gross/net J per request and per 1k output
-    tokens, GPU util (%), mean and idle power (W), changes vs baseline (%), throughput scaling
-    (x). Energy columns are NaN where ``energy_measured`` is false."""
+    tokens, GPU util (%), mean and idle power (W), changes vs ``baseline_batch_size`` (%),
+    throughput scaling (x). Energy columns are NaN where ``energy_available`` is false."""
     df = points.copy()
     masked = ENERGY_METRICS + ["mean_power_w", "energy_j", "net_energy_j"]
-    df.loc[~df["energy_measured"], masked] = float("nan")
+    df.loc[~df["energy_available"], masked] = float("nan")
     df = with_baseline(df, baseline_batch, ENERGY_METRICS + ["output_throughput_tok_s"])
     df["throughput_scaling_x"] = df["output_throughput_tok_s"] / df["base_output_throughput_tok_s"]
     keep = SERIES_KEYS + [
-        "batch_size", "flags", "cell_id", "simulated", "energy_measured", "energy_source", "energy_note",
+        "batch_size", "flags", "cell_id", "simulated", "energy_available", "energy_measured", "energy_source",
+        "energy_note", "baseline_batch_size",
         "output_throughput_tok_s", *ENERGY_METRICS, "gpu_util_mean_pct", "mean_power_w", "idle_power_w",
         "energy_j", "net_energy_j", "window_s", "throughput_scaling_x",
     ] + [f"change_{m}_pct" for m in ENERGY_METRICS]

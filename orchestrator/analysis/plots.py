@@ -98,9 +98,11 @@ def _styles(labels: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def _short(points: pd.DataFrame) -> pd.Series:
-    """``model/quantization`` (+ ``#variant`` when the series label carries one)."""
+    """``model/quantization`` (+ ``#variant`` when the series label carries one, + `` †`` when
+    simulated)."""
     tail = points["series"].str.extract(r"(#\w+)$")[0].fillna("")
-    return points["model"] + "/" + points["quantization"] + tail
+    dagger = points["simulated"].map(lambda s: " †" if s else "") if "simulated" in points else ""
+    return points["model"] + "/" + points["quantization"] + tail + dagger
 
 
 def _plot_series(ax, g: pd.DataFrame, x: str, y: str, color: str, marker: str, label: str | None) -> None:
@@ -156,7 +158,7 @@ def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
 def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Gross J per output token vs batch size, log-log, with the power-law fit (dashed, over the
     range where it holds) and its α in the legend."""
-    pts = points[points["energy_measured"] & (points["energy_per_1k_output_tokens_j"] > 0)]
+    pts = points[points["energy_available"] & (points["energy_per_1k_output_tokens_j"] > 0)]
     pts = pts.assign(short=_short(pts), j_per_token=pts["energy_per_1k_output_tokens_j"] / 1000.0)
     fig, cells = _grid(pts, "workload", "gpu")
     styles = _styles(pts["short"].unique())

@@ -8,9 +8,11 @@ that grows without bound, so no latency it showed holds in steady state). Among 
 - ``throughput``: the smallest batch within ``NEAR`` (5%) of the highest output tok/s;
 - ``balanced``: the highest output tok/s per second of median end-to-end latency
   (Kleinrock's "power": throughput / delay);
-- ``cost``: the smallest batch within 5% of the lowest gross J/request (energy-measured only).
+- ``cost``: the smallest batch within 5% of the lowest gross J/request (points with energy:
+  measured, or modeled for simulated points — the reason says "modeled" then).
 
-Each row carries the chosen batch size (None when nothing qualifies) and the reason in words.
+Each row carries the chosen batch size (None when nothing qualifies), the reason in words and
+``simulated`` (the series' points are modeled, not measured: shown with †).
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ Point = dict
 """One batch point as a plain dict (a series has a handful: plain Python beats DataFrame ops)."""
 
 POINT_COLUMNS = ["batch_size", "flags", "cell_id", "output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms",
-                 "e2e_p50_ms", "energy_per_request_j", "energy_measured", "saturated", "eligible"]
+                 "e2e_p50_ms", "energy_per_request_j", "energy_available", "simulated", "saturated", "eligible"]
 
 
 def _smallest_near(cand: list[Point], metric: str, best: float, largest: bool) -> Point:
@@ -94,12 +96,13 @@ def _balanced(cand: list[Point]):
 
 
 def _cost(cand: list[Point]):
-    measured = [p for p in cand if p["energy_measured"] and not is_missing(p["energy_per_request_j"])]
-    if not measured:
+    known = [p for p in cand if p["energy_available"] and not is_missing(p["energy_per_request_j"])]
+    if not known:
         return None, "energy was not measured for these cells: no cost ranking"
-    best = min(measured, key=lambda p: (p["energy_per_request_j"], p["batch_size"]))
-    p = _smallest_near(measured, "energy_per_request_j", best["energy_per_request_j"], largest=False)
-    why = (f"lowest gross energy within the SLO: {num(best['energy_per_request_j'])} J/request at BS "
+    best = min(known, key=lambda p: (p["energy_per_request_j"], p["batch_size"]))
+    p = _smallest_near(known, "energy_per_request_j", best["energy_per_request_j"], largest=False)
+    kind = "modeled (simulated) " if best["simulated"] else ""
+    why = (f"lowest {kind}gross energy within the SLO: {num(best['energy_per_request_j'])} J/request at BS "
            f"{batch(best['batch_size'])}")
     if p["batch_size"] != best["batch_size"]:
         why += f"; BS {batch(p['batch_size'])} is within {NEAR:.0%} ({num(p['energy_per_request_j'])} J/request)"
@@ -120,7 +123,8 @@ def _no_candidate(points: list[Point], slo: Slo) -> str:
 
 def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
     """One row per series and scenario: ``batch_size`` (None when nothing qualifies), ``flags``,
-    ``reason``, ``n_eligible`` and the chosen point's tok/s, TTFT/TPOT p99 (ms) and J/request."""
+    ``simulated`` (any point of the series is), ``reason``, ``n_eligible`` and the chosen point's
+    tok/s, TTFT/TPOT p99 (ms) and J/request."""
     rows: list[dict] = []
     pts = points.assign(eligible=eligible_mask(points, slo), saturated=points["saturated"].eq(True))
     pts = pts[[c for c in SERIES_KEYS if c not in POINT_COLUMNS] + POINT_COLUMNS]
@@ -128,7 +132,8 @@ def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
         group = grp.to_dict("records")
         cand = [p for p in group if p["eligible"]]
         for scenario in SCENARIOS:
-            row = dict(zip(SERIES_KEYS, key), scenario=scenario, n_eligible=len(cand))
+            row = dict(zip(SERIES_KEYS, key), scenario=scenario, n_eligible=len(cand),
+                       simulated=any(q["simulated"] for q in group))
             p, why = RULES[scenario](cand) if cand else (None, _no_candidate(group, slo))
             row.update(reason=why, batch_size=None if p is None else p["batch_size"],
                        flags="" if p is None else p["flags"], cell_id=None if p is None else p["cell_id"])

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from orchestrator.analysis.tables import SERIES_KEYS
 from orchestrator.config.groups import Precision
 from orchestrator.config.root import CellConfig
 from orchestrator.perf import roofline
-from orchestrator.analysis.tables import SERIES_KEYS
 
 
 def _first_config(cell_ids: str, configs: dict[str, CellConfig]) -> CellConfig:
@@ -88,8 +88,9 @@ def ridge_batches(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.Da
     """Per model x quantization x GPU x configured decode context (mean input + output / 2
     tokens): the decode batch at which intensity reaches the ridge point
     (``roofline.batch_to_ridge``; inf = never at this context), and the largest batch size the
-    sweep ran for that model x quantization x GPU."""
+    sweep ran for that model x quantization x GPU; ``simulated`` when any of those points is."""
     max_bs = points.groupby(["model", "quantization", "gpu"])["batch_size"].max()
+    sim = points.groupby(["model", "quantization", "gpu"])["simulated"].any()
     rows = {}
     for p in points.itertuples(index=False):
         key = (p.model, p.quantization, p.gpu, round(p.input_tokens_mean_cfg + p.output_tokens_mean_cfg / 2))
@@ -99,5 +100,5 @@ def ridge_batches(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.Da
         rows[key] = dict(zip(("model", "quantization", "gpu", "context_tokens"), key),
                          ridge_flop_per_byte=roofline.ridge_point(cfg.gpu, cfg.quantization),
                          batch_to_ridge=roofline.batch_to_ridge(cfg.model, cfg.quantization, cfg.gpu, key[3]),
-                         max_batch_swept=int(max_bs[key[:3]]))
+                         max_batch_swept=int(max_bs[key[:3]]), simulated=bool(sim[key[:3]]))
     return pd.DataFrame(list(rows.values())).sort_values(["gpu", "model", "quantization", "context_tokens"])

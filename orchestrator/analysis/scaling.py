@@ -91,20 +91,22 @@ def fit_with_breakdown(bs, y, tolerance: float = DEFAULT_TOLERANCE, min_points: 
 def _fit_points(points: pd.DataFrame, metric: str) -> pd.DataFrame:
     sel = points[points[metric].notna() & (points[metric] > 0) & (points["batch_size"] > 0)]
     if metric.startswith(("energy", "net_energy")):
-        sel = sel[sel["energy_measured"]]
+        sel = sel[sel["energy_available"]]  # measured or modeled (``simulated`` marks the latter)
     return sel
 
 
 def scaling_table(points: pd.DataFrame, metric: str, tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
     """One row per series with >= 2 batch sizes: the full fit (``c``, ``exponent``, ``alpha``,
     ``r2``, ``n_points``, ``bs_min``, ``bs_max``), the holding range (``holds_*``), and
-    ``breaks_at_bs`` / ``deviation_pct``. ``c`` is in the metric's unit."""
+    ``breaks_at_bs`` / ``deviation_pct``; ``simulated`` when any of its points is. ``c`` is in the
+    metric's unit."""
     rows = []
     for key, grp in _fit_points(points, metric).groupby(SERIES_KEYS, sort=False):
         if grp["batch_size"].nunique() < 2:
             continue
         res = fit_with_breakdown(grp["batch_size"], grp[metric], tolerance)
-        row = dict(zip(SERIES_KEYS, key), metric=metric, flags=" ".join(sorted(set(" ".join(grp["flags"]).split()))))
+        row = dict(zip(SERIES_KEYS, key), metric=metric, flags=" ".join(sorted(set(" ".join(grp["flags"]).split()))),
+                   simulated=bool(grp["simulated"].any()))
         row.update(_fit_columns("", res.full))
         row.update(_fit_columns("holds_", res.holds))
         row.update(breaks_at_bs=res.breaks_at_bs, deviation_pct=res.deviation_pct)

@@ -3,14 +3,16 @@
 Every function takes ``batch_points`` rows (one per series x batch size, see ``dataset``) and
 returns a DataFrame; units are in the column names (``_ms``, ``_rps``, ``_tok_s``, ``_j``,
 ``_pct``). ``change_<metric>_pct`` is ``(value - baseline) / baseline x 100`` against the same
-series at the baseline batch size (NaN where the series has no baseline point).
+series at its baseline batch size, given in ``baseline_batch_size``: ``baseline_batch`` when one
+is given (NaN, and no changes, for a series that did not run it), else the series' smallest
+batch size (``dataset.baseline_sizes``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from orchestrator.analysis.dataset import GROUP_KEYS, pct_change
+from orchestrator.analysis.dataset import GROUP_KEYS, baseline_sizes, pct_change
 
 SERIES_KEYS = GROUP_KEYS + ["series"]
 
@@ -22,14 +24,22 @@ SUMMARY_METRICS = [
 DETAIL_COLUMNS = [
     "n_requests_measured", "n_requests_ok", "success_pct", "request_throughput_rps", "offered_rate_rps",
     "output_throughput_tok_s", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
-    "e2e_p50_ms", "e2e_p99_ms", "mean_running_batch", "output_tokens_per_request_mean",
+    "e2e_p50_ms", "e2e_p99_ms", "mean_running_batch", "output_tokens_per_request_mean", "n_repeats",
 ]
 
 
-def with_baseline(points: pd.DataFrame, baseline_batch: int, metrics: list[str]) -> pd.DataFrame:
-    """``points`` plus ``base_<m>`` and ``change_<m>_pct`` for each metric ``m``."""
-    base = points[points["batch_size"] == baseline_batch][SERIES_KEYS + metrics]
-    base = base.drop_duplicates(SERIES_KEYS).rename(columns={m: f"base_{m}" for m in metrics})
+def baseline_points(points: pd.DataFrame, baseline_batch: int | None) -> pd.DataFrame:
+    """The baseline point of each series (one row per series at most)."""
+    sizes = baseline_sizes(points, baseline_batch)
+    return points[points["batch_size"] == sizes].drop_duplicates(SERIES_KEYS)
+
+
+def with_baseline(points: pd.DataFrame, baseline_batch: int | None, metrics: list[str]) -> pd.DataFrame:
+    """``points`` plus ``baseline_batch_size`` and, for each metric ``m``, ``base_<m>`` (the
+    series' value at its baseline batch size) and ``change_<m>_pct``."""
+    points = points.assign(baseline_batch_size=baseline_sizes(points, baseline_batch))
+    base = baseline_points(points, baseline_batch)[SERIES_KEYS + metrics]
+    base = base.rename(columns={m: f"base_{m}" for m in metrics})
     out = points.merge(base, on=SERIES_KEYS, how="left")
     for m in metrics:
         out[f"change_{m}_pct"] = pct_change(out[m], out[f"base_{m}"])
@@ -37,10 +47,11 @@ def with_baseline(points: pd.DataFrame, baseline_batch: int, metrics: list[str])
 
 
 def status_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Cells whose status is not ``ok``: their axes, status and the first line of the reason."""
+    """Cells whose status is not ``ok``: their axes, status, ``simulated`` and the first line of
+    the reason."""
     bad = runs[runs["status"] != "ok"]
     reason = bad["error"].fillna("").astype(str).str.split("\n").str[0]
-    cols = ["workload", "gpu", "model", "quantization", "batch_size", "repeat", "status", "cell_id"]
+    cols = ["workload", "gpu", "model", "quantization", "batch_size", "repeat", "status", "cell_id", "simulated"]
     return bad[cols].assign(reason=reason.values).reset_index(drop=True)
 
 
@@ -49,14 +60,16 @@ def status_counts(runs: pd.DataFrame) -> pd.Series:
     return runs["status"].value_counts()
 
 
-def detail_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
+def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.DataFrame:
     """Per workload, GPU, series and batch size: requests, throughput, latency percentiles, mean
-    running batch, output tokens/request, and changes of tok/s, TTFT p50 and TPOT p50 (%)."""
+    running batch, output tokens/request, repeats, and changes of tok/s, TTFT p50 and TPOT p50
+    (%) against ``baseline_batch_size``."""
     df = points.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         df["success_pct"] = df["n_requests_ok"] / df["n_requests_measured"] * 100.0
     df = with_baseline(df, baseline_batch, ["output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms"])
-    keep = SERIES_KEYS + ["batch_size", "flags", "n_cells", "cell_id", "simulated"] + DETAIL_COLUMNS
+    keep = SERIES_KEYS + ["batch_size", "flags", "n_cells", "cell_id", "simulated", "baseline_batch_size"]
+    keep += DETAIL_COLUMNS
     keep += [f"change_{m}_pct" for m in ("output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms")]
     return df[keep]
 
@@ -70,16 +83,16 @@ def best_rows(points: pd.DataFrame, metric: str, largest: bool) -> pd.DataFrame:
     return valid[valid[metric] == pick].drop_duplicates(SERIES_KEYS)
 
 
-def summary_table(points: pd.DataFrame, baseline_batch: int) -> pd.DataFrame:
-    """One row per series: the baseline point against the best point by output throughput
-    (``tput_``) and by gross J/request (``energy_``). Columns ``<role>_batch_size``,
-    ``<role>_flags``, ``<role>_<metric>`` and ``<role>_change_<metric>_pct`` for the metrics of
-    ``SUMMARY_METRICS``; the energy role is empty (NaN) where energy was not measured."""
-    base = points[points["batch_size"] == baseline_batch].drop_duplicates(SERIES_KEYS)
+def summary_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.DataFrame:
+    """One row per series: the baseline point (``base_``, at ``base_batch_size``, see module
+    doc) against the best point by output throughput (``tput_``) and by gross J/request
+    (``energy_``). Columns ``<role>_batch_size``, ``<role>_flags``, ``<role>_simulated``,
+    ``<role>_<metric>`` and ``<role>_change_<metric>_pct`` for the metrics of ``SUMMARY_METRICS``;
+    the energy role is empty (NaN) where no energy (measured or modeled) exists."""
     roles = {
-        "base": base,
+        "base": baseline_points(points, baseline_batch),
         "tput": best_rows(points, "output_throughput_tok_s", largest=True),
-        "energy": best_rows(points[points["energy_measured"]], "energy_per_request_j", largest=False),
+        "energy": best_rows(points[points["energy_available"]], "energy_per_request_j", largest=False),
     }
     cols = ["batch_size", "flags", "simulated", "arrival", "offered_rate_rps", "saturated"] + SUMMARY_METRICS
     out = points[SERIES_KEYS].drop_duplicates().reset_index(drop=True)

@@ -39,7 +39,7 @@ def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFram
             "context_tokens": int(wl.input.mean_tokens + wl.output.mean_tokens),
             "memory_utilization": memory_fraction(cfg, r.engine),
             "batch_size": int(r.batch_size), "status": r.status, "cell_id": r.cell_id,
-            "memory_used_max_mib": r.memory_used_max_mib,
+            "memory_used_max_mib": r.memory_used_max_mib, "simulated": bool(r.simulated),
         })
     return pd.DataFrame(rows)
 
@@ -62,7 +62,8 @@ def _budget(configs: dict[str, CellConfig], cell_id: str, batch: int, context: i
 
 def vram_table(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
     """One row per combination: budget terms (GiB) at the largest swept batch, the largest batch
-    that fits, and the cross-checks of the module doc."""
+    that fits, the cross-checks of the module doc, and ``simulated`` (any of its cells ran on the
+    simulated engine: its statuses are the simulator's, not a GPU's)."""
     cells = cell_axes(runs, configs)
     if cells.empty:
         return pd.DataFrame()
@@ -70,7 +71,8 @@ def vram_table(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFra
     for key, grp in cells.groupby(COMBO_KEYS, sort=True):
         bs_max = int(grp["batch_size"].max())
         b = _budget(configs, grp["cell_id"].iloc[0], bs_max, key[3], key[4])
-        row = dict(zip(COMBO_KEYS, key), workloads=",".join(sorted(grp["workload"].unique())))
+        row = dict(zip(COMBO_KEYS, key), workloads=",".join(sorted(grp["workload"].unique())),
+                   simulated=bool(grp["simulated"].any()))
         row.update(weights_gib=b.weights_gib, kv_per_request_gib=b.kv_per_request_gib,
                    activations_gib=b.activations_gib, overhead_gib=b.overhead_gib, capacity_gib=b.capacity_gib,
                    max_batch=b.max_batch, bs_max_swept=bs_max, total_at_bs_max_gib=b.total_gib, fits_at_bs_max=b.fits)
@@ -118,7 +120,7 @@ def vram_by_batch(runs: pd.DataFrame, configs: dict[str, CellConfig], batch_size
     rows = []
     for key, grp in cells.groupby(COMBO_KEYS, sort=True):
         cid = grp["cell_id"].iloc[0]
-        row = dict(zip(COMBO_KEYS, key))
+        row = dict(zip(COMBO_KEYS, key), simulated=bool(grp["simulated"].any()))
         for bs in sizes:
             b = _budget(configs, cid, int(bs), key[3], key[4])
             row[f"bs_{int(bs)}_gib"] = b.total_gib

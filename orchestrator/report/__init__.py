@@ -3,11 +3,12 @@
 Library use::
 
     from orchestrator.report import ReportOptions, write_report, write_compare
-    write_report(ReportOptions("outputs/full", baseline_batch=1))   # -> outputs/full/report/report.md
+    write_report(ReportOptions("outputs/full"))   # -> outputs/full/report/report.md (baseline: smallest BS)
     write_compare("outputs/t4", "outputs/a800", out="cmp")           # -> cmp/compare.md
 
 Modules: ``options`` (ReportOptions), ``analyse`` (every table once), ``header``, ``summary``
-(section 1), ``results`` (2, 3), ``models`` (4, 5, 6), ``decisions`` (7, 8), ``figures`` (9),
+(section 1), ``results`` (2, 3), ``repeats`` (2's repeatability), ``models`` (4, 5, 6),
+``decisions`` (7, 8), ``figures`` (9),
 ``appendix``, ``compare``, ``markdown`` (table rendering), ``build`` (writes the files).
 """
 from importlib import import_module

@@ -20,7 +20,9 @@ def report_parser() -> argparse.ArgumentParser:
                                             "(or: python -m orchestrator.report compare <A> <B> [--out DIR]).")
     p.add_argument("sweep_dir", help="the sweep's directory (outputs/<name>) or store URI")
     p.add_argument("--out", help="where report.md and the PNGs go (default: <sweep dir>/report)")
-    p.add_argument("--baseline-batch", type=int, default=1, help="batch size every change is relative to (default 1)")
+    p.add_argument("--baseline-batch", type=int, default=None,
+                   help="batch size every change is relative to (default: each series' smallest ok batch size); "
+                        "series that did not run it get no changes")
     p.add_argument("--requests-per-month", type=float, default=CostAssumptions.requests_per_month)
     p.add_argument("--price-per-kwh", type=float, default=CostAssumptions.price_per_kwh, help="currency per kWh")
     p.add_argument("--grid-gco2-per-kwh", type=float, default=CostAssumptions.grid_gco2_per_kwh)
@@ -52,7 +54,8 @@ def _positive(name: str, value: float) -> None:
 
 def run_report(argv: list[str]) -> str:
     args = report_parser().parse_args(argv)
-    _positive("--baseline-batch", args.baseline_batch)
+    if args.baseline_batch is not None:
+        _positive("--baseline-batch", args.baseline_batch)
     _positive("--requests-per-month", args.requests_per_month)
     opts = ReportOptions(
         sweep_dir=args.sweep_dir, out_dir=args.out, baseline_batch=args.baseline_batch,

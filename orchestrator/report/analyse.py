@@ -5,20 +5,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.analysis import checks, cost, energy, recommend, roofline_table, scaling, tables, vram_table
-from orchestrator.analysis.dataset import SweepData, batch_points, require_baseline, require_ok
+from orchestrator.analysis import checks, cost, energy, recommend, repeats, roofline_table, scaling, tables, vram_table
+from orchestrator.analysis.dataset import SweepData, baseline_sizes, batch_points, require_baseline, require_ok
 from orchestrator.report.options import ReportOptions
 
 
 @dataclass
 class Analysis:
-    """The sweep, its points (one per series x batch size) and the DataFrames of each section."""
+    """The sweep, its points (one per series x batch size, with ``baseline_batch_size``) and the
+    DataFrames of each section."""
 
     data: SweepData
     options: ReportOptions
     points: pd.DataFrame
     summary: pd.DataFrame
     detail: pd.DataFrame
+    repeatability: pd.DataFrame
     energy: pd.DataFrame
     fits: dict[str, pd.DataFrame]
     local_exponents: pd.DataFrame
@@ -34,18 +36,41 @@ class Analysis:
 
     @property
     def any_energy(self) -> bool:
-        return bool(self.points["energy_measured"].any())
+        """Does any point have energy (measured, or modeled for simulated points)?"""
+        return bool(self.points["energy_available"].any())
+
+    def baseline_phrase(self) -> str:
+        """What every change is relative to, e.g. "each series' smallest batch (BS 4)"."""
+        n = self.options.baseline_batch
+        if n is not None:
+            return f"BS {n} of the same series (--baseline-batch {n})"
+        sizes = baseline_label(self.points["baseline_batch_size"])
+        several = "; the *base BS* column gives each row's" if "/" in sizes else ""
+        return f"each series' smallest batch ({sizes}{several})"
+
+    def series_without_baseline(self) -> list[str]:
+        """Series (``series · workload``) that did not run the given ``--baseline-batch``."""
+        lacking = self.points[self.points["baseline_batch_size"].isna()]
+        return sorted({f"{s} · {w}" for s, w in zip(lacking["series"], lacking["workload"])})
+
+
+def baseline_label(sizes) -> str:
+    """``BS 4`` for one baseline batch size, ``BS 1/4`` for several (each series its own)."""
+    values = sorted({int(v) for v in pd.Series(sizes, dtype=float).dropna()})
+    return "BS " + "/".join(map(str, values)) if values else "no baseline"
 
 
 def analyse(data: SweepData, options: ReportOptions) -> Analysis:
-    """Raise ``SweepError`` when no cell is ok or the baseline batch size is absent."""
+    """Raise ``SweepError`` when no cell is ok or a given baseline batch size is absent."""
     points = batch_points(require_ok(data))
     base = options.baseline_batch
     require_baseline(points, base)
+    points = points.assign(baseline_batch_size=baseline_sizes(points, base))
     return Analysis(
         data=data, options=options, points=points,
         summary=tables.summary_table(points, base),
         detail=tables.detail_table(points, base),
+        repeatability=repeats.repeatability_table(points),
         energy=energy.energy_table(points, base),
         fits={m: scaling.scaling_table(points, m) for m in scaling.FIT_METRICS},
         local_exponents=scaling.local_exponents(points, "output_throughput_tok_s"),

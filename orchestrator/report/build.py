@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.analysis.dataset import read_sweep
-from orchestrator.report import appendix, decisions, figures, header, models, results, summary
+from orchestrator.report import appendix, decisions, figures, header, models, repeats, results, summary
 from orchestrator.report.analyse import Analysis, analyse
 from orchestrator.report.options import ReportOptions
 from orchestrator.report.parallel import plot_executor
@@ -14,7 +14,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
     """Every section's DataFrame as CSV (full precision) under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     frames = {
-        "summary": a.summary, "detail": a.detail, "energy": a.energy, "roofline": a.roofline,
+        "summary": a.summary, "detail": a.detail, "repeatability": a.repeatability, "energy": a.energy,
+        "roofline": a.roofline,
         "ridge_batches": a.ridge_batches, "vram": a.vram, "vram_by_batch": a.vram_by_batch, "cost": a.cost,
         "recommendations": a.recommendations, "checks": a.checks, "status": a.status,
     }
@@ -25,7 +26,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
 
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
-    lines = header.header(a) + summary.section(a) + results.detail_section(a) + results.energy_section(a)
+    lines = header.header(a) + summary.section(a) + results.detail_section(a) + repeats.repeatability_section(a)
+    lines += results.energy_section(a)
     lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)
     lines += figures.figures_section(a, figs)

@@ -1,4 +1,8 @@
-"""``python -m orchestrator.report compare <A> <B>``: the same cells of two sweeps side by side."""
+"""``python -m orchestrator.report compare <A> <B>``: the same cells of two sweeps side by side.
+
+Each Δ of a metric with repeat intervals carries a significance mark (``MARKS``): the two sides'
+Student-t 95% intervals apart (*), overlapping (n.s.), or unknown because a side ran one repeat (?).
+"""
 from __future__ import annotations
 
 import os
@@ -10,10 +14,33 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis import plots
 from orchestrator.analysis.compare import Comparison, compare_points
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
-from orchestrator.report.markdown import Col, col, heading, para, table
+from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
 
-PAIRS = [("output tok/s", "output_throughput_tok_s"), ("req/s", "request_throughput_rps"),
-         ("TTFT p50 (ms)", "ttft_p50_ms"), ("TPOT p50 (ms)", "tpot_p50_ms"), ("J/request", "energy_per_request_j")]
+PAIRS = [("output tok/s", "output_throughput_tok_s"), ("TTFT p50 (ms)", "ttft_p50_ms"),
+         ("TPOT p50 (ms)", "tpot_p50_ms"), ("J/output token", "energy_per_output_token_j"),
+         ("J/output token net", "net_energy_per_output_token_j")]
+"""(name, metric) shown side by side; every one has repeat intervals (``repeats.REPEAT_METRICS``)."""
+MARKS = {True: "*", False: "n.s.", None: "?"}
+MARK_LEGEND = ("Significance of each Δ: * the Student-t 95% confidence intervals of A and B do not overlap "
+               "(significant); n.s. they overlap (not significant); ? at least one side ran a single repeat, so it "
+               "has no interval (significance unknown; run with repeats ≥ 2).")
+
+
+def significance_state(value) -> bool | None:
+    """True / False, or None for unknown (NA)."""
+    return None if value is None or pd.isna(value) else bool(value)
+
+
+def _delta(r, m: str) -> str:
+    change = getattr(r, f"change_{m}_pct")
+    if fmt.is_missing(change):
+        return fmt.MISSING
+    return f"{fmt.pct(change)} {MARKS[significance_state(getattr(r, f'significant_{m}'))]}"
+
+
+def _flags(r, side: str) -> str:
+    flags = getattr(r, f"flags_{side}") or "·"
+    return flags + (SIM_MARK if bool(getattr(r, f"simulated_{side}")) else "")
 
 
 def _label(data: SweepData, other: SweepData) -> str:
@@ -34,10 +61,18 @@ def _describe(data: SweepData) -> str:
 def _cols(c: Comparison, la: str, lb: str) -> list[Col]:
     cols = [col(k, k, "batch" if k == "batch_size" else "text") for k in c.keys if k != "workload"]
     cols += [col(f"{ax} {s}", f"{ax}_{s}", "text") for ax in c.compared for s in ("a", "b")]
-    cols += [Col("flags A / B", lambda r: f"{r.flags_a or '·'} / {r.flags_b or '·'}")]
+    cols += [Col("flags A / B", lambda r: f"{_flags(r, 'a')} / {_flags(r, 'b')}"),
+             Col("repeats A / B", lambda r: f"{fmt.batch(r.n_repeats_a)} / {fmt.batch(r.n_repeats_b)}")]
     for name, m in PAIRS:
-        cols += [col(f"{name} {la}", f"{m}_a"), col(f"{name} {lb}", f"{m}_b"), col("Δ", f"change_{m}_pct", "pct")]
+        cols += [col(f"{name} {la}", f"{m}_a"), col(f"{name} {lb}", f"{m}_b"), Col("Δ", lambda r, m=m: _delta(r, m))]
     return cols
+
+
+def _significance_counts(t: pd.DataFrame, m: str) -> str:
+    states = [significance_state(v) for v in t[f"significant_{m}"]]
+    counts = [(states.count(True), "significant"), (states.count(False), "not significant"),
+              (states.count(None), "unknown")]
+    return ", ".join(f"{n} {what}" for n, what in counts if n)
 
 
 def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
@@ -47,7 +82,8 @@ def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
         if ch.empty:
             out.append(f"{name}: not available on both sides.")
             continue
-        out.append(f"{name}: {lb} vs {la} median {fmt.pct(ch.median())} ({fmt.pct(ch.min())} to {fmt.pct(ch.max())}).")
+        out.append(f"{name}: {lb} vs {la} median {fmt.pct(ch.median())} ({fmt.pct(ch.min())} to {fmt.pct(ch.max())}; "
+                   f"{_significance_counts(t[t[f'change_{m}_pct'].notna()], m)}).")
     return " ".join(out)
 
 
@@ -61,7 +97,8 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
             if c.compared else f"Both sweeps ran the same grid; points are matched on {', '.join(c.keys)}.")
     lines += para(what, f"{len(c.table)} matched points; {c.only_a} points only in A, {c.only_b} only in B. "
                   "Δ = (B − A) ÷ A. Flags as in the sweep report (S saturated, W short window, E energy mismatch, "
-                  "T token-count mismatch, X energy invalid; · none).")
+                  "T token-count mismatch, X energy invalid; · none).", MARK_LEGEND,
+                  SIM_LEGEND if c.table["simulated_a"].any() or c.table["simulated_b"].any() else "")
     for wl, t in c.table.groupby("workload", sort=True):
         lines += heading(2, wl) + para(_sentences(t, la, lb)) + table(t, _cols(c, la, lb))
     if plot_name:

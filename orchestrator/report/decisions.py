@@ -6,12 +6,12 @@ import pandas as pd
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis.recommend import SCENARIO_TITLES
 from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import Col, col, heading, para, table
-from orchestrator.report.results import BATCH, FLAGS, SERIES, groups
+from orchestrator.report.markdown import Col, col, dagger, heading, para, sim_legend, table
+from orchestrator.report.results import BASE, BATCH, FLAGS, SERIES, groups
 from orchestrator.report.summary import workload_title
 
 COST_COLS = [
-    SERIES, BATCH, FLAGS, col("J/request gross", "energy_per_request_j"),
+    SERIES, BATCH, FLAGS, BASE, col("J/request gross", "energy_per_request_j"),
     col("J/request net", "net_energy_per_request_j"),
     col("kWh/month gross", "kwh_per_month"), col("kWh/month net", "net_kwh_per_month"),
     col("cost/month gross", "cost_per_month"), col("cost/month net", "net_cost_per_month"),
@@ -22,33 +22,38 @@ COST_COLS = [
 
 
 def cost_section(a: Analysis) -> list[str]:
-    c, base = a.options.cost, a.options.baseline_batch
+    c = a.options.cost
     out = heading(2, "7. Cost and carbon")
     out += para(f"Assumptions: {fmt.num(c.requests_per_month)} requests/month, {fmt.num(c.price_per_kwh)} per kWh, "
                 f"{fmt.num(c.grid_gco2_per_kwh)} gCO₂/kWh (set with --requests-per-month, --price-per-kwh, "
                 "--grid-gco2-per-kwh). kWh/month = J/request × requests/month ÷ 3.6e6; cost = kWh × price; "
                 "kgCO₂ = kWh × gCO₂/kWh ÷ 1000. GPU board energy only (no host, cooling or PUE). Savings are "
-                f"against BS {base} of the same series, on gross energy (what the meter bills).")
+                f"relative to {a.baseline_phrase()}, on gross energy (what the meter bills).")
     if a.cost.empty:
         return out + para("Energy was not measured in this sweep: no cost or carbon figures.")
+    out += sim_legend(a.cost)
+    if a.cost["simulated"].any():
+        out += para("Costs of † rows come from modeled energy: an estimate, not a measurement.")
     for wl, gpu, g in groups(a.cost):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
-        out += para(_cost_sentence(g, base))
+        out += para(_cost_sentence(g))
         out += table(g, COST_COLS)
-    unmeasured = a.points[~a.points["energy_measured"]]
+    unmeasured = a.points[~a.points["energy_available"]]
     if len(unmeasured):
-        out += para(f"{len(unmeasured)} points without measured energy are left out of these tables.")
+        out += para(f"{len(unmeasured)} points without energy are left out of these tables.")
     return out
 
 
-def _cost_sentence(g: pd.DataFrame, base: int) -> str:
+def _cost_sentence(g: pd.DataFrame) -> str:
     m = g[g["saving_cost_per_month"].notna()]
     if m.empty:
-        return f"No series here ran BS {base}: no saving to compute."
+        return "No series here has energy at its baseline batch size: no saving to compute."
     top = m.loc[m["saving_cost_per_month"].idxmax()]
+    base = fmt.batch(top["baseline_batch_size"])
     if top["saving_cost_per_month"] <= 0:
-        return f"No batch size costs less than BS {base} here."
-    return (f"The largest saving: {top['series']} at BS {fmt.batch(top['batch_size'])} instead of {base} saves "
+        return f"No batch size costs less than its series' baseline (BS {base}) here."
+    return (f"The largest saving: {top['series']}{dagger(top)} at BS {fmt.batch(top['batch_size'])} instead of "
+            f"{base} saves "
             f"{fmt.num(top['saving_cost_per_month'])} (price units) per month and "
             f"{fmt.num(top['saving_kg_co2_per_month'])} kgCO₂ "
             f"per month ({top['saving_pct']:.1f}% of the energy: "
@@ -57,7 +62,8 @@ def _cost_sentence(g: pd.DataFrame, base: int) -> str:
 
 
 REC_COLS = [
-    Col("series", lambda r: r.series), Col("scenario", lambda r: SCENARIO_TITLES.get(r.scenario, r.scenario)),
+    Col("series", lambda r: r.series + dagger(r)),
+    Col("scenario", lambda r: SCENARIO_TITLES.get(r.scenario, r.scenario)),
     col("BS", "batch_size", "batch"), FLAGS, col("output tok/s", "output_throughput_tok_s"),
     col("TTFT p99 (ms)", "ttft_p99_ms"), col("TPOT p99 (ms)", "tpot_p99_ms"), col("J/request", "energy_per_request_j"),
     col("why", "reason", "text"),
@@ -77,7 +83,8 @@ def recommendations_section(a: Analysis) -> list[str]:
                 "server's queue grows without bound, so no latency it showed holds). Latency-sensitive: lowest TTFT "
                 "p99. Throughput: the smallest batch within 5% of the highest output tok/s. Balanced: highest output "
                 "tok/s per second of median end-to-end latency. Cost: the smallest batch within 5% of the lowest "
-                "gross J/request.")
+                "gross J/request (modeled for † series).")
+    out += sim_legend(a.recommendations)
     for wl in sorted(a.recommendations["workload"].unique()):
         r = a.recommendations[a.recommendations["workload"] == wl]
         out += heading(3, workload_title(a.points, wl))

@@ -8,7 +8,7 @@ import pandas as pd
 
 from orchestrator.analysis.dataset import FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import bullets, heading, para
+from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
 
 SECTIONS = [
     "1. Executive summary", "2. Detailed results", "3. Energy per batch size", "4. Scaling laws",
@@ -54,8 +54,10 @@ def caveats(a: Analysis) -> list[str]:
         out += para(f"> **Simulated data — not measurements.** {len(sim)} of {len(ok)} ok cells ran on the "
                     "simulated engine (`engine=simulated`, `energy_source=simulated`): their throughput, latency "
                     "and energy are modeled by the roofline simulator, not measured on a GPU. Series from them "
-                    "are marked † in every table.")
-    none = ok[~ok["energy_measured"]]
+                    "are marked † in every table, including the cost and recommendation tables; their modeled "
+                    "energy is shown (marked †) but never counted as measured (`energy_measured` is false), and "
+                    "the energy-measurement flags (W, E, X) are not raised for them.")
+    none = ok[~ok["energy_available"]]
     if len(none):
         notes = "; ".join(sorted({str(n) for n in none["energy_note"].dropna() if n}))[:300]
         out += para(f"> **Energy was not measured** for {len(none)} of {len(ok)} ok cells "
@@ -70,8 +72,19 @@ def flag_summary(a: Analysis) -> list[str]:
     flagged = int((ok["flags"] != "").sum())
     parts = ", ".join(f"{n} {col.replace('_', ' ')} ({FLAGS[col][0]})" for col, n in counts.items())
     legend = [f"**{code}** — {meaning}" for code, meaning in FLAGS.values()]
+    if ok["simulated"].any():
+        legend.append(f"**†** — {SIM_LEGEND[2:]}")
     return para(f"**Flags.** {flagged} of {len(ok)} ok cells are flagged: {parts}. A flagged cell is marked "
                 "with its codes in every table it appears in:") + bullets(legend)
+
+
+def _lacking(a: Analysis) -> str:
+    """Series that did not run the given --baseline-batch (their changes are empty)."""
+    lacking = a.series_without_baseline()
+    if not lacking:
+        return ""
+    return (f"{len(lacking)} series did not run BS {a.options.baseline_batch}, so their change columns are empty: "
+            f"{'; '.join(lacking[:6])}{' …' if len(lacking) > 6 else ''}.")
 
 
 def header(a: Analysis) -> list[str]:
@@ -84,7 +97,9 @@ def header(a: Analysis) -> list[str]:
     out += para(f"Engines: {_counts(ok['engine'])}. Energy sources: {_counts(ok['energy_source'].fillna('none'))}. "
                 f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}. Models: {', '.join(sorted(ok['model'].unique()))}. "
                 f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}")
-    out += para(f"Baseline batch size: **{opts.baseline_batch}** (every change is relative to it, within the same "
-                f"model/quantization/GPU/workload series). Latency SLOs for recommendations: {opts.slo.describe()}.")
+    how = "" if opts.baseline_batch is not None else "; set one batch size for all with --baseline-batch"
+    out += para(f"Baseline: **{a.baseline_phrase()}** (every change is relative to it, within the same "
+                f"model/quantization/GPU/workload series{how}). Latency SLOs for recommendations: "
+                f"{opts.slo.describe()}.", _lacking(a))
     out += flag_summary(a)
     return out + para("Contents: " + " · ".join(SECTIONS) + ".")

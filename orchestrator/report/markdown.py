@@ -1,4 +1,4 @@
-"""Markdown building blocks: tables from DataFrames, headings, the flag legend.
+"""Markdown building blocks: tables from DataFrames, headings, the † (simulated) legend.
 
 A table is described by ``Col`` entries: a header (with its unit) and a function of the row
 (a namedtuple from ``itertuples``) returning the cell text. Pipes in text are escaped.
@@ -60,9 +60,27 @@ def image(path: str, alt: str) -> list[str]:
     return [f"![{alt}]({path})", ""]
 
 
+SIM_MARK = " †"
+SIM_LEGEND = ("† simulated: modeled by the simulated engine's roofline model (throughput, latency and energy), "
+              "not measured on a GPU.")
+
+
+def dagger(row) -> str:
+    """`` †`` when the row is simulated (its ``simulated`` attribute is true), else ""."""
+    value = getattr(row, "simulated", False)
+    return SIM_MARK if not fmt.is_missing(value) and bool(value) else ""
+
+
+def sim_legend(df: pd.DataFrame | None) -> list[str]:
+    """The † legend line when any row of ``df`` is simulated (nothing otherwise)."""
+    if df is None or df.empty or "simulated" not in df or not df["simulated"].fillna(False).astype(bool).any():
+        return []
+    return para(SIM_LEGEND)
+
+
 def series_label(row) -> str:
     """``model/quantization`` (+ variant) with † when the point is simulated."""
     label = f"{row.model}/{row.quantization}"
     if "#" in str(row.series):
         label += "#" + str(row.series).rsplit("#", 1)[1]
-    return label + (" †" if getattr(row, "simulated", False) else "")
+    return label + dagger(row)

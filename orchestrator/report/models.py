@@ -7,7 +7,7 @@ import pandas as pd
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis.scaling import DEFAULT_TOLERANCE, FIT_METRICS
 from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import Col, col, heading, para, table
+from orchestrator.report.markdown import Col, col, dagger, heading, para, sim_legend, table
 from orchestrator.report.results import BATCH, FLAGS, SERIES
 from orchestrator.report.summary import _span
 
@@ -59,8 +59,8 @@ def _fit_sentence(fits: pd.DataFrame, energy: bool) -> str:
     none = fits[fits["holds_c"].isna()]
     text = (f"Over {len(fits)} series {name} is {_span(fits[column], _two)} (median {_two(fits[column].median())}), "
             f"R² {_span(fits['r2'], lambda v: fmt.num(v, 3))}. ")
-    parts = [f"the law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range for {len(whole)} of "
-             f"{len(fits)} series"]
+    parts = [(f"the law holds within {DEFAULT_TOLERANCE:.0%} over the whole swept range for {len(whole)} of "
+              f"{len(fits)} series")]
     if len(broken):
         worse = int((broken["deviation_pct"] > 0).sum() if energy else (broken["deviation_pct"] < 0).sum())
         side = "above" if energy else "below"
@@ -89,6 +89,7 @@ def scaling_section(a: Analysis) -> list[str]:
                 "metric's unit; R² is in log space. *Holds for BS*: the largest range from the smallest batch size "
                 f"(≥ 3 points) where every point lies within {DEFAULT_TOLERANCE:.0%} of that range's own fit; "
                 "*breaks at BS*: the next batch size, and how far its measurement lies from that fit's extrapolation.")
+    out += sim_legend(a.points)
     for metric, unit in FIT_METRICS.items():
         energy = metric.startswith("energy")
         form = f"{unit} ≈ C / BS^α" if energy else f"{unit} ≈ C × BS^k"
@@ -126,7 +127,7 @@ POINT_COLS = [
     col("TFLOP/s", "achieved_tflops"), col("GB/s", "achieved_gb_s"),
 ]
 RIDGE_COLS = [
-    col("GPU", "gpu", "text"), Col("model/quant", lambda r: f"{r.model}/{r.quantization}"),
+    col("GPU", "gpu", "text"), Col("model/quant", lambda r: f"{r.model}/{r.quantization}{dagger(r)}"),
     col("context tok", "context_tokens", "batch"), col("ridge (FLOP/byte)", "ridge_flop_per_byte"),
     Col("decode batch to reach it", lambda r: "never (KV traffic per sequence outweighs its FLOPs)"
         if np.isinf(r.batch_to_ridge) else fmt.num(r.batch_to_ridge)),
@@ -142,6 +143,7 @@ def roofline_section(a: Analysis) -> list[str]:
                 "**effective** batch (the engine's mean running batch, ≥ 1); *AI at BS* uses the configured batch "
                 "size. Ceiling = b ÷ max(bytes ÷ bandwidth, FLOPs ÷ peak) in tok/s; achieved = the cell's output tok/s "
                 "÷ ceiling (prefill and scheduling also cost time, so 100% is not reachable).")
+    out += sim_legend(a.roofline)
     out += table(a.roofs, ROOF_COLS)
     rb = a.ridge_batches
     never = int(np.isinf(rb["batch_to_ridge"]).sum())
@@ -162,7 +164,7 @@ def roofline_section(a: Analysis) -> list[str]:
 
 
 VRAM_COLS = [
-    Col("model/quant", lambda r: f"{r.model}/{r.quantization}"), col("GPU", "gpu", "text"),
+    Col("model/quant", lambda r: f"{r.model}/{r.quantization}{dagger(r)}"), col("GPU", "gpu", "text"),
     col("context tok", "context_tokens", "batch"), col("weights GiB", "weights_gib"),
     Col("KV/request GiB", lambda r: fmt.num(r.kv_per_request_gib, 4)), col("activations GiB", "activations_gib"),
     col("overhead GiB", "overhead_gib"), col("usable GiB", "capacity_gib"),
@@ -175,7 +177,7 @@ VRAM_COLS = [
 
 
 def _by_batch_cols(frame: pd.DataFrame) -> list[Col]:
-    cols = [Col("model/quant", lambda r: f"{r.model}/{r.quantization}"), col("GPU", "gpu", "text"),
+    cols = [Col("model/quant", lambda r: f"{r.model}/{r.quantization}{dagger(r)}"), col("GPU", "gpu", "text"),
             col("context tok", "context_tokens", "batch")]
     for name in [c for c in frame.columns if c.startswith("bs_")]:
         bs = name[3:-4]
@@ -194,6 +196,9 @@ def vram_section(a: Analysis) -> list[str]:
     if v.empty:
         return out + para("No cell has a config to budget.")
     out += para(*_vram_sentences(v))
+    if v["simulated"].any():
+        out += para("† simulated: those combinations' ok / oom counts are the simulated engine's outcomes, "
+                    "not a GPU's.")
     out += table(v, VRAM_COLS)
     out += heading(3, "Predicted GiB per batch size (✗: does not fit)")
     out += table(a.vram_by_batch, _by_batch_cols(a.vram_by_batch))

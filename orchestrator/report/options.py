@@ -10,14 +10,16 @@ from orchestrator.analysis.recommend import Slo
 @dataclass
 class ReportOptions:
     """``sweep_dir``: the sweep (dir or URI); ``out_dir``: where report.md and the PNGs go
-    (default ``<sweep_dir>/report``); ``baseline_batch``: the batch size changes are relative to;
+    (default ``<sweep_dir>/report``); ``baseline_batch``: the batch size changes are relative to
+    (None, the default: each series' smallest ok batch size; a number: that batch size in every
+    series, and series that did not run it get no changes);
     ``power_cell``: cell id (or unique prefix) of the power timeline (default: the ok cell with the
     highest output throughput that has power samples); ``jobs``: processes drawing the plots
     (1: draw them in this process)."""
 
     sweep_dir: str
     out_dir: str | None = None
-    baseline_batch: int = 1
+    baseline_batch: int | None = None
     cost: CostAssumptions = field(default_factory=CostAssumptions)
     slo: Slo = field(default_factory=Slo)
     power_cell: str | None = None

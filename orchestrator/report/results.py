@@ -7,12 +7,14 @@ import pandas as pd
 
 from orchestrator.analysis import format as fmt
 from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import Col, col, heading, para, series_label, table
+from orchestrator.report.markdown import Col, col, heading, para, series_label, sim_legend, table
 from orchestrator.report.summary import workload_title
 
 SERIES = Col("series", series_label)
 BATCH = col("BS", "batch_size", "batch")
 FLAGS = col("flags", "flags", "text")
+BASE = col("base BS", "baseline_batch_size", "batch")
+"""The batch size the row's Δ / × columns are relative to."""
 
 
 def groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
@@ -22,9 +24,9 @@ def groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 
 DETAIL_COLS = [
-    SERIES, BATCH, FLAGS,
+    SERIES, BATCH, FLAGS, col("repeats", "n_repeats", "batch"),
     col("requests", "n_requests_measured"), col("ok %", "success_pct"),
-    col("req/s", "request_throughput_rps"), col("output tok/s", "output_throughput_tok_s"),
+    col("req/s", "request_throughput_rps"), col("output tok/s", "output_throughput_tok_s"), BASE,
     col("Δ tok/s", "change_output_throughput_tok_s_pct", "pct"),
     col("TTFT p50 (ms)", "ttft_p50_ms"), col("TTFT p99 (ms)", "ttft_p99_ms"),
     col("Δ TTFT p50", "change_ttft_p50_ms_pct", "pct"),
@@ -37,12 +39,13 @@ DETAIL_COLS = [
 
 
 def detail_section(a: Analysis) -> list[str]:
-    base = a.options.baseline_batch
     out = heading(2, "2. Detailed results")
     out += para(f"Per workload and GPU, one row per series and batch size. Requests: measured requests (warm-up "
-                f"excluded); ok %: of those, the share that succeeded. Δ columns: change against BS {base} of the "
-                "same series. Throughputs count what completed inside the measured window; TTFT is measured from "
-                "the **scheduled** arrival, so queueing is not hidden.")
+                f"excluded); ok %: of those, the share that succeeded. Δ columns: change relative to "
+                f"{a.baseline_phrase()}; *base BS* is the batch size each row is compared with. Throughputs count "
+                "what completed inside the measured window; TTFT is measured from the **scheduled** arrival, so "
+                "queueing is not hidden.")
+    out += sim_legend(a.detail)
     for wl, gpu, g in groups(a.detail):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
         folded = g[g["n_cells"] > 1]
@@ -58,7 +61,7 @@ def detail_section(a: Analysis) -> list[str]:
 
 
 ENERGY_COLS = [
-    SERIES, BATCH, FLAGS, col("output tok/s", "output_throughput_tok_s"),
+    SERIES, BATCH, FLAGS, col("output tok/s", "output_throughput_tok_s"), BASE,
     col("J/request gross", "energy_per_request_j"), col("J/request net", "net_energy_per_request_j"),
     col("J/1k tok gross", "energy_per_1k_output_tokens_j"), col("J/1k tok net", "net_energy_per_1k_output_tokens_j"),
     col("GPU util %", "gpu_util_mean_pct"), col("mean W", "mean_power_w"), col("idle W", "idle_power_w"),
@@ -76,31 +79,37 @@ def _not_measured(g: pd.DataFrame) -> str:
 
 
 def energy_section(a: Analysis) -> list[str]:
-    base = a.options.baseline_batch
     out = heading(2, "3. Energy per batch size")
     out += para("Gross = the GPU energy counter's delta over the measured window; net = gross − idle power × "
                 "window (the idle baseline measured with the model loaded). Per request: ÷ requests completed in "
                 "the window; per 1k tokens: ÷ output tokens emitted in it × 1000. Δ energy: change of J/request "
-                f"against BS {base}; throughput scaling: output tok/s ÷ that of BS {base}.")
+                f"relative to {a.baseline_phrase()}; throughput scaling: output tok/s ÷ that of the row's base BS.")
+    out += sim_legend(a.energy)
     for wl, gpu, g in groups(a.energy):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
-        if not g["energy_measured"].any():
+        if not g["energy_available"].any():
             out += para(_not_measured(g))
-        elif not g["energy_measured"].all():
-            missing = g[~g["energy_measured"]]
+        elif not g["energy_available"].all():
+            missing = g[~g["energy_available"]]
             out += para(f"{len(missing)} rows have no energy: {_not_measured(missing)}")
-        out += para(_energy_sentence(g, base))
+        modeled = g[g["energy_available"] & g["simulated"]]
+        if len(modeled):
+            out += para(f"The energy of {len(modeled)} of {len(g)} rows (†) is modeled by the simulator "
+                        "(energy_source=simulated), not measured.")
+        out += para(_energy_sentence(g))
         out += table(g, ENERGY_COLS)
     return out
 
 
-def _energy_sentence(g: pd.DataFrame, base: int) -> str:
-    m = g[g["energy_measured"] & g["change_energy_per_request_j_pct"].notna()]
+def _energy_sentence(g: pd.DataFrame) -> str:
+    m = g[g["energy_available"] & g["change_energy_per_request_j_pct"].notna()]
     if m.empty:
         return ""
     best = m.loc[m["change_energy_per_request_j_pct"].idxmin()]
     share = (best["net_energy_per_request_j"] / best["energy_per_request_j"] * 100.0
              if best["energy_per_request_j"] else float("nan"))
-    return (f"The lowest gross energy per request against BS {base} is {fmt.num(best['energy_per_request_j'])} J "
-            f"({fmt.pct(best['change_energy_per_request_j_pct'])}) for {best['series']} at BS "
-            f"{fmt.batch(best['batch_size'])}; there {fmt.num(share)}% of the gross energy is above the idle baseline.")
+    kind = "modeled (†) " if best["simulated"] else ""
+    return (f"The lowest {kind}gross energy per request relative to BS {fmt.batch(best['baseline_batch_size'])} is "
+            f"{fmt.num(best['energy_per_request_j'])} J ({fmt.pct(best['change_energy_per_request_j_pct'])}) "
+            f"for {best['series']} at BS {fmt.batch(best['batch_size'])}; there {fmt.num(share)}% of the gross energy "
+            "is above the idle baseline.")

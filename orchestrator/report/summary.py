@@ -7,8 +7,8 @@ import pandas as pd
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import FLAGS
 from orchestrator.analysis.tables import SUMMARY_METRICS
-from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import heading, para
+from orchestrator.report.analyse import Analysis, baseline_label
+from orchestrator.report.markdown import SIM_MARK, heading, para, sim_legend
 
 METRIC_NAMES = {
     "output_throughput_tok_s": "output tok/s",
@@ -47,22 +47,23 @@ def _bs_span(values: pd.Series) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def throughput_sentence(s: pd.DataFrame, base: int) -> str:
+def throughput_sentence(s: pd.DataFrame, base: str) -> str:
+    """``base``: the baseline in words, e.g. "BS 4"."""
     gain = s["tput_change_output_throughput_tok_s_pct"]
     top = s.loc[gain.idxmax()]
     if gain.max() < 1.0:
-        return f"No batch size beats BS {base} on output throughput by more than 1% in any series."
+        return f"No batch size beats {base} on output throughput by more than 1% in any series."
     lead = (f"For {top.series}, BS {fmt.batch(top.tput_batch_size)} gives the highest output throughput"
             if len(s) == 1 else
             f"Across {len(s)} series the best-throughput batch size is {_bs_span(s['tput_batch_size'])}; output "
-            f"throughput changes by {_span(gain)} over BS {base}, most for {top.series}")
+            f"throughput changes by {_span(gain)} over {base}, most for {top.series}")
     return (f"{lead}: {fmt.num(top.base_output_throughput_tok_s)} → {fmt.num(top.tput_output_throughput_tok_s)} tok/s "
             f"({fmt.pct(top.tput_change_output_throughput_tok_s_pct)}, "
             f"{fmt.ratio(top.tput_output_throughput_tok_s / top.base_output_throughput_tok_s)}) at BS "
             f"{fmt.batch(top.tput_batch_size)}.")
 
 
-def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
+def rate_sentences(s: pd.DataFrame, base: str) -> list[str]:
     """Open-loop workloads: is the baseline saturated, or is the arrival rate the bound?"""
     if s["base_arrival"].iloc[0] == "offline" or s["base_offered_rate_rps"].isna().all():
         return []
@@ -70,7 +71,7 @@ def rate_sentences(s: pd.DataFrame, base: int) -> list[str]:
     out = []
     sat = s[s["base_saturated"].eq(True)]
     if len(sat):
-        out.append(f"At BS {base}, {len(sat)} of {len(s)} series cannot keep up with the offered {rate} req/s "
+        out.append(f"At {base}, {len(sat)} of {len(s)} series cannot keep up with the offered {rate} req/s "
                    f"(saturated; {'it completes' if len(sat) == 1 else 'they complete'} "
                    f"{_span(sat['base_request_throughput_rps'], fmt.num)} req/s).")
     calm = s[~s["base_saturated"].eq(True) & ~s["tput_saturated"].eq(True)]
@@ -96,14 +97,14 @@ def latency_sentence(s: pd.DataFrame) -> str:
             f"{_span(tpot)}) and TTFT p50 by {fmt.pct(ttft.median())} ({_span(ttft)}).")
 
 
-def energy_sentence(s: pd.DataFrame, base: int) -> str:
+def energy_sentence(s: pd.DataFrame, base: str) -> str:
     e = s[s["energy_batch_size"].notna() & s["base_energy_per_request_j"].notna()]
     if e.empty:
         return "Energy was not measured for this workload (or not at the baseline): no energy ranking."
     saving = -e["energy_change_energy_per_request_j_pct"]
     top = e.loc[saving.idxmax()]
     return (f"Gross energy per request is lowest at BS {_bs_span(e['energy_batch_size'])}, "
-            f"{_span(e['energy_change_energy_per_request_j_pct'])} against BS {base}; the largest saving is "
+            f"{_span(e['energy_change_energy_per_request_j_pct'])} against {base}; the largest saving is "
             f"{top.series}: {fmt.num(top.base_energy_per_request_j)} → {fmt.num(top.energy_energy_per_request_j)} "
             f"J/request at BS {fmt.batch(top.energy_batch_size)} "
             f"({fmt.pct(top.energy_change_energy_per_request_j_pct)}).")
@@ -139,7 +140,8 @@ def series_rows(s: pd.DataFrame) -> list[str]:
     lines = ["| series | metric | baseline | best throughput | change | best energy | change |",
              "|---|---|---|---|---|---|---|"]
     for r in s.itertuples(index=False):
-        label = r.series + (" †" if _true(r.base_simulated) or _true(r.tput_simulated) else "")
+        sim = _true(r.base_simulated) or _true(r.tput_simulated) or _true(r.energy_simulated)
+        label = r.series + (SIM_MARK if sim else "")
         lines.append(f"| {label} | batch size [flags] | {_bs_cell(r, 'base')} | {_bs_cell(r, 'tput')} | | "
                      f"{_bs_cell(r, 'energy')} | |")
         for m in SUMMARY_METRICS:
@@ -149,26 +151,34 @@ def series_rows(s: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def _base_words(with_base: pd.DataFrame) -> str:
+    """The baseline of these series in words: "BS 4", or "each series' smallest batch (BS 1/4)"."""
+    label = baseline_label(with_base["base_batch_size"])
+    return f"each series' smallest batch ({label})" if "/" in label else label
+
+
 def section(a: Analysis) -> list[str]:
-    base = a.options.baseline_batch
     out = heading(2, SECTION_TITLE)
     ok = a.data.ok
     out += para(f"{len(ok)} ok cells form {a.points[['series', 'workload']].drop_duplicates().shape[0]} series "
                 f"(model/quantization/GPU under one workload) over batch sizes "
-                f"{', '.join(fmt.batch(b) for b in sorted(a.points['batch_size'].unique()))}. Per series, BS {base} "
-                "is compared with the batch size of highest output throughput and that of lowest gross J/request.")
+                f"{', '.join(fmt.batch(b) for b in sorted(a.points['batch_size'].unique()))}. Per series, the "
+                f"baseline — {a.baseline_phrase()} — is compared with the batch size of highest output throughput "
+                "and that of lowest gross J/request; every change below is relative to it.")
+    out += sim_legend(a.summary.rename(columns={"base_simulated": "simulated"}))
     for wl in sorted(a.points["workload"].unique()):
         s = a.summary[a.summary["workload"] == wl]
         out += heading(3, workload_title(a.points, wl))
         with_base = s[s["base_batch_size"].notna()]
         missing = len(s) - len(with_base)
         if with_base.empty:
-            out += para(f"No series of this workload ran BS {base}: nothing to compare against.")
+            out += para(f"No series of this workload ran BS {a.options.baseline_batch}: nothing to compare against.")
             continue
+        base = _base_words(with_base)
         out += para(throughput_sentence(with_base, base), *rate_sentences(with_base, base),
                     latency_sentence(with_base), energy_sentence(with_base, base),
                     flag_sentence(ok[ok["workload"] == wl]),
-                    f"{missing} series lack BS {base} and are left out here." if missing else "")
+                    f"{missing} series lack BS {a.options.baseline_batch} and are left out here." if missing else "")
         out += series_rows(with_base)
     return out
 
