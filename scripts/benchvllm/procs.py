@@ -29,7 +29,9 @@ def worker_cmd(args, worker: str) -> List[str]:
             "--batch-sizes", args.batch_sizes, "--max-num-batched-tokens", str(args.max_num_batched_tokens),
             "--server-batch-size", str(args.server_batch_size), "--chat-duration-s", str(args.chat_duration_s),
             "--sampler-batch-size", str(args.sampler_batch_size), "--sampler-trials", str(args.sampler_trials),
-            "--sampler-batches", str(args.sampler_batches), "--energy-window-s", str(args.energy_window_s))
+            "--sampler-batches", str(args.sampler_batches), "--energy-window-s", str(args.energy_window_s),
+            "--energy-batch-size", str(args.energy_batch_size),
+            "--energy-trace-interval-s", str(args.energy_trace_interval_s), "--repeats", str(args.repeats))
     return [sys.executable, str(SCRIPT), *keep, "--worker", worker]
 
 
