@@ -59,15 +59,15 @@ def connect(dispatch: DispatchConfig) -> str:
 
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
                share_engines: bool = True) -> List[UnitSpec]:
-    """Group runnable cells into tasks: cells whose engine ``shares_engine`` and whose identity
-    differs only in batch size and repeat share one (``share_engines=False``: one task per cell).
-    ``offered[t]``: the cluster has GPUs of type t."""
+    """Group runnable cells into tasks: cells whose identity differs only in their engine's
+    ``shared_axes`` (equal ``Engine.share_key``) share one (``share_engines=False``: one task per
+    cell). ``offered[t]``: the cluster has GPUs of type t."""
     groups: Dict[str, List[Cell]] = {}
     for c in cells:
         cls = c.engine_class
         share = c.cell_id
-        if share_engines and cls.shares_engine:
-            share = digest(cell_identity(c.config, cls, batch_size=0, repeat=0))
+        if share_engines and cls.shared_axes:
+            share = digest(cls.share_key(cell_identity(c.config, cls)))
         groups.setdefault(share, []).append(c)
     units = []
     for key, members in groups.items():

@@ -3,7 +3,7 @@ and the sweeper (``-m`` and ``+sweep=NAME``). Both turn Hydra's composed config 
 ``Config``, build cell configs with ``grid`` and run them with ``runner.run_sweep``."""
 from __future__ import annotations
 
-from typing import List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.cli import fail
 from orchestrator.config.root import CONFIG_GROUPS, Config
@@ -46,8 +46,23 @@ def expand_jobs(cfg, job_overrides: Sequence[Sequence[str]]):
     return base, expand(base, choices, job_overrides)
 
 
-def job_lists(params: Mapping[str, str], arguments: List[str], config_loader) -> List[List[str]]:
-    """The sweeper's job override lists: the sweep file's axes, then the command line's."""
+def job_lists(params: Mapping[str, str], arguments: List[str], config_loader,
+              grids: Optional[Sequence[Mapping[str, str]]] = None) -> List[List[str]]:
+    """The sweeper's job override lists: the sweep file's axes, then the command line's. With
+    ``grids`` (``hydra.sweeper.grids``) the sweep is the union of those grids, in their order,
+    each being ``params`` with the grid's own axes (which win), then the command line's; a job
+    two grids share runs once."""
+    if not grids:
+        return _grid_jobs(params, arguments, config_loader)
+    jobs: Dict[tuple, List[str]] = {}
+    for grid in grids:
+        for job in _grid_jobs({**(params or {}), **grid}, arguments, config_loader):
+            jobs.setdefault(tuple(sorted(job)), job)
+    return list(jobs.values())
+
+
+def _grid_jobs(params: Mapping[str, str], arguments: List[str], config_loader) -> List[List[str]]:
+    """The job override lists of one grid: its axes, then the command line's."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -65,11 +80,12 @@ def job_lists(params: Mapping[str, str], arguments: List[str], config_loader) ->
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
-def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader) -> None:
+def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
+          grids: Optional[Sequence[Mapping[str, str]]] = None) -> None:
     from orchestrator.runner import run_sweep
 
     try:
-        jobs = job_lists(params, arguments, config_loader)
+        jobs = job_lists(params, arguments, config_loader, grids)
         base, configs = expand_jobs(cfg, jobs)
         run_sweep(configs, base)
     except ConfigError as exc:  # raised before any Ray task (config values, store)

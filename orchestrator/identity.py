@@ -38,10 +38,8 @@ class IdentityCache:
         return hit[1]
 
 
-def cell_identity(cfg: "CellConfig", engine: type["Engine"], cache: Optional[IdentityCache] = None,
-                  batch_size: Optional[int] = None, repeat: Optional[int] = None) -> Dict:
-    """The identity of ``cfg`` run by ``engine`` (see module doc). ``batch_size``/``repeat``
-    replace the cell's own (the engine-sharing key uses 0 for both)."""
+def cell_identity(cfg: "CellConfig", engine: type["Engine"], cache: Optional[IdentityCache] = None) -> Dict:
+    """The identity of ``cfg`` run by ``engine`` (see module doc)."""
     cache = cache or IdentityCache()
     ident = {
         "model": cache.of(cfg.model),
@@ -49,8 +47,8 @@ def cell_identity(cfg: "CellConfig", engine: type["Engine"], cache: Optional[Ide
         "gpu": cache.of(cfg.gpu),
         "workload": cache.of(cfg.workload),
         "engine": {"name": engine.name, engine.options_key: cache.of(cfg.engine.options(engine.options_key))},
-        "batch_size": int(cfg.batch_size if batch_size is None else batch_size),
-        "repeat": int(cfg.repeat if repeat is None else repeat),
+        "batch_size": int(cfg.batch_size),
+        "repeat": int(cfg.repeat),
     }
     if not engine.models_power:
         ident["sampler"] = cache.of(cfg.sampler)

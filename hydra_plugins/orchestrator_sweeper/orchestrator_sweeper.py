@@ -1,6 +1,7 @@
 """Hydra sweeper plugin ``hydra/sweeper=orchestrator``: expands the grid (the sweep file's
 ``hydra.sweeper.params`` and ``-m`` overrides alike) into cells and dispatches them all at once
-through Ray, instead of one Hydra job after another."""
+through Ray, instead of one Hydra job after another. ``hydra.sweeper.grids`` (a list of axis
+maps) makes the sweep the union of several grids, each with ``params`` as its common axes."""
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -13,6 +14,7 @@ from hydra.plugins.sweeper import Sweeper
 class OrchestratorSweeperConf:
     _target_: str = "hydra_plugins.orchestrator_sweeper.orchestrator_sweeper.OrchestratorSweeper"
     params: Optional[Dict[str, str]] = field(default_factory=dict)
+    grids: Optional[List[Dict[str, str]]] = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="orchestrator", node=OrchestratorSweeperConf,
@@ -20,8 +22,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="orchestrator", node=Or
 
 
 class OrchestratorSweeper(Sweeper):
-    def __init__(self, params: Optional[Dict[str, str]] = None):
+    def __init__(self, params: Optional[Dict[str, str]] = None, grids: Optional[List[Dict[str, str]]] = None):
         self.params = dict(params or {})
+        self.grids = [dict(g) for g in grids] if grids else None
         self.config = None
         self.hydra_context = None
 
@@ -32,4 +35,4 @@ class OrchestratorSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from orchestrator.hydra_entry import sweep
 
-        return sweep(self.config, self.params, arguments, self.hydra_context.config_loader)
+        return sweep(self.config, self.params, arguments, self.hydra_context.config_loader, self.grids)

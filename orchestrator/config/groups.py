@@ -270,7 +270,7 @@ class DispatchConfig:
     address: Optional[str] = None
     num_cpus: Optional[int] = None
     place_as_gpu: bool = False
-    share_engines: bool = True  # cells differing only in batch size/repeat share one engine start
+    share_engines: bool = True  # cells differing only in their engine's shared_axes share one engine start
     max_retries: int = 1
     cell_timeout_s: float = 3600.0  # a running task is cancelled after this many seconds per cell
     pending_timeout_s: float = 120.0  # a task no node can run ends unschedulable after this long

@@ -13,7 +13,9 @@ dispatcher (placement, engine sharing) and ``engine=auto``:
   for some of the others, one line saying why not and what to use instead (the ``unsupported``
   reason, through ``quantization_refusal``).
 - ``workload_kinds``: offline / open loop / closed loop.
-- ``shares_engine``: cells that differ only in batch size and repeat may run on one start.
+- ``shared_axes``: the identity keys (``batch_size``, ``repeat``, ``workload``) in which cells
+  may differ and still run on one engine start; ``share_key`` is the rest of the identity,
+  what the start depends on (cells with equal keys share one start).
 - ``gpu``: ``required`` (a GPU of the cell's type), ``optional`` (on one when the cluster has
   that type, else on the CPU) or ``none``.
 - ``options_key`` / ``options_schema``: the ``engine.<key>`` block holding its knobs (one
@@ -54,7 +56,7 @@ class Engine(ABC):
     quantizations: ClassVar[FrozenSet[str]] = frozenset()
     refused_quantizations: ClassVar[Mapping[str, str]] = MappingProxyType({})  # name -> why not, instead
     workload_kinds: ClassVar[FrozenSet[WorkloadKind]] = frozenset()
-    shares_engine: ClassVar[bool] = False
+    shared_axes: ClassVar[FrozenSet[str]] = frozenset()  # empty: one engine start per cell
     gpu: ClassVar[GpuUse] = GpuUse.required
     options_key: ClassVar[str] = ""
     options_schema: ClassVar[type] = object
@@ -81,6 +83,12 @@ class Engine(ABC):
         instead, where ``refused_quantizations`` says)."""
         why = cls.refused_quantizations.get(quantization)
         return f"engine {cls.name} does not run quantization {quantization}" + (f": {why}" if why else "")
+
+    @classmethod
+    def share_key(cls, identity: Dict) -> Dict:
+        """The part of a cell's identity (``identity.cell_identity``) its engine start depends on:
+        everything but ``shared_axes``."""
+        return {k: v for k, v in identity.items() if k not in cls.shared_axes}
 
     @classmethod
     def memory_fraction(cls, options) -> float:

@@ -207,7 +207,7 @@ class HfEngine(Engine):
 
     quantizations = frozenset({"none", "int8"})
     workload_kinds = frozenset({WorkloadKind.offline})
-    shares_engine = True
+    shared_axes = frozenset({"batch_size", "repeat"})
     gpu = GpuUse.optional
     options_key = "hf"
     options_schema = HfOptions

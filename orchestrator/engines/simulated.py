@@ -10,7 +10,8 @@ KV cache of its running sequences (offline and online alike). Offline windows fo
 ``BatchSchedule`` on virtual time; open/closed loop stops ``drain_timeout_s`` (virtual) after the
 window and keeps what is unfinished as ``cancelled`` requests, as the real client does. That power model is the
 cell's sampler (``ModeledPowerSampler``): its trace says ``source=simulated`` so nothing passes
-for a measurement, and its idle draw is the GPU's datasheet ``idle_w``.
+for a measurement, and its idle draw is ``engine.simulated.idle_power_w`` (default: the GPU's
+datasheet ``idle_w``).
 """
 from __future__ import annotations
 
@@ -44,12 +45,18 @@ class SimulatedOptions:
     memory_efficiency: float = 0.8
     compute_efficiency: float = 0.55
     step_overhead_s: float = 0.0015
+    busy_power_floor: float = BUSY_POWER_FLOOR  # busy W = idle + (TDP - idle) x (floor + (1 - floor) x compute share)
+    idle_power_w: Optional[float] = None  # None: the GPU config's datasheet idle_w
     power_sample_interval_s: float = 0.1
     pace_s: float = setting(0.0)
 
     def validate(self) -> None:
         for key in ("memory_efficiency", "compute_efficiency"):
             check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
+        check("engine.simulated.busy_power_floor", self.busy_power_floor, 0 <= self.busy_power_floor <= 1,
+              "must be in [0, 1]")
+        check("engine.simulated.idle_power_w", self.idle_power_w, self.idle_power_w is None or self.idle_power_w >= 0,
+              "must be >= 0 (or null: the GPU's idle_w)")
         check("engine.simulated.power_sample_interval_s", self.power_sample_interval_s,
               self.power_sample_interval_s > 0, "must be > 0")
         check("engine.simulated.pace_s", self.pace_s, self.pace_s >= 0, "must be >= 0")
@@ -63,14 +70,16 @@ class _Costs:
         self.model, self.quantization, self.gpu = cfg.model, cfg.quantization, cfg.gpu
         self.mem_eff, self.cmp_eff = opts.memory_efficiency, opts.compute_efficiency
         self.overhead = opts.step_overhead_s
-        self.idle_w, self.tdp_w = cfg.gpu.idle_w, cfg.gpu.tdp_w
+        self.floor = opts.busy_power_floor
+        self.idle_w = cfg.gpu.idle_w if opts.idle_power_w is None else opts.idle_power_w
+        self.tdp_w = cfg.gpu.tdp_w
 
     def step(self, new_tokens: int, cached_tokens: int):
         """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV."""
         args = (self.model, self.quantization, self.gpu, new_tokens, cached_tokens)
         core = roofline.step_seconds(*args, self.mem_eff, self.cmp_eff)
         t_cmp = roofline.step_seconds(*args, float("inf"), self.cmp_eff)  # the compute roof alone
-        frac = BUSY_POWER_FLOOR + (1 - BUSY_POWER_FLOOR) * (t_cmp / core)
+        frac = self.floor + (1 - self.floor) * (t_cmp / core)
         return core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
 
 
@@ -271,7 +280,8 @@ class SimulatedEngine(Engine):
 
 class ModeledPowerSampler(Sampler):
     """The simulator's power model as a sampler: ``stop()`` returns the modeled trace of the
-    engine's last run; the idle draw is the GPU's datasheet ``idle_w`` (no baseline to sit)."""
+    engine's last run; the idle draw is ``idle_power_w`` or the GPU's datasheet ``idle_w`` (no
+    baseline to sit)."""
 
     def __init__(self, engine: SimulatedEngine):
         self.engine = engine
@@ -283,4 +293,5 @@ class ModeledPowerSampler(Sampler):
         return self.engine.modeled_power()
 
     def known_idle_power_w(self) -> Optional[float]:
-        return float(self.engine.config.gpu.idle_w)
+        idle = self.engine.options.idle_power_w
+        return float(self.engine.config.gpu.idle_w if idle is None else idle)

@@ -59,7 +59,7 @@ class VllmOfflineEngine(VllmEngine):
     differ only in batch size share one start (``max_num_seqs`` = their largest batch)."""
 
     workload_kinds = frozenset({WorkloadKind.offline})
-    shares_engine = True
+    shared_axes = frozenset({"batch_size", "repeat"})
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)

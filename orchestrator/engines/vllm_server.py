@@ -22,8 +22,11 @@ A server that died during the run fails the cell with its log's status.
 ``stop()`` kills the whole process group (SIGTERM, then SIGKILL after ``STOP_GRACE_S``), then
 polls NVML until the GPU's used memory is back near its value before the start (within
 ``MEMORY_TOLERANCE_MIB``, at most ``MEMORY_FREE_TIMEOUT_S``); what it saw is in
-``stop_report()`` (and logged). Server cells never share an engine: ``--max-num-seqs`` is the
-batch size.
+``stop_report()`` (and logged). Cells that differ only in their workload (arrival process, rate,
+duration, lengths) and repeat share one server (``shared_axes``; ``--max-num-seqs`` is the batch
+size, so batch sizes do not): before each cell after the first, ``run`` waits until the server's
+``/metrics`` show no request running or waiting (the previous cell's cancelled requests are
+aborted), at most ``IDLE_WAIT_S``.
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ STOP_GRACE_S = 20.0
 MEMORY_FREE_TIMEOUT_S = 60.0
 MEMORY_TOLERANCE_MIB = 1024.0
 REQUEST_TIMEOUT_S = 600.0
+IDLE_WAIT_S = 60.0
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
 KV_USAGE = "vllm:kv_cache_usage_perc"
@@ -221,7 +225,16 @@ class VllmServerEngine(VllmEngine):
     """``vllm serve`` + the streaming client (see the module doc)."""
 
     workload_kinds = frozenset({WorkloadKind.open_loop, WorkloadKind.closed_loop})
-    shares_engine = False
+    shared_axes = frozenset({"workload", "repeat"})
+
+    @classmethod
+    def share_key(cls, identity: Dict) -> Dict:
+        """Cells with the same ``--max-num-seqs`` (batch size) and engine options share one
+        server whatever their arrival process, rate or duration; the workload's seed stays in
+        the key (it is the server's ``--seed``)."""
+        key = super().share_key(identity)
+        key["workload_seed"] = identity["workload"]["seed"]
+        return key
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
@@ -229,6 +242,7 @@ class VllmServerEngine(VllmEngine):
         self._port: Optional[int] = None
         self._api_key: Optional[str] = None
         self._stop_report: Dict = {}
+        self._runs = 0  # cells run on this server so far
 
     @property
     def base_url(self) -> str:
@@ -297,6 +311,8 @@ class VllmServerEngine(VllmEngine):
         client = StreamingClient(Endpoint(self.base_url, self.config.model.name, self._api_key),
                                  lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
                                  progress=self.progress)
+        idle_wait_s = self._wait_idle() if self._runs else 0.0
+        self._runs += 1
         self.progress(Phase.warmup)
         cr, samples = asyncio.run(self._drive(client, plan))
         self._raise_if_dead("vllm serve died during the run")
@@ -304,6 +320,7 @@ class VllmServerEngine(VllmEngine):
         extra = {
             **self._start_info, **cr.extra,
             "max_num_seqs": self.max_batch_size,
+            "server_cell": self._runs, "server_idle_wait_s": idle_wait_s,
             "metrics_scrapes_in_window": sum(1 for t, _ in samples if t0 <= t <= t1),
             "mean_waiting_requests": window_mean(samples, WAITING, t0, t1),
             "max_kv_cache_usage_perc": window_max(samples, KV_USAGE, t0, t1),
@@ -312,6 +329,22 @@ class VllmServerEngine(VllmEngine):
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s)
+
+    def _wait_idle(self, timeout_s: float = IDLE_WAIT_S) -> float:
+        """Wait until ``/metrics`` shows no request running or waiting (or ``timeout_s``
+        passes) -> seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            try:
+                req = urllib.request.Request(f"{self.base_url}/metrics", headers=self.auth_headers())
+                with urllib.request.urlopen(req, timeout=2.0) as r:
+                    m = parse_prometheus(r.read().decode())
+                if m.get(RUNNING, 0.0) + m.get(WAITING, 0.0) == 0:
+                    break
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        return time.monotonic() - t0
 
     async def _drive(self, client, plan: WorkloadPlan):
         """The client's run with a /metrics scraper beside it."""

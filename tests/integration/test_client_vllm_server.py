@@ -68,16 +68,18 @@ FAKE_MAIN = textwrap.dedent('''
             print("torch.OutOfMemoryError: CUDA out of memory (during decode)", file=sys.stderr, flush=True)
             os._exit(1)
         running["n"] += 1
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for i in range(body["max_tokens"]):
-            await asyncio.sleep(0.005)
-            chunk = {"choices": [{"index": 0, "text": f" t{i}", "token_ids": [i + 3], "finish_reason": None}]}
-            await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
-        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
-        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
-        await resp.write(b"data: [DONE]\\n\\n")
-        running["n"] -= 1
+        try:  # a client that closes its stream aborts the request, as in vLLM
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for i in range(body["max_tokens"]):
+                await asyncio.sleep(0.005)
+                chunk = {"choices": [{"index": 0, "text": f" t{i}", "token_ids": [i + 3], "finish_reason": None}]}
+                await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+            usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
+            await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
+            await resp.write(b"data: [DONE]\\n\\n")
+        finally:
+            running["n"] -= 1
         return resp
 
     app = web.Application()
@@ -225,4 +227,30 @@ def test_one_server_cell_through_the_unit_runner(fake):
     assert row["min_window_s"] == 0 and not row["short_window"]
     hashes = res.tables["requests"].column("prompt_hash").to_pylist()
     assert len(hashes) == row["n_requests_total"] and len(set(hashes)) == len(hashes) and None not in hashes
+    assert not child_alive(fake)
+
+
+def test_cells_differing_only_in_workload_share_one_server(fake):
+    """Two chat cells at the same --max-num-seqs, different rates: one server start (make_units
+    groups them), the second cell starts once the server is idle, each row its own window."""
+    from orchestrator.dispatch import make_units
+    from orchestrator.grid import cells
+    from orchestrator.worker import UnitRunner
+
+    # 64 tokens take 0.32 s: requests arriving in the window's last 0.27 s are cut at the drain limit
+    slow = cfg("workload.rate_rps=40.0", "workload.drain_timeout_s=0.05", "workload.output.mean_tokens=64",
+               "batch_size=2")
+    calm = cfg("workload.rate_rps=5.0", "batch_size=2")
+    [unit] = make_units(cells([slow, calm], {}), "t", {"H100": True})
+    assert len(unit.cells) == 2 and unit.max_batch_size == 2
+    results = list(UnitRunner(unit).results())
+    assert [r.status for r in results] == [Status.ok, Status.ok]
+    rows = [r.tables["runs"].to_pylist()[0] for r in results]
+    starts = {json.loads(r["engine_extra"])["vllm_start_s"] for r in rows}
+    assert len(starts) == 1 and {r["engine_shared_cells"] for r in rows} == {2}
+    first, second = (json.loads(r["engine_extra"]) for r in rows)
+    assert first["server_cell"] == 1 and second["server_cell"] == 2 and second["server_idle_wait_s"] < 5.0
+    assert rows[0]["n_requests_cancelled"] > 0 and rows[0]["saturated"]
+    assert rows[1]["n_requests_cancelled"] == 0 and rows[1]["n_requests_failed"] == 0
+    assert rows[1]["window_start_s"] > rows[0]["window_end_s"]
     assert not child_alive(fake)

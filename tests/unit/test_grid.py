@@ -167,3 +167,38 @@ def test_prelaunch_status_none_for_a_cell_that_runs():
     # the same fp16 7B fits an H100 at batch 8 but not at 4096
     big, reason = grid.prelaunch_status(grid.config_of(["engine=vllm", "gpu=h100", "batch_size=4096"]), "vllm")
     assert big is Status.infeasible and "GiB usable on h100" in reason
+
+
+def _study_cells(compose, *args):
+    cfg = compose(["+sweep=h200_study", *[a for a in args if "," not in a]], return_hydra_config=True)
+    grids = [dict(g) for g in cfg.hydra.sweeper.grids]
+    jobs = job_lists(dict(cfg.hydra.sweeper.params), list(args), None, grids)
+    _, configs = expand_jobs(cfg, jobs)
+    return grid.cells(configs, AUTO)
+
+
+def test_a_sweep_of_grids_is_their_union_in_order(compose):
+    cells = _study_cells(compose)
+    assert len(cells) == 27 + 16 + 4 + 14 + 14 + 18
+    first = cells[:27]  # grid 1 first: fp16 offline, 9 batch sizes x 3 repeats
+    assert {(c.config.quantization.name, c.config.workload.name) for c in first} == {("none", "offline")}
+    assert sorted({c.config.batch_size for c in first}) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert {c.config.repeat for c in first} == {0, 1, 2}
+    chat = cells[27:43]
+    assert {c.config.workload.name for c in chat} == {"chat_medium", "chat_high"}
+    assert {c.config.quantization.name for c in chat} == {"none", "awq"}
+    eager = cells[43:47]
+    assert all(c.config.engine.vllm.enforce_eager for c in eager) and not any(
+        c.config.engine.vllm.enforce_eager for c in cells[:43])
+    hf = [c for c in cells if c.engine == "hf"]
+    assert len(hf) == 14 and {c.config.engine.hf.int8_threshold for c in hf} == {0.0, 6.0}
+    assert all(c.config.gpu.name == "h200" and c.status is None for c in cells), [c.reason for c in cells if c.status]
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_grids_share_duplicate_jobs_once_and_the_command_line_applies_to_every_grid(compose):
+    cells = _study_cells(compose, "engine=simulated")
+    # simulated: the hf thresholds and enforce_eager are other engines' options, so those cells coincide
+    assert len(cells) == 93 - 7 - 4 and {c.engine for c in cells} == {"simulated"}
+    only = _study_cells(compose, "batch_size=8")
+    assert {c.config.batch_size for c in only} == {8}

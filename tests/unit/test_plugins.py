@@ -40,7 +40,8 @@ def test_every_engine_declares_its_capabilities(cls):
     assert cls.workload_kinds and set(cls.workload_kinds) <= set(WorkloadKind)
     assert isinstance(cls.options_key, str) and cls.options_key
     assert dataclasses.is_dataclass(cls.options_schema)
-    assert isinstance(cls.gpu, GpuUse) and isinstance(cls.shares_engine, bool)
+    assert isinstance(cls.gpu, GpuUse) and isinstance(cls.shared_axes, frozenset)
+    assert cls.shared_axes <= {"batch_size", "repeat", "workload"}
 
 
 def test_engine_config_has_one_block_per_options_key():

@@ -1,0 +1,169 @@
+"""Calibrate the simulator on measured cells: fit its efficiency factors and power model.
+
+    python scripts/calibrate_simulator.py STORE [--quantization none] [--workload offline]
+        [--out DIR]
+
+Reads the ok, measured (``energy_source=nvml``) cells of ``STORE`` with the given quantization
+and workload (the study fits on its fp16 offline scan only), averages repeats per batch size,
+and fits, with the simulator itself predicting each batch size (``engine=simulated``, the cells'
+own configs, one measured batch each, on virtual time):
+
+1. ``idle_power_w``: the median idle baseline the cells measured (W);
+2. ``memory_efficiency``, ``compute_efficiency``, ``step_overhead_s`` and ``busy_power_floor``
+   together: least squares on log(output tok/s) and log(gross J per output token) over the batch
+   sizes (Nelder-Mead from the defaults; the power model depends on the timing through each
+   step's compute-bound share, so the two are fitted at once).
+
+Writes ``calibration.json`` (the fitted values, the method, per batch size measured vs
+predicted and the error) and ``calibration.md`` under ``--out``, and prints the overrides that
+apply it: ``engine.simulated.memory_efficiency=... ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TIMING = ("memory_efficiency", "compute_efficiency", "step_overhead_s")
+BOUNDS = {"memory_efficiency": (0.05, 1.0), "compute_efficiency": (0.05, 1.0), "step_overhead_s": (0.0, 0.05),
+          "busy_power_floor": (0.0, 1.0)}
+
+
+def measured_points(store: str, quantization: str, workload: str) -> List[Dict]:
+    """Per batch size: the cells' config (first repeat), mean output tok/s and gross J/output
+    token over the ok measured repeats, and the idle baseline (W)."""
+    from orchestrator.config.root import cell_config_from_json
+    from orchestrator.store import load
+
+    rows = [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"
+            and r["quantization"] == quantization and r["workload"] == workload]
+    points = []
+    for bs in sorted({r["batch_size"] for r in rows}):
+        same = [r for r in rows if r["batch_size"] == bs]
+        points.append({"batch_size": bs, "n": len(same), "config": cell_config_from_json(same[0]["config_json"]),
+                       "tok_s": float(np.mean([r["output_throughput_tok_s"] for r in same])),
+                       "j_per_tok": float(np.mean([r["energy_per_1k_output_tokens_j"] for r in same])) / 1e3,
+                       "idle_w": float(np.median([r["idle_power_w"] for r in same]))})
+    if not points:
+        raise SystemExit(f"{store}: no ok measured {quantization} {workload} cells")
+    return points
+
+
+def simulate(config, options: Dict) -> Dict:
+    """The simulator's output tok/s and gross J/output token for one cell config with these
+    ``engine.simulated`` options (one warm-up-free measured batch; steady state)."""
+    from orchestrator.energy.base import window_energy
+    from orchestrator.engines.simulated import SimulatedEngine
+    from orchestrator.metrics import summarize
+    from orchestrator.workload import build_plan
+
+    opts = dataclasses.replace(config.engine.simulated, **options)
+    workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0)
+    cfg = dataclasses.replace(config, engine=dataclasses.replace(config.engine, name="simulated", simulated=opts),
+                              workload=workload)
+    engine = SimulatedEngine(cfg, cfg.batch_size)
+    engine.start()
+    run = engine.run(build_plan(cfg.workload, cfg.batch_size))
+    trace = engine.modeled_sampler().stop()
+    row = summarize(run, None, True)
+    energy = window_energy(trace, int(run.window_start_s * 1e9), int(run.window_end_s * 1e9), None)
+    return {"tok_s": row["output_throughput_tok_s"], "j_per_tok": energy["energy_j"] / row["output_tokens_in_window"]}
+
+
+def _clip(name: str, value: float) -> float:
+    lo, hi = BOUNDS[name]
+    return float(min(max(value, lo), hi))
+
+
+def _log_error(points: List[Dict], options: Dict) -> float:
+    """Sum of squared log errors of tok/s and J/output token over the points."""
+    err = 0.0
+    for p in points:
+        sim = simulate(p["config"], options)
+        err += (np.log(sim["tok_s"]) - np.log(p["tok_s"])) ** 2 + (np.log(sim["j_per_tok"]) - np.log(p["j_per_tok"])) ** 2
+    return float(err)
+
+
+def fit(points: List[Dict]) -> Dict:
+    """The fitted ``engine.simulated`` options (see module doc)."""
+    from scipy.optimize import minimize
+
+    from orchestrator.engines.simulated import SimulatedOptions
+
+    default = SimulatedOptions()
+    idle = {"idle_power_w": float(np.median([p["idle_w"] for p in points]))}
+    names = (*TIMING, "busy_power_floor")
+
+    def options(x):
+        return {**idle, **{n: _clip(n, v) for n, v in zip(names, x)}}
+
+    res = minimize(lambda x: _log_error(points, options(x)), [getattr(default, n) for n in names],
+                   method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-10, "maxiter": 1500})
+    return options(res.x)
+
+
+def comparison(points: List[Dict], options: Dict) -> List[Dict]:
+    """Per batch size: measured vs predicted tok/s and J/output token, relative errors."""
+    out = []
+    for p in points:
+        sim = simulate(p["config"], options)
+        out.append({"batch_size": p["batch_size"], "repeats": p["n"], "measured_tok_s": p["tok_s"],
+                    "predicted_tok_s": sim["tok_s"], "tok_s_error": sim["tok_s"] / p["tok_s"] - 1,
+                    "measured_j_per_tok": p["j_per_tok"], "predicted_j_per_tok": sim["j_per_tok"],
+                    "j_per_tok_error": sim["j_per_tok"] / p["j_per_tok"] - 1})
+    return out
+
+
+def overrides(options: Dict) -> str:
+    return " ".join(f"engine.simulated.{k}={v:.6g}" for k, v in sorted(options.items()))
+
+
+def markdown(store: str, options: Dict, rows: List[Dict], quantization: str, workload: str) -> str:
+    lines = [f"# Simulator calibration on `{store}` ({quantization}, {workload})", "",
+             "Fitted with `python scripts/calibrate_simulator.py` (see its docstring for the method):", "",
+             f"`{overrides(options)}`", "",
+             "| batch | repeats | tok/s measured | predicted | error | J/out tok measured | predicted | error |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['batch_size']} | {r['repeats']} | {r['measured_tok_s']:,.1f} | {r['predicted_tok_s']:,.1f} | "
+                     f"{r['tok_s_error'] * 100:+.1f}% | {r['measured_j_per_tok']:.4g} | {r['predicted_j_per_tok']:.4g} | "
+                     f"{r['j_per_tok_error'] * 100:+.1f}% |")
+    med = lambda k: np.median([abs(r[k]) for r in rows]) * 100  # noqa: E731
+    lines += ["", f"Median absolute error on the fitted cells: tok/s {med('tok_s_error'):.1f}%, "
+                  f"J/output token {med('j_per_tok_error'):.1f}% (fitted, not held out)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("store")
+    ap.add_argument("--quantization", default="none")
+    ap.add_argument("--workload", default="offline")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    points = measured_points(args.store, args.quantization, args.workload)
+    options = fit(points)
+    rows = comparison(points, options)
+    text = markdown(args.store, options, rows, args.quantization, args.workload)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        doc = {"options": options, "overrides": overrides(options), "store": args.store,
+               "quantization": args.quantization, "workload": args.workload, "cells": rows,
+               "method": __doc__.split("\n\n", 2)[2].strip()}
+        (args.out / "calibration.json").write_text(json.dumps(doc, indent=1))
+        (args.out / "calibration.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

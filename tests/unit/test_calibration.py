@@ -1,0 +1,46 @@
+"""scripts/calibrate_simulator.py: the fit recovers a simulator it is given, and reads a real store."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import calibrate_simulator as cal  # noqa: E402
+
+from orchestrator.grid import config_of  # noqa: E402
+
+H200_STORE = ROOT / "experiments" / "benchmarks" / "vllm_h200_validity" / "store"
+TRUE = {"memory_efficiency": 0.62, "compute_efficiency": 0.41, "step_overhead_s": 0.004, "busy_power_floor": 0.55,
+        "idle_power_w": 110.0}
+
+
+def _synthetic(batch_sizes):
+    """'Measured' points made by the simulator with known options."""
+    points = []
+    for bs in batch_sizes:
+        config = config_of(["engine=vllm", "gpu=h200", "workload=offline", f"batch_size={bs}"])
+        sim = cal.simulate(config, TRUE)
+        points.append({"batch_size": bs, "n": 1, "config": config, "idle_w": TRUE["idle_power_w"], **sim})
+    return points
+
+
+def test_the_fit_reproduces_a_known_simulator():
+    points = _synthetic([1, 8, 64, 256])
+    options = cal.fit(points)
+    assert options["idle_power_w"] == pytest.approx(110.0)
+    for row in cal.comparison(points, options):
+        assert abs(row["tok_s_error"]) < 0.01 and abs(row["j_per_tok_error"]) < 0.01, row
+    assert "engine.simulated.memory_efficiency=" in cal.overrides(options)
+
+
+def test_measured_points_from_the_committed_h200_store():
+    points = cal.measured_points(str(H200_STORE), "none", "offline")
+    assert [(p["batch_size"], p["n"]) for p in points] == [(1, 3), (8, 3), (64, 3), (256, 3)]
+    assert 200 < points[0]["tok_s"] < 220 and 100 < points[0]["idle_w"] < 140
+    assert all(p["config"].gpu.name == "h200" for p in points)
+    with pytest.raises(SystemExit):
+        cal.measured_points(str(H200_STORE), "awq", "offline")
