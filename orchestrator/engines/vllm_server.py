@@ -19,7 +19,7 @@ the server aborts them) and scrapes ``/metrics`` every ``METRICS_INTERVAL_S`` me
 batch is the mean of ``vllm:num_requests_running`` over the scrapes inside the measured window.
 A server that died during the run fails the cell with its log's status.
 
-``stop()`` kills the whole process group (SIGTERM, then SIGKILL after ``STOP_GRACE_S``), then
+``stop()`` kills the whole process group (``process_group.kill_group``: SIGTERM, then SIGKILL), then
 polls NVML until the GPU's used memory is back near its value before the start (within
 ``MEMORY_TOLERANCE_MIB``, at most ``MEMORY_FREE_TIMEOUT_S``); what it saw is in
 ``stop_report()`` (and logged). Cells that differ only in their workload (arrival process, rate,
@@ -36,7 +36,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from orchestrator.engines.vllm_common import (
     new_log_path,
     serve_flags,
 )
+from orchestrator.engines.process_group import die_with_parent, group_states, kill_group  # noqa: F401 (tests)
 from orchestrator.engines.vllm_log import EngineStartError, failure_from_log, read_tail
 from orchestrator.errors import CellFailure, Status
 from orchestrator.metrics import WindowRun
@@ -68,7 +68,6 @@ if TYPE_CHECKING:
 HOST = "127.0.0.1"
 HEALTH_POLL_S = 0.5
 METRICS_INTERVAL_S = 1.0
-STOP_GRACE_S = 20.0
 MEMORY_FREE_TIMEOUT_S = 60.0
 MEMORY_TOLERANCE_MIB = 1024.0
 REQUEST_TIMEOUT_S = 600.0
@@ -131,82 +130,6 @@ def window_mean(samples: Sequence[Tuple[float, Dict[str, float]]], name: str, t0
 def window_max(samples, name: str, t0: float, t1: float) -> Optional[float]:
     vals = [v[name] for t, v in samples if t0 <= t <= t1 and name in v]
     return max(vals) if vals else None
-
-
-def die_with_parent():
-    """A ``preexec_fn`` that asks Linux to SIGTERM the server when the worker that started it
-    dies (PR_SET_PDEATHSIG), so no orphan keeps the GPU; None where prctl is unavailable.
-    Everything is resolved here, in the parent: the child only makes one C call."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    sigterm = int(signal.SIGTERM)
-
-    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
-        prctl(1, sigterm)  # 1 = PR_SET_PDEATHSIG
-
-    return preexec
-
-
-def kill_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> Dict:
-    """SIGTERM the process group led by ``proc``, SIGKILL what is left after ``grace_s``.
-    -> {"stop_signal": "SIGTERM"|"SIGKILL"|"none", "stop_s": seconds}."""
-    pgid, t0 = proc.pid, time.monotonic()
-    sent = "none"
-    if _group_alive(proc, pgid):
-        os.killpg(pgid, signal.SIGTERM)
-        sent = "SIGTERM"
-        if not _wait_group(proc, pgid, grace_s):
-            os.killpg(pgid, signal.SIGKILL)
-            sent = "SIGKILL"
-            _wait_group(proc, pgid, 10.0)
-    proc.poll()
-    return {"stop_signal": sent, "stop_s": time.monotonic() - t0}
-
-
-def _group_alive(proc: subprocess.Popen, pgid: int) -> bool:
-    """Does any live (non-zombie) process remain in group ``pgid``? Orphaned zombies wait for
-    a PID 1 that may never reap them (containers): they hold nothing and do not count."""
-    proc.poll()  # reap the leader once it exits
-    members = group_states(pgid)
-    if members is not None:
-        return any(state != "Z" for state in members)
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def group_states(pgid: int) -> Optional[List[str]]:
-    """States (``R``, ``S``, ``Z``...) of the processes in group ``pgid`` from /proc; None
-    without /proc."""
-    if not os.path.isdir("/proc/self"):
-        return None
-    states = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # exited meanwhile
-            continue
-        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
-            states.append(fields[0])
-    return states
-
-
-def _wait_group(proc: subprocess.Popen, pgid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _group_alive(proc, pgid):
-            return True
-        time.sleep(0.1)
-    return not _group_alive(proc, pgid)
 
 
 def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] = None) -> bool:
