@@ -245,7 +245,7 @@ class SamplerConfig:
     a GPU engine, none otherwise; an engine that models its own power ignores it)."""
 
     name: str = MISSING
-    interval_s: float = 0.02  # mean seconds between samples (>= 10 Hz; why 50 Hz: experiments/benchmarks/vllm_h200_validity)
+    interval_s: float = 0.02  # mean s between samples (>= 10 Hz; why 50: experiments/benchmarks/vllm_h200_validity)
     idle_baseline_s: float = 5.0  # seconds of idle GPU (engine loaded) measured before the window
     mismatch_tolerance: float = 0.05  # counter vs integrated power, relative
 
