@@ -347,8 +347,7 @@ class HfEngine(Engine):
         extra = {"device": self.device, "dtype": self.dtype, "quantization": self.quantization,
                  "weights": self.weights, "ttft_method": TTFT_METHOD, "torch_threads": torch.get_num_threads()}
         if self.quantization == "int8":
-            extra.update(llm_int8_threshold=float(self.options.int8_threshold),
-                         bitsandbytes=package_version("bitsandbytes"))
+            extra["llm_int8_threshold"] = float(self.options.int8_threshold)  # its version: engine_versions
         if self._gpu is not None:
             extra["gpu"] = self._gpu.name
         return extra

@@ -54,5 +54,5 @@ def test_hf_int8_runs_with_bitsandbytes_or_says_why_not(tmp_path, gpu_option):
     assert r["status"] == "ok", r["error"]
     extra = json.loads(r["engine_extra"])
     assert extra["quantization"] == "int8" and extra["llm_int8_threshold"] == 0.0
-    assert extra["bitsandbytes"] == importlib.metadata.version("bitsandbytes")
+    assert json.loads(r["engine_versions"])["bitsandbytes"] == importlib.metadata.version("bitsandbytes")
     assert r["energy_j"] > 0 and not r["token_count_mismatch"]
