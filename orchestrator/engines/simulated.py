@@ -63,12 +63,14 @@ class SimulatedOptions:
 
 
 class _Costs:
-    """Per-step cost of model x quantization x GPU: ``perf.roofline.step_seconds`` at the
-    options' efficiencies plus the step overhead, and the power model."""
+    """Per-step cost of model x quantization x GPU: the roofline time of ``perf.roofline``'s
+    step cost at the options' fractions of the peaks (as ``roofline.step_seconds``) plus the step
+    overhead, and the power model."""
 
     def __init__(self, cfg, opts: SimulatedOptions):
-        self.model, self.quantization, self.gpu = cfg.model, cfg.quantization, cfg.gpu
-        self.mem_eff, self.cmp_eff = opts.memory_efficiency, opts.compute_efficiency
+        self.steps = roofline.step_model(cfg.model, cfg.quantization)
+        self.bw = roofline.bandwidth_bytes_s(cfg.gpu) * opts.memory_efficiency
+        self.peak = roofline.peak_flops(cfg.gpu, cfg.quantization) * opts.compute_efficiency
         self.overhead = opts.step_overhead_s
         self.floor = opts.busy_power_floor
         self.idle_w = cfg.gpu.idle_w if opts.idle_power_w is None else opts.idle_power_w
@@ -76,9 +78,9 @@ class _Costs:
 
     def step(self, new_tokens: int, cached_tokens: int):
         """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV."""
-        args = (self.model, self.quantization, self.gpu, new_tokens, cached_tokens)
-        core = roofline.step_seconds(*args, self.mem_eff, self.cmp_eff)
-        t_cmp = roofline.step_seconds(*args, float("inf"), self.cmp_eff)  # the compute roof alone
+        cost = self.steps.cost(new_tokens, cached_tokens)
+        t_cmp = cost.flops / self.peak
+        core = max(cost.bytes / self.bw, t_cmp)
         frac = self.floor + (1 - self.floor) * (t_cmp / core)
         return core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
 

@@ -88,20 +88,36 @@ class StepCost:
         return self.flops / self.bytes if self.bytes else 0.0
 
 
-def step_cost(
-    model: "ModelConfig",
-    quantization: "QuantizationConfig",
-    new_tokens: int,
-    cached_tokens: int,
-) -> StepCost:
-    """Cost of a step that computes ``new_tokens`` tokens (prefill tokens plus one per decoding
-    sequence) attending over ``cached_tokens`` tokens of KV in total."""
-    attn_width = model.n_heads * head_dim(model)
-    flops = 2.0 * (linear_params(model) + model.vocab_size * model.hidden_size) * new_tokens
-    flops += 4.0 * model.n_layers * attn_width * cached_tokens
-    kv = kv_bytes_per_token(model)
-    moved = weight_bytes(model, quantization) + kv * (cached_tokens + new_tokens)
-    return StepCost(flops=flops, bytes=moved)
+@dataclass(frozen=True)
+class StepModel:
+    """A step's bytes and FLOPs as linear functions of its new and cached tokens, for one
+    model x quantization (computed once; ``cost`` is what a simulator calls every step)."""
+
+    weight_bytes: float
+    kv_bytes_per_token: float
+    flops_per_new_token: float  # linears + LM head
+    flops_per_cached_token: float  # QK^T and PV over the KV cache
+
+    def cost(self, new_tokens: int, cached_tokens: int) -> StepCost:
+        """Cost of a step that computes ``new_tokens`` tokens (prefill tokens plus one per
+        decoding sequence) attending over ``cached_tokens`` tokens of KV in total."""
+        return StepCost(flops=self.flops_per_new_token * new_tokens + self.flops_per_cached_token * cached_tokens,
+                        bytes=self.weight_bytes + self.kv_bytes_per_token * (cached_tokens + new_tokens))
+
+
+def step_model(model: "ModelConfig", quantization: "QuantizationConfig") -> StepModel:
+    return StepModel(
+        weight_bytes=weight_bytes(model, quantization),
+        kv_bytes_per_token=kv_bytes_per_token(model),
+        flops_per_new_token=2.0 * (linear_params(model) + model.vocab_size * model.hidden_size),
+        flops_per_cached_token=4.0 * model.n_layers * model.n_heads * head_dim(model),
+    )
+
+
+def step_cost(model: "ModelConfig", quantization: "QuantizationConfig", new_tokens: int,
+              cached_tokens: int) -> StepCost:
+    """``StepModel.cost`` of ``model`` x ``quantization``."""
+    return step_model(model, quantization).cost(new_tokens, cached_tokens)
 
 
 def decode_cost(model: "ModelConfig", quantization: "QuantizationConfig", batch: int, context_tokens: int) -> StepCost:
