@@ -126,10 +126,13 @@ def error_lines(text: str) -> List[str]:
 
 def explaining_line(text: str) -> Optional[str]:
     """The line of a failed engine's log that explains the failure (see the module doc), or None."""
-    found = classify_log(text)
+    return _explaining(classify_log(text), error_lines(text))
+
+
+def _explaining(found: Optional[Tuple[str, str]], lines: List[str]) -> Optional[str]:
+    """``explaining_line`` from the log's known-status line (``classify_log``) and error lines."""
     if found:
         return found[1]
-    lines = error_lines(text)
     return next((line for line in lines if not _WRAPPER.search(line)), lines[0] if lines else None)
 
 
@@ -146,10 +149,10 @@ def failure_from_log(what: str, log_text: str, log_path: Optional[Path],
         log_text, what = f"{log_text}\n{raised}", f"{what}: {raised.splitlines()[0]}"
     tail = "\n".join(log_text.splitlines()[-TAIL_LINES:])
     where = f" (log: {log_path})" if log_path else ""
-    found = classify_log(log_text)
-    line = found[1] if found else explaining_line(log_text)
+    found, lines = classify_log(log_text), error_lines(log_text)
+    line = _explaining(found, lines)
     body = f"{line}\n{what}{where}" if line else f"{what}{where}"
-    later = [x[:CONTEXT_LINE_CHARS] for x in error_lines(log_text) if x != line and x not in what][:CONTEXT_LINES]
+    later = [x[:CONTEXT_LINE_CHARS] for x in lines if x != line and x not in what][:CONTEXT_LINES]
     if later:
         body += "\nthen: " + " | ".join(later)
     message = f"{body}\n--- log tail ---\n{tail}"

@@ -183,6 +183,7 @@ class VllmServerEngine(VllmEngine):
     def start(self) -> None:
         self._claim_gpu()
         model = str(model_path(self.config))
+        self.args = engine_args(self.config, self.max_batch_size, model)  # what every cell's row reports
         self._api_key = secrets.token_urlsafe(24)
         t0 = time.monotonic()
         for attempt in (1, 2):  # a second try only if another process took the free port first
@@ -247,7 +248,7 @@ class VllmServerEngine(VllmEngine):
             "metrics_scrapes_in_window": sum(1 for t, _ in samples if t0 <= t <= t1),
             "mean_waiting_requests": window_mean(samples, WAITING, t0, t1),
             "max_kv_cache_usage_perc": window_max(samples, KV_USAGE, t0, t1),
-            "engine_args": {k: v for k, v in engine_args(self.config, self.max_batch_size, "").items() if k != "model"},
+            "engine_args": {k: v for k, v in self.args.items() if k != "model"},
             "log_path": str(self._log_path),
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
