@@ -19,8 +19,9 @@ columns (units in the names, as in the store):
 - ``context_tokens``: mean context of a decoding sequence (input + output / 2 tokens).
 
 The energy-measurement flags (``MODEL_ENERGY_FLAGS``: short window, energy mismatch, energy
-invalid) are cleared for simulated rows: the simulator's own modeled trace raises them, and they
-say nothing about a measurement. Their other flags (saturated, token count) stay.
+invalid) are cleared for simulated rows: they say nothing about a measurement (since schema 3 the
+worker no longer raises ``energy_mismatch`` from a modeled trace; older stores have it). Their
+other flags (saturated, token count) stay.
 
 ``batch_points(ok)`` folds repeats of one (series, workload, batch size) into one row: latency,
 throughput and energy columns are means over repeats, request counts are sums, flags are the

@@ -43,6 +43,11 @@ class PowerTrace:
     def __len__(self) -> int:
         return int(self.t_ns.size)
 
+    @property
+    def measured(self) -> bool:
+        """True when the samples were read from hardware (not a model's, not none)."""
+        return self.source not in ("simulated", "none")
+
 
 class Sampler(ABC):
     """Energy sampler lifecycle (see module doc); registered with ``@register_sampler``."""
@@ -129,7 +134,8 @@ def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
 
 
 def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float, tolerance: float) -> Dict:
-    """Gross energy (J) from the counter delta, cross-checked against the integrated power; the
+    """Gross energy (J) from the counter delta, cross-checked against the integrated power (a
+    measured trace only: a model's samples of its own exact counter check nothing); the
     integrated power itself where the card has no counter; invalid if the counter went back."""
     e = trace.energy_mj
     if np.all(np.isnan(e)):
@@ -140,7 +146,8 @@ def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float
     if in_win.size and (np.any(np.diff(in_win) < 0) or e1 < e0):
         return {"energy_invalid": True, "energy_note": "energy counter went backwards in the window (driver reload?)"}
     gross = float((e1 - e0) / 1e3)
-    return {"energy_j": gross, "energy_mismatch": gross > 0 and abs(integrated_j - gross) / gross > tolerance}
+    mismatch = trace.measured and gross > 0 and abs(integrated_j - gross) / gross > tolerance
+    return {"energy_j": gross, "energy_mismatch": bool(mismatch)}
 
 
 def _gpu_stats(trace: PowerTrace, sel: np.ndarray) -> Dict:
