@@ -26,6 +26,7 @@ class Status(str, Enum):
     startup_timeout = "startup_timeout"
     engine_error = "engine_error"
     wrong_gpu = "wrong_gpu"  # the task landed on another GPU type
+    gpu_busy = "gpu_busy"  # other processes held the memory the engine needs (re-run on resume)
     worker_lost = "worker_lost"
     timeout = "timeout"
     unschedulable = "unschedulable"  # no node of the cluster can run it (pending past the timeout)

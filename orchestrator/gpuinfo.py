@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from orchestrator.errors import (
     CellFailure,
@@ -109,6 +109,27 @@ def memory_used_mib(uuid: str) -> float:
         return pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
     except pynvml.NVMLError as exc:
         raise NvmlError(f"nvmlDeviceGetMemoryInfo({uuid}) failed: {exc}") from exc
+
+
+def gpu_processes(uuid: str) -> List[Tuple[int, str, float]]:
+    """(pid, name, MiB) of the compute processes NVML sees on the GPU with this UUID (the name
+    from ``/proc/<pid>/comm`` when the PID is in this namespace, else ``?``; MiB NaN when NVML
+    does not say); [] when NVML cannot list them."""
+    pynvml = nvml()
+    try:
+        running = pynvml.nvmlDeviceGetComputeRunningProcesses(pynvml.nvmlDeviceGetHandleByUUID(uuid))
+    except pynvml.NVMLError:
+        return []
+    out = []
+    for p in running:
+        try:
+            with open(f"/proc/{p.pid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            name = "?"
+        used = p.usedGpuMemory
+        out.append((int(p.pid), name, float("nan") if used is None else used / 2**20))
+    return out
 
 
 # --------------------------------------------------------------------------- typed NVML errors

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping
 from orchestrator import grid
 from orchestrator.claims import Claim, CellClaims
 from orchestrator.config.root import CellConfig, Config
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, Status
 from orchestrator.grid import Cell
 from orchestrator.progress import SweepProgress
 from orchestrator.results import status_tables
@@ -35,13 +35,14 @@ class Plan:
 
 def plan_cells(cells: List[Cell], completed: Mapping[str, str], retry_failed: bool) -> Plan:
     """Split cells into pre-launch, skip (complete: ok, or an unchanged pre-launch status, or
-    any status with ``retry_failed=false``) and run."""
+    any status but ``gpu_busy`` with ``retry_failed=false``: a busy GPU says nothing of the
+    cell) and run."""
     plan = Plan()
     for c in cells:
         prev = completed.get(c.cell_id)
         if c.status is not None:
             (plan.skip if prev == c.status.value else plan.prelaunch).append(c)
-        elif prev == "ok" or (prev is not None and not retry_failed):
+        elif prev == "ok" or (prev is not None and prev != Status.gpu_busy.value and not retry_failed):
             plan.skip.append(c)
         else:
             plan.run.append(c)

@@ -22,6 +22,7 @@ from orchestrator.energy.base import idle_power_from, window_energy
 from orchestrator.errors import Status, classify, error_text
 from orchestrator.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.phases import Phase, PhaseReporter
+from orchestrator.reaper import Reaper
 from orchestrator.results import WORKER_COLUMNS, config_columns, measured_tables, per_unit_energy, status_tables
 from orchestrator.results import extra_columns, with_stop_report
 from orchestrator.workload import plan_for
@@ -65,6 +66,10 @@ class UnitRunner:
         first = cells[0]
         engine = first.engine_class(first.config, self.unit.max_batch_size)
         engine.progress = self.report.for_cell(first.cell_id)
+        with Reaper():  # a force-cancelled (killed) worker leaves no engine process behind
+            yield from self._on_engine(engine, cells)
+
+    def _on_engine(self, engine: "Engine", cells) -> Iterator[CellResult]:
         self.report(Phase.engine_starting)
         t_start = time.monotonic()
         try:

@@ -29,6 +29,7 @@ from orchestrator.config.fields import check, setting
 from orchestrator.config.groups import Weights
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm_log import engine_choices, read_head
+from orchestrator.errors import CellFailure
 from orchestrator.models import checkpoint_quant_method
 from orchestrator.workload import RequestSpec
 
@@ -258,8 +259,10 @@ def output_to(path: Path) -> Iterator[None]:
 
 def wait_for_gpu_memory(gpu, gpu_memory_utilization: float, timeout_s: float = MEMORY_WAIT_S) -> Dict:
     """Wait until the GPU has the memory vLLM will ask for (``utilization x total`` free, plus a
-    margin): a previous cell's process may still be exiting. Never raises for lack of memory —
-    vLLM then fails with its own message (``oom``). -> what was seen, for the run's extra."""
+    margin): a previous cell's process may still be exiting. Still short after ``timeout_s``:
+    ``CellFailure('gpu_busy')`` naming the processes that hold it (vLLM would end ``oom``, which
+    says nothing of whose memory it was; a ``gpu_busy`` cell is re-run on resume).
+    -> what was seen, for the run's extra."""
     from orchestrator.gpuinfo import memory_used_mib
 
     allowed = gpu.memory_total_mib * (1.0 - gpu_memory_utilization) - MEMORY_MARGIN_MIB
@@ -268,8 +271,20 @@ def wait_for_gpu_memory(gpu, gpu_memory_utilization: float, timeout_s: float = M
     while used > allowed and time.monotonic() - t0 < timeout_s:
         time.sleep(0.5)
         used = memory_used_mib(gpu.uuid)
-    return {"gpu_memory_used_before_start_mib": used, "gpu_memory_wait_s": time.monotonic() - t0,
-            "gpu_memory_free_enough": used <= allowed}
+    if used > allowed:
+        raise CellFailure("gpu_busy", gpu_busy_message(gpu, used, allowed, time.monotonic() - t0))
+    return {"gpu_memory_used_before_start_mib": used, "gpu_memory_wait_s": time.monotonic() - t0}
+
+
+def gpu_busy_message(gpu, used_mib: float, allowed_mib: float, waited_s: float) -> str:
+    """The first line of a ``gpu_busy`` error: how much is in use, by whom, since how long."""
+    from orchestrator.gpuinfo import gpu_processes
+
+    procs = gpu_processes(gpu.uuid)
+    who = ", ".join(f"pid {pid} {name} {mib:,.0f} MiB" for pid, name, mib in procs) or "NVML lists no process"
+    return (f"GPU {gpu.uuid} has {used_mib:,.0f} MiB in use after waiting {waited_s:.0f} s, vLLM needs it "
+            f"under {allowed_mib:,.0f} MiB (gpu_memory_utilization): held by {who} — a process left by "
+            f"another run? (stop it, then run the same command again: gpu_busy cells are re-run)")
 
 
 def engine_versions(gpu) -> Dict[str, str]:

@@ -148,6 +148,9 @@ def test_a_simulated_result_does_not_satisfy_a_vllm_cell(tmp_path):
     assert vllm.engine == "vllm" and vllm.status is None  # launchable: it would be measured
     assert vllm.cell_id not in stored
     assert plan_cells([vllm], stored, retry_failed=True).run == [vllm]
+    # a failed cell stays failed with retry_failed=false, but a busy GPU says nothing of the cell
+    assert plan_cells([vllm], {vllm.cell_id: "oom"}, retry_failed=False).skip == [vllm]
+    assert plan_cells([vllm], {vllm.cell_id: "gpu_busy"}, retry_failed=False).run == [vllm]
     # engine=auto: the resolved engine decides, not the requested name
     auto_cfg = grid.config_of(["engine=auto", *axes])
     [auto_sim] = grid.cells([auto_cfg], {"H100": grid.EngineChoice("simulated", "no H100 here")})

@@ -174,3 +174,65 @@ def test_same_sweep_twice_at_once_runs_each_cell_once(tmp_path):
     assert dispatched == 4, outs  # each cell run by exactly one driver
     assert any("being run by another driver" in text for text in outs)
     assert len(_rows(out)) == 4
+
+
+PIDS_FILE_ENV = "REAPER_TEST_PIDS"
+SERVER = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
+          " print(c.pid, flush=True); time.sleep(300)")
+
+
+def _engine_like_unit(unit):
+    """A task body that starts what ``vllm serve`` starts (a server in its own session whose child
+    stays in its group, as EngineCore does) under the worker's reaper, then hangs."""
+    from orchestrator.engines.process_group import die_with_parent
+    from orchestrator.messages import TaskStarted
+    from orchestrator.reaper import Reaper
+
+    yield TaskStarted(time.time())
+    with Reaper():
+        server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True, preexec_fn=die_with_parent())
+        core = int(server.stdout.readline())
+        Path(os.environ[PIDS_FILE_ENV]).write_text(f"{server.pid} {core}")
+        time.sleep(300)
+
+
+def test_a_cancelled_task_leaves_no_engine_process(tmp_path):
+    """The dispatcher cancels a task past its deadline (``ray.cancel(force=True)``: the worker is
+    killed, no ``finally`` runs); the server and its child end with it (on the H200 an
+    EngineCore outlived an interrupted sweep holding 129 GiB). The cell ends ``timeout``."""
+    import dataclasses
+
+    import ray
+    from ray import cloudpickle
+
+    from orchestrator import reaper
+    from orchestrator.config.groups import DispatchConfig
+    from orchestrator.dispatch import Dispatcher
+    from orchestrator.messages import UnitSpec
+    from orchestrator.progress import SweepProgress
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    pids_file = tmp_path / "pids"
+    cells = grid.cells([grid.config_of(["engine=simulated", "workload=offline", "batch_size=1"])], {})
+    unit = UnitSpec(key="u", engine="simulated", engine_reason="", sweep="t", cells=tuple(cells), on_gpu=False)
+    got = []
+    os.environ[PIDS_FILE_ENV] = str(pids_file)  # inherited by the local cluster's workers
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        d = Dispatcher(dataclasses.replace(DispatchConfig(), cell_timeout_s=8.0, max_retries=0),
+                       lambda cid, status, tables: got.append(status), task_fn=_engine_like_unit)
+        d.run([unit], SweepProgress(1, enabled=False))
+    finally:
+        ray.shutdown()
+        os.environ.pop(PIDS_FILE_ENV)
+    server, core = (int(x) for x in pids_file.read_text().split())
+    deadline = time.monotonic() + reaper.GRACE_S + 5
+    alive = [server, core]
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if (reaper.read_proc(p) or reaper.Proc(0, 0, 0, "Z")).state != "Z"]
+        time.sleep(0.2)
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, "an engine process outlived its cancelled task"
+    assert got == [Status.timeout]

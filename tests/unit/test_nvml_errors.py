@@ -58,3 +58,33 @@ def test_device_name_bytes_or_str(nv):
     nv.nvmlDeviceGetName.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
     with pytest.raises(errors.NvmlGpuLost, match="nvmlDeviceGetName"):
         gpuinfo.device_name(nv, "h")
+
+
+def test_gpu_busy_names_the_processes_that_hold_the_memory(nv, monkeypatch):
+    """A GPU whose memory another process holds past the wait: ``gpu_busy`` (re-run on resume),
+    not vLLM's ``oom``; the first line says how much, for whom, and which processes hold it
+    (NVML's list; the name from /proc when the PID is ours to see); an NVML that cannot list
+    processes still gives the amount."""
+    import os
+    import types
+
+    from orchestrator.engines import vllm_common
+
+    held = types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=129_469 * 2**20)
+    nv.nvmlDeviceGetComputeRunningProcesses.return_value = [held]
+    monkeypatch.setattr(gpuinfo, "nvml", lambda: nv)
+    monkeypatch.setattr(gpuinfo, "memory_used_mib", lambda uuid: 130_083.9)
+    gpu = types.SimpleNamespace(uuid="GPU-1", memory_total_mib=143_771.0)
+    with pytest.raises(errors.CellFailure) as info:
+        vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.6)
+    assert errors.classify(info.value) == (errors.Status.gpu_busy, False)
+    first = str(info.value).splitlines()[0]
+    assert "GPU-1 has 130,084 MiB in use" in first and "under 13,865 MiB" in first
+    assert f"pid {os.getpid()} python" in first or f"pid {os.getpid()} pytest" in first
+    assert "129,469 MiB" in first
+    nv.nvmlDeviceGetComputeRunningProcesses.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    with pytest.raises(errors.CellFailure, match="NVML lists no process"):
+        vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.0)
+    monkeypatch.setattr(gpuinfo, "memory_used_mib", lambda uuid: 600.0)  # free: no error, what was seen
+    seen = vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.0)
+    assert seen["gpu_memory_used_before_start_mib"] == 600.0 and seen["gpu_memory_wait_s"] < 1.0

@@ -4,6 +4,7 @@ its drain (``n_requests_cancelled``, ``drain_timeout_s``, ``drain_s``, ``saturat
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -59,3 +60,34 @@ def test_overloaded_open_loop_row_is_cancelled_and_saturated():
     assert row["n_requests_ok"] == 0 and math.isnan(row["ttft_p50_ms"])
     # min_window_s is an offline rule: a 5 s open-loop window is not flagged for it
     assert row["min_window_s"] == 0.0 and row["window_s"] == pytest.approx(5.0) and not row["short_window"]
+
+
+def test_the_engine_lives_under_a_reaper(monkeypatch):
+    """Between engine start and stop a reaper watcher (``python -m orchestrator.reaper <this pid>``)
+    runs beside the worker; it is gone once the unit's cells are done."""
+    import os
+
+    from orchestrator import reaper
+    from orchestrator.engines.simulated import SimulatedEngine
+
+    def watchers():
+        out = []
+        for pid in reaper.processes():  # the watcher forks away: not a descendant
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"orchestrator.reaper" in args and str(os.getpid()).encode() in args:
+                out.append(pid)
+        return out
+
+    seen = []
+    start = SimulatedEngine.start
+    monkeypatch.setattr(SimulatedEngine, "start", lambda self: (seen.extend(watchers()), start(self))[1])
+    _run_cells(["workload=offline", "batch_size=1", "workload.min_window_s=0"])
+    assert len(seen) == 1
+    deadline = time.monotonic() + 5.0  # "done" reached it: it exits (without touching anything)
+    while (reaper.read_proc(seen[0]) or reaper.Proc(0, 0, 0, "Z")).state != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (reaper.read_proc(seen[0]) or reaper.Proc(0, 0, 0, "Z")).state == "Z"
