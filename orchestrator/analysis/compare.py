@@ -39,6 +39,7 @@ class Comparison:
     compared: list[str]
     only_a: int
     only_b: int
+    variants: bool = False  # a side ran several series on one point of the axes (see compare_points)
 
 
 def differing_axes(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
@@ -57,21 +58,31 @@ def significance(table: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
-    """Match ``batch_points`` of two sweeps and compute changes and significance (see module doc)."""
+    """Match ``batch_points`` of two sweeps and compute changes and significance (see module doc).
+
+    A side may hold several series on one point of the axes (variants: e.g. CUDA graphs and
+    eager, or two bitsandbytes thresholds). When only one side does, each of its variants is
+    matched to the other side's single point (a simulator that cannot tell the variants apart
+    predicts one number for all); when both do, variants are matched by series label. Either
+    way no variant is dropped, and ``variants`` tells the report to show the series."""
     compared = differing_axes(a, b)
     keys = [ax for ax in AXES if ax not in compared]
     if not keys:
         raise SweepError("the two sweeps share no value on any axis: no cells to match")
-    cols = keys + compared + COMPARE_METRICS + INTERVALS + CARRY
-    left = a[cols].drop_duplicates(keys + compared)
-    right = b[cols].drop_duplicates(keys + compared)
-    table = left.merge(right, on=keys, how="inner", suffixes=("_a", "_b"))
+    cols = list(dict.fromkeys(keys + compared + COMPARE_METRICS + INTERVALS + CARRY))
+    several_a, several_b = (side.duplicated(keys + compared, keep=False).any() for side in (a, b))
+    on = keys + ["series"] if several_a and several_b else keys
+    left = a[cols].drop_duplicates(keys + compared + ["series"])
+    right = b[cols].drop_duplicates(keys + compared + ["series"])
+    if on != keys:  # "series" is a key: one column, not series_a / series_b
+        left, right = left.assign(series_a=left["series"]), right.assign(series_b=right["series"])
+    table = left.merge(right, on=on, how="inner", suffixes=("_a", "_b"))
     for m in COMPARE_METRICS:
         table[f"change_{m}_pct"] = pct_change(table[f"{m}_b"], table[f"{m}_a"])
     for m in REPEAT_METRICS:
         table[f"significant_{m}"] = significance(table, m)
-    matched_a = left.merge(table[keys].drop_duplicates(), on=keys, how="inner")
-    matched_b = right.merge(table[keys].drop_duplicates(), on=keys, how="inner")
-    table = table.sort_values(keys).reset_index(drop=True)
+    matched_a = left.merge(table[on].drop_duplicates(), on=on, how="inner")
+    matched_b = right.merge(table[on].drop_duplicates(), on=on, how="inner")
+    table = table.sort_values(keys + ["series_a"]).reset_index(drop=True)
     return Comparison(table=table, keys=keys, compared=compared, only_a=len(left) - len(matched_a),
-                      only_b=len(right) - len(matched_b))
+                      only_b=len(right) - len(matched_b), variants=bool(several_a or several_b))

@@ -61,6 +61,8 @@ def _describe(data: SweepData) -> str:
 def _cols(c: Comparison, la: str, lb: str) -> list[Col]:
     cols = [col(k, k, "batch" if k == "batch_size" else "text") for k in c.keys if k != "workload"]
     cols += [col(f"{ax} {s}", f"{ax}_{s}", "text") for ax in c.compared for s in ("a", "b")]
+    if c.variants:  # a side ran several series on one point: say which row is which
+        cols += [col("series A", "series_a", "text"), col("series B", "series_b", "text")]
     cols += [Col("flags A / B", lambda r: f"{_flags(r, 'a')} / {_flags(r, 'b')}"),
              Col("repeats A / B", lambda r: f"{fmt.batch(r.n_repeats_a)} / {fmt.batch(r.n_repeats_b)}")]
     for name, m in PAIRS:

@@ -200,3 +200,25 @@ def test_vram_cross_checks():
     assert (v["n_ok"], v["n_oom"], v["n_infeasible"], v["n_oom_within_fit"]) == (1, 1, 1, 1)
     assert v["measured_memory_gib"] == pytest.approx(71.64) and v["memory_check"] == "consistent"
     assert not v["fits_at_bs_max"]
+
+
+def test_compare_keeps_every_variant_of_one_side():
+    """Measured CUDA graphs and eager (two series on one point) against a simulator that predicts
+    one number for both: each variant gets its own row against the single prediction; when both
+    sides have the variants they pair by series label."""
+    graphs, eager = row(1, 100.0, 10.0), {**row(1, 80.0, 12.0), "cell_id": "eager"}
+    eager_cfg = config_of(["model=llama2_7b", "quantization=none", "gpu=h100", "workload=chat_medium",
+                           "engine=vllm", "batch_size=1", "engine.vllm.enforce_eager=true"])
+    a = batch_points(frame([graphs, eager], {graphs["cell_id"]: config(), "eager": eager_cfg}))
+    assert a["series"].nunique() == 2
+    b = points_of([row(1, 90.0, 11.0, gpu="h200")])
+    c = compare_points(a, b)
+    assert c.variants and (c.only_a, c.only_b) == (0, 0) and len(c.table) == 2
+    changes = sorted(c.table["change_output_throughput_tok_s_pct"])
+    assert changes == [pytest.approx(-10.0), pytest.approx(12.5)]
+    b2 = a.copy()
+    b2["output_throughput_tok_s"] = b2["output_throughput_tok_s"] * 2
+    both = compare_points(a, b2)
+    assert both.variants and len(both.table) == 2 and (both.table["series_a"] == both.table["series_b"]).all()
+    assert list(both.table["change_output_throughput_tok_s_pct"]) == [pytest.approx(100.0)] * 2
+    assert not compare_points(a.iloc[:1], b).variants
