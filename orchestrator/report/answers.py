@@ -1,0 +1,70 @@
+"""Section "Key answers": what batch size buys in energy, where the latency SLOs hold at each
+offered rate, and what quantization buys in energy — one sentence per series, from the data
+(``analysis.answers``)."""
+from __future__ import annotations
+
+from orchestrator.analysis import answers
+from orchestrator.analysis import format as fmt
+from orchestrator.report.analyse import Analysis
+from orchestrator.report.markdown import SIM_MARK, heading, para
+
+
+def _mark(simulated: bool) -> str:
+    return SIM_MARK if simulated else ""
+
+
+def _mj(j: float) -> str:
+    """J per token as mJ per token (3 significant figures)."""
+    return f"{fmt.num(j * 1000)} mJ"
+
+
+def knee_sentence(k: answers.EnergyKnee) -> str:
+    knee = (f"the knee is BS {k.knee_batch} ({_mj(k.knee_j_per_tok)}, {k.first_j_per_tok / k.knee_j_per_tok:.1f}× less)"
+            if k.knee_batch != k.last_batch else f"every step still saves ≥ {answers.KNEE_SAVING:.0%} up to the "
+            f"largest batch")
+    last = "" if k.knee_batch == k.last_batch else (
+        f"; BS {k.last_batch} gets to {_mj(k.last_j_per_tok)} ({k.first_j_per_tok / k.last_j_per_tok:.1f}×)")
+    return (f"**{k.series}** ({k.workload}): {_mj(k.first_j_per_tok)} per output token at BS {k.first_batch}; "
+            f"{knee}{last}.{_mark(k.simulated)}")
+
+
+def slo_sentence(r: answers.SloRange) -> str:
+    head = f"**{r.series}** at {fmt.num(r.offered_rate_rps)} req/s ({r.workload}): "
+    fails = "; ".join(f"BS {b}: {why}" for b, why in r.failures)
+    if not r.passing:
+        return head + f"no max-num-seqs meets the SLOs ({fails}).{_mark(r.simulated)}"
+    ok = ", ".join(str(b) for b in r.passing)
+    return head + f"max-num-seqs {ok} meet{'s' if len(r.passing) == 1 else ''} them" + (
+        f"; not {fails}" if fails else "") + f".{_mark(r.simulated)}"
+
+
+def quant_sentence(rows: list[answers.QuantRatio]) -> str:
+    first = rows[0]
+    at = ", ".join(f"{r.ratio:.2f} at BS {r.batch_size} ({fmt.num(r.j_per_tok * 1000)} vs {_mj(r.base_j_per_tok)})"
+                   for r in rows)
+    return (f"**{first.series}** ({first.workload}): J per output token ÷ {first.base_series}'s = {at}."
+            f"{_mark(any(r.simulated for r in rows))}")
+
+
+def section(a: Analysis) -> list[str]:
+    knees = answers.energy_knees(a.points)
+    ranges = answers.slo_ranges(a.points, a.options.slo)
+    ratios = answers.quant_ratios(a.points)
+    if not (knees or ranges or ratios):
+        return []
+    lines = heading(2, "Key answers")
+    if knees:
+        lines += para(f"**Batch size and energy (static batches).** The knee is the first batch size after which "
+                      f"the next swept one saves less than {answers.KNEE_SAVING:.0%} of the energy per token.")
+        lines += [f"- {knee_sentence(k)}" for k in knees] + [""]
+    if ranges:
+        lines += para(f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).")
+        lines += [f"- {slo_sentence(r)}" for r in ranges] + [""]
+    if ratios:
+        lines += para("**What quantization buys in energy** (same model, GPU, workload and engine; smallest and "
+                      "largest batch both ran).")
+        by_series: dict[tuple, list] = {}
+        for r in ratios:
+            by_series.setdefault((r.series, r.workload), []).append(r)
+        lines += [f"- {quant_sentence(rows)}" for rows in by_series.values()] + [""]
+    return lines

@@ -1,0 +1,51 @@
+"""Key answers on hand-made points: the energy knee, the SLO range of an online series with the
+reason each other batch fails, and quantization's energy ratio against the unquantized series."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.analysis import answers
+from orchestrator.analysis.recommend import Slo
+from orchestrator.report import answers as render
+from tests.unit.test_analysis_tables import points_of, row
+
+
+def offline(bs, j_tok, quantization="none"):
+    # row() takes J/request; 128 output tokens per request
+    return row(bs, 100.0 * bs, j_tok * 128, workload="offline", arrival="offline", quantization=quantization,
+               cell_id=f"off-{quantization}-{bs}")
+
+
+def test_the_knee_is_where_the_next_batch_saves_under_ten_percent():
+    pts = points_of([offline(1, 2.0), offline(2, 1.0), offline(4, 0.6), offline(8, 0.55), offline(16, 0.40)])
+    [k] = answers.energy_knees(pts)
+    # 2.0 -> 1.0 (-50%), 1.0 -> 0.6 (-40%), 0.6 -> 0.55 (-8%: the knee is BS 4), 0.55 -> 0.40
+    assert (k.first_batch, k.knee_batch, k.last_batch) == (1, 4, 16)
+    assert (k.first_j_per_tok, k.knee_j_per_tok, k.last_j_per_tok) == pytest.approx((2.0, 0.6, 0.4))
+    text = render.knee_sentence(k)
+    assert "2,000 mJ per output token at BS 1" in text and "knee is BS 4" in text and "3.3× less" in text
+    [steady] = answers.energy_knees(points_of([offline(1, 2.0), offline(2, 1.0)]))
+    assert steady.knee_batch == steady.last_batch == 2 and "still saves" in render.knee_sentence(steady)
+
+
+def test_slo_range_says_why_each_batch_fails():
+    # row(): TTFT p99 = 100 x BS ms, TPOT p99 = 12 + BS ms
+    pts = points_of([row(1, 100.0, 10.0, saturated=True), row(8, 400.0, 5.0), row(32, 900.0, 4.0),
+                     row(256, 950.0, 4.0)])
+    [r] = answers.slo_ranges(pts, Slo(ttft_p99_ms=5_000.0, tpot_p99_ms=100.0))
+    assert r.passing == (8, 32) and r.offered_rate_rps == 20.0
+    assert dict(r.failures) == {1: "saturated", 256: "TTFT p99 25,600 ms, TPOT p99 268.0 ms"}
+    text = render.slo_sentence(r)
+    assert "at 20 req/s" in text and "max-num-seqs 8, 32 meet them" in text and "BS 1: saturated" in text
+    [none] = answers.slo_ranges(pts, Slo(ttft_p99_ms=10.0, tpot_p99_ms=None))
+    assert none.passing == () and "no max-num-seqs meets the SLOs" in render.slo_sentence(none)
+
+
+def test_quantization_ratio_against_the_unquantized_series():
+    pts = points_of([offline(1, 2.0), offline(64, 0.1), offline(256, 0.05),
+                     offline(1, 1.0, "awq"), offline(64, 0.06, "awq")])
+    rows = answers.quant_ratios(pts)
+    assert [(r.batch_size, round(r.ratio, 3)) for r in rows] == [(1, 0.5), (64, 0.6)]
+    assert rows[0].series.startswith("llama2_7b/awq") and rows[0].base_series.startswith("llama2_7b/none")
+    text = render.quant_sentence(rows)
+    assert "0.50 at BS 1 (1,000 vs 2,000 mJ), 0.60 at BS 64 (60 vs 100 mJ)" in text
