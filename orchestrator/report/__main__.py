@@ -30,6 +30,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpot-p99-slo-ms", type=_slo, default=Slo.tpot_p99_ms, help="TPOT p99 SLO (ms; 'none': no SLO)")
     p.add_argument("--power-cell", help="cell id (or unique prefix) of the power timeline plot")
     p.add_argument("--no-csv", action="store_true", help="do not write tables/*.csv")
+    p.add_argument("--no-html", action="store_true", help="do not write the interactive report.html")
     p.add_argument("--jobs", type=int, default=1, help="processes drawing the plots (default 1: in this process)")
     return p
 
@@ -39,7 +40,7 @@ def compare_parser() -> argparse.ArgumentParser:
                                 description="The same cells of two sweeps side by side, with changes (B vs A).")
     p.add_argument("sweep_a")
     p.add_argument("sweep_b")
-    p.add_argument("--out", help="where compare.md goes (default: <A>/compare_<name of B>)")
+    p.add_argument("--out", help="where compare.md and compare.html go (default: <A>/compare_<name of B>)")
     return p
 
 
@@ -61,7 +62,7 @@ def run_report(argv: list[str]) -> str:
         sweep_dir=args.sweep_dir, out_dir=args.out, baseline_batch=args.baseline_batch,
         cost=CostAssumptions(args.requests_per_month, args.price_per_kwh, args.grid_gco2_per_kwh),
         slo=Slo(args.ttft_p99_slo_ms, args.tpot_p99_slo_ms), power_cell=args.power_cell, write_csv=not args.no_csv,
-        jobs=args.jobs,
+        write_html=not args.no_html, jobs=args.jobs,
     )
     from orchestrator.report.build import write_report
 

@@ -36,7 +36,7 @@ def render(a: Analysis, figs: dict) -> str:
 
 
 def write_report(options: ReportOptions) -> Path:
-    """Write ``report.md``, its PNGs and ``tables/*.csv`` to ``options.resolved_out()``; return
+    """Write ``report.md``, its PNGs, ``tables/*.csv`` and ``report.html`` to ``options.resolved_out()``; return
     the report's path. Raises ``SweepError`` for input that cannot make a report."""
     with plot_executor(options.jobs) as executor:
         data = read_sweep(options.sweep_dir)
@@ -47,6 +47,10 @@ def write_report(options: ReportOptions) -> Path:
         text = render(a, {name: figures.FILES[name] for name in pending})
         if options.write_csv:
             write_tables(a, out / "tables")
+        if options.write_html:
+            from orchestrator.report.html_page import write_html
+
+            write_html(a, out)
         for future in pending.values():
             future.result()
     path = out / "report.md"

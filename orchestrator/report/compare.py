@@ -105,11 +105,13 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
         lines += heading(2, wl) + para(_sentences(t, la, lb)) + table(t, _cols(c, la, lb))
     if plot_name:
         lines += [f"![{lb} against {la}]({plot_name})", ""]
+    lines += para("Interactive version (hover, sortable table; opens from disk): [compare.html](compare.html).")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None) -> Path:
-    """Write ``compare.md`` (+ ``compare.png``); ``SweepError`` when nothing matches."""
+    """Write ``compare.md`` (+ ``compare.png``, ``compare.csv`` and the interactive ``compare.html``);
+    ``SweepError`` when nothing matches."""
     a, b = read_sweep(sweep_a), read_sweep(sweep_b)
     c = compare_points(batch_points(require_ok(a)), batch_points(require_ok(b)))
     if c.table.empty:
@@ -121,4 +123,9 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None) -> Pat
     path = out / "compare.md"
     path.write_text(render_compare(a, b, c, Path(plot).name), encoding="utf-8")
     c.table.to_csv(out / "compare.csv", index=False)
+    from orchestrator.report.html_data import compare_payload
+    from orchestrator.report.html_page import write_compare_html
+
+    subtitle = f"B = {b.path} against A = {a.path}; matched on {', '.join(c.keys)}; † simulated."
+    write_compare_html(compare_payload(c.table, c.keys, la, lb, subtitle, c.variants), f"Comparison: {lb} against {la}", out)
     return path

@@ -15,7 +15,7 @@ class ReportOptions:
     series, and series that did not run it get no changes);
     ``power_cell``: cell id (or unique prefix) of the power timeline (default: the ok cell with the
     highest output throughput that has power samples); ``jobs``: processes drawing the plots
-    (1: draw them in this process)."""
+    (1: draw them in this process); ``write_html``: also the interactive ``report.html``."""
 
     sweep_dir: str
     out_dir: str | None = None
@@ -24,6 +24,7 @@ class ReportOptions:
     slo: Slo = field(default_factory=Slo)
     power_cell: str | None = None
     write_csv: bool = True
+    write_html: bool = True  # report.html beside report.md (html_page.py)
     jobs: int = 1
 
     def resolved_out(self) -> str:

@@ -1,0 +1,162 @@
+"""What the HTML report's page holds, as plain JSON-able data built from the report's ``Analysis``.
+
+The page gets: the batch points (one per series × workload × batch size, repeats folded, with the
+95% intervals), the fitted scaling laws, the roofline rows and roofs, the report's tables
+(summary, energy, recommendations, cells without measurements) and, per ok cell, a **down-sampled**
+drill-down: at most ``MAX_REQUESTS`` request rows (evenly spaced over the cell's requests, the
+cancelled ones kept in proportion) and at most ``MAX_POWER_POINTS`` power samples (means over
+equal time buckets), with the measured window and the idle baseline. Down-sampling is for the
+page only; the Parquet files keep every row. Floats are rounded to ``DIGITS`` significant digits.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report.analyse import Analysis
+
+MAX_REQUESTS = 150
+MAX_POWER_POINTS = 150
+DIGITS = 4
+
+POINT_COLUMNS = [
+    "series", "workload", "gpu", "model", "quantization", "engine", "simulated", "flags", "batch_size", "n_repeats",
+    "cell_id", "arrival", "offered_rate_rps", "saturated", "output_throughput_tok_s", "request_throughput_rps",
+    "energy_per_output_token_j", "net_energy_per_output_token_j", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms",
+    "tpot_p99_ms", "e2e_p50_ms", "mean_power_w", "energy_available",
+]
+INTERVAL_METRICS = ["output_throughput_tok_s", "energy_per_output_token_j", "net_energy_per_output_token_j",
+                    "ttft_p50_ms", "tpot_p50_ms"]
+FIT_COLUMNS = ["series", "workload", "metric", "c", "exponent", "r2", "bs_min", "bs_max", "simulated"]
+ROOFLINE_COLUMNS = ["series", "workload", "gpu", "batch_size", "simulated", "intensity_flop_per_byte",
+                    "achieved_tflops", "bound", "achieved_fraction"]
+REQUEST_COLUMNS = ["cell_id", "phase", "status", "scheduled_arrival_s", "send_s", "first_token_s", "end_s",
+                   "ttft_ms", "tpot_ms", "output_tokens"]
+
+
+def _round(x):
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x) or math.isinf(x):
+            return None
+        return float(f"{x:.{DIGITS}g}")
+    if x is pd.NA or x is None:
+        return None
+    return x
+
+
+def records(df: pd.DataFrame, columns: list[str]) -> dict:
+    """Column-wise JSON (``{"col": [values...]}``, smaller than row objects); missing columns omitted."""
+    cols = [c for c in columns if c in df.columns]
+    return {c: [_round(v) for v in df[c].tolist()] for c in cols}
+
+
+def points_payload(a: Analysis) -> dict:
+    p = a.points.copy()
+    p["simulated"] = p["simulated"].astype(bool)
+    cols = POINT_COLUMNS + [f"{m}_ci95_{s}" for m in INTERVAL_METRICS for s in ("low", "high")]
+    return records(p, cols)
+
+
+def fits_payload(a: Analysis) -> dict:
+    frames = [f for f in a.fits.values() if not f.empty]
+    return records(pd.concat(frames, ignore_index=True), FIT_COLUMNS) if frames else {}
+
+
+def tables_payload(a: Analysis) -> dict:
+    """The report's tables, each ``{"columns": [...], "rows": [[...], ...]}`` for sortable HTML."""
+    chosen = {
+        "summary": (a.summary, ["series", "workload", "base_batch_size", "base_output_throughput_tok_s",
+                                "tput_batch_size", "tput_output_throughput_tok_s", "energy_batch_size",
+                                "energy_energy_per_request_j", "tput_change_output_throughput_tok_s_pct",
+                                "energy_change_energy_per_request_j_pct", "tput_simulated"]),
+        "energy": (a.energy, ["series", "workload", "batch_size", "flags", "simulated", "output_throughput_tok_s",
+                              "energy_per_1k_output_tokens_j", "net_energy_per_1k_output_tokens_j", "mean_power_w",
+                              "idle_power_w", "energy_source"]),
+        "recommendations": (a.recommendations, ["series", "workload", "scenario", "batch_size", "simulated",
+                                                "output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms",
+                                                "energy_per_request_j", "reason"]),
+        "not measured": (a.status, ["series", "model", "quantization", "gpu", "workload", "batch_size", "repeat",
+                                    "status", "simulated", "reason"]),
+    }
+    out = {}
+    for name, (df, cols) in chosen.items():
+        cols = [c for c in cols if c in df.columns]
+        out[name] = {"columns": cols, "rows": [[_round(v) for v in row] for row in df[cols].itertuples(index=False)]}
+    return out
+
+
+def _spaced(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, num=min(n, k)).round().astype(int)) if n else np.zeros(0, dtype=int)
+
+
+def _power_buckets(power: pd.DataFrame) -> dict:
+    if power.empty:
+        return {"t_s": [], "power_w": []}
+    t, w = power["t_rel_s"].to_numpy(float), power["power_w"].to_numpy(float)
+    if len(t) > MAX_POWER_POINTS:
+        edges = np.linspace(t[0], t[-1], MAX_POWER_POINTS + 1)
+        idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, MAX_POWER_POINTS - 1)
+        counts = np.bincount(idx, minlength=MAX_POWER_POINTS)
+        keep = counts > 0
+        t = (np.bincount(idx, weights=t, minlength=MAX_POWER_POINTS)[keep] / counts[keep])
+        w = (np.bincount(idx, weights=w, minlength=MAX_POWER_POINTS)[keep] / counts[keep])
+    return {"t_s": [_round(x) for x in t], "power_w": [_round(x) for x in w]}
+
+
+def cells_payload(a: Analysis) -> dict:
+    """cell_id -> down-sampled drill-down (see the module doc); times relative to the window start."""
+    ok = a.data.ok
+    table = a.data.requests([c for c in REQUEST_COLUMNS]).to_pandas()
+    by_cell = dict(tuple(table.groupby("cell_id", sort=False))) if len(table) else {}
+    out = {}
+    for r in ok.itertuples(index=False):
+        t0 = float(r.window_start_s)
+        req = by_cell.get(r.cell_id, pd.DataFrame(columns=REQUEST_COLUMNS))
+        req = req.sort_values("scheduled_arrival_s" if req["scheduled_arrival_s"].notna().any() else "send_s")
+        req = req.iloc[_spaced(len(req), MAX_REQUESTS)]
+        rel = {c: req[c].astype(float) - t0 for c in ("send_s", "first_token_s", "end_s")}
+        power = a.data.power(r.cell_id)  # t_rel_s: from the window's start
+        out[r.cell_id] = {
+            "window_s": _round(float(r.window_end_s) - t0), "idle_power_w": _round(r.idle_power_w),
+            "n_requests": int(len(by_cell.get(r.cell_id, ()))),
+            "requests": {"send_s": [_round(x) for x in rel["send_s"]],
+                         "first_token_s": [_round(x) for x in rel["first_token_s"]],
+                         "end_s": [_round(x) for x in rel["end_s"]],
+                         "ttft_ms": [_round(x) for x in req["ttft_ms"]], "tpot_ms": [_round(x) for x in req["tpot_ms"]],
+                         "status": req["status"].tolist(), "phase": req["phase"].tolist()},
+            "power": _power_buckets(power),
+        }
+    return out
+
+
+def page_payload(a: Analysis) -> dict:
+    roofs = a.roofs.to_dict("list") if not a.roofs.empty else {}
+    return {
+        "title": a.data.name, "path": a.data.path, "n_cells": int(len(a.data.runs)), "n_ok": int(len(a.data.ok)),
+        "slo": a.options.slo.describe(), "points": points_payload(a), "fits": fits_payload(a),
+        "roofline": records(a.roofline, ROOFLINE_COLUMNS), "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
+        "tables": tables_payload(a), "cells": cells_payload(a),
+    }
+
+
+COMPARE_METRICS = [("output tok/s", "output_throughput_tok_s"), ("J / output token", "energy_per_output_token_j"),
+                   ("TTFT p50", "ttft_p50_ms"), ("TPOT p50", "tpot_p50_ms")]
+
+
+def compare_payload(table: pd.DataFrame, keys: list[str], label_a: str, label_b: str, subtitle: str,
+                    variants: bool = False) -> dict:
+    """The comparison page's data: the matched points with both sides and the change of each metric
+    (with the series of each side when a side ran several variants on one point)."""
+    cols = keys + (["series_a", "series_b"] if variants else [])
+    for _, m in COMPARE_METRICS:
+        cols += [f"{m}_a", f"{m}_b", f"change_{m}_pct"]
+    cols += ["flags_a", "flags_b", "simulated_a", "simulated_b"]
+    return {"keys": keys, "label_a": label_a, "label_b": label_b, "subtitle": subtitle,
+            "metrics": [list(m) for m in COMPARE_METRICS], "table": records(table, cols)}

@@ -1,0 +1,73 @@
+"""``report.html`` / ``compare.html``: one self-contained page that opens from disk with no network.
+
+The page embeds plotly.js (from the ``plotly`` Python package), the report's own script and style
+(``static/``) and its data (``html_data``). plotly.js and the data travel gzip-compressed and
+base64-encoded (plotly.min.js is 4.8 MB raw, 2.0 MB so); the browser inflates them with its
+built-in ``DecompressionStream`` before running anything. ``window.reportReady`` turns true once
+every chart is drawn (the browser test and the speed benchmark wait for it).
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import json
+from importlib import resources
+from pathlib import Path
+
+from orchestrator.report.analyse import Analysis
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{css}</style></head>
+<body data-page="{page}">
+<header><h1>{title}</h1><p id="subtitle"></p></header>
+<main id="app"><p id="loading">Loading…</p></main>
+<script id="plotly-gz" type="application/octet-stream">{plotly}</script>
+<script id="data-gz" type="application/octet-stream">{data}</script>
+<script>{js}</script>
+</body></html>
+"""
+
+
+def _static(name: str) -> str:
+    return resources.files("orchestrator.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _packed(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_packed() -> str:
+    from plotly.offline import get_plotlyjs  # the plotly package's own bundle: no CDN
+
+    return _packed(get_plotlyjs())
+
+
+def render_page(payload: dict, page: str, title: str) -> str:
+    """The page's HTML for ``payload`` (``page``: "report" or "compare")."""
+    return PAGE.format(title=_escape(title), page=page, css=_static("report.css"), plotly=_plotly_packed(),
+                       data=_packed(json.dumps(payload, separators=(",", ":"), allow_nan=False)),
+                       js=_static("report.js"))
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_html(a: Analysis, out: Path) -> Path:
+    """Write ``report.html`` of the analysed sweep into ``out``."""
+    from orchestrator.report.html_data import page_payload
+
+    path = out / "report.html"
+    path.write_text(render_page(page_payload(a), "report", f"Sweep report: {a.data.name}"), encoding="utf-8")
+    return path
+
+
+def write_compare_html(payload: dict, title: str, out: Path) -> Path:
+    """Write ``compare.html`` (``payload`` from ``html_data.compare_payload``) into ``out``."""
+    path = out / "compare.html"
+    path.write_text(render_page(payload, "compare", title), encoding="utf-8")
+    return path

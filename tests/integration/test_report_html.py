@@ -1,0 +1,134 @@
+"""The HTML report of a real simulated sweep in a real headless Chromium (Debian's, driven by
+Playwright; no browser download, no network): the page opens from disk with no console error,
+every chart draws, a filter changes the plotted series, a drill-down opens with its three charts,
+a table sorts; the comparison page draws; the Markdown links to both. And the dataset is
+readable as-is: DuckDB and polars get the same rows as ``orchestrator.store.load``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_orchestrator
+
+CHROMIUM = os.environ.get("ORCHESTRATOR_CHROMIUM", "/usr/bin/chromium")
+CHARTS = ["chart-throughput", "chart-energy", "chart-ttft", "chart-tpot", "chart-pareto", "chart-roofline"]
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """Two quantizations, offline and chat, two batch sizes, two repeats (intervals on the page)."""
+    out = tmp_path_factory.mktemp("html") / "sweep"
+    run_orchestrator(["-m", "engine=simulated", "model=llama2_7b", "gpu=h100", "quantization=none,awq",
+                      "workload=offline,chat_medium", "batch_size=1,8", "repeats=2", "workload.duration_s=5",
+                      "workload.min_window_s=2", f"store.dir={out}", "dispatch.num_cpus=2", "dispatch.progress=false"],
+                     timeout=600)
+    return out
+
+
+def report(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.report", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def pages(sweep) -> Path:
+    out = sweep.parent / "report"
+    assert report(sweep, "--out", out, "--no-csv").returncode == 0
+    cmp = report("compare", sweep, sweep, "--out", out / "cmp")
+    assert cmp.returncode == 0, cmp.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).is_file(), (f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) or "
+                                      "set ORCHESTRATOR_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: errors.append(f"network request: {r.url}") if not r.url.startswith(
+        ("file://", "data:", "blob:")) else None)
+    page.goto(path.as_uri())
+    page.wait_for_function("window.reportReady === true", timeout=60_000)
+    return page, errors
+
+
+def traces(page, chart: str) -> int:
+    return page.evaluate(f"document.getElementById('{chart}').data.length")
+
+
+def test_the_page_is_self_contained_light_and_linked(pages):
+    html = (pages / "report.html").read_text()
+    assert (pages / "report.html").stat().st_size < 5 * 2**20
+    assert "http://" not in html.split('id="plotly-gz"')[0] and "<script src" not in html  # nothing fetched
+    assert "[report.html](report.html)" in (pages / "report.md").read_text()
+    assert "[compare.html](compare.html)" in (pages / "cmp" / "compare.md").read_text()
+
+
+def test_charts_filters_drilldown_and_tables_work_in_chromium(pages, browser):
+    page, errors = open_page(browser, pages / "report.html")
+    for chart in CHARTS:  # drawn: plotly's SVG is there and holds traces
+        assert page.locator(f"#{chart} .main-svg").count() >= 1, chart
+        assert traces(page, chart) > 0, chart
+    before = traces(page, "chart-throughput")
+    page.click("fieldset[data-axis=quantization] input[value=awq]")
+    after = traces(page, "chart-throughput")
+    assert 0 < after < before
+    names = page.evaluate("document.getElementById('chart-throughput').data.map(t => t.name).join('|')")
+    assert "awq" not in names and "none" in names and "†" in names  # simulated series are marked
+    page.click("fieldset[data-axis=quantization] input[value=awq]")
+    assert traces(page, "chart-throughput") == before
+    # intervals from the two repeats
+    assert page.evaluate("document.getElementById('chart-throughput').data.some(t => t.error_y && t.error_y.visible)")
+    page.locator("section[data-table=points] button.view").first.click()
+    for chart in ("drill-timeline", "drill-dist", "drill-power"):
+        page.wait_for_selector(f"#{chart} .main-svg", timeout=10_000)
+    assert traces(page, "drill-power") == 1
+    col = page.locator("section[data-table=points] tbody tr td:nth-child(3)")
+    first = col.all_inner_texts()
+    page.locator("section[data-table=points] th", has_text="batch_size").click()
+    assert col.all_inner_texts() == sorted(first, key=float)
+    page.locator("section[data-table=points] th", has_text="batch_size").click()
+    assert col.all_inner_texts() == sorted(first, key=float, reverse=True)
+    assert errors == []
+    page.close()
+
+
+def test_the_comparison_page_draws(pages, browser):
+    page, errors = open_page(browser, pages / "cmp" / "compare.html")
+    assert page.locator("#chart-compare .main-svg").count() >= 1 and traces(page, "chart-compare") == 4
+    assert page.locator("section[data-table='matched points'] tbody tr").count() == 8
+    assert errors == []
+    page.close()
+
+
+def test_duckdb_and_polars_read_the_store_as_is(sweep):
+    import duckdb
+    import polars as pl
+
+    from orchestrator.store import load
+
+    runs = load(str(sweep)).runs.to_pandas().sort_values("cell_id").reset_index(drop=True)
+    cols = ["cell_id", "status", "batch_size", "output_throughput_tok_s", "energy_j"]
+    q = duckdb.sql(f"SELECT {', '.join(cols)} FROM read_parquet('{sweep}/runs/*.parquet') ORDER BY cell_id").df()
+    assert q.to_dict("list") == runs[cols].to_dict("list")
+    p = pl.read_parquet(f"{sweep}/runs/*.parquet").sort("cell_id").select(cols)
+    assert p.to_dict(as_series=False) == runs[cols].to_dict("list")
+    n_req = duckdb.sql(f"SELECT count(*) FROM read_parquet('{sweep}/requests/*.parquet')").fetchall()[0][0]
+    assert n_req == load(str(sweep)).requests.num_rows
