@@ -69,7 +69,7 @@ class SearchLoop:
         """Rounds until ``budget`` launchable cells are used; -> why the loop stopped."""
         from orchestrator.search.study import Study
 
-        study = Study(self.space, self.search, min(self.search.startup_trials, max(1, budget - 1)))
+        study = Study(self.space, self.search, self.search.startup_trials)
         launchable = {c.cell_id for c in self.cells.values() if c.status is None}
         while len(self.used) < budget:
             if launchable <= set(self.known):

@@ -8,6 +8,7 @@ Its lines on stdout are the command line's own output, like the runner's.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator import grid
@@ -53,13 +54,14 @@ def parallel_of(session: Session, search: SearchConfig, cells: Sequence[Cell]) -
 
 def new_record(base: Config, search: SearchConfig, space: Space, cells: Dict, total: int, parallel: int,
                value_name: str) -> SearchRecord:
-    launchable = list(dict.fromkeys(c.cell_id for c in cells.values() if c.status is None))
+    labels = {c.cell_id: cand.label() for cand in space.candidates for c in [cells[cand.params]] if c.status is None}
+    launchable = list(labels)
     return SearchRecord(
         name=base.name, kind=search.kind.value, method=search.method.value, objective=search.objective.value,
         value_name=value_name, ttft_p99_slo_ms=float(search.slo.ttft_p99_ms),
         tpot_p99_slo_ms=float(search.slo.tpot_p99_ms), axes=[[a.key, *a.values] for a in space.axes],
         grid_cells=len({c.cell_id for c in cells.values()}), grid_launchable_cells=len(launchable),
-        grid_cell_ids=launchable, max_cells=total, parallel=parallel, seed=search.seed)
+        grid_cell_ids=launchable, grid_cell_params=[labels[c] for c in launchable], max_cells=total, parallel=parallel, seed=search.seed)
 
 
 def search_cells(session: Session, search: SearchConfig, space: Space, configs: Sequence[CellConfig]):
@@ -76,6 +78,8 @@ def run_one(session: Session, search: SearchConfig, jobs, configs,
     from orchestrator.search.driver import SearchLoop
     from orchestrator.search.pick import confirm_and_pick
 
+    if search.method is Method.grid:  # the brute-force reference: one repeat of every cell, no confirmation
+        search = replace(search, confirm_repeats=0)
     space = space_of(jobs, configs)
     if search.kind is SearchKind.capacity:
         check_rate_axis(space.axes)

@@ -67,6 +67,7 @@ class SearchRecord:
     grid_cells: int
     grid_launchable_cells: int
     grid_cell_ids: List[str]
+    grid_cell_params: List[str]  # each launchable cell's values on the axes ("batch_size=8 quantization=fp8")
     max_cells: int
     parallel: int
     seed: int
