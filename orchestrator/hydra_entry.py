@@ -87,6 +87,13 @@ def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
     try:
         jobs = job_lists(params, arguments, config_loader, grids)
         base, configs = expand_jobs(cfg, jobs)
-        run_sweep(configs, base)
+        if base.search is not None:  # +search=NAME: the jobs are the space searched
+            from orchestrator.grid import expand
+            from orchestrator.search.entry import run_search
+
+            choices = dict(cfg.hydra.runtime.choices.items())
+            run_search(base, jobs, configs, lambda more: expand(base, choices, more))
+        else:
+            run_sweep(configs, base)
     except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)

@@ -101,3 +101,15 @@ def describe_nodes(nodes: List[Dict[str, float]]) -> str:
         gpus = int(node.get("GPU", 0))
         parts.append(f"{int(node.get('CPU', 0))} CPU" + (f", {gpus} GPU {'/'.join(types)}" if gpus else ", no GPU"))
     return f"{len(nodes)} live node(s): " + "; ".join(parts) if parts else "no live node"
+
+
+def slots(accelerator_type: str, on_gpu: bool) -> int:
+    """How many one-GPU tasks of that type the live cluster runs at once (``on_gpu``), else how
+    many one-CPU tasks (engines that need no GPU); at least 1."""
+    total = 0.0
+    for node in live_nodes():
+        if not on_gpu:
+            total += node.get("CPU", 0.0)
+        elif node.get(f"accelerator_type:{accelerator_type}", 0.0) > 0:
+            total += node.get("GPU", 0.0)
+    return max(1, int(total))

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 from orchestrator import grid
 from orchestrator.claims import Claim, CellClaims
@@ -70,11 +70,11 @@ class _Ray:
             self.connected = True
 
 
-def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
-    """Cells of the configs, with ``engine=auto`` resolved on the cluster (which engine runs a
-    cell is part of its identity)."""
+def resolve_engines(configs: List[CellConfig], ray: _Ray) -> Dict[str, grid.EngineChoice]:
+    """accelerator type -> the engine ``engine=auto`` cells of that type run on (probed on the
+    cluster, one line each); empty when no config asked for ``auto``."""
     types = grid.needs_auto(configs)
-    auto = {}
+    auto: Dict[str, grid.EngineChoice] = {}
     if types:
         from orchestrator.placement import resolve_auto
 
@@ -82,7 +82,13 @@ def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
         auto = resolve_auto(types)
         for t, choice in auto.items():
             print(f"engine=auto: {choice.engine} for {t} cells ({choice.reason})", flush=True)
-    return grid.cells(configs, auto)
+    return auto
+
+
+def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
+    """Cells of the configs, with ``engine=auto`` resolved on the cluster (which engine runs a
+    cell is part of its identity)."""
+    return grid.cells(configs, resolve_engines(configs, ray))
 
 
 def open_store(cfg: Config) -> Store:
@@ -98,17 +104,41 @@ def open_store(cfg: Config) -> Store:
     return store
 
 
+@dataclass
+class Session:
+    """What the cells of one command share: its config, its store (checked writable) and one
+    Ray connection, made on first need. A sweep runs its cells once; a search, a round at a
+    time."""
+
+    cfg: Config
+    store: Store
+    ray: _Ray
+
+    @classmethod
+    def open(cls, cfg: Config) -> "Session":
+        """``ConfigError`` before any Ray task when the store cannot be written."""
+        store = open_store(cfg)
+        sigterm_as_interrupt()
+        return cls(cfg, store, _Ray(cfg))
+
+
 def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
     """Run every cell not yet complete; return the final status count of all cells.
     ``ConfigError`` before any Ray task when the store cannot be written."""
-    location = cfg.store.location
-    store = open_store(cfg)
-    sigterm_as_interrupt()
-    ray = _Ray(cfg)
+    session = Session.open(cfg)
     try:
-        cells = resolve_cells(configs, ray)
+        cells = resolve_cells(configs, session.ray)
     except KeyboardInterrupt:
         _interrupted(None, cfg, {}, len(configs))
+    return run_cells(session, cells)
+
+
+def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]] = None) -> Counter:
+    """Run the cells not yet complete in the session's store (pre-launch rows written, the rest
+    dispatched); return the final status count of ``cells``. ``sweep.json`` lists ``manifest``
+    (default: ``cells``)."""
+    cfg, store, ray = session.cfg, session.store, session.ray
+    location = cfg.store.location
     completed = store.completed()
     plan = plan_cells(cells, completed, cfg.store.retry_failed)
     final: Dict[str, str] = {c.cell_id: completed[c.cell_id] for c in plan.skip}
@@ -124,7 +154,7 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
             + (f", {len(elsewhere)} being run by another driver" if elsewhere else "") + f" — results in {location}",
             flush=True,
         )
-        _write_manifest(store, cfg, cells)
+        _write_manifest(store, cfg, cells if manifest is None else manifest)
         if plan.run:
             try:
                 ray.ensure()

@@ -186,6 +186,15 @@ class Store:
         t = _read(self.filesystem, files, columns=["cell_id", "status"])
         return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
 
+    def runs_of(self, cell_ids: Iterable[str], columns) -> pa.Table:
+        """The ``runs`` rows of those complete cells among ``cell_ids`` (only ``columns``)."""
+        files = [self.path("runs", c) for c in dict.fromkeys(cell_ids)]
+        infos = self.filesystem.get_file_info(files) if files else []
+        present = [i.path for i in infos if i.type == pafs.FileType.File]
+        if not present:
+            return _with_meta(RUNS_SCHEMA).empty_table().select(list(columns))
+        return _read(self.filesystem, present, columns=list(columns), schema=RUNS_SCHEMA)
+
     def _files(self, table: str):
         sel = pafs.FileSelector(f"{self.root}/{table}", allow_not_found=True)
         return sorted(i.path for i in self.filesystem.get_file_info(sel) if i.path.endswith(".parquet"))

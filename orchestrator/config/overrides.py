@@ -62,7 +62,7 @@ def check_override(text: str) -> None:
     head = key.split(".")[0].split("@")[0]
     if head == "hydra" or "/" in key:
         return
-    if head in CONFIG_GROUPS + ("sweep",) and "." not in key:
+    if head in CONFIG_GROUPS + ("sweep", "search") and "." not in key:
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
         allowed = available_options(head)
         for v in values:

@@ -22,6 +22,7 @@ from orchestrator.config.groups import (
     StoreConfig,
     WorkloadConfig,
 )
+from orchestrator.search.config import SearchConfig
 
 CONFIG_GROUPS = ("model", "quantization", "gpu", "workload", "engine", "sampler")
 """The groups whose choice is an axis of the grid (``sweep`` only sets axes). The batch size is an
@@ -53,6 +54,7 @@ class Config:
     repeats: int = 1
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    search: Optional[SearchConfig] = None  # set by +search=NAME: the sweep's axes are searched, not swept
 
     def validate(self, checked: Optional[Dict[int, object]] = None) -> None:
         """The sweep-wide checks, then every group's own ``validate()`` (``ConfigError`` on the
@@ -61,6 +63,10 @@ class Config:
         check("batch_size", self.batch_size, isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
               and self.batch_size >= 1, "must be an integer >= 1")
         check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
+        if self.search is not None:
+            self.search.validate()
+            check("repeats", self.repeats, self.repeats == 1,
+                  "a search measures one repeat per trial (noise: search.confirm_repeats)")
         checked = {} if checked is None else checked
         for group in (self.engine, self.sampler, self.model, self.quantization, self.gpu, self.workload,
                       self.dispatch, self.store):

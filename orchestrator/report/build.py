@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.analysis.dataset import read_sweep
+from orchestrator.analysis.search import read_search
 from orchestrator.report import answers, appendix, decisions, figures, header, models, repeats, results, summary
+from orchestrator.report.search import search_section
 from orchestrator.report.analyse import Analysis, analyse
 from orchestrator.report.options import ReportOptions
 from orchestrator.report.parallel import plot_executor
@@ -26,7 +28,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
 
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
-    lines = header.header(a) + answers.section(a) + summary.section(a) + results.detail_section(a) + repeats.repeatability_section(a)
+    lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path)) + summary.section(a)
+    lines += results.detail_section(a) + repeats.repeatability_section(a)
     lines += results.energy_section(a)
     lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)

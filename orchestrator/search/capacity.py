@@ -1,0 +1,56 @@
+"""``search.kind=capacity``: the highest offered rate (``workload.rate_rps``, an axis of the
+space) that a configuration serves within both p99 SLOs, unsaturated, and its J per request
+there. ``search.headroom_rates_rps`` runs one after an energy search, on its pick: at your
+traffic the pick costs least energy; this says how much more traffic it takes before the SLOs
+break, and what a request costs there.
+
+The value told to the sampler is minus the offered rate (it minimises).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import List, Sequence
+
+from orchestrator.errors import ConfigError
+from orchestrator.search.config import Objective, SearchConfig, SearchKind, SloConfig
+from orchestrator.search.outcome import Outcome, Verdict, verdict
+from orchestrator.search.space import Axis, Candidate
+
+RATE_KEY = "workload.rate_rps"
+
+
+@dataclass(frozen=True)
+class CapacityGoal:
+    """Highest offered rate under the SLOs."""
+
+    slo: SloConfig
+    objective: Objective = Objective.gross
+    value_name: str = "offered req/s"
+
+    def judge(self, outcome: Outcome) -> Verdict:
+        return verdict(outcome, self.slo, self.objective)
+
+    def value(self, candidate: Candidate, outcome: Outcome) -> float:
+        return -float(candidate.config.workload.rate_rps)
+
+    def shown(self, value: float) -> float:
+        """The value as reported (req/s offered)."""
+        return -value
+
+
+def check_rate_axis(axes: Sequence[Axis]) -> None:
+    """A capacity search needs ``workload.rate_rps`` as an axis of its space."""
+    if not any(a.key == RATE_KEY for a in axes):
+        raise ConfigError(f"search.kind=capacity: the space needs a {RATE_KEY} axis with several rates "
+                          f"(e.g. {RATE_KEY}=5,10,20,40)")
+
+
+def headroom_jobs(job: Sequence[str], rates_rps: Sequence[float]) -> List[List[str]]:
+    """The capacity jobs of one picked job: the job at each rate (its own rate dropped)."""
+    kept = [o for o in job if not o.lstrip("+~").startswith(f"{RATE_KEY}=")]
+    return [[*kept, f"{RATE_KEY}={float(r)!r}"] for r in sorted(set(rates_rps))]
+
+
+def headroom_search(search: SearchConfig) -> SearchConfig:
+    """The capacity search that follows an energy search (same SLOs, seed and confirmation)."""
+    return replace(search, kind=SearchKind.capacity, headroom_rates_rps=[], max_cells=None, budget_fraction=1.0)

@@ -1,0 +1,131 @@
+"""A trial's measured result, read back from the store as a typed ``Outcome`` (the only place
+the search names ``runs`` columns), and its ``Verdict`` against the SLOs: feasible, or the
+reasons it is not (SLO, saturation, a failed status) with how far each is violated.
+
+A cell is feasible when its status is ``ok``, it is not ``saturated``, its energy is valid and
+both p99 latencies are within the SLOs. Violations are relative (``p99 / SLO - 1``; 1.0 for
+saturation, ``FAILED_VIOLATION`` for a cell that produced no measurement): Optuna's constrained
+TPE ranks infeasible trials by their summed violation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from orchestrator.search.config import Objective, SloConfig
+from orchestrator.store import Store
+
+FAILED_VIOLATION = 10.0
+
+
+class Reason(str, Enum):
+    """Why a trial is ruled out."""
+
+    ttft = "ttft_slo"
+    tpot = "tpot_slo"
+    saturated = "saturated"
+    failed = "failed"  # not ok (unsupported, infeasible VRAM, oom, ...) or no valid energy
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the search needs of one complete cell (units in the names)."""
+
+    cell_id: str
+    status: str
+    error: str
+    saturated: bool
+    ttft_p99_ms: float
+    tpot_p99_ms: float
+    energy_per_output_token_j: float
+    net_energy_per_output_token_j: float
+    energy_per_request_j: float
+    net_energy_per_request_j: float
+    offered_rate_rps: float
+    achieved_rate_rps: float
+    output_throughput_tok_s: float
+
+    def energy_per_token_j(self, objective: Objective) -> float:
+        """J per output token, gross or net (NaN when there is none)."""
+        return self.net_energy_per_output_token_j if objective is Objective.net else self.energy_per_output_token_j
+
+    def energy_per_request(self, objective: Objective) -> float:
+        """J per request, gross or net (NaN when there is none)."""
+        return self.net_energy_per_request_j if objective is Objective.net else self.energy_per_request_j
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A trial against the SLOs: ``violations`` (>0 violated, <=0 met) in a fixed order
+    (ttft, tpot, saturation, failure), ``reasons`` the violated ones."""
+
+    violations: Tuple[float, float, float, float]
+    reasons: Tuple[Reason, ...]
+
+    @property
+    def feasible(self) -> bool:
+        return not self.reasons
+
+
+_COLUMNS = {
+    "status": "status", "error": "error", "saturated": "saturated", "ttft_p99_ms": "ttft_p99_ms",
+    "tpot_p99_ms": "tpot_p99_ms", "energy_per_output_token_j": "energy_per_1k_output_tokens_j",
+    "net_energy_per_output_token_j": "net_energy_per_1k_output_tokens_j",
+    "energy_per_request_j": "energy_per_request_j", "net_energy_per_request_j": "net_energy_per_request_j",
+    "offered_rate_rps": "offered_rate_rps", "achieved_rate_rps": "achieved_rate_rps",
+    "output_throughput_tok_s": "output_throughput_tok_s",
+}
+"""Outcome field -> runs column (per-1k-token columns are divided by 1000)."""
+_PER_1K = ("energy_per_output_token_j", "net_energy_per_output_token_j")
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def read_outcomes(store: Store, cell_ids: Iterable[str]) -> Dict[str, Outcome]:
+    """cell id -> ``Outcome`` of every complete cell among ``cell_ids``."""
+    table = store.runs_of(cell_ids, ["cell_id", *dict.fromkeys(_COLUMNS.values())])
+    rows = table.to_pylist()
+    out: Dict[str, Outcome] = {}
+    for row in rows:
+        values = {}
+        for name, column in _COLUMNS.items():
+            value = row[column]
+            if name in ("status", "error"):
+                values[name] = value or ""
+            elif name == "saturated":
+                values[name] = bool(value)
+            else:
+                values[name] = _number(value) / (1000.0 if name in _PER_1K else 1.0)
+        out[row["cell_id"]] = Outcome(cell_id=row["cell_id"], **values)
+    return out
+
+
+def verdict(outcome: Optional[Outcome], slo: SloConfig, objective: Objective = Objective.gross) -> Verdict:
+    """The outcome against the SLOs (a missing outcome is a failure)."""
+    if outcome is None or outcome.status != "ok" or not math.isfinite(outcome.energy_per_token_j(objective)):
+        return Verdict((0.0, 0.0, 0.0, FAILED_VIOLATION), (Reason.failed,))
+    ttft = _relative(outcome.ttft_p99_ms, slo.ttft_p99_ms)
+    tpot = _relative(outcome.tpot_p99_ms, slo.tpot_p99_ms)
+    sat = 1.0 if outcome.saturated else -1.0
+    reasons: List[Reason] = [r for r, v in ((Reason.ttft, ttft), (Reason.tpot, tpot), (Reason.saturated, sat)) if v > 0]
+    return Verdict((ttft, tpot, sat, 0.0), tuple(reasons))
+
+
+def _relative(value_ms: float, target_ms: float) -> float:
+    """``value / target - 1`` (a missing percentile counts as violated by FAILED_VIOLATION)."""
+    if not math.isfinite(value_ms):
+        return FAILED_VIOLATION
+    return value_ms / target_ms - 1.0
+
+
+def combined(verdicts: Iterable[Verdict]) -> Verdict:
+    """Several repeats of one candidate: each violation is the worst repeat's, the reasons
+    their union (a point that violates once is infeasible)."""
+    vs = list(verdicts)
+    worst = tuple(max(v.violations[i] for v in vs) for i in range(4))
+    reasons = tuple(dict.fromkeys(r for v in vs for r in v.reasons))
+    return Verdict(worst, reasons)  # type: ignore[arg-type]
