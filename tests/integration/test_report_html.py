@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ROOT, run_orchestrator
 
 CHROMIUM = os.environ.get("ORCHESTRATOR_CHROMIUM", "/usr/bin/chromium")
-CHARTS = ["chart-throughput", "chart-energy", "chart-ttft", "chart-tpot", "chart-pareto", "chart-roofline"]
+CHARTS = ["chart-throughput", "chart-energy", "chart-energy-net", "chart-ttft", "chart-tpot", "chart-pareto", "chart-roofline"]
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 
@@ -83,6 +83,7 @@ def test_the_page_is_self_contained_light_and_linked(pages):
 
 def test_charts_filters_drilldown_and_tables_work_in_chromium(pages, browser):
     page, errors = open_page(browser, pages / "report.html")
+    page.wait_for_function("window.reportAllDrawn === true", timeout=60_000)
     for chart in CHARTS:  # drawn: plotly's SVG is there and holds traces
         assert page.locator(f"#{chart} .main-svg").count() >= 1, chart
         assert traces(page, chart) > 0, chart
@@ -132,3 +133,14 @@ def test_duckdb_and_polars_read_the_store_as_is(sweep):
     assert p.to_dict(as_series=False) == runs[cols].to_dict("list")
     n_req = duckdb.sql(f"SELECT count(*) FROM read_parquet('{sweep}/requests/*.parquet')").fetchall()[0][0]
     assert n_req == load(str(sweep)).requests.num_rows
+
+
+def test_the_readme_duckdb_query_runs(sweep):
+    import duckdb
+
+    readme = (Path(ROOT) / "README.md").read_text()
+    sql = readme.split("```sql\n", 1)[1].split("```", 1)[0].replace("outputs/smoke", str(sweep))
+    got = duckdb.sql(sql).fetchall()
+    assert len(got) == 4 and {(m, q, b) for m, q, b, *_ in got} == {
+        ("llama2_7b", q, b) for q in ("awq", "none") for b in (1, 8)}
+    assert all(tok > 0 and j > 0 for *_, tok, j in got)

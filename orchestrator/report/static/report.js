@@ -24,6 +24,8 @@ const fmt = (v) => v === null || v === undefined ? "—" : typeof v === "number"
 const label = (p) => `${p.series} · ${p.workload}${p.simulated ? " †" : ""}`;
 const LAYOUT = { margin: { l: 60, r: 10, t: 36, b: 44 }, legend: { font: { size: 10 } }, hovermode: "closest" };
 const CONFIG = { displaylogo: false, responsive: true };
+const MAX_LEGEND = 40;
+const FIRST_CHARTS = 2;  // drawn before the page says it is ready; the rest right after  // more series than this: no legend (hover names them; filter to see one)
 
 // ------------------------------------------------------------------ filters
 const AXES = [["model", "model"], ["quantization", "quantization"], ["gpu", "GPU"], ["workload", "workload"], ["kind", "engine"]];
@@ -71,12 +73,16 @@ function seriesTraces(points, metric, opts = {}) {
   return traces;
 }
 function fitTraces(points, fits, metric, scale) {
+  // every fitted law of the chart in one trace (gaps between them): one trace draws far faster than many
   const shown = new Set(points.map((p) => `${p.series}|${p.workload}`));
-  return rows(fits).filter((f) => f.metric === metric && shown.has(`${f.series}|${f.workload}`) && f.c !== null).map((f) => {
-    const xs = []; for (let b = f.bs_min; b <= f.bs_max * 1.0001; b *= 1.25) xs.push(b);
-    return { x: xs, y: xs.map((b) => scale * f.c * Math.pow(b, f.exponent)), mode: "lines", type: "scatter", showlegend: false, legendgroup: `${f.series} · ${f.workload}${f.simulated ? " †" : ""}`,
-      line: { dash: "dot", width: 1, color: "#888" }, hovertemplate: `fit ${fmt(f.c * scale)}·BS^${fmt(f.exponent)} (R² ${fmt(f.r2)})<extra></extra>` };
-  });
+  const x = [], y = [], text = [];
+  for (const f of rows(fits)) {
+    if (f.metric !== metric || !shown.has(`${f.series}|${f.workload}`) || f.c === null) continue;
+    const law = `fit ${f.series} · ${f.workload}: ${fmt(f.c * scale)}·BS^${fmt(f.exponent)} (R² ${fmt(f.r2)})`;
+    for (let b = f.bs_min; b <= f.bs_max * 1.0001; b *= 1.25) { x.push(b); y.push(scale * f.c * Math.pow(b, f.exponent)); text.push(law); }
+    x.push(null); y.push(null); text.push("");
+  }
+  return x.length ? [{ x, y, text, name: "fitted scaling laws", mode: "lines", type: "scatter", line: { dash: "dot", width: 1, color: "#888" }, hovertemplate: "%{text}<extra></extra>" }] : [];
 }
 function paretoTraces(points) {
   const pts = points.filter((p) => p.output_throughput_tok_s !== null && p.e2e_p50_ms !== null);
@@ -97,7 +103,8 @@ function rooflineTraces(data, keep) {
 const axisBs = { title: "batch size (max-num-seqs)", type: "log", dtick: Math.log10(2) };
 const CHARTS = [
   ["chart-throughput", "Output throughput (tok/s)", (d, ps) => [...seriesTraces(ps, "output_throughput_tok_s"), ...fitTraces(ps, d.fits, "output_throughput_tok_s", 1)], { xaxis: axisBs, yaxis: { title: "tok/s", type: "log" } }],
-  ["chart-energy", "Energy per output token (J): gross solid, net dotted", (d, ps) => [...seriesTraces(ps, "energy_per_output_token_j"), ...seriesTraces(ps, "net_energy_per_output_token_j", { prefix: "net ", dash: "dot" }), ...fitTraces(ps, d.fits, "energy_per_1k_output_tokens_j", 0.001)], { xaxis: axisBs, yaxis: { title: "J / output token", type: "log" } }],
+  ["chart-energy", "Energy per output token (J), gross: the GPU's whole draw", (d, ps) => [...seriesTraces(ps, "energy_per_output_token_j"), ...fitTraces(ps, d.fits, "energy_per_1k_output_tokens_j", 0.001)], { xaxis: axisBs, yaxis: { title: "J / output token", type: "log" } }],
+  ["chart-energy-net", "Energy per output token (J), net: above the idle baseline", (d, ps) => seriesTraces(ps, "net_energy_per_output_token_j"), { xaxis: axisBs, yaxis: { title: "J / output token (net)", type: "log" } }],
   ["chart-ttft", "TTFT p50 (ms)", (d, ps) => seriesTraces(ps, "ttft_p50_ms"), { xaxis: axisBs, yaxis: { title: "ms", type: "log" } }],
   ["chart-tpot", "TPOT p50 (ms)", (d, ps) => seriesTraces(ps, "tpot_p50_ms"), { xaxis: axisBs, yaxis: { title: "ms" } }],
   ["chart-pareto", "Latency–throughput (E2E p50 vs output tok/s) and its Pareto front", (d, ps) => paretoTraces(ps), { xaxis: { title: "output tok/s", type: "log" }, yaxis: { title: "E2E p50 (ms)", type: "log" } }],
@@ -159,9 +166,28 @@ function reportPage(data) {
   for (const k of ["model", "quantization"]) data.roofline[k] = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.[k]);
   document.getElementById("subtitle").textContent = `${data.n_ok} ok of ${data.n_cells} cells in ${data.path}. † simulated (dashed): modeled, not measured. Latency SLO: ${data.slo}. Click a point or a "view" button for the cell's requests and power.`;
   const app = document.getElementById("app");
-  const draw = () => {
-    const ps = points.filter(filters.keep);
-    for (const [id, title, traces, axes] of CHARTS) Plotly.react(id, traces(data, ps, filters.keep), { ...LAYOUT, ...axes, title: { text: title } }, CONFIG);
+  let generation = 0;
+  const drawOne = ([id, title, traces, axes], ps) => {
+    const tr = traces(data, ps, filters.keep);
+    const gd = document.getElementById(id);
+    Plotly.react(gd, tr, { ...LAYOUT, ...axes, title: { text: title }, showlegend: tr.length <= MAX_LEGEND }, CONFIG);
+    if (!gd.dataset.clicks) {  // a point opens its cell's drill-down
+      gd.dataset.clicks = "1";
+      gd.on("plotly_click", (ev) => { const cid = ev.points[0]?.customdata; if (cid) view(cid); });
+    }
+  };
+  const draw = () => {  // the first charts now, the others one per frame (the page stays usable)
+    const ps = points.filter(filters.keep), mine = ++generation;
+    window.reportAllDrawn = false;
+    CHARTS.slice(0, FIRST_CHARTS).forEach((c) => drawOne(c, ps));
+    const rest = CHARTS.slice(FIRST_CHARTS);
+    const next = () => {
+      if (mine !== generation) return;  // a newer filter change redraws everything
+      if (!rest.length) { window.reportAllDrawn = true; return; }
+      drawOne(rest.shift(), ps);
+      requestAnimationFrame(next);
+    };
+    requestAnimationFrame(next);
   };
   const filters = filterBar(points, draw);
   const charts = el("section", { class: "charts" }, ...CHARTS.map(([id]) => el("div", { id, class: "chart" })));
@@ -170,7 +196,6 @@ function reportPage(data) {
   const tables = [sortable("points", cellsTable, view), ...Object.entries(data.tables).map(([n, t]) => sortable(n, t))];
   app.replaceChildren(filters.bar, charts, el("section", { id: "drill" }, el("p", {}, "Click a point for its cell's drill-down.")), ...tables);
   draw();
-  for (const [id] of CHARTS) document.getElementById(id).on("plotly_click", (ev) => { const cid = ev.points[0]?.customdata; if (cid) view(cid); });
 }
 
 function comparePage(data) {
@@ -185,10 +210,15 @@ function comparePage(data) {
 
 (async () => {
   try {
+    const t = { start: performance.now() };
     const [plotly, json] = await Promise.all([inflate("plotly-gz"), inflate("data-gz")]);
+    t.inflated = performance.now();
     const s = document.createElement("script"); s.text = plotly; document.head.append(s);
+    t.plotly = performance.now();
     const data = JSON.parse(json);
     (document.body.dataset.page === "compare" ? comparePage : reportPage)(data);
+    t.drawn = performance.now();
+    window.reportTimings = t;
     window.reportReady = true;
   } catch (err) {
     document.getElementById("app").replaceChildren(el("p", { class: "error" }, `The page could not be drawn: ${err}`));
