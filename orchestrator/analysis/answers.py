@@ -82,7 +82,8 @@ def energy_knees(points: pd.DataFrame, saving: float = KNEE_SAVING) -> list[Ener
             continue
         bs, j = list(g["batch_size"].astype(int)), list(g[J_TOK].astype(float))
         knee = next((i for i in range(len(j) - 1) if j[i + 1] > (1.0 - saving) * j[i]), len(j) - 1)
-        out.append(EnergyKnee(series, workload, bs[0], j[0], bs[knee], j[knee], bs[-1], j[-1], bool(g["simulated"].any())))
+        out.append(EnergyKnee(series, workload, bs[0], j[0], bs[knee], j[knee], bs[-1], j[-1],
+                              bool(g["simulated"].any())))
     return out
 
 

@@ -19,7 +19,8 @@ def _mj(j: float) -> str:
 
 
 def knee_sentence(k: answers.EnergyKnee) -> str:
-    knee = (f"the knee is BS {k.knee_batch} ({_mj(k.knee_j_per_tok)}, {k.first_j_per_tok / k.knee_j_per_tok:.1f}× less)"
+    fold = k.first_j_per_tok / k.knee_j_per_tok
+    knee = (f"the knee is BS {k.knee_batch} ({_mj(k.knee_j_per_tok)}, {fold:.1f}× less)"
             if k.knee_batch != k.last_batch else f"every step still saves ≥ {answers.KNEE_SAVING:.0%} up to the "
             f"largest batch")
     last = "" if k.knee_batch == k.last_batch else (

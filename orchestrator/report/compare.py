@@ -127,5 +127,6 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None) -> Pat
     from orchestrator.report.html_page import write_compare_html
 
     subtitle = f"B = {b.path} against A = {a.path}; matched on {', '.join(c.keys)}; † simulated."
-    write_compare_html(compare_payload(c.table, c.keys, la, lb, subtitle, c.variants), f"Comparison: {lb} against {la}", out)
+    payload = compare_payload(c.table, c.keys, la, lb, subtitle, c.variants)
+    write_compare_html(payload, f"Comparison: {lb} against {la}", out)
     return path

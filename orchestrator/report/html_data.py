@@ -141,7 +141,8 @@ def page_payload(a: Analysis) -> dict:
     return {
         "title": a.data.name, "path": a.data.path, "n_cells": int(len(a.data.runs)), "n_ok": int(len(a.data.ok)),
         "slo": a.options.slo.describe(), "points": points_payload(a), "fits": fits_payload(a),
-        "roofline": records(a.roofline, ROOFLINE_COLUMNS), "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
+        "roofline": records(a.roofline, ROOFLINE_COLUMNS),
+        "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
         "tables": tables_payload(a), "cells": cells_payload(a),
     }
 

@@ -4,7 +4,9 @@ there. ``search.headroom_rates_rps`` runs one after an energy search, on its pic
 traffic the pick costs least energy; this says how much more traffic it takes before the SLOs
 break, and what a request costs there.
 
-The value told to the sampler is minus the offered rate (it minimises).
+The value told to the sampler is minus the offered rate (it minimises). With the rate as the only
+axis the sampler is a bracket (``bracket.py``: the capacity is where passing turns to failing on
+the sorted rates), not TPE.
 """
 from __future__ import annotations
 
@@ -36,6 +38,16 @@ class CapacityGoal:
     def shown(self, value: float) -> float:
         """The value as reported (req/s offered)."""
         return -value
+
+    def study(self, space, search, parallel: int):
+        """Bracketing when the rate is the only axis (``bracket``), else the Optuna study."""
+        if len(space.axes) == 1 and space.axes[0].ordered:
+            from orchestrator.search.bracket import Bracket
+
+            return Bracket(space, parallel)
+        from orchestrator.search.study import Study
+
+        return Study(space, search, search.startup_trials)
 
 
 def check_rate_axis(axes: Sequence[Axis]) -> None:

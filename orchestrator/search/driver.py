@@ -67,14 +67,14 @@ class SearchLoop:
 
     def run(self, budget: int) -> str:
         """Rounds until ``budget`` launchable cells are used; -> why the loop stopped."""
-        from orchestrator.search.study import Study
-
-        study = Study(self.space, self.search, self.search.startup_trials)
+        study = self.goal.study(self.space, self.search, self.parallel)
         launchable = {c.cell_id for c in self.cells.values() if c.status is None}
         while len(self.used) < budget:
             if launchable <= set(self.known):
                 return "every launchable candidate is measured"
             asked = self._ask(study, min(self.parallel, budget - len(self.used)))
+            if not asked.new and study.closed:
+                return "the bracket is closed: the capacity lies between a passing and a failing rate"
             if not asked.new:
                 return f"the sampler proposed only measured cells ({self.search.max_duplicate_asks} asks in a row)"
             self.evaluate(list(asked.new.values()))
@@ -99,6 +99,9 @@ class SearchLoop:
         asked = Asked()
         streak = 0
         while asked.slots_used() < slots and streak < self.search.max_duplicate_asks:
+            if study.closed:  # the sampler knows it has nothing new to ask (a closed bracket)
+                asked.exhausted = True
+                break
             trial, cand = study.ask()
             cell = self.cells[cand.params]
             if cell.cell_id in self.known:

@@ -37,3 +37,9 @@ class EnergyGoal:
     def shown(self, value: float) -> float:
         """The value as reported (J per output token)."""
         return value
+
+    def study(self, space, search, parallel: int):
+        """The Optuna study (TPE with the SLO constraints)."""
+        from orchestrator.search.study import Study
+
+        return Study(space, search, search.startup_trials)

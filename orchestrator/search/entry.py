@@ -61,7 +61,8 @@ def new_record(base: Config, search: SearchConfig, space: Space, cells: Dict, to
         value_name=value_name, ttft_p99_slo_ms=float(search.slo.ttft_p99_ms),
         tpot_p99_slo_ms=float(search.slo.tpot_p99_ms), axes=[[a.key, *a.values] for a in space.axes],
         grid_cells=len({c.cell_id for c in cells.values()}), grid_launchable_cells=len(launchable),
-        grid_cell_ids=launchable, grid_cell_params=[labels[c] for c in launchable], max_cells=total, parallel=parallel, seed=search.seed)
+        grid_cell_ids=launchable, grid_cell_params=[labels[c] for c in launchable], max_cells=total,
+        parallel=parallel, seed=search.seed)
 
 
 def search_cells(session: Session, search: SearchConfig, space: Space, configs: Sequence[CellConfig]):

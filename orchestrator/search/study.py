@@ -6,7 +6,8 @@ best feasible trials and infeasible ones are ranked by how far they miss; ``mult
 (axes are modelled jointly: the feasible batch sizes depend on the quantization);
 ``constant_liar`` (a round's trials are asked before any is told, so they spread out);
 ``n_startup_trials`` seeded random trials first. Optuna >= 5 takes the violations as the
-trial's constraints (``Trial.set_constraint``); older ones through ``constraints_func``. Ordered axes are integer indices into their
+trial's constraints (``Trial.set_constraint``); older ones through ``constraints_func``.
+Ordered axes are integer indices into their
 ascending values (``space``): discrete by construction, with their order known to the sampler.
 Everything is seeded (``search.seed``): the same results give the same trials.
 """
@@ -47,6 +48,8 @@ class Study:
             sampler = optuna.samplers.TPESampler(
                 seed=search.seed, n_startup_trials=startup_trials, multivariate=True, constant_liar=True, **extra)
         self.study = optuna.create_study(direction="minimize", sampler=sampler)
+
+    closed = False  # TPE never knows it is done (the loop stops on repeated asks or the budget)
 
     def ask(self):
         """-> (an Optuna trial, the candidate it names)."""

@@ -78,3 +78,26 @@ def test_bad_slo_values_exit_2_before_any_work(tmp_path):
         assert "Ray" not in proc.stdout
     proc = run_orchestrator(["+search=energy_slo", "engine=simulated", f"store.dir={tmp_path / 'y'}"], check=False)
     assert proc.returncode == 2 and "search.slo.ttft_p99_ms=None: required" in proc.stderr
+
+
+def test_capacity_search_brackets_the_grids_capacity(tmp_path):
+    """``+search=capacity`` over 17 rates on the simulator: the rate it picks is the grid's
+    capacity (the last passing rate before the first failure, from the brute-force grid into the
+    same store), found in a handful of cells, with J/request there."""
+    store = tmp_path / "cap"
+    base = ["+search=capacity", "engine=simulated", "gpu=h100", "model=llama2_7b", "batch_size=32",
+            "workload=chat_medium", "workload.duration_s=10", "search.slo.ttft_p99_ms=1000",
+            "search.slo.tpot_p99_ms=40", "search.confirm_repeats=0", "dispatch.num_cpus=2",
+            "dispatch.progress=false", f"store.dir={store}"]
+    proc = run_orchestrator(base, timeout=400)
+    rec = read_record(Store.open(str(store)))
+    measured = [t for t in rec.trials if t.source == "measured" and not t.confirmation]
+    assert rec.pick is not None and len(measured) <= 6 and not [t for t in rec.trials if t.source == "cache"]
+    assert "the bracket is closed" in proc.stdout + proc.stderr
+    run_orchestrator([*base, "search.method=grid"], timeout=600)
+    grid = read_record(Store.open(str(store)), "grid")
+    by_rate = sorted({t.offered_rate_rps: t.feasible for t in grid.trials if not t.confirmation}.items())
+    first_fail = next((r for r, ok in by_rate if not ok), float("inf"))
+    capacity = max(r for r, ok in by_rate if ok and r < first_fail)
+    assert 1 < capacity < 128  # a real bracket: some rates pass, some fail
+    assert rec.pick.value == capacity and rec.pick.energy_per_request_j > 0
