@@ -20,6 +20,12 @@ its arrival time; when a server sends no ids, per-chunk counts come from ``conti
 deltas. Token counts never come from text. A request whose server gives no count at all, an HTTP
 error, a stream error or a timeout becomes a ``status='error'`` row with the error text.
 
+Other servers (``engine=endpoint``) speak a ``Dialect``: prompts as token ids or as text (built
+by the caller with an exact length under its tokenizer), with or without vLLM's extra fields, and
+continuous usage stats asked for. Every content chunk's arrival is kept too (``chunk_times_s``):
+when a server gives neither token ids nor continuous usage, they are the only per-token times,
+and ITL is per chunk (``metrics``: ``itl_basis``).
+
 Every time is ``time.monotonic()`` seconds (the sampler's clock, ``monotonic_ns / 1e9``).
 """
 from __future__ import annotations
@@ -60,6 +66,20 @@ class Endpoint:
         return h
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How request bodies are written. ``text_prompts``: the prompt goes as text (``prompt_text``
+    of the client), else as token ids; ``vllm_extras``: ``return_token_ids``, ``request_id``,
+    ``ignore_eos``/``min_tokens``; ``continuous_usage``: ask for usage in every chunk."""
+
+    text_prompts: bool = False
+    vllm_extras: bool = True
+    continuous_usage: bool = False
+
+
+VLLM = Dialect()
+
+
 @dataclass
 class ClientRun:
     """What the client saw: one record per request sent, and the measured window (seconds)."""
@@ -72,20 +92,28 @@ class ClientRun:
 
 
 def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
-                    request_id: Optional[str] = None) -> Dict:
-    """The JSON body of one streamed completion: the prompt as token ids, exactly
-    ``spec.output_tokens`` new tokens when ``ignore_eos`` (min = max), greedy."""
+                    request_id: Optional[str] = None, dialect: Dialect = VLLM,
+                    prompt_text: Optional[str] = None) -> Dict:
+    """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
+    under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
+    max), greedy."""
     body = {
         "model": model,
-        "prompt": list(prompt_ids),
+        "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
         "max_tokens": int(spec.output_tokens),
         "temperature": 0.0,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "return_token_ids": True,
     }
+    if dialect.continuous_usage:
+        body["stream_options"]["continuous_usage_stats"] = True
     if ignore_eos:
-        body.update(ignore_eos=True, min_tokens=int(spec.output_tokens))
+        body["ignore_eos"] = True
+    if not dialect.vllm_extras:
+        return body
+    body["return_token_ids"] = True
+    if ignore_eos:
+        body["min_tokens"] = int(spec.output_tokens)
     if request_id:
         body["request_id"] = request_id
     return body
@@ -99,6 +127,9 @@ class _Stream:
 
     def __init__(self):
         self.token_times: List[float] = []
+        self.chunk_times: List[float] = []  # arrival of every chunk that carried text or tokens
+        self.ids_seen = False  # a content chunk named its token ids
+        self.continuous_seen = False  # a content chunk carried usage (continuous usage stats)
         self.tokens_known = True  # every content chunk said how many tokens it carried
         self.first_content_s: Optional[float] = None
         self.last_content_s: Optional[float] = None
@@ -108,6 +139,7 @@ class _Stream:
         self.error: Optional[str] = None
         self.done = False  # saw [DONE]
         self.cancelled = False  # closed by the client at the drain limit
+        self.status: Optional[int] = None  # the HTTP status (None: no response)
 
     def feed(self, payload: str, t: float) -> bool:
         """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
@@ -131,18 +163,22 @@ class _Stream:
         ids = choice.get("token_ids")
         if ids is not None:
             k = len(ids)
+            self.ids_seen = True
         elif usage is not None and "completion_tokens" in usage:
             k = int(usage["completion_tokens"]) - self.cumulative
+            self.continuous_seen = True
         else:
             k = None
         if k is None:
             self.tokens_known = False
             if choice.get("text"):
                 self._mark(t)
+                self.chunk_times.append(t)
             return
         self.cumulative += k
         if k > 0:
             self.token_times.extend([t] * k)
+            self.chunk_times.append(t)
             self._mark(t)
 
     def _mark(self, t: float) -> None:
@@ -169,8 +205,9 @@ class _Stream:
             rec.error = self.error or "the server reported no token count (no usage chunk, no token ids)"
             return rec
         rec.output_tokens = count
+        rec.chunk_times_s = np.asarray(self.chunk_times, dtype=float)
         if self.prompt_tokens is not None:
-            rec.input_tokens = int(self.prompt_tokens)
+            rec.input_tokens = rec.prompt_tokens_reported = int(self.prompt_tokens)
         if self.first_content_s is not None:
             rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
         if self.tokens_known:
@@ -196,10 +233,20 @@ async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: b
                          arrival_s: float) -> RequestRecord:
     """Send one request now and read its stream to the end; never raises. Cancelled (the drain
     limit), it closes the stream and returns a ``cancelled`` record."""
+    send_s = time.monotonic()
+    st = await read_stream(session, endpoint, body)
+    return st.record(spec, arrival_s, send_s, time.monotonic())
+
+
+async def read_stream(session, endpoint: Endpoint, body: bytes) -> "_Stream":
+    """POST ``body`` now and read its SSE stream into a ``_Stream``; never raises (an HTTP error,
+    a stream error, a timeout or a lost connection is its ``error``; a cancellation its
+    ``cancelled``). ``_Stream.status`` is the HTTP status (None: no response)."""
     st = _Stream()
     send_s = time.monotonic()
     try:
         async with session.post(endpoint.completions_url, data=body, headers=endpoint.headers()) as resp:
+            st.status = resp.status
             if resp.status != 200:
                 text = (await resp.text())[:ERROR_TEXT_CHARS]
                 st.error = f"HTTP {resp.status}: {text}"
@@ -217,7 +264,7 @@ async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: b
         st.error = f"timeout after {time.monotonic() - send_s:.1f} s ({type(exc).__name__})"
     except Exception as exc:  # connection refused/reset, bad JSON...: a row, not a crash
         st.error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
-    return st.record(spec, arrival_s, send_s, time.monotonic())
+    return st
 
 
 # ------------------------------------------------------------------------------- the plan
@@ -229,9 +276,16 @@ class StreamingClient:
 
     def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
                  request_timeout_s: float = 600.0, request_id_prefix: str = "orch",
-                 progress: Optional[Callable] = None):
+                 progress: Optional[Callable] = None, dialect: Dialect = VLLM,
+                 prompt_text: Optional[Callable[[Sequence[int]], str]] = None):
+        """``prompt_text(ids)``: the text of a prompt with exactly ``len(ids)`` tokens under the
+        caller's tokenizer (a text ``dialect`` only)."""
+        if dialect.text_prompts and prompt_text is None:
+            raise ValueError("a text dialect needs prompt_text")
         self.endpoint = endpoint
         self.prompt_ids = prompt_ids
+        self.dialect = dialect
+        self.prompt_text = prompt_text
         self.request_timeout_s = float(request_timeout_s)
         self.request_id_prefix = request_id_prefix
         self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
@@ -252,8 +306,9 @@ class StreamingClient:
 
         ids = self.prompt_ids(spec)
         self._prompt_hash[spec.index] = prompt_digest(ids)
+        text = self.prompt_text(ids) if self.dialect.text_prompts else None
         return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
-                                          f"{self.request_id_prefix}-{spec.index}")).encode()
+                                          f"{self.request_id_prefix}-{spec.index}", self.dialect, text)).encode()
 
     @staticmethod
     def _never_sent(spec: RequestSpec, t_sched: float) -> RequestRecord:

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from orchestrator.metrics import RequestRecord
 
 WORKER_COLUMNS = ("host", "node_id", "ray_gpu_ids", "assigned_resources")
-EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"))
+EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"),
+                 ("prompt_mode", "endpoint_prompt_mode"), ("token_times_source", "endpoint_token_times"),
+                 ("n_prompt_tokens_mismatch", "endpoint_prompt_tokens_mismatch"))
 """(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
 
 
