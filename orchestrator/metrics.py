@@ -69,6 +69,7 @@ class WindowRun:
     batch_bounds_s: Optional[List[Tuple[float, float]]] = None  # offline: (start, end) of each measured batch
     drain_timeout_s: Optional[float] = None  # open/closed loop: the drain limit applied
     drain_s: Optional[float] = None  # seconds from the window's end until the last request ended or was cancelled
+    failure: Optional[Tuple[str, str]] = None  # (status, error): the cell failed, its request rows kept
 
 
 def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
