@@ -1,6 +1,6 @@
 """What an OpenAI-compatible server accepts and reports, found by asking it once (``engine=endpoint``).
 
-``probe(target)`` sends, through the project's streaming client (``client.read_stream``):
+``probe(target)`` sends, through the project's streaming client (``sse.read_stream``):
 
 1. ``GET /v1/models`` (with the key): a connection error is an unreachable URL, 401/403 a bad
    key, a list without ``engine.endpoint.model`` a wrong model name (a server without the route
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional, Tuple
 
-from orchestrator.client import Dialect, Endpoint, completion_body, read_stream
+from orchestrator.client import Dialect, Endpoint, completion_body
+from orchestrator.sse import read_stream
 from orchestrator.errors import ConfigError
 from orchestrator.workload import RequestSpec
 
@@ -129,7 +130,7 @@ def _probe_prompt(t: Target) -> Tuple[list, Optional[str]]:
 
 
 async def _completion(session, t: Target, ids: list, text: Optional[str]):
-    """One short streamed completion (``text`` when given, else token ids) -> the client's ``_Stream``."""
+    """One short streamed completion (``text`` when given, else token ids) -> an ``sse.SseStream``."""
     spec = RequestSpec(0, "probe", 0.0, PROBE_PROMPT_TOKENS, PROBE_OUTPUT_TOKENS)
     dialect = Dialect(text_prompts=text is not None, vllm_extras=True, continuous_usage=True)
     body = completion_body(spec, t.endpoint.model, ids, True, "probe-0", dialect, text)
