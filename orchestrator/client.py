@@ -20,6 +20,12 @@ its arrival time; when a server sends no ids, per-chunk counts come from ``conti
 deltas. Token counts never come from text. A request whose server gives no count at all, an HTTP
 error, a stream error or a timeout becomes a ``status='error'`` row with the error text.
 
+Other servers (``engine=endpoint``) speak a ``Dialect``: prompts as token ids or as text (built
+by the caller with an exact length under its tokenizer), with or without vLLM's extra fields, and
+continuous usage stats asked for. Every content chunk's arrival is kept too (``chunk_times_s``):
+when a server gives neither token ids nor continuous usage, they are the only per-token times,
+and ITL is per chunk (``metrics``: ``itl_basis``).
+
 Every time is ``time.monotonic()`` seconds (the sampler's clock, ``monotonic_ns / 1e9``).
 """
 from __future__ import annotations
@@ -35,10 +41,10 @@ import numpy as np
 from orchestrator.config.groups import Arrival
 from orchestrator.drain import bounded, drain
 from orchestrator.metrics import RequestRecord
+from orchestrator.sse import SseStream, read_stream
 from orchestrator.workload import RequestSpec, WorkloadPlan
 
 START_LEAD_S = 0.2  # between preparing every request body and the first scheduled send
-ERROR_TEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,20 @@ class Endpoint:
         return h
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How request bodies are written. ``text_prompts``: the prompt goes as text (``prompt_text``
+    of the client), else as token ids; ``vllm_extras``: ``return_token_ids``, ``request_id``,
+    ``ignore_eos``/``min_tokens``; ``continuous_usage``: ask for usage in every chunk."""
+
+    text_prompts: bool = False
+    vllm_extras: bool = True
+    continuous_usage: bool = False
+
+
+VLLM = Dialect()
+
+
 @dataclass
 class ClientRun:
     """What the client saw: one record per request sent, and the measured window (seconds)."""
@@ -72,20 +92,28 @@ class ClientRun:
 
 
 def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
-                    request_id: Optional[str] = None) -> Dict:
-    """The JSON body of one streamed completion: the prompt as token ids, exactly
-    ``spec.output_tokens`` new tokens when ``ignore_eos`` (min = max), greedy."""
+                    request_id: Optional[str] = None, dialect: Dialect = VLLM,
+                    prompt_text: Optional[str] = None) -> Dict:
+    """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
+    under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
+    max), greedy."""
     body = {
         "model": model,
-        "prompt": list(prompt_ids),
+        "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
         "max_tokens": int(spec.output_tokens),
         "temperature": 0.0,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "return_token_ids": True,
     }
+    if dialect.continuous_usage:
+        body["stream_options"]["continuous_usage_stats"] = True
     if ignore_eos:
-        body.update(ignore_eos=True, min_tokens=int(spec.output_tokens))
+        body["ignore_eos"] = True
+    if not dialect.vllm_extras:
+        return body
+    body["return_token_ids"] = True
+    if ignore_eos:
+        body["min_tokens"] = int(spec.output_tokens)
     if request_id:
         body["request_id"] = request_id
     return body
@@ -94,129 +122,12 @@ def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ig
 # ------------------------------------------------------------------------------- one stream
 
 
-class _Stream:
-    """Accumulates the chunks of one response."""
-
-    def __init__(self):
-        self.token_times: List[float] = []
-        self.tokens_known = True  # every content chunk said how many tokens it carried
-        self.first_content_s: Optional[float] = None
-        self.last_content_s: Optional[float] = None
-        self.usage_tokens: Optional[int] = None
-        self.prompt_tokens: Optional[int] = None
-        self.cumulative = 0  # continuous-usage count seen so far
-        self.error: Optional[str] = None
-        self.done = False  # saw [DONE]
-        self.cancelled = False  # closed by the client at the drain limit
-
-    def feed(self, payload: str, t: float) -> bool:
-        """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
-        if payload == "[DONE]":
-            self.done = True
-            return False
-        chunk = json.loads(payload)
-        if "error" in chunk and not chunk.get("choices"):
-            self.error = f"stream error: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}"
-            return False
-        usage = chunk.get("usage") or None
-        choices = chunk.get("choices") or []
-        for choice in choices:
-            self._content(choice, usage, t)
-        if usage is not None and not choices:  # the final usage chunk
-            self.usage_tokens = int(usage["completion_tokens"])
-            self.prompt_tokens = usage.get("prompt_tokens")
-        return True
-
-    def _content(self, choice: Dict, usage: Optional[Dict], t: float) -> None:
-        ids = choice.get("token_ids")
-        if ids is not None:
-            k = len(ids)
-        elif usage is not None and "completion_tokens" in usage:
-            k = int(usage["completion_tokens"]) - self.cumulative
-        else:
-            k = None
-        if k is None:
-            self.tokens_known = False
-            if choice.get("text"):
-                self._mark(t)
-            return
-        self.cumulative += k
-        if k > 0:
-            self.token_times.extend([t] * k)
-            self._mark(t)
-
-    def _mark(self, t: float) -> None:
-        if self.first_content_s is None:
-            self.first_content_s = t
-        self.last_content_s = t
-
-    def record(self, spec: RequestSpec, arrival_s: float, send_s: float, end_of_stream_s: float) -> RequestRecord:
-        """The request's row (status 'error' when the stream failed or gave no token count)."""
-        rec = RequestRecord(
-            index=spec.index, phase=spec.phase, arrival_s=arrival_s, send_s=send_s,
-            first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
-            output_tokens=0, requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
-        )
-        if self.cancelled:
-            return self._cancelled(rec)
-        count = self.usage_tokens
-        if count is None and self.tokens_known:
-            count = len(self.token_times)
-        if not self.error and not self.done:
-            self.error = "the stream ended before [DONE]"
-        if self.error or count is None:
-            rec.status = "error"
-            rec.error = self.error or "the server reported no token count (no usage chunk, no token ids)"
-            return rec
-        rec.output_tokens = count
-        if self.prompt_tokens is not None:
-            rec.input_tokens = int(self.prompt_tokens)
-        if self.first_content_s is not None:
-            rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
-        if self.tokens_known:
-            rec.token_times_s = np.asarray(self.token_times, dtype=float)
-            if len(self.token_times) != count:
-                rec.error = f"token ids in chunks ({len(self.token_times)}) != usage.completion_tokens ({count})"
-        return rec
-
-
-    def _cancelled(self, rec: RequestRecord) -> RequestRecord:
-        """A request cancelled at the drain limit: the tokens seen so far, with their times."""
-        rec.status = "cancelled"
-        rec.error = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
-        rec.output_tokens = len(self.token_times)
-        if self.first_content_s is not None:
-            rec.first_token_s = self.first_content_s
-        if self.tokens_known and self.token_times:
-            rec.token_times_s = np.asarray(self.token_times, dtype=float)
-        return rec
-
-
 async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes,
                          arrival_s: float) -> RequestRecord:
     """Send one request now and read its stream to the end; never raises. Cancelled (the drain
     limit), it closes the stream and returns a ``cancelled`` record."""
-    st = _Stream()
     send_s = time.monotonic()
-    try:
-        async with session.post(endpoint.completions_url, data=body, headers=endpoint.headers()) as resp:
-            if resp.status != 200:
-                text = (await resp.text())[:ERROR_TEXT_CHARS]
-                st.error = f"HTTP {resp.status}: {text}"
-            else:
-                async for line in resp.content:
-                    t = time.monotonic()
-                    line = line.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    if not st.feed(line[5:].strip().decode(), t):
-                        break
-    except asyncio.CancelledError:  # the drain limit: leaving the `async with` closes the stream
-        st.cancelled = True
-    except (asyncio.TimeoutError, TimeoutError) as exc:
-        st.error = f"timeout after {time.monotonic() - send_s:.1f} s ({type(exc).__name__})"
-    except Exception as exc:  # connection refused/reset, bad JSON...: a row, not a crash
-        st.error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
+    st = await read_stream(session, endpoint, body)
     return st.record(spec, arrival_s, send_s, time.monotonic())
 
 
@@ -229,9 +140,16 @@ class StreamingClient:
 
     def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
                  request_timeout_s: float = 600.0, request_id_prefix: str = "orch",
-                 progress: Optional[Callable] = None):
+                 progress: Optional[Callable] = None, dialect: Dialect = VLLM,
+                 prompt_text: Optional[Callable[[Sequence[int]], str]] = None):
+        """``prompt_text(ids)``: the text of a prompt with exactly ``len(ids)`` tokens under the
+        caller's tokenizer (a text ``dialect`` only)."""
+        if dialect.text_prompts and prompt_text is None:
+            raise ValueError("a text dialect needs prompt_text")
         self.endpoint = endpoint
         self.prompt_ids = prompt_ids
+        self.dialect = dialect
+        self.prompt_text = prompt_text
         self.request_timeout_s = float(request_timeout_s)
         self.request_id_prefix = request_id_prefix
         self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
@@ -252,13 +170,14 @@ class StreamingClient:
 
         ids = self.prompt_ids(spec)
         self._prompt_hash[spec.index] = prompt_digest(ids)
+        text = self.prompt_text(ids) if self.dialect.text_prompts else None
         return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
-                                          f"{self.request_id_prefix}-{spec.index}")).encode()
+                                          f"{self.request_id_prefix}-{spec.index}", self.dialect, text)).encode()
 
     @staticmethod
     def _never_sent(spec: RequestSpec, t_sched: float) -> RequestRecord:
         """The record of a request cancelled before its first step: nothing was sent."""
-        st = _Stream()
+        st = SseStream()
         st.cancelled = True
         return st.record(spec, t_sched, float("nan"), time.monotonic())
 

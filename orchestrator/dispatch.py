@@ -1,7 +1,9 @@
 """Ray: connect or start a local cluster, group cells into tasks (placement in ``placement``), submit
 each with its resources, follow progress, retry, and hand every result to the store.
 
-Placement: a cell whose engine needs a GPU (``GpuUse.required``, or ``optional`` where the
+Placement: a unit whose engine names the GPUs it measures (``Engine.placement_gpu_uuids``: a
+server the orchestrator did not start) runs on the Ray node that holds them (``UnitSpec.node_id``,
+a hard node affinity; ``placement.place_by_gpus``). Otherwise a cell whose engine needs a GPU (``GpuUse.required``, or ``optional`` where the
 cluster has that type) asks for ``num_gpus=1`` and ``accelerator_type=<gpu>`` (Ray's
 ``accelerator_type:<T>`` resource), so an H100 cell never lands on a T4 node. Other cells ask
 for one CPU, or, with ``dispatch.place_as_gpu``, exactly what a GPU cell would.
@@ -124,6 +126,10 @@ class Dispatcher:
         if unit.on_gpu:
             # NVML numbers GPUs in PCI-bus order; make CUDA (and Ray's ids) agree (gpuinfo.py).
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
+        if unit.node_id:  # placement by node: the one that holds the GPUs the cells measure
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(unit.node_id, soft=False)
         return opts
 
     @property
@@ -294,7 +300,8 @@ class Dispatcher:
         if not cells:
             return None
         return UnitSpec(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
-                        sweep=unit.sweep, cells=tuple(cells), on_gpu=unit.on_gpu, attempt=unit.attempt + 1)
+                        sweep=unit.sweep, cells=tuple(cells), on_gpu=unit.on_gpu, attempt=unit.attempt + 1,
+                        node_id=unit.node_id)
 
     def _fail(self, unit: UnitSpec, cells: List[Cell], status: Status, error: str, progress: SweepProgress) -> None:
         for c in cells:

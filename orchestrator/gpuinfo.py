@@ -101,6 +101,19 @@ def check_gpu_type(expected_name_contains: str, env: Optional[dict] = None) -> G
     return gpu
 
 
+def local_gpu_uuids() -> List[str]:
+    """The NVML UUIDs of every GPU of this machine ([] where NVML is unavailable)."""
+    try:
+        pynvml = nvml()
+    except NvmlUnavailable:
+        return []
+    try:
+        return [_s(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
+                for i in range(int(pynvml.nvmlDeviceGetCount()))]
+    except pynvml.NVMLError:
+        return []
+
+
 def memory_used_mib(uuid: str) -> float:
     """Memory in use on the GPU with this UUID (all processes), MiB."""
     pynvml = nvml()

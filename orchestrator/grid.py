@@ -15,6 +15,7 @@ does not run the quantization or workload kind; ``infeasible``: the VRAM budget)
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -111,6 +112,15 @@ def _parse_value(value: str):
     return yaml.safe_load(value) if value != "" else ""
 
 
+_ESCAPED = re.compile(r"\\([\\()\[\]{}:=, \t])")
+
+
+def _unescape(value: str) -> str:
+    """A value as the user wrote it: Hydra's ``get_value_element_as_str`` escapes the grammar's
+    special characters (``http\\://host\\:8000``)."""
+    return _ESCAPED.sub(r"\1", value)
+
+
 def _split(override_texts: Sequence[str]):
     """-> ({group: option}, {group: ((subkey, value), ...)}, {top_key: value})."""
     choices: Dict[str, str] = {}
@@ -124,7 +134,7 @@ def _split(override_texts: Sequence[str]):
             continue
         if ov.is_delete() or ov.is_add() or ov.is_force_add():
             raise ConfigError(f"{text}: only plain 'key=value' overrides can be swept")
-        value = ov.get_value_element_as_str()
+        value = _unescape(ov.get_value_element_as_str())
         if head in CONFIG_GROUPS and "." not in key:
             choices[head] = value
         elif head in CONFIG_GROUPS:
@@ -260,6 +270,8 @@ def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], st
         return Status.unsupported, f"engine {engine} runs {what} (workload.arrival={wl.arrival.value})"
     if q.name not in cls.quantizations:
         return Status.unsupported, cls.quantization_refusal(q.name)
+    if not cls.hosts_model:
+        return None, ""
     context = wl.input.mean_tokens + wl.output.mean_tokens
     fraction = cls.memory_fraction(cfg.engine.options(cls.options_key))
     budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)

@@ -31,6 +31,7 @@ class UnitSpec:
     cells: Tuple[Cell, ...]
     on_gpu: bool = True
     attempt: int = 1
+    node_id: Optional[str] = None  # run on this Ray node (the one holding the GPUs the cells measure)
     phase_board: Optional[Any] = field(default=None, compare=False)  # a PhaseBoard actor handle, or None
 
     @property

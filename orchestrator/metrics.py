@@ -5,6 +5,9 @@ Definitions (all times in seconds on the cell's clock; latencies reported in ms)
 - TTFT = first token - **scheduled** arrival (queueing before the send is not hidden).
 - TPOT = (end - first token) / (output tokens - 1), for requests with >= 2 output tokens.
 - ITL = gaps between consecutive **tokens** (a chunk of k tokens contributes k-1 zero gaps).
+  Where no request has per-token times (a server that names neither token ids nor continuous
+  usage), ITL is the gaps between its content **chunks** and ``itl_basis`` says ``chunk``
+  (``token`` otherwise; None without either).
 - E2E = end - scheduled arrival.
 - The measured window is [window_start_s, window_end_s]. Throughputs count what happened inside
   it: requests completed in it, output tokens emitted in it (by per-token time; offline engines
@@ -53,6 +56,8 @@ class RequestRecord:
     error: str = ""
     batch_index: int = -1
     prompt_hash: str = ""  # models.prompt_digest of the prompt's token ids ("" when none was built)
+    chunk_times_s: Optional[np.ndarray] = None  # arrival of each content chunk (streaming clients)
+    prompt_tokens_reported: Optional[int] = None  # the server's usage.prompt_tokens, when it said
 
 
 @dataclass
@@ -67,6 +72,7 @@ class WindowRun:
     batch_bounds_s: Optional[List[Tuple[float, float]]] = None  # offline: (start, end) of each measured batch
     drain_timeout_s: Optional[float] = None  # open/closed loop: the drain limit applied
     drain_s: Optional[float] = None  # seconds from the window's end until the last request ended or was cancelled
+    failure: Optional[Tuple[str, str]] = None  # (status, error): the cell failed, its request rows kept
 
 
 def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
@@ -202,12 +208,21 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
             "saturated": bool(saturated)}
 
 
+def inter_token_gaps(ok: List[RequestRecord]) -> Tuple[List[np.ndarray], Optional[str]]:
+    """ITL gaps (s) per request and their basis: ``token`` from per-token times; ``chunk`` from
+    chunk arrivals where no request has per-token times; None where there is neither."""
+    if any(r.token_times_s is not None for r in ok):
+        return [np.diff(r.token_times_s) for r in ok if r.token_times_s is not None and len(r.token_times_s) > 1], "token"
+    chunks = [np.diff(r.chunk_times_s) for r in ok if r.chunk_times_s is not None and len(r.chunk_times_s) > 1]
+    return chunks, ("chunk" if chunks else None)
+
+
 def _latencies(ok: List[RequestRecord], ttft: np.ndarray) -> Dict:
     """TTFT, TPOT, ITL and E2E p50/p90/p99/mean in ms over the ok measured requests."""
     e2e = np.array([r.end_s - r.arrival_s for r in ok])
     tpot = [(r.end_s - r.first_token_s) / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
-    itl = [np.diff(r.token_times_s) for r in ok if r.token_times_s is not None and len(r.token_times_s) > 1]
-    out: Dict = {}
+    itl, basis = inter_token_gaps(ok)
+    out: Dict = {"itl_basis": basis}
     out.update(_pct(ttft, "ttft"))
     out.update(_pct(tpot, "tpot"))
     out.update(_pct(np.concatenate(itl) if itl else np.array([]), "itl"))

@@ -3,9 +3,11 @@ node, whether any node could ever run it, and ``engine=auto``'s choice per GPU t
 node of that type)."""
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from dataclasses import replace
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.engines.base import GpuUse
+from orchestrator.errors import ConfigError
 from orchestrator.grid import Cell, EngineChoice
 from orchestrator.messages import UnitSpec
 
@@ -113,3 +115,49 @@ def slots(accelerator_type: str, on_gpu: bool) -> int:
         elif node.get(f"accelerator_type:{accelerator_type}", 0.0) > 0:
             total += node.get("GPU", 0.0)
     return max(1, int(total))
+
+
+def node_gpu_uuids(probe_timeout_s: float = 60.0) -> Dict[str, List[str]]:
+    """Ray node id -> the NVML UUIDs of the GPUs on that node (read there by a zero-CPU task
+    pinned to it; [] where NVML has nothing), for every live node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from orchestrator.gpuinfo import local_gpu_uuids
+
+    lister = ray.remote(num_cpus=0)(local_gpu_uuids)
+    refs = {n["NodeID"]: lister.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote() for n in ray.nodes() if n.get("Alive")}
+    out = {}
+    for node, ref in refs.items():
+        try:
+            out[node] = list(ray.get(ref, timeout=probe_timeout_s))
+        except Exception:  # a node that cannot answer holds nothing we can use
+            out[node] = []
+    return out
+
+
+def node_for_gpus(uuids: Sequence[str], nodes: Mapping[str, Sequence[str]]) -> Optional[str]:
+    """The node holding every GPU in ``uuids`` (None: no single node does)."""
+    want = set(uuids)
+    return next((node for node, have in nodes.items() if want <= set(have)), None)
+
+
+def place_by_gpus(units: List[UnitSpec]) -> List[UnitSpec]:
+    """Units whose engine names the GPUs it measures, pinned to the node that holds them;
+    ``ConfigError`` (one line) when no live node holds them all."""
+    nodes: Optional[Dict[str, List[str]]] = None
+    out = []
+    for unit in units:
+        first = unit.cells[0]
+        uuids = first.engine_class.placement_gpu_uuids(first.config)
+        if uuids:
+            nodes = node_gpu_uuids() if nodes is None else nodes
+            node = node_for_gpus(uuids, nodes)
+            if node is None:
+                seen = "; ".join(f"{n[:8]}: {', '.join(g) or 'no GPU'}" for n, g in nodes.items())
+                raise ConfigError(f"{unit.engine} cells measure GPUs {','.join(uuids)}: no live Ray node holds them "
+                                  f"all (GPUs by node: {seen or 'no live node'})")
+            unit = replace(unit, node_id=node)
+        out.append(unit)
+    return out

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 WORKER_COLUMNS = ("host", "node_id", "ray_gpu_ids", "assigned_resources")
 EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"))
 """(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
+ENDPOINT_COLUMNS = (("prompt_mode", "endpoint_prompt_mode"), ("token_times_source", "endpoint_token_times"),
+                    ("n_prompt_tokens_mismatch", "endpoint_prompt_tokens_mismatch"))
+"""The same for ``engine=endpoint``'s modes, set only where the extra has them (null elsewhere)."""
 
 
 def config_columns(cell: "Cell", sweep: str) -> Dict:
@@ -51,8 +54,11 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
 
 
 def extra_columns(extra: Dict) -> Dict:
-    """The ``EXTRA_COLUMNS`` of a runs row from an engine's extra (None where it has no key)."""
-    return {column: extra.get(key) for column, key in EXTRA_COLUMNS}
+    """The ``EXTRA_COLUMNS`` of a runs row from an engine's extra (None where it has no key), and
+    the ``ENDPOINT_COLUMNS`` it has."""
+    out = {column: extra.get(key) for column, key in EXTRA_COLUMNS}
+    out.update({column: extra[key] for column, key in ENDPOINT_COLUMNS if key in extra})
+    return out
 
 
 def status_row(cell: "Cell", sweep: str, status: Status, error: str, attempts: int = 0,

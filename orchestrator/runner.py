@@ -91,6 +91,18 @@ def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
     return grid.cells(configs, resolve_engines(configs, ray))
 
 
+def check_engines(cells: List[Cell]) -> None:
+    """Each engine's own pre-launch check of the cells it would run (``Engine.check_before_launch``:
+    e.g. probing a server); ``ConfigError`` (one line) before any Ray task. Its lines are printed."""
+    by_engine: Dict[type, List[CellConfig]] = {}
+    for c in cells:
+        if c.status is None and c.engine_class is not None:
+            by_engine.setdefault(c.engine_class, []).append(c.config)
+    for cls, configs in by_engine.items():
+        for line in cls.check_before_launch(configs):
+            print(line, flush=True)
+
+
 def open_store(cfg: Config) -> Store:
     """The sweep's store, created and checked writable; ``ConfigError`` (one line) if it cannot
     be — before any Ray task."""
@@ -130,6 +142,7 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
         cells = resolve_cells(configs, session.ray)
     except KeyboardInterrupt:
         _interrupted(None, cfg, {}, len(configs))
+    check_engines(cells)
     return run_cells(session, cells)
 
 
@@ -184,9 +197,9 @@ def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
 
 def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims) -> None:
     from orchestrator.dispatch import Dispatcher, make_units
-    from orchestrator.placement import gpu_types
+    from orchestrator.placement import gpu_types, place_by_gpus
 
-    units = make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines)
+    units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines))
 
     def on_result(cell_id, status, tables):
         for attempt in range(3):  # a transient filesystem error (e.g. object store) gets two more tries

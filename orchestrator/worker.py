@@ -158,8 +158,12 @@ class UnitRunner:
             cell_wall_s=time.monotonic() - t_wall, started_unix_s=started, finished_unix_s=time.time(),
         )
         row.update(extra_columns(wr.extra))
+        status = Status.ok
+        if wr.failure is not None:  # failed during the window: a status, with what was observed
+            status = Status(wr.failure[0])
+            row.update(status=status.value, error=wr.failure[1])
         tables = measured_tables(row, cell.cell_id, wr.records, trace, wr.window_start_s, wr.window_end_s)
-        return CellResult(cell.cell_id, Status.ok, False, tables)
+        return CellResult(cell.cell_id, status, False, tables)
 
 
 def run_unit(unit: UnitSpec):

@@ -114,11 +114,11 @@ class RayNodes:
             extra.append(f"--resources={resources}")
         return self._start(extra, env)
 
-    def worker(self, num_cpus=1, num_gpus=0, resources=None):
+    def worker(self, num_cpus=1, num_gpus=0, resources=None, env=None):
         extra = [f"--address={self.address}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}"]
         if resources:
             extra.append(f"--resources={resources}")
-        return self._start(extra)
+        return self._start(extra, env)
 
     def wait_nodes(self, n, timeout=90):
         import ray

@@ -20,12 +20,13 @@ GPU_SAMPLER = "nvml"
 
 def sampler_for(settings: "SamplerConfig", engine: "Engine") -> "Sampler":
     """The sampler of a cell: the engine's own power model if it has one; else the configured
-    sampler (``auto``: nvml when the engine runs on a GPU, none otherwise)."""
+    sampler (``auto``: nvml when the engine runs on a GPU or names the GPUs it is charged with,
+    none otherwise)."""
     modeled = engine.modeled_sampler()
     if modeled is not None:
         return modeled
     name = settings.name
     if name == "auto":
-        name = GPU_SAMPLER if engine.uses_gpu else NO_SAMPLER
+        name = GPU_SAMPLER if engine.uses_gpu or engine.energy_gpu_uuids() else NO_SAMPLER
     cls = SAMPLERS.variants(name)[0]
     return cls.for_engine(settings, engine)

@@ -39,6 +39,7 @@ class PowerTrace:
     gpu_name: str = ""
     gpu_uuid: str = ""
     note: str = ""  # why there is no energy, or how power was read
+    parts: Dict[str, "PowerTrace"] = field(default_factory=dict)  # GPU UUID -> its trace, when this one sums several
 
     def __len__(self) -> int:
         return int(self.t_ns.size)
@@ -112,6 +113,8 @@ def window_energy(
     integrated = integrate_power_j(trace, t0_ns, t1_ns)
     row["energy_integrated_j"] = integrated
     row.update(_gross_energy(trace, t0_ns, t1_ns, integrated, mismatch_tolerance))
+    if trace.parts:
+        row["energy_per_gpu_j"] = per_gpu_energy_json(trace, t0_ns, t1_ns, mismatch_tolerance)
     if row["energy_j"] is not None and idle_power_w is not None:
         row["baseline_energy_j"] = float(idle_power_w * window_s)
         row["net_energy_j"] = row["energy_j"] - row["baseline_energy_j"]
@@ -129,8 +132,20 @@ def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
         "idle_power_w": idle_power_w, "baseline_energy_j": None, "net_energy_j": None, "mean_power_w": None,
         "max_power_w": None, "energy_invalid": False, "energy_mismatch": False, "short_window": False,
         "counter_update_period_s": None, "gpu_util_mean_pct": None, "memory_used_max_mib": None,
-        "sm_clock_mean_mhz": None, "temperature_max_c": None,
+        "sm_clock_mean_mhz": None, "temperature_max_c": None, "energy_per_gpu_j": None,
     }
+
+
+def per_gpu_energy_json(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: float) -> str:
+    """JSON {GPU UUID: gross J over [t0, t1]} of a trace that sums several GPUs (null for a GPU
+    whose own energy is invalid)."""
+    import json
+
+    out = {}
+    for uuid, part in trace.parts.items():
+        integrated = integrate_power_j(part, t0_ns, t1_ns) if len(part) >= 2 else None
+        out[uuid] = _gross_energy(part, t0_ns, t1_ns, integrated, tolerance).get("energy_j") if integrated is not None else None
+    return json.dumps(out, sort_keys=True)
 
 
 def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float, tolerance: float) -> Dict:

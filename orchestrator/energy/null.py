@@ -17,7 +17,7 @@ class NullSampler(Sampler):
     def for_engine(cls, settings, engine) -> "NullSampler":
         if settings.name == "none":
             return cls("sampler=none")
-        return cls(f"engine {engine.name} ran on the CPU: no energy source")
+        return cls(engine.no_energy_reason())
 
     def start(self) -> None:
         pass

@@ -68,12 +68,18 @@ class NvmlSampler(Sampler):
 
     @classmethod
     def for_engine(cls, settings, engine) -> Sampler:
-        """The GPU the engine runs on, at ``settings.interval_s``; the null sampler (with the
-        reason) for an engine that ran on the CPU."""
+        """The GPU the engine runs on, at ``settings.interval_s``; the GPUs it names
+        (``energy_gpu_uuids``), summed (``gpu_set.GpuSetSampler``); the null sampler (with the
+        reason) for an engine that runs on no GPU."""
+        uuids = engine.energy_gpu_uuids()
+        if uuids:
+            from orchestrator.energy.gpu_set import GpuSetSampler
+
+            return GpuSetSampler(uuids, interval_s=settings.interval_s)
         if not engine.uses_gpu:
             from orchestrator.energy.null import NullSampler
 
-            return NullSampler(f"engine {engine.name} ran on the CPU: no energy source")
+            return NullSampler(engine.no_energy_reason())
         return cls(gpu_uuid=engine.gpu_uuid(), interval_s=settings.interval_s)
 
     # ------------------------------------------------------------------ lifecycle

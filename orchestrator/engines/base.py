@@ -22,13 +22,21 @@ dispatcher (placement, engine sharing) and ``engine=auto``:
   dataclass; only this block is part of the identity of the cells it runs).
 - ``auto_rank`` (None: never) and ``auto_module``: ``engine=auto`` picks the lowest rank whose
   GPU need the cluster meets and whose ``auto_module`` imports on a node of the cell's GPU type.
+- ``hosts_model``: False for an engine that measures a model served elsewhere (``endpoint``): no
+  VRAM check before launch.
+
+Hooks with defaults that do nothing: ``check_before_launch(configs)`` (the driver, before any Ray
+task: raise ``ConfigError`` for input that cannot run, e.g. an endpoint that does not answer);
+``placement_gpu_uuids(config)`` (GPUs, by NVML UUID, whose Ray node the cell's task must run on);
+``energy_gpu_uuids()`` (GPUs whose energy the sampler sums; () = the GPU the engine runs on) and
+``no_energy_reason()`` (why there is no energy, when the engine runs on no GPU).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, Mapping, Optional
+from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.metrics import WindowRun
@@ -63,6 +71,7 @@ class Engine(ABC):
     auto_rank: ClassVar[Optional[int]] = None
     auto_module: ClassVar[Optional[str]] = None
     models_power: ClassVar[bool] = False  # True: modeled_sampler() gives its power; no sampler runs
+    hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells
@@ -95,6 +104,17 @@ class Engine(ABC):
         """The fraction of the GPU's memory the engine may use (the VRAM check's capacity)."""
         return DEFAULT_MEMORY_FRACTION
 
+    @classmethod
+    def check_before_launch(cls, configs: List["CellConfig"]) -> List[str]:
+        """On the driver, before any Ray task: raise ``ConfigError`` (one line) when the cells
+        this engine would run cannot run at all. -> lines for the command line's output."""
+        return []
+
+    @classmethod
+    def placement_gpu_uuids(cls, config: "CellConfig") -> Tuple[str, ...]:
+        """GPUs (NVML UUIDs) whose Ray node must run the cell's task; () places by resources."""
+        return ()
+
     @abstractmethod
     def start(self) -> None:
         """Load the model; raise ``CellFailure`` for known failures (oom, startup_timeout...)."""
@@ -121,3 +141,11 @@ class Engine(ABC):
     def gpu_uuid(self) -> Optional[str]:
         """UUID of the GPU this engine runs on, if any (the sampler reads that one)."""
         return None
+
+    def energy_gpu_uuids(self) -> Tuple[str, ...]:
+        """GPUs whose energy a cell is charged with, summed (); () = the one it runs on."""
+        return ()
+
+    def no_energy_reason(self) -> str:
+        """Why a GPU sampler has nothing to read for this engine (it runs on no GPU)."""
+        return f"engine {self.name} ran on the CPU: no energy source"

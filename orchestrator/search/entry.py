@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from orchestrator import grid
 from orchestrator.config.root import CellConfig, Config
 from orchestrator.grid import Cell
-from orchestrator.runner import Session, resolve_engines
+from orchestrator.runner import Session, check_engines, resolve_engines
 from orchestrator.search.config import Method, SearchConfig, SearchKind
 from orchestrator.search.record import SearchRecord, write_record
 from orchestrator.search.space import Space, space_of
@@ -68,7 +68,9 @@ def new_record(base: Config, search: SearchConfig, space: Space, cells: Dict, to
 def search_cells(session: Session, search: SearchConfig, space: Space, configs: Sequence[CellConfig]):
     """-> (candidate params -> cell, the ``engine=auto`` choices)."""
     auto = resolve_engines(list(configs), session.ray)
-    return {cand.params: grid.cells([cand.config], auto)[0] for cand in space.candidates}, auto
+    cells = {cand.params: grid.cells([cand.config], auto)[0] for cand in space.candidates}
+    check_engines(list(cells.values()))  # e.g. an endpoint's probe: once, before any trial
+    return cells, auto
 
 
 def run_one(session: Session, search: SearchConfig, jobs, configs,

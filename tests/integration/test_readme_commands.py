@@ -1,6 +1,6 @@
 """Every ``python -m orchestrator`` command the README shows runs: for real where it needs no GPU
 (``engine=auto`` resolves to the simulator here; results go to a temporary ``store.dir``); where
-it asks for vLLM, NVML or a 7B hf model, with ``--cfg job`` (compose and print, run nothing) or,
+it asks for vLLM, NVML, a 7B hf model or a server of the user's (``engine=endpoint``), with ``--cfg job`` (compose and print, run nothing) or,
 for a multirun (Hydra refuses ``--cfg`` with ``-m``), the same grid with ``engine=simulated
 sampler=none``; the bad-input examples print exactly the error line the README shows, with exit
 code 2."""
@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ROOT, run_orchestrator
 
 COMMAND = re.compile(r"^(\$ )?(?:pip install -e \. && )?python -m orchestrator(?=\s|$)(.*)$")
-NEEDS_GPU = ("engine=vllm", "sampler=nvml")
+NEEDS_GPU = ("engine=vllm", "sampler=nvml", "engine=endpoint")
 
 
 def readme_commands():
@@ -55,7 +55,8 @@ def test_readme_command_runs(tmp_path, args, expected):
         assert "model:" in proc.stdout and "workload:" in proc.stdout and "sweep done" not in proc.stdout
         return
     if needs_gpu(args):
-        args = [a for a in args if not a.startswith(("engine=", "sampler="))] + ["engine=simulated", "sampler=none"]
+        args = [a for a in args if not a.startswith(("engine=", "sampler=", "engine.endpoint."))]
+        args += ["engine=simulated", "sampler=none"]
     proc = run_orchestrator(args + [f"store.dir={tmp_path / 'store'}"], timeout=900)
     assert "sweep done:" in proc.stdout
     assert "error" not in proc.stderr.lower().replace("errors", ""), proc.stderr[-2000:]

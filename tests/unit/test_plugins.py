@@ -30,7 +30,7 @@ OFFLINE = ["model=tiny", "quantization=none", "gpu=t4", "workload=offline", "bat
 
 
 def test_registered_engine_names():
-    assert ENGINES.names() == ("hf", "simulated", "vllm")
+    assert ENGINES.names() == ("endpoint", "hf", "simulated", "vllm")
 
 
 @pytest.mark.parametrize("cls", list(ENGINES), ids=lambda c: f"{c.name}:{c.__name__}")
@@ -57,7 +57,7 @@ def test_variants_of_a_name_cover_distinct_workload_kinds():
     for name in ENGINES.names():
         kinds = [k for cls in ENGINES.variants(name) for k in cls.workload_kinds]
         assert len(kinds) == len(set(kinds)), name
-    with pytest.raises(KeyError, match="registered: hf, simulated, vllm"):
+    with pytest.raises(KeyError, match="registered: endpoint, hf, simulated, vllm"):
         ENGINES.variants("nope")
 
 
