@@ -156,3 +156,18 @@ def ray_nodes():
     nodes = RayNodes()
     yield nodes
     nodes.stop()
+
+
+def autospec_pynvml():
+    """pynvml autospec'd (``create_autospec`` of the real module) with its real ``NVML_*``
+    constants and ``NVMLError``: the one fake the suite allows (NVML's paths need a GPU)."""
+    from unittest.mock import create_autospec
+
+    import pynvml
+
+    m = create_autospec(pynvml)
+    m.NVMLError = pynvml.NVMLError
+    for name in dir(pynvml):
+        if name.startswith("NVML_"):
+            setattr(m, name, getattr(pynvml, name))
+    return m

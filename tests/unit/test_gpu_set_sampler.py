@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from unittest.mock import create_autospec
 
 import pytest
 
 pynvml = pytest.importorskip("pynvml")
+
+from tests.conftest import autospec_pynvml  # noqa: E402
 
 from orchestrator.energy import sampler_for
 from orchestrator.energy.base import idle_power_from, window_energy
@@ -29,11 +30,7 @@ POWERS_W = (300.0, 120.0)
 @pytest.fixture
 def nv(monkeypatch):
     """An autospec'd pynvml whose calls answer per handle: one FakeGpu per UUID."""
-    m = create_autospec(pynvml)
-    m.NVMLError = pynvml.NVMLError
-    for name in dir(pynvml):
-        if name.startswith("NVML_"):
-            setattr(m, name, getattr(pynvml, name))
+    m = autospec_pynvml()
     gpus = {u: FakeGpu(p) for u, p in zip(UUIDS, POWERS_W)}
     m.nvmlDeviceGetHandleByUUID.side_effect = lambda u: u  # the handle is the UUID
     m.nvmlDeviceGetName.return_value = "NVIDIA H200"

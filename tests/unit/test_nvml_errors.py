@@ -3,22 +3,19 @@ them): every NVML failure code maps to one class, with a message that names the 
 that look a GPU up by UUID raise them (autospec'd pynvml)."""
 from __future__ import annotations
 
-from unittest.mock import create_autospec
 
 import pytest
 
 pynvml = pytest.importorskip("pynvml")
+
+from tests.conftest import autospec_pynvml  # noqa: E402
 
 from orchestrator import errors, gpuinfo
 
 
 @pytest.fixture
 def nv():
-    m = create_autospec(pynvml)
-    m.NVMLError = pynvml.NVMLError
-    for name in dir(pynvml):
-        if name.startswith("NVML_"):
-            setattr(m, name, getattr(pynvml, name))
+    m = autospec_pynvml()
     return m
 
 

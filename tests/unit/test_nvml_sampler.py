@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sys
 import time
-from unittest.mock import create_autospec
 
 import numpy as np
 import pytest
 
 pynvml = pytest.importorskip("pynvml")
+
+from tests.conftest import autospec_pynvml  # noqa: E402
 
 from orchestrator import errors, gpuinfo
 from orchestrator.energy.base import window_energy
@@ -73,11 +74,7 @@ class FakeGpu:
 @pytest.fixture
 def nv(monkeypatch):
     """An autospec'd pynvml in sys.modules (real constants and NVMLError), wired to a FakeGpu."""
-    m = create_autospec(pynvml)
-    m.NVMLError = pynvml.NVMLError
-    for name in dir(pynvml):
-        if name.startswith("NVML_"):
-            setattr(m, name, getattr(pynvml, name))
+    m = autospec_pynvml()
     gpu = FakeGpu()
     m.nvmlDeviceGetHandleByUUID.return_value = "handle-0"
     m.nvmlDeviceGetName.return_value = "NVIDIA H100 80GB HBM3"
