@@ -3,11 +3,10 @@
 "use strict";
 window.reportReady = false;
 
-async function inflate(id) {
+async function inflate(id) {  // base64 gzip -> text, decoded natively (a data: URL is no network)
   const b64 = document.getElementById(id).textContent.trim();
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-  return await new Response(stream).text();
+  const body = (await fetch(`data:application/octet-stream;base64,${b64}`)).body;
+  return await new Response(body.pipeThrough(new DecompressionStream("gzip"))).text();
 }
 
 const el = (tag, attrs = {}, ...kids) => {
@@ -24,8 +23,9 @@ const fmt = (v) => v === null || v === undefined ? "—" : typeof v === "number"
 const label = (p) => `${p.series} · ${p.workload}${p.simulated ? " †" : ""}`;
 const LAYOUT = { margin: { l: 60, r: 10, t: 36, b: 44 }, legend: { font: { size: 10 } }, hovermode: "closest" };
 const CONFIG = { displaylogo: false, responsive: true };
-const MAX_LEGEND = 40;
-const FIRST_CHARTS = 2;  // drawn before the page says it is ready; the rest right after  // more series than this: no legend (hover names them; filter to see one)
+const MAX_LEGEND = 40;  // more series than this: no legend (hover names them; filter to see one)
+const FIRST_CHARTS = 1;  // drawn before the page says it is ready; the rest right after, one per frame
+const TABLE_ROWS = 50;  // rows a table shows until "show all" (sorting sorts them all)
 
 // ------------------------------------------------------------------ filters
 const AXES = [["model", "model"], ["quantization", "quantization"], ["gpu", "GPU"], ["workload", "workload"], ["kind", "engine"]];
@@ -115,14 +115,18 @@ const CHARTS = [
 function sortable(name, table, onView) {
   const head = el("tr");
   const body = el("tbody");
-  let order = { col: -1, asc: true };
+  let order = { col: -1, asc: true }, limit = TABLE_ROWS;
+  const cid = table.columns.indexOf("cell_id");
   const fill = () => {
-    body.replaceChildren(...table.rows.map((r) => {
+    const shown = table.rows.slice(0, limit).map((r) => {
       const tr = el("tr", {}, ...r.map((v) => el("td", {}, fmt(v))));
-      const cid = table.columns.indexOf("cell_id");
       if (onView && cid >= 0) tr.append(el("td", {}, el("button", { class: "view", on: { click: () => onView(String(r[cid]).split(",")[0]) } }, "view")));
       return tr;
-    }));
+    });
+    if (table.rows.length > limit) {
+      shown.push(el("tr", {}, el("td", { colspan: String(table.columns.length + 1) }, el("button", { class: "more", on: { click: () => { limit = Infinity; fill(); } } }, `show all ${table.rows.length} rows`))));
+    }
+    body.replaceChildren(...shown);
   };
   table.columns.forEach((c, i) => head.append(el("th", { title: "click to sort", on: { click: () => {
     order = { col: i, asc: order.col === i ? !order.asc : true };
@@ -130,7 +134,7 @@ function sortable(name, table, onView) {
     fill();
   } } }, c)));
   fill();
-  return el("section", { class: "table", "data-table": name }, el("h2", {}, name), el("table", {}, el("thead", {}, head), body));
+  return el("section", { class: "table", "data-table": name }, el("h2", {}, `${name} (${table.rows.length})`), el("table", {}, el("thead", {}, head), body));
 }
 
 // ------------------------------------------------------------------ drill-down
@@ -211,11 +215,8 @@ function comparePage(data) {
 (async () => {
   try {
     const t = { start: performance.now() };
-    const [plotly, json] = await Promise.all([inflate("plotly-gz"), inflate("data-gz")]);
+    const data = JSON.parse(await inflate("data-gz"));
     t.inflated = performance.now();
-    const s = document.createElement("script"); s.text = plotly; document.head.append(s);
-    t.plotly = performance.now();
-    const data = JSON.parse(json);
     (document.body.dataset.page === "compare" ? comparePage : reportPage)(data);
     t.drawn = performance.now();
     window.reportTimings = t;
