@@ -9,6 +9,7 @@ body of a Ray task: a streaming generator of ``messages.TaskStarted`` then one
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -66,7 +67,8 @@ class UnitRunner:
         first = cells[0]
         engine = first.engine_class(first.config, self.unit.max_batch_size)
         engine.progress = self.report.for_cell(first.cell_id)
-        with Reaper():  # a force-cancelled (killed) worker leaves no engine process behind
+        # a force-cancelled (killed) worker leaves no engine process behind
+        with Reaper() if engine.starts_processes else contextlib.nullcontext():
             yield from self._on_engine(engine, cells)
 
     def _on_engine(self, engine: "Engine", cells) -> Iterator[CellResult]:

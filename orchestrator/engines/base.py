@@ -72,6 +72,7 @@ class Engine(ABC):
     auto_module: ClassVar[Optional[str]] = None
     models_power: ClassVar[bool] = False  # True: modeled_sampler() gives its power; no sampler runs
     hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
+    starts_processes: ClassVar[bool] = True  # False: runs in the worker alone (no reaper: ~0.1 s a unit)
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells

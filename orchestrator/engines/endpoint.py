@@ -113,6 +113,7 @@ class EndpointEngine(Engine):
     workload_kinds = frozenset({WorkloadKind.open_loop, WorkloadKind.closed_loop})
     shared_axes = frozenset({"workload", "repeat"})
     gpu = GpuUse.none
+    starts_processes = False
     hosts_model = False
     options_key = "endpoint"
     options_schema = EndpointOptions

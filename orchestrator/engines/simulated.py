@@ -100,6 +100,7 @@ class SimulatedEngine(Engine):
     quantizations = frozenset({"none", "awq", "gptq", "int8", "fp8"})
     workload_kinds = ALL_KINDS
     gpu = GpuUse.none
+    starts_processes = False
     options_key = "simulated"
     options_schema = SimulatedOptions
     auto_rank = 1
