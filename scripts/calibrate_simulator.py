@@ -1,10 +1,11 @@
 """Calibrate the simulator on measured cells: fit its efficiency factors and power model.
 
-    python scripts/calibrate_simulator.py STORE [--quantization none] [--workload offline]
+    python scripts/calibrate_simulator.py STORE [--model NAME] [--quantization none] [--workload offline]
         [--out DIR]
 
-Reads the ok, measured (``energy_source=nvml``) cells of ``STORE`` with the given quantization
-and workload (the study fits on its fp16 offline scan only), averages repeats per batch size,
+Reads the ok, measured (``energy_source=nvml``) cells of ``STORE`` with the given model,
+quantization and workload (the study fits on its Llama-2-7B fp16 offline scan only; without
+``--model`` the selection must hold one model and one GPU), averages repeats per batch size,
 and fits, with the simulator itself predicting each batch size (``engine=simulated``, the cells'
 own configs, one measured batch each, on virtual time):
 
@@ -38,14 +39,28 @@ BOUNDS = {"memory_efficiency": (0.05, 1.0), "compute_efficiency": (0.05, 1.0), "
           "busy_power_floor": (0.0, 1.0)}
 
 
-def measured_points(store: str, quantization: str, workload: str) -> List[Dict]:
-    """Per batch size: the cells' config (first repeat), mean output tok/s and gross J/output
-    token over the ok measured repeats, and the idle baseline (W)."""
-    from orchestrator.config.root import cell_config_from_json
+def selected_rows(store: str, model: str | None, quantization: str, workload: str) -> List[Dict]:
+    """The ok measured runs rows of the selection; exits with one line when it is empty or mixes
+    models or GPUs (a fit per batch size needs one of each)."""
     from orchestrator.store import load
 
     rows = [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"
-            and r["quantization"] == quantization and r["workload"] == workload]
+            and r["quantization"] == quantization and r["workload"] == workload and model in (None, r["model"])]
+    if not rows:
+        raise SystemExit(f"{store}: no ok measured {model or ''} {quantization} {workload} cells")
+    for axis in ("model", "gpu"):
+        values = sorted({r[axis] for r in rows})
+        if len(values) > 1:
+            raise SystemExit(f"{store}: the {quantization} {workload} cells span {axis}s {', '.join(values)}: "
+                             f"choose one{' with --model' if axis == 'model' else ''}")
+    return rows
+
+
+def measured_points(rows: List[Dict]) -> List[Dict]:
+    """Per batch size: the cells' config (first repeat), mean output tok/s and gross J/output
+    token over the ok measured repeats, and the idle baseline (W)."""
+    from orchestrator.config.root import cell_config_from_json
+
     points = []
     for bs in sorted({r["batch_size"] for r in rows}):
         same = [r for r in rows if r["batch_size"] == bs]
@@ -53,8 +68,6 @@ def measured_points(store: str, quantization: str, workload: str) -> List[Dict]:
                        "tok_s": float(np.mean([r["output_throughput_tok_s"] for r in same])),
                        "j_per_tok": float(np.mean([r["energy_per_1k_output_tokens_j"] for r in same])) / 1e3,
                        "idle_w": float(np.median([r["idle_power_w"] for r in same]))})
-    if not points:
-        raise SystemExit(f"{store}: no ok measured {quantization} {workload} cells")
     return points
 
 
@@ -146,11 +159,13 @@ def markdown(store: str, options: Dict, rows: List[Dict], quantization: str, wor
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("store")
+    ap.add_argument("--model", help="the model to fit on (default: the selection's only one)")
     ap.add_argument("--quantization", default="none")
     ap.add_argument("--workload", default="offline")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    points = measured_points(args.store, args.quantization, args.workload)
+    rows_in = selected_rows(args.store, args.model, args.quantization, args.workload)
+    points = measured_points(rows_in)
     options = fit(points)
     rows = comparison(points, options)
     text = markdown(args.store, options, rows, args.quantization, args.workload)
@@ -158,6 +173,7 @@ def main(argv=None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         doc = {"options": options, "overrides": overrides(options), "store": args.store,
+               "model": rows_in[0]["model"], "gpu": rows_in[0]["gpu"],
                "quantization": args.quantization, "workload": args.workload, "cells": rows,
                "method": __doc__.split("\n\n", 2)[2].strip()}
         (args.out / "calibration.json").write_text(json.dumps(doc, indent=1))

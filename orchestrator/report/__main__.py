@@ -41,6 +41,9 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep_a")
     p.add_argument("sweep_b")
     p.add_argument("--out", help="where compare.md and compare.html go (default: <A>/compare_<name of B>)")
+    p.add_argument("--fitted-on", metavar="CALIBRATION_JSON",
+                   help="B is a prediction calibrated with this calibration.json: report its error on the points "
+                        "held out from the fit and on the fitted ones")
     return p
 
 
@@ -73,7 +76,7 @@ def run_compare(argv: list[str]) -> str:
     args = compare_parser().parse_args(argv)
     from orchestrator.report.compare import write_compare
 
-    return str(write_compare(args.sweep_a, args.sweep_b, args.out))
+    return str(write_compare(args.sweep_a, args.sweep_b, args.out, args.fitted_on))
 
 
 def main(argv: list[str] | None = None) -> int:

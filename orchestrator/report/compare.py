@@ -14,6 +14,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis import plots
 from orchestrator.analysis.compare import Comparison, compare_points
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
+from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, prediction_errors
 from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
 
 PAIRS = [("output tok/s", "output_throughput_tok_s"), ("TTFT p50 (ms)", "ttft_p50_ms"),
@@ -89,7 +90,28 @@ def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
     return " ".join(out)
 
 
-def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | None) -> str:
+def _error_section(c: Comparison, selection: FitSelection, path: str) -> list[str]:
+    """The prediction's error (B the prediction, A the measurement) on held-out and fitted points."""
+    errors = prediction_errors(c.table, selection)
+    cols = [col("points", "group", "text"), Col("held out", lambda r: "yes" if r.held_out else "no (fitted)"),
+            col("n", "points", "batch")]
+    for name, m in ERROR_METRICS:
+        cols += [Col(f"{name} median abs. error", lambda r, m=m: _abs_pct(getattr(r, f"{m}_median_abs_error_pct"))),
+                 Col(f"{name} max abs. error", lambda r, m=m: _abs_pct(getattr(r, f"{m}_max_abs_error_pct")))]
+    lines = heading(2, "Prediction error: held out and fitted")
+    lines += para(f"B is the prediction, A the measurement: Δ is the prediction's error. The calibration `{path}` "
+                  f"was fitted on {selection.describe()}: those points are **fitted**, every other matched point is "
+                  "**held out** (its measurement took no part in the fit). Each variant of a point (e.g. CUDA graphs "
+                  "and eager) counts as one point against its prediction.")
+    return lines + table(errors, cols)
+
+
+def _abs_pct(x) -> str:
+    return fmt.MISSING if fmt.is_missing(x) else f"{float(x):,.1f}%"
+
+
+def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | None,
+                   fitted_on: tuple[FitSelection, str] | None = None) -> str:
     la, lb = _label(a, b), _label(b, a)
     if la == lb:
         la, lb = f"{la} (A)", f"{lb} (B)"
@@ -101,6 +123,8 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
                   "Δ = (B − A) ÷ A. Flags as in the sweep report (S saturated, W short window, E energy mismatch, "
                   "T token-count mismatch, X energy invalid; · none).", MARK_LEGEND,
                   SIM_LEGEND if c.table["simulated_a"].any() or c.table["simulated_b"].any() else "")
+    if fitted_on:
+        lines += _error_section(c, *fitted_on)
     for wl, t in c.table.groupby("workload", sort=True):
         lines += heading(2, wl) + para(_sentences(t, la, lb)) + table(t, _cols(c, la, lb))
     if plot_name:
@@ -109,9 +133,12 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None) -> Path:
+def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None, fitted_on: str | None = None) -> Path:
     """Write ``compare.md`` (+ ``compare.png``, ``compare.csv`` and the interactive ``compare.html``);
-    ``SweepError`` when nothing matches."""
+    ``SweepError`` when nothing matches. ``fitted_on``: a ``calibration.json``; the report then
+    opens with the prediction's (B's) error on the points held out from that fit and on those in it
+    (also written as ``prediction_errors.csv``)."""
+    selection = FitSelection.from_calibration(fitted_on) if fitted_on else None
     a, b = read_sweep(sweep_a), read_sweep(sweep_b)
     c = compare_points(batch_points(require_ok(a)), batch_points(require_ok(b)))
     if c.table.empty:
@@ -121,8 +148,11 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None) -> Pat
     la, lb = _label(a, b), _label(b, a)
     plot = plots.plot_compare(c.table, la + " (A)", lb + " (B)", out / "compare.png")
     path = out / "compare.md"
-    path.write_text(render_compare(a, b, c, Path(plot).name), encoding="utf-8")
+    path.write_text(render_compare(a, b, c, Path(plot).name, (selection, fitted_on) if selection else None),
+                    encoding="utf-8")
     c.table.to_csv(out / "compare.csv", index=False)
+    if selection:
+        prediction_errors(c.table, selection).to_csv(out / "prediction_errors.csv", index=False)
     from orchestrator.report.html_data import compare_payload
     from orchestrator.report.html_page import write_compare_html
 

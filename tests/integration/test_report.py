@@ -278,3 +278,30 @@ def test_a_missing_baseline_batch_size_and_unknown_power_cell(sweep, tmp_path):
     assert_one_line_error(report_cmd(sweep, "--out", tmp_path, "--baseline-batch", "3"),
                           "baseline batch size 3 is not in the sweep's ok cells (they ran batch sizes 1, 4, 16)")
     assert_one_line_error(report_cmd(sweep, "--out", tmp_path, "--power-cell", "zzzz"), "--power-cell zzzz")
+
+
+STUDY = ROOT / "experiments" / "h200_study"
+
+
+def test_prediction_error_on_the_committed_study(tmp_path):
+    """The study's measured store against its calibrated prediction: the held-out and fitted errors
+    equal the per-point changes of compare.csv (recomputed here), the fitted points are exactly the
+    fp16 offline scan of the calibration, and a file that is not a calibration is one error line."""
+    cal = STUDY / "calibration" / "calibration.json"
+    proc = report_cmd("compare", STUDY / "store", STUDY / "sim_store", "--out", tmp_path, "--fitted-on", cal)
+    assert proc.returncode == 0, proc.stderr
+    points = pd.read_csv(tmp_path / "compare.csv")
+    errors = pd.read_csv(tmp_path / "prediction_errors.csv").set_index("group")
+    fitted = (points.quantization == "none") & (points.workload == "offline") & (points.model == "llama2_7b")
+    assert errors.loc["all fitted", "points"] == fitted.sum() == 9
+    assert errors.loc["all held out", "points"] == (~fitted).sum() > 0
+    for name, part in (("all fitted", points[fitted]), ("all held out", points[~fitted])):
+        for m in ("output_throughput_tok_s", "energy_per_output_token_j"):
+            err = (part[f"{m}_b"] / part[f"{m}_a"] - 1).abs() * 100
+            assert errors.loc[name, f"{m}_median_abs_error_pct"] == pytest.approx(err.median())
+            assert errors.loc[name, f"{m}_max_abs_error_pct"] == pytest.approx(err.max())
+    text = (tmp_path / "compare.md").read_text()
+    assert "## Prediction error: held out and fitted" in text and "| all held out | yes |" in text
+    (tmp_path / "bad.json").write_text('{"options": {}}')
+    assert_one_line_error(report_cmd("compare", STUDY / "store", STUDY / "sim_store", "--out", tmp_path,
+                                     "--fitted-on", tmp_path / "bad.json"), "not a calibration.json")

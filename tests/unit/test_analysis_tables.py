@@ -222,3 +222,32 @@ def test_compare_keeps_every_variant_of_one_side():
     assert both.variants and len(both.table) == 2 and (both.table["series_a"] == both.table["series_b"]).all()
     assert list(both.table["change_output_throughput_tok_s_pct"]) == [pytest.approx(100.0)] * 2
     assert not compare_points(a.iloc[:1], b).variants
+
+
+def test_prediction_errors_split_held_out_from_fitted():
+    """A 'prediction' (h200 rows) against 'measurements' (also h200: same grid): fitted on the
+    offline points, held out on chat. Errors worked out by hand from the rows' numbers."""
+    from orchestrator.analysis.prediction_error import FitSelection, prediction_errors
+
+    measured = [row(1, 100.0, 10.0, workload="offline"), row(8, 400.0, 4.0, workload="offline"),
+                row(1, 100.0, 10.0), row(8, 400.0, 4.0), row(32, 800.0, 2.0)]
+    predicted = [row(1, 102.0, 10.0, workload="offline"), row(8, 396.0, 4.4, workload="offline"),
+                 row(1, 150.0, 12.0), row(8, 380.0, 4.0), row(32, 880.0, 1.0)]
+    c = compare_points(points_of(measured), points_of(predicted))
+    selection = FitSelection(quantization="none", workload="offline", model="llama2_7b", gpu="h100")
+    assert list(selection.fitted(c.table)) == [False, False, False, True, True]  # sorted: chat_medium first
+    e = prediction_errors(c.table, selection).set_index("group")
+    assert list(e.index) == ["none · chat_medium", "all held out", "none · offline", "all fitted"]
+    held = e.loc["all held out"]
+    assert held["points"] == 3 and held["held_out"]
+    # tok/s errors +50%, -5%, +10%; J/token +20%, 0%, -50%
+    assert held["output_throughput_tok_s_median_abs_error_pct"] == pytest.approx(10.0)
+    assert held["output_throughput_tok_s_max_abs_error_pct"] == pytest.approx(50.0)
+    assert held["energy_per_output_token_j_median_abs_error_pct"] == pytest.approx(20.0)
+    assert held["energy_per_output_token_j_max_abs_error_pct"] == pytest.approx(50.0)
+    fitted = e.loc["all fitted"]  # tok/s +2%, -1%; J/token 0%, +10%
+    assert fitted["points"] == 2 and not fitted["held_out"]
+    assert fitted["output_throughput_tok_s_median_abs_error_pct"] == pytest.approx(1.5)
+    assert fitted["energy_per_output_token_j_max_abs_error_pct"] == pytest.approx(10.0)
+    other_gpu = FitSelection(quantization="none", workload="offline", gpu="a100")
+    assert not other_gpu.fitted(c.table).any()

@@ -1,9 +1,12 @@
 """scripts/calibrate_simulator.py: the fit recovers a simulator it is given, and reads a real store."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +41,24 @@ def test_the_fit_reproduces_a_known_simulator():
 
 
 def test_measured_points_from_the_committed_h200_store():
-    points = cal.measured_points(str(H200_STORE), "none", "offline")
+    points = cal.measured_points(cal.selected_rows(str(H200_STORE), None, "none", "offline"))
     assert [(p["batch_size"], p["n"]) for p in points] == [(1, 3), (8, 3), (64, 3), (256, 3)]
     assert 200 < points[0]["tok_s"] < 220 and 100 < points[0]["idle_w"] < 140
     assert all(p["config"].gpu.name == "h200" for p in points)
-    with pytest.raises(SystemExit):
-        cal.measured_points(str(H200_STORE), "awq", "offline")
+    assert len(cal.selected_rows(str(H200_STORE), "llama2_7b", "none", "offline")) == 12
+    for model, quant in ((None, "awq"), ("mistral_7b", "none")):
+        with pytest.raises(SystemExit, match="no ok measured"):
+            cal.selected_rows(str(H200_STORE), model, quant, "offline")
+
+
+def test_a_selection_of_two_models_asks_for_one(tmp_path):
+    """A copy of the store where one fp16 offline cell is another model: without --model the fit
+    refuses (it would average two models per batch size); with it, the other model's cell is out."""
+    store = tmp_path / "store"
+    shutil.copytree(H200_STORE, store)
+    one = sorted((store / "runs").glob("*.parquet"))[0]
+    t = pq.read_table(one)
+    pq.write_table(t.set_column(t.schema.get_field_index("model"), "model", pa.array(["mistral_7b"] * len(t))), one)
+    with pytest.raises(SystemExit, match="span models llama2_7b, mistral_7b: choose one with --model"):
+        cal.selected_rows(str(store), None, "none", "offline")
+    assert len(cal.selected_rows(str(store), "llama2_7b", "none", "offline")) == 11

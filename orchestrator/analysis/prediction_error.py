@@ -1,0 +1,87 @@
+"""How well a calibrated prediction (B) matches measurement (A), split into the points the
+calibration was fitted on and those it was not (held out).
+
+A comparison's Δ = (B − A) ÷ A is, with B the prediction, the prediction's relative error. A
+calibration (``scripts/calibrate_simulator.py``'s ``calibration.json``) names what it was fitted
+on — model, GPU, quantization and workload; a matched point is **fitted** when it has all four,
+**held out** otherwise. Per group (quantization × workload) and in all, ``prediction_errors``
+gives the number of points and the median and largest absolute error (%) of output tok/s and of
+gross J per output token.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from orchestrator.analysis.dataset import SweepError
+
+ERROR_METRICS = (("output tok/s", "output_throughput_tok_s"), ("J/output token", "energy_per_output_token_j"))
+"""(name, metric) whose prediction error is summarised."""
+
+
+@dataclass(frozen=True)
+class FitSelection:
+    """What a calibration was fitted on; ``None`` for model or GPU: any."""
+
+    quantization: str
+    workload: str
+    model: Optional[str] = None
+    gpu: Optional[str] = None
+
+    @classmethod
+    def from_calibration(cls, path: str | Path) -> "FitSelection":
+        """Read ``calibration.json``; ``SweepError`` with one line when it is not one."""
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(quantization=str(doc["quantization"]), workload=str(doc["workload"]),
+                       model=doc.get("model"), gpu=doc.get("gpu"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SweepError(f"{path}: not a calibration.json of scripts/calibrate_simulator.py ({e})") from None
+
+    def describe(self) -> str:
+        parts = [self.model or "any model", self.gpu or "any GPU", f"quantization {self.quantization}",
+                 f"workload {self.workload}"]
+        return ", ".join(parts)
+
+    def fitted(self, table: pd.DataFrame) -> pd.Series:
+        """Per matched point of a comparison table: True when the calibration was fitted on it."""
+        mask = pd.Series(True, index=table.index)
+        for axis, value in (("quantization", self.quantization), ("workload", self.workload), ("model", self.model),
+                            ("gpu", self.gpu)):
+            if value is not None:
+                mask &= _axis_values(table, axis) == value
+        return mask
+
+
+def _axis_values(table: pd.DataFrame, axis: str) -> pd.Series:
+    """An axis of the comparison table: a key column, or A's side when it is the compared axis."""
+    return (table[axis] if axis in table.columns else table[f"{axis}_a"]).astype(str)
+
+
+def _summary(t: pd.DataFrame, group: str, held_out: bool) -> dict:
+    out = {"group": group, "held_out": held_out, "points": len(t)}
+    for _name, m in ERROR_METRICS:
+        err = t[f"change_{m}_pct"].abs().dropna()
+        out[f"{m}_median_abs_error_pct"] = float(err.median()) if len(err) else float("nan")
+        out[f"{m}_max_abs_error_pct"] = float(err.max()) if len(err) else float("nan")
+    return out
+
+
+def prediction_errors(table: pd.DataFrame, selection: FitSelection) -> pd.DataFrame:
+    """One row per (held out or fitted, quantization × workload) group, then one per side in all:
+    ``group``, ``held_out``, ``points`` and, per ``ERROR_METRICS`` metric, the median and largest
+    absolute error (%). Held-out rows first."""
+    fitted = selection.fitted(table)
+    rows = []
+    for held_out, side in ((True, table[~fitted]), (False, table[fitted])):
+        if side.empty:
+            continue
+        labels = _axis_values(side, "quantization") + " · " + _axis_values(side, "workload")
+        for label, t in side.groupby(labels, sort=True):
+            rows.append(_summary(t, str(label), held_out))
+        rows.append(_summary(side, "all held out" if held_out else "all fitted", held_out))
+    return pd.DataFrame(rows)
