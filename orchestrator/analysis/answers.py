@@ -40,7 +40,8 @@ class EnergyKnee:
 
 @dataclass(frozen=True)
 class SloRange:
-    """Which batch sizes of one online series meet the SLOs; ``failures``: batch -> why not."""
+    """Which batch sizes of one online series meet the SLOs; ``failures``: batch -> why not;
+    ``passing_j_per_tok``: gross J per output token of each passing batch size (NaN: no energy)."""
 
     series: str
     workload: str
@@ -48,6 +49,14 @@ class SloRange:
     passing: tuple[int, ...]
     failures: tuple[tuple[int, str], ...]
     simulated: bool
+    passing_j_per_tok: tuple[float, ...] = ()
+
+    @property
+    def cheapest(self) -> tuple[int, float] | None:
+        """(batch size, J/output token) of the passing batch size that spends least energy per
+        token, or None when no passing one has energy."""
+        known = [(j, b) for b, j in zip(self.passing, self.passing_j_per_tok) if j == j]
+        return (min(known)[1], min(known)[0]) if known else None
 
 
 @dataclass(frozen=True)
@@ -104,9 +113,10 @@ def slo_ranges(points: pd.DataFrame, slo: Slo) -> list[SloRange]:
     for series, workload, g in _series_groups(points, offline=False):
         ok = eligible_mask(g, slo)
         passing = tuple(int(b) for b in g.loc[ok, "batch_size"])
+        energy = g.loc[ok, J_TOK].where(g.loc[ok, "energy_available"].astype(bool))
         failures = tuple((int(p["batch_size"]), _why_not(p, slo)) for _, p in g[~ok].iterrows())
         out.append(SloRange(series, workload, float(g["offered_rate_rps"].iloc[0]), passing, failures,
-                            bool(g["simulated"].any())))
+                            bool(g["simulated"].any()), tuple(float(j) for j in energy.fillna(float("nan")))))
     return out
 
 

@@ -35,7 +35,13 @@ def slo_sentence(r: answers.SloRange) -> str:
     if not r.passing:
         return head + f"no max-num-seqs meets the SLOs ({fails}).{_mark(r.simulated)}"
     ok = ", ".join(str(b) for b in r.passing)
-    return head + f"max-num-seqs {ok} meet{'s' if len(r.passing) == 1 else ''} them" + (
+    cheapest = ""
+    if r.cheapest and len(r.passing) > 1:
+        others = ", ".join(f"{_mj(j)} at BS {b}" for b, j in zip(r.passing, r.passing_j_per_tok)
+                           if b != r.cheapest[0] and j == j)
+        cheapest = f" — least energy at BS {r.cheapest[0]}: {_mj(r.cheapest[1])} per output token" + (
+            f" (vs {others})" if others else "")
+    return head + f"max-num-seqs {ok} meet{'s' if len(r.passing) == 1 else ''} them{cheapest}" + (
         f"; not {fails}" if fails else "") + f".{_mark(r.simulated)}"
 
 

@@ -35,8 +35,11 @@ def test_slo_range_says_why_each_batch_fails():
     [r] = answers.slo_ranges(pts, Slo(ttft_p99_ms=5_000.0, tpot_p99_ms=100.0))
     assert r.passing == (8, 32) and r.offered_rate_rps == 20.0
     assert dict(r.failures) == {1: "saturated", 256: "TTFT p99 25,600 ms, TPOT p99 268.0 ms"}
+    # J/token = J/request / 128: 5/128 at BS 8, 4/128 at BS 32 (the cheaper one that passes)
+    assert r.passing_j_per_tok == pytest.approx((5 / 128, 4 / 128)) and r.cheapest == (32, pytest.approx(4 / 128))
     text = render.slo_sentence(r)
     assert "at 20 req/s" in text and "max-num-seqs 8, 32 meet them" in text and "BS 1: saturated" in text
+    assert "least energy at BS 32: 31.25 mJ per output token (vs 39.06 mJ at BS 8)" in text, text
     [none] = answers.slo_ranges(pts, Slo(ttft_p99_ms=10.0, tpot_p99_ms=None))
     assert none.passing == () and "no max-num-seqs meets the SLOs" in render.slo_sentence(none)
 
