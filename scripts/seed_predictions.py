@@ -5,10 +5,12 @@ published figures are put beside the predictions with what explains the differen
 
 Only the calibration's efficiency factors travel (``compute_efficiency``, ``memory_efficiency``,
 ``step_overhead_s``): the power model stays each GPU's datasheet (idle and TDP from conf/gpu).
-The simulator models vLLM's kernels at a roofline; transformers + bitsandbytes LLM.int8 (seed 004)
-is far from that, so the A800 rows also get an **engine factor measured on the H200**: measured
-hf INT8 (threshold 0.0) ÷ simulated INT8 on the H200 at the same batch, from a store that holds
-those cells (the study's grid 4), applied to the A800 prediction. Every number here is a
+The simulator models kernels at a roofline with the fp16 scan's efficiencies; transformers +
+bitsandbytes LLM.int8 (seed 004) is far from that, and so is vLLM's AWQ kernel (the study measured
+AWQ 55-67% slower than predicted), so each seed's rows also get an **engine factor measured on the
+H200**: measured ÷ simulated on the H200 at the same workload and batch — hf INT8 threshold 0.0
+(the study's grid 4) for the A800, vLLM AWQ chat (grid 3's eager cells where measured, else grid
+2's CUDA-graph ones) for the T4 — applied to the seed-GPU prediction. Every number here is a
 prediction, labelled so.
 
     python scripts/seed_predictions.py --calibration experiments/h200_study/calibration/calibration.json \
@@ -78,27 +80,62 @@ def efficiency_overrides(calibration: Path) -> List[str]:
     return [f"engine.simulated.{k}={options[k]}" for k in EFFICIENCY_KEYS]
 
 
-def hf_int8_factors(measured: Optional[Path], predicted_h200: Optional[Path]) -> Dict[int, Dict[str, float]]:
-    """batch -> {"tok_s": measured/predicted, "j_per_tok": measured/predicted} for Mistral-7B hf
-    INT8 (threshold 0.0) on the H200; {} when either store lacks those cells."""
-    if measured is None or predicted_h200 is None:
-        return {}
-    m, p = (load(str(s)).runs.to_pandas() for s in (measured, predicted_h200))
-    m = m[(m["status"] == "ok") & (m["engine"] == "hf") & (m["quantization"] == "int8") & (m["model"] == "mistral_7b")]
-    if "llm_int8_threshold" in m:
-        m = m[m["llm_int8_threshold"].astype(float) == 0.0]
-    p = p[(p["status"] == "ok") & (p["quantization"] == "int8") & (p["model"] == "mistral_7b") & (p["gpu"] == "h200")]
+Factors = Dict[tuple, Dict[str, float]]
+"""(workload, batch) -> {"tok_s": measured ÷ simulated, "j_per_tok": measured ÷ simulated, "source": ...}."""
+
+
+def _engine_option(config_json: str, engine: str, key: str):
+    """One option of the engine block of a runs row's config (``engine.<engine>.<key>``)."""
+    return json.loads(config_json)["engine"][engine].get(key)
+
+
+def _ratios(m: pd.DataFrame, p: pd.DataFrame, source: str) -> Factors:
     out = {}
-    for bs, g in m.groupby("batch_size"):
-        q = p[p["batch_size"] == bs]
+    for (wl, bs), g in m.groupby(["workload", "batch_size"]):
+        q = p[(p["workload"] == wl) & (p["batch_size"] == bs)]
         if len(q):
-            out[int(bs)] = {
+            out[(str(wl), int(bs))] = {
                 "tok_s": g["output_throughput_tok_s"].mean() / q["output_throughput_tok_s"].mean(),
-                "j_per_tok": g["energy_per_1k_output_tokens_j"].mean() / q["energy_per_1k_output_tokens_j"].mean()}
+                "j_per_tok": g["energy_per_1k_output_tokens_j"].mean() / q["energy_per_1k_output_tokens_j"].mean(),
+                "source": source}
     return out
 
 
-def rows_for(pub: Published, pred: pd.DataFrame, factors: Dict[int, Dict[str, float]]) -> dict:
+def _ok_runs(store: Path) -> pd.DataFrame:
+    runs = load(str(store)).runs.to_pandas()
+    return runs[runs["status"] == "ok"]
+
+
+def hf_int8_factors(measured: Optional[Path], predicted_h200: Optional[Path]) -> Factors:
+    """Mistral-7B hf INT8 with threshold 0.0 (pure, as seed 004) measured on the H200 ÷ the
+    simulator's INT8 there, per (offline, batch); {} when either store lacks those cells."""
+    if measured is None or predicted_h200 is None:
+        return {}
+    m, p = _ok_runs(measured), _ok_runs(predicted_h200)
+    m = m[(m["engine"] == "hf") & (m["quantization"] == "int8") & (m["model"] == "mistral_7b")]
+    m = m[pd.Series([float(_engine_option(c, "hf", "int8_threshold")) == 0.0 for c in m["config_json"]],
+                    index=m.index, dtype=bool)]
+    p = p[(p["quantization"] == "int8") & (p["model"] == "mistral_7b") & (p["gpu"] == "h200")]
+    return _ratios(m, p, "hf INT8 threshold 0.0")
+
+
+def awq_factors(measured: Optional[Path], predicted_h200: Optional[Path]) -> Factors:
+    """Llama-2-7B AWQ chat measured on the H200 with vLLM ÷ the simulator's AWQ there, per
+    (workload, max-num-seqs): from the eager cells (seed 000 ran ``enforce_eager``) where the store
+    has them, else from the CUDA-graph ones (said in ``source``); {} when it has neither."""
+    if measured is None or predicted_h200 is None:
+        return {}
+    m, p = _ok_runs(measured), _ok_runs(predicted_h200)
+    m = m[(m["engine"] == "vllm") & (m["quantization"] == "awq") & (m["model"] == "llama2_7b")
+          & m["workload"].str.startswith("chat")]
+    eager = pd.Series([bool(_engine_option(c, "vllm", "enforce_eager")) for c in m["config_json"]], index=m.index,
+                      dtype=bool)
+    p = p[(p["quantization"] == "awq") & (p["model"] == "llama2_7b") & (p["gpu"] == "h200")]
+    graphs = _ratios(m[~eager], p, "vLLM AWQ with CUDA graphs")
+    return {**graphs, **_ratios(m[eager], p, "vLLM AWQ eager")}
+
+
+def rows_for(pub: Published, pred: pd.DataFrame, factors: Factors) -> dict:
     cell = pred[(pred["workload"] == pub.workload) & (pred["batch_size"] == pub.batch_size)].iloc[0]
     tok_s, jk = float(cell["output_throughput_tok_s"]), float(cell["energy_per_1k_output_tokens_j"])
     row = {**asdict(pub), "predicted_output_tok_s": tok_s, "predicted_request_rps": float(cell["request_throughput_rps"]),
@@ -106,9 +143,11 @@ def rows_for(pub: Published, pred: pd.DataFrame, factors: Dict[int, Dict[str, fl
            "predicted_energy_per_1k_output_tokens_j": jk, "predicted_saturated": bool(cell["saturated"]),
            "predicted_output_tokens_per_request": float(cell["output_tokens_mean_cfg"]),
            "offered_rate_rps": float(cell["offered_rate_rps"]) if pd.notna(cell.get("offered_rate_rps")) else None}
-    f = factors.get(pub.batch_size)
-    row["predicted_hf_output_tok_s"] = tok_s * f["tok_s"] if f else None
-    row["predicted_hf_energy_per_1k_output_tokens_j"] = jk * f["j_per_tok"] if f else None
+    f = factors.get((pub.workload, pub.batch_size))
+    row["factor_source"] = f["source"] if f else None
+    row["predicted_factored_output_tok_s"] = tok_s * f["tok_s"] if f else None
+    row["predicted_factored_request_rps"] = row["predicted_request_rps"] * f["tok_s"] if f else None
+    row["predicted_factored_energy_per_1k_output_tokens_j"] = jk * f["j_per_tok"] if f else None
     row["why"] = explain(pub, row)
     return row
 
@@ -121,13 +160,16 @@ def explain(pub: Published, row: dict) -> str:
         why.append(f"the seed's tok/s ÷ req/s = {tpr:.1f} output tokens per request (ours: "
                    f"{row['predicted_output_tokens_per_request']:.0f}, configured, EOS ignored)")
     if row["predicted_saturated"]:
-        why.append(f"predicted saturated: {row['predicted_request_rps']:.2f} req/s served of {row['offered_rate_rps']:.0f} "
-                   "offered (the queue grows; TTFT is queueing)")
+        factored = row["predicted_factored_request_rps"]
+        also = f" ({factored:.2f} × the H200 factor)" if factored is not None else ""
+        why.append(f"predicted saturated: {row['predicted_request_rps']:.2f} req/s{also} served of "
+                   f"{row['offered_rate_rps']:.0f} offered (the queue grows; TTFT is queueing)")
     if pub.energy_per_request_j and pub.energy_per_1k_output_tokens_j:
         implied = pub.energy_per_request_j / pub.energy_per_1k_output_tokens_j * 1000
         why.append(f"the seed's J/request ÷ J/token implies {implied:.2f} tokens per request")
-    if row["predicted_hf_output_tok_s"] is None and pub.seed == SEED_A800:
-        why.append("roofline of 8-bit weights (vLLM-like), not bitsandbytes: no H200 hf INT8 factor measured yet")
+    if row["predicted_factored_output_tok_s"] is None:
+        why.append("roofline of 8-bit weights (vLLM-like), not bitsandbytes: no H200 hf INT8 factor measured yet"
+                   if pub.seed == SEED_A800 else "roofline of 4-bit weights: no H200 AWQ factor measured yet")
     return "; ".join(why)
 
 
@@ -137,37 +179,54 @@ def fmt(v, digits=1) -> str:
     return f"{v:,.{digits}f}"
 
 
-def markdown(rows: List[dict], calibration: Path, factors: Dict[int, Dict[str, float]]) -> str:
+def _factor_note(name: str, factors: Factors) -> str:
+    if not factors:
+        return ""
+    parts = [f"{wl} {b}: {f['tok_s']:.3f} ({f['source']})" for (wl, b), f in sorted(factors.items())]
+    return f"H200 {name} factors (measured ÷ simulated tok/s): " + ", ".join(parts) + "."
+
+
+def _t4_lines(rows: List[dict]) -> List[str]:
+    lines = ["| workload | max-num-seqs | seed tok/s | predicted tok/s | × H200 AWQ factor | seed req/s | predicted "
+             "req/s | × H200 AWQ factor | seed TTFT p50 ms | predicted | seed TPOT p50 ms | predicted "
+             "| predicted J/1k out tok | × H200 AWQ factor | why they differ |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['batch_size']} | {fmt(r['output_tok_s'])} | {fmt(r['predicted_output_tok_s'])} † "
+                     f"| {fmt(r['predicted_factored_output_tok_s'])} † | {fmt(r['request_rps'], 2)} "
+                     f"| {fmt(r['predicted_request_rps'], 2)} † | {fmt(r['predicted_factored_request_rps'], 2)} † "
+                     f"| {fmt(r['ttft_p50_ms'], 0)} | {fmt(r['predicted_ttft_p50_ms'], 0)} † | {fmt(r['tpot_p50_ms'], 2)} "
+                     f"| {fmt(r['predicted_tpot_p50_ms'], 2)} † | {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † "
+                     f"| {fmt(r['predicted_factored_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
+    return lines
+
+
+def _a800_lines(rows: List[dict]) -> List[str]:
+    lines = ["| batch | seed tok/s | predicted (roofline) | × H200 hf factor | seed J/1k tok | predicted "
+             "(roofline) | × H200 hf factor | why they differ |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['batch_size']} | {fmt(r['output_tok_s'], 2)} | {fmt(r['predicted_output_tok_s'])} † "
+                     f"| {fmt(r['predicted_factored_output_tok_s'], 2)} † | {fmt(r['energy_per_1k_output_tokens_j'], 0)} "
+                     f"| {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † "
+                     f"| {fmt(r['predicted_factored_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
+    return lines
+
+
+def markdown(rows: List[dict], calibration: Path, awq: Factors, hf: Factors) -> str:
     lines = ["# The seeds' hardware, predicted (not measured)", "",
              f"Simulator efficiency factors from `{calibration}` (fitted on the H200 study's fp16 offline scan); "
              "each GPU's datasheet power model. Generated by `scripts/seed_predictions.py`. The factors "
              "come from vLLM with CUDA graphs on a Hopper GPU: on a T4 in eager mode (seed 000) the per-step "
              "CPU cost is larger, so predicted TPOT is a floor; the study's grid 3 (eager vs graphs on the "
-             "H200) measures that cost. An empty TTFT/TPOT: no measured request finished before the drain "
-             "limit (all cancelled).", ""]
-    t4 = [r for r in rows if r["seed"] == SEED_T4]
-    lines += [f"## Seed {SEED_T4}", "",
-              "| workload | max-num-seqs | seed tok/s | predicted tok/s | seed req/s | predicted req/s | seed TTFT p50 ms "
-              "| predicted | seed TPOT p50 ms | predicted | predicted J/1k out tok | why they differ |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in t4:
-        lines.append(f"| {r['workload']} | {r['batch_size']} | {fmt(r['output_tok_s'])} | {fmt(r['predicted_output_tok_s'])} † "
-                     f"| {fmt(r['request_rps'], 2)} | {fmt(r['predicted_request_rps'], 2)} † | {fmt(r['ttft_p50_ms'], 0)} "
-                     f"| {fmt(r['predicted_ttft_p50_ms'], 0)} † | {fmt(r['tpot_p50_ms'], 2)} | {fmt(r['predicted_tpot_p50_ms'], 2)} † "
-                     f"| {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
-    a800 = [r for r in rows if r["seed"] == SEED_A800]
-    lines += ["", f"## Seed {SEED_A800}", "",
-              "| batch | seed tok/s | predicted (roofline) | predicted × H200 hf factor | seed J/1k tok | predicted "
-              "(roofline) | predicted × H200 hf factor | why they differ |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in a800:
-        lines.append(f"| {r['batch_size']} | {fmt(r['output_tok_s'], 2)} | {fmt(r['predicted_output_tok_s'])} † "
-                     f"| {fmt(r['predicted_hf_output_tok_s'], 2)} † | {fmt(r['energy_per_1k_output_tokens_j'], 0)} "
-                     f"| {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † "
-                     f"| {fmt(r['predicted_hf_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
+             "H200) measures that cost. The simulator reads quantized weights at the fp16 scan's efficiency, "
+             "which the real kernels do not reach: each seed's prediction is also given × an **engine factor "
+             "measured on the H200** (measured ÷ simulated there, same engine, quantization, workload and batch), "
+             "which assumes the kernel's shortfall carries over from the H200 to the seed's GPU. An empty "
+             "TTFT/TPOT: no measured request finished before the drain limit (all cancelled).", ""]
+    lines += [f"## Seed {SEED_T4}", ""] + _t4_lines([r for r in rows if r["seed"] == SEED_T4])
+    lines += ["", f"## Seed {SEED_A800}", ""] + _a800_lines([r for r in rows if r["seed"] == SEED_A800])
     lines += ["", "† predicted by the simulator, not measured."]
-    if factors:
-        lines.append("H200 hf INT8 factors (measured ÷ simulated tok/s): "
-                     + ", ".join(f"batch {b}: {f['tok_s']:.3f}" for b, f in sorted(factors.items())) + ".")
+    lines += [n for n in (_factor_note("AWQ", awq), _factor_note("hf INT8", hf)) if n]
     return "\n".join(lines) + "\n"
 
 
@@ -180,14 +239,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     overrides = efficiency_overrides(args.calibration)
-    factors = hf_int8_factors(args.measured, args.predicted_h200)
+    awq, hf = awq_factors(args.measured, args.predicted_h200), hf_int8_factors(args.measured, args.predicted_h200)
     predicted = {SEED_T4: simulate("seed_t4_awq", args.work / "seed_t4_awq", overrides),
                  SEED_A800: simulate("seed_a800_int8", args.work / "seed_a800_int8", overrides)}
-    rows = [rows_for(p, predicted[p.seed], factors) for p in PUBLISHED]
+    rows = [rows_for(p, predicted[p.seed], awq if p.seed == SEED_T4 else hf) for p in PUBLISHED]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "seeds.json").write_text(json.dumps({"overrides": overrides, "hf_int8_factors": factors, "rows": rows},
+    keyed = {name: {f"{wl}/{b}": f for (wl, b), f in fs.items()} for name, fs in (("awq", awq), ("hf_int8", hf))}
+    (args.out / "seeds.json").write_text(json.dumps({"overrides": overrides, "engine_factors": keyed, "rows": rows},
                                                     indent=1, default=str))
-    (args.out / "seeds.md").write_text(markdown(rows, args.calibration, factors))
+    (args.out / "seeds.md").write_text(markdown(rows, args.calibration, awq, hf))
     print(f"wrote {args.out / 'seeds.md'}")
     return 0
 

@@ -38,9 +38,29 @@ def test_a_difference_is_explained_from_the_numbers():
     a800 = next(p for p in sp.PUBLISHED if p.seed == sp.SEED_A800 and p.batch_size == 1)
     r = sp.rows_for(a800, predicted(workload="offline", saturated=False, output_throughput_tok_s=175.0), {})
     assert "implies 2.45 tokens per request" in r["why"] and "no H200 hf INT8 factor" in r["why"]
-    assert r["predicted_hf_output_tok_s"] is None
+    assert r["predicted_factored_output_tok_s"] is None
     r = sp.rows_for(a800, predicted(workload="offline", saturated=False, output_throughput_tok_s=175.0),
-                    {1: {"tok_s": 0.1, "j_per_tok": 8.0}})
-    assert r["predicted_hf_output_tok_s"] == pytest.approx(17.5)
-    assert r["predicted_hf_energy_per_1k_output_tokens_j"] == pytest.approx(848.0 * 8)
-    assert "no H200 hf INT8 factor" not in r["why"]
+                    {("offline", 1): {"tok_s": 0.1, "j_per_tok": 8.0, "source": "hf"}})
+    assert r["predicted_factored_output_tok_s"] == pytest.approx(17.5)
+    assert r["predicted_factored_energy_per_1k_output_tokens_j"] == pytest.approx(848.0 * 8)
+    assert "no H200 hf INT8 factor" not in r["why"] and r["factor_source"] == "hf"
+    assert "no H200 AWQ factor" in sp.rows_for(t4, predicted(), {})["why"]
+
+
+def test_the_awq_factor_from_the_committed_study():
+    """The study's measured AWQ chat cells ÷ its simulated ones: one factor per (rate, max-num-seqs)
+    it measured, equal to the ratio of the two stores' numbers (recomputed here)."""
+    study = Path(__file__).resolve().parents[2] / "experiments" / "h200_study"
+    factors = sp.awq_factors(study / "store", study / "sim_store")
+    m, p = sp._ok_runs(study / "store"), sp._ok_runs(study / "sim_store")
+    pick = lambda t, wl, b: t[(t.quantization == "awq") & (t.workload == wl) & (t.batch_size == b)  # noqa: E731
+                              & (t.model == "llama2_7b")]
+    assert {("chat_medium", 1), ("chat_medium", 8), ("chat_high", 1), ("chat_high", 8)} <= set(factors)
+    for (wl, b), f in factors.items():
+        src = pick(m, wl, b)
+        if f["source"] == "vLLM AWQ with CUDA graphs":
+            src = src[[not sp._engine_option(c, "vllm", "enforce_eager") for c in src.config_json]]
+        assert f["tok_s"] == pytest.approx(src.output_throughput_tok_s.mean() / pick(p, wl, b).output_throughput_tok_s.mean())
+        if b in (1, 8):  # saturated at both rates: tok/s is the kernel's speed, slower than predicted
+            assert 0.3 < f["tok_s"] < 1.0
+    assert sp.hf_int8_factors(study / "store", None) == {}
