@@ -70,11 +70,17 @@ class Endpoint:
 class Dialect:
     """How request bodies are written. ``text_prompts``: the prompt goes as text (``prompt_text``
     of the client), else as token ids; ``vllm_extras``: ``return_token_ids``, ``request_id``,
-    ``ignore_eos``/``min_tokens``; ``continuous_usage``: ask for usage in every chunk."""
+    ``ignore_eos``/``min_tokens`` (without them, the OpenAI fields only: a strict server refuses
+    fields it does not know); ``continuous_usage``: ask for usage in every chunk."""
 
     text_prompts: bool = False
     vllm_extras: bool = True
     continuous_usage: bool = False
+
+    @property
+    def name(self) -> str:
+        """``vllm`` (vLLM's extra fields sent) or ``openai`` (the OpenAI fields only)."""
+        return "vllm" if self.vllm_extras else "openai"
 
 
 VLLM = Dialect()
@@ -96,7 +102,7 @@ def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ig
                     prompt_text: Optional[str] = None) -> Dict:
     """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
     under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
-    max), greedy."""
+    max; vLLM's fields: without them ``max_tokens`` only bounds the count), greedy."""
     body = {
         "model": model,
         "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
@@ -107,12 +113,11 @@ def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ig
     }
     if dialect.continuous_usage:
         body["stream_options"]["continuous_usage_stats"] = True
-    if ignore_eos:
-        body["ignore_eos"] = True
     if not dialect.vllm_extras:
         return body
     body["return_token_ids"] = True
     if ignore_eos:
+        body["ignore_eos"] = True
         body["min_tokens"] = int(spec.output_tokens)
     if request_id:
         body["request_id"] = request_id

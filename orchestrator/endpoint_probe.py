@@ -11,9 +11,14 @@
 3. otherwise the same prompt as **text** (exact length under the cell's tokenizer,
    ``endpoint_prompts``).
 
-The answer (``ProbeResult``) says the prompt mode (``token_ids`` | ``text``) and where per-token
-times come from: ``token_ids`` (chunks name their ids), ``continuous_usage`` (chunks carry usage)
-or ``chunks`` (neither: one stamp per chunk, ITL per chunk). A server that reports no token count
+A server that refuses a request's body (HTTP 4xx other than 401/403/404: a strict server refuses
+fields it does not know) is asked again in the same prompt mode with the OpenAI fields only (no
+``return_token_ids``, ``request_id``, ``ignore_eos``, ``min_tokens``, continuous usage stats).
+
+The answer (``ProbeResult``) says the prompt mode (``token_ids`` | ``text``), the request fields
+it ended with (``vllm`` | ``openai``: ``ProbeResult.request_dialect``) and where per-token times
+come from: ``token_ids`` (chunks name their ids), ``continuous_usage`` (chunks carry usage) or
+``chunks`` (neither: one stamp per chunk, ITL per chunk). A server that reports no token count
 at all (no usage, no ids) is refused: no request's output tokens could be known. Every refusal is
 a ``ProbeError`` (a ``ConfigError``: one line, exit 2 before the sweep). The API key is sent in a
 header and never appears in a message.
@@ -54,14 +59,26 @@ class ProbeResult:
     token_times: str  # token_ids | continuous_usage | chunks
     reports_usage: bool  # the final chunk carries usage.completion_tokens
     served_models: Tuple[str, ...] = ()
+    vllm_extras: bool = True  # False: the server refused vLLM's fields, requests carry OpenAI's only
 
     @property
     def dialect(self) -> Dialect:
-        return Dialect(text_prompts=self.prompt_mode == "text", vllm_extras=True, continuous_usage=True)
+        return _dialect(self.prompt_mode == "text", self.vllm_extras)
+
+    @property
+    def request_dialect(self) -> str:
+        """``vllm`` or ``openai``: the request fields the cells send (``Dialect.name``)."""
+        return self.dialect.name
 
     def describe(self) -> str:
         itl = " (ITL per chunk)" if self.token_times == "chunks" else ""
-        return f"prompts as {self.prompt_mode.replace('_', ' ')}, token times from {self.token_times}{itl}"
+        fields = "" if self.vllm_extras else ", OpenAI fields only (vLLM's extra fields refused)"
+        return f"prompts as {self.prompt_mode.replace('_', ' ')}, token times from {self.token_times}{itl}{fields}"
+
+
+def _dialect(text_prompts: bool, vllm_extras: bool) -> Dialect:
+    """vLLM's extras ask for continuous usage stats too; the OpenAI fields only ask for neither."""
+    return Dialect(text_prompts=text_prompts, vllm_extras=vllm_extras, continuous_usage=vllm_extras)
 
 
 @dataclass(frozen=True)
@@ -129,26 +146,50 @@ def _probe_prompt(t: Target) -> Tuple[list, Optional[str]]:
     return ids, (t.text_of(ids) if t.text_of is not None and t.prompt is not PromptMode.token_ids else None)
 
 
-async def _completion(session, t: Target, ids: list, text: Optional[str]):
+async def _completion(session, t: Target, ids: list, text: Optional[str], vllm_extras: bool):
     """One short streamed completion (``text`` when given, else token ids) -> an ``sse.SseStream``."""
     spec = RequestSpec(0, "probe", 0.0, PROBE_PROMPT_TOKENS, PROBE_OUTPUT_TOKENS)
-    dialect = Dialect(text_prompts=text is not None, vllm_extras=True, continuous_usage=True)
-    body = completion_body(spec, t.endpoint.model, ids, True, "probe-0", dialect, text)
-    st = await read_stream(session, t.endpoint, json.dumps(body).encode())
-    return st, len(ids)
+    body = completion_body(spec, t.endpoint.model, ids, True, "probe-0", _dialect(text is not None, vllm_extras), text)
+    return await read_stream(session, t.endpoint, json.dumps(body).encode())
 
 
-def _accepted(st, n_ids: int) -> bool:
-    """The token-id prompt went through: a complete stream that counted exactly the ids sent."""
-    return st.status == 200 and not st.error and st.done and st.prompt_tokens in (None, n_ids)
+def _accepted(st, n_ids: Optional[int]) -> bool:
+    """A complete stream that, for a token-id prompt (``n_ids``), counted exactly the ids sent."""
+    return st.status == 200 and not st.error and st.done and (n_ids is None or st.prompt_tokens in (None, n_ids))
 
 
-def _result(t: Target, st, mode: str, served: Tuple[str, ...]) -> ProbeResult:
+def _body_refused(st) -> bool:
+    """The server refused the request's body (a 4xx other than a key or route problem)."""
+    return st.status is not None and 400 <= st.status < 500 and st.status not in (401, 403, 404)
+
+
+def _why(st, n_ids: Optional[int]) -> str:
+    if st.error:
+        return st.error
+    if n_ids is not None and st.done:
+        return f"usage.prompt_tokens={st.prompt_tokens} for {n_ids} token ids"
+    return "the stream ended before [DONE]"
+
+
+def _result(t: Target, st, mode: str, vllm_extras: bool, served: Tuple[str, ...]) -> ProbeResult:
     if st.usage_tokens is None and not st.ids_seen and not st.continuous_seen:
         raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server reports no token counts (no "
                          "usage, no token ids): output tokens cannot be known")
     times = "token_ids" if st.ids_seen else "continuous_usage" if st.continuous_seen else "chunks"
-    return ProbeResult(mode, times, st.usage_tokens is not None, served)
+    return ProbeResult(mode, times, st.usage_tokens is not None, served, vllm_extras)
+
+
+async def _try_mode(session, t: Target, ids: list, text: Optional[str], served: Tuple[str, ...]):
+    """One prompt mode (``text``, else token ids): with vLLM's extras, then with the OpenAI fields
+    only where the server refused the body. -> (ProbeResult or None, the last stream)."""
+    n_ids = None if text is not None else len(ids)
+    for vllm_extras in (True, False):
+        st = await _completion(session, t, ids, text, vllm_extras)
+        if _accepted(st, n_ids):
+            return _result(t, st, "token_ids" if text is None else "text", vllm_extras, served), st
+        if not _body_refused(st):
+            break
+    return None, st
 
 
 async def probe(t: Target) -> ProbeResult:
@@ -156,19 +197,19 @@ async def probe(t: Target) -> ProbeResult:
     import aiohttp
 
     ids, text = _probe_prompt(t)
+    modes = ([None] if t.prompt is not PromptMode.text else []) + ([text] if text is not None else [])
+    if not modes:
+        raise ProbeError("engine.endpoint.prompt=text: text prompts need a tokenizer (engine.endpoint.tokenizer)")
     timeout = aiohttp.ClientTimeout(total=t.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         served = await _models(session, t)
-        if t.prompt is not PromptMode.text:
-            st, n = await _completion(session, t, ids, None)
-            if _accepted(st, n):
-                return _result(t, st, "token_ids", served)
-            if t.prompt is PromptMode.token_ids or st.status in (None, 401, 403, 404) or text is None:
-                raise _refusal(t, st.status, st.error or f"usage.prompt_tokens={st.prompt_tokens} for {n} token ids")
-        st, _ = await _completion(session, t, ids, text)
-        if st.status != 200 or st.error or not st.done:
-            raise _refusal(t, st.status, st.error or "the stream ended before [DONE]")
-        return _result(t, st, "text", served)
+        for mode_text in modes:
+            result, st = await _try_mode(session, t, ids, mode_text, served)
+            if result is not None:
+                return result
+            if st.status in (None, 401, 403, 404):  # no answer, the key, the route: text would not help
+                break
+        raise _refusal(t, st.status, _why(st, None if mode_text is not None else len(ids)))
 
 
 def probe_sync(t: Target) -> ProbeResult:

@@ -25,6 +25,7 @@ WORKER_COLUMNS = ("host", "node_id", "ray_gpu_ids", "assigned_resources")
 EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"))
 """(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
 ENDPOINT_COLUMNS = (("prompt_mode", "endpoint_prompt_mode"), ("token_times_source", "endpoint_token_times"),
+                    ("request_dialect", "endpoint_request_dialect"),
                     ("n_prompt_tokens_mismatch", "endpoint_prompt_tokens_mismatch"))
 """The same for ``engine=endpoint``'s modes, set only where the extra has them (null elsewhere)."""
 

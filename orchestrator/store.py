@@ -33,8 +33,8 @@ ids; older stores load with those columns null. The quantization method and line
 engine reports it ran (``quantization_method``, ``linear_kernel``) are columns too. Added since,
 without a new version (older files load with them null): ``itl_basis`` (token | chunk),
 ``engine=endpoint``'s ``prompt_mode`` (token_ids | text), ``token_times_source`` (token_ids |
-continuous_usage | chunks) and ``n_prompt_tokens_mismatch``, and ``energy_per_gpu_j`` (JSON
-{GPU UUID: J} where a cell's energy is summed over several GPUs)."""
+continuous_usage | chunks), ``request_dialect`` (vllm | openai) and ``n_prompt_tokens_mismatch``,
+and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs)."""
 READABLE_VERSIONS = (1, 2, 3)
 TABLES = ("runs", "requests", "power")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
@@ -71,7 +71,7 @@ RUNS_SCHEMA = pa.schema(
         ("node_id", STR), ("host", STR), ("gpu_name", STR), ("gpu_uuid", STR), ("ray_gpu_ids", STR),
         ("assigned_resources", STR), ("engine_versions", STR), ("engine_start_s", F64),
         ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
-        ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR),
+        ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
         ("n_prompt_tokens_mismatch", I64), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]

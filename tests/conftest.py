@@ -152,6 +152,16 @@ class RayNodes:
 
 
 @pytest.fixture
+def endpoint_key(monkeypatch):
+    """The test API key in the environment variable the ``engine=endpoint`` cells name
+    (``tests/integration/endpoint_servers``)."""
+    from tests.integration.endpoint_servers import KEY, KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return KEY
+
+
+@pytest.fixture
 def ray_nodes():
     nodes = RayNodes()
     yield nodes

@@ -11,9 +11,11 @@ Before launch (``check_before_launch``, on the driver): a sweep over ``batch_siz
 (the server schedules its own batches), and every distinct endpoint is probed once
 (``endpoint_probe``): an unreachable URL, a wrong model name or a bad key is one line and exit 2.
 At ``start()`` on the worker the endpoint is probed again (what that node sees decides the
-modes) and the modes go into every cell's row: ``prompt_mode``, ``token_times_source``, and
-``n_prompt_tokens_mismatch`` (ok requests whose ``usage.prompt_tokens`` differs from the count
-expected under the tokenizer: the ids sent, or the text's tokens with the server's special ones).
+modes) and the modes go into every cell's row: ``prompt_mode``, ``token_times_source``,
+``request_dialect`` (``vllm``: vLLM's extra fields sent; ``openai``: the server refused them,
+OpenAI's fields only), and ``n_prompt_tokens_mismatch`` (ok requests whose
+``usage.prompt_tokens`` differs from the count expected under the tokenizer: the ids sent, or the
+text's tokens with the server's special ones).
 
 ``run(plan)`` drives the plan with ``client.StreamingClient`` in the probed dialect. Requests
 that fail are error rows; when the server stopped answering during the cell (or every measured
@@ -207,6 +209,7 @@ class EndpointEngine(Engine):
         cr = asyncio.run(self._client(plan).run(plan))
         extra = {**self._start_info, **cr.extra, "endpoint_prompt_mode": self.result.prompt_mode,
                  "endpoint_token_times": self.result.token_times,
+                 "endpoint_request_dialect": self.result.request_dialect,
                  "endpoint_prompt_tokens_mismatch": self._mismatches(cr.records)}
         return WindowRun(cr.records, cr.window_start_s, cr.window_end_s, extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s, failure=self._failure(cr.records))

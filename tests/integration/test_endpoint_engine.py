@@ -10,17 +10,16 @@
   dialect, token ids in every chunk): token-id mode with per-token times from ids; and a variant
   that rejects token-id prompts ("prompt must be a string"), where the probe picks text prompts.
 
+A server that takes text prompts only (GuideLLM's mock server) and strict servers that refuse
+vLLM's extra fields: ``test_endpoint_text_mode``. Servers and cells: ``endpoint_servers``.
+
 The API key never appears in any file a sweep writes, nor in its output.
 """
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,91 +27,36 @@ import pytest
 pytest.importorskip("aiohttp")
 pytest.importorskip("xpyd_sim")
 
-from orchestrator.config.groups import WorkloadKind
 from orchestrator.endpoint_probe import ProbeError, probe_sync
-from orchestrator.engines import engine_for
 from orchestrator.engines.endpoint import EndpointEngine, probe_target
 from orchestrator.errors import Status
-from orchestrator.grid import cells, config_of
-from orchestrator.metrics import summarize
-from orchestrator.workload import plan_for
+from orchestrator.grid import cells
 from tests.conftest import free_port, run_orchestrator
+from tests.integration.endpoint_servers import KEY, KEY_ENV, OUT_TOKENS, cell_config, files_holding, run_cell, xpyd_sim
 
-KEY_ENV = "ORCH_TEST_ENDPOINT_KEY"
-KEY = "sk-endpoint-test-7f3a9c"  # must never reach a written file
 PREFILL_MS = 100.0
 DECODE_MS = 20.0
 # xpyd-sim sleeps one decode step before the first token too: TTFT = prefill + one decode step.
 TTFT_MS = PREFILL_MS + DECODE_MS
 TTFT_TOL_MS = (-3.0, 30.0)  # HTTP, JSON and event-loop overhead only add (2-core loaded machine)
 TPOT_TOL_MS = 4.0  # asyncio.sleep overshoot per token, either side of the configured step
-OUT_TOKENS = 12
 
 
-class Xpyd:
-    """``xpyd-sim serve`` in its own process on 127.0.0.1 (killed at the end)."""
-
-    def __init__(self, model="tiny"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-c", "from xpyd_sim.cli import main; main()", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--model", model, "--prefill-delay-ms", str(PREFILL_MS),
-               "--decode-delay-per-token-ms", str(DECODE_MS), "--require-api-key", KEY]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("xpyd-sim did not start")
-                time.sleep(0.2)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+def start_xpyd():
+    return xpyd_sim(PREFILL_MS, DECODE_MS)
 
 
 @pytest.fixture(scope="module")
 def xpyd():
-    server = Xpyd()
+    server = start_xpyd()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def key(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, KEY)
-    return KEY
-
-
-def cell_config(url, *overrides):
-    """An endpoint cell of the tiny model: constant arrivals, short window, OUT_TOKENS exactly."""
-    return config_of(["engine=endpoint", "model=tiny", "sampler=auto", f"engine.endpoint.base_url={url}",
-                      f"engine.endpoint.api_key_env={KEY_ENV}", "workload=chat_medium", "workload.arrival=constant",
-                      "workload.rate_rps=8", "workload.duration_s=2", "workload.warmup_requests=2",
-                      "workload.input.dist=fixed", "workload.input.mean_tokens=24", "workload.output.dist=fixed",
-                      f"workload.output.mean_tokens={OUT_TOKENS}", "workload.drain_timeout_s=5", *overrides])
-
-
-def run_cell(cfg):
-    """start -> run -> stop of the engine the registry gives, and the cell's summary row."""
-    [cell] = cells([cfg], {})
-    engine = engine_for("endpoint", WorkloadKind.open_loop)(cfg, cfg.batch_size)
-    engine.start()
-    try:
-        wr = engine.run(plan_for(cfg, cell.cell_id))
-    finally:
-        engine.stop()
-    return engine, wr, summarize(wr, cfg.workload.rate_rps, True)
 
 
 # ----------------------------------------------------------------------------- the probe
 
 
-def test_probe_of_the_third_party_server(xpyd, key):
+def test_probe_of_the_third_party_server(xpyd, endpoint_key):
     result = probe_sync(probe_target(cell_config(xpyd.url))[0])
     assert (result.prompt_mode, result.token_times, result.reports_usage) == ("token_ids", "chunks", True)
     assert result.served_models == ("tiny",)
@@ -136,7 +80,7 @@ def test_probe_refuses_bad_input_in_one_line(xpyd, monkeypatch, override, env, m
 # ----------------------------------------------------------------------------- measuring
 
 
-def test_ttft_tpot_and_token_counts_against_the_third_party_server(xpyd, key):
+def test_ttft_tpot_and_token_counts_against_the_third_party_server(xpyd, endpoint_key):
     engine, wr, row = run_cell(cell_config(xpyd.url))
     ok = [r for r in wr.records if r.status == "ok"]
     assert len(ok) == len(wr.records) > 10
@@ -151,7 +95,7 @@ def test_ttft_tpot_and_token_counts_against_the_third_party_server(xpyd, key):
     assert extra["endpoint_prompt_tokens_mismatch"] == 0 and wr.failure is None
 
 
-def test_text_prompts_are_checked_against_the_servers_count(xpyd, key):
+def test_text_prompts_are_checked_against_the_servers_count(xpyd, endpoint_key):
     """xpyd-sim counts a text prompt as len(text) // 4 tokens, not under the model's tokenizer:
     every request is still measured, and the mismatch is counted."""
     engine, wr, row = run_cell(cell_config(xpyd.url, "engine.endpoint.prompt=text"))
@@ -161,8 +105,8 @@ def test_text_prompts_are_checked_against_the_servers_count(xpyd, key):
     assert wr.extra["endpoint_prompt_tokens_mismatch"] == sum(r.prompt_tokens_reported != 24 for r in ok) > 0
 
 
-def test_a_server_dying_mid_cell_gives_error_rows_and_a_status(key):
-    server = Xpyd()
+def test_a_server_dying_mid_cell_gives_error_rows_and_a_status(endpoint_key):
+    server = start_xpyd()
     cfg = cell_config(server.url, "workload.duration_s=3")
     threading.Timer(2.0, server.stop).start()  # one second into the measured window
     engine, wr, row = run_cell(cfg)
@@ -172,7 +116,7 @@ def test_a_server_dying_mid_cell_gives_error_rows_and_a_status(key):
     assert "error" in statuses and "ok" in statuses and row["n_requests_failed"] > 0
 
 
-def test_one_cell_through_the_unit_runner_keeps_rows_and_names_the_modes(xpyd, key):
+def test_one_cell_through_the_unit_runner_keeps_rows_and_names_the_modes(xpyd, endpoint_key):
     from orchestrator.messages import UnitSpec
     from orchestrator.worker import UnitRunner
 
@@ -183,6 +127,7 @@ def test_one_cell_through_the_unit_runner_keeps_rows_and_names_the_modes(xpyd, k
     row = res.tables["runs"].to_pylist()[0]
     assert res.status is Status.ok, row["error"]
     assert (row["prompt_mode"], row["token_times_source"], row["itl_basis"]) == ("token_ids", "chunks", "chunk")
+    assert row["request_dialect"] == "vllm"  # xpyd-sim takes vLLM's extra fields
     assert row["n_prompt_tokens_mismatch"] == 0 and row["energy_j"] is None
     assert "gpu_uuids" in row["energy_note"] and row["energy_source"] == "none"
     assert KEY not in json.dumps(row, default=str)
@@ -255,9 +200,7 @@ def test_a_sweep_over_rates_and_the_key_written_nowhere(xpyd, tmp_path):
 
     runs = load(str(out)).runs.to_pandas()
     assert sorted(runs["offered_rate_rps"]) == [4.0, 8.0] and set(runs["prompt_mode"]) == {"token_ids"}
-    assert KEY not in proc.stdout + proc.stderr
-    written = [p for p in Path(out).rglob("*") if p.is_file()]
-    assert written and not [p for p in written if KEY.encode() in p.read_bytes()]
+    assert KEY not in proc.stdout + proc.stderr and not files_holding(out, KEY)
 
 
 @pytest.mark.parametrize("args, env, line", [
