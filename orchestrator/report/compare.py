@@ -157,6 +157,7 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None, fitted
     from orchestrator.report.html_page import write_compare_html
 
     subtitle = f"B = {b.path} against A = {a.path}; matched on {', '.join(c.keys)}; † simulated."
-    payload = compare_payload(c.table, c.keys, la, lb, subtitle, c.variants)
+    errors = prediction_errors(c.table, selection) if selection else None
+    payload = compare_payload(c.table, c.keys, la, lb, subtitle, c.variants, errors)
     write_compare_html(payload, f"Comparison: {lb} against {la}", out)
     return path

@@ -152,12 +152,16 @@ COMPARE_METRICS = [("output tok/s", "output_throughput_tok_s"), ("J / output tok
 
 
 def compare_payload(table: pd.DataFrame, keys: list[str], label_a: str, label_b: str, subtitle: str,
-                    variants: bool = False) -> dict:
+                    variants: bool = False, errors: pd.DataFrame | None = None) -> dict:
     """The comparison page's data: the matched points with both sides and the change of each metric
-    (with the series of each side when a side ran several variants on one point)."""
+    (with the series of each side when a side ran several variants on one point), and, for a
+    calibrated prediction (``compare --fitted-on``), its error table (``prediction_error``)."""
     cols = keys + (["series_a", "series_b"] if variants else [])
     for _, m in COMPARE_METRICS:
         cols += [f"{m}_a", f"{m}_b", f"change_{m}_pct"]
     cols += ["flags_a", "flags_b", "simulated_a", "simulated_b"]
-    return {"keys": keys, "label_a": label_a, "label_b": label_b, "subtitle": subtitle,
-            "metrics": [list(m) for m in COMPARE_METRICS], "table": records(table, cols)}
+    payload = {"keys": keys, "label_a": label_a, "label_b": label_b, "subtitle": subtitle,
+               "metrics": [list(m) for m in COMPARE_METRICS], "table": records(table, cols)}
+    if errors is not None:
+        payload["errors"] = records(errors, list(errors.columns))
+    return payload

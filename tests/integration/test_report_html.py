@@ -5,11 +5,13 @@ a table sorts; the comparison page draws; the Markdown links to both. And the da
 readable as-is: DuckDB and polars get the same rows as ``orchestrator.store.load``."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, run_orchestrator
@@ -42,6 +44,10 @@ def pages(sweep) -> Path:
     assert report(sweep, "--out", out, "--no-csv").returncode == 0
     cmp = report("compare", sweep, sweep, "--out", out / "cmp")
     assert cmp.returncode == 0, cmp.stderr
+    cal = out / "calibration.json"  # as scripts/calibrate_simulator.py writes it: what the fit saw
+    cal.write_text(json.dumps({"quantization": "none", "workload": "offline", "model": "llama2_7b", "gpu": "h100"}))
+    fitted = report("compare", sweep, sweep, "--out", out / "cmp_fitted", "--fitted-on", cal)
+    assert fitted.returncode == 0, fitted.stderr
     return out
 
 
@@ -115,6 +121,21 @@ def test_the_comparison_page_draws(pages, browser):
     page, errors = open_page(browser, pages / "cmp" / "compare.html")
     assert page.locator("#chart-compare .main-svg").count() >= 1 and traces(page, "chart-compare") == 4
     assert page.locator("section[data-table='matched points'] tbody tr").count() == 8
+    assert page.locator("section[data-table='prediction error: held out and fitted']").count() == 0  # no --fitted-on
+    assert errors == []
+    page.close()
+
+
+def test_the_comparison_page_shows_the_prediction_error(pages, browser):
+    """compare --fitted-on: the page's error table has the rows of prediction_errors.csv (3 held-out
+    groups and their total, the fitted group and its total), in that order."""
+    page, errors = open_page(browser, pages / "cmp_fitted" / "compare.html")
+    section = page.locator("section[data-table='prediction error: held out and fitted']")
+    groups = [section.locator("tbody tr").nth(i).locator("td").first.inner_text() for i in range(6)]
+    assert section.locator("tbody tr").count() == 6
+    assert groups == list(pd.read_csv(pages / "cmp_fitted" / "prediction_errors.csv")["group"])
+    assert groups[3] == "all held out" and groups[5] == "all fitted"
+    assert not (pages / "cmp" / "prediction_errors.csv").exists()
     assert errors == []
     page.close()
 

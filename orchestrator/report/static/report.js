@@ -208,7 +208,8 @@ function comparePage(data) {
   const name = (r) => data.keys.map((k) => r[k]).join(" · ") + (r.series_a ? ` [${r.series_a}]` : "");
   const bars = data.metrics.map(([title, m]) => ({ x: t.map(name), y: t.map((r) => r[`change_${m}_pct`]), type: "bar", name: title }));
   const app = document.getElementById("app");
-  app.replaceChildren(el("div", { id: "chart-compare", class: "chart wide" }), sortable("matched points", { columns: Object.keys(data.table), rows: t.map((r) => Object.values(r)) }));
+  const errors = data.errors ? [sortable("prediction error: held out and fitted", { columns: Object.keys(data.errors), rows: rows(data.errors).map((r) => Object.values(r)) })] : [];
+  app.replaceChildren(el("div", { id: "chart-compare", class: "chart wide" }), ...errors, sortable("matched points", { columns: Object.keys(data.table), rows: t.map((r) => Object.values(r)) }));
   Plotly.newPlot("chart-compare", bars, { ...LAYOUT, barmode: "group", title: { text: `Δ = (B − A) ÷ A, % — B: ${data.label_b}, A: ${data.label_a}` }, yaxis: { title: "%" }, xaxis: { automargin: true } }, CONFIG);
 }
 
