@@ -15,6 +15,12 @@ own configs, one measured batch each, on virtual time):
    sizes (Nelder-Mead from the defaults; the power model depends on the timing through each
    step's compute-bound share, so the two are fitted at once).
 
+3. with ``--kernel-store STORE`` (another store: the study's quantized cells stay held out), for
+   each quantization method with ok measured offline cells of the same model and GPU there,
+   ``quantized_weight_efficiency.<method>``: the fraction of ``memory_efficiency`` at which the
+   method's dequantizing kernel reads its weights — one number, least squares on the same two
+   log errors over that store's batch sizes, every other factor kept from step 2.
+
 Writes ``calibration.json`` (the fitted values, the method, per batch size measured vs
 predicted and the error) and ``calibration.md`` under ``--out``, and prints the overrides that
 apply it: ``engine.simulated.memory_efficiency=... ...``.
@@ -124,6 +130,31 @@ def fit(points: List[Dict]) -> Dict:
     return options(res.x)
 
 
+def fit_kernel(points: List[Dict], options: Dict, method: str) -> float:
+    """``quantized_weight_efficiency`` of ``method`` on its points, the other options fixed."""
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(lambda k: _log_error(points, {**options, "quantized_weight_efficiency": {method: k}}),
+                          bounds=(0.05, 1.0), method="bounded", options={"xatol": 1e-4})
+    return float(res.x)
+
+
+def kernel_fits(store: str, model: str, gpu: str, options: Dict) -> Dict[str, Dict]:
+    """Per quantization method of ``store`` (offline, ``model`` on ``gpu``, not ``none``): the
+    fitted weight efficiency and its per-batch comparison."""
+    from orchestrator.store import load
+
+    runs = [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"
+            and r["workload"] == "offline" and r["model"] == model and r["gpu"] == gpu]
+    out = {}
+    for method in sorted({r["quantization"] for r in runs} - {"none"}):
+        points = measured_points([r for r in runs if r["quantization"] == method])
+        k = fit_kernel(points, options, method)
+        out[method] = {"efficiency": k, "cells": comparison(points, {**options,
+                                                                    "quantized_weight_efficiency": {method: k}})}
+    return out
+
+
 def comparison(points: List[Dict], options: Dict) -> List[Dict]:
     """Per batch size: measured vs predicted tok/s and J/output token, relative errors."""
     out = []
@@ -137,22 +168,34 @@ def comparison(points: List[Dict], options: Dict) -> List[Dict]:
 
 
 def overrides(options: Dict) -> str:
-    return " ".join(f"engine.simulated.{k}={v:.6g}" for k, v in sorted(options.items()))
+    flat = {}
+    for k, v in options.items():
+        flat.update({f"{k}.{m}": e for m, e in v.items()} if isinstance(v, dict) else {k: v})
+    return " ".join(f"engine.simulated.{k}={v:.6g}" for k, v in sorted(flat.items()))
 
 
-def markdown(store: str, options: Dict, rows: List[Dict], quantization: str, workload: str) -> str:
-    lines = [f"# Simulator calibration on `{store}` ({quantization}, {workload})", "",
-             "Fitted with `python scripts/calibrate_simulator.py` (see its docstring for the method):", "",
-             f"`{overrides(options)}`", "",
-             "| batch | repeats | tok/s measured | predicted | error | J/out tok measured | predicted | error |",
+def _table(rows: List[Dict]) -> List[str]:
+    lines = ["| batch | repeats | tok/s measured | predicted | error | J/out tok measured | predicted | error |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['batch_size']} | {r['repeats']} | {r['measured_tok_s']:,.1f} | {r['predicted_tok_s']:,.1f} | "
-                     f"{r['tok_s_error'] * 100:+.1f}% | {r['measured_j_per_tok']:.4g} | {r['predicted_j_per_tok']:.4g} | "
-                     f"{r['j_per_tok_error'] * 100:+.1f}% |")
-    med = lambda k: np.median([abs(r[k]) for r in rows]) * 100  # noqa: E731
-    lines += ["", f"Median absolute error on the fitted cells: tok/s {med('tok_s_error'):.1f}%, "
-                  f"J/output token {med('j_per_tok_error'):.1f}% (fitted, not held out)."]
+        lines.append(f"| {r['batch_size']} | {r['repeats']} | {r['measured_tok_s']:,.1f} | {r['predicted_tok_s']:,.1f} "
+                     f"| {r['tok_s_error'] * 100:+.1f}% | {r['measured_j_per_tok']:.4g} "
+                     f"| {r['predicted_j_per_tok']:.4g} | {r['j_per_tok_error'] * 100:+.1f}% |")
+    return lines
+
+
+def markdown(store: str, options: Dict, rows: List[Dict], quantization: str, workload: str,
+             kernels: Dict[str, Dict] | None = None, kernel_store: str | None = None) -> str:
+    lines = [f"# Simulator calibration on `{store}` ({quantization}, {workload})", "",
+             "Fitted with `python scripts/calibrate_simulator.py` (see its docstring for the method):", "",
+             f"`{overrides(options)}`", ""] + _table(rows)
+    med = lambda rs, k: np.median([abs(r[k]) for r in rs]) * 100  # noqa: E731
+    lines += ["", f"Median absolute error on the fitted cells: tok/s {med(rows, 'tok_s_error'):.1f}%, "
+                  f"J/output token {med(rows, 'j_per_tok_error'):.1f}% (fitted, not held out)."]
+    for method, k in (kernels or {}).items():
+        lines += ["", f"## {method}: quantized weights read at {k['efficiency']:.3f} × memory_efficiency", "",
+                  f"Fitted on `{kernel_store}`'s {method} offline cells (one number; the factors above kept):", ""]
+        lines += _table(k["cells"])
     return "\n".join(lines) + "\n"
 
 
@@ -162,19 +205,26 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="the model to fit on (default: the selection's only one)")
     ap.add_argument("--quantization", default="none")
     ap.add_argument("--workload", default="offline")
+    ap.add_argument("--kernel-store", help="a store of quantized offline cells (same model and GPU) to fit each "
+                                           "method's quantized_weight_efficiency on")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     rows_in = selected_rows(args.store, args.model, args.quantization, args.workload)
     points = measured_points(rows_in)
     options = fit(points)
     rows = comparison(points, options)
-    text = markdown(args.store, options, rows, args.quantization, args.workload)
+    model, gpu = rows_in[0]["model"], rows_in[0]["gpu"]
+    kernels = kernel_fits(args.kernel_store, model, gpu, options) if args.kernel_store else {}
+    if kernels:
+        options["quantized_weight_efficiency"] = {m: k["efficiency"] for m, k in kernels.items()}
+    text = markdown(args.store, options, rows, args.quantization, args.workload, kernels, args.kernel_store)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         doc = {"options": options, "overrides": overrides(options), "store": args.store,
-               "model": rows_in[0]["model"], "gpu": rows_in[0]["gpu"],
-               "quantization": args.quantization, "workload": args.workload, "cells": rows,
+               "model": model, "gpu": gpu, "quantization": args.quantization, "workload": args.workload,
+               "cells": rows, "kernel_store": args.kernel_store,
+               "kernel_cells": {m: k["cells"] for m, k in kernels.items()},
                "method": __doc__.split("\n\n", 2)[2].strip()}
         (args.out / "calibration.json").write_text(json.dumps(doc, indent=1))
         (args.out / "calibration.md").write_text(text)

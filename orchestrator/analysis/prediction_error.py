@@ -31,14 +31,18 @@ class FitSelection:
     workload: str
     model: Optional[str] = None
     gpu: Optional[str] = None
+    kernel_store: Optional[str] = None  # where the quantized kernels' factors were fitted (another store)
+    kernel_methods: tuple[str, ...] = ()
 
     @classmethod
     def from_calibration(cls, path: str | Path) -> "FitSelection":
         """Read ``calibration.json``; ``SweepError`` with one line when it is not one."""
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            kernels = tuple(sorted(doc.get("kernel_cells") or {}))
             return cls(quantization=str(doc["quantization"]), workload=str(doc["workload"]),
-                       model=doc.get("model"), gpu=doc.get("gpu"))
+                       model=doc.get("model"), gpu=doc.get("gpu"), kernel_store=doc.get("kernel_store"),
+                       kernel_methods=kernels)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SweepError(f"{path}: not a calibration.json of scripts/calibrate_simulator.py ({e})") from None
 
@@ -46,6 +50,13 @@ class FitSelection:
         parts = [self.model or "any model", self.gpu or "any GPU", f"quantization {self.quantization}",
                  f"workload {self.workload}"]
         return ", ".join(parts)
+
+    def describe_kernels(self) -> str:
+        """Where the quantized kernels' factors came from ('' when the calibration has none)."""
+        if not self.kernel_methods:
+            return ""
+        return (f"The weight-read factors of {', '.join(self.kernel_methods)} were fitted on `{self.kernel_store}` "
+                "(cells of another store, not compared here): those quantizations' points here are held out too.")
 
     def fitted(self, table: pd.DataFrame) -> pd.Series:
         """Per matched point of a comparison table: True when the calibration was fitted on it."""

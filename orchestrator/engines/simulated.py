@@ -2,10 +2,16 @@
 
 Each engine step computes the prefill tokens of newly admitted requests plus one token for each
 running request; its time is ``max(bytes / (bandwidth x memory_efficiency), FLOPs / (peak x
-compute_efficiency)) + step_overhead_s`` (see ``perf.roofline``). At most ``batch_size``
+compute_efficiency)) + step_overhead_s`` (see ``perf.roofline``), where the quantized linear
+weights of a method listed in ``quantized_weight_efficiency`` are read at that fraction of the
+memory efficiency (a dequantizing kernel, e.g. W4A16 AWQ, streams its weights slower than an fp16
+GEMM does; the KV cache and the fp16 embeddings stay at ``memory_efficiency``), and the memory
+side of the power model below scales with the bandwidth so achieved. At most ``batch_size``
 requests run at once (vLLM's ``max_num_seqs``); the rest wait FCFS. Offline workloads run static
 batches back to back. Power is modeled per step: idle W between steps, and while busy
-``idle + (TDP - idle) x (0.4 + 0.6 x compute-bound fraction)``. Every decode step reads the
+``idle + (TDP - idle) x (floor x bandwidth share + (1 - floor) x compute-bound fraction)``
+(``busy_power_floor``, default 0.4; the bandwidth share is 1 except for slowly read quantized
+weights, above). Every decode step reads the
 KV cache of its running sequences (offline and online alike). Offline windows follow the plan's
 ``BatchSchedule`` on virtual time; open/closed loop stops ``drain_timeout_s`` (virtual) after the
 window and keeps what is unfinished as ``cancelled`` requests, as the real client does. That power model is the
@@ -17,8 +23,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -45,8 +51,12 @@ class SimulatedOptions:
     memory_efficiency: float = 0.8
     compute_efficiency: float = 0.55
     step_overhead_s: float = 0.0015
-    busy_power_floor: float = BUSY_POWER_FLOOR  # busy W = idle + (TDP - idle) x (floor + (1 - floor) x compute share)
+    busy_power_floor: float = BUSY_POWER_FLOOR  # see the module doc: the memory-bound share of busy W
     idle_power_w: Optional[float] = None  # None: the GPU config's datasheet idle_w
+    # quantization name -> fraction of memory_efficiency at which its quantized linear weights are read
+    # (every method listed, so that a plain override sets one: engine.simulated.quantized_weight_efficiency.awq=0.33)
+    quantized_weight_efficiency: Dict[str, float] = field(
+        default_factory=lambda: {"awq": 1.0, "gptq": 1.0, "int8": 1.0, "fp8": 1.0})
     power_sample_interval_s: float = 0.1
     pace_s: float = setting(0.0)
 
@@ -55,6 +65,8 @@ class SimulatedOptions:
             check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
         check("engine.simulated.busy_power_floor", self.busy_power_floor, 0 <= self.busy_power_floor <= 1,
               "must be in [0, 1]")
+        for name, value in self.quantized_weight_efficiency.items():
+            check(f"engine.simulated.quantized_weight_efficiency.{name}", value, 0 < value <= 1, "must be in (0, 1]")
         check("engine.simulated.idle_power_w", self.idle_power_w, self.idle_power_w is None or self.idle_power_w >= 0,
               "must be >= 0 (or null: the GPU's idle_w)")
         check("engine.simulated.power_sample_interval_s", self.power_sample_interval_s,
@@ -70,6 +82,9 @@ class _Costs:
     def __init__(self, cfg, opts: SimulatedOptions):
         self.steps = roofline.step_model(cfg.model, cfg.quantization)
         self.bw = roofline.bandwidth_bytes_s(cfg.gpu) * opts.memory_efficiency
+        # the extra seconds per step of reading the quantized weights at the method's lower efficiency
+        slow = opts.quantized_weight_efficiency.get(cfg.quantization.name, 1.0)
+        self.weight_extra_s = roofline.quantized_weight_bytes(cfg.model, cfg.quantization) / self.bw * (1 / slow - 1)
         self.peak = roofline.peak_flops(cfg.gpu, cfg.quantization) * opts.compute_efficiency
         self.overhead = opts.step_overhead_s
         self.floor = opts.busy_power_floor
@@ -80,8 +95,11 @@ class _Costs:
         """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV."""
         cost = self.steps.cost(new_tokens, cached_tokens)
         t_cmp = cost.flops / self.peak
-        core = max(cost.bytes / self.bw, t_cmp)
-        frac = self.floor + (1 - self.floor) * (t_cmp / core)
+        t_mem = cost.bytes / self.bw
+        t_read = t_mem + self.weight_extra_s
+        core = max(t_read, t_cmp)
+        # memory-side draw in proportion to the bandwidth achieved (1 unless weights are read slowly)
+        frac = self.floor * (t_mem / t_read) + (1 - self.floor) * (t_cmp / core)
         return core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
 
 

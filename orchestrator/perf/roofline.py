@@ -50,6 +50,11 @@ def weight_bytes(model: "ModelConfig", quantization: "QuantizationConfig") -> fl
     ) * FP16_BYTES
 
 
+def quantized_weight_bytes(model: "ModelConfig", quantization: "QuantizationConfig") -> float:
+    """Bytes of the linear weights a quantization method stores below 16 bits (0 for fp16)."""
+    return linear_params(model) * quantization.bits_per_weight / 8 if quantization.bits_per_weight < 16 else 0.0
+
+
 def kv_bytes_per_token(model: "ModelConfig") -> int:
     """fp16 KV-cache bytes per token of context: 2 x layers x kv_heads x head_dim x 2."""
     return 2 * model.n_layers * model.n_kv_heads * head_dim(model) * FP16_BYTES

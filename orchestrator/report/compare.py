@@ -102,7 +102,7 @@ def _error_section(c: Comparison, selection: FitSelection, path: str) -> list[st
     lines += para(f"B is the prediction, A the measurement: Δ is the prediction's error. The calibration `{path}` "
                   f"was fitted on {selection.describe()}: those points are **fitted**, every other matched point is "
                   "**held out** (its measurement took no part in the fit). Each variant of a point (e.g. CUDA graphs "
-                  "and eager) counts as one point against its prediction.")
+                  "and eager) counts as one point against its prediction.", selection.describe_kernels())
     return lines + table(errors, cols)
 
 

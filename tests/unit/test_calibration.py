@@ -62,3 +62,16 @@ def test_a_selection_of_two_models_asks_for_one(tmp_path):
     with pytest.raises(SystemExit, match="span models llama2_7b, mistral_7b: choose one with --model"):
         cal.selected_rows(str(store), None, "none", "offline")
     assert len(cal.selected_rows(str(store), "llama2_7b", "none", "offline")) == 11
+
+
+def test_the_kernel_fit_recovers_a_known_weight_efficiency():
+    """AWQ 'measurements' made by the simulator with its weights read at 0.4 × memory_efficiency:
+    the one-number fit, the other factors given, finds 0.4 again; the overrides flatten it."""
+    truth = {**TRUE, "quantized_weight_efficiency": {"awq": 0.4}}
+    points = []
+    for bs in (1, 64):
+        config = config_of(["engine=vllm", "gpu=h200", "workload=offline", "quantization=awq", f"batch_size={bs}"])
+        points.append({"batch_size": bs, "n": 1, "config": config, "idle_w": TRUE["idle_power_w"],
+                       **cal.simulate(config, truth)})
+    assert cal.fit_kernel(points, TRUE, "awq") == pytest.approx(0.4, abs=0.002)
+    assert "engine.simulated.quantized_weight_efficiency.awq=0.4" in cal.overrides(truth)

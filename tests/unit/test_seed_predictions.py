@@ -49,7 +49,8 @@ def test_a_difference_is_explained_from_the_numbers():
 
 def test_the_awq_factor_from_the_committed_study():
     """The study's measured AWQ chat cells ÷ its simulated ones: one factor per (rate, max-num-seqs)
-    it measured, equal to the ratio of the two stores' numbers (recomputed here)."""
+    it measured, equal to the ratio of the two stores' numbers (recomputed here); near 1 since the
+    calibration carries the AWQ kernel's weight-read factor (fitted on another store)."""
     study = Path(__file__).resolve().parents[2] / "experiments" / "h200_study"
     factors = sp.awq_factors(study / "store", study / "sim_store")
     m, p = sp._ok_runs(study / "store"), sp._ok_runs(study / "sim_store")
@@ -61,6 +62,6 @@ def test_the_awq_factor_from_the_committed_study():
         if f["source"] == "vLLM AWQ with CUDA graphs":
             src = src[[not sp._engine_option(c, "vllm", "enforce_eager") for c in src.config_json]]
         assert f["tok_s"] == pytest.approx(src.output_throughput_tok_s.mean() / pick(p, wl, b).output_throughput_tok_s.mean())
-        if b in (1, 8):  # saturated at both rates: tok/s is the kernel's speed, slower than predicted
-            assert 0.3 < f["tok_s"] < 1.0
+        if b in (1, 8):  # saturated at both rates: tok/s is the kernel's speed, which the calibrated
+            assert 0.8 < f["tok_s"] < 1.25  # simulator (AWQ weights read at the fitted fraction) predicts closely
     assert sp.hf_int8_factors(study / "store", None) == {}

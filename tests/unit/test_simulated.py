@@ -73,6 +73,39 @@ def test_online_respects_batch_cap_and_scheduled_arrivals():
     assert sum(1 for r in cancelled if r.output_tokens > 0) == 4  # the 4 running at the stop
 
 
+def test_quantized_weights_read_slowly_take_longer_and_draw_less():
+    """``quantized_weight_efficiency.awq=k``: a batch-1 AWQ decode step reads its 4-bit linears at
+    k × memory_efficiency (the fp16 embeddings and KV at memory_efficiency), so TPOT grows by
+    their bytes / bandwidth × (1/k − 1); the memory side of busy power shrinks by the achieved
+    bandwidth share. fp16 (no quantized weights) is unchanged by any k."""
+    base = _cfg(gpu="h200", quant="awq")
+    slow = dataclasses.replace(base, engine=dataclasses.replace(base.engine, simulated=dataclasses.replace(
+        base.engine.simulated, quantized_weight_efficiency={"awq": 0.25})))
+    opts, m, q, g = base.engine.simulated, base.model, base.quantization, base.gpu
+    bw = roofline.bandwidth_bytes_s(g) * opts.memory_efficiency
+    qbytes = roofline.quantized_weight_bytes(m, q)
+    assert qbytes == pytest.approx(roofline.linear_params(m) * 4.25 / 8)
+
+    def tpot_and_power(cfg):
+        eng, wr = _run(cfg, 1)
+        rec = wr.records[-1]
+        trace = eng.modeled_sampler().stop()
+        busy = trace.power_w[trace.power_w > g.idle_w + 1]
+        return (rec.end_s - rec.first_token_s) / (rec.output_tokens - 1), float(np.median(busy))
+
+    (t0, p0), (t1, p1) = tpot_and_power(base), tpot_and_power(slow)
+    assert t1 - t0 == pytest.approx(qbytes / bw * (1 / 0.25 - 1), rel=0.02)
+    t_mem = roofline.weight_bytes(m, q) / bw  # the step's memory time at full efficiency (KV is small)
+    share = t_mem / (t_mem + qbytes / bw * 3)  # the bandwidth share achieved with k = 0.25
+    assert (p1 - g.idle_w) / (p0 - g.idle_w) == pytest.approx(share, rel=0.05)  # memory-bound: compute share ~0
+    fp16 = _cfg(gpu="h200")
+    fp16_slow = dataclasses.replace(fp16, engine=dataclasses.replace(fp16.engine, simulated=dataclasses.replace(
+        fp16.engine.simulated, quantized_weight_efficiency={"none": 0.25, "awq": 0.25})))
+    assert tpot_and_power(fp16) == tpot_and_power(fp16_slow)
+    with pytest.raises(Exception, match="quantized_weight_efficiency.awq"):
+        config_of(["engine=simulated", "engine.simulated.quantized_weight_efficiency.awq=1.5"]).validate()
+
+
 def test_modeled_power_and_energy_counter():
     cfg = _cfg()
     eng, wr = _run(cfg, 8)
