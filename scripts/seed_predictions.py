@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,12 +199,13 @@ def _t4_lines(rows: List[dict]) -> List[str]:
              "| predicted J/1k out tok | × H200 AWQ factor | why they differ |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['workload']} | {r['batch_size']} | {fmt(r['output_tok_s'])} | {fmt(r['predicted_output_tok_s'])} † "
-                     f"| {fmt(r['predicted_factored_output_tok_s'])} † | {fmt(r['request_rps'], 2)} "
-                     f"| {fmt(r['predicted_request_rps'], 2)} † | {fmt(r['predicted_factored_request_rps'], 2)} † "
-                     f"| {fmt(r['ttft_p50_ms'], 0)} | {fmt(r['predicted_ttft_p50_ms'], 0)} † | {fmt(r['tpot_p50_ms'], 2)} "
-                     f"| {fmt(r['predicted_tpot_p50_ms'], 2)} † | {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † "
-                     f"| {fmt(r['predicted_factored_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
+        cells = [r["workload"], r["batch_size"], fmt(r["output_tok_s"]), fmt(r["predicted_output_tok_s"]) + " †",
+                 fmt(r["predicted_factored_output_tok_s"]) + " †", fmt(r["request_rps"], 2),
+                 fmt(r["predicted_request_rps"], 2) + " †", fmt(r["predicted_factored_request_rps"], 2) + " †",
+                 fmt(r["ttft_p50_ms"], 0), fmt(r["predicted_ttft_p50_ms"], 0) + " †", fmt(r["tpot_p50_ms"], 2),
+                 fmt(r["predicted_tpot_p50_ms"], 2) + " †", fmt(r["predicted_energy_per_1k_output_tokens_j"], 0) + " †",
+                 fmt(r["predicted_factored_energy_per_1k_output_tokens_j"], 0) + " †", r["why"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
 
@@ -231,9 +233,44 @@ def markdown(rows: List[dict], calibration: Path, awq: Factors, hf: Factors) -> 
              "TTFT/TPOT: no measured request finished before the drain limit (all cancelled).", ""]
     lines += [f"## Seed {SEED_T4}", ""] + _t4_lines([r for r in rows if r["seed"] == SEED_T4])
     lines += ["", f"## Seed {SEED_A800}", ""] + _a800_lines([r for r in rows if r["seed"] == SEED_A800])
-    lines += ["", "† predicted by the simulator, not measured."]
+    lines += ["", "![each seed's published tok/s beside the predictions](seeds.png)", "",
+              "† predicted by the simulator, not measured."]
     lines += [n for n in (_factor_note("AWQ", awq), _factor_note("hf INT8", hf)) if n]
     return "\n".join(lines) + "\n"
+
+
+def plot(rows: List[dict], path: Path) -> int:
+    """``seeds.png``: each seed's published output tok/s beside the predictions: the T4
+    chat cells as grouped bars, the A800 static batches as lines over batch size (log-log).
+    Returns how many values it drew (a series without a value, e.g. no engine factor yet, draws none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = (("seed (published)", "output_tok_s", "#444444"), ("predicted †", "predicted_output_tok_s", "#1f77b4"),
+              ("predicted × H200 engine factor †", "predicted_factored_output_tok_s", "#ff7f0e"))
+    fig, (t4_ax, a800_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    t4 = [r for r in rows if r["seed"] == SEED_T4]
+    x = np.arange(len(t4))
+    for i, (name, key, color) in enumerate(series):
+        t4_ax.bar(x + (i - 1) * 0.27, [r[key] or np.nan for r in t4], 0.27, label=name, color=color)
+    t4_ax.set_xticks(x, [f"{r['workload']}\nmax-num-seqs {r['batch_size']}" for r in t4], fontsize=8)
+    t4_ax.set(ylabel="output tok/s", title=f"Seed {SEED_T4}")
+    a800 = [r for r in rows if r["seed"] == SEED_A800]
+    for name, key, color in series:
+        a800_ax.plot([r["batch_size"] for r in a800], [r[key] or np.nan for r in a800], "o-", label=name, color=color)
+    a800_ax.set(xscale="log", yscale="log", xlabel="static batch size", ylabel="output tok/s",
+                title=f"Seed {SEED_A800}")
+    a800_ax.set_xticks([r["batch_size"] for r in a800], [str(r["batch_size"]) for r in a800])
+    for ax in (t4_ax, a800_ax):
+        ax.title.set_fontsize(9)
+        ax.grid(True, which="major", alpha=0.3)
+    t4_ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return sum(r[key] is not None for r in rows for _name, key, _c in series)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -254,6 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     (args.out / "seeds.json").write_text(json.dumps({"overrides": overrides, "engine_factors": keyed, "rows": rows},
                                                     indent=1, default=str))
     (args.out / "seeds.md").write_text(markdown(rows, args.calibration, awq, hf))
+    plot(rows, args.out / "seeds.png")
     print(f"wrote {args.out / 'seeds.md'}")
     return 0
 

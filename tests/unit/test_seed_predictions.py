@@ -61,7 +61,26 @@ def test_the_awq_factor_from_the_committed_study():
         src = pick(m, wl, b)
         if f["source"] == "vLLM AWQ with CUDA graphs":
             src = src[[not sp._engine_option(c, "vllm", "enforce_eager") for c in src.config_json]]
-        assert f["tok_s"] == pytest.approx(src.output_throughput_tok_s.mean() / pick(p, wl, b).output_throughput_tok_s.mean())
+        predicted = pick(p, wl, b).output_throughput_tok_s.mean()
+        assert f["tok_s"] == pytest.approx(src.output_throughput_tok_s.mean() / predicted)
         if b in (1, 8):  # saturated at both rates: tok/s is the kernel's speed, which the calibrated
             assert 0.8 < f["tok_s"] < 1.25  # simulator (AWQ weights read at the fitted fraction) predicts closely
     assert sp.hf_int8_factors(study / "store", None) == {}
+
+
+def test_the_plot_draws_every_published_figure(tmp_path):
+    """seeds.png from the committed rows: one bar per T4 figure and series, one A800 point per
+    batch size and series (a series with no value, e.g. no engine factor yet, draws nothing)."""
+    import json
+
+    from PIL import Image
+
+    study = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "seeds"
+    rows = json.loads((study / "seeds.json").read_text())["rows"]
+    drawn = sp.plot(rows, tmp_path / "seeds.png")
+    published = len(sp.PUBLISHED)
+    factored = sum(r["predicted_factored_output_tok_s"] is not None for r in rows)
+    assert drawn == 2 * published + factored and factored >= 4  # the T4 has its AWQ factor already
+    assert Image.open(tmp_path / "seeds.png").size == (1320, 495)
+    assert "![each seed's published tok/s beside the predictions](seeds.png)" in (study / "seeds.md").read_text()
+    assert (study / "seeds.png").is_file()
