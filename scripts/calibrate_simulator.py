@@ -45,13 +45,18 @@ BOUNDS = {"memory_efficiency": (0.05, 1.0), "compute_efficiency": (0.05, 1.0), "
           "busy_power_floor": (0.0, 1.0)}
 
 
+def measured_rows(store: str) -> List[Dict]:
+    """The store's ok runs rows with measured energy (``energy_source=nvml``)."""
+    from orchestrator.store import load
+
+    return [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"]
+
+
 def selected_rows(store: str, model: str | None, quantization: str, workload: str) -> List[Dict]:
     """The ok measured runs rows of the selection; exits with one line when it is empty or mixes
     models or GPUs (a fit per batch size needs one of each)."""
-    from orchestrator.store import load
-
-    rows = [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"
-            and r["quantization"] == quantization and r["workload"] == workload and model in (None, r["model"])]
+    rows = [r for r in measured_rows(store)
+            if r["quantization"] == quantization and r["workload"] == workload and model in (None, r["model"])]
     if not rows:
         raise SystemExit(f"{store}: no ok measured {model or ''} {quantization} {workload} cells")
     for axis in ("model", "gpu"):
@@ -142,10 +147,7 @@ def fit_kernel(points: List[Dict], options: Dict, method: str) -> float:
 def kernel_fits(store: str, model: str, gpu: str, options: Dict) -> Dict[str, Dict]:
     """Per quantization method of ``store`` (offline, ``model`` on ``gpu``, not ``none``): the
     fitted weight efficiency and its per-batch comparison."""
-    from orchestrator.store import load
-
-    runs = [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"
-            and r["workload"] == "offline" and r["model"] == model and r["gpu"] == gpu]
+    runs = [r for r in measured_rows(store) if r["workload"] == "offline" and r["model"] == model and r["gpu"] == gpu]
     out = {}
     for method in sorted({r["quantization"] for r in runs} - {"none"}):
         points = measured_points([r for r in runs if r["quantization"] == method])

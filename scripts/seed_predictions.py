@@ -69,13 +69,17 @@ PUBLISHED = [
 ]
 
 
+def _ok_runs(store: Path) -> pd.DataFrame:
+    runs = load(str(store)).runs.to_pandas()
+    return runs[runs["status"] == "ok"]
+
+
 def simulate(sweep: str, store: Path, overrides: List[str]) -> pd.DataFrame:
     """Run ``+sweep=<sweep>`` on the simulator (resumes: a complete store is not run again)."""
     cmd = [sys.executable, "-m", "orchestrator", f"+sweep={sweep}", "engine=simulated", f"name={sweep}_predicted",
            f"store.dir={store}", "dispatch.progress=false", *overrides]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    runs = load(str(store)).runs.to_pandas()
-    return runs[runs["status"] == "ok"]
+    return _ok_runs(store)
 
 
 def efficiency_overrides(calibration: Path) -> List[str]:
@@ -106,11 +110,6 @@ def _ratios(m: pd.DataFrame, p: pd.DataFrame, source: str) -> Factors:
                 "j_per_tok": g["energy_per_1k_output_tokens_j"].mean() / q["energy_per_1k_output_tokens_j"].mean(),
                 "source": source}
     return out
-
-
-def _ok_runs(store: Path) -> pd.DataFrame:
-    runs = load(str(store)).runs.to_pandas()
-    return runs[runs["status"] == "ok"]
 
 
 def hf_int8_factors(measured: Optional[Path], predicted_h200: Optional[Path]) -> Factors:
@@ -193,6 +192,10 @@ def _factor_note(name: str, factors: Factors) -> str:
     return f"H200 {name} factors (measured ÷ simulated tok/s): " + ", ".join(parts) + "."
 
 
+def _md_row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def _t4_lines(rows: List[dict]) -> List[str]:
     lines = ["| workload | max-num-seqs | seed tok/s | predicted tok/s | × H200 AWQ factor | seed req/s | predicted "
              "req/s | × H200 AWQ factor | seed TTFT p50 ms | predicted | seed TPOT p50 ms | predicted "
@@ -203,9 +206,10 @@ def _t4_lines(rows: List[dict]) -> List[str]:
                  fmt(r["predicted_factored_output_tok_s"]) + " †", fmt(r["request_rps"], 2),
                  fmt(r["predicted_request_rps"], 2) + " †", fmt(r["predicted_factored_request_rps"], 2) + " †",
                  fmt(r["ttft_p50_ms"], 0), fmt(r["predicted_ttft_p50_ms"], 0) + " †", fmt(r["tpot_p50_ms"], 2),
-                 fmt(r["predicted_tpot_p50_ms"], 2) + " †", fmt(r["predicted_energy_per_1k_output_tokens_j"], 0) + " †",
+                 fmt(r["predicted_tpot_p50_ms"], 2) + " †",
+                 fmt(r["predicted_energy_per_1k_output_tokens_j"], 0) + " †",
                  fmt(r["predicted_factored_energy_per_1k_output_tokens_j"], 0) + " †", r["why"]]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        lines.append(_md_row(cells))
     return lines
 
 
@@ -213,10 +217,11 @@ def _a800_lines(rows: List[dict]) -> List[str]:
     lines = ["| batch | seed tok/s | predicted (roofline) | × H200 hf factor | seed J/1k tok | predicted "
              "(roofline) | × H200 hf factor | why they differ |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['batch_size']} | {fmt(r['output_tok_s'], 2)} | {fmt(r['predicted_output_tok_s'])} † "
-                     f"| {fmt(r['predicted_factored_output_tok_s'], 2)} † | {fmt(r['energy_per_1k_output_tokens_j'], 0)} "
-                     f"| {fmt(r['predicted_energy_per_1k_output_tokens_j'], 0)} † "
-                     f"| {fmt(r['predicted_factored_energy_per_1k_output_tokens_j'], 0)} † | {r['why']} |")
+        lines.append(_md_row([r["batch_size"], fmt(r["output_tok_s"], 2), fmt(r["predicted_output_tok_s"]) + " †",
+                              fmt(r["predicted_factored_output_tok_s"], 2) + " †",
+                              fmt(r["energy_per_1k_output_tokens_j"], 0),
+                              fmt(r["predicted_energy_per_1k_output_tokens_j"], 0) + " †",
+                              fmt(r["predicted_factored_energy_per_1k_output_tokens_j"], 0) + " †", r["why"]]))
     return lines
 
 

@@ -13,6 +13,7 @@ Each result says whether its numbers are simulated (modeled, shown with †).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -55,8 +56,11 @@ class SloRange:
     def cheapest(self) -> tuple[int, float] | None:
         """(batch size, J/output token) of the passing batch size that spends least energy per
         token, or None when no passing one has energy."""
-        known = [(j, b) for b, j in zip(self.passing, self.passing_j_per_tok) if j == j]
-        return (min(known)[1], min(known)[0]) if known else None
+        known = [(j, b) for b, j in zip(self.passing, self.passing_j_per_tok) if not math.isnan(j)]
+        if not known:
+            return None
+        j, b = min(known)
+        return b, j
 
 
 @dataclass(frozen=True)

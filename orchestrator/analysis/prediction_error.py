@@ -33,6 +33,7 @@ class FitSelection:
     gpu: Optional[str] = None
     kernel_store: Optional[str] = None  # where the quantized kernels' factors were fitted (another store)
     kernel_methods: tuple[str, ...] = ()
+    source: str = ""  # the calibration.json it was read from
 
     @classmethod
     def from_calibration(cls, path: str | Path) -> "FitSelection":
@@ -42,7 +43,7 @@ class FitSelection:
             kernels = tuple(sorted(doc.get("kernel_cells") or {}))
             return cls(quantization=str(doc["quantization"]), workload=str(doc["workload"]),
                        model=doc.get("model"), gpu=doc.get("gpu"), kernel_store=doc.get("kernel_store"),
-                       kernel_methods=kernels)
+                       kernel_methods=kernels, source=str(path))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise SweepError(f"{path}: not a calibration.json of scripts/calibrate_simulator.py ({e})") from None
 

@@ -3,6 +3,8 @@ offered rate, and what quantization buys in energy — one sentence per series, 
 (``analysis.answers``)."""
 from __future__ import annotations
 
+import math
+
 from orchestrator.analysis import answers
 from orchestrator.analysis import format as fmt
 from orchestrator.report.analyse import Analysis
@@ -38,7 +40,7 @@ def slo_sentence(r: answers.SloRange) -> str:
     cheapest = ""
     if r.cheapest and len(r.passing) > 1:
         others = ", ".join(f"{_mj(j)} at BS {b}" for b, j in zip(r.passing, r.passing_j_per_tok)
-                           if b != r.cheapest[0] and j == j)
+                           if b != r.cheapest[0] and not math.isnan(j))
         cheapest = f" — least energy at BS {r.cheapest[0]}: {_mj(r.cheapest[1])} per output token" + (
             f" (vs {others})" if others else "")
     return head + f"max-num-seqs {ok} meet{'s' if len(r.passing) == 1 else ''} them{cheapest}" + (

@@ -90,19 +90,19 @@ def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
     return " ".join(out)
 
 
-def _error_section(c: Comparison, selection: FitSelection, path: str) -> list[str]:
+def _error_section(selection: FitSelection, errors: pd.DataFrame) -> list[str]:
     """The prediction's error (B the prediction, A the measurement) on held-out and fitted points."""
-    errors = prediction_errors(c.table, selection)
     cols = [col("points", "group", "text"), Col("held out", lambda r: "yes" if r.held_out else "no (fitted)"),
             col("n", "points", "batch")]
     for name, m in ERROR_METRICS:
         cols += [Col(f"{name} median abs. error", lambda r, m=m: _abs_pct(getattr(r, f"{m}_median_abs_error_pct"))),
                  Col(f"{name} max abs. error", lambda r, m=m: _abs_pct(getattr(r, f"{m}_max_abs_error_pct")))]
     lines = heading(2, "Prediction error: held out and fitted")
-    lines += para(f"B is the prediction, A the measurement: Δ is the prediction's error. The calibration `{path}` "
-                  f"was fitted on {selection.describe()}: those points are **fitted**, every other matched point is "
-                  "**held out** (its measurement took no part in the fit). Each variant of a point (e.g. CUDA graphs "
-                  "and eager) counts as one point against its prediction.", selection.describe_kernels())
+    lines += para(f"B is the prediction, A the measurement: Δ is the prediction's error. The calibration "
+                  f"`{selection.source}` was fitted on {selection.describe()}: those points are **fitted**, every "
+                  "other matched point is **held out** (its measurement took no part in the fit). Each variant of a "
+                  "point (e.g. CUDA graphs and eager) counts as one point against its prediction.",
+                  selection.describe_kernels())
     return lines + table(errors, cols)
 
 
@@ -111,7 +111,8 @@ def _abs_pct(x) -> str:
 
 
 def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | None,
-                   fitted_on: tuple[FitSelection, str] | None = None) -> str:
+                   fitted_on: tuple[FitSelection, pd.DataFrame] | None = None) -> str:
+    """``fitted_on``: the calibration's selection and ``prediction_errors`` of ``c`` under it."""
     la, lb = _label(a, b), _label(b, a)
     if la == lb:
         la, lb = f"{la} (A)", f"{lb} (B)"
@@ -124,7 +125,7 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
                   "T token-count mismatch, X energy invalid; · none).", MARK_LEGEND,
                   SIM_LEGEND if c.table["simulated_a"].any() or c.table["simulated_b"].any() else "")
     if fitted_on:
-        lines += _error_section(c, *fitted_on)
+        lines += _error_section(*fitted_on)
     for wl, t in c.table.groupby("workload", sort=True):
         lines += heading(2, wl) + para(_sentences(t, la, lb)) + table(t, _cols(c, la, lb))
     if plot_name:
@@ -147,17 +148,17 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None, fitted
     out.mkdir(parents=True, exist_ok=True)
     la, lb = _label(a, b), _label(b, a)
     plot = plots.plot_compare(c.table, la + " (A)", lb + " (B)", out / "compare.png")
+    errors = prediction_errors(c.table, selection) if selection else None
     path = out / "compare.md"
-    path.write_text(render_compare(a, b, c, Path(plot).name, (selection, fitted_on) if selection else None),
+    path.write_text(render_compare(a, b, c, Path(plot).name, (selection, errors) if selection else None),
                     encoding="utf-8")
     c.table.to_csv(out / "compare.csv", index=False)
-    if selection:
-        prediction_errors(c.table, selection).to_csv(out / "prediction_errors.csv", index=False)
+    if errors is not None:
+        errors.to_csv(out / "prediction_errors.csv", index=False)
     from orchestrator.report.html_data import compare_payload
     from orchestrator.report.html_page import write_compare_html
 
     subtitle = f"B = {b.path} against A = {a.path}; matched on {', '.join(c.keys)}; † simulated."
-    errors = prediction_errors(c.table, selection) if selection else None
     payload = compare_payload(c.table, c.keys, la, lb, subtitle, c.variants, errors)
     write_compare_html(payload, f"Comparison: {lb} against {la}", out)
     return path
