@@ -232,7 +232,7 @@ def needs_auto(configs: Iterable[CellConfig]) -> List[str]:
 def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> List[Cell]:
     """Cells with their engine (``auto`` from ``auto[accelerator_type]``), id and pre-launch
     status; de-duplicated by id, in first-seen order."""
-    from orchestrator.engines import ENGINES, engine_for
+    from orchestrator.engines import engine_class
 
     out: Dict[str, Cell] = {}
     ids = IdentityCache()
@@ -242,7 +242,7 @@ def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> Li
         if name == AUTO:
             choice = auto[cfg.gpu.accelerator_type]
             name, why = choice.engine, choice.reason
-        cls = engine_for(name, cfg.workload.kind) or ENGINES.variants(name)[0]
+        cls = engine_class(name, cfg.workload.kind)
         cid = digest(cell_identity(cfg, cls, ids))
         if cid in out:
             continue

@@ -55,6 +55,14 @@ def cell_identity(cfg: "CellConfig", engine: type["Engine"], cache: Optional[Ide
     return ident
 
 
+def series_identity(cfg: "CellConfig", engine: type["Engine"], cache: Optional[IdentityCache] = None) -> Dict:
+    """The identity of ``cfg`` without its batch size and repeat: the cells that share it form one
+    series of batch sizes in a report (an option that defines nothing never splits a series)."""
+    ident = cell_identity(cfg, engine, cache)
+    del ident["batch_size"], ident["repeat"]
+    return ident
+
+
 def digest(identity: Dict) -> str:
     """The 16-hex-digit SHA-256 of an identity's canonical JSON."""
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)

@@ -5,8 +5,10 @@ columns (units in the names, as in the store):
 
 - ``series``: ``model/quantization/gpu`` (plus `` [engine]`` when one such combination was swept
   with several engines and that tells them apart, else ``#xxxx`` for several
-  engine/sampler/workload variants), ``variant``: a 4-hex hash of the config
-  without batch size and repeat;
+  engine/sampler/workload variants), ``variant``: 4 hex digits of the cell's identity
+  (``identity.series_identity``: what defines its measurement, for the engine that ran it)
+  without batch size and repeat — cells measured by different sweeps, or before an option of
+  another engine existed, are one series when they measured the same thing;
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
 - ``simulated``: the row came from the simulated engine or carries modeled power
   (``energy_source == "simulated"``): modeled, never measured;
@@ -33,8 +35,6 @@ series ran it, else NaN; with ``n`` None, each series' smallest ok batch size.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +47,8 @@ from pyarrow import fs as pafs
 from orchestrator import store
 from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, cell_config_from_json
+from orchestrator.engines import engine_class
+from orchestrator.identity import IdentityCache, digest, series_identity
 
 FLAGS = {
     "saturated": ("S", "saturated: completions < 95% of the scheduled rate, TTFT grows through the window, "
@@ -127,7 +129,7 @@ def read_sweep(path: str) -> SweepData:
 
 class StoredConfigs(Mapping):
     """cell_id -> typed ``CellConfig``, parsed from the stored ``config_json`` on first access
-    (a report reads only a few; the variant hash uses the JSON directly)."""
+    (each once, on first use)."""
 
     def __init__(self, texts: dict[str, str]):
         self.texts = texts
@@ -173,9 +175,8 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     clear the energy-measurement flags of simulated rows; rows sorted by workload, gpu, model,
     quant, batch size."""
     df = runs.copy()
-    texts = configs.texts if isinstance(configs, StoredConfigs) else None
-    df["variant"] = [_variant(texts.get(cid)) if texts is not None else _variant_of(configs.get(cid))
-                     for cid in df["cell_id"]]
+    cache = IdentityCache()
+    df["variant"] = [_variant(configs.get(cid), str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["series"] = _series_labels(df)
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
@@ -193,17 +194,17 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _variant(config_json: str | None) -> str:
-    """4 hex digits that tell apart configurations differing in more than batch size and repeat
-    (the stored config JSON without those two keys)."""
-    if not config_json:
+def _variant(config: CellConfig | None, engine: str, cache: IdentityCache) -> str:
+    """4 hex digits that tell apart the series of one model/quantization/GPU/workload: the digest
+    of the cell's series identity (its identity without batch size and repeat); "" without a
+    stored config. An engine no longer registered (older stores): its whole config, as stored."""
+    if config is None:
         return ""
-    rest = {k: v for k, v in json.loads(config_json).items() if k not in ("batch_size", "repeat")}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:4]
-
-
-def _variant_of(config) -> str:
-    return _variant(json.dumps(as_plain(config))) if config is not None else ""
+    try:
+        ident = series_identity(config, engine_class(engine, config.workload.kind), cache)
+    except KeyError:
+        ident = {k: v for k, v in as_plain(config).items() if k not in ("batch_size", "repeat")}
+    return digest(ident)[:4]
 
 
 def _series_labels(df: pd.DataFrame) -> list[str]:

@@ -46,10 +46,10 @@ def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFram
 
 def memory_fraction(cfg: CellConfig, engine: str) -> float:
     """The memory fraction the engine that ran the cell may use (the grid's VRAM capacity)."""
-    from orchestrator.engines import ENGINES, engine_for
+    from orchestrator.engines import engine_class
 
     try:
-        cls = engine_for(engine, cfg.workload.kind) or ENGINES.variants(engine)[0]
+        cls = engine_class(engine, cfg.workload.kind)
     except KeyError:  # an engine no longer registered (older stores)
         return float(cfg.engine.vllm.gpu_memory_utilization)
     return float(cls.memory_fraction(cfg.engine.options(cls.options_key)))

@@ -29,6 +29,12 @@ def engine_for(name: str, kind: "WorkloadKind") -> Optional[type["Engine"]]:
     return None
 
 
+def engine_class(name: str, kind: "WorkloadKind") -> type["Engine"]:
+    """The class that runs ``kind`` workloads for engine ``name``, else its first variant (a cell
+    whose workload the engine cannot run still has one identity: its pre-launch check refuses it)."""
+    return engine_for(name, kind) or ENGINES.variants(name)[0]
+
+
 def runs_kinds(name: str) -> List["WorkloadKind"]:
     """Every workload kind some variant of ``name`` runs."""
     return sorted({k for cls in ENGINES.variants(name) for k in cls.workload_kinds}, key=lambda k: k.value)

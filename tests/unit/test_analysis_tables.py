@@ -224,6 +224,25 @@ def test_compare_keeps_every_variant_of_one_side():
     assert not compare_points(a.iloc[:1], b).variants
 
 
+def test_a_series_is_what_the_cells_measured_not_how_their_config_was_written():
+    """Cells measured by two sweeps, one written before an option of another engine existed (the
+    study's chat cells and the energy search's, on the same H200): their stored configs differ in
+    ``engine.simulated`` only, which a vLLM cell's identity leaves out, so they are one series;
+    a vLLM option of their own (CUDA graphs off) still makes two."""
+    import dataclasses
+
+    cfgs = {f"chat_medium-h100-{bs}-0": config(bs=bs) for bs in (1, 2, 4)}
+    old = cfgs["chat_medium-h100-2-0"]
+    sim = dataclasses.replace(old.engine.simulated, quantized_weight_efficiency={"awq": 0.3})
+    cfgs["chat_medium-h100-2-0"] = dataclasses.replace(old, engine=dataclasses.replace(old.engine, simulated=sim))
+    rows = SERIES[:3]
+    assert frame(rows, cfgs)["series"].nunique() == 1
+    eager = dataclasses.replace(old.engine, vllm=dataclasses.replace(old.engine.vllm, enforce_eager=True))
+    cfgs["chat_medium-h100-4-0"] = dataclasses.replace(cfgs["chat_medium-h100-4-0"], engine=eager)
+    assert sorted(frame(rows, cfgs)["series"].str.len().unique()) == [len("llama2_7b/none/h100#abcd")]
+    assert frame(rows, cfgs)["series"].nunique() == 2
+
+
 def test_prediction_errors_split_held_out_from_fitted():
     """A 'prediction' (h200 rows) against 'measurements' (also h200: same grid): fitted on the
     offline points, held out on chat. Errors worked out by hand from the rows' numbers."""

@@ -179,7 +179,7 @@ def _study_cells(compose, *args):
 
 def test_a_sweep_of_grids_is_their_union_in_order(compose):
     cells = _study_cells(compose)
-    assert len(cells) == 27 + 16 + 4 + 14 + 14 + 18
+    assert len(cells) == 27 + 16 + 4 + 14 + 14 + 18 + 5
     first = cells[:27]  # grid 1 first: fp16 offline, 9 batch sizes x 3 repeats
     assert {(c.config.quantization.name, c.config.workload.name) for c in first} == {("none", "offline")}
     assert sorted({c.config.batch_size for c in first}) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -192,6 +192,9 @@ def test_a_sweep_of_grids_is_their_union_in_order(compose):
         c.config.engine.vllm.enforce_eager for c in cells[:43])
     hf = [c for c in cells if c.engine == "hf"]
     assert len(hf) == 14 and {c.config.engine.hf.int8_threshold for c in hf} == {0.0, 6.0}
+    last = cells[-5:]  # grid 7: the chat_medium max-num-seqs grid 2 skips
+    assert {(c.config.workload.name, c.config.quantization.name) for c in last} == {("chat_medium", "none")}
+    assert sorted(c.config.batch_size for c in last) == [2, 4, 16, 64, 128]
     assert all(c.config.gpu.name == "h200" and c.status is None for c in cells), [c.reason for c in cells if c.status]
     assert len({c.cell_id for c in cells}) == len(cells)
 
@@ -199,6 +202,6 @@ def test_a_sweep_of_grids_is_their_union_in_order(compose):
 def test_grids_share_duplicate_jobs_once_and_the_command_line_applies_to_every_grid(compose):
     cells = _study_cells(compose, "engine=simulated")
     # simulated: the hf thresholds and enforce_eager are other engines' options, so those cells coincide
-    assert len(cells) == 93 - 7 - 4 and {c.engine for c in cells} == {"simulated"}
+    assert len(cells) == 98 - 7 - 4 and {c.engine for c in cells} == {"simulated"}
     only = _study_cells(compose, "batch_size=8")
     assert {c.config.batch_size for c in only} == {8}
