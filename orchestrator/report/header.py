@@ -32,6 +32,19 @@ def _when(runs) -> str:
     return f" Cells ran between {_utc(t0)} and {_utc(t1)}."
 
 
+def _units(ok) -> str:
+    """The physical GPUs the ok cells ran on (by NVML UUID) and how many cells each: cells of one
+    sweep may run on several cards of one type, whose power at the same settings differs."""
+    if "gpu_uuid" not in ok:
+        return ""
+    uuids = ok["gpu_uuid"].dropna().astype(str)
+    uuids = uuids[uuids != ""]
+    if uuids.empty:
+        return ""
+    parts = [f"{str(u)[:12]}…: {n} cell{'s' * (n > 1)}" for u, n in uuids.value_counts().sort_index().items()]
+    return f" Physical GPUs (NVML UUID): {len(parts)} ({', '.join(parts)})."
+
+
 def _versions(ok) -> str:
     seen = sorted({v for v in ok["engine_versions"].dropna() if v and v != "{}"})
     if not seen:
@@ -98,7 +111,7 @@ def header(a: Analysis) -> list[str]:
                     "[report.html](report.html).")
     out += caveats(a)
     out += para(f"Engines: {_counts(ok['engine'])}. Energy sources: {_counts(ok['energy_source'].fillna('none'))}. "
-                f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}. Models: {', '.join(sorted(ok['model'].unique()))}. "
+                f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}.{_units(ok)} Models: {', '.join(sorted(ok['model'].unique()))}. "
                 f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}")
     how = "" if opts.baseline_batch is not None else "; set one batch size for all with --baseline-batch"
     out += para(f"Baseline: **{a.baseline_phrase()}** (every change is relative to it, within the same "

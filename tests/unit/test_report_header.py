@@ -1,0 +1,31 @@
+"""The report's header: which physical GPUs the ok cells ran on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.report.header import _units
+from orchestrator.store import load
+
+STUDY_STORE = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "store"
+
+
+def test_the_physical_gpus_of_the_study_are_named_with_their_cells():
+    """The H200 study ran on three cards over three GPU allowances: each is named (first 12
+    characters of its NVML UUID) with the number of ok cells it ran, and the counts add up."""
+    ok = load(str(STUDY_STORE)).runs.to_pandas().query("status == 'ok'")
+    line = _units(ok)
+    counts = ok["gpu_uuid"].value_counts()
+    assert line.startswith(f" Physical GPUs (NVML UUID): {len(counts)} (")
+    for uuid, n in counts.items():
+        assert f"{uuid[:12]}…: {n} cell" in line
+    assert len(counts) >= 2 and counts.sum() == len(ok)
+
+
+def test_no_uuid_no_line():
+    """Simulated cells (and stores from before the column) carry no UUID: nothing is claimed."""
+    assert _units(pd.DataFrame({"gpu_uuid": [None, ""]})) == ""
+    assert _units(pd.DataFrame({"gpu": ["h200"]})) == ""
+    one = _units(pd.DataFrame({"gpu_uuid": ["GPU-1d8a997f-937e"]}))
+    assert one == " Physical GPUs (NVML UUID): 1 (GPU-1d8a997f…: 1 cell)."
