@@ -27,6 +27,8 @@ class GridView:
     gap: float  # pick_value / optimum_value - 1
     frontier: pd.DataFrame  # params, value, ttft_p99_ms, tpot_p99_ms, is_pick
     n_feasible: int
+    pick_mean_gap: float = math.nan  # the pick's mean over its repeats / optimum_value - 1
+    gpus: tuple[str, ...] = ()  # (optimum's GPU UUID, pick's) when two different cards measured them
 
 
 @dataclass
@@ -111,10 +113,14 @@ def grid_view(st: Store, record: SearchRecord) -> Optional[GridView]:
     if feasible.empty:
         return GridView(math.nan, "", math.nan, math.nan, feasible.assign(is_pick=[]), 0)
     best = feasible.sort_values(["value", "cell_id"]).iloc[0]
+    optimum = float(best["value"])
     pick_value = pick_o.energy_per_token_j(objective) if pick_o is not None else math.nan
     frontier = _frontier(feasible).assign(is_pick=lambda f: f["cell_id"] == pick_id)
-    return GridView(float(best["value"]), str(best["params"]), pick_value, pick_value / float(best["value"]) - 1,
-                    frontier, len(feasible))
+    mean_gap = record.pick.value / optimum - 1 if record.pick and len(record.pick.cell_ids) > 1 else math.nan
+    units = (outcomes[best["cell_id"]].gpu_uuid, pick_o.gpu_uuid if pick_o is not None else "")
+    gpus = units if all(units) and units[0] != units[1] else ()
+    return GridView(optimum, str(best["params"]), pick_value, pick_value / optimum - 1, frontier, len(feasible),
+                    mean_gap, gpus)
 
 
 def _frontier(feasible: pd.DataFrame) -> pd.DataFrame:

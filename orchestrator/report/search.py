@@ -3,6 +3,8 @@ answer, what it cost, why regions were ruled out, the feasible set, the pick aga
 optimum and frontier (where the store holds the whole grid), and every trial."""
 from __future__ import annotations
 
+import math
+
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis.search import SearchView
 from orchestrator.report.markdown import Col, bullets, col, heading, para, table
@@ -49,9 +51,14 @@ def _grid(v: SearchView) -> list[str]:
                     "same command with search.method=grid (it re-uses the search's cells) for one.")
     if g.n_feasible == 0:
         return para("The whole grid is in the store and none of its cells is feasible.")
+    mean = (f" (the mean of its {len(v.record.pick.cell_ids)} repeats: {fmt.num(100 * g.pick_mean_gap)}% above)"
+            if math.isfinite(g.pick_mean_gap) else "")
+    cards = (f" The two cells ran on different GPUs ({g.gpus[0][:12]}… and {g.gpus[1][:12]}…): cards of one type "
+             "can differ by a few per cent in power at the same settings." if g.gpus else "")
     out = para(f"The whole grid is in the store: {g.n_feasible} feasible cells; its optimum is "
                f"{g.optimum_params} at {fmt.num(g.optimum_value)} J/output token. The pick's cell measured "
-               f"{fmt.num(g.pick_value)} J/output token: **{fmt.num(100 * g.gap)}% above the grid's optimum**. "
+               f"{fmt.num(g.pick_value)} J/output token: **{fmt.num(100 * g.gap)}% above the grid's optimum**"
+               f"{mean}.{cards} "
                "Frontier of the feasible grid cells (none has both lower J/output token and lower p99 TPOT):")
     return out + table(g.frontier, FRONTIER_COLS)
 

@@ -46,6 +46,7 @@ class Outcome:
     offered_rate_rps: float
     achieved_rate_rps: float
     output_throughput_tok_s: float
+    gpu_uuid: str = ""  # the physical GPU that measured it ("" when none: simulated, older stores)
 
     def energy_per_token_j(self, objective: Objective) -> float:
         """J per output token, gross or net (NaN when there is none)."""
@@ -75,7 +76,7 @@ _COLUMNS = {
     "net_energy_per_output_token_j": "net_energy_per_1k_output_tokens_j",
     "energy_per_request_j": "energy_per_request_j", "net_energy_per_request_j": "net_energy_per_request_j",
     "offered_rate_rps": "offered_rate_rps", "achieved_rate_rps": "achieved_rate_rps",
-    "output_throughput_tok_s": "output_throughput_tok_s",
+    "output_throughput_tok_s": "output_throughput_tok_s", "gpu_uuid": "gpu_uuid",
 }
 """Outcome field -> runs column (per-1k-token columns are divided by 1000)."""
 _PER_1K = ("energy_per_output_token_j", "net_energy_per_output_token_j")
@@ -94,7 +95,7 @@ def read_outcomes(store: Store, cell_ids: Iterable[str]) -> Dict[str, Outcome]:
         values = {}
         for name, column in _COLUMNS.items():
             value = row[column]
-            if name in ("status", "error"):
+            if name in ("status", "error", "gpu_uuid"):
                 values[name] = value or ""
             elif name == "saturated":
                 values[name] = bool(value)
