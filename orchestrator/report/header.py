@@ -41,7 +41,7 @@ def _units(ok) -> str:
     uuids = uuids[uuids != ""]
     if uuids.empty:
         return ""
-    parts = [f"{str(u)[:12]}…: {n} cell{'s' * (n > 1)}" for u, n in uuids.value_counts().sort_index().items()]
+    parts = [f"{u[:12]}…: {n} cell{'s' * (n > 1)}" for u, n in uuids.value_counts().sort_index().items()]
     return f" Physical GPUs (NVML UUID): {len(parts)} ({', '.join(parts)})."
 
 
@@ -111,7 +111,8 @@ def header(a: Analysis) -> list[str]:
                     "[report.html](report.html).")
     out += caveats(a)
     out += para(f"Engines: {_counts(ok['engine'])}. Energy sources: {_counts(ok['energy_source'].fillna('none'))}. "
-                f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}.{_units(ok)} Models: {', '.join(sorted(ok['model'].unique()))}. "
+                f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}.{_units(ok)} "
+                f"Models: {', '.join(sorted(ok['model'].unique()))}. "
                 f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}")
     how = "" if opts.baseline_batch is not None else "; set one batch size for all with --baseline-batch"
     out += para(f"Baseline: **{a.baseline_phrase()}** (every change is relative to it, within the same "
