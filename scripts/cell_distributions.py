@@ -23,16 +23,27 @@ METRICS = (("tpot_ms", "TPOT per request (ms)"), ("ttft_ms", "TTFT (ms, from the
 
 
 def cell_requests(store: str, cell_id: str):
-    """(ok measured requests of the cell as a DataFrame, its runs row as a dict)."""
-    from orchestrator.store import load
+    """(ok measured requests of the cell as a DataFrame, its runs row as a dict); reads the
+    store's runs and only this cell's requests."""
+    from orchestrator.analysis import SweepError, read_sweep
 
-    data = load(store)
-    runs = [r for r in data.runs.to_pylist() if r["cell_id"] == cell_id]
-    if not runs:
+    try:
+        data = read_sweep(store)
+    except SweepError as e:
+        raise SystemExit(f"error: {e}")
+    runs = data.runs[data.runs["cell_id"] == cell_id]
+    if runs.empty:
         raise SystemExit(f"error: {store}: no complete cell {cell_id}")
-    req = data.requests.to_pandas()
-    req = req[(req["cell_id"] == cell_id) & (req["phase"] == "measured") & (req["status"] == "ok")]
-    return req, runs[0]
+    req = data.requests(cells={cell_id}).to_pandas()
+    req = req[(req["phase"] == "measured") & (req["status"] == "ok")]
+    return req, runs.iloc[0].to_dict()
+
+
+def _legend(label: str, run) -> str:
+    from orchestrator.analysis import format as fmt
+
+    return (f"{label} ({fmt.num(run['mean_power_w'])} W, "
+            f"{fmt.num(run['energy_per_1k_output_tokens_j'])} mJ/token)")
 
 
 def plot(cells: List[Tuple[str, str, str]], out: str) -> None:
@@ -46,7 +57,7 @@ def plot(cells: List[Tuple[str, str, str]], out: str) -> None:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 4.2))
     for store, cell_id, label in cells:
         req, run = cell_requests(store, cell_id)
-        name = f"{label} ({run['mean_power_w']:.0f} W, {run['energy_per_1k_output_tokens_j']:.0f} mJ/token)"
+        name = _legend(label, run)
         for ax, (column, _) in zip(axes, METRICS):
             values = np.sort(req[column].dropna().to_numpy())
             ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", label=name)

@@ -35,6 +35,7 @@ series ran it, else NaN; with ``n`` None, each series' smallest ok batch size.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,9 +102,11 @@ class SweepData:
     def not_ok(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] != "ok"]
 
-    def requests(self, columns: list[str] | None = None) -> pa.Table:
-        """The ``requests`` rows of the complete cells (Arrow), only ``columns``."""
-        return _read_table(self._store, "requests", set(self.runs["cell_id"]), columns)
+    def requests(self, columns: list[str] | None = None, cells: set[str] | None = None) -> pa.Table:
+        """The ``requests`` rows of the complete cells (or of ``cells`` among them; Arrow), only
+        ``columns``."""
+        complete = set(self.runs["cell_id"])
+        return _read_table(self._store, "requests", complete if cells is None else complete & cells, columns)
 
     def power(self, cell_id: str) -> pd.DataFrame:
         """The power samples of one cell (empty frame when it has none)."""
@@ -128,8 +131,8 @@ def read_sweep(path: str) -> SweepData:
 
 
 class StoredConfigs(Mapping):
-    """cell_id -> typed ``CellConfig``, parsed from the stored ``config_json`` on first access
-    (each once, on first use)."""
+    """cell_id -> typed ``CellConfig``, parsed from the stored ``config_json`` on first access and
+    kept (``prepare_runs`` reads every one for the series)."""
 
     def __init__(self, texts: dict[str, str]):
         self.texts = texts
@@ -176,7 +179,7 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     quant, batch size."""
     df = runs.copy()
     cache = IdentityCache()
-    df["variant"] = [_variant(configs.get(cid), str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
+    df["variant"] = [_variant(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["series"] = _series_labels(df)
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
@@ -194,17 +197,27 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _variant(config: CellConfig | None, engine: str, cache: IdentityCache) -> str:
+def _variant(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, engine: str,
+             cache: IdentityCache) -> str:
     """4 hex digits that tell apart the series of one model/quantization/GPU/workload: the digest
     of the cell's series identity (its identity without batch size and repeat); "" without a
-    stored config. An engine no longer registered (older stores): its whole config, as stored."""
+    stored config. Older stores: a config this code no longer parses, or an engine no longer
+    registered, digests its config as stored (without batch size and repeat)."""
+    try:
+        config = configs.get(cell_id)
+    except (ValueError, TypeError):  # e.g. a retired option value
+        return _digest_without_axes(json.loads(configs.texts[cell_id]))
     if config is None:
         return ""
     try:
-        ident = series_identity(config, engine_class(engine, config.workload.kind), cache)
+        cls = engine_class(engine, config.workload.kind)
     except KeyError:
-        ident = {k: v for k, v in as_plain(config).items() if k not in ("batch_size", "repeat")}
-    return digest(ident)[:4]
+        return _digest_without_axes(as_plain(config))
+    return digest(series_identity(config, cls, cache))[:4]
+
+
+def _digest_without_axes(plain: dict) -> str:
+    return digest({k: v for k, v in plain.items() if k not in ("batch_size", "repeat")})[:4]
 
 
 def _series_labels(df: pd.DataFrame) -> list[str]:

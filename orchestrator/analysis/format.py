@@ -2,8 +2,8 @@
 
 ``num``: 4 significant figures at most, thousands separated (``5,781``, ``548.2``, ``18.09``,
 ``0.612``; whole numbers below 1000 without decimals: ``20``); ``pct``: signed with one decimal
-(``+348.5%``); ``ratio``: ``3.5×``. Missing
-values (None/NaN) become ``—``.
+(``+348.5%``); ``ratio``: ``3.5×``; ``gpus``: the NVML UUIDs of a ``gpu_uuid`` value (one GPU, or
+several comma-separated) shortened to ``GPU-1d8a997f…``. Missing values (None/NaN) become ``—``.
 """
 from __future__ import annotations
 
@@ -55,3 +55,14 @@ def batch(x) -> str:
     if is_missing(x):
         return MISSING
     return str(int(x)) if float(x).is_integer() else num(x)
+
+
+def gpu_uuids(value) -> list[str]:
+    """The NVML UUIDs in a ``gpu_uuid`` value ("GPU-a" or, for a cell measured over several GPUs,
+    "GPU-a,GPU-b"); none for a missing or empty value."""
+    return [] if is_missing(value) else [u for u in str(value).split(",") if u]
+
+
+def gpus(value) -> str:
+    """``gpu_uuid`` shortened for text: ``GPU-1d8a997f…`` (several joined with ``+``)."""
+    return "+".join(f"{u[:12]}…" for u in gpu_uuids(value)) or MISSING

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import pandas as pd
 
+from orchestrator.analysis.format import gpu_uuids
 from orchestrator.search.config import Objective, SloConfig
 from orchestrator.search.outcome import read_outcomes, verdict
 from orchestrator.search.record import SearchRecord, TrialRecord, read_record
@@ -27,8 +28,8 @@ class GridView:
     gap: float  # pick_value / optimum_value - 1
     frontier: pd.DataFrame  # params, value, ttft_p99_ms, tpot_p99_ms, is_pick
     n_feasible: int
-    pick_mean_gap: float = math.nan  # the pick's mean over its repeats / optimum_value - 1
-    gpus: tuple[str, ...] = ()  # (optimum's GPU UUID, pick's) when two different cards measured them
+    pick_mean_gap: float = math.nan  # the pick's mean over its repeats / optimum_value - 1 (may be < 0)
+    gpus: tuple[str, ...] = ()  # (optimum's gpu_uuid, pick's) when different cards measured them
 
 
 @dataclass
@@ -118,7 +119,8 @@ def grid_view(st: Store, record: SearchRecord) -> Optional[GridView]:
     frontier = _frontier(feasible).assign(is_pick=lambda f: f["cell_id"] == pick_id)
     mean_gap = record.pick.value / optimum - 1 if record.pick and len(record.pick.cell_ids) > 1 else math.nan
     units = (outcomes[best["cell_id"]].gpu_uuid, pick_o.gpu_uuid if pick_o is not None else "")
-    gpus = units if all(units) and units[0] != units[1] else ()
+    sets = [set(gpu_uuids(u)) for u in units]
+    gpus = units if all(sets) and sets[0] != sets[1] else ()
     return GridView(optimum, str(best["params"]), pick_value, pick_value / optimum - 1, frontier, len(feasible),
                     mean_gap, gpus)
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
@@ -34,14 +35,14 @@ def _when(runs) -> str:
 
 def _units(ok) -> str:
     """The physical GPUs the ok cells ran on (by NVML UUID) and how many cells each: cells of one
-    sweep may run on several cards of one type, whose power at the same settings differs."""
+    sweep may run on several cards of one type, whose power at the same settings differs (a cell
+    measured over several GPUs counts for each)."""
     if "gpu_uuid" not in ok:
         return ""
-    uuids = ok["gpu_uuid"].dropna().astype(str)
-    uuids = uuids[uuids != ""]
+    uuids = pd.Series([u for value in ok["gpu_uuid"] for u in fmt.gpu_uuids(value)], dtype=object)
     if uuids.empty:
         return ""
-    parts = [f"{u[:12]}…: {n} cell{'s' * (n > 1)}" for u, n in uuids.value_counts().sort_index().items()]
+    parts = [f"{fmt.gpus(u)}: {n} cell{'s' * (n > 1)}" for u, n in uuids.value_counts().sort_index().items()]
     return f" Physical GPUs (NVML UUID): {len(parts)} ({', '.join(parts)})."
 
 

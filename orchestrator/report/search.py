@@ -44,6 +44,13 @@ def _answer(v: SearchView) -> list[str]:
                 f"{len(p.cell_ids)} cell(s), {conf}), within {slo}.")
 
 
+def _gap(gap: float) -> str:
+    """``8.45% above`` / ``1.2% below`` / ``at`` the optimum (a repeat may measure below it)."""
+    if gap == 0:
+        return "at"
+    return f"{fmt.num(100 * abs(gap))}% {'above' if gap > 0 else 'below'}"
+
+
 def _grid(v: SearchView) -> list[str]:
     g = v.grid
     if g is None:
@@ -51,14 +58,13 @@ def _grid(v: SearchView) -> list[str]:
                     "same command with search.method=grid (it re-uses the search's cells) for one.")
     if g.n_feasible == 0:
         return para("The whole grid is in the store and none of its cells is feasible.")
-    mean = (f" (the mean of its {len(v.record.pick.cell_ids)} repeats: {fmt.num(100 * g.pick_mean_gap)}% above)"
+    mean = (f" (the mean of its {len(v.record.pick.cell_ids)} repeats: {_gap(g.pick_mean_gap)})"
             if math.isfinite(g.pick_mean_gap) else "")
-    cards = (f" The two cells ran on different GPUs ({g.gpus[0][:12]}… and {g.gpus[1][:12]}…): cards of one type "
-             "can differ by a few per cent in power at the same settings." if g.gpus else "")
+    cards = (f" The two cells ran on different GPUs ({fmt.gpus(g.gpus[0])} and {fmt.gpus(g.gpus[1])}): cards of "
+             "one type can differ by a few per cent in power at the same settings." if g.gpus else "")
     out = para(f"The whole grid is in the store: {g.n_feasible} feasible cells; its optimum is "
                f"{g.optimum_params} at {fmt.num(g.optimum_value)} J/output token. The pick's cell measured "
-               f"{fmt.num(g.pick_value)} J/output token: **{fmt.num(100 * g.gap)}% above the grid's optimum**"
-               f"{mean}.{cards} "
+               f"{fmt.num(g.pick_value)} J/output token: **{_gap(g.gap)} the grid's optimum**{mean}.{cards} "
                "Frontier of the feasible grid cells (none has both lower J/output token and lower p99 TPOT):")
     return out + table(g.frontier, FRONTIER_COLS)
 

@@ -18,8 +18,13 @@ GRAPHS = str(ROOT / "experiments" / "benchmarks" / "cudagraph_capture_h200" / "s
 
 def test_requests_of_a_cell_match_its_runs_row():
     req, run = cd.cell_requests(GRAPHS, "d5d307088c233a68")
-    assert len(req) == run["n_requests_ok"] and set(req["phase"]) == {"measured"}
+    assert len(req) == run["n_requests_ok"] == 1171 and set(req["cell_id"]) == {"d5d307088c233a68"}
     assert req["tpot_ms"].median() == pytest.approx(run["tpot_p50_ms"])
+
+
+def test_a_cell_without_energy_is_labelled_not_crashed():
+    run = {"mean_power_w": None, "energy_per_1k_output_tokens_j": float("nan")}
+    assert cd._legend("x", run) == "x (— W, — mJ/token)"
 
 
 def test_a_plot_of_cells_from_two_stores(tmp_path, capsys):

@@ -29,3 +29,9 @@ def test_no_uuid_no_line():
     assert _units(pd.DataFrame({"gpu": ["h200"]})) == ""
     one = _units(pd.DataFrame({"gpu_uuid": ["GPU-1d8a997f-937e"]}))
     assert one == " Physical GPUs (NVML UUID): 1 (GPU-1d8a997f…: 1 cell)."
+
+
+def test_a_cell_measured_over_two_gpus_counts_for_each():
+    """An endpoint cell summed over its server's GPUs stores their UUIDs comma-separated."""
+    ok = pd.DataFrame({"gpu_uuid": ["GPU-aaaaaaaa-1,GPU-bbbbbbbb-2", "GPU-aaaaaaaa-1"]})
+    assert _units(ok) == " Physical GPUs (NVML UUID): 2 (GPU-aaaaaaaa…: 2 cells, GPU-bbbbbbbb…: 1 cell)."

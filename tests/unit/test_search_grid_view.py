@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.analysis.search import read_search
-from orchestrator.report.search import search_section
+from orchestrator.report.search import _gap, search_section
 from orchestrator.search.outcome import read_outcomes
 from orchestrator.store import Store, load
 
@@ -38,3 +38,8 @@ def test_the_h200_pick_against_its_grid():
 def test_an_outcome_carries_the_card_that_measured_it():
     outcomes = read_outcomes(Store.open(str(H200)), load(str(H200)).runs.column("cell_id").to_pylist())
     assert all(o.gpu_uuid.startswith("GPU-") for o in outcomes.values())
+
+
+def test_the_gap_is_worded_by_its_sign():
+    """A confirmation repeat is not a grid cell and may measure below the grid's optimum."""
+    assert (_gap(0.0845), _gap(-0.012), _gap(0.0)) == ("8.45% above", "1.20% below", "at")
