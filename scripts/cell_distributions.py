@@ -4,9 +4,9 @@ power in the legend.
 
     python scripts/cell_distributions.py --cell STORE CELL_ID LABEL [--cell ...] --out PLOT.png
 
-Cells may come from different stores (e.g. a benchmark's cell beside a study's). Reads the
-``requests`` and ``runs`` tables through ``orchestrator.store``; prints each cell's request count
-and TPOT p50/p90 so the plot can be checked against the runs row.
+Cells may come from different stores (e.g. a benchmark's cell beside a study's). Reads each
+store's runs and only the chosen cells' requests (``orchestrator.analysis.read_sweep``); prints
+each cell's request count and TPOT p50/p90 so the plot can be checked against the runs row.
 """
 from __future__ import annotations
 
