@@ -9,6 +9,7 @@
 #
 #   bash scripts/gpu_session.sh start NAME -- python -m orchestrator +sweep=h200_study store.dir=/root/h200_store
 #   bash scripts/gpu_session.sh watch NAME SECONDS [STORE ...]   # sleep, then the log's tail and the stores' tables
+#   bash scripts/gpu_session.sh keep NAME EVERY [STORE ...]      # pack every EVERY s until the run ends or the call is cut
 #   bash scripts/gpu_session.sh stop NAME [STORE ...]            # interrupt, check the GPU is free, pack $OUT/NAME.tgz
 #
 # `watch` and `stop` also write $OUT/NAME.tgz (the stores and the log as they are), so a call that
@@ -23,7 +24,9 @@ root=${GPU_SESSION_ROOT:-/root}; tree=$root/tree; log=$root/$name.log; pidf=$roo
 pack() {  # pack the stores given and the log into $OUT/$name.tgz
   local args=() s
   for s in "$@"; do [ -d "$s" ] && args+=(-C "$(dirname "$s")" "$(basename "$s")"); done
-  [ -n "${OUT:-}" ] && tar czf "$OUT/$name.tgz" -C "$root" "$(basename "$log")" "${args[@]}"
+  # to a part file first, then renamed: a call cut by its time limit mid-pack keeps the previous pack
+  [ -n "${OUT:-}" ] && tar czf "$OUT/$name.tgz.part" -C "$root" "$(basename "$log")" "${args[@]}" &&
+    mv -f "$OUT/$name.tgz.part" "$OUT/$name.tgz"
 }
 
 tables() {
@@ -59,6 +62,15 @@ os.execvp(sys.argv[2], sys.argv[2:])' "$pidf" "$@" > "$log" 2>&1 < /dev/null &
     kill -0 "$pid" 2>/dev/null && echo "gpu_session: $name still runs" || echo "gpu_session: $name has ended"
     tail -c 3000 "$log"; nvidia-smi --query-gpu=memory.used,power.draw --format=csv,noheader
     tables "$@"; pack "$@"
+    ;;
+  keep)  # the last call of an allowance: runs until the device time is spent, packing as it goes
+    every=${1:?EVERY}; shift
+    pid=$(cat "$pidf")
+    while kill -0 "$pid" 2>/dev/null; do
+      for _ in $(seq "$every"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+      pack "$@"; echo "gpu_session: packed at $(date +%T); $(grep -c '' "$log") log lines"
+    done
+    echo "gpu_session: $name has ended"; tail -c 3000 "$log"; tables "$@"; pack "$@"
     ;;
   stop)
     pid=$(cat "$pidf")
