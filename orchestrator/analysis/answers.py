@@ -7,7 +7,8 @@
   latency SLOs unsaturated (``recommend.eligible_mask``) and why each other one fails
   (saturated, or its TTFT / TPOT p99 in ms over the objective);
 - ``quant_ratios``: per quantized series, its J/output token ÷ that of the unquantized series of
-  the same model, GPU, workload and engine, at the smallest and the largest batch both ran.
+  the same model, GPU, workload, engine and engine options (``engine_variant``: eager is compared
+  with eager only), at the smallest and the largest batch both ran.
 
 Each result says whether its numbers are simulated (modeled, shown with †).
 """
@@ -128,7 +129,7 @@ def quant_ratios(points: pd.DataFrame) -> list[QuantRatio]:
     """See the module doc: two rows per quantized series (smallest and largest common batch)."""
     have = points[points["energy_available"] & points[J_TOK].notna()]
     out = []
-    keys = ["model", "gpu", "workload", "engine"]
+    keys = ["model", "gpu", "workload", "engine", "engine_variant"]  # the same engine options (eager with eager)
     for key, g in have.groupby(keys, sort=True):
         bases = g[g["quantization"] == "none"]
         if bases.empty:

@@ -26,7 +26,7 @@ COMPARE_METRICS = [
     "energy_per_1k_output_tokens_j", "energy_per_output_token_j", "net_energy_per_output_token_j", "mean_power_w",
 ]
 INTERVALS = [f"{m}_{s}" for m in REPEAT_METRICS for s in ("ci95_low", "ci95_high")]
-CARRY = ["flags", "cell_id", "simulated", "energy_available", "energy_measured", "series", "n_repeats"]
+CARRY = ["flags", "cell_id", "simulated", "energy_available", "energy_measured", "series", "n_repeats", "engine"]
 
 
 @dataclass

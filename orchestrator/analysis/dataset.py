@@ -3,12 +3,16 @@
 ``read_sweep(dir)`` -> ``SweepData``: ``runs`` holds every cell (any status) with these extra
 columns (units in the names, as in the store):
 
-- ``series``: ``model/quantization/gpu`` (plus `` [engine]`` when one such combination was swept
-  with several engines and that tells them apart, else ``#xxxx`` for several
-  engine/sampler/workload variants), ``variant``: 4 hex digits of the cell's identity
-  (``identity.series_identity``: what defines its measurement, for the engine that ran it)
-  without batch size and repeat — cells measured by different sweeps, or before an option of
-  another engine existed, are one series when they measured the same thing;
+- ``series``: ``model/quantization/gpu``, and when one such combination ran several variants on
+  one workload, what tells them apart in brackets: the engine when the variants ran several, then
+  each option whose value differs among the variants of one engine, by its name, e.g.
+  ``llama2_7b/awq/h200 [enforce_eager=true]`` or ``mistral_7b/int8/h200 [int8_threshold=6.0]``
+  (more than three such options: the first three, then ``…#xxxx``, the variant's digest);
+  ``variant``: 4 hex digits of the cell's identity (``identity.series_identity``: what defines its
+  measurement, for the engine that ran it) without batch size and repeat — cells measured by
+  different sweeps, or before an option of another engine existed, are one series when they
+  measured the same thing; ``engine_variant``: 4 hex digits of the engine part of that identity
+  alone (its name and options: how the cell ran, whatever the model, quantization or workload);
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
 - ``simulated``: the row came from the simulated engine or carries modeled power
   (``energy_source == "simulated"``): modeled, never measured;
@@ -179,8 +183,10 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     quant, batch size."""
     df = runs.copy()
     cache = IdentityCache()
-    df["variant"] = [_variant(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
-    df["series"] = _series_labels(df)
+    identities = [_series_of(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
+    df["variant"] = [digest(ident)[:4] if ident is not None else "" for ident in identities]
+    df["engine_variant"] = [digest(ident.get("engine", {}))[:4] if ident is not None else "" for ident in identities]
+    df["series"] = _series_labels(df, [_flat(ident) if ident is not None else {} for ident in identities])
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
         if column in df:
@@ -197,36 +203,80 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def _variant(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, engine: str,
-             cache: IdentityCache) -> str:
-    """4 hex digits that tell apart the series of one model/quantization/GPU/workload: the digest
-    of the cell's series identity (its identity without batch size and repeat); "" without a
-    stored config. Older stores: a config this code no longer parses, or an engine no longer
-    registered, digests its config as stored (without batch size and repeat)."""
+def _series_of(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, engine: str,
+               cache: IdentityCache) -> dict | None:
+    """The cell's series identity (its identity without batch size and repeat; see module doc);
+    None without a stored config. Older stores: a config this code no longer parses, or an engine
+    no longer registered, stands for itself as stored (without batch size and repeat)."""
     try:
         config = configs.get(cell_id)
     except (ValueError, TypeError):  # e.g. a retired option value
-        return _digest_without_axes(json.loads(configs.texts[cell_id]))
+        return _without_axes(json.loads(configs.texts[cell_id]))
     if config is None:
-        return ""
+        return None
     try:
         cls = engine_class(engine, config.workload.kind)
     except KeyError:
-        return _digest_without_axes(as_plain(config))
-    return digest(series_identity(config, cls, cache))[:4]
+        return _without_axes(as_plain(config))
+    return series_identity(config, cls, cache)
 
 
-def _digest_without_axes(plain: dict) -> str:
-    return digest({k: v for k, v in plain.items() if k not in ("batch_size", "repeat")})[:4]
+def _without_axes(plain: dict) -> dict:
+    return {k: v for k, v in plain.items() if k not in ("batch_size", "repeat")}
 
 
-def _series_labels(df: pd.DataFrame) -> list[str]:
-    base = df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)
-    groups = df.groupby([base, df["workload"]])
-    n_variants = groups["variant"].transform("nunique")
-    n_engines = groups["engine"].transform("nunique")  # engines alone tell the variants apart?
-    return [b if n <= 1 else (f"{b} [{e}]" if n == ne else f"{b}#{v}")
-            for b, n, ne, e, v in zip(base, n_variants, n_engines, df["engine"].astype(str), df["variant"])]
+def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted path -> canonical JSON of each leaf of a nested identity."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, path + "."))
+        else:
+            out[path] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+MAX_LABEL_OPTIONS = 3
+"""Options named in a series label; more are cut, and the variant's digest keeps it unique."""
+
+
+def _series_labels(df: pd.DataFrame, flats: list[dict[str, str]]) -> list[str]:
+    base = (df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)).tolist()
+    labels = list(base)
+    engines, variants = df["engine"].astype(str).tolist(), df["variant"].tolist()
+    for idx in df.groupby([pd.Series(base, index=df.index), df["workload"]], sort=False).indices.values():
+        seen: dict[str, tuple[str, dict[str, str]]] = {}
+        for i in idx:
+            seen.setdefault(variants[i], (engines[i], flats[i]))
+        if len(seen) > 1:
+            suffix = _variant_suffixes(seen)
+            for i in idx:
+                labels[i] = f"{base[i]} [{suffix[variants[i]]}]"
+    return labels
+
+
+def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
+    """Variant digest -> what tells it apart from the others of its group (see module doc)."""
+    several_engines = len({engine for engine, _ in variants.values()}) > 1
+    out = {}
+    for variant, (engine, flat) in variants.items():
+        peers = [f for e, f in variants.values() if e == engine]
+        differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
+                     and len({p.get(k) for p in peers}) > 1 and k in flat]
+        parts = [engine] if several_engines else []
+        parts += [f"{k.rsplit('.', 1)[-1]}={_shown(flat[k])}" for k in differing[:MAX_LABEL_OPTIONS]]
+        if len(differing) > MAX_LABEL_OPTIONS or not parts:
+            parts.append(f"…#{variant}" if parts else f"#{variant}")
+        out[variant] = ", ".join(parts)
+    if len(set(out.values())) < len(out):  # e.g. an option present in one variant only
+        out = {v: f"{s}, #{v}" for v, s in out.items()}
+    return out
+
+
+def _shown(value_json: str) -> str:
+    value = json.loads(value_json)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def flag_codes(df: pd.DataFrame) -> pd.Series:
@@ -254,7 +304,7 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
     agg.update({f: "any" for f in FLAGS})
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
-               energy_source="first", energy_note="first", engine="first", arrival="first")
+               energy_source="first", energy_note="first", engine="first", engine_variant="first", arrival="first")
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)

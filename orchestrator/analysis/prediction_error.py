@@ -4,9 +4,10 @@ calibration was fitted on and those it was not (held out).
 A comparison's Δ = (B − A) ÷ A is, with B the prediction, the prediction's relative error. A
 calibration (``scripts/calibrate_simulator.py``'s ``calibration.json``) names what it was fitted
 on — model, GPU, quantization and workload; a matched point is **fitted** when it has all four,
-**held out** otherwise. Per group (quantization × workload) and in all, ``prediction_errors``
-gives the number of points and the median and largest absolute error (%) of output tok/s and of
-gross J per output token.
+**held out** otherwise. Per group (quantization, with the variant of A's series when its point
+has several, e.g. `` [enforce_eager=true]``, × workload), in all, and per engine of A when A's
+points ran on several, ``prediction_errors`` gives the number of points and the median and
+largest absolute error (%) of output tok/s and of gross J per output token.
 """
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ def _axis_values(table: pd.DataFrame, axis: str) -> pd.Series:
     return (table[axis] if axis in table.columns else table[f"{axis}_a"]).astype(str)
 
 
+def _variant_of(table: pd.DataFrame) -> pd.Series:
+    """What tells A's series apart from the others of its point (`` [enforce_eager=true]``), or ''."""
+    base = _axis_values(table, "model") + "/" + _axis_values(table, "quantization") + "/" + _axis_values(table, "gpu")
+    series = table["series_a"].astype(str) if "series_a" in table else base
+    return pd.Series([s[len(b):] if s.startswith(b) else "" for s, b in zip(series, base)], index=table.index)
+
+
 def _summary(t: pd.DataFrame, group: str, held_out: bool) -> dict:
     out = {"group": group, "held_out": held_out, "points": len(t)}
     for _name, m in ERROR_METRICS:
@@ -84,7 +92,8 @@ def _summary(t: pd.DataFrame, group: str, held_out: bool) -> dict:
 
 
 def prediction_errors(table: pd.DataFrame, selection: FitSelection) -> pd.DataFrame:
-    """One row per (held out or fitted, quantization × workload) group, then one per side in all:
+    """One row per (held out or fitted, quantization [variant] × workload) group, then one per side in all
+    and, when A's points of a side ran on several engines, one per engine:
     ``group``, ``held_out``, ``points`` and, per ``ERROR_METRICS`` metric, the median and largest
     absolute error (%). Held-out rows first."""
     fitted = selection.fitted(table)
@@ -92,8 +101,12 @@ def prediction_errors(table: pd.DataFrame, selection: FitSelection) -> pd.DataFr
     for held_out, side in ((True, table[~fitted]), (False, table[fitted])):
         if side.empty:
             continue
-        labels = _axis_values(side, "quantization") + " · " + _axis_values(side, "workload")
+        labels = _axis_values(side, "quantization") + _variant_of(side) + " · " + _axis_values(side, "workload")
         for label, t in side.groupby(labels, sort=True):
             rows.append(_summary(t, str(label), held_out))
         rows.append(_summary(side, "all held out" if held_out else "all fitted", held_out))
+        engines = side["engine_a"].astype(str) if "engine_a" in side else pd.Series(dtype=str)
+        if engines.nunique() > 1:  # e.g. vLLM and transformers cells against one vLLM-like model
+            for engine, t in side.groupby(engines, sort=True):
+                rows.append(_summary(t, f"{'held out' if held_out else 'fitted'}, {engine} engine", held_out))
     return pd.DataFrame(rows)

@@ -70,7 +70,7 @@ def section(a: Analysis) -> list[str]:
         lines += para(f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).")
         lines += [f"- {slo_sentence(r)}" for r in ranges] + [""]
     if ratios:
-        lines += para("**What quantization buys in energy** (same model, GPU, workload and engine; smallest and "
+        lines += para("**What quantization buys in energy** (same model, GPU, workload, engine and engine options; smallest and "
                       "largest batch both ran).")
         by_series: dict[tuple, list] = {}
         for r in ratios:

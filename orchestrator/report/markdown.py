@@ -79,8 +79,7 @@ def sim_legend(df: pd.DataFrame | None) -> list[str]:
 
 
 def series_label(row) -> str:
-    """``model/quantization`` (+ variant) with † when the point is simulated."""
-    label = f"{row.model}/{row.quantization}"
-    if "#" in str(row.series):
-        label += "#" + str(row.series).rsplit("#", 1)[1]
-    return label + dagger(row)
+    """``model/quantization`` (+ what tells its variant apart) with † when the point is simulated."""
+    series, base = str(row.series), f"{row.model}/{row.quantization}"
+    gpu_base = f"{base}/{row.gpu}"
+    return base + (series[len(gpu_base):] if series.startswith(gpu_base) else "") + dagger(row)

@@ -26,6 +26,7 @@ from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
 from orchestrator.grid import config_of
+from orchestrator.report.markdown import series_label
 
 
 def config(gpu="h100", workload="chat_medium", bs=1, repeat=0):
@@ -239,8 +240,36 @@ def test_a_series_is_what_the_cells_measured_not_how_their_config_was_written():
     assert frame(rows, cfgs)["series"].nunique() == 1
     eager = dataclasses.replace(old.engine, vllm=dataclasses.replace(old.engine.vllm, enforce_eager=True))
     cfgs["chat_medium-h100-4-0"] = dataclasses.replace(cfgs["chat_medium-h100-4-0"], engine=eager)
-    assert sorted(frame(rows, cfgs)["series"].str.len().unique()) == [len("llama2_7b/none/h100#abcd")]
-    assert frame(rows, cfgs)["series"].nunique() == 2
+    assert sorted(frame(rows, cfgs)["series"].unique()) == ["llama2_7b/none/h100 [enforce_eager=false]",
+                                                              "llama2_7b/none/h100 [enforce_eager=true]"]
+
+
+def _cfg(bs, *overrides, engine="vllm", quantization="none", workload="offline"):
+    return config_of(["model=llama2_7b", f"quantization={quantization}", "gpu=h100", f"workload={workload}",
+                      f"engine={engine}", f"batch_size={bs}", *overrides])
+
+
+def test_series_labels_name_what_tells_the_variants_apart():
+    """Variants of one model/quantization/GPU/workload are labelled by the options whose values
+    differ among the variants of one engine, and by the engine when several ran; a point with one
+    variant keeps the plain label; more than three differing options end in the variant's digest."""
+    rows = [row(1, 10.0, 5.0, workload="offline", cell_id=c, engine=e, quantization=q)
+            for c, e, q in (("t0", "hf", "int8"), ("t6", "hf", "int8"), ("v", "vllm", "int8"), ("fp", "vllm", "none"))]
+    cfgs = {"t0": _cfg(1, "engine.hf.int8_threshold=0.0", engine="hf", quantization="int8"),
+            "t6": _cfg(1, "engine.hf.int8_threshold=6.0", engine="hf", quantization="int8"),
+            "v": _cfg(1, quantization="int8"), "fp": _cfg(1)}
+    labels = dict(zip(frame(rows, cfgs)["cell_id"], frame(rows, cfgs)["series"]))
+    assert labels == {"t0": "llama2_7b/int8/h100 [hf, int8_threshold=0.0]",
+                      "t6": "llama2_7b/int8/h100 [hf, int8_threshold=6.0]",
+                      "v": "llama2_7b/int8/h100 [vllm]", "fp": "llama2_7b/none/h100"}
+    many = ["engine.vllm.enforce_eager=true", "engine.vllm.max_model_len=1024", "engine.vllm.enable_prefix_caching=true",
+            "engine.vllm.gpu_memory_utilization=0.8"]
+    rows = [row(1, 10.0, 5.0, workload="offline", cell_id=c) for c in ("a", "b")]
+    f = frame(rows, {"a": _cfg(1), "b": _cfg(1, *many)})
+    a, b = f.set_index("cell_id")["series"], f.set_index("cell_id")["variant"]
+    assert a["b"] == f"llama2_7b/none/h100 [enable_prefix_caching=true, enforce_eager=true, gpu_memory_utilization=0.8, …#{b['b']}]"
+    assert a["a"].startswith("llama2_7b/none/h100 [enable_prefix_caching=false, enforce_eager=false, ")
+    assert series_label(f.set_index("cell_id").loc["a"]) == "llama2_7b/none" + a["a"][len("llama2_7b/none/h100"):]
 
 
 def test_prediction_errors_split_held_out_from_fitted():
@@ -270,3 +299,28 @@ def test_prediction_errors_split_held_out_from_fitted():
     assert fitted["energy_per_output_token_j_max_abs_error_pct"] == pytest.approx(10.0)
     other_gpu = FitSelection(quantization="none", workload="offline", gpu="a100")
     assert not other_gpu.fitted(c.table).any()
+
+
+def test_prediction_errors_per_variant_and_per_engine():
+    """Two bitsandbytes thresholds (hf) and a vLLM cell measured, one prediction per point: each
+    threshold is its own group, and the held-out side is summarised per engine too."""
+    from orchestrator.analysis.prediction_error import FitSelection, prediction_errors
+
+    kw = dict(workload="offline", quantization="int8")
+    measured = [row(1, 10.0, 5.0, cell_id="t0", engine="hf", **kw), row(1, 8.0, 5.0, cell_id="t6", engine="hf", **kw),
+                row(2, 100.0, 5.0, cell_id="v", **kw)]
+    cfgs = {"t0": _cfg(1, "engine.hf.int8_threshold=0.0", engine="hf", quantization="int8"),
+            "t6": _cfg(1, "engine.hf.int8_threshold=6.0", engine="hf", quantization="int8"),
+            "v": _cfg(2, quantization="int8")}
+    a = batch_points(frame(measured, cfgs))
+    b = points_of([row(1, 20.0, 5.0, **kw), row(2, 110.0, 5.0, **kw)])
+    c = compare_points(a, b)
+    e = prediction_errors(c.table, FitSelection(quantization="none", workload="offline")).set_index("group")
+    assert list(e.index) == ["int8 [hf, int8_threshold=0.0] · offline", "int8 [hf, int8_threshold=6.0] · offline",
+                             "int8 [vllm] · offline", "all held out",
+                             "held out, hf engine", "held out, vllm engine"]
+    tok = "output_throughput_tok_s_median_abs_error_pct"
+    assert e.loc["int8 [hf, int8_threshold=6.0] · offline", tok] == pytest.approx(150.0)  # 20 against 8
+    assert e.loc["held out, hf engine", tok] == pytest.approx(125.0)  # +100% and +150%
+    assert e.loc["held out, vllm engine", tok] == pytest.approx(10.0)
+    assert e.loc["all held out", "points"] == 3
