@@ -2,7 +2,10 @@
 
 ``setting(default)`` marks a field that does **not** define a measurement (timeouts, cache
 directories, pacing, log settings): ``identity_of`` leaves it out, so changing it re-runs nothing.
-Every other field is part of a cell's identity (``orchestrator.identity``).
+``added(default)`` marks an option added after cells were measured whose default reproduces what
+they measured: it joins a cell's identity only when set to another value, so adding it re-runs
+nothing and every stored cell keeps its id. Every other field is part of a cell's identity
+(``orchestrator.identity``).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from orchestrator.errors import ConfigError
 
 T = TypeVar("T")
 IDENTITY = "identity"
+ADDED = "added"  # in the identity only when not at its default
 
 
 def setting(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
@@ -23,6 +27,11 @@ def setting(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING)
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={IDENTITY: False})
     return dataclasses.field(default=default, metadata={IDENTITY: False})
+
+
+def added(default):
+    """A field in a cell's identity only when it differs from ``default`` (see module doc)."""
+    return dataclasses.field(default=default, metadata={ADDED: True})
 
 
 def identity_of(obj) -> Any:
@@ -39,7 +48,8 @@ def as_plain(obj) -> Any:
 def _plain(obj, identity_only: bool) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _plain(getattr(obj, f.name), identity_only) for f in dataclasses.fields(obj)
-                if not identity_only or f.metadata.get(IDENTITY, True)}
+                if not identity_only or (f.metadata.get(IDENTITY, True)
+                                         and not (f.metadata.get(ADDED) and getattr(obj, f.name) == f.default))}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, Mapping):

@@ -6,7 +6,10 @@ compute_efficiency)) + step_overhead_s`` (see ``perf.roofline``), where the quan
 weights of a method listed in ``quantized_weight_efficiency`` are read at that fraction of the
 memory efficiency (a dequantizing kernel, e.g. W4A16 AWQ, streams its weights slower than an fp16
 GEMM does; the KV cache and the fp16 embeddings stay at ``memory_efficiency``), and the memory
-side of the power model below scales with the bandwidth so achieved. At most ``batch_size``
+side of the power model below scales with the bandwidth so achieved. ``host_step_s`` adds
+host-bound seconds to every step in which the GPU waits at its idle draw: what an engine without
+CUDA graphs (vLLM ``enforce_eager``) or a Python decode loop (transformers + bitsandbytes) spends
+launching kernels (0 by default: vLLM with CUDA graphs, the reference). At most ``batch_size``
 requests run at once (vLLM's ``max_num_seqs``); the rest wait FCFS. Offline workloads run static
 batches back to back. Power is modeled per step: idle W between steps, and while busy
 ``idle + (TDP - idle) x (floor x bandwidth share + (1 - floor) x compute-bound fraction)``
@@ -28,7 +31,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from orchestrator.config.fields import check, setting
+from orchestrator.config.fields import added, check, setting
 from orchestrator.config.groups import Arrival
 from orchestrator.energy.base import PowerTrace, Sampler
 from orchestrator.engines import register_engine
@@ -51,6 +54,9 @@ class SimulatedOptions:
     memory_efficiency: float = 0.8
     compute_efficiency: float = 0.55
     step_overhead_s: float = 0.0015
+    # host-bound seconds per step in which the GPU waits, at idle draw (an eager engine's kernel
+    # launches, a Python decode loop): 0 for vLLM with CUDA graphs, the simulator's reference
+    host_step_s: float = added(0.0)
     busy_power_floor: float = BUSY_POWER_FLOOR  # see the module doc: the memory-bound share of busy W
     idle_power_w: Optional[float] = None  # None: the GPU config's datasheet idle_w
     # quantization name -> fraction of memory_efficiency at which its quantized linear weights are read
@@ -63,6 +69,7 @@ class SimulatedOptions:
     def validate(self) -> None:
         for key in ("memory_efficiency", "compute_efficiency"):
             check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
+        check("engine.simulated.host_step_s", self.host_step_s, self.host_step_s >= 0, "must be >= 0")
         check("engine.simulated.busy_power_floor", self.busy_power_floor, 0 <= self.busy_power_floor <= 1,
               "must be in [0, 1]")
         for name, value in self.quantized_weight_efficiency.items():
@@ -77,7 +84,8 @@ class SimulatedOptions:
 class _Costs:
     """Per-step cost of model x quantization x GPU: the roofline time of ``perf.roofline``'s
     step cost at the options' fractions of the peaks (as ``roofline.step_seconds``) plus the step
-    overhead, and the power model."""
+    overhead (at the busy draw), the host-bound seconds (``host_step_s``, at idle draw), and the
+    power model."""
 
     def __init__(self, cfg, opts: SimulatedOptions):
         self.steps = roofline.step_model(cfg.model, cfg.quantization)
@@ -87,6 +95,7 @@ class _Costs:
         self.weight_extra_s = roofline.quantized_weight_bytes(cfg.model, cfg.quantization) / self.bw * (1 / slow - 1)
         self.peak = roofline.peak_flops(cfg.gpu, cfg.quantization) * opts.compute_efficiency
         self.overhead = opts.step_overhead_s
+        self.host_s = opts.host_step_s
         self.floor = opts.busy_power_floor
         self.idle_w = cfg.gpu.idle_w if opts.idle_power_w is None else opts.idle_power_w
         self.tdp_w = cfg.gpu.tdp_w
@@ -100,7 +109,9 @@ class _Costs:
         core = max(t_read, t_cmp)
         # memory-side draw in proportion to the bandwidth achieved (1 unless weights are read slowly)
         frac = self.floor * (t_mem / t_read) + (1 - self.floor) * (t_cmp / core)
-        return core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
+        busy_s, busy_w = core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
+        # the host-bound part of the step draws idle power: the mean over the whole step
+        return busy_s + self.host_s, (busy_w * busy_s + self.idle_w * self.host_s) / (busy_s + self.host_s)
 
 
 class _Seq:

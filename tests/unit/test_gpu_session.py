@@ -54,3 +54,19 @@ def test_start_watch_stop(tmp_path):
     with tarfile.open(tmp_path / "out" / "t.tgz") as tar:
         assert {"t.log", "store/marker"} <= set(tar.getnames())
     assert (tmp_path / "root" / "tree" / "scripts" / "gpu_session.sh").is_file()
+
+
+def test_keep_packs_as_it_goes_until_the_run_ends(tmp_path):
+    """`keep` (an allowance's last call, cut by its time limit) packs the stores every few seconds:
+    a pack exists while the run still runs, and a last one after it ends; no part file is left."""
+    (tmp_path / "root").mkdir(), (tmp_path / "out").mkdir()
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "marker").write_text("x")
+    started = _session(tmp_path, "start", "k", "--", "python", "-c", "import time; print('on', flush=True); time.sleep(4)")
+    assert started.returncode == 0, started.stderr
+    kept = _session(tmp_path, "keep", "k", 1, store)
+    assert kept.returncode == 0 and kept.stdout.count("packed at") >= 2 and "k has ended" in kept.stdout, kept.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["k.tgz"]
+    with tarfile.open(tmp_path / "out" / "k.tgz") as tar:
+        assert {"k.log", "store/marker"} <= set(tar.getnames())

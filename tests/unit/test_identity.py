@@ -70,6 +70,16 @@ def test_a_vllm_cell_changes_with_its_own_knobs_only():
     assert cell_id([*VLLM, "engine.vllm.startup_timeout_s=900", "engine.vllm.compile_cache_dir=/x"]) == base
 
 
+def test_an_added_option_at_its_default_leaves_every_cell_alone():
+    """``host_step_s`` came after the simulated stores were written: at its default (0) a cell
+    keeps the id it had without the field; set, it is another cell."""
+    assert "host_step_s" not in identity_of(SimulatedOptions())
+    assert identity_of(SimulatedOptions(host_step_s=0.015))["host_step_s"] == 0.015
+    base = cell_id(SIMULATED)
+    assert cell_id([*SIMULATED, "engine.simulated.host_step_s=0.0"]) == base
+    assert cell_id([*SIMULATED, "engine.simulated.host_step_s=0.015"]) != base
+
+
 def test_setting_fields_are_declared_and_left_out():
     vllm = identity_of(VllmOptions())
     assert "startup_timeout_s" not in vllm and "compile_cache_dir" not in vllm and "enforce_eager" in vllm

@@ -106,6 +106,27 @@ def test_quantized_weights_read_slowly_take_longer_and_draw_less():
         config_of(["engine=simulated", "engine.simulated.quantized_weight_efficiency.awq=1.5"]).validate()
 
 
+def test_host_bound_step_time_runs_at_idle_power():
+    """``host_step_s=h`` (an eager engine's launches): every step takes h longer and its mean draw
+    is the busy step's energy plus h at idle over the longer step."""
+    base = _cfg(gpu="h200", quant="awq")
+    eager = dataclasses.replace(base, engine=dataclasses.replace(base.engine, simulated=dataclasses.replace(
+        base.engine.simulated, host_step_s=0.015)))
+    g = base.gpu
+
+    def tpot_and_power(cfg):
+        eng, wr = _run(cfg, 1)
+        rec = wr.records[-1]
+        trace = eng.modeled_sampler().stop()
+        return (rec.end_s - rec.first_token_s) / (rec.output_tokens - 1), float(np.median(trace.power_w))
+
+    (t0, p0), (t1, p1) = tpot_and_power(base), tpot_and_power(eager)
+    assert t1 - t0 == pytest.approx(0.015, rel=0.01)
+    assert p1 == pytest.approx((p0 * t0 + g.idle_w * 0.015) / t1, rel=0.02)
+    with pytest.raises(Exception, match="host_step_s"):
+        config_of(["engine=simulated", "engine.simulated.host_step_s=-1"]).validate()
+
+
 def test_modeled_power_and_energy_counter():
     cfg = _cfg()
     eng, wr = _run(cfg, 8)
