@@ -261,7 +261,10 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
     several_engines = len({engine for engine, _ in variants.values()}) > 1
     out = {}
     for variant, (engine, flat) in variants.items():
-        peers = [f for e, f in variants.values() if e == engine]
+        if not variant:  # a row without a stored config: nothing to name
+            out[variant] = f"{engine}, no stored config" if several_engines else "no stored config"
+            continue
+        peers = [f for v, (e, f) in variants.items() if e == engine and v]
         differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
                      and len({p.get(k) for p in peers}) > 1 and k in flat]
         parts = [engine] if several_engines else []

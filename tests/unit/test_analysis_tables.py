@@ -270,6 +270,10 @@ def test_series_labels_name_what_tells_the_variants_apart():
     assert a["b"] == f"llama2_7b/none/h100 [enable_prefix_caching=true, enforce_eager=true, gpu_memory_utilization=0.8, …#{b['b']}]"
     assert a["a"].startswith("llama2_7b/none/h100 [enable_prefix_caching=false, enforce_eager=false, ")
     assert series_label(f.set_index("cell_id").loc["a"]) == "llama2_7b/none" + a["a"][len("llama2_7b/none/h100"):]
+    rows.append(row(1, 10.0, 5.0, workload="offline", cell_id="c"))  # no stored config
+    f = frame(rows, {"a": _cfg(1), "b": _cfg(1, "engine.vllm.enforce_eager=true")}).set_index("cell_id")["series"]
+    assert dict(f) == {"a": "llama2_7b/none/h100 [enforce_eager=false]", "b": "llama2_7b/none/h100 [enforce_eager=true]",
+                       "c": "llama2_7b/none/h100 [no stored config]"}
 
 
 def test_prediction_errors_split_held_out_from_fitted():
