@@ -4,7 +4,8 @@ Identity = the model, the effective quantization, the GPU, the workload, the bat
 repeat index, the **resolved** engine's name and its own options block, and the sampler's
 settings when the engine is measured by the configured sampler (an engine that models its own
 power ignores them) — each group without the fields it declares ``setting(...)`` (timeouts, cache
-directories, pacing). So raising a timeout re-runs nothing, another engine's knobs never change a
+directories, pacing) and those it declares ``added(...)`` while at their default (an option added
+after cells were stored). So raising a timeout re-runs nothing, another engine's knobs never change a
 cell's id, and a result from another engine (``engine=auto`` resolved to the simulator on a
 laptop) never satisfies a cell that runs vLLM.
 

@@ -18,15 +18,19 @@
 # with PYTHONPATH holding the staged wheels (/root/site) as after ../shared/gpu/recv.sh. Its files
 # (tree, NAME.log, NAME.pid) go under $GPU_SESSION_ROOT (default /root).
 set -uo pipefail
-cmd=${1:?start | watch | stop}; name=${2:?NAME}; shift 2
+cmd=${1:?start | watch | keep | stop}; name=${2:?NAME}; shift 2
 root=${GPU_SESSION_ROOT:-/root}; tree=$root/tree; log=$root/$name.log; pidf=$root/$name.pid
 
 pack() {  # pack the stores given and the log into $OUT/$name.tgz
   local args=() s
   for s in "$@"; do [ -d "$s" ] && args+=(-C "$(dirname "$s")" "$(basename "$s")"); done
-  # to a part file first, then renamed: a call cut by its time limit mid-pack keeps the previous pack
-  [ -n "${OUT:-}" ] && tar czf "$OUT/$name.tgz.part" -C "$root" "$(basename "$log")" "${args[@]}" &&
-    mv -f "$OUT/$name.tgz.part" "$OUT/$name.tgz"
+  # to a part file first, then renamed: a call cut by its time limit mid-pack keeps the previous pack.
+  # tar exits 1 when a file changed while read (the run's log grows): the pack is whole, keep it
+  [ -n "${OUT:-}" ] || return 0
+  local rc=0
+  tar czf "$OUT/$name.tgz.part" -C "$root" "$(basename "$log")" "${args[@]}" || rc=$?
+  if [ "$rc" -le 1 ]; then mv -f "$OUT/$name.tgz.part" "$OUT/$name.tgz"
+  else echo "gpu_session: pack failed (tar exit $rc); the previous $name.tgz stays" >&2; rm -f "$OUT/$name.tgz.part"; fi
 }
 
 tables() {
@@ -65,6 +69,7 @@ os.execvp(sys.argv[2], sys.argv[2:])' "$pidf" "$@" > "$log" 2>&1 < /dev/null &
     ;;
   keep)  # the last call of an allowance: runs until the device time is spent, packing as it goes
     every=${1:?EVERY}; shift
+    [ "$every" -ge 1 ] 2>/dev/null || { echo "gpu_session: keep needs EVERY >= 1 (seconds)" >&2; exit 2; }
     pid=$(cat "$pidf")
     while kill -0 "$pid" 2>/dev/null; do
       for _ in $(seq "$every"); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -85,5 +90,5 @@ os.execvp(sys.argv[2], sys.argv[2:])' "$pidf" "$@" > "$log" 2>&1 < /dev/null &
     ps -eo pid,ppid,etimes,args | grep -E '[V]LLM|[v]llm.entrypoints' || echo "no vLLM process left"
     tail -c 2000 "$log"; tables "$@"; pack "$@"
     ;;
-  *) echo "gpu_session: unknown command $cmd (start | watch | stop)" >&2; exit 2 ;;
+  *) echo "gpu_session: unknown command $cmd (start | watch | keep | stop)" >&2; exit 2 ;;
 esac

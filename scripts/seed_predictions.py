@@ -149,15 +149,24 @@ def _point(t: pd.DataFrame, workload: str, batch: int) -> Optional[pd.Series]:
 
 def fit_host_step(path: EnginePath, measured: pd.DataFrame, reference: pd.DataFrame) -> Optional[float]:
     """Host seconds per step at the fit cell: batch ÷ measured tok/s − batch ÷ the reference
-    simulator's tok/s (``reference``: the H200 cells simulated without host time); None when
-    either side lacks the cell."""
+    simulator's tok/s (``reference``: the H200 cells simulated without host time), which is the
+    step time when every step runs the full batch (an offline batch, a saturated server; an
+    unsaturated fit cell is refused); None when either side lacks the cell. Host and GPU time
+    add up (no overlap): an eager engine that launched ahead of the GPU would instead take
+    max(host, GPU) per step."""
     wl, b = path.fit_on
     ref = reference[(reference["model"] == path.model) & (reference["quantization"] == path.quantization)
                     & (reference["gpu"] == "h200")]
-    m, r = _point(path_cells(measured, path), wl, b), _point(ref, wl, b)
+    cells = path_cells(measured, path)
+    at = cells[(cells["workload"] == wl) & (cells["batch_size"] == b)]
+    if wl != "offline" and len(at) and not at["saturated"].astype(bool).all():
+        raise ValueError(f"{path.name}: the fit cell {wl} at {b} is not saturated: its tok/s is the offered "
+                         "load, not the step time")
+    m, r = _point(cells, wl, b), _point(ref, wl, b)
     if m is None or r is None:
         return None
-    return max(0.0, b / m["output_throughput_tok_s"] - b / r["output_throughput_tok_s"])
+    host = b / m["output_throughput_tok_s"] - b / r["output_throughput_tok_s"]
+    return max(0.0, host) if math.isfinite(host) else None
 
 
 def host_checks(path: EnginePath, measured: pd.DataFrame, predicted: pd.DataFrame) -> List[dict]:
@@ -302,7 +311,8 @@ def markdown(rows: List[dict], calibration: Path, fits: Dict[str, HostFit]) -> s
              "so each path's **host time per step** (`engine.simulated.host_step_s`, at idle GPU draw) is fitted on "
              "one H200 cell of the study, checked on the path's other H200 cells, and then added on the seed's GPU: "
              "that assumes the seed's host launches as fast as the H200 machine's (a host-bound cost, not a GPU "
-             "one). An empty TTFT/TPOT: no measured request finished before the drain limit (all cancelled).", ""]
+             "one) and that host and GPU time add up; were they to overlap fully (a step = the longer of the two), "
+             "a seed GPU slower than its host would run at the reference prediction. An empty TTFT/TPOT: no measured request finished before the drain limit (all cancelled).", ""]
     lines += ["## The host time of each path, on the H200", ""]
     for fit in fits.values():
         lines += _check_lines(fit)
@@ -365,7 +375,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if host is None:
             continue
         name = path.engine + "_" + path.quantization
-        checked = simulate(f"{name}_h200_host", args.work / f"{name}_h200_host",
+        checked = simulate(f"{name}_h200_host", args.work / f"{name}_h200_host_{host:.6g}",
                            [*path_grid(path), *h200_overrides, f"engine.simulated.host_step_s={host:.6g}"])
         fits[path.seed] = HostFit(path.name, f"{path.fit_on[0]} at batch {path.fit_on[1]}", host,
                                   host_checks(path, measured, checked))
@@ -374,7 +384,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for seed, sweep in sweeps.items():
         predicted[seed] = simulate(f"{sweep}_predicted", args.work / sweep, overrides, sweep=sweep)
         if seed in fits:
-            with_host[seed] = simulate(f"{sweep}_host_predicted", args.work / f"{sweep}_host",
+            with_host[seed] = simulate(f"{sweep}_host_predicted", args.work / f"{sweep}_host_{fits[seed].host_step_s:.6g}",
                                        [*overrides, f"engine.simulated.host_step_s={fits[seed].host_step_s:.6g}"],
                                        sweep=sweep)
     rows = [rows_for(p, predicted[p.seed], with_host.get(p.seed)) for p in PUBLISHED]

@@ -7,13 +7,15 @@
   latency SLOs unsaturated (``recommend.eligible_mask``) and why each other one fails
   (saturated, or its TTFT / TPOT p99 in ms over the objective);
 - ``quant_ratios``: per quantized series, its J/output token ÷ that of the unquantized series of
-  the same model, GPU, workload, engine and engine options (``engine_variant``: eager is compared
-  with eager only), at the smallest and the largest batch both ran.
+  the same model, GPU, workload and engine, run with the same engine options where one was (eager
+  is compared with eager), else the one that differs in the fewest options, which it names, at
+  the smallest and the largest batch both ran.
 
 Each result says whether its numbers are simulated (modeled, shown with †).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -75,6 +77,7 @@ class QuantRatio:
     j_per_tok: float
     base_j_per_tok: float
     simulated: bool
+    differs: tuple[str, ...] = ()  # engine options where the base differs, as the quantized series ran them
 
     @property
     def ratio(self) -> float:
@@ -129,18 +132,38 @@ def quant_ratios(points: pd.DataFrame) -> list[QuantRatio]:
     """See the module doc: two rows per quantized series (smallest and largest common batch)."""
     have = points[points["energy_available"] & points[J_TOK].notna()]
     out = []
-    keys = ["model", "gpu", "workload", "engine", "engine_variant"]  # the same engine options (eager with eager)
-    for key, g in have.groupby(keys, sort=True):
+    for key, g in have.groupby(["model", "gpu", "workload", "engine"], sort=True):
         bases = g[g["quantization"] == "none"]
         if bases.empty:
             continue
-        base_series = sorted(bases["series"].unique())[0]
-        base = bases[bases["series"] == base_series].set_index("batch_size")
         for series, q in g[g["quantization"] != "none"].groupby("series", sort=True):
+            base_series, differs = _base_for(q.iloc[0], bases)
+            base = bases[bases["series"] == base_series].set_index("batch_size")
             q = q.set_index("batch_size")
             common = sorted(set(q.index) & set(base.index))
             for b in dict.fromkeys([common[0], common[-1]] if common else []):
                 out.append(QuantRatio(series, base_series, key[2], int(b), float(q.loc[b, J_TOK]),
                                       float(base.loc[b, J_TOK]),
-                                      bool(q.loc[b, "simulated"] or base.loc[b, "simulated"])))
+                                      bool(q.loc[b, "simulated"] or base.loc[b, "simulated"]), differs))
     return out
+
+
+def _base_for(q: pd.Series, bases: pd.DataFrame) -> tuple[str, tuple[str, ...]]:
+    """The unquantized series to compare ``q`` with: one run with the same engine options, else the
+    one that differs in the fewest (those options named, as ``q`` ran them)."""
+    mine = json.loads(q.get("engine_options", "{}") or "{}")
+    best = None
+    for series, b in bases.groupby("series", sort=True):
+        theirs = json.loads(b["engine_options"].iloc[0] or "{}") if "engine_options" in b else {}
+        differs = tuple(f"{k.rsplit('.', 1)[-1]}={_value(mine.get(k))}" for k in sorted(set(mine) | set(theirs))
+                        if mine.get(k) != theirs.get(k))
+        if best is None or len(differs) < len(best[1]):
+            best = (str(series), differs)
+    return best
+
+
+def _value(json_text) -> str:
+    if json_text is None:
+        return "unset"
+    value = json.loads(json_text)
+    return value if isinstance(value, str) else json.dumps(value)

@@ -63,7 +63,9 @@ def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     A side may hold several series on one point of the axes (variants: e.g. CUDA graphs and
     eager, or two bitsandbytes thresholds). When only one side does, each of its variants is
     matched to the other side's single point (a simulator that cannot tell the variants apart
-    predicts one number for all); when both do, variants are matched by series label. Either
+    predicts one number for all); when both do, variants are matched by their identity digest
+    (``variant``: the same measurement in both sweeps) where the sides share one, else by series
+    label (what tells them apart, e.g. two engines' runs of one grid). Either
     way no variant is dropped, and ``variants`` tells the report to show the series."""
     compared = differing_axes(a, b)
     keys = [ax for ax in AXES if ax not in compared]
@@ -71,11 +73,17 @@ def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
         raise SweepError("the two sweeps share no value on any axis: no cells to match")
     cols = list(dict.fromkeys(keys + compared + COMPARE_METRICS + INTERVALS + CARRY))
     several_a, several_b = (side.duplicated(keys + compared, keep=False).any() for side in (a, b))
-    on = keys + ["series"] if several_a and several_b else keys
+    pair = None
+    if several_a and several_b:  # the same variant (identity digest) where the sides share one, else its label
+        pair = "variant" if set(a["variant"]) & set(b["variant"]) - {""} else "series"
+        cols = list(dict.fromkeys(cols + ["variant"]))
+    on = keys + [pair] if pair else keys
     left = a[cols].drop_duplicates(keys + compared + ["series"])
     right = b[cols].drop_duplicates(keys + compared + ["series"])
-    if on != keys:  # "series" is a key: one column, not series_a / series_b
+    if pair:  # a key: one column, not series_a / series_b
         left, right = left.assign(series_a=left["series"]), right.assign(series_b=right["series"])
+        if pair == "variant":
+            left, right = left.drop(columns="series"), right.drop(columns="series")
     table = left.merge(right, on=on, how="inner", suffixes=("_a", "_b"))
     for m in COMPARE_METRICS:
         table[f"change_{m}_pct"] = pct_change(table[f"{m}_b"], table[f"{m}_a"])

@@ -7,12 +7,15 @@ columns (units in the names, as in the store):
   one workload, what tells them apart in brackets: the engine when the variants ran several, then
   each option whose value differs among the variants of one engine, by its name, e.g.
   ``llama2_7b/awq/h200 [enforce_eager=true]`` or ``mistral_7b/int8/h200 [int8_threshold=6.0]``
-  (more than three such options: the first three, then ``…#xxxx``, the variant's digest);
+  (more than three such options: the first three, then ``…#xxxx``, the variant's digest; two
+  variants that would read alike: ``, #xxxx`` appended; a row without a stored config:
+  ``[no stored config]``);
   ``variant``: 4 hex digits of the cell's identity (``identity.series_identity``: what defines its
   measurement, for the engine that ran it) without batch size and repeat — cells measured by
   different sweeps, or before an option of another engine existed, are one series when they
   measured the same thing; ``engine_variant``: 4 hex digits of the engine part of that identity
-  alone (its name and options: how the cell ran, whatever the model, quantization or workload);
+  alone (its name and options: how the cell ran, whatever the model, quantization or workload),
+  ``engine_options`` the same as JSON (dotted option path -> JSON value);
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
 - ``simulated``: the row came from the simulated engine or carries modeled power
   (``energy_source == "simulated"``): modeled, never measured;
@@ -177,7 +180,7 @@ def _stem(path: str) -> str:
 
 
 def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConfig]) -> pd.DataFrame:
-    """Add ``variant``, ``series``, ``flags``, ``simulated``, ``energy_available``,
+    """Add ``variant``, ``engine_variant``, ``engine_options``, ``series``, ``flags``, ``simulated``, ``energy_available``,
     ``energy_measured``, the J per output token columns and ``context_tokens`` (see module doc);
     clear the energy-measurement flags of simulated rows; rows sorted by workload, gpu, model,
     quant, batch size."""
@@ -185,7 +188,9 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     cache = IdentityCache()
     identities = [_series_of(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["variant"] = [digest(ident)[:4] if ident is not None else "" for ident in identities]
-    df["engine_variant"] = [digest(ident.get("engine", {}))[:4] if ident is not None else "" for ident in identities]
+    engines = [ident.get("engine", {}) if ident is not None else None for ident in identities]
+    df["engine_variant"] = [digest(e)[:4] if e is not None else "" for e in engines]
+    df["engine_options"] = [json.dumps(_flat(e), sort_keys=True) if e is not None else "{}" for e in engines]
     df["series"] = _series_labels(df, [_flat(ident) if ident is not None else {} for ident in identities])
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
@@ -211,18 +216,23 @@ def _series_of(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, eng
     try:
         config = configs.get(cell_id)
     except (ValueError, TypeError):  # e.g. a retired option value
-        return _without_axes(json.loads(configs.texts[cell_id]))
+        return _without_axes(json.loads(configs.texts[cell_id]), engine)
     if config is None:
         return None
     try:
         cls = engine_class(engine, config.workload.kind)
     except KeyError:
-        return _without_axes(as_plain(config))
+        return _without_axes(as_plain(config), engine)
     return series_identity(config, cls, cache)
 
 
-def _without_axes(plain: dict) -> dict:
-    return {k: v for k, v in plain.items() if k not in ("batch_size", "repeat")}
+def _without_axes(plain: dict, engine: str) -> dict:
+    """A stored config as its own series identity: without batch size and repeat, and of the
+    engine group only the engine that ran it (another engine's knobs never split a series)."""
+    out = {k: v for k, v in plain.items() if k not in ("batch_size", "repeat")}
+    if isinstance(out.get("engine"), dict):
+        out["engine"] = {"name": engine, engine: out["engine"].get(engine)}
+    return out
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -241,30 +251,46 @@ MAX_LABEL_OPTIONS = 3
 """Options named in a series label; more are cut, and the variant's digest keeps it unique."""
 
 
+def series_suffix(series: str, model: str, quantization: str, gpu: str) -> str:
+    """What a series label adds to ``model/quantization/gpu`` (`` [enforce_eager=true]``, or '');
+    a label of another form is its own suffix (nothing is dropped)."""
+    base = f"{model}/{quantization}/{gpu}"
+    return series[len(base):] if series.startswith(base) else f" {series}"
+
+
+def series_suffixes(frame: pd.DataFrame, columns: tuple[str, str, str, str] = ("series", "model", "quantization", "gpu")
+                    ) -> pd.Series:
+    """``series_suffix`` of every row of ``frame`` (its series, model, quantization and GPU columns)."""
+    return pd.Series([series_suffix(*map(str, vals)) for vals in zip(*(frame[c] for c in columns))],
+                     index=frame.index, dtype=object)
+
+
 def _series_labels(df: pd.DataFrame, flats: list[dict[str, str]]) -> list[str]:
     base = (df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)).tolist()
     labels = list(base)
     engines, variants = df["engine"].astype(str).tolist(), df["variant"].tolist()
-    for idx in df.groupby([pd.Series(base, index=df.index), df["workload"]], sort=False).indices.values():
+    keys = [v or f"-{e}" for v, e in zip(variants, engines)]  # no stored config: one variant per engine
+    for idx in df.groupby([pd.Series(base, index=df.index), df["workload"]], sort=False, dropna=False).indices.values():
         seen: dict[str, tuple[str, dict[str, str]]] = {}
         for i in idx:
-            seen.setdefault(variants[i], (engines[i], flats[i]))
+            seen.setdefault(keys[i], (engines[i], flats[i]))
         if len(seen) > 1:
             suffix = _variant_suffixes(seen)
             for i in idx:
-                labels[i] = f"{base[i]} [{suffix[variants[i]]}]"
+                labels[i] = f"{base[i]} [{suffix[keys[i]]}]"
     return labels
 
 
 def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
-    """Variant digest -> what tells it apart from the others of its group (see module doc)."""
+    """Variant digest (``-engine`` for rows without a stored config) -> what tells it apart from
+    the others of its group (see module doc)."""
     several_engines = len({engine for engine, _ in variants.values()}) > 1
     out = {}
     for variant, (engine, flat) in variants.items():
-        if not variant:  # a row without a stored config: nothing to name
+        if variant.startswith("-"):  # a row without a stored config: nothing to name
             out[variant] = f"{engine}, no stored config" if several_engines else "no stored config"
             continue
-        peers = [f for v, (e, f) in variants.items() if e == engine and v]
+        peers = [f for v, (e, f) in variants.items() if e == engine and not v.startswith("-")]
         differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
                      and len({p.get(k) for p in peers}) > 1 and k in flat]
         parts = [engine] if several_engines else []
@@ -307,7 +333,8 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
     agg.update({f: "any" for f in FLAGS})
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
-               energy_source="first", energy_note="first", engine="first", engine_variant="first", arrival="first")
+               energy_source="first", energy_note="first", engine="first", engine_variant="first",
+               engine_options="first", arrival="first")
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from orchestrator.analysis.dataset import series_suffixes
+
 MARKERS = "osD^v<>ph*"
 DPI = 96
 
@@ -44,10 +46,16 @@ def panel_figure(n_rows: int, n_cols: int, panel_w_in: float = 4.4, panel_h_in: 
     return fig, axes
 
 
-def _grid(points: pd.DataFrame, rows: str, cols: str):
-    """A figure with one axes per (row value, column value) present in ``points``."""
+LEGEND_CHAR_IN = 0.055
+"""Width (inches) of one character of a 7-point legend label, to size the legend column."""
+
+
+def _grid(points: pd.DataFrame, rows: str, cols: str, labels=()):
+    """A figure with one axes per (row value, column value) present in ``points``, its legend
+    column wide enough for the longest of ``labels``."""
     rv, cv = sorted(points[rows].unique()), sorted(points[cols].unique())
-    fig, axes = panel_figure(len(rv), len(cv))
+    longest = max((len(str(lab)) for lab in labels), default=0)
+    fig, axes = panel_figure(len(rv), len(cv), legend_in=max(2.0, 0.5 + LEGEND_CHAR_IN * longest))
     cells = {(r, c): axes[i][j] for i, r in enumerate(rv) for j, c in enumerate(cv)}
     present = set(zip(points[rows], points[cols]))
     for (r, c), ax in cells.items():
@@ -98,11 +106,10 @@ def _styles(labels: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def _short(points: pd.DataFrame) -> pd.Series:
-    """``model/quantization`` (+ ``#variant`` when the series label carries one, + `` †`` when
-    simulated)."""
-    tail = points["series"].str.extract(r"(#\w+)$")[0].fillna("")
+    """``model/quantization`` (+ what tells its variant apart, `` [enforce_eager=true]``, + `` †``
+    when simulated)."""
     dagger = points["simulated"].map(lambda s: " †" if s else "") if "simulated" in points else ""
-    return points["model"] + "/" + points["quantization"] + tail + dagger
+    return points["model"] + "/" + points["quantization"] + series_suffixes(points) + dagger
 
 
 def _plot_series(ax, g: pd.DataFrame, x: str, y: str, color: str, marker: str, label: str | None) -> None:
@@ -141,11 +148,11 @@ def _finish(fig: Figure, path: Path, title: str, note: str = "") -> Path:
 
 def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Output tok/s vs batch size (log2 x), one panel per workload x GPU, a line per series."""
-    fig, cells = _grid(points, "workload", "gpu")
     pts = points.assign(short=_short(points))
+    fig, cells = _grid(points, "workload", "gpu", pts["short"].unique())
     styles = _styles(pts["short"].unique())
     for (wl, gpu), ax in cells.items():
-        for short, g in pts[(pts["workload"] == wl) & (pts["gpu"] == gpu)].groupby("short"):
+        for (short, _series), g in pts[(pts["workload"] == wl) & (pts["gpu"] == gpu)].groupby(["short", "series"]):
             _plot_series(ax, g, "batch_size", "output_throughput_tok_s", *styles[short], short)
         _log_axes(ax, y_log=False)
         ax.set_xlabel("batch size (max running sequences)", fontsize=8)
@@ -160,7 +167,7 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
     range where it holds) and its α in the legend."""
     pts = points[points["energy_available"] & (points["energy_per_1k_output_tokens_j"] > 0)]
     pts = pts.assign(short=_short(pts), j_per_token=pts["energy_per_1k_output_tokens_j"] / 1000.0)
-    fig, cells = _grid(pts, "workload", "gpu")
+    fig, cells = _grid(pts, "workload", "gpu", pts["short"].unique())
     styles = _styles(pts["short"].unique())
     fit_by = {(f.workload, f.gpu, f.series): f for f in fits.itertuples(index=False)} if not fits.empty else {}
     for (wl, gpu), ax in cells.items():

@@ -18,7 +18,7 @@ from typing import Optional
 
 import pandas as pd
 
-from orchestrator.analysis.dataset import SweepError
+from orchestrator.analysis.dataset import SweepError, series_suffixes
 
 ERROR_METRICS = (("output tok/s", "output_throughput_tok_s"), ("J/output token", "energy_per_output_token_j"))
 """(name, metric) whose prediction error is summarised."""
@@ -77,9 +77,11 @@ def _axis_values(table: pd.DataFrame, axis: str) -> pd.Series:
 
 def _variant_of(table: pd.DataFrame) -> pd.Series:
     """What tells A's series apart from the others of its point (`` [enforce_eager=true]``), or ''."""
-    base = _axis_values(table, "model") + "/" + _axis_values(table, "quantization") + "/" + _axis_values(table, "gpu")
-    series = table["series_a"].astype(str) if "series_a" in table else base
-    return pd.Series([s[len(b):] if s.startswith(b) else "" for s, b in zip(series, base)], index=table.index)
+    if "series_a" not in table:
+        return pd.Series("", index=table.index, dtype=object)
+    axes = pd.DataFrame({"series": table["series_a"].astype(str), **{a: _axis_values(table, a)
+                                                                     for a in ("model", "quantization", "gpu")}})
+    return series_suffixes(axes)
 
 
 def _summary(t: pd.DataFrame, group: str, held_out: bool) -> dict:

@@ -51,7 +51,8 @@ def quant_sentence(rows: list[answers.QuantRatio]) -> str:
     first = rows[0]
     at = ", ".join(f"{r.ratio:.2f} at BS {r.batch_size} ({fmt.num(r.j_per_tok * 1000)} vs {_mj(r.base_j_per_tok)})"
                    for r in rows)
-    return (f"**{first.series}** ({first.workload}): J per output token ÷ {first.base_series}'s = {at}."
+    differs = (f" (it ran {', '.join(first.differs)}; {first.base_series} did not)" if first.differs else "")
+    return (f"**{first.series}** ({first.workload}): J per output token ÷ {first.base_series}'s = {at}{differs}."
             f"{_mark(any(r.simulated for r in rows))}")
 
 
@@ -70,8 +71,8 @@ def section(a: Analysis) -> list[str]:
         lines += para(f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).")
         lines += [f"- {slo_sentence(r)}" for r in ranges] + [""]
     if ratios:
-        lines += para("**What quantization buys in energy** (same model, GPU, workload, engine and engine options; smallest and "
-                      "largest batch both ran).")
+        lines += para("**What quantization buys in energy** (same model, GPU, workload and engine, the same engine "
+                      "options where both ran them; smallest and largest batch both ran).")
         by_series: dict[tuple, list] = {}
         for r in ratios:
             by_series.setdefault((r.series, r.workload), []).append(r)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
+from orchestrator.analysis.dataset import series_suffix
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,5 @@ def sim_legend(df: pd.DataFrame | None) -> list[str]:
 
 def series_label(row) -> str:
     """``model/quantization`` (+ what tells its variant apart) with † when the point is simulated."""
-    series, base = str(row.series), f"{row.model}/{row.quantization}"
-    gpu_base = f"{base}/{row.gpu}"
-    return base + (series[len(gpu_base):] if series.startswith(gpu_base) else "") + dagger(row)
+    return f"{row.model}/{row.quantization}" + series_suffix(str(row.series), row.model, row.quantization,
+                                                            row.gpu) + dagger(row)

@@ -52,3 +52,27 @@ def test_quantization_ratio_against_the_unquantized_series():
     assert rows[0].series.startswith("llama2_7b/awq") and rows[0].base_series.startswith("llama2_7b/none")
     text = render.quant_sentence(rows)
     assert "0.50 at BS 1 (1,000 vs 2,000 mJ), 0.60 at BS 64 (60 vs 100 mJ)" in text
+
+
+def test_quantization_ratio_pairs_the_same_engine_options_or_names_the_difference():
+    """AWQ with and without CUDA graphs against fp16 that ran both: each pairs with its own; when
+    fp16 ran only with graphs, the eager AWQ ratio still comes, saying what it ran differently."""
+    from orchestrator.analysis.dataset import batch_points
+    from tests.unit.test_analysis_tables import _cfg, frame
+
+    rows, cfgs = [], {}
+    for quant, j in (("none", 2.0), ("awq", 1.0)):
+        for eager in (False, True):
+            cid = f"{quant}-{eager}"
+            rows.append(offline(1, j * (3 if eager else 1), quant) | {"cell_id": cid})
+            cfgs[cid] = _cfg(1, f"engine.vllm.enforce_eager={str(eager).lower()}", quantization=quant)
+    ratios = answers.quant_ratios(batch_points(frame(rows, cfgs)))
+    assert sorted((r.series, r.base_series, round(r.ratio, 2), r.differs) for r in ratios) == [
+        ("llama2_7b/awq/h100 [enforce_eager=false]", "llama2_7b/none/h100 [enforce_eager=false]", 0.5, ()),
+        ("llama2_7b/awq/h100 [enforce_eager=true]", "llama2_7b/none/h100 [enforce_eager=true]", 0.5, ())]
+    only_graphs = [r for r in rows if r["cell_id"] != "none-True"]
+    ratios = answers.quant_ratios(batch_points(frame(only_graphs, cfgs)))
+    eager = next(r for r in ratios if "enforce_eager=true" in r.series)
+    assert eager.base_series == "llama2_7b/none/h100" and eager.differs == ("enforce_eager=true",)
+    assert round(eager.ratio, 2) == 1.5
+    assert "(it ran enforce_eager=true; llama2_7b/none/h100 did not)" in render.quant_sentence([eager])

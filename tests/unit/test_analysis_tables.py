@@ -328,3 +328,55 @@ def test_prediction_errors_per_variant_and_per_engine():
     assert e.loc["held out, hf engine", tok] == pytest.approx(125.0)  # +100% and +150%
     assert e.loc["held out, vllm engine", tok] == pytest.approx(10.0)
     assert e.loc["all held out", "points"] == 3
+
+
+def test_rows_without_config_from_two_engines_stay_two_series():
+    rows = [row(1, 10.0, 5.0, workload="offline", cell_id="h", engine="hf"),
+            row(1, 20.0, 5.0, workload="offline", cell_id="v")]
+    f = frame(rows).set_index("cell_id")["series"]
+    assert dict(f) == {"h": "llama2_7b/none/h100 [hf, no stored config]", "v": "llama2_7b/none/h100 [vllm, no stored config]"}
+    assert len(batch_points(frame(rows))) == 2
+
+
+def test_compare_pairs_variants_by_identity_when_both_sweeps_ran_them():
+    """Two sweeps with the same two variants (graphs, eager) pair by identity digest even when a
+    third variant in one of them makes its labels read differently."""
+    graphs = row(1, 100.0, 10.0, workload="offline", cell_id="g")
+    eager = row(1, 50.0, 20.0, workload="offline", cell_id="e")
+    cfgs = {"g": _cfg(1), "e": _cfg(1, "engine.vllm.enforce_eager=true"),
+            "x": _cfg(1, "engine.vllm.gpu_memory_utilization=0.8")}
+    a = batch_points(frame([graphs, eager], cfgs))
+    b_rows = [graphs | {"output_throughput_tok_s": 110.0}, eager | {"output_throughput_tok_s": 40.0},
+              row(1, 70.0, 10.0, workload="offline", cell_id="x")]
+    b = batch_points(frame(b_rows, cfgs))
+    assert set(a["series"]) != set(b["series"]) - {"llama2_7b/none/h100 [gpu_memory_utilization=0.8]"}
+    c = compare_points(a, b)
+    assert (c.only_a, c.only_b) == (0, 1) and len(c.table) == 2
+    got = dict(zip(c.table["series_a"], c.table["change_output_throughput_tok_s_pct"]))
+    assert got == {"llama2_7b/none/h100 [enforce_eager=false]": pytest.approx(10.0),
+                   "llama2_7b/none/h100 [enforce_eager=true]": pytest.approx(-20.0)}
+
+
+def test_the_throughput_plot_draws_each_variant_as_its_own_line(tmp_path, monkeypatch):
+    from orchestrator.analysis import plots
+
+    rows = [row(b, t, 5.0, workload="offline", cell_id=f"{c}{b}") for c, f in (("g", 1.0), ("e", 0.5))
+            for b, t in ((1, 100.0 * f), (8, 700.0 * f))]
+    cfgs = {f"g{b}": _cfg(b) for b in (1, 8)} | {f"e{b}": _cfg(b, "engine.vllm.enforce_eager=true") for b in (1, 8)}
+    pts = batch_points(frame(rows, cfgs))
+    assert sorted(plots._short(pts).unique()) == ["llama2_7b/none [enforce_eager=false]",
+                                                  "llama2_7b/none [enforce_eager=true]"]
+    from matplotlib.figure import Figure
+
+    drawn, save = [], Figure.savefig  # the lines of the figure as it is saved (then saved for real)
+
+    def spy(fig, *args, **kwargs):
+        drawn.extend(ln for ax in fig.axes for ln in ax.get_lines() if not ln.get_label().startswith("_"))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    plots.plot_throughput(pts, tmp_path / "t.png")
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in drawn}
+    assert lines == {"llama2_7b/none [enforce_eager=false]": [100.0, 700.0],
+                     "llama2_7b/none [enforce_eager=true]": [50.0, 350.0]}
+    assert (tmp_path / "t.png").stat().st_size > 0

@@ -63,10 +63,13 @@ def test_keep_packs_as_it_goes_until_the_run_ends(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     (store / "marker").write_text("x")
-    started = _session(tmp_path, "start", "k", "--", "python", "-c", "import time; print('on', flush=True); time.sleep(4)")
+    # the run writes its log all along: tar sees it change while it reads (exit 1) and the pack still counts
+    talk = "import time\nfor i in range(400): print('line', i, 'x' * 2000, flush=True); time.sleep(0.01)"
+    started = _session(tmp_path, "start", "k", "--", "python", "-c", talk)
     assert started.returncode == 0, started.stderr
     kept = _session(tmp_path, "keep", "k", 1, store)
     assert kept.returncode == 0 and kept.stdout.count("packed at") >= 2 and "k has ended" in kept.stdout, kept.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["k.tgz"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["k.tgz"] and "pack failed" not in kept.stderr
+    assert _session(tmp_path, "keep", "k", 0).returncode == 2
     with tarfile.open(tmp_path / "out" / "k.tgz") as tar:
         assert {"k.log", "store/marker"} <= set(tar.getnames())

@@ -94,3 +94,12 @@ def test_the_plot_draws_every_published_figure(tmp_path):
     assert drawn == 2 * published + with_host and with_host == published  # both paths fitted on the study
     assert Image.open(tmp_path / "seeds.png").size == (1320, 495)
     assert "![each seed's published tok/s beside the predictions](seeds.png)" in (STUDY / "seeds" / "seeds.md").read_text()
+
+
+def test_an_unsaturated_fit_cell_is_refused():
+    """An unsaturated chat cell's tok/s is the offered load, not the step time: no host time from it."""
+    m, p = sp._ok_runs(STUDY / "store"), sp._ok_runs(STUDY / "sim_store")
+    m = m.assign(saturated=False)
+    with pytest.raises(ValueError, match="not saturated"):
+        sp.fit_host_step(sp.EAGER, m, p)
+    assert sp.fit_host_step(sp.BNB, m, p) > 0  # offline: every step runs the full batch
