@@ -158,6 +158,9 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
     claims = CellClaims(store, cfg.store.claim_ttl_s)
     try:
         elsewhere = _claim(claims, plan)
+        stale = store.discard_partial(c.cell_id for c in plan.run)  # claimed: what is there, a killed writer left
+        if stale:
+            print(f"removed {stale} temporary files that a killed run left in the store", flush=True)
         for c in plan.prelaunch:
             store.write_cell(c.cell_id, status_tables(c, cfg.name, c.status, c.reason))
             final[c.cell_id] = c.status.value
@@ -265,6 +268,4 @@ def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:
         "config": as_plain(cfg),
         "cells": [{"cell_id": c.cell_id, "label": c.label(), "engine": c.engine} for c in cells],
     }
-    with store.filesystem.open_output_stream(f"{store.root}/sweep.json.tmp") as out:
-        out.write(json.dumps(manifest, indent=1).encode())
-    store.filesystem.move(f"{store.root}/sweep.json.tmp", f"{store.root}/sweep.json")
+    store.write_text("sweep.json", json.dumps(manifest, indent=1))

@@ -127,6 +127,10 @@ def empty_table(table: str) -> pa.Table:
     return _with_meta(SCHEMAS[table]).empty_table()
 
 
+TMP_MARK = ".tmp-"
+"""Between a file's final name and the random suffix of its temporary one."""
+
+
 @dataclass
 class Store:
     """A sweep's results on a pyarrow filesystem. ``root`` is a path on ``filesystem``."""
@@ -156,11 +160,23 @@ class Store:
         return f"{self.root}/{table}/{cell_id}.parquet"
 
     def _write_atomic(self, table: pa.Table, final: str) -> None:
-        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        # one-row runs files: column statistics would cost more than they save
+        self._replace(final, lambda out: pq.write_table(table, out, compression="snappy",
+                                                        write_statistics=table.num_rows > 1))
+
+    def write_text(self, name: str, text: str) -> None:
+        """Replace ``<root>/<name>`` with ``text`` atomically (e.g. ``sweep.json``); two drivers
+        writing it at once each write their own temporary file, and the last rename wins."""
+        self._replace(f"{self.root}/{name}", lambda out: out.write(text.encode()))
+
+    def _replace(self, final: str, write) -> None:
+        """Write ``final`` through a temporary file of a unique name, renamed into place; a
+        temporary file is never left behind by an error (a killed process may leave one:
+        ``discard_partial``)."""
+        tmp = f"{final}{TMP_MARK}{uuid.uuid4().hex}"
         try:
             with self.filesystem.open_output_stream(tmp) as out:
-                # one-row runs files: column statistics would cost more than they save
-                pq.write_table(table, out, compression="snappy", write_statistics=table.num_rows > 1)
+                write(out)
             self.filesystem.move(tmp, final)
         except BaseException:
             try:
@@ -168,6 +184,19 @@ class Store:
             except (OSError, FileNotFoundError):
                 pass
             raise
+
+    def discard_partial(self, cell_ids: Iterable[str]) -> int:
+        """Delete the temporary files that a killed writer left for ``cell_ids`` (cells this
+        driver has claimed, so no live writer has them open); -> how many."""
+        wanted, n = set(cell_ids), 0
+        for table in TABLES:
+            sel = pafs.FileSelector(f"{self.root}/{table}", allow_not_found=True)
+            for info in self.filesystem.get_file_info(sel):
+                name = os.path.basename(info.path)
+                if TMP_MARK in name and name.split(".parquet", 1)[0] in wanted:
+                    self._delete(info.path)
+                    n += 1
+        return n
 
     def write_cell(self, cell_id: str, tables: Dict[str, pa.Table]) -> None:
         """Write a cell's tables; ``runs`` last (it marks the cell complete)."""

@@ -95,6 +95,32 @@ def test_killed_writer_leaves_no_final_file(tmp_path):
     else:
         assert any(p.name.startswith("k.parquet.tmp-") for p in (tmp_path / "power").iterdir())
     assert load(str(tmp_path)).power.num_rows == 0  # no runs file: nothing is loaded
+    store = Store.open(str(tmp_path))  # the resumed run claims the cell: what the killed writer left goes
+    (tmp_path / "runs" / "other.parquet.tmp-0123").write_bytes(b"a live writer's")
+    left = [p.name for p in (tmp_path / "power").iterdir() if p.name.startswith("k.parquet.tmp-")]
+    assert store.discard_partial(["k"]) == len(left)
+    assert not [p for p in (tmp_path / "power").iterdir() if ".tmp-" in p.name]
+    assert (tmp_path / "runs" / "other.parquet.tmp-0123").exists()  # another cell's: untouched
+
+
+def test_two_writers_of_one_file_each_use_their_own_temporary_file(tmp_path):
+    """``sweep.json`` written by two drivers at once (threads here): every write lands whole, none
+    fails on a temporary name the other renamed away, and none is left behind."""
+    import threading
+
+    store, errors = Store.open(str(tmp_path)), []
+
+    def write(i):
+        try:
+            for k in range(200):
+                store.write_text("sweep.json", json.dumps({"writer": i, "k": k, "pad": "x" * 20_000}))
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    [t.start() for t in threads], [t.join() for t in threads]
+    assert not errors and json.loads((tmp_path / "sweep.json").read_text())["k"] == 199
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
 
 
 def test_load_rejects_non_sweep(tmp_path):
