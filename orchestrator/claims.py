@@ -117,8 +117,4 @@ class CellClaims:
     def _write(self) -> None:
         self.mine.heartbeat_unix_s = self._last_beat = time.time()
         self.store.filesystem.create_dir(self._dir, recursive=True)
-        final = f"{self._dir}/{self.mine.driver_id}.json"
-        tmp = f"{final}.tmp"
-        with self.store.filesystem.open_output_stream(tmp) as out:
-            out.write(json.dumps(asdict(self.mine)).encode())
-        self.store.filesystem.move(tmp, final)
+        self.store.write_text(f"{DIRNAME}/{self.mine.driver_id}.json", json.dumps(asdict(self.mine)))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from orchestrator.analysis.dataset import option_text
 from orchestrator.analysis.recommend import Slo, eligible_mask
 
 KNEE_SAVING = 0.10
@@ -151,19 +152,13 @@ def quant_ratios(points: pd.DataFrame) -> list[QuantRatio]:
 def _base_for(q: pd.Series, bases: pd.DataFrame) -> tuple[str, tuple[str, ...]]:
     """The unquantized series to compare ``q`` with: one run with the same engine options, else the
     one that differs in the fewest (those options named, as ``q`` ran them)."""
-    mine = json.loads(q.get("engine_options", "{}") or "{}")
+    mine = json.loads(q["engine_options"])
     best = None
     for series, b in bases.groupby("series", sort=True):
-        theirs = json.loads(b["engine_options"].iloc[0] or "{}") if "engine_options" in b else {}
-        differs = tuple(f"{k.rsplit('.', 1)[-1]}={_value(mine.get(k))}" for k in sorted(set(mine) | set(theirs))
+        theirs = json.loads(b["engine_options"].iloc[0])
+        differs = tuple(option_text(k, mine.get(k)) for k in sorted(set(mine) | set(theirs))
                         if mine.get(k) != theirs.get(k))
         if best is None or len(differs) < len(best[1]):
             best = (str(series), differs)
     return best
 
-
-def _value(json_text) -> str:
-    if json_text is None:
-        return "unset"
-    value = json.loads(json_text)
-    return value if isinstance(value, str) else json.dumps(value)

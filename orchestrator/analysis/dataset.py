@@ -13,9 +13,9 @@ columns (units in the names, as in the store):
   ``variant``: 4 hex digits of the cell's identity (``identity.series_identity``: what defines its
   measurement, for the engine that ran it) without batch size and repeat — cells measured by
   different sweeps, or before an option of another engine existed, are one series when they
-  measured the same thing; ``engine_variant``: 4 hex digits of the engine part of that identity
-  alone (its name and options: how the cell ran, whatever the model, quantization or workload),
-  ``engine_options`` the same as JSON (dotted option path -> JSON value);
+  measured the same thing; ``engine_options``: the engine part of that identity alone (its name
+  and options: how the cell ran, whatever the model, quantization or workload) as JSON, dotted
+  option path -> the value's JSON (``option_text`` shows one);
 - ``flags``: the codes of ``FLAGS`` raised for the cell, e.g. ``"S E"`` ("" when none);
 - ``simulated``: the row came from the simulated engine or carries modeled power
   (``energy_source == "simulated"``): modeled, never measured;
@@ -180,7 +180,7 @@ def _stem(path: str) -> str:
 
 
 def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConfig]) -> pd.DataFrame:
-    """Add ``variant``, ``engine_variant``, ``engine_options``, ``series``, ``flags``, ``simulated``, ``energy_available``,
+    """Add ``variant``, ``engine_options``, ``series``, ``flags``, ``simulated``, ``energy_available``,
     ``energy_measured``, the J per output token columns and ``context_tokens`` (see module doc);
     clear the energy-measurement flags of simulated rows; rows sorted by workload, gpu, model,
     quant, batch size."""
@@ -188,9 +188,8 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     cache = IdentityCache()
     identities = [_series_of(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["variant"] = [digest(ident)[:4] if ident is not None else "" for ident in identities]
-    engines = [ident.get("engine", {}) if ident is not None else None for ident in identities]
-    df["engine_variant"] = [digest(e)[:4] if e is not None else "" for e in engines]
-    df["engine_options"] = [json.dumps(_flat(e), sort_keys=True) if e is not None else "{}" for e in engines]
+    df["engine_options"] = [json.dumps(_flat(ident.get("engine", {})), sort_keys=True) if ident is not None else "{}"
+                            for ident in identities]
     df["series"] = _series_labels(df, [_flat(ident) if ident is not None else {} for ident in identities])
     df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
@@ -258,11 +257,10 @@ def series_suffix(series: str, model: str, quantization: str, gpu: str) -> str:
     return series[len(base):] if series.startswith(base) else f" {series}"
 
 
-def series_suffixes(frame: pd.DataFrame, columns: tuple[str, str, str, str] = ("series", "model", "quantization", "gpu")
-                    ) -> pd.Series:
-    """``series_suffix`` of every row of ``frame`` (its series, model, quantization and GPU columns)."""
-    return pd.Series([series_suffix(*map(str, vals)) for vals in zip(*(frame[c] for c in columns))],
-                     index=frame.index, dtype=object)
+def series_suffixes(frame: pd.DataFrame) -> pd.Series:
+    """``series_suffix`` of every row of ``frame`` (its series, model, quantization and gpu columns)."""
+    columns = (frame[c].astype(str) for c in ("series", "model", "quantization", "gpu"))
+    return pd.Series([series_suffix(*vals) for vals in zip(*columns)], index=frame.index, dtype=object)
 
 
 def _series_labels(df: pd.DataFrame, flats: list[dict[str, str]]) -> list[str]:
@@ -294,7 +292,7 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
         differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
                      and len({p.get(k) for p in peers}) > 1 and k in flat]
         parts = [engine] if several_engines else []
-        parts += [f"{k.rsplit('.', 1)[-1]}={_shown(flat[k])}" for k in differing[:MAX_LABEL_OPTIONS]]
+        parts += [option_text(k, flat[k]) for k in differing[:MAX_LABEL_OPTIONS]]
         if len(differing) > MAX_LABEL_OPTIONS or not parts:
             parts.append(f"…#{variant}" if parts else f"#{variant}")
         out[variant] = ", ".join(parts)
@@ -303,9 +301,12 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
     return out
 
 
-def _shown(value_json: str) -> str:
+def option_text(path: str, value_json: str | None) -> str:
+    """``name=value`` of one option of a flat identity (``enforce_eager=true``; ``=unset`` for None)."""
+    if value_json is None:
+        return f"{path.rsplit('.', 1)[-1]}=unset"
     value = json.loads(value_json)
-    return value if isinstance(value, str) else json.dumps(value)
+    return f"{path.rsplit('.', 1)[-1]}={value if isinstance(value, str) else json.dumps(value)}"
 
 
 def flag_codes(df: pd.DataFrame) -> pd.Series:
@@ -333,8 +334,8 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
     agg.update({f: "any" for f in FLAGS})
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
-               energy_source="first", energy_note="first", engine="first", engine_variant="first",
-               engine_options="first", arrival="first")
+               energy_source="first", energy_note="first", engine="first", engine_options="first",
+               arrival="first")
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)
