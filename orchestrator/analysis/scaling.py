@@ -9,6 +9,7 @@ that fit's extrapolation (energy above the fit or throughput below it = diminish
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,8 @@ class PowerLawFit:
         return -self.exponent
 
     def predict(self, bs) -> np.ndarray:
-        return self.c * np.asarray(bs, dtype=float) ** self.exponent
+        b = np.asarray(bs, dtype=float)
+        return np.reshape([self.c * math.pow(t, self.exponent) for t in b.ravel().tolist()], b.shape)  # libm: see fit_power_law
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,22 @@ class ScalingResult:
 def fit_power_law(bs, y) -> PowerLawFit:
     """Least squares of ``log y = log c + exponent x log bs``; needs >= 2 distinct positive bs
     and positive y (raises ValueError otherwise)."""
-    b = np.asarray(bs, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x, v = np.log(b), np.log(np.asarray(y, dtype=float))
-    if x.size < 2 or np.unique(x).size < 2 or not np.all(np.isfinite(x)) or not np.all(np.isfinite(v)):
+    b, w = np.asarray(bs, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if b.size < 2 or np.unique(b).size < 2 or not np.all(np.isfinite(b) & (b > 0) & np.isfinite(w) & (w > 0)):
         raise ValueError("a power-law fit needs >= 2 distinct positive batch sizes with positive values")
-    slope, intercept = np.polyfit(x, v, 1)
-    resid = v - (intercept + slope * x)
-    ss_tot = float(np.sum((v - v.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 1.0
-    return PowerLawFit(c=float(np.exp(intercept)), exponent=float(slope), r2=r2, n_points=int(x.size),
+    # closed-form simple regression in correctly rounded sums (math.fsum) of libm logs: the same bits
+    # on every CPU, where np.polyfit's LAPACK and numpy's SIMD log differ in the last digits from one
+    # machine to the next (and the committed report must regenerate byte for byte)
+    x, v = [math.log(t) for t in b.tolist()], [math.log(t) for t in w.tolist()]
+    n = len(x)
+    mx, mv = math.fsum(x) / n, math.fsum(v) / n
+    sxx = math.fsum((a - mx) ** 2 for a in x)
+    slope = math.fsum((a - mx) * (c - mv) for a, c in zip(x, v)) / sxx
+    intercept = mv - slope * mx
+    ss_res = math.fsum((c - (intercept + slope * a)) ** 2 for a, c in zip(x, v))
+    ss_tot = math.fsum((c - mv) ** 2 for c in v)
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    return PowerLawFit(c=math.exp(intercept), exponent=slope, r2=r2, n_points=n,
                        bs_min=float(b.min()), bs_max=float(b.max()))
 
 
