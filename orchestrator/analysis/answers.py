@@ -7,9 +7,10 @@
   latency SLOs unsaturated (``recommend.eligible_mask``) and why each other one fails
   (saturated, or its TTFT / TPOT p99 in ms over the objective);
 - ``quant_ratios``: per quantized series, its J/output token ÷ that of the unquantized series of
-  the same model, GPU, workload and engine, run with the same engine options where one was (eager
-  is compared with eager), else the one that differs in the fewest options, which it names, at
-  the smallest and the largest batch both ran.
+  the same model, GPU and workload, on the same engine with the same engine options where one
+  ran (eager is compared with eager), else on the same engine with the fewest options differing,
+  else on another engine (bitsandbytes on transformers against vLLM fp16), and names what
+  differs, at the smallest and the largest batch both ran.
 
 Each result says whether its numbers are simulated (modeled, shown with †).
 """
@@ -133,7 +134,7 @@ def quant_ratios(points: pd.DataFrame) -> list[QuantRatio]:
     """See the module doc: two rows per quantized series (smallest and largest common batch)."""
     have = points[points["energy_available"] & points[J_TOK].notna()]
     out = []
-    for key, g in have.groupby(["model", "gpu", "workload", "engine"], sort=True):
+    for key, g in have.groupby(["model", "gpu", "workload"], sort=True):
         bases = g[g["quantization"] == "none"]
         if bases.empty:
             continue
@@ -150,11 +151,15 @@ def quant_ratios(points: pd.DataFrame) -> list[QuantRatio]:
 
 
 def _base_for(q: pd.Series, bases: pd.DataFrame) -> tuple[str, tuple[str, ...]]:
-    """The unquantized series to compare ``q`` with: one run with the same engine options, else the
-    one that differs in the fewest (those options named, as ``q`` ran them)."""
+    """The unquantized series to compare ``q`` with: on ``q``'s engine with the same engine options,
+    else the fewest differing (named as ``q`` ran them), else on another engine (``engine=…`` as
+    ``q`` ran it: the engines' options are not comparable)."""
+    same = bases[bases["engine"] == q["engine"]]
+    if same.empty:
+        return str(sorted(bases["series"].unique())[0]), (f"engine={q['engine']}",)
     mine = json.loads(q["engine_options"])
     best = None
-    for series, b in bases.groupby("series", sort=True):
+    for series, b in same.groupby("series", sort=True):
         theirs = json.loads(b["engine_options"].iloc[0])
         differs = tuple(option_text(k, mine.get(k)) for k in sorted(set(mine) | set(theirs))
                         if mine.get(k) != theirs.get(k))

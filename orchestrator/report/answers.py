@@ -71,8 +71,9 @@ def section(a: Analysis) -> list[str]:
         lines += para(f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).")
         lines += [f"- {slo_sentence(r)}" for r in ranges] + [""]
     if ratios:
-        lines += para("**What quantization buys in energy** (same model, GPU, workload and engine, the same engine "
-                      "options where both ran them; smallest and largest batch both ran).")
+        lines += para("**What quantization buys in energy** (same model, GPU and workload; the same engine and "
+                      "engine options where both ran them, else what differs is named; smallest and largest batch "
+                      "both ran).")
         by_series: dict[tuple, list] = {}
         for r in ratios:
             by_series.setdefault((r.series, r.workload), []).append(r)

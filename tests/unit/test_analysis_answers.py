@@ -76,3 +76,23 @@ def test_quantization_ratio_pairs_the_same_engine_options_or_names_the_differenc
     assert eager.base_series == "llama2_7b/none/h100" and eager.differs == ("enforce_eager=true",)
     assert round(eager.ratio, 2) == 1.5
     assert "(it ran enforce_eager=true; llama2_7b/none/h100 did not)" in render.quant_sentence([eager])
+
+
+def test_quantization_ratio_across_engines_when_only_another_engine_ran_unquantized():
+    """Seed 004's question: bitsandbytes INT8 on transformers against vLLM fp16 of the same model —
+    paired across engines and saying so; with an hf fp16 series too, it pairs its own engine."""
+    from orchestrator.analysis.dataset import batch_points
+    from tests.unit.test_analysis_tables import _cfg, frame
+
+    cells = {"int8": ("hf", "int8", 10.0), "fp16-vllm": ("vllm", "none", 2.5), "fp16-hf": ("hf", "none", 5.0)}
+
+    def ratios(*ids):
+        rows = [offline(1, cells[c][2], cells[c][1]) | {"cell_id": c, "engine": cells[c][0]} for c in ids]
+        cfgs = {c: _cfg(1, engine=cells[c][0], quantization=cells[c][1]) for c in ids}
+        return answers.quant_ratios(batch_points(frame(rows, cfgs)))
+
+    [r] = ratios("int8", "fp16-vllm")
+    assert r.base_series == "llama2_7b/none/h100" and r.differs == ("engine=hf",) and round(r.ratio, 2) == 4.0
+    assert "(it ran engine=hf; llama2_7b/none/h100 did not)" in render.quant_sentence([r])
+    [r] = ratios("int8", "fp16-vllm", "fp16-hf")
+    assert r.base_series == "llama2_7b/none/h100 [hf]" and r.differs == () and round(r.ratio, 2) == 2.0
