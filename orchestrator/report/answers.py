@@ -56,26 +56,36 @@ def quant_sentence(rows: list[answers.QuantRatio]) -> str:
             f"{_mark(any(r.simulated for r in rows))}")
 
 
-def section(a: Analysis) -> list[str]:
+def answer_groups(a: Analysis) -> list[tuple[str, list[str]]]:
+    """The key answers as (lead, sentences) groups, in Markdown emphasis (``**series**``): the
+    report's section and the HTML page's box both render these."""
     knees = answers.energy_knees(a.points)
     ranges = answers.slo_ranges(a.points, a.options.slo)
     ratios = answers.quant_ratios(a.points)
-    if not (knees or ranges or ratios):
-        return []
-    lines = heading(2, "Key answers")
+    groups = []
     if knees:
-        lines += para(f"**Batch size and energy (static batches).** The knee is the first batch size after which "
-                      f"the next swept one saves less than {answers.KNEE_SAVING:.0%} of the energy per token.")
-        lines += [f"- {knee_sentence(k)}" for k in knees] + [""]
+        groups.append((f"**Batch size and energy (static batches).** The knee is the first batch size after which "
+                       f"the next swept one saves less than {answers.KNEE_SAVING:.0%} of the energy per token.",
+                       [knee_sentence(k) for k in knees]))
     if ranges:
-        lines += para(f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).")
-        lines += [f"- {slo_sentence(r)}" for r in ranges] + [""]
+        groups.append((f"**Latency SLOs by offered rate** ({a.options.slo.describe()}, unsaturated).",
+                       [slo_sentence(r) for r in ranges]))
     if ratios:
-        lines += para("**What quantization buys in energy** (same model, GPU and workload; the same engine and "
-                      "engine options where both ran them, else what differs is named; smallest and largest batch "
-                      "both ran).")
         by_series: dict[tuple, list] = {}
         for r in ratios:
             by_series.setdefault((r.series, r.workload), []).append(r)
-        lines += [f"- {quant_sentence(rows)}" for rows in by_series.values()] + [""]
+        groups.append(("**What quantization buys in energy** (same model, GPU and workload; the same engine and "
+                       "engine options where both ran them, else what differs is named; smallest and largest batch "
+                       "both ran).", [quant_sentence(rows) for rows in by_series.values()]))
+    return groups
+
+
+def section(a: Analysis) -> list[str]:
+    groups = answer_groups(a)
+    if not groups:
+        return []
+    lines = heading(2, "Key answers")
+    for lead, sentences in groups:
+        lines += para(lead)
+        lines += [f"- {t}" for t in sentences] + [""]
     return lines

@@ -143,8 +143,16 @@ def page_payload(a: Analysis) -> dict:
         "slo": a.options.slo.describe(), "points": points_payload(a), "fits": fits_payload(a),
         "roofline": records(a.roofline, ROOFLINE_COLUMNS),
         "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
-        "tables": tables_payload(a), "cells": cells_payload(a),
+        "tables": tables_payload(a), "cells": cells_payload(a), "answers": answers_payload(a),
     }
+
+
+def answers_payload(a: Analysis) -> list[dict]:
+    """The report's key answers, ``[{"lead": str, "items": [str, ...]}, ...]`` (``**bold**`` marks
+    the series, as in report.md; the page renders it as text, never as HTML)."""
+    from orchestrator.report.answers import answer_groups
+
+    return [{"lead": lead, "items": items} for lead, items in answer_groups(a)]
 
 
 COMPARE_METRICS = [("output tok/s", "output_throughput_tok_s"), ("J / output token", "energy_per_output_token_j"),

@@ -90,6 +90,12 @@ def test_the_page_is_self_contained_light_and_linked(pages):
 def test_charts_filters_drilldown_and_tables_work_in_chromium(pages, browser):
     page, errors = open_page(browser, pages / "report.html")
     page.wait_for_function("window.reportAllDrawn === true", timeout=60_000)
+    # the key answers above the charts, as report.md states them: same sentences, series in bold
+    key = (pages / "report.md").read_text().split("## Key answers")[1].split("\n## ")[0]
+    md = [line[2:] for line in key.splitlines() if line.startswith("- ")]
+    items = page.locator("#answers li").all_inner_texts()
+    assert md and items == [t.replace("**", "") for t in md]
+    assert page.locator("#answers li strong").count() == len(items)
     for chart in CHARTS:  # drawn: plotly's SVG is there and holds traces
         assert page.locator(f"#{chart} .main-svg").count() >= 1, chart
         assert traces(page, chart) > 0, chart
@@ -107,6 +113,8 @@ def test_charts_filters_drilldown_and_tables_work_in_chromium(pages, browser):
     for chart in ("drill-timeline", "drill-dist", "drill-power"):
         page.wait_for_selector(f"#{chart} .main-svg", timeout=10_000)
     assert traces(page, "drill-power") == 1
+    dist = page.evaluate("document.getElementById('drill-dist').data.map(t => [t.name, t.x.length])")
+    assert [name for name, _ in dist] == [f"TTFT (ms), n={dist[0][1]}", f"TPOT (ms), n={dist[1][1]}"]  # n: samples drawn
     col = page.locator("section[data-table=points] tbody tr td:nth-child(3)")
     first = col.all_inner_texts()
     page.locator("section[data-table=points] th", has_text="batch_size").click()

@@ -152,10 +152,11 @@ function drill(data, cellId) {
     seg(r.first_token_s, r.end_s, (i) => !cancelled(i) && r.first_token_s[i] !== null, "#3070c0", "decode"),
     seg(r.send_s, r.end_s, cancelled, "#d03030", "cancelled / failed"),
   ], { ...LAYOUT, title: { text: "Request timeline" }, xaxis: { title: "s" }, yaxis: { title: "request" }, shapes: [{ type: "rect", xref: "x", yref: "paper", x0: 0, x1: c.window_s, y0: 0, y1: 1, fillcolor: "#9c9", opacity: 0.15, line: { width: 0 } }] }, CONFIG);
+  const ttft = r.ttft_ms.filter((v) => v !== null), tpot = r.tpot_ms.filter((v) => v !== null);  // n: how many of those shown
   Plotly.newPlot("drill-dist", [
-    { x: r.ttft_ms.filter((v) => v !== null), type: "histogram", name: "TTFT (ms)", opacity: 0.6 },
-    { x: r.tpot_ms.filter((v) => v !== null), type: "histogram", name: "TPOT (ms)", opacity: 0.6, xaxis: "x2", yaxis: "y2" },
-  ], { ...LAYOUT, title: { text: "TTFT and TPOT distributions" }, grid: { rows: 1, columns: 2, pattern: "independent" } }, CONFIG);
+    { x: ttft, type: "histogram", name: `TTFT (ms), n=${ttft.length}`, opacity: 0.6 },
+    { x: tpot, type: "histogram", name: `TPOT (ms), n=${tpot.length}`, opacity: 0.6, xaxis: "x2", yaxis: "y2" },
+  ], { ...LAYOUT, title: { text: `TTFT and TPOT distributions (of the ${n} requests shown)` }, grid: { rows: 1, columns: 2, pattern: "independent" } }, CONFIG);
   Plotly.newPlot("drill-power", [{ x: c.power.t_s, y: c.power.power_w, mode: "lines", type: "scatter", name: "power (W)" }],
     { ...LAYOUT, title: { text: "Power (shaded: measured window; dashed: idle baseline)" }, xaxis: { title: "s" }, yaxis: { title: "W" },
       shapes: [{ type: "rect", xref: "x", yref: "paper", x0: 0, x1: c.window_s, y0: 0, y1: 1, fillcolor: "#9c9", opacity: 0.2, line: { width: 0 } },
@@ -164,6 +165,17 @@ function drill(data, cellId) {
 }
 
 // ------------------------------------------------------------------ pages
+function rich(text) {  // "**bold**" as <strong>, the rest as text nodes (never parsed as HTML)
+  return text.split("**").map((part, i) => (i % 2 ? el("strong", {}, part) : part));
+}
+
+function answersBox(groups) {  // the report's key answers, above the charts
+  if (!groups || !groups.length) return el("section", { id: "answers", hidden: "" });
+  return el("section", { id: "answers", class: "answers" }, el("h2", {}, "Key answers"),
+    ...groups.map((g) => el("div", { class: "answer-group" }, el("p", {}, ...rich(g.lead)),
+      el("ul", {}, ...g.items.map((t) => el("li", {}, ...rich(t)))))));
+}
+
 function reportPage(data) {
   const points = rows(data.points).map((p) => ({ ...p, kind: p.simulated ? "simulated †" : `measured (${p.engine})` }));
   data.roofline.kind = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.kind);
@@ -198,7 +210,7 @@ function reportPage(data) {
   const view = (cid) => drill(data, cid);
   const cellsTable = { columns: ["series", "workload", "batch_size", "flags", "output_throughput_tok_s", "energy_per_output_token_j", "ttft_p50_ms", "tpot_p50_ms", "cell_id"], rows: points.map((p) => [label(p), p.workload, p.batch_size, p.flags, p.output_throughput_tok_s, p.energy_per_output_token_j, p.ttft_p50_ms, p.tpot_p50_ms, p.cell_id]) };
   const tables = [sortable("points", cellsTable, view), ...Object.entries(data.tables).map(([n, t]) => sortable(n, t))];
-  app.replaceChildren(filters.bar, charts, el("section", { id: "drill" }, el("p", {}, "Click a point for its cell's drill-down.")), ...tables);
+  app.replaceChildren(answersBox(data.answers), filters.bar, charts, el("section", { id: "drill" }, el("p", {}, "Click a point for its cell's drill-down.")), ...tables);
   draw();
 }
 
