@@ -6,7 +6,6 @@ Hollow markers are flagged points (any of the ``dataset.FLAGS``); axes carry uni
 from __future__ import annotations
 
 import itertools
-import math
 import textwrap
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from orchestrator.analysis.dataset import series_suffixes
+from orchestrator.analysis.scaling import power_law
 
 MARKERS = "osD^v<>ph*"
 DPI = 96
@@ -189,19 +189,11 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
                    note=note)
 
 
-def geometric_points(lo: float, hi: float, n: int) -> list[float]:
-    """``n`` points from ``lo`` to ``hi`` evenly spaced in log (np.geomspace in libm arithmetic:
-    numpy's vectorized log and power differ in the last bits from one CPU to another, and a
-    committed plot must redraw pixel for pixel)."""
-    lo, hi = float(lo), float(hi)
-    return [lo * math.pow(hi / lo, i / (n - 1)) for i in range(n - 1)] + [hi]
-
-
 def _draw_fit(ax, fit, color: str, label_alpha: bool) -> None:
     c, k = (fit.holds_c, fit.holds_exponent) if pd.notna(fit.holds_c) else (fit.c, fit.exponent)
     hi = fit.holds_bs_max if pd.notna(fit.holds_bs_max) else fit.bs_max
-    xs = geometric_points(fit.bs_min, hi, 20)
-    ys = [c * math.pow(x, k) / 1000.0 for x in xs]
+    xs = np.geomspace(fit.bs_min, hi, 20)
+    ys = [y / 1000.0 for y in power_law(c, k, xs)]
     ax.plot(xs, ys, "--", color=color, lw=1.0, alpha=0.9)
     if label_alpha:
         ax.annotate(f"α={-k:.2f}", (xs[-1], ys[-1]), fontsize=7, color=color,
@@ -261,8 +253,8 @@ def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str
         gpu_roofs = roofs[roofs["gpu"] == gpu]
         for (bw, peak, ridge), same in gpu_roofs.groupby(["bandwidth_gb_s", "peak_tflops", "ridge_flop_per_byte"]):
             hi = max(hi, ridge * 4)
-            xs = geometric_points(lo, hi, 200)
-            ax.plot(xs, [min(peak, x * bw / 1000.0) for x in xs], "-", color="0.3", lw=1.0)
+            xs = np.geomspace(lo, hi, 200)
+            ax.plot(xs, np.minimum(peak, xs * bw / 1000.0), "-", color="0.3", lw=1.0)
             ax.axvline(ridge, color="0.5", ls=":", lw=0.8)
             ax.annotate(f"{'/'.join(same['activation_dtype'])} ridge {ridge:.0f}", (ridge, peak), fontsize=6,
                         xytext=(3, -10), textcoords="offset points")

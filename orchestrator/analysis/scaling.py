@@ -44,7 +44,14 @@ class PowerLawFit:
 
     def predict(self, bs) -> np.ndarray:
         b = np.asarray(bs, dtype=float)
-        return np.reshape([self.c * math.pow(t, self.exponent) for t in b.ravel().tolist()], b.shape)  # libm: see fit_power_law
+        return np.reshape(power_law(self.c, self.exponent, b.ravel().tolist()), b.shape)
+
+
+def power_law(c: float, exponent: float, bs) -> list[float]:
+    """``c x b**exponent`` for each ``b``, in libm arithmetic (as ``fit_power_law``: numpy's
+    vectorized power differs in the last bits from one CPU to another, and the deviations from a
+    fit land in the committed tables)."""
+    return [c * math.pow(float(b), exponent) for b in bs]
 
 
 @dataclass(frozen=True)

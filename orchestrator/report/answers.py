@@ -8,7 +8,7 @@ import math
 from orchestrator.analysis import answers
 from orchestrator.analysis import format as fmt
 from orchestrator.report.analyse import Analysis
-from orchestrator.report.markdown import SIM_MARK, heading, para
+from orchestrator.report.markdown import SIM_MARK, bullets, heading, para
 
 
 def _mark(simulated: bool) -> str:
@@ -86,6 +86,5 @@ def section(a: Analysis) -> list[str]:
         return []
     lines = heading(2, "Key answers")
     for lead, sentences in groups:
-        lines += para(lead)
-        lines += [f"- {t}" for t in sentences] + [""]
+        lines += para(lead) + bullets(sentences)
     return lines

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.analyse import Analysis
+from orchestrator.report.answers import answer_groups
 
 MAX_REQUESTS = 150
 MAX_POWER_POINTS = 150
@@ -150,8 +151,6 @@ def page_payload(a: Analysis) -> dict:
 def answers_payload(a: Analysis) -> list[dict]:
     """The report's key answers, ``[{"lead": str, "items": [str, ...]}, ...]`` (``**bold**`` marks
     the series, as in report.md; the page renders it as text, never as HTML)."""
-    from orchestrator.report.answers import answer_groups
-
     return [{"lead": lead, "items": items} for lead, items in answer_groups(a)]
 
 

@@ -79,10 +79,3 @@ def test_fit_is_least_squares_in_log_space_in_reproducible_arithmetic(seed):
     assert fit_power_law(bs[order], y[order]) == fit
     assert fit.predict(np.array([[1.0, 4.0]])).shape == (1, 2)
 
-
-def test_geometric_points_are_geomspace_with_exact_ends():
-    from orchestrator.analysis.plots import geometric_points
-
-    xs = geometric_points(1.0, 256.0, 9)
-    assert xs[0] == 1.0 and xs[-1] == 256.0 and len(xs) == 9
-    assert xs == pytest.approx(list(np.geomspace(1.0, 256.0, 9)), rel=1e-14)
