@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.analysis import answers
+from orchestrator.analysis.dataset import batch_points
 from orchestrator.analysis.recommend import Slo
 from orchestrator.report import answers as render
-from tests.unit.test_analysis_tables import points_of, row
+from tests.unit.test_analysis_tables import _cfg, frame, points_of, row
 
 
 def offline(bs, j_tok, quantization="none"):
@@ -57,9 +58,6 @@ def test_quantization_ratio_against_the_unquantized_series():
 def test_quantization_ratio_pairs_the_same_engine_options_or_names_the_difference():
     """AWQ with and without CUDA graphs against fp16 that ran both: each pairs with its own; when
     fp16 ran only with graphs, the eager AWQ ratio still comes, saying what it ran differently."""
-    from orchestrator.analysis.dataset import batch_points
-    from tests.unit.test_analysis_tables import _cfg, frame
-
     rows, cfgs = [], {}
     for quant, j in (("none", 2.0), ("awq", 1.0)):
         for eager in (False, True):
@@ -81,9 +79,6 @@ def test_quantization_ratio_pairs_the_same_engine_options_or_names_the_differenc
 def test_quantization_ratio_across_engines_when_only_another_engine_ran_unquantized():
     """Seed 004's question: bitsandbytes INT8 on transformers against vLLM fp16 of the same model —
     paired across engines and saying so; with an hf fp16 series too, it pairs its own engine."""
-    from orchestrator.analysis.dataset import batch_points
-    from tests.unit.test_analysis_tables import _cfg, frame
-
     cells = {"int8": ("hf", "int8", 10.0), "fp16-vllm": ("vllm", "none", 2.5), "fp16-hf": ("hf", "none", 5.0)}
 
     def ratios(*ids):

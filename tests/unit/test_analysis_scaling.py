@@ -78,4 +78,3 @@ def test_fit_is_least_squares_in_log_space_in_reproducible_arithmetic(seed):
     order = rng.permutation(bs.size)
     assert fit_power_law(bs[order], y[order]) == fit
     assert fit.predict(np.array([[1.0, 4.0]])).shape == (1, 2)
-
