@@ -3,9 +3,8 @@ import sys
 
 import hydra
 
-from orchestrator.cli import check_argv, hoist_multirun
-from orchestrator.config.root import register_configs
-from orchestrator.hydra_entry import run_single
+from orchestrator.app.argv import check_argv, hoist_multirun
+from orchestrator.app.hydra_entry import register_configs, run_single
 
 register_configs()
 

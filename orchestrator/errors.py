@@ -1,6 +1,9 @@
 """Typed errors and the statuses a cell can end with (docs/architecture.md, "Failure is data").
 
-Three families, each classified with ``isinstance`` (never by class-name strings):
+Every error the package raises derives ``OrchestratorError`` (catch it to catch ours, and only
+ours); each also keeps the builtin base callers expect (``ValueError`` for bad input,
+``RuntimeError`` for failures). Three families, each classified with ``isinstance`` (never by
+class-name strings):
 
 - ``ConfigError``: bad user input, found on the driver before any Ray task starts.
 - ``CellFailure``: a cell ended in a known failure ``Status`` (oom, wrong_gpu, ...), raised on a
@@ -35,12 +38,16 @@ class Status(str, Enum):
 STATUSES = tuple(s.value for s in Status)
 
 
-class ConfigError(ValueError):
+class OrchestratorError(Exception):
+    """The base of the package's own errors."""
+
+
+class ConfigError(OrchestratorError, ValueError):
     """Bad user input, found before any Ray task starts. The message is one line that names
     the key and what is allowed."""
 
 
-class CellFailure(RuntimeError):
+class CellFailure(OrchestratorError, RuntimeError):
     """A cell ended in a known failure status (oom, wrong_gpu, ...); ``status`` says which.
     Raised inside a worker and turned into a status row, never retried."""
 
@@ -49,7 +56,7 @@ class CellFailure(RuntimeError):
         self.status = Status(status)
 
 
-class EngineError(RuntimeError):
+class EngineError(OrchestratorError, RuntimeError):
     """An engine failed in a way no known status covers (``engine_error``, worth a retry). Its
     message's first line is the line of the engine's output that explains the failure."""
 
@@ -66,7 +73,7 @@ def error_text(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- NVML errors
 
 
-class NvmlError(RuntimeError):
+class NvmlError(OrchestratorError, RuntimeError):
     """An NVML call failed; the message names the call and NVML's error string."""
 
 

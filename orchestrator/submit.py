@@ -135,8 +135,8 @@ def store_dir(overrides: List[str]) -> str:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from orchestrator.config.overrides import CONF_DIR
-    from orchestrator.config.root import register_configs
+    from orchestrator.app.hydra_entry import register_configs
+    from orchestrator.driver.overrides import CONF_DIR
 
     register_configs()
     plain_args = [a for a in overrides if "," not in a.split("=", 1)[-1] and not a.startswith("-")]
@@ -208,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--max-pack-mib", type=float, default=MAX_PACK_MIB,
                     help="largest packed results fetched through the job log (else use store.uri)")
     a = ap.parse_args(own)
-    from orchestrator.cli import check_argv
+    from orchestrator.app.argv import check_argv
 
     check_argv(overrides)  # bad input fails here, before anything is submitted
     return submit(a.address, overrides, a.results, not a.no_fetch, a.cluster_store, a.working_dir, a.max_pack_mib)

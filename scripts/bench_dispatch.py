@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 def compose(overrides):
     from hydra import compose as hc
     from hydra import initialize_config_dir
-    from orchestrator.config.root import register_configs
+
+    from orchestrator.app.hydra_entry import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -38,19 +39,20 @@ def compose(overrides):
 def expand(cfg, args):
     """Cells of the jobs (ids included); ``engine=auto`` resolved to the simulator, as on a
     cluster without GPUs."""
-    from orchestrator import grid
-    from orchestrator.hydra_entry import job_lists, typed
+    from orchestrator.app.hydra_entry import job_lists, typed
+    from orchestrator.core.cell import EngineChoice
+    from orchestrator.driver import grid
 
     jobs = job_lists({}, args, None)
     configs = grid.expand(typed(cfg), dict(cfg.hydra.runtime.choices), jobs)
-    auto = {t: grid.EngineChoice("simulated", "benchmark") for t in grid.needs_auto(configs)}
+    auto = {t: EngineChoice("simulated", "benchmark") for t in grid.needs_auto(configs)}
     return grid.cells(configs, auto), jobs
 
 
 def plain_work(config):
     """Exactly the simulation a cell does, and nothing else."""
+    from orchestrator.client.workload import build_plan
     from orchestrator.engines.simulated import SimulatedEngine
-    from orchestrator.workload import build_plan
 
     eng = SimulatedEngine(config, config.batch_size)
     eng.start()
@@ -71,7 +73,7 @@ def time_plain(cells):
 def time_orchestrator(cells, base):
     from dataclasses import replace
 
-    from orchestrator.runner import run_sweep
+    from orchestrator.driver.runner import run_sweep
 
     with tempfile.TemporaryDirectory() as d:
         cfg = replace(base, store=replace(base.store, dir=d), dispatch=replace(base.dispatch, progress=False))
@@ -87,7 +89,7 @@ def bench_dispatch(n_cells: int, small: bool):
     launchable cells of the ``full`` sweep with its real workloads (repeated until n_cells)."""
     import ray
 
-    from orchestrator.hydra_entry import typed
+    from orchestrator.app.hydra_entry import typed
 
     if small:
         cfg = compose(["engine=simulated", "name=bench", "repeats=2"])

@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.monotonic() - t0
     (args.work / "orchestrator.log").write_text(proc.stdout + proc.stderr)
-    from orchestrator.grid import config_of
-    from orchestrator.store import load
+    from orchestrator.driver.grid import config_of
+    from orchestrator.store.sweep_store import load
 
     rows = load(str(store)).runs.to_pylist()
     row = rows[-1]

@@ -20,7 +20,7 @@ set -uo pipefail
 out=${1:?OUT_DIR}; study=${2:-experiments/h200_study/store}
 mkdir -p "$out"; store=$(mktemp -d)/endpoint_h200
 port=${EP_PORT:-8011}; export EP_BENCH_KEY="bench-$(date +%s)-$RANDOM"
-dir=$(python -c "from orchestrator.grid import config_of; from orchestrator.models import model_dir
+dir=$(python -c "from orchestrator.driver.grid import config_of; from orchestrator.client.model_files import model_dir
 c = config_of(['model=llama2_7b']); print(model_dir(c.model, c.quantization))") || exit 1
 default_cmd="python -m vllm.entrypoints.cli.main serve {dir} --host 127.0.0.1 --port {port} --served-model-name llama2_7b \
 --api-key $EP_BENCH_KEY --disable-uvicorn-access-log --load-format dummy --max-num-seqs 256 --no-enforce-eager \
@@ -58,7 +58,7 @@ command -v nvidia-smi >/dev/null && echo "GPU memory used after the server: $(nv
 python - "$store" "$study" "$out/endpoint_vs_vllm.md" <<'EOF'
 import sys
 import pandas as pd
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 ep = load(sys.argv[1]).runs.to_pandas()
 ref = load(sys.argv[2]).runs.to_pandas()
 ref = ref[(ref.engine == "vllm") & (ref.quantization == "none") & (ref.workload == "chat_medium")

@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.config.root import Config  # noqa: E402
-from orchestrator.grid import default_choices, expand, job_config  # noqa: E402
-from orchestrator.runner import Session  # noqa: E402
-from orchestrator.search.config import Method, SearchConfig, SloConfig  # noqa: E402
+from orchestrator.config.search import Method, SearchConfig, SloConfig  # noqa: E402
+from orchestrator.driver.grid import default_choices, expand, job_config  # noqa: E402
+from orchestrator.driver.runner import Session  # noqa: E402
 from orchestrator.search.entry import run_one  # noqa: E402
 from orchestrator.search.space import jobs_of  # noqa: E402
 

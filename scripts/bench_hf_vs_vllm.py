@@ -65,7 +65,7 @@ def run_sweep(cmd: list, timeout_s: float) -> float:
 def collect(store: Path) -> list:
     """One dict per cell (``COLUMNS``), sorted by batch size then engine."""
     sys.path.insert(0, str(ROOT))
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     runs = load(str(store)).runs.to_pylist()
     rows = [{c: r.get(c) for c in COLUMNS} for r in runs]

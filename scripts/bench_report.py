@@ -7,7 +7,7 @@ Builds a sweep of ``--cells`` cells (real canonical configs of the full grid: 2 
 quantizations x 3 GPUs x 3 workloads x batch sizes 1..64; the cells the grid's feasibility filter
 rejects become ``unsupported``/``infeasible`` status rows, the rest are ``ok``) holding
 ``--requests`` request rows in all and 600 power samples per ok cell, written with the
-``orchestrator.store`` APIs into a temporary directory. Metrics are synthetic (a roofline-shaped
+``orchestrator.store.sweep_store`` APIs into a temporary directory. Metrics are synthetic (a roofline-shaped
 throughput, lognormal latencies, a linear power model) and labelled ``engine=simulated`` so the
 report never presents them as measurements; every runs-row percentile is computed from that cell's
 own request rows, so the report's data checks must agree.
@@ -48,7 +48,7 @@ AXES = {"model": ["llama2_7b", "mistral_7b"], "quantization": ["none", "awq", "g
 
 def grid_cells():
     """The full grid's cells (typed config, id, pre-launch status), in a fixed order."""
-    from orchestrator import grid
+    from orchestrator.driver import grid
 
     configs = [grid.config_of([f"model={m}", f"quantization={q}", f"gpu={g}", f"workload={w}", f"batch_size={bs}",
                                "engine=simulated", "sampler=nvml"])
@@ -134,8 +134,8 @@ def energy_columns(cfg, metrics: dict, window_s: float, rng: np.random.Generator
 
 
 def ok_tables(cell, n: int, rng: np.random.Generator) -> dict:
-    from orchestrator.results import config_columns
-    from orchestrator.store import columns_table, runs_table
+    from orchestrator.store.cell_tables import config_columns
+    from orchestrator.store.sweep_store import columns_table, runs_table
 
     cid, cfg = cell.cell_id, cell.config
     req, metrics = request_columns(cid, cfg, n, rng)
@@ -160,8 +160,8 @@ def ok_tables(cell, n: int, rng: np.random.Generator) -> dict:
 
 def build_dataset(root: Path, n_cells: int, n_requests: int) -> dict:
     """Write the synthetic sweep under ``root``; return what it holds."""
-    from orchestrator.results import status_tables
-    from orchestrator.store import Store
+    from orchestrator.store.cell_tables import status_tables
+    from orchestrator.store.sweep_store import Store
 
     store = Store.open(str(root))
     ok, bad = pick_cells(n_cells)
@@ -245,7 +245,7 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         (f"Dataset: {d['cells']} cells ({d['ok_cells']} ok, {d['status_only_cells']} unsupported/infeasible "
         "status rows), "
         f"{d['request_rows']:,} request rows, {d['power_rows']:,} power rows, {d['parquet_mib']:.1f} MiB of Parquet "
-        f"(built in {result['build_s']:.1f} s with the orchestrator.store APIs)."), "",
+        f"(built in {result['build_s']:.1f} s with the orchestrator.store.sweep_store APIs)."), "",
         f"Command: `python -m orchestrator.report <sweep> --out <dir>`, {len(runs)} runs.", "",
         "| run | wall (s) | peak RSS, largest process (MiB) | peak RSS, process tree (MiB) | load avg before |",
         "|---|---|---|---|---|",

@@ -75,7 +75,7 @@ def sweep_configs(gpu: str, cells: int):
     """-> (the overrides, the sweep's ``Config``, its cell configs: one per repeat), built the way
     ``python -m orchestrator`` builds them (``grid.job_config`` over conf/config.yaml's defaults)."""
     from orchestrator.config.root import Config
-    from orchestrator.grid import cell_configs, default_choices, job_config
+    from orchestrator.driver.grid import cell_configs, default_choices, job_config
 
     overrides = ["engine=vllm", "sampler=nvml", f"gpu={gpu}", "model=llama2_7b", "workload=offline",
                  "batch_size=64", "workload.num_batches=8", "workload.warmup_batches=1", f"repeats={cells}",
@@ -90,8 +90,8 @@ def phase(num_gpus, base, configs, out):
     -> (makespan s, status counts, the runs rows)."""
     import ray
 
-    from orchestrator.runner import run_sweep
-    from orchestrator.store import load
+    from orchestrator.driver.runner import run_sweep
+    from orchestrator.store.sweep_store import load
 
     ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, logging_level="ERROR")
     t0 = time.monotonic()
@@ -127,7 +127,7 @@ def main():
 def run_phases(a, sweep, gpus):
     """Each phase of ``--phases`` in order; ``phase_<name>.json`` as soon as it ends. ``sweep``:
     ``sweep_configs``'s (overrides, base config, cell configs)."""
-    from orchestrator.grid import cell_configs
+    from orchestrator.driver.grid import cell_configs
 
     overrides, base, configs = sweep
     for name in a.phases.split(","):

@@ -102,7 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def detect_gpu() -> str:
-    from orchestrator.gpuinfo import assigned_gpu
+    from orchestrator.energy.gpuinfo import assigned_gpu
 
     name = assigned_gpu().name
     for needle, option in (("H200", "h200"), ("H100", "h100"), ("A100", "a100"), ("A800", "a800"), ("T4", "t4")):
@@ -164,7 +164,7 @@ def drive(args, out: Path, work: Path, results_path: Path) -> int:
 
 
 def meta(args) -> Dict:
-    from orchestrator.gpuinfo import assigned_gpu
+    from orchestrator.energy.gpuinfo import assigned_gpu
 
     m = {"argv": sys.argv, "gpu_option": args.gpu, "model": args.model, "unix_time": time.time(),
          "max_num_batched_tokens": args.max_num_batched_tokens or "vLLM default"}

@@ -47,7 +47,7 @@ BOUNDS = {"memory_efficiency": (0.05, 1.0), "compute_efficiency": (0.05, 1.0), "
 
 def measured_rows(store: str) -> List[Dict]:
     """The store's ok runs rows with measured energy (``energy_source=nvml``)."""
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     return [r for r in load(store).runs.to_pylist() if r["status"] == "ok" and r["energy_source"] == "nvml"]
 
@@ -85,10 +85,10 @@ def measured_points(rows: List[Dict]) -> List[Dict]:
 def simulate(config, options: Dict) -> Dict:
     """The simulator's output tok/s and gross J/output token for one cell config with these
     ``engine.simulated`` options (one warm-up-free measured batch; steady state)."""
+    from orchestrator.client.metrics import summarize
+    from orchestrator.client.workload import build_plan
     from orchestrator.energy.base import window_energy
     from orchestrator.engines.simulated import SimulatedEngine
-    from orchestrator.metrics import summarize
-    from orchestrator.workload import build_plan
 
     opts = dataclasses.replace(config.engine.simulated, **options)
     workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0)
@@ -121,7 +121,7 @@ def fit(points: List[Dict]) -> Dict:
     """The fitted ``engine.simulated`` options (see module doc)."""
     from scipy.optimize import minimize
 
-    from orchestrator.engines.simulated import SimulatedOptions
+    from orchestrator.config.engine_options import SimulatedOptions
 
     default = SimulatedOptions()
     idle = {"idle_power_w": float(np.median([p["idle_w"] for p in points]))}

@@ -12,6 +12,6 @@ head="${1:?usage: cluster_worker.sh HEAD_IP:PORT [ray start args]}"; shift
 PYTHON="${PYTHON:-$(command -v python3)}"
 export PATH="$(dirname "$PYTHON"):$PATH"
 : "${RAY_AUTH_MODE:=token}"; export RAY_AUTH_MODE
-node_ip="${RAY_NODE_IP:-$("$PYTHON" -m orchestrator.netaddr "$head")}"
+node_ip="${RAY_NODE_IP:-$("$PYTHON" -m orchestrator.driver.netaddr "$head")}"
 exec "$PYTHON" -m ray.scripts.scripts start --address="$head" --node-ip-address="$node_ip" \
   --disable-usage-stats "$@"

@@ -37,7 +37,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.store import load  # noqa: E402
+from orchestrator.store.sweep_store import load  # noqa: E402
 
 EFFICIENCY_KEYS = ("compute_efficiency", "memory_efficiency", "step_overhead_s")
 SEED_T4 = "000 (T4, Llama-2-7B AWQ, vllm serve, enforce_eager)"

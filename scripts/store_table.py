@@ -26,7 +26,7 @@ COLUMNS = ("model", "quantization", "engine", "batch_size", "repeat", "status", 
 
 
 def rows_of(store: str, extra_keys: List[str]) -> List[Dict]:
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     runs = sorted(load(store).runs.to_pylist(), key=lambda r: r.get("started_unix_s") or 0)
     out = []

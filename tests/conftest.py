@@ -21,12 +21,12 @@ os.environ["RAY_AUTH_MODE"] = "token"
 @pytest.fixture(scope="session")
 def compose():
     """compose(overrides) -> DictConfig of the real config, as Hydra builds it (the typed root
-    ``Config``: ``orchestrator.hydra_entry.typed(compose(...))``)."""
+    ``Config``: ``orchestrator.app.hydra_entry.typed(compose(...))``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from orchestrator.config.root import register_configs
+    from orchestrator.app.hydra_entry import register_configs
 
     register_configs()
 

@@ -33,6 +33,6 @@ class OrchestratorSweeper(Sweeper):
         self.hydra_context = hydra_context
 
     def sweep(self, arguments: List[str]) -> Any:
-        from orchestrator.hydra_entry import sweep
+        from orchestrator.app.hydra_entry import sweep
 
         return sweep(self.config, self.params, arguments, self.hydra_context.config_loader, self.grids)

@@ -12,10 +12,10 @@ from typing import List, Optional
 import pandas as pd
 
 from orchestrator.analysis.format import gpu_uuids
-from orchestrator.search.config import Objective, SloConfig
+from orchestrator.config.search import Objective, SloConfig
 from orchestrator.search.outcome import read_outcomes, verdict
 from orchestrator.search.record import SearchRecord, TrialRecord, read_record
-from orchestrator.store import Store
+from orchestrator.store.sweep_store import Store
 
 
 @dataclass

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from orchestrator.config.engine import EngineConfig
 from orchestrator.config.root import CellConfig
 from orchestrator.perf.vram import vram_budget
 
@@ -46,13 +47,9 @@ def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFram
 
 def memory_fraction(cfg: CellConfig, engine: str) -> float:
     """The memory fraction the engine that ran the cell may use (the grid's VRAM capacity)."""
-    from orchestrator.engines import engine_class
-
-    try:
-        cls = engine_class(engine, cfg.workload.kind)
-    except KeyError:  # an engine no longer registered (older stores)
+    if engine not in EngineConfig.blocks():  # an engine this code no longer has (older stores)
         return float(cfg.engine.vllm.gpu_memory_utilization)
-    return float(cls.memory_fraction(cfg.engine.options(cls.options_key)))
+    return float(cfg.engine.options(engine).memory_fraction())
 
 
 def _budget(configs: dict[str, CellConfig], cell_id: str, batch: int, context: int, util: float):

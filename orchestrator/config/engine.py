@@ -1,60 +1,51 @@
-"""``EngineConfig``: which engine runs a cell, and every registered engine's options block.
+"""``EngineConfig``: which engine runs a cell, and every engine's options block.
 
-The schema is gathered from the registry: each engine plug-in declares ``options_key`` (the
-block's name, e.g. ``vllm``) and ``options_schema`` (its dataclass), so adding an engine adds its
-block here without editing this file. ``name`` is a registered engine or ``auto`` (vllm where a
-GPU of the cell's type and vllm exist, else simulated; see ``engines.auto_candidates``). Only the
-block of the engine that runs a cell is part of that cell's identity (``orchestrator.identity``).
+Static: the blocks are the dataclasses of ``config.engine_options``, one field per built-in
+engine, each named after its engine. ``name`` is an engine's name or ``auto`` (vllm where a GPU
+of the cell's type and vllm exist, else simulated; see ``engines.auto_candidates``); whether an
+engine of that name is registered is checked by the driver (``driver.grid``), which knows the
+registry. Only the block of the engine that runs a cell is part of that cell's identity
+(``orchestrator.core.identity``). An engine from another distribution has no block here: its
+``options`` are an empty ``EngineOptions`` (no knobs) until its block is added.
 """
 from __future__ import annotations
 
-from dataclasses import field, fields, is_dataclass, make_dataclass
-from typing import Dict
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from omegaconf import MISSING
 
-from orchestrator.config.fields import choice
+from orchestrator.config.engine_options import (
+    EndpointOptions,
+    EngineOptions,
+    HfOptions,
+    SimulatedOptions,
+    VllmOptions,
+)
 
 AUTO = "auto"
 
 
-def _option_blocks() -> Dict[str, type]:
-    from orchestrator.engines import ENGINES
+@dataclass
+class EngineConfig:
+    """Which engine runs a cell (an engine's name or ``auto``) and every built-in engine's options."""
 
-    blocks: Dict[str, type] = {}
-    for cls in ENGINES:
-        key, schema = cls.options_key, cls.options_schema
-        if blocks.get(key, schema) is not schema:
-            raise TypeError(f"engines disagree on the schema of engine.{key}")
-        blocks[key] = schema
-    return dict(sorted(blocks.items()))
+    name: str = MISSING
+    endpoint: EndpointOptions = field(default_factory=EndpointOptions)
+    hf: HfOptions = field(default_factory=HfOptions)
+    simulated: SimulatedOptions = field(default_factory=SimulatedOptions)
+    vllm: VllmOptions = field(default_factory=VllmOptions)
 
+    @classmethod
+    def blocks(cls) -> tuple:
+        """The names of the options blocks (= the built-in engines' names), sorted."""
+        return tuple(sorted(f.name for f in fields(cls) if f.name != "name"))
 
-def _validate(self) -> None:
-    from orchestrator.engines import ENGINES
+    def options(self, engine: str) -> EngineOptions:
+        """The options block of ``engine`` (an empty ``EngineOptions`` for an engine without one)."""
+        block = getattr(self, engine, None) if engine != "name" else None
+        return block if is_dataclass(block) else EngineOptions()
 
-    choice("engine", self.name, (AUTO, *ENGINES.names()))
-    for f in fields(self):
-        block = getattr(self, f.name)
-        if is_dataclass(block) and hasattr(block, "validate"):
-            block.validate()
-
-
-def _options(self, key: str):
-    """The options block ``key`` (an engine's ``options_key``)."""
-    return getattr(self, key)
-
-
-OPTION_BLOCKS = _option_blocks()
-
-EngineConfig = make_dataclass(
-    "EngineConfig",
-    [("name", str, field(default=MISSING))]
-    + [(key, schema, field(default_factory=schema)) for key, schema in OPTION_BLOCKS.items()],
-    namespace={
-        "__doc__": "Which engine runs a cell (a registered name or ``auto``) and every engine's options.",
-        "validate": _validate,
-        "options": _options,
-    },
-)
-EngineConfig.__module__ = __name__
+    def validate(self) -> None:
+        """Every block's own checks (the engine's name is checked against the registry by the driver)."""
+        for key in self.blocks():
+            getattr(self, key).validate()

@@ -5,7 +5,7 @@ directories, pacing, log settings): ``identity_of`` leaves it out, so changing i
 ``added(default)`` marks an option added after cells were measured whose default reproduces what
 they measured: it joins a cell's identity only when set to another value, so adding it re-runs
 nothing and every stored cell keeps its id. Every other field is part of a cell's identity
-(``orchestrator.identity``).
+(``orchestrator.core.identity``).
 """
 from __future__ import annotations
 

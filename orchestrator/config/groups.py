@@ -3,9 +3,10 @@
 Every number carries its unit in its name (``memory_gib``, ``rate_rps``, ``duration_s``). The YAML
 files under ``conf/<group>/`` give the values; these classes give the types (choice fields are
 ``str`` enums), so a misspelt key, a wrong type or an unknown choice fails at compose time, and
-each schema's ``validate()`` checks the values, all before any Ray task starts. Engines declare
-their own option schemas next to their code (``orchestrator/engines/``); ``config.engine``
-gathers them.
+each schema's ``validate()`` checks the values, all before any Ray task starts. Each engine's
+options block is declared in ``config.engine_options``; ``config.engine`` holds them. Plug-in
+names (``engine.name``, ``sampler.name``) are checked against the registries by the driver
+(``driver.grid.check_plugins``), which knows them.
 
 Schemas are plain dataclasses (Hydra merges YAML into them, so they cannot be frozen); code never
 mutates a config object — ``dataclasses.replace`` makes a changed copy — so group objects can be
@@ -250,10 +251,6 @@ class SamplerConfig:
     mismatch_tolerance: float = 0.05  # counter vs integrated power, relative
 
     def validate(self) -> None:
-        from orchestrator.config.fields import choice
-        from orchestrator.energy import SAMPLERS
-
-        choice("sampler", self.name, ("auto", *SAMPLERS.names()))
         check("sampler.interval_s", self.interval_s, self.interval_s > 0, "must be > 0")
         check("sampler.interval_s", self.interval_s, self.name == "none" or self.interval_s <= 0.1,
               "must be <= 0.1 (instant power is sampled at >= 10 Hz)")

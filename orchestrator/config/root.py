@@ -22,7 +22,7 @@ from orchestrator.config.groups import (
     StoreConfig,
     WorkloadConfig,
 )
-from orchestrator.search.config import SearchConfig
+from orchestrator.config.search import SearchConfig
 
 CONFIG_GROUPS = ("model", "quantization", "gpu", "workload", "engine", "sampler")
 """The groups whose choice is an axis of the grid (``sweep`` only sets axes). The batch size is an
@@ -94,13 +94,6 @@ class CellConfig:
     def label(self) -> str:
         return (f"{self.model.name}/{self.quantization.name}/{self.gpu.name}/bs{self.batch_size}/"
                 f"{self.workload.name}/r{self.repeat}")
-
-
-def register_configs() -> None:
-    """Register the root schema so every group option is validated against its dataclass."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="base_config", node=Config)
 
 
 def cell_config_from_json(text: str) -> CellConfig:

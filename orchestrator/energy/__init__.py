@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orchestrator.plugins import Registry
+from orchestrator.core.registry import Registry
+from orchestrator.energy.base import MeasuredEngine, Sampler
 
 if TYPE_CHECKING:
     from orchestrator.config.groups import SamplerConfig
-    from orchestrator.energy.base import Sampler
-    from orchestrator.engines.base import Engine
 
-SAMPLERS: Registry = Registry("sampler", __name__, "orchestrator.samplers")
-register_sampler = SAMPLERS.register
+SAMPLERS: Registry = Registry("sampler", __name__, "orchestrator.samplers", base=Sampler)
 NO_SAMPLER = "none"
 GPU_SAMPLER = "nvml"
 
 
-def sampler_for(settings: "SamplerConfig", engine: "Engine") -> "Sampler":
+def sampler_for(settings: "SamplerConfig", engine: MeasuredEngine) -> Sampler:
     """The sampler of a cell: the engine's own power model if it has one; else the configured
     sampler (``auto``: nvml when the engine runs on a GPU or names the GPUs it is charged with,
     none otherwise)."""

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, Optional
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Optional, Protocol, Tuple, TypeVar
+
+from orchestrator.core.registry import registers
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import SamplerConfig
 
 import numpy as np
 
@@ -50,11 +55,43 @@ class PowerTrace:
         return self.source not in ("simulated", "none")
 
 
+class MeasuredEngine(Protocol):
+    """What a sampler asks of the engine whose cells it measures (``engines.base.Engine`` has it)."""
+
+    @property
+    def uses_gpu(self) -> bool: ...
+
+    def gpu_uuid(self) -> Optional[str]: ...
+
+    def energy_gpu_uuids(self) -> Tuple[str, ...]: ...
+
+    def no_energy_reason(self) -> str: ...
+
+    def modeled_sampler(self) -> Optional["Sampler"]: ...
+
+
+S = TypeVar("S", bound="type[Sampler]")
+
+
+def register_sampler(name: str) -> Callable[[S], S]:
+    """Class decorator: the sampler plug-in ``name`` (``sampler=<name>``; found by ``energy.SAMPLERS``)."""
+    return registers(name)
+
+
 class Sampler(ABC):
-    """Energy sampler lifecycle (see module doc); registered with ``@register_sampler``."""
+    """Energy sampler lifecycle (see module doc); registered with ``@register_sampler``.
+
+    The runtime calls ``for_engine`` (on the worker, once the engine has started), then
+    ``known_idle_power_w`` / ``measures_idle_baseline`` (idle baseline or not), ``start`` and
+    ``stop`` once per measured window."""
 
     name: ClassVar[str] = ""  # set by @register_sampler
     measures_idle_baseline: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def for_engine(cls, settings: "SamplerConfig", engine: MeasuredEngine) -> "Sampler":
+        """The sampler that measures ``engine``'s cells under the ``sampler`` group's ``settings``."""
 
     @abstractmethod
     def start(self) -> None:

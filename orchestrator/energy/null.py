@@ -2,8 +2,7 @@
 ``energy_source=none`` with the reason."""
 from __future__ import annotations
 
-from orchestrator.energy import register_sampler
-from orchestrator.energy.base import PowerTrace, Sampler
+from orchestrator.energy.base import PowerTrace, Sampler, register_sampler
 
 
 @register_sampler("none")

@@ -23,20 +23,35 @@ Errors: every ``pynvml.NVMLError`` becomes a typed ``errors.NvmlError`` subclass
 (``NvmlUnavailable``, ``NvmlNotFound``, ``NvmlNotSupported``, ``NvmlGpuLost``, ...). An error in
 ``start()`` raises there; an error in the thread stops sampling and ``stop()`` raises it (a
 truncated trace would give a wrong energy). ``pynvml`` is imported inside functions only.
+
+
+**Several GPUs at once** (``GpuSetSampler``):Energy of several GPUs at once, summed: the GPUs of a server the orchestrator did not start
+(``engine=endpoint`` with ``engine.endpoint.gpu_uuids``), read on the Ray node that holds them.
+
+``GpuSetSampler(uuids, interval_s)`` runs one ``NvmlSampler`` per GPU (each by UUID, each its own
+thread) and ``stop()`` returns their sum as one ``PowerTrace(source='nvml')`` on the first GPU's
+sample times: the energy counters (mJ) and instant powers (W) of the others are interpolated
+there and added; memory used is summed, utilisation and SM clock averaged, temperature the
+hottest. The per-GPU traces stay in ``PowerTrace.parts`` (UUID -> trace), so the window's energy
+of each GPU is its own column (``energy_per_gpu_j``, ``energy.base.window_energy``). A counter
+that goes back on any GPU shows in the sum as a drop: the cell's energy is invalid, never clamped.
 """
 from __future__ import annotations
 
 import random
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from orchestrator.energy import register_sampler
-from orchestrator.energy.base import PowerTrace, Sampler
+from orchestrator.energy.base import MeasuredEngine, PowerTrace, Sampler, register_sampler
+from orchestrator.energy.gpuinfo import assigned_gpu, device_name, handle_by_uuid, nvml, nvml_error
+from orchestrator.energy.null import NullSampler
 from orchestrator.errors import NvmlError, NvmlNotSupported
-from orchestrator.gpuinfo import device_name, handle_by_uuid, nvml, nvml_error
+
+if TYPE_CHECKING:
+    from orchestrator.config.groups import SamplerConfig
 
 POWER_FIELD_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT (mW)
 MAX_INTERVAL_S = 0.1  # >= 10 Hz (the energy counter itself updates about every 100 ms)
@@ -67,18 +82,14 @@ class NvmlSampler(Sampler):
     measures_idle_baseline = True
 
     @classmethod
-    def for_engine(cls, settings, engine) -> Sampler:
+    def for_engine(cls, settings: "SamplerConfig", engine: MeasuredEngine) -> Sampler:
         """The GPU the engine runs on, at ``settings.interval_s``; the GPUs it names
-        (``energy_gpu_uuids``), summed (``gpu_set.GpuSetSampler``); the null sampler (with the
+        (``energy_gpu_uuids``), summed (``GpuSetSampler``); the null sampler (with the
         reason) for an engine that runs on no GPU."""
         uuids = engine.energy_gpu_uuids()
         if uuids:
-            from orchestrator.energy.gpu_set import GpuSetSampler
-
-            return GpuSetSampler(uuids, interval_s=settings.interval_s)
+            return GpuSetSampler.for_engine(settings, engine)
         if not engine.uses_gpu:
-            from orchestrator.energy.null import NullSampler
-
             return NullSampler(engine.no_energy_reason())
         return cls(gpu_uuid=engine.gpu_uuid(), interval_s=settings.interval_s)
 
@@ -89,8 +100,6 @@ class NvmlSampler(Sampler):
             raise RuntimeError("NvmlSampler.start() called twice")
         self._nv = nvml()
         if self.gpu_uuid is None:
-            from orchestrator.gpuinfo import assigned_gpu
-
             self.gpu_uuid = assigned_gpu().uuid
         self._handle = handle_by_uuid(self._nv, self.gpu_uuid)
         self._gpu_name = device_name(self._nv, self._handle)
@@ -265,3 +274,71 @@ def _field_value(nv, entry) -> float:
         getattr(nv, "NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
     }
     return float(getattr(entry.value, kinds.get(entry.valueType, "uiVal")))
+
+
+class GpuSetSampler(Sampler):
+    """Samples every GPU in ``uuids`` (NVML UUIDs) at ``1 / interval_s`` Hz; cheap and picklable."""
+
+    measures_idle_baseline = True
+
+    def __init__(self, uuids: Sequence[str], interval_s: float = 0.1):
+        if not uuids:
+            raise ValueError("GpuSetSampler needs at least one GPU UUID")
+        self.uuids = tuple(uuids)
+        self.samplers: List[NvmlSampler] = [NvmlSampler(u, interval_s) for u in self.uuids]
+
+    @classmethod
+    def for_engine(cls, settings: "SamplerConfig", engine: MeasuredEngine) -> "GpuSetSampler":
+        """The GPUs the engine's cells are charged with (``energy_gpu_uuids``), summed."""
+        return cls(engine.energy_gpu_uuids(), interval_s=settings.interval_s)
+
+    def start(self) -> None:
+        """Start every GPU's sampler; if one fails, stop those already started and raise."""
+        started: List[NvmlSampler] = []
+        try:
+            for s in self.samplers:
+                s.start()
+                started.append(s)
+        except BaseException:
+            for s in started:
+                try:
+                    s.stop()
+                except Exception:
+                    pass
+            raise
+
+    def stop(self) -> PowerTrace:
+        """Stop them all (every one, even after an error) and return the summed trace."""
+        traces, error = [], None
+        for s in self.samplers:
+            try:
+                traces.append(s.stop())
+            except Exception as exc:  # the first error is the one to raise, once all are stopped
+                error = error or exc
+        if error is not None:
+            raise error
+        return summed(traces)
+
+
+def summed(traces: Sequence[PowerTrace]) -> PowerTrace:
+    """The sum of per-GPU traces on the first one's sample times (see module doc)."""
+    base = traces[0]
+    t = base.t_ns.astype(np.float64)
+
+    def at(tr: PowerTrace, col: str) -> np.ndarray:
+        values = getattr(tr, col)
+        if values.size == 0 or np.all(np.isnan(values)):
+            return np.full(t.size, np.nan)
+        return np.interp(t, tr.t_ns.astype(np.float64), values)
+
+    cols: Dict[str, np.ndarray] = {}
+    for col, combine in (("energy_mj", np.sum), ("power_w", np.sum), ("memory_used_mib", np.sum),
+                         ("util_pct", np.mean), ("sm_clock_mhz", np.mean), ("temperature_c", np.max)):
+        cols[col] = combine(np.vstack([at(tr, col) for tr in traces]), axis=0)
+    names = sorted({tr.gpu_name for tr in traces if tr.gpu_name})
+    return PowerTrace(
+        source=base.source, t_ns=base.t_ns.copy(), gpu_name=", ".join(names),
+        gpu_uuid=",".join(tr.gpu_uuid for tr in traces),
+        note=f"sum of {len(traces)} GPUs; " + " | ".join(f"{tr.gpu_uuid}: {tr.note}" for tr in traces),
+        parts={tr.gpu_uuid: tr for tr in traces}, **cols,
+    )

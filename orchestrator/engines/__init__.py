@@ -1,7 +1,7 @@
-"""Engine plug-ins: one module each, registered with ``@register_engine("<name>")``.
+"""Engine plug-ins: one module (or sub-package) each, marked with ``@register_engine("<name>")``.
 
 An engine declares what it can run as class attributes (``engines.base.Engine``): quantizations,
-workload kinds, whether cells may share one start, whether it needs a GPU, its options schema,
+workload kinds, whether cells may share one start, whether it needs a GPU,
 and whether ``engine=auto`` may pick it. Everything else — the config schema, pre-launch checks,
 placement, identity — reads those attributes; nothing lists engines by name. Importing this
 package imports no engine; the registry imports them (light modules: vllm, torch and
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, List, Optional
 
-from orchestrator.plugins import Registry
+from orchestrator.core.registry import Registry
+from orchestrator.engines.base import Engine
 
 if TYPE_CHECKING:
     from orchestrator.config.groups import WorkloadKind
-    from orchestrator.engines.base import Engine
+    from orchestrator.core.cell import Cell
 
-ENGINES: Registry = Registry("engine", __name__, "orchestrator.engines")
-register_engine = ENGINES.register
+ENGINES: Registry = Registry("engine", __name__, "orchestrator.engines", base=Engine)
 
 
 def engine_for(name: str, kind: "WorkloadKind") -> Optional[type["Engine"]]:
@@ -27,6 +27,11 @@ def engine_for(name: str, kind: "WorkloadKind") -> Optional[type["Engine"]]:
         if kind in cls.workload_kinds:
             return cls
     return None
+
+
+def cell_engine(cell: "Cell") -> Optional[type["Engine"]]:
+    """The engine variant that runs ``cell``'s workload kind (None: none does)."""
+    return engine_for(cell.engine, cell.config.workload.kind)
 
 
 def engine_class(name: str, kind: "WorkloadKind") -> type["Engine"]:

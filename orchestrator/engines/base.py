@@ -18,8 +18,8 @@ dispatcher (placement, engine sharing) and ``engine=auto``:
   what the start depends on (cells with equal keys share one start).
 - ``gpu``: ``required`` (a GPU of the cell's type), ``optional`` (on one when the cluster has
   that type, else on the CPU) or ``none``.
-- ``options_key`` / ``options_schema``: the ``engine.<key>`` block holding its knobs (one
-  dataclass; only this block is part of the identity of the cells it runs).
+- its knobs are the ``engine.<name>`` block of ``config.engine.EngineConfig`` (a dataclass of
+  ``config.engine_options``; only this block is part of the identity of the cells it runs).
 - ``auto_rank`` (None: never) and ``auto_module``: ``engine=auto`` picks the lowest rank whose
   GPU need the cluster meets and whose ``auto_module`` imports on a node of the cell's GPU type.
 - ``hosts_model``: False for an engine that measures a model served elsewhere (``endpoint``): no
@@ -36,19 +36,28 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple, TypeVar
 
+from orchestrator.client.metrics import WindowRun
+from orchestrator.client.workload import WorkloadPlan
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.metrics import WindowRun
-from orchestrator.phases import NO_REPORTER, PhaseReporter
-from orchestrator.workload import WorkloadPlan
+from orchestrator.core.phases import NO_REPORTER, PhaseReporter
+from orchestrator.core.registry import registers
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
     from orchestrator.energy.base import Sampler
 
 ALL_KINDS = frozenset(WorkloadKind)
-DEFAULT_MEMORY_FRACTION = 0.9
+
+
+E = TypeVar("E", bound="type[Engine]")
+
+
+def register_engine(name: str) -> Callable[[E], E]:
+    """Class decorator: the engine plug-in ``name`` (``engine=<name>``; found by ``engines.ENGINES``).
+    Variants of one name run distinct workload kinds."""
+    return registers(name)
 
 
 class GpuUse(str, Enum):
@@ -66,11 +75,8 @@ class Engine(ABC):
     workload_kinds: ClassVar[FrozenSet[WorkloadKind]] = frozenset()
     shared_axes: ClassVar[FrozenSet[str]] = frozenset()  # empty: one engine start per cell
     gpu: ClassVar[GpuUse] = GpuUse.required
-    options_key: ClassVar[str] = ""
-    options_schema: ClassVar[type] = object
     auto_rank: ClassVar[Optional[int]] = None
     auto_module: ClassVar[Optional[str]] = None
-    models_power: ClassVar[bool] = False  # True: modeled_sampler() gives its power; no sampler runs
     hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
     starts_processes: ClassVar[bool] = True  # False: runs in the worker alone (no reaper: ~0.1 s a unit)
 
@@ -78,7 +84,7 @@ class Engine(ABC):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells
         that will share this engine."""
         self.config = config
-        self.options = config.engine.options(self.options_key)
+        self.options = config.engine.options(self.name)
         self.max_batch_size = int(max_batch_size)
         self.progress: PhaseReporter = NO_REPORTER  # the worker sets the cell's reporter
 
@@ -99,11 +105,6 @@ class Engine(ABC):
         """The part of a cell's identity (``identity.cell_identity``) its engine start depends on:
         everything but ``shared_axes``."""
         return {k: v for k, v in identity.items() if k not in cls.shared_axes}
-
-    @classmethod
-    def memory_fraction(cls, options) -> float:
-        """The fraction of the GPU's memory the engine may use (the VRAM check's capacity)."""
-        return DEFAULT_MEMORY_FRACTION
 
     @classmethod
     def check_before_launch(cls, configs: List["CellConfig"]) -> List[str]:

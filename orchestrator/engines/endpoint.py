@@ -21,7 +21,7 @@ text's tokens with the server's special ones).
 that fail are error rows; when the server stopped answering during the cell (or every measured
 request failed) the cell's status is ``engine_error`` and its request rows are kept. Energy:
 with ``engine.endpoint.gpu_uuids`` the cell's task runs on the Ray node holding those GPUs
-(``placement_gpu_uuids``) and the sampler sums them (``energy.gpu_set``); without, energy is
+(``placement_gpu_uuids``) and the sampler sums them (``energy.nvml.GpuSetSampler``); without, energy is
 null with the reason.
 """
 from __future__ import annotations
@@ -29,55 +29,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from orchestrator.config.fields import check, setting
+from orchestrator.client.metrics import WindowRun
+from orchestrator.client.probe import Target, probe_sync
+from orchestrator.client.workload import WorkloadPlan
+from orchestrator.config.engine_options import EndpointOptions, PromptMode
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.endpoint_probe import PromptMode, Target, probe_sync
-from orchestrator.engines import register_engine
-from orchestrator.engines.base import Engine, GpuUse
+from orchestrator.core.phases import Phase
+from orchestrator.engines.base import Engine, GpuUse, register_engine
 from orchestrator.errors import CellFailure, ConfigError, Status
-from orchestrator.metrics import WindowRun
-from orchestrator.phases import Phase
-from orchestrator.workload import WorkloadPlan
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
 
 log = logging.getLogger(__name__)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REACHABLE_TIMEOUT_S = 5.0
-
-
-@dataclass
-class EndpointOptions:
-    """``base_url``: the server (``http://host:port``, no ``/v1``); ``model``: the name it serves
-    (empty: ``model.name``); ``api_key_env``: the NAME of the environment variable holding its key
-    (empty: no key); ``tokenizer``: a local tokenizer directory (empty: ``model.path``, else the
-    one generated from the model config); ``prompt``: auto | token_ids | text (auto: the probe
-    decides); ``gpu_uuids``: the server's GPUs (NVML UUIDs) whose energy a cell is charged with."""
-
-    base_url: str = ""
-    model: str = ""
-    api_key_env: str = setting("")
-    tokenizer: str = ""
-    prompt: PromptMode = PromptMode.auto
-    gpu_uuids: List[str] = field(default_factory=list)
-    request_timeout_s: float = setting(600.0)
-    probe_timeout_s: float = setting(30.0)
-
-    def validate(self) -> None:
-        check("engine.endpoint.base_url", self.base_url,
-              not self.base_url or self.base_url.startswith(("http://", "https://")), "must start with http:// or https://")
-        check("engine.endpoint.api_key_env", self.api_key_env, not self.api_key_env or bool(_ENV_NAME.match(self.api_key_env)),
-              "must be the NAME of an environment variable (the key itself never goes in the config)")
-        for uuid in self.gpu_uuids:
-            check("engine.endpoint.gpu_uuids", uuid, str(uuid).startswith(("GPU-", "MIG-")), "NVML UUIDs (GPU-...)")
-        check("engine.endpoint.request_timeout_s", self.request_timeout_s, self.request_timeout_s > 0, "must be > 0")
-        check("engine.endpoint.probe_timeout_s", self.probe_timeout_s, self.probe_timeout_s > 0, "must be > 0")
 
 
 def api_key(opts: EndpointOptions) -> Optional[str]:
@@ -93,10 +61,10 @@ def api_key(opts: EndpointOptions) -> Optional[str]:
 
 def probe_target(config: "CellConfig") -> Tuple[Target, Optional[object]]:
     """The probe target of a cell's endpoint (its key read here) and its text prompts helper."""
-    from orchestrator.client import Endpoint
-    from orchestrator.endpoint_prompts import TextPrompts, tokenizer_dir
+    from orchestrator.client.endpoint import Endpoint
+    from orchestrator.client.prompts import TextPrompts, tokenizer_dir
 
-    opts = config.engine.options("endpoint")
+    opts = config.engine.endpoint
     if not opts.base_url:
         raise ConfigError("engine.endpoint.base_url: required with engine=endpoint (e.g. http://127.0.0.1:8000)")
     text = None
@@ -117,8 +85,6 @@ class EndpointEngine(Engine):
     gpu = GpuUse.none
     starts_processes = False
     hosts_model = False
-    options_key = "endpoint"
-    options_schema = EndpointOptions
 
     @classmethod
     def check_before_launch(cls, configs: List["CellConfig"]) -> List[str]:
@@ -129,7 +95,7 @@ class EndpointEngine(Engine):
                               "schedules its own batches; sweep workload.rate_rps or workload.concurrency instead")
         lines, seen = [], set()
         for c in configs:
-            opts = c.engine.options("endpoint")
+            opts = c.engine.endpoint
             key = (opts.base_url, opts.model or c.model.name, opts.api_key_env, opts.prompt, opts.tokenizer,
                    c.model.name, c.model.path)
             if key in seen:
@@ -146,7 +112,7 @@ class EndpointEngine(Engine):
         """The server's GPUs, where a GPU sampler measures them (``sampler=nvml`` or ``auto``)."""
         if config.sampler.name not in ("nvml", "auto"):
             return ()
-        return tuple(config.engine.options("endpoint").gpu_uuids)
+        return tuple(config.engine.endpoint.gpu_uuids)
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
@@ -174,7 +140,7 @@ class EndpointEngine(Engine):
 
     def _text_of(self, ids) -> str:
         """A text prompt (exact length under the tokenizer), noting what the server should count."""
-        from orchestrator.models import prompt_digest
+        from orchestrator.client.model_files import prompt_digest
 
         text = self._text.text(ids)
         self._expected[prompt_digest(ids)] = self._text.server_count(text)
@@ -182,7 +148,7 @@ class EndpointEngine(Engine):
 
     def _ids_of(self, plan: WorkloadPlan):
         """A request's prompt ids; as token ids, the server should count exactly them."""
-        from orchestrator.models import prompt_digest
+        from orchestrator.client.model_files import prompt_digest
 
         vocab = int(self.config.model.vocab_size)
 
@@ -195,7 +161,7 @@ class EndpointEngine(Engine):
         return ids_of
 
     def _client(self, plan: WorkloadPlan):
-        from orchestrator.client import StreamingClient
+        from orchestrator.client.stream import StreamingClient
 
         text = self._text_of if self._text is not None else None
         return StreamingClient(self._target.endpoint, self._ids_of(plan),

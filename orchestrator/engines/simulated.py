@@ -26,59 +26,20 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
-from orchestrator.config.fields import added, check, setting
+from orchestrator.client.metrics import RequestRecord, WindowRun
+from orchestrator.client.workload import WorkloadPlan
+from orchestrator.config.engine_options import SimulatedOptions
 from orchestrator.config.groups import Arrival
+from orchestrator.core.phases import Phase
 from orchestrator.energy.base import PowerTrace, Sampler
-from orchestrator.engines import register_engine
-from orchestrator.engines.base import ALL_KINDS, Engine, GpuUse
-from orchestrator.metrics import RequestRecord, WindowRun
+from orchestrator.engines.base import ALL_KINDS, Engine, GpuUse, register_engine
 from orchestrator.perf import roofline
-from orchestrator.phases import Phase
-from orchestrator.workload import WorkloadPlan
 
-BUSY_POWER_FLOOR = 0.4
 CANCELLED = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
-
-
-@dataclass
-class SimulatedOptions:
-    """Roofline simulator knobs: achieved fractions of the datasheet peaks and per-step cost.
-    ``pace_s`` (wall seconds a cell sleeps, to exercise timeouts and node faults) does not change
-    what is simulated (not part of a cell's identity)."""
-
-    memory_efficiency: float = 0.8
-    compute_efficiency: float = 0.55
-    step_overhead_s: float = 0.0015
-    # host-bound seconds per step in which the GPU waits, at idle draw (an eager engine's kernel
-    # launches, a Python decode loop): 0 for vLLM with CUDA graphs, the simulator's reference
-    host_step_s: float = added(0.0)
-    busy_power_floor: float = BUSY_POWER_FLOOR  # see the module doc: the memory-bound share of busy W
-    idle_power_w: Optional[float] = None  # None: the GPU config's datasheet idle_w
-    # quantization name -> fraction of memory_efficiency at which its quantized linear weights are read
-    # (every method listed, so that a plain override sets one: engine.simulated.quantized_weight_efficiency.awq=0.33)
-    quantized_weight_efficiency: Dict[str, float] = field(
-        default_factory=lambda: {"awq": 1.0, "gptq": 1.0, "int8": 1.0, "fp8": 1.0})
-    power_sample_interval_s: float = 0.1
-    pace_s: float = setting(0.0)
-
-    def validate(self) -> None:
-        for key in ("memory_efficiency", "compute_efficiency"):
-            check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
-        check("engine.simulated.host_step_s", self.host_step_s, self.host_step_s >= 0, "must be >= 0")
-        check("engine.simulated.busy_power_floor", self.busy_power_floor, 0 <= self.busy_power_floor <= 1,
-              "must be in [0, 1]")
-        for name, value in self.quantized_weight_efficiency.items():
-            check(f"engine.simulated.quantized_weight_efficiency.{name}", value, 0 < value <= 1, "must be in (0, 1]")
-        check("engine.simulated.idle_power_w", self.idle_power_w, self.idle_power_w is None or self.idle_power_w >= 0,
-              "must be >= 0 (or null: the GPU's idle_w)")
-        check("engine.simulated.power_sample_interval_s", self.power_sample_interval_s,
-              self.power_sample_interval_s > 0, "must be > 0")
-        check("engine.simulated.pace_s", self.pace_s, self.pace_s >= 0, "must be >= 0")
 
 
 class _Costs:
@@ -130,10 +91,7 @@ class SimulatedEngine(Engine):
     workload_kinds = ALL_KINDS
     gpu = GpuUse.none
     starts_processes = False
-    options_key = "simulated"
-    options_schema = SimulatedOptions
     auto_rank = 1
-    models_power = True
 
     def __init__(self, config, max_batch_size):
         super().__init__(config, max_batch_size)
@@ -317,6 +275,13 @@ class ModeledPowerSampler(Sampler):
 
     def __init__(self, engine: SimulatedEngine):
         self.engine = engine
+
+    @classmethod
+    def for_engine(cls, settings, engine) -> "ModeledPowerSampler":
+        """The simulator's own power model (the ``sampler`` group does not apply to it)."""
+        if not isinstance(engine, SimulatedEngine):
+            raise TypeError(f"the modeled-power sampler measures the simulator only, not {type(engine).__name__}")
+        return cls(engine)
 
     def start(self) -> None:
         pass

@@ -5,11 +5,21 @@ from pathlib import Path
 
 from orchestrator.analysis.dataset import read_sweep
 from orchestrator.analysis.search import read_search
-from orchestrator.report import answers, appendix, decisions, figures, header, models, repeats, results, summary
-from orchestrator.report.search import search_section
+from orchestrator.report import (
+    answers,
+    appendix,
+    decisions,
+    figures,
+    header,
+    model_sections,
+    repeats,
+    result_sections,
+    summary,
+)
 from orchestrator.report.analyse import Analysis, analyse
 from orchestrator.report.options import ReportOptions
 from orchestrator.report.parallel import plot_executor
+from orchestrator.report.search import search_section
 
 
 def write_tables(a: Analysis, folder: Path) -> None:
@@ -29,9 +39,9 @@ def write_tables(a: Analysis, folder: Path) -> None:
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
     lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path)) + summary.section(a)
-    lines += results.detail_section(a) + repeats.repeatability_section(a)
-    lines += results.energy_section(a)
-    lines += models.scaling_section(a) + models.roofline_section(a) + models.vram_section(a)
+    lines += result_sections.detail_section(a) + repeats.repeatability_section(a)
+    lines += result_sections.energy_section(a)
+    lines += model_sections.scaling_section(a) + model_sections.roofline_section(a) + model_sections.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)
     lines += figures.figures_section(a, figs)
     lines += appendix.status_section(a) + appendix.checks_section(a) + appendix.definitions_section(a)

@@ -7,7 +7,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.recommend import SCENARIO_TITLES
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, dagger, heading, para, sim_legend, table
-from orchestrator.report.results import BASE, BATCH, FLAGS, SERIES, groups
+from orchestrator.report.result_sections import BASE, BATCH, FLAGS, SERIES, groups
 from orchestrator.report.summary import workload_title
 
 COST_COLS = [

@@ -5,7 +5,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.repeats import REPEAT_METRICS, any_repeated
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, heading, para, sim_legend, table
-from orchestrator.report.results import BATCH, FLAGS, SERIES, groups
+from orchestrator.report.result_sections import BATCH, FLAGS, SERIES, groups
 from orchestrator.report.summary import workload_title
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import List, Sequence
 
+from orchestrator.config.search import Objective, SearchConfig, SearchKind, SloConfig
+from orchestrator.driver.overrides import override_key
 from orchestrator.errors import ConfigError
-from orchestrator.search.config import Objective, SearchConfig, SearchKind, SloConfig
 from orchestrator.search.outcome import Outcome, Verdict, verdict
 from orchestrator.search.space import Axis, Candidate
 
@@ -59,7 +60,7 @@ def check_rate_axis(axes: Sequence[Axis]) -> None:
 
 def headroom_jobs(job: Sequence[str], rates_rps: Sequence[float]) -> List[List[str]]:
     """The capacity jobs of one picked job: the job at each rate (its own rate dropped)."""
-    kept = [o for o in job if not o.lstrip("+~").startswith(f"{RATE_KEY}=")]
+    kept = [o for o in job if override_key(o) != RATE_KEY]
     return [[*kept, f"{RATE_KEY}={float(r)!r}"] for r in sorted(set(rates_rps))]
 
 

@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from orchestrator.grid import Cell
-from orchestrator.runner import Session, run_cells
-from orchestrator.search.config import SearchConfig
+from orchestrator.config.search import SearchConfig
+from orchestrator.core.cell import Cell
+from orchestrator.driver.runner import Session, run_cells
 from orchestrator.search.outcome import Outcome, Verdict, read_outcomes
 from orchestrator.search.record import SearchRecord, TrialRecord, write_record
 from orchestrator.search.space import Candidate, Space

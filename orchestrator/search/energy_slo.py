@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from orchestrator.search.config import Objective, SloConfig
+from orchestrator.config.search import Objective, SloConfig
 from orchestrator.search.outcome import Outcome, Verdict, verdict
 from orchestrator.search.space import Candidate
 

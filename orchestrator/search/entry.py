@@ -11,11 +11,11 @@ import math
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from orchestrator import grid
 from orchestrator.config.root import CellConfig, Config
-from orchestrator.grid import Cell
-from orchestrator.runner import Session, check_engines, resolve_engines
-from orchestrator.search.config import Method, SearchConfig, SearchKind
+from orchestrator.config.search import Method, SearchConfig, SearchKind
+from orchestrator.core.cell import Cell
+from orchestrator.driver import grid
+from orchestrator.driver.runner import Session, check_engines, resolve_engines
 from orchestrator.search.record import SearchRecord, write_record
 from orchestrator.search.space import Space, space_of
 
@@ -44,7 +44,7 @@ def parallel_of(session: Session, search: SearchConfig, cells: Sequence[Cell]) -
     """``search.parallel``, else as many as the cluster runs at once of the cells' GPU type."""
     if search.parallel:
         return search.parallel
-    from orchestrator import placement
+    from orchestrator.driver import placement
 
     session.ray.ensure()
     first = next((c for c in cells if c.status is None), cells[0])

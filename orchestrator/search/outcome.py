@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from orchestrator.search.config import Objective, SloConfig
-from orchestrator.store import Store
+from orchestrator.config.search import Objective, SloConfig
+from orchestrator.store.sweep_store import Store
 
 FAILED_VIOLATION = 10.0
 

@@ -10,7 +10,8 @@ from dataclasses import replace
 from statistics import fmean
 from typing import Dict, List, Mapping, Optional
 
-from orchestrator import grid
+from orchestrator.core.cell import EngineChoice
+from orchestrator.driver import grid
 from orchestrator.search.driver import Evaluation, SearchLoop, trial_record
 from orchestrator.search.outcome import combined
 from orchestrator.search.record import Pick
@@ -30,7 +31,7 @@ def ties(loop: SearchLoop) -> List[Evaluation]:
     return [ev for ev in ranked[: loop.search.confirm_top] if ev.value <= best + loop.search.tie_rel * abs(best)]
 
 
-def confirm_and_pick(loop: SearchLoop, auto: Mapping[str, grid.EngineChoice]) -> Optional[Pick]:
+def confirm_and_pick(loop: SearchLoop, auto: Mapping[str, EngineChoice]) -> Optional[Pick]:
     """Confirm the ties (see module doc) and return the pick (None: no feasible trial)."""
     tied = ties(loop)
     if not tied:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from orchestrator.store import Store
+from orchestrator.store.sweep_store import Store
 
 
 @dataclass

@@ -15,6 +15,7 @@ from functools import reduce
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from orchestrator.config.root import CellConfig
+from orchestrator.driver.overrides import override_key, parse_override, value_text
 from orchestrator.errors import ConfigError
 
 Params = Tuple[Tuple[str, str], ...]
@@ -82,8 +83,8 @@ def job_params(job: Sequence[str]) -> Dict[str, str]:
     """A job's override list as {key: value text}."""
     out: Dict[str, str] = {}
     for text in job:
-        key, _, value = text.partition("=")
-        out[key.lstrip("+~")] = value
+        ov = parse_override(text)
+        out[override_key(ov)] = value_text(ov)
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from typing import Dict, Tuple
 
-from orchestrator.search.config import SearchConfig
+from orchestrator.config.search import SearchConfig
 from orchestrator.search.outcome import Verdict
 from orchestrator.search.space import Space
 

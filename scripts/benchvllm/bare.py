@@ -30,7 +30,7 @@ def prepared_batches(plan, cfg: "CellConfig", specs_list) -> List:
     ``VllmOfflineEngine`` builds them (token-id prompts, the same sampling parameters)."""
     from vllm import SamplingParams
 
-    from orchestrator.engines.vllm_common import sampling_kwargs
+    from orchestrator.engines.vllm.common import sampling_kwargs
 
     vocab = int(cfg.model.vocab_size)
     return [(specs[0].phase, [{"prompt_token_ids": plan.prompt_ids(s, vocab)} for s in specs],
@@ -39,7 +39,7 @@ def prepared_batches(plan, cfg: "CellConfig", specs_list) -> List:
 
 def bare_plan(cfg: "CellConfig", batch_size: int, prompt_key: int):
     """The orchestrator's offline plan of this cell with prompts of its own (``prompt_key``)."""
-    from orchestrator.workload import build_plan
+    from orchestrator.client.workload import build_plan
 
     return build_plan(cfg.workload, batch_size, 0, prompt_key=prompt_key)
 
@@ -113,8 +113,8 @@ def bare_worker(args) -> int:
 def start_llm(cfg: "CellConfig", max_num_seqs: int):
     """``vllm.LLM`` with ``VllmOfflineEngine``'s arguments and environment -> (llm, GPU uuid,
     the result dict so far: engine arguments and start-up time)."""
-    from orchestrator.engines.vllm_common import cache_env, engine_args, model_path, wait_for_gpu_memory
-    from orchestrator.gpuinfo import assigned_gpu
+    from orchestrator.energy.gpuinfo import assigned_gpu
+    from orchestrator.engines.vllm.common import cache_env, engine_args, model_path, wait_for_gpu_memory
 
     gpu = assigned_gpu()
     seen = wait_for_gpu_memory(gpu, cfg.engine.vllm.gpu_memory_utilization)  # the last part's exit

@@ -39,7 +39,7 @@ def overrides(args, workload: str) -> List[str]:
 
 def compose_cell(over: List[str], batch_size: int) -> "CellConfig":
     """The typed cell config the orchestrator would build for these overrides (repeat 0)."""
-    from orchestrator.grid import config_of
+    from orchestrator.driver.grid import config_of
 
     return config_of([*over, f"batch_size={batch_size}"])
 

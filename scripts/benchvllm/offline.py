@@ -37,7 +37,7 @@ def part_offline(args, work: Path, budget_s: float) -> Dict:
 
 def offline_cells(store: Path, wall_s: float) -> Dict:
     """Per batch size: tok/s, window, energy; and the orchestrator's overhead per cell (e)."""
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     t = load(str(store))
     reqs = t.requests.to_pandas() if t.requests is not None else None

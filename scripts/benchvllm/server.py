@@ -68,10 +68,10 @@ def server_worker(args) -> int:
 
 def server_orchestrator(engine, cfg: "CellConfig") -> Dict:
     """The orchestrator's client path (``VllmServerEngine.run``) with the sampler on."""
-    from orchestrator import metrics
+    from orchestrator.client import metrics
+    from orchestrator.client.workload import build_plan
     from orchestrator.energy.base import window_energy
     from orchestrator.energy.nvml import NvmlSampler
-    from orchestrator.workload import build_plan
 
     plan = build_plan(cfg.workload, engine.max_batch_size, 0)
     sampler = NvmlSampler(engine.gpu_uuid(), float(cfg.sampler.interval_s))
@@ -93,7 +93,7 @@ def server_orchestrator(engine, cfg: "CellConfig") -> Dict:
 
 def server_bench(engine, cfg: "CellConfig", work: Path) -> Dict:
     """``vllm bench serve`` against the same server: the same lengths, in the same order, other prompt ids."""
-    from orchestrator.workload import build_plan
+    from orchestrator.client.workload import build_plan
 
     plan = build_plan(cfg.workload, engine.max_batch_size, 0)
     data = bench_dataset(plan, int(cfg.model.vocab_size), work / "bench_serve_dataset.jsonl")
@@ -119,7 +119,7 @@ def server_bench(engine, cfg: "CellConfig", work: Path) -> Dict:
 def bench_dataset(plan, vocab_size: int, path: Path) -> Path:
     """A ``custom`` dataset of the plan's measured requests: their lengths, other prompt ids (so
     no prefix cache is shared with the orchestrator's run)."""
-    from orchestrator.models import prompt_ids
+    from orchestrator.client.model_files import prompt_ids
 
     with open(path, "w") as f:
         for s in plan.measured:  # the tokenizer maps the word "t<id>" to token <id>: exact lengths
@@ -130,7 +130,7 @@ def bench_dataset(plan, vocab_size: int, path: Path) -> Path:
 
 def bench_serve_cmd(engine, cfg: "CellConfig", plan, data: Path, result: Path) -> List[str]:
     """``vllm bench serve`` at the plan's rate (Poisson), greedy, exact output lengths."""
-    from orchestrator.engines.vllm_common import model_path
+    from orchestrator.engines.vllm.common import model_path
 
     model = str(model_path(cfg))
     return [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "vllm",

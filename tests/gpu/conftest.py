@@ -11,8 +11,8 @@ GPU_OPTIONS = (("H200", "h200"), ("H100", "h100"), ("A100", "a100"), ("A800", "a
 @pytest.fixture(scope="session")
 def gpu():
     """Identity of CUDA device 0 of this process (NVML, by UUID)."""
+    from orchestrator.energy.gpuinfo import assigned_gpu
     from orchestrator.errors import NvmlError
-    from orchestrator.gpuinfo import assigned_gpu
 
     try:
         return assigned_gpu()

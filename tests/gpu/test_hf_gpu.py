@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 from tests.conftest import run_orchestrator
 
 pytestmark = pytest.mark.gpu

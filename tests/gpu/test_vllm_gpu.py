@@ -9,11 +9,11 @@ import time
 import pytest
 
 from orchestrator.config.root import CellConfig
-from orchestrator.engines.vllm_common import engine_args, model_path
-from orchestrator.engines.vllm_server import serve_command
-from orchestrator.gpuinfo import memory_used_mib
-from orchestrator.grid import config_of
-from orchestrator.store import load
+from orchestrator.driver.grid import config_of
+from orchestrator.energy.gpuinfo import memory_used_mib
+from orchestrator.engines.vllm.common import engine_args, model_path
+from orchestrator.engines.vllm.server import serve_command
+from orchestrator.store.sweep_store import load
 from tests.conftest import run_orchestrator
 
 pytestmark = pytest.mark.gpu

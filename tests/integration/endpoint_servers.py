@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from orchestrator.client.metrics import summarize
+from orchestrator.client.workload import plan_for
 from orchestrator.config.groups import WorkloadKind
+from orchestrator.driver.grid import cells, config_of
 from orchestrator.engines import engine_for
-from orchestrator.grid import cells, config_of
-from orchestrator.metrics import summarize
-from orchestrator.workload import plan_for
 from tests.conftest import free_port
 
 KEY_ENV = "ORCH_TEST_ENDPOINT_KEY"

@@ -19,11 +19,12 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web
 
-from orchestrator import metrics
-from orchestrator.client import Endpoint, StreamingClient, run_plan
+from orchestrator.client import metrics
+from orchestrator.client.endpoint import Endpoint
+from orchestrator.client.model_files import prompt_digest, prompt_token_ids
+from orchestrator.client.stream import StreamingClient, run_plan
+from orchestrator.client.workload import build_plan
 from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
-from orchestrator.models import prompt_digest, prompt_token_ids
-from orchestrator.workload import build_plan
 
 API_KEY = "sk-test-key"
 TTFT_S = 0.060

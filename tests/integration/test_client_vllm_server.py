@@ -17,13 +17,14 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
+from orchestrator.client.model_files import prompt_digest
+from orchestrator.client.workload import build_plan
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.engines import engine_for, vllm_common
-from orchestrator.engines import vllm_server as vs
+from orchestrator.driver.grid import config_of
+from orchestrator.engines import cell_engine, engine_for
+from orchestrator.engines.vllm import common as vllm_common
+from orchestrator.engines.vllm import server as vs
 from orchestrator.errors import CellFailure, Status
-from orchestrator.grid import config_of
-from orchestrator.models import prompt_digest
-from orchestrator.workload import build_plan
 
 ServerEngine = engine_for("vllm", WorkloadKind.open_loop)
 
@@ -123,11 +124,11 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
-    monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr("orchestrator.energy.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
     monkeypatch.setattr(vllm_common, "wait_for_gpu_memory",
                         lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 600.0})
     used = iter([70000.0, 900.0])  # still held once, then freed
-    monkeypatch.setattr("orchestrator.gpuinfo.memory_used_mib", lambda uuid: next(used, 900.0))
+    monkeypatch.setattr("orchestrator.energy.gpuinfo.memory_used_mib", lambda uuid: next(used, 900.0))
     monkeypatch.setattr(vs, "MEMORY_FREE_TIMEOUT_S", 5.0)
     return state
 
@@ -207,12 +208,12 @@ def test_server_dying_mid_run_fails_the_cell_with_its_status(fake, monkeypatch):
 
 
 def test_one_server_cell_through_the_unit_runner(fake):
-    from orchestrator.grid import cells
-    from orchestrator.messages import UnitSpec
-    from orchestrator.worker import UnitRunner
+    from orchestrator.core.messages import UnitSpec
+    from orchestrator.driver.grid import cells
+    from orchestrator.worker.unit import UnitRunner
 
     [cell] = cells([cfg()], {})
-    assert cell.engine == "vllm" and cell.status is None and cell.engine_class is vs.VllmServerEngine
+    assert cell.engine == "vllm" and cell.status is None and cell_engine(cell) is vs.VllmServerEngine
     unit = UnitSpec(key="k", engine="vllm", engine_reason="", sweep="t", cells=(cell,), attempt=1)
     [res] = list(UnitRunner(unit).results())
     assert res.status is Status.ok, res.tables["runs"].to_pylist()[0].get("error")
@@ -233,9 +234,9 @@ def test_one_server_cell_through_the_unit_runner(fake):
 def test_cells_differing_only_in_workload_share_one_server(fake):
     """Two chat cells at the same --max-num-seqs, different rates: one server start (make_units
     groups them), the second cell starts once the server is idle, each row its own window."""
-    from orchestrator.dispatch import make_units
-    from orchestrator.grid import cells
-    from orchestrator.worker import UnitRunner
+    from orchestrator.driver.dispatch import make_units
+    from orchestrator.driver.grid import cells
+    from orchestrator.worker.unit import UnitRunner
 
     # 64 tokens take 0.32 s: requests arriving in the window's last 0.27 s are cut at the drain limit
     slow = cfg("workload.rate_rps=40.0", "workload.drain_timeout_s=0.05", "workload.output.mean_tokens=64",

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 from tests.conftest import ROOT, RayNodes, run_orchestrator
 
 pytestmark = pytest.mark.slow

@@ -27,10 +27,11 @@ import pytest
 pytest.importorskip("aiohttp")
 pytest.importorskip("xpyd_sim")
 
-from orchestrator.endpoint_probe import ProbeError, probe_sync
+from orchestrator.client.probe import ProbeError, probe_sync
+from orchestrator.driver.grid import cells
+from orchestrator.engines import cell_engine
 from orchestrator.engines.endpoint import EndpointEngine, probe_target
 from orchestrator.errors import Status
-from orchestrator.grid import cells
 from tests.conftest import free_port, run_orchestrator
 from tests.integration.endpoint_servers import KEY, KEY_ENV, OUT_TOKENS, cell_config, files_holding, run_cell, xpyd_sim
 
@@ -117,11 +118,11 @@ def test_a_server_dying_mid_cell_gives_error_rows_and_a_status(endpoint_key):
 
 
 def test_one_cell_through_the_unit_runner_keeps_rows_and_names_the_modes(xpyd, endpoint_key):
-    from orchestrator.messages import UnitSpec
-    from orchestrator.worker import UnitRunner
+    from orchestrator.core.messages import UnitSpec
+    from orchestrator.worker.unit import UnitRunner
 
     [cell] = cells([cell_config(xpyd.url)], {})
-    assert cell.status is None and cell.engine_class is EndpointEngine
+    assert cell.status is None and cell_engine(cell) is EndpointEngine
     unit = UnitSpec(key="k", engine="endpoint", engine_reason="", sweep="t", cells=(cell,), on_gpu=False)
     [res] = list(UnitRunner(unit).results())
     row = res.tables["runs"].to_pylist()[0]
@@ -196,7 +197,7 @@ def test_a_sweep_over_rates_and_the_key_written_nowhere(xpyd, tmp_path):
                             env={KEY_ENV: KEY}, timeout=240)
     assert "prompts as token ids, token times from chunks (ITL per chunk)" in proc.stdout
     assert "sweep done: 2 ok" in proc.stdout
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     runs = load(str(out)).runs.to_pandas()
     assert sorted(runs["offered_rate_rps"]) == [4.0, 8.0] and set(runs["prompt_mode"]) == {"token_ids"}

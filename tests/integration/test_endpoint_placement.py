@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from orchestrator import placement
 from orchestrator.config.groups import DispatchConfig
-from orchestrator.dispatch import Dispatcher, make_units
+from orchestrator.driver import placement
+from orchestrator.driver.dispatch import Dispatcher, make_units
+from orchestrator.driver.grid import cells, config_of
+from orchestrator.driver.progress import SweepProgress
 from orchestrator.errors import ConfigError, Status
-from orchestrator.grid import cells, config_of
-from orchestrator.progress import SweepProgress
 from tests.conftest import ROOT
 
 UUIDS = ("GPU-11111111-2222-3333-4444-555555555555", "GPU-66666666-7777-8888-9999-000000000000")
@@ -38,8 +38,8 @@ def where(unit):
     """A task body that reports the node it ran on (in its status row's error column)."""
     import ray
 
-    from orchestrator.messages import CellResult, TaskStarted
-    from orchestrator.results import status_tables
+    from orchestrator.core.messages import CellResult, TaskStarted
+    from orchestrator.store.cell_tables import status_tables
 
     yield TaskStarted(time.time())
     cell = unit.cells[0]

@@ -24,12 +24,19 @@ import pytest
 pytest.importorskip("aiohttp")
 from aiohttp import web
 
-from orchestrator.endpoint_probe import ProbeError, probe_sync
+from orchestrator.client.probe import ProbeError, probe_sync
 from orchestrator.engines.endpoint import probe_target
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 from tests.conftest import run_orchestrator
-from tests.integration.endpoint_servers import (KEY, KEY_ENV, OUT_TOKENS, cell_config, files_holding,
-                                                guidellm_mock, run_cell)
+from tests.integration.endpoint_servers import (
+    KEY,
+    KEY_ENV,
+    OUT_TOKENS,
+    cell_config,
+    files_holding,
+    guidellm_mock,
+    run_cell,
+)
 from tests.integration.test_client import API_KEY, SseServer
 
 TTFT_MS = 100.0

@@ -8,16 +8,17 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from orchestrator import metrics, models
+from orchestrator.app.hydra_entry import typed
+from orchestrator.client import metrics
+from orchestrator.client import model_files as models
+from orchestrator.client.workload import build_plan
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.config.root import CellConfig
+from orchestrator.driver.grid import cell_configs
 from orchestrator.engines import engine_for
-from orchestrator.engines.hf import HfEngine
+from orchestrator.engines.hf.engine import HfEngine
 from orchestrator.errors import CellFailure, Status
-from orchestrator.grid import cell_configs
-from orchestrator.hydra_entry import typed
-from orchestrator.store import load
-from orchestrator.workload import build_plan
+from orchestrator.store.sweep_store import load
 from tests.conftest import run_orchestrator
 
 ENERGY_COLUMNS = ("energy_j", "energy_integrated_j", "net_energy_j", "energy_per_request_j",
@@ -155,8 +156,8 @@ def test_cells_sharing_an_engine_never_send_the_same_prompt(hf_sweep):
     assert not set(hashes[1]) & set(hashes[2]) and not set(hashes[1]) & set(hashes[4])
     assert not set(hashes[2]) & set(hashes[4])
     # and they are the prompts plan_for builds for each stored cell
+    from orchestrator.client.workload import plan_for
     from orchestrator.config.root import cell_config_from_json
-    from orchestrator.workload import plan_for
 
     for bs, r in runs.items():
         cfg = cell_config_from_json(r["config_json"])

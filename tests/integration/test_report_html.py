@@ -2,7 +2,7 @@
 Playwright; no browser download, no network): the page opens from disk with no console error,
 every chart draws, a filter changes the plotted series, a drill-down opens with its three charts,
 a table sorts; the comparison page draws; the Markdown links to both. And the dataset is
-readable as-is: DuckDB and polars get the same rows as ``orchestrator.store.load``."""
+readable as-is: DuckDB and polars get the same rows as ``orchestrator.store.sweep_store.load``."""
 from __future__ import annotations
 
 import json
@@ -152,7 +152,7 @@ def test_duckdb_and_polars_read_the_store_as_is(sweep):
     import duckdb
     import polars as pl
 
-    from orchestrator.store import load
+    from orchestrator.store.sweep_store import load
 
     runs = load(str(sweep)).runs.to_pandas().sort_values("cell_id").reset_index(drop=True)
     cols = ["cell_id", "status", "batch_size", "output_throughput_tok_s", "energy_j"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from orchestrator.analysis.search import read_search
 from orchestrator.search.record import read_record
-from orchestrator.store import Store
+from orchestrator.store.sweep_store import Store
 from tests.conftest import run_orchestrator
 
 SPACE = ["batch_size=1,2,4,8,16,32,64,128", "quantization=none,fp8"]

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from orchestrator import grid
 from orchestrator.analysis import read_sweep
 from orchestrator.config.groups import Arrival
 from orchestrator.config.root import CellConfig
-from orchestrator.runner import plan_cells
-from orchestrator.store import Store, load
+from orchestrator.core.cell import EngineChoice
+from orchestrator.driver import grid
+from orchestrator.driver.runner import plan_cells
+from orchestrator.store.sweep_store import Store, load
 from tests.conftest import ROOT, run_orchestrator
 
 V1_STORE = ROOT / "experiments" / "h100_llama2_7b" / "vllm_offline"
@@ -153,8 +154,8 @@ def test_a_simulated_result_does_not_satisfy_a_vllm_cell(tmp_path):
     assert plan_cells([vllm], {vllm.cell_id: "gpu_busy"}, retry_failed=False).run == [vllm]
     # engine=auto: the resolved engine decides, not the requested name
     auto_cfg = grid.config_of(["engine=auto", *axes])
-    [auto_sim] = grid.cells([auto_cfg], {"H100": grid.EngineChoice("simulated", "no H100 here")})
-    [auto_vllm] = grid.cells([auto_cfg], {"H100": grid.EngineChoice("vllm", "an H100 with vllm")})
+    [auto_sim] = grid.cells([auto_cfg], {"H100": EngineChoice("simulated", "no H100 here")})
+    [auto_vllm] = grid.cells([auto_cfg], {"H100": EngineChoice("vllm", "an H100 with vllm")})
     assert auto_sim.cell_id == sim.cell_id and auto_vllm.cell_id == vllm.cell_id not in stored
 
 

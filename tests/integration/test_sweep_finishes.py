@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import grid
+from orchestrator.driver import grid
 from orchestrator.errors import Status
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 from tests.conftest import ROOT, run_orchestrator
 
 
@@ -59,8 +59,8 @@ def test_cell_no_node_can_run_ends_unschedulable(tmp_path, ray_nodes):
 def _fake_unit(unit):
     """A task body standing in for the worker: the first cell fails in a retryable way, the
     second never finishes (the task's deadline cancels it)."""
-    from orchestrator.messages import CellResult, TaskStarted
-    from orchestrator.results import status_tables
+    from orchestrator.core.messages import CellResult, TaskStarted
+    from orchestrator.store.cell_tables import status_tables
 
     yield TaskStarted(time.time())
     first = unit.cells[0]
@@ -79,9 +79,9 @@ def test_deadline_keeps_cells_awaiting_a_retry(tmp_path):
     from ray import cloudpickle  # Ray's own copy pickles the task body
 
     from orchestrator.config.groups import DispatchConfig
-    from orchestrator.dispatch import Dispatcher
-    from orchestrator.messages import UnitSpec
-    from orchestrator.progress import SweepProgress
+    from orchestrator.core.messages import UnitSpec
+    from orchestrator.driver.dispatch import Dispatcher
+    from orchestrator.driver.progress import SweepProgress
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     configs = [grid.config_of(["engine=simulated", "workload=offline", f"batch_size={b}"]) for b in (1, 2)]
@@ -184,9 +184,9 @@ SERVER = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '
 def _engine_like_unit(unit):
     """A task body that starts what ``vllm serve`` starts (a server in its own session whose child
     stays in its group, as EngineCore does) under the worker's reaper, then hangs."""
+    from orchestrator.core.messages import TaskStarted
     from orchestrator.engines.process_group import die_with_parent
-    from orchestrator.messages import TaskStarted
-    from orchestrator.reaper import Reaper
+    from orchestrator.worker.reaper import Reaper
 
     yield TaskStarted(time.time())
     with Reaper():
@@ -206,11 +206,11 @@ def test_a_cancelled_task_leaves_no_engine_process(tmp_path):
     import ray
     from ray import cloudpickle
 
-    from orchestrator import reaper
     from orchestrator.config.groups import DispatchConfig
-    from orchestrator.dispatch import Dispatcher
-    from orchestrator.messages import UnitSpec
-    from orchestrator.progress import SweepProgress
+    from orchestrator.core.messages import UnitSpec
+    from orchestrator.driver.dispatch import Dispatcher
+    from orchestrator.driver.progress import SweepProgress
+    from orchestrator.worker import reaper
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     pids_file = tmp_path / "pids"

@@ -13,7 +13,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.cost import CostAssumptions, monthly_kwh
 from orchestrator.analysis.roofline_table import roofline_row
 from orchestrator.config.groups import GpuConfig, ModelConfig, Precision, QuantizationConfig
-from orchestrator.grid import config_of
+from orchestrator.driver.grid import config_of
 from orchestrator.perf import roofline, vram
 
 # Typed objects with the numbers written out by hand (not read from conf/), so the expected

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import store
 from orchestrator.analysis.dataset import StoredConfigs, prepare_runs, read_sweep
+from orchestrator.store import sweep_store as store
 
 STUDY = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "store"
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator import store
 from orchestrator.analysis.compare import compare_points
 from orchestrator.analysis.cost import CostAssumptions, cost_table
 from orchestrator.analysis.dataset import (
@@ -25,8 +24,9 @@ from orchestrator.analysis.plots import pareto_front
 from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
-from orchestrator.grid import config_of
+from orchestrator.driver.grid import config_of
 from orchestrator.report.markdown import series_label
+from orchestrator.store import sweep_store as store
 
 
 def config(gpu="h100", workload="chat_medium", bs=1, repeat=0):

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import calibrate_simulator as cal  # noqa: E402
 
-from orchestrator.grid import config_of  # noqa: E402
+from orchestrator.driver.grid import config_of  # noqa: E402
 
 H200_STORE = ROOT / "experiments" / "benchmarks" / "vllm_h200_validity" / "store"
 TRUE = {"memory_efficiency": 0.62, "compute_efficiency": 0.41, "step_overhead_s": 0.004, "busy_power_floor": 0.55,

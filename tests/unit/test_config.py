@@ -8,15 +8,14 @@ import sys
 
 import pytest
 
-from orchestrator import results
+from orchestrator.app.hydra_entry import typed
+from orchestrator.config.engine_options import HfDevice, SchedulingPolicy
 from orchestrator.config.fields import from_dict
 from orchestrator.config.groups import Arrival, LengthDist, Precision, Weights, WorkloadKind
-from orchestrator.config.overrides import available_options
 from orchestrator.config.root import CONFIG_GROUPS, CellConfig, Config, cell_config_from_json
-from orchestrator.engines.hf import HfDevice
-from orchestrator.engines.vllm_common import SchedulingPolicy
-from orchestrator.grid import cells, config_of
-from orchestrator.hydra_entry import typed
+from orchestrator.driver.grid import cells, config_of
+from orchestrator.driver.overrides import available_options
+from orchestrator.store import cell_tables as results
 from tests.conftest import ROOT
 
 

@@ -1,9 +1,9 @@
 """Which cells share one engine start (``dispatch.make_units``), on the real composed config."""
 from __future__ import annotations
 
-from orchestrator import grid
-from orchestrator.dispatch import make_units
-from orchestrator.grid import config_of
+from orchestrator.driver import grid
+from orchestrator.driver.dispatch import make_units
+from orchestrator.driver.grid import config_of
 
 OFFERED = {"H200": True}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.driver.grid import cells, config_of
+from orchestrator.engines import cell_engine
 from orchestrator.engines.endpoint import EndpointEngine, api_key
 from orchestrator.errors import ConfigError
-from orchestrator.grid import cells, config_of
 
 URL = "http://127.0.0.1:9"  # nothing listens there: nothing below may send a request
 
@@ -38,7 +39,7 @@ def test_the_url_survives_the_override_grammar_and_the_key_name_is_no_identity()
 
 def test_no_vram_check_the_server_holds_the_model():
     [c] = cells([cfg("batch_size=4096", "gpu=t4")], {})
-    assert c.status is None and c.engine_class is EndpointEngine
+    assert c.status is None and cell_engine(c) is EndpointEngine
 
 
 def test_a_batch_size_sweep_is_refused_before_any_probe():

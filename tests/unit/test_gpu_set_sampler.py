@@ -13,14 +13,13 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from tests.conftest import autospec_pynvml  # noqa: E402
-
+from orchestrator.driver.grid import config_of
 from orchestrator.energy import sampler_for
 from orchestrator.energy.base import idle_power_from, window_energy
-from orchestrator.energy.gpu_set import GpuSetSampler
 from orchestrator.energy.null import NullSampler
+from orchestrator.energy.nvml import GpuSetSampler
 from orchestrator.engines.endpoint import EndpointEngine
-from orchestrator.grid import config_of
+from tests.conftest import autospec_pynvml  # noqa: E402
 from tests.unit.test_nvml_sampler import FakeGpu
 
 UUIDS = ("GPU-aaaaaaaa-0000-0000-0000-000000000001", "GPU-bbbbbbbb-0000-0000-0000-000000000002")

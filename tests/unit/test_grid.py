@@ -5,12 +5,13 @@ import random
 
 import pytest
 
-from orchestrator import grid
+from orchestrator.app.hydra_entry import expand_jobs, job_lists, typed
+from orchestrator.core.cell import EngineChoice
+from orchestrator.driver import grid
 from orchestrator.errors import ConfigError, Status
-from orchestrator.hydra_entry import expand_jobs, job_lists, typed
 
 # ``engine=auto`` (the default) resolved as on a cluster whose every GPU type has vllm.
-AUTO = {t: grid.EngineChoice("vllm", "test: a node of this type has vllm") for t in ("T4", "A100", "A800", "H100", "H200")}
+AUTO = {t: EngineChoice("vllm", "test: a node of this type has vllm") for t in ("T4", "A100", "A800", "H100", "H200")}
 
 
 def _cells(compose, args, sweep=None, auto=AUTO):

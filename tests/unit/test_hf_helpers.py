@@ -11,14 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from orchestrator import models
+from orchestrator.app.hydra_entry import typed
+from orchestrator.client import model_files as models
+from orchestrator.client.workload import RequestSpec, build_plan
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.engines import ENGINES, engine_for, hf, hf_model
+from orchestrator.driver.grid import cell_configs as grid_cell_configs
+from orchestrator.driver.grid import group_option
+from orchestrator.engines import ENGINES, engine_for
+from orchestrator.engines.hf import engine as hf
+from orchestrator.engines.hf import model as hf_model
 from orchestrator.errors import CellFailure, Status
-from orchestrator.grid import cell_configs as grid_cell_configs
-from orchestrator.grid import group_option
-from orchestrator.hydra_entry import typed
-from orchestrator.workload import RequestSpec, build_plan
 
 
 def _model(name):
@@ -209,7 +211,7 @@ def test_engine_is_registered_cheap_and_picklable_before_start(compose):
 
 
 def test_importing_the_engine_imports_neither_torch_nor_transformers():
-    code = ("import sys, orchestrator, orchestrator.engines.hf, orchestrator.engines.hf_model, orchestrator.models; "
+    code = ("import sys, orchestrator, orchestrator.engines.hf.engine, orchestrator.engines.hf.model, orchestrator.client.model_files; "
             "print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

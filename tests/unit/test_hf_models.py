@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from orchestrator import models
-from orchestrator.grid import group_option
+from orchestrator.client import model_files as models
+from orchestrator.driver.grid import group_option
 
 NONE = group_option("quantization", "none")
 

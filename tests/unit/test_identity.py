@@ -1,4 +1,4 @@
-"""A cell's identity (``orchestrator.identity``): only the declared identity fields of the engine
+"""A cell's identity (``orchestrator.core.identity``): only the declared identity fields of the engine
 that actually runs the cell (``engine=auto`` resolved) and, for a measured engine, the sampler's
 settings go into its ``cell_id``; settings (timeouts, cache directories, pacing) and other engines'
 blocks never do. Ids are 16 hex digits, the same in every process."""
@@ -11,14 +11,12 @@ import sys
 
 import pytest
 
-from orchestrator import grid
+from orchestrator.config.engine_options import SimulatedOptions, VllmOptions
 from orchestrator.config.fields import identity_of
-from orchestrator.engines import engine_for
-from orchestrator.engines.simulated import SimulatedEngine, SimulatedOptions
-from orchestrator.engines.vllm_common import VllmOptions
-from orchestrator.engines.vllm_offline import VllmOfflineEngine
-from orchestrator.grid import EngineChoice, config_of
-from orchestrator.identity import cell_identity, digest
+from orchestrator.core.cell import EngineChoice
+from orchestrator.core.identity import cell_identity, digest
+from orchestrator.driver import grid
+from orchestrator.driver.grid import config_of
 from tests.conftest import ROOT
 
 BASE = ["model=llama2_7b", "quantization=none", "gpu=h100", "workload=offline", "batch_size=4",
@@ -89,14 +87,14 @@ def test_setting_fields_are_declared_and_left_out():
 
 def test_identity_holds_only_the_resolved_engines_block():
     cfg = config_of(SIMULATED)
-    ident = cell_identity(cfg, SimulatedEngine)
+    ident = cell_identity(cfg, "simulated")
     assert ident["engine"] == {"name": "simulated", "simulated": identity_of(cfg.engine.simulated)}
     assert "sampler" not in ident  # the simulator models its own power
-    v = cell_identity(config_of(VLLM), VllmOfflineEngine)
+    v = cell_identity(config_of(VLLM), "vllm")
     assert set(v["engine"]) == {"name", "vllm"} and v["sampler"] == identity_of(config_of(VLLM).sampler)
     assert (ident["batch_size"], ident["repeat"]) == (4, 0)
     # grid.cells hashes exactly this identity
-    assert cell_id(SIMULATED) == digest(cell_identity(cfg, engine_for("simulated", cfg.workload.kind)))
+    assert cell_id(SIMULATED) == digest(cell_identity(cfg, "simulated"))
 
 
 # ------------------------------------------------------------------ engine=auto
@@ -138,7 +136,7 @@ def test_ids_are_16_hex_digits_and_distinct_per_cell():
 
 
 def test_ids_are_the_same_in_another_process():
-    code = ("import sys; from orchestrator import grid; "
+    code = ("import sys; from orchestrator.driver import grid; "
             "print(grid.cells([grid.config_of(sys.argv[1:])], {})[0].cell_id)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code, *SIMULATED], cwd=ROOT, env=env, capture_output=True,

@@ -3,14 +3,13 @@ them): every NVML failure code maps to one class, with a message that names the 
 that look a GPU up by UUID raise them (autospec'd pynvml)."""
 from __future__ import annotations
 
-
 import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
+from orchestrator import errors
+from orchestrator.energy import gpuinfo
 from tests.conftest import autospec_pynvml  # noqa: E402
-
-from orchestrator import errors, gpuinfo
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_gpu_busy_names_the_processes_that_hold_the_memory(nv, monkeypatch):
     import os
     import types
 
-    from orchestrator.engines import vllm_common
+    from orchestrator.engines.vllm import common as vllm_common
 
     held = types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=129_469 * 2**20)
     nv.nvmlDeviceGetComputeRunningProcesses.return_value = [held]

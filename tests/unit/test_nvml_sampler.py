@@ -12,11 +12,12 @@ import pytest
 
 pynvml = pytest.importorskip("pynvml")
 
-from tests.conftest import autospec_pynvml  # noqa: E402
-
-from orchestrator import errors, gpuinfo
+from orchestrator import errors
+from orchestrator.energy import gpuinfo
+from orchestrator.energy import nvml as nvml_module
 from orchestrator.energy.base import window_energy
 from orchestrator.energy.nvml import POWER_FIELD_INSTANT, NvmlSampler
+from tests.conftest import autospec_pynvml  # noqa: E402
 
 UUID = "GPU-12345678-aaaa-bbbb-cccc-0123456789ab"
 INTERVAL_S = 0.01
@@ -158,7 +159,7 @@ def test_stop_before_start_and_double_start(nv):
 
 def test_no_uuid_means_cuda_device_0_of_this_process(nv, monkeypatch):
     calls = []
-    monkeypatch.setattr(gpuinfo, "assigned_gpu", lambda env=None: calls.append(1) or gpuinfo.GpuIdentity(
+    monkeypatch.setattr(nvml_module, "assigned_gpu", lambda env=None: calls.append(1) or gpuinfo.GpuIdentity(
         "NVIDIA H100", UUID, 0, 81559.0, "580.1", "13.0"))
     s = NvmlSampler(None, INTERVAL_S)
     s.start()

@@ -1,6 +1,6 @@
-"""Plug-in registries (``orchestrator.plugins``): the engines and samplers that register
-themselves, what each engine declares, the ``engine`` config schema built from those
-declarations, discovery of a new engine package, and ``sampler_for``."""
+"""Plug-in registries (``orchestrator.core.registry``): the engines and samplers the registries
+find, what each engine declares, the static ``engine`` config schema (one options block per
+engine, named after it), discovery of a new engine package, and ``sampler_for``."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,18 +11,19 @@ import textwrap
 import pytest
 
 from orchestrator.config.engine import EngineConfig
+from orchestrator.config.engine_options import EngineOptions
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.config.overrides import available_options
+from orchestrator.core.registry import Registry, registers
+from orchestrator.driver.grid import config_of
+from orchestrator.driver.overrides import available_options
 from orchestrator.energy import SAMPLERS, sampler_for
 from orchestrator.energy.null import NullSampler
 from orchestrator.energy.nvml import NvmlSampler
 from orchestrator.engines import ENGINES
 from orchestrator.engines.base import Engine, GpuUse
-from orchestrator.engines.hf import HfEngine
+from orchestrator.engines.hf.engine import HfEngine
 from orchestrator.engines.simulated import ModeledPowerSampler, SimulatedEngine
-from orchestrator.engines.vllm_offline import VllmOfflineEngine
-from orchestrator.grid import config_of
-from orchestrator.plugins import Registry
+from orchestrator.engines.vllm.offline import VllmOfflineEngine
 
 OFFLINE = ["model=tiny", "quantization=none", "gpu=t4", "workload=offline", "batch_size=2"]
 
@@ -38,19 +39,49 @@ def test_every_engine_declares_its_capabilities(cls):
     assert issubclass(cls, Engine) and cls.name in ENGINES.names()
     assert cls.quantizations and set(cls.quantizations) <= set(available_options("quantization"))
     assert cls.workload_kinds and set(cls.workload_kinds) <= set(WorkloadKind)
-    assert isinstance(cls.options_key, str) and cls.options_key
-    assert dataclasses.is_dataclass(cls.options_schema)
+    assert isinstance(EngineConfig(name=cls.name).options(cls.name), EngineOptions)
     assert isinstance(cls.gpu, GpuUse) and isinstance(cls.shared_axes, frozenset)
     assert cls.shared_axes <= {"batch_size", "repeat", "workload"}
 
 
-def test_engine_config_has_one_block_per_options_key():
-    keys = {cls.options_key: cls.options_schema for cls in ENGINES}
-    fields = {f.name: f.type for f in dataclasses.fields(EngineConfig)}
-    assert set(fields) == {"name", *keys}
+def test_engine_config_has_one_block_per_engine_named_after_it():
+    assert EngineConfig.blocks() == ENGINES.names()
+    assert {f.name for f in dataclasses.fields(EngineConfig)} == {"name", *ENGINES.names()}
     cfg = EngineConfig(name="simulated")
-    for key, schema in keys.items():
-        assert isinstance(cfg.options(key), schema) and cfg.options(key) is getattr(cfg, key)
+    for name in ENGINES.names():
+        block = cfg.options(name)
+        assert block is getattr(cfg, name) and dataclasses.is_dataclass(block) and isinstance(block, EngineOptions)
+    assert cfg.options("simulated").models_power and not cfg.options("vllm").models_power
+    assert type(cfg.options("from_another_distribution")) is EngineOptions  # no block: no knobs
+    assert type(cfg.options("name")) is EngineOptions
+
+
+def test_a_marked_class_that_is_no_engine_is_refused(tmp_path, monkeypatch):
+    pkg = f"not_engines_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "thing.py").write_text(
+        "from orchestrator.core.registry import registers\n\n@registers('thing')\nclass Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        with pytest.raises(TypeError, match="marked as a engine but does not derive Engine"):
+            Registry("engine", pkg, "orchestrator.tests.none", base=Engine).discover()
+    finally:
+        for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+            del sys.modules[name]
+
+
+def test_the_decorator_only_marks_the_class():
+    @registers("marked")
+    class Marked(Engine):
+        def start(self):
+            pass
+
+        def run(self, plan):
+            raise NotImplementedError
+
+    assert Marked.name == "marked" and "marked" not in ENGINES.names()
 
 
 def test_variants_of_a_name_cover_distinct_workload_kinds():
@@ -65,23 +96,15 @@ def test_variants_of_a_name_cover_distinct_workload_kinds():
 
 TOY_INIT = '''
 """A third-party engine package: its own registry, as orchestrator.engines has."""
-from orchestrator.plugins import Registry
+from orchestrator.core.registry import Registry
+from orchestrator.engines.base import Engine
 
-TOY_ENGINES = Registry("engine", __name__, "orchestrator.tests.toy_engines")
-register_engine = TOY_ENGINES.register
+TOY_ENGINES = Registry("engine", __name__, "orchestrator.tests.toy_engines", base=Engine)
 '''
 
 TOY_ENGINE = '''
-from dataclasses import dataclass
-
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.engines.base import Engine, GpuUse
-from {pkg} import register_engine
-
-
-@dataclass
-class ToyOptions:
-    speed: float = 1.0
+from orchestrator.engines.base import Engine, GpuUse, register_engine
 
 
 @register_engine("toy")
@@ -89,8 +112,6 @@ class ToyEngine(Engine):
     quantizations = frozenset({{"none"}})
     workload_kinds = frozenset({{WorkloadKind.offline}})
     gpu = GpuUse.none
-    options_key = "toy"
-    options_schema = ToyOptions
 
     def start(self):
         pass
@@ -127,8 +148,7 @@ def test_a_new_engine_is_discovered_in_its_package(toy_package):
     assert registry.names() == ("toy",)
     (cls,) = registry.variants("toy")
     assert cls.__name__ == "ToyEngine" and cls.name == "toy" and issubclass(cls, Engine)
-    assert cls.workload_kinds == frozenset({WorkloadKind.offline}) and cls.options_key == "toy"
-    assert dataclasses.is_dataclass(cls.options_schema)
+    assert cls.workload_kinds == frozenset({WorkloadKind.offline})
     assert f"{toy_package}._private" not in sys.modules
     registry.discover()  # once only: nothing registered twice
     assert registry.variants("toy") == [cls]

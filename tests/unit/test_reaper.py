@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from orchestrator import reaper
+from orchestrator.worker import reaper
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="the reaper reads /proc (Linux)")
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="the rea
 WORKER = textwrap.dedent("""
     import subprocess, sys, time
     from orchestrator.engines.process_group import die_with_parent
-    from orchestrator.reaper import Reaper
+    from orchestrator.worker.reaper import Reaper
 
     SERVER = "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); print(c.pid, flush=True); time.sleep(300)"
     mode = sys.argv[1]

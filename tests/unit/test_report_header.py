@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from orchestrator.report.header import _units
-from orchestrator.store import load
+from orchestrator.store.sweep_store import load
 
 STUDY_STORE = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "store"
 

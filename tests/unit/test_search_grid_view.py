@@ -9,7 +9,7 @@ import pytest
 from orchestrator.analysis.search import read_search
 from orchestrator.report.search import _gap, search_section
 from orchestrator.search.outcome import read_outcomes
-from orchestrator.store import Store, load
+from orchestrator.store.sweep_store import Store, load
 
 H200 = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "energy_slo_search" / "h200" / "store"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import ConfigError
-from orchestrator.grid import default_choices, expand
+from orchestrator.app.hydra_entry import typed
 from orchestrator.config.root import Config
-from orchestrator.hydra_entry import typed
-from orchestrator.search.config import Method, SearchConfig, SloConfig
+from orchestrator.config.search import Method, SearchConfig, SloConfig
+from orchestrator.driver.grid import default_choices, expand
+from orchestrator.errors import ConfigError
 from orchestrator.search.entry import budget_of
 from orchestrator.search.outcome import Outcome, Reason, combined, verdict
 from orchestrator.search.space import axes_of, jobs_of, space_of

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from orchestrator import metrics
+from orchestrator.client import metrics
+from orchestrator.client.workload import drain_limit_s, plan_for
+from orchestrator.driver.grid import cells, config_of
 from orchestrator.energy import sampler_for
 from orchestrator.engines import engine_for
 from orchestrator.engines.simulated import ModeledPowerSampler, SimulatedEngine
-from orchestrator.grid import cells, config_of
 from orchestrator.perf import roofline
-from orchestrator.workload import drain_limit_s, plan_for
 
 
 def _cfg(gpu="h100", quant="none", model="llama2_7b", workload="offline", **wl):

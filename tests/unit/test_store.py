@@ -12,10 +12,18 @@ import time
 import pytest
 
 from orchestrator.config.root import cell_config_from_json
+from orchestrator.driver.grid import cells, config_of
 from orchestrator.errors import Status
-from orchestrator.grid import cells, config_of
-from orchestrator.results import status_tables
-from orchestrator.store import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMA_VERSION, Store, columns_table, load, runs_table
+from orchestrator.store.cell_tables import status_tables
+from orchestrator.store.sweep_store import (
+    READABLE_VERSIONS,
+    RUNS_SCHEMA,
+    SCHEMA_VERSION,
+    Store,
+    columns_table,
+    load,
+    runs_table,
+)
 
 
 def _cell(cell_id):
@@ -65,7 +73,7 @@ def test_incomplete_cell_is_ignored(tmp_path):
 
 WRITER = r"""
 import sys, numpy as np
-from orchestrator.store import Store, columns_table
+from orchestrator.store.sweep_store import Store, columns_table
 store = Store.open(sys.argv[1])
 n = 4_000_000
 t = columns_table("power", {"cell_id": ["k"] * n, "t_ns": np.arange(n), "power_w": np.random.rand(n)})

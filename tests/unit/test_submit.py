@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from orchestrator import submit
-from orchestrator.cli import hoist_multirun
+from orchestrator.app.argv import hoist_multirun
 
 
 def _packed_log(tmp_path, payload_files=3):

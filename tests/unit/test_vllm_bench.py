@@ -30,7 +30,7 @@ def test_help_runs():
 
 def test_both_sides_get_the_same_engine_arguments(bench):
     from orchestrator.config.root import CellConfig
-    from orchestrator.engines.vllm_common import engine_args
+    from orchestrator.engines.vllm.common import engine_args
 
     args = bench.parse_args(["--out", "/tmp/x", "--gpu", "h100"])
     off = bench.compose_cell(bench.overrides(args, "offline"), 256)

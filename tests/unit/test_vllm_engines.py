@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import errors, metrics
+from orchestrator import errors
+from orchestrator.client import metrics
+from orchestrator.client.model_files import prompt_digest
+from orchestrator.client.workload import RequestSpec, build_plan
 from orchestrator.config.fields import as_plain, from_dict
 from orchestrator.config.groups import WorkloadKind
+from orchestrator.driver.grid import config_of
 from orchestrator.engines import engine_for
-from orchestrator.engines import vllm_common as vc
-from orchestrator.engines import vllm_log as vl
-from orchestrator.engines import vllm_offline as vo
-from orchestrator.engines import vllm_server as vs
+from orchestrator.engines.vllm import common as vc
+from orchestrator.engines.vllm import log as vl
+from orchestrator.engines.vllm import offline as vo
+from orchestrator.engines.vllm import server as vs
 from orchestrator.errors import CellFailure, Status
-from orchestrator.grid import config_of
-from orchestrator.models import prompt_digest
-from orchestrator.workload import RequestSpec, build_plan
-
 
 VLLM_LOGS = Path(__file__).parent / "data" / "vllm_logs"
 
@@ -72,11 +72,11 @@ def test_one_engine_name_two_variants_by_workload_kind():
     assert engine_for("vllm", WorkloadKind.open_loop) is vs.VllmServerEngine
     assert engine_for("vllm", WorkloadKind.closed_loop) is vs.VllmServerEngine
     for cls in (vo.VllmOfflineEngine, vs.VllmServerEngine):
-        assert cls.name == "vllm" and cls.options_key == "vllm" and cls.options_schema is vc.VllmOptions
+        assert cls.name == "vllm"
     c = cfg(vllm={"gpu_memory_utilization": 0.8})
     eng = vo.VllmOfflineEngine(c, 8)  # cheap before start(): no vllm, no GPU
     assert eng.options is c.engine.vllm and eng.uses_gpu and eng.stop_report() == {}
-    assert vo.VllmOfflineEngine.memory_fraction(c.engine.vllm) == 0.8
+    assert c.engine.options("vllm").memory_fraction() == 0.8
 
 
 def test_engine_args_quantization_batched_tokens_and_extra_args():
@@ -326,7 +326,7 @@ def fake_vllm(monkeypatch, tmp_path):
         monkeypatch.delenv(key)
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
-    monkeypatch.setattr("orchestrator.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr("orchestrator.energy.gpuinfo.check_gpu_type", lambda name, env=None: gpu)
     monkeypatch.setattr(vc, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
     FakeLLM.instances, FakeLLM.fail_with, FakeLLM.drop_metrics = [], None, False
     FakeLLM.start_log, FakeLLM.quantization = "", "absent"
@@ -449,8 +449,8 @@ def test_offline_engine_refuses_online_plans_and_bigger_batches(fake_vllm):
 
 
 def test_importing_the_engines_imports_no_heavy_library():
-    code = ("import sys, orchestrator.engines.vllm_common, orchestrator.engines.vllm_offline, "
-            "orchestrator.engines.vllm_server, orchestrator.client, "
+    code = ("import sys, orchestrator.engines.vllm.common, orchestrator.engines.vllm.offline, "
+            "orchestrator.engines.vllm.server, orchestrator.client.stream, "
             "orchestrator.energy.nvml; print([m for m in ('vllm', 'torch', 'pynvml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))

@@ -1,4 +1,4 @@
-"""Reading vLLM logs (``orchestrator.engines.vllm_log``) on excerpts built from vLLM 0.26.0's own
+"""Reading vLLM logs (``orchestrator.engines.vllm.log``) on excerpts built from vLLM 0.26.0's own
 message formats and on real vLLM 0.26.0 logs from an H200 (``tests/unit/data/vllm_logs/``,
 ``h200_*``: llama2_7b shapes, dummy weights, enforce_eager): a failed cell's ``error`` leads with
 the line that explains it and its status is right; the quantization method and linear kernel
@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import errors, results
+from orchestrator import errors
+from orchestrator.client.model_files import checkpoint_quant_method
 from orchestrator.config.groups import WorkloadKind
+from orchestrator.driver.grid import config_of
 from orchestrator.engines import engine_for
-from orchestrator.engines import vllm_common as vc
-from orchestrator.engines import vllm_log as vl
+from orchestrator.engines.vllm import common as vc
+from orchestrator.engines.vllm import log as vl
 from orchestrator.errors import CellFailure, Status
-from orchestrator.grid import config_of
-from orchestrator.models import checkpoint_quant_method
-from orchestrator.store import RUNS_SCHEMA
+from orchestrator.store import cell_tables as results
+from orchestrator.store.sweep_store import RUNS_SCHEMA
 
 LOGS = Path(__file__).parent / "data" / "vllm_logs"
 ENGINE_DIED = RuntimeError("Engine core initialization failed. See root cause above. "

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from orchestrator import grid
+from orchestrator.client.workload import drain_limit_s
+from orchestrator.core.messages import UnitSpec
+from orchestrator.driver import grid
 from orchestrator.errors import Status
-from orchestrator.messages import UnitSpec
-from orchestrator.worker import UnitRunner
-from orchestrator.workload import drain_limit_s
+from orchestrator.worker.unit import UnitRunner
 
 
 def _run_cells(*overrides):
@@ -64,12 +64,12 @@ def test_overloaded_open_loop_row_is_cancelled_and_saturated():
 
 def test_the_engine_lives_under_a_reaper(monkeypatch):
     """Between engine start and stop of an engine that starts processes a reaper watcher
-    (``python -m orchestrator.reaper <this pid>``) runs beside the worker; it is gone once the
+    (``python -m orchestrator.worker.reaper <this pid>``) runs beside the worker; it is gone once the
     unit's cells are done. An engine that starts none gets no watcher."""
     import os
 
-    from orchestrator import reaper
     from orchestrator.engines.simulated import SimulatedEngine
+    from orchestrator.worker import reaper
 
     def watchers():
         out = []
@@ -79,7 +79,7 @@ def test_the_engine_lives_under_a_reaper(monkeypatch):
                     args = f.read().split(b"\0")
             except OSError:
                 continue
-            if b"orchestrator.reaper" in args and str(os.getpid()).encode() in args:
+            if b"orchestrator.worker.reaper" in args and str(os.getpid()).encode() in args:
                 out.append(pid)
         return out
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orchestrator.client.metrics import RequestRecord, WindowRun, completion_shortfall, summarize, ttft_growing
+from orchestrator.client.workload import build_plan, draw_lengths
 from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
-from orchestrator.grid import group_option
-from orchestrator.metrics import RequestRecord, WindowRun, summarize, ttft_growing, completion_shortfall
-from orchestrator.workload import build_plan, draw_lengths
+from orchestrator.driver.grid import group_option
 
 
 def _wl(name, **kw) -> WorkloadConfig:
@@ -174,7 +174,7 @@ def test_batches_beyond_the_plan_are_deterministic_and_drawn_from_the_distributi
     assert len({s.input_tokens for s in extra}) > 1 and all(16 <= s.input_tokens <= 512 for s in extra)
     assert build_plan(wl, 8, repeat=1).batch(7) != extra  # another repeat draws other lengths
     # the planned batches are the same draws as the on-demand ones
-    from orchestrator.workload import offline_batch
+    from orchestrator.client.workload import offline_batch
     assert a.batch(2) == offline_batch(wl, 8, a.seed, 2, "measured")
 
 
@@ -182,14 +182,14 @@ def test_batches_beyond_the_plan_are_deterministic_and_drawn_from_the_distributi
 
 
 def _cells(*overrides):
-    from orchestrator.grid import cells, config_of
+    from orchestrator.driver.grid import cells, config_of
 
     return [cells([config_of(["model=tiny", "gpu=t4", "engine=simulated", "sampler=none", *o])], {})[0]
             for o in overrides]
 
 
 def _prompts(cell):
-    from orchestrator.workload import plan_for
+    from orchestrator.client.workload import plan_for
 
     plan = plan_for(cell.config, cell.cell_id)
     return [tuple(plan.prompt_ids(s, cell.config.model.vocab_size)) for s in plan.requests]
@@ -208,7 +208,7 @@ def test_cells_never_share_a_prompt_and_a_cell_always_sends_the_same(workload):
 
 
 def test_plan_for_keeps_the_workload_and_sets_the_drain_limit():
-    from orchestrator.workload import drain_limit_s, plan_for
+    from orchestrator.client.workload import drain_limit_s, plan_for
 
     (cell,) = _cells(["workload=chat_high", "batch_size=4", "workload.drain_timeout_s=3"])
     plan = plan_for(cell.config, cell.cell_id)
@@ -225,9 +225,9 @@ def test_plan_for_keeps_the_workload_and_sets_the_drain_limit():
 
 
 def test_drain_limit_explicit_wins_else_three_roofline_requests_at_least_10_s():
-    from orchestrator.grid import config_of
+    from orchestrator.client.workload import DRAIN_FLOOR_S, drain_limit_s
+    from orchestrator.driver.grid import config_of
     from orchestrator.perf import roofline
-    from orchestrator.workload import DRAIN_FLOOR_S, drain_limit_s
 
     def cfg(gpu, *extra):
         return config_of([f"gpu={gpu}", "model=llama2_7b", "quantization=none", "workload=chat_high",

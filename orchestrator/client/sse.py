@@ -1,0 +1,162 @@
+"""One streamed response of an OpenAI-compatible ``/v1/completions`` server, read chunk by chunk
+(the streaming client's receiving half; ``client`` drives the requests).
+
+``read_stream`` POSTs a body and feeds every ``data:`` payload of the answer into an
+``SseStream``, stamped with ``time.monotonic()`` at arrival. A chunk that names k token ids gives
+k token times (all its arrival); without ids, continuous-usage deltas give the count; without
+either, only the chunk's arrival is known (``chunk_times``). The final chunk's usage is the
+request's token count; text never is. ``record`` turns the stream into the request's row (an
+``error`` row when the stream failed or gave no count; a ``cancelled`` one at the drain limit).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+import numpy as np
+
+from orchestrator.client.metrics import RequestRecord
+from orchestrator.client.workload import RequestSpec
+
+if TYPE_CHECKING:
+    from orchestrator.client.endpoint import Endpoint
+
+ERROR_TEXT_CHARS = 2000
+
+
+class SseStream:
+    """Accumulates the chunks of one response."""
+
+    def __init__(self):
+        self.token_times: List[float] = []
+        self.chunk_times: List[float] = []  # arrival of every chunk that carried text or tokens
+        self.ids_seen = False  # a content chunk named its token ids
+        self.continuous_seen = False  # a content chunk carried usage (continuous usage stats)
+        self.tokens_known = True  # every content chunk said how many tokens it carried
+        self.first_content_s: Optional[float] = None
+        self.last_content_s: Optional[float] = None
+        self.usage_tokens: Optional[int] = None
+        self.prompt_tokens: Optional[int] = None
+        self.cumulative = 0  # continuous-usage count seen so far
+        self.error: Optional[str] = None
+        self.done = False  # saw [DONE]
+        self.cancelled = False  # closed by the client at the drain limit
+        self.status: Optional[int] = None  # the HTTP status (None: no response)
+
+    def feed(self, payload: str, t: float) -> bool:
+        """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
+        if payload == "[DONE]":
+            self.done = True
+            return False
+        chunk = json.loads(payload)
+        if "error" in chunk and not chunk.get("choices"):
+            self.error = f"stream error: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}"
+            return False
+        usage = chunk.get("usage") or None
+        choices = chunk.get("choices") or []
+        for choice in choices:
+            self._content(choice, usage, t)
+        if usage is not None and not choices:  # the final usage chunk
+            self.usage_tokens = int(usage["completion_tokens"])
+            self.prompt_tokens = usage.get("prompt_tokens")
+        return True
+
+    def _content(self, choice: Dict, usage: Optional[Dict], t: float) -> None:
+        ids = choice.get("token_ids")
+        if ids is not None:
+            k = len(ids)
+            self.ids_seen = True
+        elif usage is not None and "completion_tokens" in usage:
+            k = int(usage["completion_tokens"]) - self.cumulative
+            self.continuous_seen = True
+        else:
+            k = None
+        if k is None:
+            self.tokens_known = False
+            if choice.get("text"):
+                self._mark(t)
+                self.chunk_times.append(t)
+            return
+        self.cumulative += k
+        if k > 0:
+            self.token_times.extend([t] * k)
+            self.chunk_times.append(t)
+            self._mark(t)
+
+    def _mark(self, t: float) -> None:
+        if self.first_content_s is None:
+            self.first_content_s = t
+        self.last_content_s = t
+
+    def record(self, spec: RequestSpec, arrival_s: float, send_s: float, end_of_stream_s: float) -> RequestRecord:
+        """The request's row (status 'error' when the stream failed or gave no token count)."""
+        rec = RequestRecord(
+            index=spec.index, phase=spec.phase, arrival_s=arrival_s, send_s=send_s,
+            first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
+            output_tokens=0, requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
+        )
+        if self.cancelled:
+            return self._cancelled(rec)
+        count = self.usage_tokens
+        if count is None and self.tokens_known:
+            count = len(self.token_times)
+        if not self.error and not self.done:
+            self.error = "the stream ended before [DONE]"
+        if self.error or count is None:
+            rec.status = "error"
+            rec.error = self.error or "the server reported no token count (no usage chunk, no token ids)"
+            return rec
+        rec.output_tokens = count
+        rec.chunk_times_s = np.asarray(self.chunk_times, dtype=float)
+        if self.prompt_tokens is not None:
+            rec.input_tokens = rec.prompt_tokens_reported = int(self.prompt_tokens)
+        if self.first_content_s is not None:
+            rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
+        if self.tokens_known:
+            rec.token_times_s = np.asarray(self.token_times, dtype=float)
+            if len(self.token_times) != count:
+                rec.error = f"token ids in chunks ({len(self.token_times)}) != usage.completion_tokens ({count})"
+        return rec
+
+
+    def _cancelled(self, rec: RequestRecord) -> RequestRecord:
+        """A request cancelled at the drain limit: the tokens seen so far, with their times."""
+        rec.status = "cancelled"
+        rec.error = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
+        rec.output_tokens = len(self.token_times)
+        if self.first_content_s is not None:
+            rec.first_token_s = self.first_content_s
+        if self.tokens_known and self.token_times:
+            rec.token_times_s = np.asarray(self.token_times, dtype=float)
+        return rec
+
+
+async def read_stream(session, endpoint: "Endpoint", body: bytes) -> "SseStream":
+    """POST ``body`` now and read its SSE stream into a ``SseStream``; never raises (an HTTP error,
+    a stream error, a timeout or a lost connection is its ``error``; a cancellation its
+    ``cancelled``). ``SseStream.status`` is the HTTP status (None: no response)."""
+    st = SseStream()
+    send_s = time.monotonic()
+    try:
+        async with session.post(endpoint.completions_url, data=body, headers=endpoint.headers()) as resp:
+            st.status = resp.status
+            if resp.status != 200:
+                text = (await resp.text())[:ERROR_TEXT_CHARS]
+                st.error = f"HTTP {resp.status}: {text}"
+            else:
+                async for line in resp.content:
+                    t = time.monotonic()
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    if not st.feed(line[5:].strip().decode(), t):
+                        break
+    except asyncio.CancelledError:  # the drain limit: leaving the `async with` closes the stream
+        st.cancelled = True
+    except (asyncio.TimeoutError, TimeoutError) as exc:
+        st.error = f"timeout after {time.monotonic() - send_s:.1f} s ({type(exc).__name__})"
+    except Exception as exc:  # connection refused/reset, bad JSON...: a row, not a crash
+        st.error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
+    return st

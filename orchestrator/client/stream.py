@@ -1,0 +1,259 @@
+"""An async streaming client for OpenAI-compatible ``/v1/completions`` servers (vLLM), recording
+one timestamp per output **token** (docs/architecture.md, "What a cell measures").
+
+Sending: open loop (poisson | constant | gamma plans) sends each request at its **scheduled**
+time ``t_base + spec.arrival_s`` whether or not earlier ones have finished; a late send shows up
+as ``send_s > arrival_s`` and in TTFT (which counts from the scheduled arrival). Closed loop runs
+``plan.concurrency`` clients, each sending its next request when its last one ends; there the
+arrival is the send time, and the measured window opens at the first measured send and lasts
+``plan.duration_s`` (no new sends after it closes; requests in flight drain).
+
+Draining is bounded: requests still unfinished ``plan.drain_timeout_s`` after the window closes
+are cancelled (their streams closed, so the server aborts them) and kept as ``status='cancelled'``
+rows holding what was observed (tokens and their times so far); ``ClientRun.drain_s`` says how
+long the drain took.
+
+Receiving: the request asks for ``stream_options.include_usage`` (the final chunk's
+``usage.completion_tokens`` is the request's token count) and ``return_token_ids`` (each chunk
+names the token ids it carries). A chunk that carries k tokens gives k timestamps, all equal to
+its arrival time; when a server sends no ids, per-chunk counts come from ``continuous_usage_stats``
+deltas. Token counts never come from text. A request whose server gives no count at all, an HTTP
+error, a stream error or a timeout becomes a ``status='error'`` row with the error text.
+
+Other servers (``engine=endpoint``) speak a ``Dialect``: prompts as token ids or as text (built
+by the caller with an exact length under its tokenizer), with or without vLLM's extra fields, and
+continuous usage stats asked for. Every content chunk's arrival is kept too (``chunk_times_s``):
+when a server gives neither token ids nor continuous usage, they are the only per-token times,
+and ITL is per chunk (``metrics``: ``itl_basis``).
+
+Every time is ``time.monotonic()`` seconds (the sampler's clock, ``monotonic_ns / 1e9``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from orchestrator.client.drain import bounded, drain
+from orchestrator.client.endpoint import VLLM, Dialect, Endpoint
+from orchestrator.client.metrics import RequestRecord
+from orchestrator.client.model_files import prompt_digest
+from orchestrator.client.sse import SseStream, read_stream
+from orchestrator.client.workload import RequestSpec, WorkloadPlan
+from orchestrator.config.groups import Arrival
+from orchestrator.core.phases import Phase
+
+START_LEAD_S = 0.2  # between preparing every request body and the first scheduled send
+
+
+@dataclass
+class ClientRun:
+    """What the client saw: one record per request sent, and the measured window (seconds)."""
+
+    records: List[RequestRecord]
+    window_start_s: float
+    window_end_s: float
+    extra: Dict = field(default_factory=dict)
+    drain_s: Optional[float] = None  # window end -> last request ended or was cancelled (s)
+
+
+def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
+                    request_id: Optional[str] = None, dialect: Dialect = VLLM,
+                    prompt_text: Optional[str] = None) -> Dict:
+    """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
+    under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
+    max; vLLM's fields: without them ``max_tokens`` only bounds the count), greedy."""
+    body = {
+        "model": model,
+        "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
+        "max_tokens": int(spec.output_tokens),
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if dialect.continuous_usage:
+        body["stream_options"]["continuous_usage_stats"] = True
+    if not dialect.vllm_extras:
+        return body
+    body["return_token_ids"] = True
+    if ignore_eos:
+        body["ignore_eos"] = True
+        body["min_tokens"] = int(spec.output_tokens)
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+# ------------------------------------------------------------------------------- one stream
+
+
+async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes,
+                         arrival_s: float) -> RequestRecord:
+    """Send one request now and read its stream to the end; never raises. Cancelled (the drain
+    limit), it closes the stream and returns a ``cancelled`` record."""
+    send_s = time.monotonic()
+    st = await read_stream(session, endpoint, body)
+    return st.record(spec, arrival_s, send_s, time.monotonic())
+
+
+# ------------------------------------------------------------------------------- the plan
+
+
+class StreamingClient:
+    """Drives a ``WorkloadPlan`` against one endpoint. ``prompt_ids(spec)`` gives each request's
+    prompt token ids (exactly ``spec.input_tokens`` of them)."""
+
+    def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
+                 request_timeout_s: float = 600.0, request_id_prefix: str = "orch",
+                 progress: Optional[Callable] = None, dialect: Dialect = VLLM,
+                 prompt_text: Optional[Callable[[Sequence[int]], str]] = None):
+        """``prompt_text(ids)``: the text of a prompt with exactly ``len(ids)`` tokens under the
+        caller's tokenizer (a text ``dialect`` only)."""
+        if dialect.text_prompts and prompt_text is None:
+            raise ValueError("a text dialect needs prompt_text")
+        self.endpoint = endpoint
+        self.prompt_ids = prompt_ids
+        self.dialect = dialect
+        self.prompt_text = prompt_text
+        self.request_timeout_s = float(request_timeout_s)
+        self.request_id_prefix = request_id_prefix
+        self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
+        self._prompt_hash: Dict[int, str] = {}
+
+    def _tracked(self, coro, tally: "_Tally"):
+        """``coro`` (one request), reporting the cell's phase when it ends."""
+        async def run():
+            rec = await coro
+            tally.finished(rec)
+            return rec
+
+        return run()
+
+    def body(self, spec: RequestSpec, plan: WorkloadPlan) -> bytes:
+        """One request's serialised JSON body (its prompt's digest kept for its record)."""
+        ids = self.prompt_ids(spec)
+        self._prompt_hash[spec.index] = prompt_digest(ids)
+        text = self.prompt_text(ids) if self.dialect.text_prompts else None
+        return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
+                                          f"{self.request_id_prefix}-{spec.index}", self.dialect, text)).encode()
+
+    @staticmethod
+    def _never_sent(spec: RequestSpec, t_sched: float) -> RequestRecord:
+        """The record of a request cancelled before its first step: nothing was sent."""
+        st = SseStream()
+        st.cancelled = True
+        return st.record(spec, t_sched, float("nan"), time.monotonic())
+
+    def _with_prompt_hashes(self, records: List[RequestRecord]) -> List[RequestRecord]:
+        for rec in records:
+            rec.prompt_hash = self._prompt_hash.get(rec.index, "")
+        return records
+
+    def session(self):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self.request_timeout_s)
+        # limit=0: no cap on open connections (an open loop must never queue in the client).
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+
+    async def run(self, plan: WorkloadPlan) -> ClientRun:
+        if plan.offline:
+            raise ValueError("offline plans run in-process (LLM.generate), not through the client")
+        async with self.session() as session:
+            if plan.arrival is Arrival.closed:
+                return await self._closed_loop(session, plan)
+            return await self._open_loop(session, plan)
+
+    async def _open_loop(self, session, plan: WorkloadPlan) -> ClientRun:
+        bodies = [self.body(s, plan) for s in plan.requests]  # all serialised before the first send
+        t_base = time.monotonic() + START_LEAD_S
+        start = t_base + plan.measured_start_s
+        end = start + plan.duration_s
+        tally = _Tally(self.progress, plan, end)
+        sent = []
+        for spec, body in zip(plan.requests, bodies):
+            t_sched = t_base + spec.arrival_s
+            delay = t_sched - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            req = stream_request(session, self.endpoint, spec, body, t_sched)
+            sent.append((spec, t_sched, asyncio.create_task(self._tracked(req, tally))))
+        tally.all_sent()
+        records, drain_s = await drain(sent, end, plan.drain_timeout_s, self._never_sent)
+        return ClientRun(self._with_prompt_hashes(records), start, end,
+                         {"client_t_base_s": t_base, **send_lateness(records)}, drain_s)
+
+    async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
+        queue = list(plan.requests)[::-1]
+        window: Dict[str, float] = {}
+        records: List[RequestRecord] = []
+        tally = _Tally(self.progress, plan, None)
+
+        async def client() -> None:
+            while queue:
+                now = time.monotonic()
+                if "end" in window and now >= window["end"]:
+                    tally.all_sent()
+                    return
+                spec = queue.pop()
+                if spec.phase == "measured" and "start" not in window:
+                    window["start"], window["end"] = now, now + plan.duration_s
+                    tally.window_end_s = window["end"]
+                body = self.body(spec, plan)  # closed loop: built when its client frees
+                req = stream_request(session, self.endpoint, spec, body, time.monotonic())
+                records.append(await self._tracked(req, tally))
+
+        clients = [asyncio.create_task(client()) for _ in range(max(1, plan.concurrency))]
+        drain_s = await bounded(clients, lambda: window.get("end"), plan.drain_timeout_s)
+        records.sort(key=lambda r: r.index)
+        now = time.monotonic()
+        return ClientRun(self._with_prompt_hashes(records), window.get("start", now), window.get("end", now),
+                         send_lateness(records), drain_s)
+
+
+class _Tally:
+    """Counts finished requests and reports the cell's phase: warm-up, measuring k of N measured
+    requests, then draining once every measured request is out (or the window has closed)."""
+
+    def __init__(self, progress: Optional[Callable], plan: WorkloadPlan, window_end_s: Optional[float]):
+        self.progress = progress
+        self.window_end_s = window_end_s
+        closed = plan.arrival is Arrival.closed  # a closed loop sends as many as its clients manage
+        self.n_measured = None if closed else len(plan.measured)
+        self.n_total = None if closed else len(plan.requests)
+        self.done = self.done_measured = 0
+        self.sent_all = False
+
+    def all_sent(self) -> None:
+        self.sent_all = True
+
+    def finished(self, rec: RequestRecord) -> None:
+        self.done += 1
+        self.done_measured += rec.phase == "measured"
+        if self.progress is None:
+            return
+        closed = self.window_end_s is not None and time.monotonic() >= self.window_end_s
+        if self.sent_all or closed:
+            self.progress(Phase.draining, self.done, self.n_total, "requests")
+        elif self.done_measured == 0 and rec.phase == "warmup":
+            self.progress(Phase.warmup, self.done, None, "requests")
+        else:
+            self.progress(Phase.measuring, self.done_measured, self.n_measured, "requests")
+
+
+def send_lateness(records: Sequence[RequestRecord]) -> Dict[str, float]:
+    """How far sends fell behind their schedule (ms): p50, p99, max."""
+    late = np.array([r.send_s - r.arrival_s for r in records], dtype=float) * 1e3
+    if not late.size:
+        return {}
+    return {"send_late_p50_ms": float(np.percentile(late, 50)), "send_late_p99_ms": float(np.percentile(late, 99)),
+            "send_late_max_ms": float(late.max())}
+
+
+def run_plan(client: StreamingClient, plan: WorkloadPlan) -> ClientRun:
+    """``client.run(plan)`` on a fresh event loop (for synchronous callers)."""
+    return asyncio.run(client.run(plan))

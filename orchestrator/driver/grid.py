@@ -1,0 +1,248 @@
+"""Config -> cells (pure). One mechanism for ``+sweep=NAME`` and ``-m key=a,b``.
+
+Hydra's sweeper turns the sweep's axes into one list of override strings per job; ``expand``
+turns each list into a typed ``CellConfig`` without composing it through Hydra again (one
+compose per job would cost ~20 ms; a 10,000-cell grid must expand in under 2 s). Each group
+option file is read once, merged into its schema (types and choices checked), turned into its
+dataclass and cached; value overrides (``workload.duration_s=10``) are applied on top and
+re-checked. ``tests/unit/test_grid.py`` checks the result equals a real Hydra compose.
+
+``cells`` then gives every cell config its engine (``engine=auto`` resolved per GPU type by
+the dispatcher), its identity and ``cell_id`` (``orchestrator.core.identity``) and, for a cell that
+must not launch, its pre-launch status (``unsupported``: compute capability, or an engine that
+does not run the quantization or workload kind; ``infeasible``: the VRAM budget).
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from orchestrator.config.engine import AUTO
+from orchestrator.config.fields import choice, field_types
+from orchestrator.config.root import CONFIG_GROUPS, GROUP_SCHEMAS, CellConfig, Config
+from orchestrator.core.cell import Cell, EngineChoice
+from orchestrator.core.identity import IdentityCache, cell_identity, digest
+from orchestrator.driver.overrides import (
+    CONF_DIR,
+    available_options,
+    check_values,
+    override_head,
+    override_key,
+    parse_override,
+    value_text,
+)
+from orchestrator.energy import SAMPLERS
+from orchestrator.engines import ENGINES, engine_for, runs_kinds
+from orchestrator.errors import ConfigError, Status
+from orchestrator.perf.vram import vram_budget
+
+IGNORED_GROUPS = ("sweep", "hydra")
+
+
+# --------------------------------------------------------------------------- group options
+
+
+@lru_cache(maxsize=None)
+def _option_node(group: str, option: str):
+    """The option's YAML merged into its schema (a DictConfig; types and choices checked)."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        allowed = ", ".join(available_options(group))
+        raise ConfigError(f"{group}={option}: unknown option; allowed: {allowed}")
+    return OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), OmegaConf.load(path))
+
+
+@lru_cache(maxsize=None)
+def group_option(group: str, option: str, overrides: Tuple[Tuple[str, str], ...] = ()):
+    """The typed object of a group option with value overrides (dotted key below the group, raw
+    string value) applied through the schema, so a wrong key or type fails with the key's name.
+    Cached: callers share the object and never mutate it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf = _option_node(group, option)
+    if overrides:
+        conf = conf.copy()
+    for key, value in overrides:
+        try:
+            OmegaConf.update(conf, key, _parse_value(value), merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{group}.{key}={value}: {str(exc).splitlines()[0]}") from None
+    try:
+        return OmegaConf.to_object(conf)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{group}={option}: {str(exc).splitlines()[0]}") from None
+
+
+@lru_cache(maxsize=None)
+def _parse_value(value: str):
+    import yaml
+
+    return yaml.safe_load(value) if value != "" else ""
+
+
+def _split(override_texts: Sequence[str]):
+    """-> ({group: option}, {group: ((subkey, value), ...)}, {top_key: value})."""
+    choices: Dict[str, str] = {}
+    values: Dict[str, List[Tuple[str, str]]] = {}
+    top: Dict[str, str] = {}
+    for text in override_texts:
+        ov = parse_override(text)
+        key, head = override_key(ov), override_head(ov)
+        if head in IGNORED_GROUPS:
+            continue
+        if ov.is_delete() or ov.is_add() or ov.is_force_add():
+            raise ConfigError(f"{text}: only plain 'key=value' overrides can be swept")
+        value = value_text(ov)
+        if head in CONFIG_GROUPS and "." not in key:
+            choices[head] = value
+        elif head in CONFIG_GROUPS:
+            values.setdefault(head, []).append((key.split(".", 1)[1], value))
+        else:
+            top[key] = value
+    return choices, {g: tuple(v) for g, v in values.items()}, top
+
+
+def job_config(base: Config, base_choices: Mapping[str, str], override_texts: Sequence[str]) -> Config:
+    """The typed config of one sweeper job: ``base`` with the job's overrides (shared group
+    objects: never mutate one)."""
+    choices, values, top = _split(override_texts)
+    groups = {g: group_option(g, str(choices.get(g, base_choices[g])), values.get(g, ())) for g in CONFIG_GROUPS}
+    cfg = dataclasses.replace(base, **groups)
+    for key, value in top.items():
+        cfg = _replace_path(cfg, key.split("."), key, value)
+    return cfg
+
+
+def _replace_path(obj, parts: List[str], key: str, value: str):
+    """A copy of ``obj`` with the field at ``parts`` set to ``value`` (type-checked)."""
+    types = field_types(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    if parts[0] not in types:
+        raise ConfigError(f"{key}={value}: unknown key '{parts[0]}'")
+    if len(parts) > 1:
+        return dataclasses.replace(obj, **{parts[0]: _replace_path(getattr(obj, parts[0]), parts[1:], key, value)})
+    new = _parse_value(value)
+    check_values(key, types[parts[0]], [new])
+    if types[parts[0]] is float and isinstance(new, int):
+        new = float(new)
+    return dataclasses.replace(obj, **{parts[0]: new})
+
+
+# --------------------------------------------------------------------------- cell configs
+
+
+def check_plugins(cfg: Config) -> None:
+    """The engine and sampler a config names are registered (or ``auto``): one ``ConfigError`` line."""
+    choice("engine", cfg.engine.name, (AUTO, *ENGINES.names()))
+    choice("sampler", cfg.sampler.name, (AUTO, *SAMPLERS.names()))
+
+
+def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
+    """Validated cell configs (``repeats`` of each config), in order. A model that pins its
+    checkpoint's quantization (``llama2_7b_awq``) replaces the quantization axis with it."""
+    out: List[CellConfig] = []
+    checked: Dict[int, object] = {}
+    for cfg in configs:
+        check_plugins(cfg)
+        cfg.validate(checked)
+        quant = cfg.quantization
+        if cfg.model.quantization and cfg.model.quantization != quant.name:
+            quant = group_option("quantization", cfg.model.quantization)
+        for repeat in range(int(cfg.repeats)):
+            out.append(CellConfig(model=cfg.model, quantization=quant, gpu=cfg.gpu, workload=cfg.workload,
+                                  engine=cfg.engine, sampler=cfg.sampler, batch_size=int(cfg.batch_size),
+                                  repeat=repeat))
+    if not out:
+        raise ConfigError("the sweep expands to zero cells; give at least one value per axis")
+    return out
+
+
+def expand(base: Config, base_choices: Mapping[str, str], job_overrides: Sequence[Sequence[str]]) -> List[CellConfig]:
+    """Every cell config of a sweep: one config per job (see module doc), then ``repeats``."""
+    return cell_configs(job_config(base, base_choices, job) for job in job_overrides)
+
+
+@lru_cache(maxsize=1)
+def default_choices() -> Dict[str, str]:
+    """The group options ``conf/config.yaml`` picks by default."""
+    import yaml
+
+    doc = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    out = {}
+    for entry in doc.get("defaults", []):
+        if isinstance(entry, dict):
+            (key, value), = entry.items()
+            if key in CONFIG_GROUPS:
+                out[key] = str(value)
+    return out
+
+
+def config_of(overrides: Sequence[str] = ()) -> CellConfig:
+    """The cell config of ``key=value`` overrides over ``conf/config.yaml``'s defaults, through
+    the same path as a sweep's jobs, without Hydra (scripts and tests); ``repeat=N`` sets the
+    repeat index."""
+    texts = [o for o in overrides if not o.startswith("repeat=")]
+    repeat = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("repeat=")), 0)
+    cfg = job_config(Config(), default_choices(), texts)
+    return dataclasses.replace(cell_configs([cfg])[0], repeat=repeat)
+
+
+def needs_auto(configs: Iterable[CellConfig]) -> List[str]:
+    """The accelerator types of the cells that asked for ``engine=auto`` (sorted)."""
+    return sorted({c.gpu.accelerator_type for c in configs if c.engine.name == AUTO})
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> List[Cell]:
+    """Cells with their engine (``auto`` from ``auto[accelerator_type]``), id and pre-launch
+    status; de-duplicated by id, in first-seen order."""
+    out: Dict[str, Cell] = {}
+    ids = IdentityCache()
+    status_cache: Dict[tuple, Tuple[Optional[Status], str]] = {}
+    for cfg in configs:
+        name, why = cfg.engine.name, ""
+        if name == AUTO:
+            choice = auto[cfg.gpu.accelerator_type]
+            name, why = choice.engine, choice.reason
+        cid = digest(cell_identity(cfg, name, ids))
+        if cid in out:
+            continue
+        key = (id(cfg.model), id(cfg.quantization), id(cfg.gpu), id(cfg.workload), id(cfg.engine), cfg.batch_size, name)
+        if key not in status_cache:
+            status_cache[key] = prelaunch_status(cfg, name)
+        status, reason = status_cache[key]
+        out[cid] = Cell(cell_id=cid, config=cfg, engine=name, engine_reason=why, status=status, reason=reason)
+    return list(out.values())
+
+
+def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], str]:
+    """(status, reason) for a cell that must not launch on ``engine``, else (None, "")."""
+    q, gpu, wl = cfg.quantization, cfg.gpu, cfg.workload
+    if gpu.compute_capability < q.min_compute_capability:
+        return Status.unsupported, (f"{q.name} needs compute capability >= {q.min_compute_capability}, "
+                                    f"{gpu.name} has {gpu.compute_capability}")
+    cls = engine_for(engine, wl.kind)
+    if cls is None:
+        kinds = ", ".join(k.value for k in runs_kinds(engine))
+        what = "static batches only" if kinds == "offline" else f"{kinds} workloads only"
+        return Status.unsupported, f"engine {engine} runs {what} (workload.arrival={wl.arrival.value})"
+    if q.name not in cls.quantizations:
+        return Status.unsupported, cls.quantization_refusal(q.name)
+    if not cls.hosts_model:
+        return None, ""
+    context = wl.input.mean_tokens + wl.output.mean_tokens
+    fraction = cfg.engine.options(engine).memory_fraction()
+    budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)
+    if not budget.fits:
+        return Status.infeasible, (
+            f"needs {budget.total_gib:.1f} GiB (weights {budget.weights_gib:.1f} + KV "
+            f"{budget.kv_gib:.1f} + activations {budget.activations_gib:.1f} + overhead "
+            f"{budget.overhead_gib:.1f}) > {budget.capacity_gib:.1f} GiB usable on {gpu.name}; "
+            f"largest batch that fits: {budget.max_batch}"
+        )
+    return None, ""

@@ -1,0 +1,163 @@
+"""Where tasks can run: the cluster's GPU types and live nodes, what a unit's task asks of a
+node, whether any node could ever run it, and ``engine=auto``'s choice per GPU type (probed on a
+node of that type)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from orchestrator.core.cell import Cell, EngineChoice
+from orchestrator.core.messages import UnitSpec
+from orchestrator.engines import auto_candidates, cell_engine
+from orchestrator.engines.base import GpuUse
+from orchestrator.errors import ConfigError
+
+
+def gpu_types() -> Dict[str, bool]:
+    """accelerator type -> the cluster has GPUs of it."""
+    import ray
+
+    resources = ray.cluster_resources()
+    has_gpus = resources.get("GPU", 0) > 0
+    return {k.split(":", 1)[1]: has_gpus for k in resources if k.startswith("accelerator_type:")}
+
+
+def _module_version(module: str) -> tuple:
+    """(importable, why) for ``module`` on this node (package metadata: nothing is imported)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return False, f"{module} is not installed there"
+    try:
+        from importlib.metadata import version
+
+        return True, f"{module} {version(module)}"
+    except Exception as exc:  # pragma: no cover - broken install
+        return False, f"{module} is broken there: {exc}"
+
+
+def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, EngineChoice]:
+    """accelerator type -> the engine ``engine=auto`` cells of that type run on, and why.
+
+    Candidates in ``auto_rank`` order (``engines.auto_candidates``); one that needs a GPU is taken
+    when the cluster offers that GPU type and its ``auto_module`` imports on a node that has it
+    (checked there, so a head without GPUs does not force simulation)."""
+    import ray
+
+
+    offered = gpu_types()
+    probe = ray.remote(num_cpus=0)(_module_version)
+    out: Dict[str, EngineChoice] = {}
+    for t in types:
+        why_not: List[str] = []
+        for cls in auto_candidates():
+            if cls.gpu is GpuUse.required and not offered.get(t):
+                why_not.append(f"the Ray cluster offers no {t} GPU")
+                continue
+            if cls.auto_module:
+                try:
+                    ok, why = ray.get(probe.options(resources={f"accelerator_type:{t}": 0.001})
+                                      .remote(cls.auto_module), timeout=probe_timeout_s)
+                except Exception as exc:
+                    ok, why = False, f"probe failed: {type(exc).__name__}"
+                if not ok:
+                    why_not.append(f"a {t} node has no usable {cls.auto_module} ({why})")
+                    continue
+                out[t] = EngineChoice(cls.name, f"a {t} node has {why}")
+            else:
+                out[t] = EngineChoice(cls.name, "; ".join(why_not) or f"{cls.name} runs anywhere")
+            break
+    return out
+
+
+def on_gpu(cell: Cell, offered: Mapping[str, bool]) -> bool:
+    cls = cell_engine(cell)
+    return cls.gpu is GpuUse.required or (cls.gpu is GpuUse.optional and offered.get(cell.config.gpu.accelerator_type,
+                                                                                     False))
+
+
+def task_resources(unit: UnitSpec, place_as_gpu: bool) -> Dict[str, float]:
+    """What a unit's task asks of a node (Ray resource names)."""
+    res = {"CPU": 1.0}
+    if unit.on_gpu or place_as_gpu:
+        res.update({"GPU": 1.0, f"accelerator_type:{unit.cells[0].config.gpu.accelerator_type}": 0.001})
+    return res
+
+
+def live_nodes() -> List[Dict[str, float]]:
+    """Total resources of each live node of the cluster."""
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def fits_somewhere(resources: Mapping[str, float], nodes: List[Dict[str, float]]) -> bool:
+    return any(all(node.get(k, 0.0) >= v for k, v in resources.items()) for node in nodes)
+
+
+def describe_nodes(nodes: List[Dict[str, float]]) -> str:
+    """One line: each live node's CPUs, GPUs and accelerator type."""
+    parts = []
+    for node in nodes:
+        types = [k.split(":", 1)[1] for k in node if k.startswith("accelerator_type:")]
+        gpus = int(node.get("GPU", 0))
+        parts.append(f"{int(node.get('CPU', 0))} CPU" + (f", {gpus} GPU {'/'.join(types)}" if gpus else ", no GPU"))
+    return f"{len(nodes)} live node(s): " + "; ".join(parts) if parts else "no live node"
+
+
+def slots(accelerator_type: str, on_gpu: bool) -> int:
+    """How many one-GPU tasks of that type the live cluster runs at once (``on_gpu``), else how
+    many one-CPU tasks (engines that need no GPU); at least 1."""
+    total = 0.0
+    for node in live_nodes():
+        if not on_gpu:
+            total += node.get("CPU", 0.0)
+        elif node.get(f"accelerator_type:{accelerator_type}", 0.0) > 0:
+            total += node.get("GPU", 0.0)
+    return max(1, int(total))
+
+
+def node_gpu_uuids(probe_timeout_s: float = 60.0) -> Dict[str, List[str]]:
+    """Ray node id -> the NVML UUIDs of the GPUs on that node (read there by a zero-CPU task
+    pinned to it; [] where NVML has nothing), for every live node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from orchestrator.energy.gpuinfo import local_gpu_uuids
+
+    lister = ray.remote(num_cpus=0)(local_gpu_uuids)
+    refs = {n["NodeID"]: lister.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote() for n in ray.nodes() if n.get("Alive")}
+    out = {}
+    for node, ref in refs.items():
+        try:
+            out[node] = list(ray.get(ref, timeout=probe_timeout_s))
+        except Exception:  # a node that cannot answer holds nothing we can use
+            out[node] = []
+    return out
+
+
+def node_for_gpus(uuids: Sequence[str], nodes: Mapping[str, Sequence[str]]) -> Optional[str]:
+    """The node holding every GPU in ``uuids`` (None: no single node does)."""
+    want = set(uuids)
+    return next((node for node, have in nodes.items() if want <= set(have)), None)
+
+
+def place_by_gpus(units: List[UnitSpec]) -> List[UnitSpec]:
+    """Units whose engine names the GPUs it measures, pinned to the node that holds them;
+    ``ConfigError`` (one line) when no live node holds them all."""
+    nodes: Optional[Dict[str, List[str]]] = None
+    out = []
+    for unit in units:
+        first = unit.cells[0]
+        uuids = cell_engine(first).placement_gpu_uuids(first.config)
+        if uuids:
+            nodes = node_gpu_uuids() if nodes is None else nodes
+            node = node_for_gpus(uuids, nodes)
+            if node is None:
+                seen = "; ".join(f"{n[:8]}: {', '.join(g) or 'no GPU'}" for n, g in nodes.items())
+                raise ConfigError(f"{unit.engine} cells measure GPUs {','.join(uuids)}: no live Ray node holds them "
+                                  f"all (GPUs by node: {seen or 'no live node'})")
+            unit = replace(unit, node_id=node)
+        out.append(unit)
+    return out

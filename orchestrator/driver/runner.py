@@ -1,0 +1,272 @@
+"""The sweep runner, on the driver: cell configs -> (``engine=auto`` resolved on the Ray cluster)
+cells -> skip complete ones -> pre-launch status rows -> Ray dispatch -> store -> a summary of how
+many cells ended in each status. Its lines on stdout are the command line's own output."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional
+
+from orchestrator.config.root import CellConfig, Config
+from orchestrator.core.cell import Cell, EngineChoice
+from orchestrator.driver import grid
+from orchestrator.driver.claims import CellClaims, Claim
+from orchestrator.driver.progress import SweepProgress
+from orchestrator.engines import cell_engine
+from orchestrator.errors import ConfigError, Status
+from orchestrator.store.cell_tables import status_tables
+from orchestrator.store.sweep_store import Store
+
+ELSEWHERE = "run by another driver"
+
+
+@dataclass
+class Plan:
+    """A sweep's cells split by what happens to them."""
+
+    prelaunch: List[Cell] = field(default_factory=list)  # status rows only (unsupported/infeasible)
+    skip: List[Cell] = field(default_factory=list)  # already complete in the store
+    run: List[Cell] = field(default_factory=list)
+
+
+def plan_cells(cells: List[Cell], completed: Mapping[str, str], retry_failed: bool) -> Plan:
+    """Split cells into pre-launch, skip (complete: ok, or an unchanged pre-launch status, or
+    any status but ``gpu_busy`` with ``retry_failed=false``: a busy GPU says nothing of the
+    cell) and run."""
+    plan = Plan()
+    for c in cells:
+        prev = completed.get(c.cell_id)
+        if c.status is not None:
+            (plan.skip if prev == c.status.value else plan.prelaunch).append(c)
+        elif prev == "ok" or (prev is not None and prev != Status.gpu_busy.value and not retry_failed):
+            plan.skip.append(c)
+        else:
+            plan.run.append(c)
+    return plan
+
+
+class _Ray:
+    """Connects to Ray once, on first need."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.connected = False
+
+    def ensure(self) -> None:
+        if not self.connected:
+            from orchestrator.driver.dispatch import connect
+
+            try:
+                print(connect(self.cfg.dispatch), flush=True)
+            except SystemExit as exc:  # ray.init's own SIGTERM handler exits with the signal's number
+                if exc.code == signal.SIGTERM:
+                    raise KeyboardInterrupt from None
+                raise
+            sigterm_as_interrupt()
+            self.connected = True
+
+
+def resolve_engines(configs: List[CellConfig], ray: _Ray) -> Dict[str, EngineChoice]:
+    """accelerator type -> the engine ``engine=auto`` cells of that type run on (probed on the
+    cluster, one line each); empty when no config asked for ``auto``."""
+    types = grid.needs_auto(configs)
+    auto: Dict[str, EngineChoice] = {}
+    if types:
+        from orchestrator.driver.placement import resolve_auto
+
+        ray.ensure()
+        auto = resolve_auto(types)
+        for t, choice in auto.items():
+            print(f"engine=auto: {choice.engine} for {t} cells ({choice.reason})", flush=True)
+    return auto
+
+
+def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
+    """Cells of the configs, with ``engine=auto`` resolved on the cluster (which engine runs a
+    cell is part of its identity)."""
+    return grid.cells(configs, resolve_engines(configs, ray))
+
+
+def check_engines(cells: List[Cell]) -> None:
+    """Each engine's own pre-launch check of the cells it would run (``Engine.check_before_launch``:
+    e.g. probing a server); ``ConfigError`` (one line) before any Ray task. Its lines are printed."""
+    by_engine: Dict[type, List[CellConfig]] = {}
+    for c in cells:
+        if c.status is None and cell_engine(c) is not None:
+            by_engine.setdefault(cell_engine(c), []).append(c.config)
+    for cls, configs in by_engine.items():
+        for line in cls.check_before_launch(configs):
+            print(line, flush=True)
+
+
+def open_store(cfg: Config) -> Store:
+    """The sweep's store, created and checked writable; ``ConfigError`` (one line) if it cannot
+    be — before any Ray task."""
+    key = "store.uri" if cfg.store.uri else "store.dir"
+    try:
+        store = Store.open(cfg.store.location)
+        store.check_writable()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{key}={cfg.store.location}: cannot create or write the store there ({why})") from None
+    return store
+
+
+@dataclass
+class Session:
+    """What the cells of one command share: its config, its store (checked writable) and one
+    Ray connection, made on first need. A sweep runs its cells once; a search, a round at a
+    time."""
+
+    cfg: Config
+    store: Store
+    ray: _Ray
+
+    @classmethod
+    def open(cls, cfg: Config) -> "Session":
+        """``ConfigError`` before any Ray task when the store cannot be written."""
+        store = open_store(cfg)
+        sigterm_as_interrupt()
+        return cls(cfg, store, _Ray(cfg))
+
+
+def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
+    """Run every cell not yet complete; return the final status count of all cells.
+    ``ConfigError`` before any Ray task when the store cannot be written."""
+    session = Session.open(cfg)
+    try:
+        cells = resolve_cells(configs, session.ray)
+    except KeyboardInterrupt:
+        _interrupted(None, cfg, {}, len(configs))
+    check_engines(cells)
+    return run_cells(session, cells)
+
+
+def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]] = None) -> Counter:
+    """Run the cells not yet complete in the session's store (pre-launch rows written, the rest
+    dispatched); return the final status count of ``cells``. ``sweep.json`` lists ``manifest``
+    (default: ``cells``)."""
+    cfg, store, ray = session.cfg, session.store, session.ray
+    location = cfg.store.location
+    completed = store.completed()
+    plan = plan_cells(cells, completed, cfg.store.retry_failed)
+    final: Dict[str, str] = {c.cell_id: completed[c.cell_id] for c in plan.skip}
+    claims = CellClaims(store, cfg.store.claim_ttl_s)
+    try:
+        elsewhere = _claim(claims, plan)
+        stale = store.discard_partial(c.cell_id for c in plan.run)  # claimed: what is there, a killed writer left
+        if stale:
+            print(f"removed {stale} temporary files that a killed run left in the store", flush=True)
+        for c in plan.prelaunch:
+            store.write_cell(c.cell_id, status_tables(c, cfg.name, c.status, c.reason))
+            final[c.cell_id] = c.status.value
+        print(
+            f"sweep {cfg.name}: {len(cells)} cells — {len(plan.run)} to run, {len(plan.skip)} already complete, "
+            f"{len(plan.prelaunch)} not launchable (unsupported/infeasible)"
+            + (f", {len(elsewhere)} being run by another driver" if elsewhere else "") + f" — results in {location}",
+            flush=True,
+        )
+        _write_manifest(store, cfg, cells if manifest is None else manifest)
+        if plan.run:
+            try:
+                ray.ensure()
+            except KeyboardInterrupt:
+                _interrupted(None, cfg, final, len(plan.run))
+            _dispatch(plan.run, cfg, store, final, claims)
+    finally:
+        claims.release()
+    counts = Counter(final.values())
+    counts.update({ELSEWHERE: len(elsewhere)} if elsewhere else {})
+    print("sweep done: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()), flush=True)
+    return counts
+
+
+def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
+    """Claim the cells to run; those another live driver holds leave ``plan.run`` (one line
+    says so). -> {cell id: the claim that holds it}."""
+    kept, held = claims.claim(c.cell_id for c in plan.run)
+    plan.run = [c for c in plan.run if c.cell_id in kept]
+    if held:
+        drivers = sorted({f"{c.who()} since {time.strftime('%H:%M:%S', time.localtime(c.claimed_unix_s))}"
+                          for c in held.values()})
+        print(f"{len(held)} cells are being run by another driver on this store ({'; '.join(drivers)}): "
+              "skipped here; run the command again once it has finished", flush=True)
+    return held
+
+
+def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims) -> None:
+    from orchestrator.driver.dispatch import Dispatcher, make_units
+    from orchestrator.driver.placement import gpu_types, place_by_gpus
+
+    units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines))
+
+    def on_result(cell_id, status, tables):
+        for attempt in range(3):  # a transient filesystem error (e.g. object store) gets two more tries
+            try:
+                store.write_cell(cell_id, tables)
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+                time.sleep(2.0 * (attempt + 1))
+        final[cell_id] = status.value
+
+    progress = SweepProgress(len(cells), enabled=cfg.dispatch.progress)
+    dispatcher = Dispatcher(cfg.dispatch, on_result, tick=claims.heartbeat)
+    t0 = time.monotonic()
+    try:
+        dispatcher.run(units, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        _interrupted(dispatcher, cfg, final, len(cells))
+    finally:
+        progress.close()
+    print(f"dispatched {len(cells)} cells in {len(units)} tasks in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (``ray job stop``, ``kill``) ends a sweep the way Ctrl-C does (set again after
+    ``ray.init``, which installs its own handler)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)  # (the default, set again in case a library changed it)
+
+
+def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> None:
+    """Cancel what runs (its workers, vLLM servers and GPU memory go with them), say in one
+    line what was kept and how to resume, exit 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+    cancelled = dispatcher.cancel_all() if dispatcher is not None else n_run
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception:
+        pass
+    counts = Counter(final.values())
+    kept = ", ".join(f"{n} {s}" for s, n in counts.most_common()) or "no cell"
+    print(f"interrupted: kept {kept} in {cfg.store.location}; cancelled {cancelled} running or waiting cells "
+          f"({n_run} were to run); run the same command again to resume", file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
+def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:
+    """``sweep.json``: the sweep's name, its base config (typed, as plain JSON) and its cells."""
+    from orchestrator.config.fields import as_plain
+
+    manifest = {
+        "name": cfg.name,
+        "written_unix_s": time.time(),
+        "config": as_plain(cfg),
+        "cells": [{"cell_id": c.cell_id, "label": c.label(), "engine": c.engine} for c in cells],
+    }
+    store.write_text("sweep.json", json.dumps(manifest, indent=1))

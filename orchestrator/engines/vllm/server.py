@@ -1,0 +1,347 @@
+"""vLLM server engine: an OpenAI-compatible ``vllm serve`` subprocess driven by the streaming
+client.
+
+``start()`` checks the GPU type (``wrong_gpu``), waits until the GPU has the memory vLLM will ask
+for, then launches ``python -m vllm.entrypoints.cli.main serve <model_dir>`` in its own session
+(process group), bound to 127.0.0.1 on a free port, with a random per-cell API key (passed as
+``VLLM_API_KEY`` in its environment, so it never shows in ``ps``), ``--max-num-seqs`` = the cell's
+batch size and the same engine arguments as the offline engine (``vllm_common.engine_args``:
+``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
+goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
+``startup_timeout``; if the process exits first its log tail decides: ``oom``,
+``kv_cache_too_small``, ``unsupported``, else an engine error (``vllm_log``: the line that
+explains it leads the error). Once healthy, the quantization method and linear kernels its
+start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
+
+``run(plan)`` drives the plan with ``client.StreamingClient`` (open loop at the scheduled times,
+or closed loop; requests unfinished ``plan.drain_timeout_s`` after the window are cancelled and
+the server aborts them) and scrapes ``/metrics`` every ``METRICS_INTERVAL_S`` meanwhile; the mean running
+batch is the mean of ``vllm:num_requests_running`` over the scrapes inside the measured window.
+A server that died during the run fails the cell with its log's status.
+
+``stop()`` kills the whole process group (``process_group.kill_group``: SIGTERM, then SIGKILL), then
+polls NVML until the GPU's used memory is back near its value before the start (within
+``MEMORY_TOLERANCE_MIB``, at most ``MEMORY_FREE_TIMEOUT_S``); what it saw is in
+``stop_report()`` (and logged). Cells that differ only in their workload (arrival process, rate,
+duration, lengths) and repeat share one server (``shared_axes``; ``--max-num-seqs`` is the batch
+size, so batch sizes do not): before each cell after the first, ``run`` waits until the server's
+``/metrics`` show no request running or waiting (the previous cell's cancelled requests are
+aborted), at most ``IDLE_WAIT_S``.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from orchestrator.client.metrics import WindowRun
+from orchestrator.client.workload import WorkloadPlan
+from orchestrator.config.groups import WorkloadKind
+from orchestrator.core.phases import Phase
+from orchestrator.engines.base import register_engine
+from orchestrator.engines.process_group import die_with_parent, group_states, kill_group  # noqa: F401 (tests)
+from orchestrator.engines.vllm.common import (
+    VllmEngine,
+    cache_env,
+    engine_args,
+    log,
+    model_path,
+    new_log_path,
+    serve_flags,
+)
+from orchestrator.engines.vllm.log import EngineStartError, failure_from_log, read_tail
+from orchestrator.errors import CellFailure, Status
+
+if TYPE_CHECKING:
+    from orchestrator.config.root import CellConfig
+
+HOST = "127.0.0.1"
+HEALTH_POLL_S = 0.5
+METRICS_INTERVAL_S = 1.0
+MEMORY_FREE_TIMEOUT_S = 60.0
+MEMORY_TOLERANCE_MIB = 1024.0
+REQUEST_TIMEOUT_S = 600.0
+IDLE_WAIT_S = 60.0
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV_USAGE = "vllm:kv_cache_usage_perc"
+
+
+# ============================================================================ pure helpers
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port: int,
+                  python: str = sys.executable) -> List[str]:
+    """The ``vllm serve`` command line of a cell (the API key travels in the environment)."""
+    args = engine_args(config, max_num_seqs, model_dir)
+    return [
+        python, "-m", "vllm.entrypoints.cli.main", "serve", args["model"],
+        "--host", HOST, "--port", str(port),
+        "--served-model-name", config.model.name,
+        "--disable-uvicorn-access-log",
+        *serve_flags(args),
+    ]
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+\S+)?$")
+
+
+def parse_prometheus(text: str) -> Dict[str, float]:
+    """Prometheus text exposition -> {metric name: sum over its label sets} (gauges/counters;
+    a histogram's ``_bucket``/``_sum``/``_count`` are separate names)."""
+    out: Dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out[m.group(1)] = out.get(m.group(1), 0.0) + value
+    return out
+
+
+def window_mean(samples: Sequence[Tuple[float, Dict[str, float]]], name: str, t0: float, t1: float) -> Optional[float]:
+    """Mean of metric ``name`` over the scrapes taken in [t0, t1] (None if there are none)."""
+    vals = [v[name] for t, v in samples if t0 <= t <= t1 and name in v]
+    return sum(vals) / len(vals) if vals else None
+
+
+def window_max(samples, name: str, t0: float, t1: float) -> Optional[float]:
+    vals = [v[name] for t, v in samples if t0 <= t <= t1 and name in v]
+    return max(vals) if vals else None
+
+
+def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] = None) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout_s) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+# ============================================================================ the engine
+
+
+@register_engine("vllm")
+class VllmServerEngine(VllmEngine):
+    """``vllm serve`` + the streaming client (see the module doc)."""
+
+    workload_kinds = frozenset({WorkloadKind.open_loop, WorkloadKind.closed_loop})
+    shared_axes = frozenset({"workload", "repeat"})
+
+    @classmethod
+    def share_key(cls, identity: Dict) -> Dict:
+        """Cells with the same ``--max-num-seqs`` (batch size) and engine options share one
+        server whatever their arrival process, rate or duration; the workload's seed stays in
+        the key (it is the server's ``--seed``)."""
+        key = super().share_key(identity)
+        key["workload_seed"] = identity["workload"]["seed"]
+        return key
+
+    def __init__(self, config: "CellConfig", max_batch_size: int):
+        super().__init__(config, max_batch_size)
+        self._proc: Optional[subprocess.Popen] = None
+        self._port: Optional[int] = None
+        self._api_key: Optional[str] = None
+        self._stop_report: Dict = {}
+        self._runs = 0  # cells run on this server so far
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self._port}"
+
+    @property
+    def api_key(self) -> Optional[str]:
+        """This server's key (for another client of the same server, e.g. a benchmark)."""
+        return self._api_key
+
+    def auth_headers(self) -> Dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        self._claim_gpu()
+        model = str(model_path(self.config))
+        self.args = engine_args(self.config, self.max_batch_size, model)  # what every cell's row reports
+        self._api_key = secrets.token_urlsafe(24)
+        t0 = time.monotonic()
+        for attempt in (1, 2):  # a second try only if another process took the free port first
+            self._launch(model)
+            try:
+                self._wait_healthy(float(self.options.startup_timeout_s), t0)
+                break
+            except EngineStartError as exc:
+                if attempt == 2 or "address already in use" not in str(exc).lower():
+                    raise
+        self._start_info["vllm_start_s"] = time.monotonic() - t0
+        self._note_engine_choices()  # from the server's start-up log
+
+    def _launch(self, model: str) -> None:
+        self._port = free_port()
+        self._log_path = new_log_path("vllm-serve")
+        cmd = serve_command(self.config, self.max_batch_size, model, self._port)
+        env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": self._api_key, "PYTHONUNBUFFERED": "1"}
+        log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
+        with open(self._log_path, "ab") as log_file:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True, preexec_fn=die_with_parent())
+        atexit.register(self._kill_quietly)
+
+    def _wait_healthy(self, timeout_s: float, t0: float) -> None:
+        """Poll /health until 200; raise the cell's failure if the process exits or time runs out."""
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                self.stop()  # its children (the engine core) may outlive it: kill the group
+                raise failure_from_log(f"vllm serve exited with code {rc} during start-up",
+                                       read_tail(self._log_path), self._log_path)
+            if http_ok(f"{self.base_url}/health"):
+                return
+            if time.monotonic() - t0 > timeout_s:
+                self.stop()
+                raise CellFailure(Status.startup_timeout, f"vllm serve not healthy after {timeout_s:.0f} s "
+                                  f"(engine.vllm.startup_timeout_s); log: {self._log_path}\n--- log tail ---\n"
+                                  + "\n".join(read_tail(self._log_path).splitlines()[-30:]))
+            time.sleep(HEALTH_POLL_S)
+
+    # ------------------------------------------------------------------ run
+    def run(self, plan: WorkloadPlan) -> WindowRun:
+        from orchestrator.client.endpoint import Endpoint
+        from orchestrator.client.stream import StreamingClient
+
+        if plan.offline:
+            raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
+        vocab = int(self.config.model.vocab_size)
+        client = StreamingClient(Endpoint(self.base_url, self.config.model.name, self._api_key),
+                                 lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
+                                 progress=self.progress)
+        idle_wait_s = self._wait_idle() if self._runs else 0.0
+        self._runs += 1
+        self.progress(Phase.warmup)
+        cr, samples = asyncio.run(self._drive(client, plan))
+        self._raise_if_dead("vllm serve died during the run")
+        t0, t1 = cr.window_start_s, cr.window_end_s
+        extra = {
+            **self._start_info, **cr.extra,
+            "max_num_seqs": self.max_batch_size,
+            "server_cell": self._runs, "server_idle_wait_s": idle_wait_s,
+            "metrics_scrapes_in_window": sum(1 for t, _ in samples if t0 <= t <= t1),
+            "mean_waiting_requests": window_mean(samples, WAITING, t0, t1),
+            "max_kv_cache_usage_perc": window_max(samples, KV_USAGE, t0, t1),
+            "engine_args": {k: v for k, v in self.args.items() if k != "model"},
+            "log_path": str(self._log_path),
+        }
+        return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
+                         drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s)
+
+    def _wait_idle(self, timeout_s: float = IDLE_WAIT_S) -> float:
+        """Wait until ``/metrics`` shows no request running or waiting (or ``timeout_s``
+        passes) -> seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            try:
+                req = urllib.request.Request(f"{self.base_url}/metrics", headers=self.auth_headers())
+                with urllib.request.urlopen(req, timeout=2.0) as r:
+                    m = parse_prometheus(r.read().decode())
+                if m.get(RUNNING, 0.0) + m.get(WAITING, 0.0) == 0:
+                    break
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
+    async def _drive(self, client, plan: WorkloadPlan):
+        """The client's run with a /metrics scraper beside it."""
+        samples: List[Tuple[float, Dict[str, float]]] = []
+        done = asyncio.Event()
+        scraper = asyncio.create_task(self._scrape(samples, done))
+        try:
+            cr = await client.run(plan)
+        finally:
+            done.set()
+            await scraper
+        return cr, samples
+
+    async def _scrape(self, samples: List, done: asyncio.Event) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not done.is_set():
+                t = time.monotonic()
+                try:
+                    async with session.get(f"{self.base_url}/metrics", headers=self.auth_headers()) as r:
+                        if r.status == 200:
+                            samples.append((t, parse_prometheus(await r.text())))
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                try:
+                    await asyncio.wait_for(done.wait(), timeout=METRICS_INTERVAL_S)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _raise_if_dead(self, what: str) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            rc = self._proc.returncode
+            self.stop()  # what is left of its process group goes too
+            raise failure_from_log(f"{what} (exit code {rc})", read_tail(self._log_path), self._log_path)
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        report = kill_group(proc)
+        report.update(self._confirm_memory_freed())
+        self._stop_report = report
+        log.info("vllm_server: stopped: %s", json.dumps(report, sort_keys=True))
+
+    def stop_report(self) -> Dict:
+        return dict(self._stop_report)
+
+    def _confirm_memory_freed(self) -> Dict:
+        """Poll NVML until used memory is within MEMORY_TOLERANCE_MIB of its value before start."""
+        from orchestrator.energy.gpuinfo import memory_used_mib
+        from orchestrator.errors import NvmlError
+
+        before = self._start_info.get("gpu_memory_used_before_start_mib")
+        if self._gpu is None or before is None:
+            return {"gpu_memory_freed": None}
+        t0 = time.monotonic()
+        try:
+            used = memory_used_mib(self._gpu.uuid)
+            while used > before + MEMORY_TOLERANCE_MIB and time.monotonic() - t0 < MEMORY_FREE_TIMEOUT_S:
+                time.sleep(0.5)
+                used = memory_used_mib(self._gpu.uuid)
+        except NvmlError as exc:
+            return {"gpu_memory_freed": None, "gpu_memory_error": str(exc)}
+        return {"gpu_memory_freed": used <= before + MEMORY_TOLERANCE_MIB, "gpu_memory_used_after_stop_mib": used,
+                "gpu_memory_free_wait_s": time.monotonic() - t0}
+
+    def _kill_quietly(self) -> None:
+        if self._proc is not None:
+            try:
+                kill_group(self._proc, grace_s=5.0)
+            except Exception:
+                pass

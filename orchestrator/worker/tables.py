@@ -1,0 +1,88 @@
+"""A measured cell's Arrow tables: its ``runs`` row (with J/request and J/1k output tokens), its
+``requests`` rows (TTFT from the scheduled arrival, TPOT over output tokens - 1) and its ``power``
+samples (times from the window's start). Built on the worker from what the engine and the
+sampler returned."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List
+
+import numpy as np
+
+from orchestrator.store.sweep_store import columns_table, runs_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from orchestrator.client.metrics import RequestRecord
+    from orchestrator.energy.base import PowerTrace
+
+
+def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dict:
+    """The ``requests`` columns (TTFT from the scheduled arrival; TPOT over output tokens - 1)."""
+    ok = np.array([r.status == "ok" for r in recs])
+    arr = np.array([r.arrival_s for r in recs], dtype=float)
+    first = np.array([r.first_token_s for r in recs], dtype=float)
+    end = np.array([r.end_s for r in recs], dtype=float)
+    out = np.array([r.output_tokens for r in recs], dtype=np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (end - first) / (out - 1) * 1e3, np.nan)
+    return {
+        "cell_id": [cell_id] * len(recs),
+        "request_index": [r.index for r in recs],
+        "phase": [r.phase for r in recs],
+        "batch_index": [r.batch_index for r in recs],
+        "scheduled_arrival_s": arr,
+        "send_s": np.array([r.send_s for r in recs], dtype=float),
+        "first_token_s": first,
+        "end_s": end,
+        "n_token_times": [0 if r.token_times_s is None else len(r.token_times_s) for r in recs],
+        "input_tokens": [r.input_tokens for r in recs],
+        "output_tokens": out,
+        "requested_output_tokens": [r.requested_output_tokens for r in recs],
+        "ttft_ms": np.where(ok, (first - arr) * 1e3, np.nan),
+        "tpot_ms": np.where(ok, tpot, np.nan),
+        "e2e_ms": np.where(ok, (end - arr) * 1e3, np.nan),
+        "drained": end > t1,
+        "status": [r.status for r in recs],
+        "error": [r.error for r in recs],
+        "prompt_hash": [r.prompt_hash or None for r in recs],
+    }
+
+
+def power_columns(cell_id: str, trace: "PowerTrace", t0_s: float, t1_s: float) -> Dict:
+    """The ``power`` columns; ``t_rel_s`` from the window's start, ``in_window`` flags it."""
+    ts = trace.t_ns / 1e9
+    return {
+        "cell_id": [cell_id] * len(trace),
+        "t_ns": trace.t_ns,
+        "t_rel_s": ts - t0_s,
+        "power_w": trace.power_w,
+        "energy_mj": trace.energy_mj,
+        "util_pct": trace.util_pct,
+        "memory_used_mib": trace.memory_used_mib,
+        "sm_clock_mhz": trace.sm_clock_mhz,
+        "temperature_c": trace.temperature_c,
+        "in_window": (ts >= t0_s) & (ts <= t1_s),
+    }
+
+
+def per_unit_energy(row: Dict) -> None:
+    """J/request and J/1k output tokens from the window's energy (gross and net), in place."""
+    n_req = row.get("n_requests_completed_in_window") or 0
+    n_tok = row.get("output_tokens_in_window") or 0
+    for src, per_req, per_tok in (
+        ("energy_j", "energy_per_request_j", "energy_per_1k_output_tokens_j"),
+        ("net_energy_j", "net_energy_per_request_j", "net_energy_per_1k_output_tokens_j"),
+    ):
+        e = row.get(src)
+        row[per_req] = e / n_req if e is not None and n_req else None
+        row[per_tok] = e / n_tok * 1e3 if e is not None and n_tok else None
+
+
+def measured_tables(row: Dict, cell_id: str, records: List["RequestRecord"], trace: "PowerTrace",
+                    t0_s: float, t1_s: float) -> Dict[str, "pa.Table"]:
+    return {
+        "runs": runs_table([row]),
+        "requests": columns_table("requests", request_columns(cell_id, records, t1_s)),
+        "power": columns_table("power", power_columns(cell_id, trace, t0_s, t1_s)),
+    }
