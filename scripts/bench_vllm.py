@@ -65,7 +65,7 @@ from benchvllm.offline import cell_overheads, part_offline  # noqa: E402
 from benchvllm.report import checks, write_report  # noqa: E402
 from benchvllm.server import part_server, server_worker  # noqa: E402
 
-# What tests/unit/test_vllm_bench.py uses from this script (the helpers live in scripts/benchvllm/).
+# What tests/unit/scripts/test_vllm_bench.py uses from this script (the helpers live in scripts/benchvllm/).
 __all__ = ["main", "parse_args", "compose_cell", "overrides", "checks", "cell_overheads"]
 
 PART_RUNNERS = {"offline": part_offline, "bare": part_bare, "server": part_server}

@@ -5,7 +5,7 @@ turns each list into a typed ``CellConfig`` without composing it through Hydra a
 compose per job would cost ~20 ms; a 10,000-cell grid must expand in under 2 s). Each group
 option file is read once, merged into its schema (types and choices checked), turned into its
 dataclass and cached; value overrides (``workload.duration_s=10``) are applied on top and
-re-checked. ``tests/unit/test_grid.py`` checks the result equals a real Hydra compose.
+re-checked. ``tests/unit/driver/test_grid.py`` checks the result equals a real Hydra compose.
 
 ``cells`` then gives every cell config its engine (``engine=auto`` resolved per GPU type by
 the dispatcher), its identity and ``cell_id`` (``orchestrator.core.identity``) and, for a cell that

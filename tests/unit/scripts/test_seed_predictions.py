@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
 
 import seed_predictions as sp  # noqa: E402
 
-STUDY = Path(__file__).resolve().parents[2] / "experiments" / "h200_study"
+STUDY = Path(__file__).resolve().parents[3] / "experiments" / "h200_study"
 
 
 def predicted(**over):

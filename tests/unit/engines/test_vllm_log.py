@@ -1,5 +1,5 @@
 """Reading vLLM logs (``orchestrator.engines.vllm.log``) on excerpts built from vLLM 0.26.0's own
-message formats and on real vLLM 0.26.0 logs from an H200 (``tests/unit/data/vllm_logs/``,
+message formats and on real vLLM 0.26.0 logs from an H200 (``tests/unit/engines/data/vllm_logs/``,
 ``h200_*``: llama2_7b shapes, dummy weights, enforce_eager): a failed cell's ``error`` leads with
 the line that explains it and its status is right; the quantization method and linear kernel
 vLLM chose are read from a start-up log and become runs columns."""

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.analysis.dataset import StoredConfigs, prepare_runs, read_sweep
 from orchestrator.store import sweep_store as store
 
-STUDY = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "store"
+STUDY = Path(__file__).resolve().parents[3] / "experiments" / "h200_study" / "store"
 
 
 def _chat(runs):

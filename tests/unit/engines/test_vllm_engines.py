@@ -453,5 +453,5 @@ def test_importing_the_engines_imports_no_heavy_library():
             "orchestrator.engines.vllm.server, orchestrator.client.stream, "
             "orchestrator.energy.nvml; print([m for m in ('vllm', 'torch', 'pynvml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ from orchestrator.analysis import answers
 from orchestrator.analysis.dataset import batch_points
 from orchestrator.analysis.recommend import Slo
 from orchestrator.report import answers as render
-from tests.unit.test_analysis_tables import _cfg, frame, points_of, row
+from tests.unit.analysis.test_analysis_tables import _cfg, frame, points_of, row
 
 
 def offline(bs, j_tok, quantization="none"):

@@ -8,7 +8,7 @@ import pandas as pd
 from orchestrator.report.header import _units
 from orchestrator.store.sweep_store import load
 
-STUDY_STORE = Path(__file__).resolve().parents[2] / "experiments" / "h200_study" / "store"
+STUDY_STORE = Path(__file__).resolve().parents[3] / "experiments" / "h200_study" / "store"
 
 
 def test_the_physical_gpus_of_the_study_are_named_with_their_cells():

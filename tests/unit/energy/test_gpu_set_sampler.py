@@ -20,7 +20,7 @@ from orchestrator.energy.null import NullSampler
 from orchestrator.energy.nvml import GpuSetSampler
 from orchestrator.engines.endpoint import EndpointEngine
 from tests.conftest import autospec_pynvml  # noqa: E402
-from tests.unit.test_nvml_sampler import FakeGpu
+from tests.unit.energy.test_nvml_sampler import FakeGpu
 
 UUIDS = ("GPU-aaaaaaaa-0000-0000-0000-000000000001", "GPU-bbbbbbbb-0000-0000-0000-000000000002")
 POWERS_W = (300.0, 120.0)

@@ -11,7 +11,7 @@ from orchestrator.report.search import _gap, search_section
 from orchestrator.search.outcome import read_outcomes
 from orchestrator.store.sweep_store import Store, load
 
-H200 = Path(__file__).resolve().parents[2] / "experiments" / "benchmarks" / "energy_slo_search" / "h200" / "store"
+H200 = Path(__file__).resolve().parents[3] / "experiments" / "benchmarks" / "energy_slo_search" / "h200" / "store"
 
 
 def test_the_h200_pick_against_its_grid():

@@ -19,7 +19,7 @@ from orchestrator.analysis.energy import energy_table
 from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.repeats import REPEAT_METRICS, STATS, repeatability_table, t_quantile
 from orchestrator.analysis.tables import detail_table, summary_table
-from tests.unit.test_analysis_tables import frame, points_of, row
+from tests.unit.analysis.test_analysis_tables import frame, points_of, row
 
 T_975_2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of freedom (tables)
 T_975_1 = 12.706204736174705  # 1 degree of freedom
