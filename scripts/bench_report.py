@@ -135,7 +135,7 @@ def energy_columns(cfg, metrics: dict, window_s: float, rng: np.random.Generator
 
 def ok_tables(cell, n: int, rng: np.random.Generator) -> dict:
     from orchestrator.store.cell_tables import config_columns
-    from orchestrator.store.sweep_store import columns_table, runs_table
+    from orchestrator.store.schema import columns_table, runs_table
 
     cid, cfg = cell.cell_id, cell.config
     req, metrics = request_columns(cid, cfg, n, rng)

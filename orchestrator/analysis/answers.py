@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.analysis.dataset import option_text
 from orchestrator.analysis.recommend import Slo, eligible_mask
+from orchestrator.analysis.series_labels import option_text
+from orchestrator.store.schema import OFFERED_RATE_RPS, SATURATED, TPOT_P99_MS, TTFT_P99_MS
 
 KNEE_SAVING = 0.10
 J_TOK = "energy_per_output_token_j"
@@ -107,12 +108,12 @@ def energy_knees(points: pd.DataFrame, saving: float = KNEE_SAVING) -> list[Ener
 
 
 def _why_not(p: pd.Series, slo: Slo) -> str:
-    if p["saturated"] is True or p["saturated"] == 1:
-        return "saturated"
+    if p[SATURATED] is True or p[SATURATED] == 1:
+        return SATURATED
     parts = []
-    if slo.ttft_p99_ms is not None and not p["ttft_p99_ms"] <= slo.ttft_p99_ms:
+    if slo.ttft_p99_ms is not None and not p[TTFT_P99_MS] <= slo.ttft_p99_ms:
         parts.append(f"TTFT p99 {p['ttft_p99_ms']:,.0f} ms")
-    if slo.tpot_p99_ms is not None and not p["tpot_p99_ms"] <= slo.tpot_p99_ms:
+    if slo.tpot_p99_ms is not None and not p[TPOT_P99_MS] <= slo.tpot_p99_ms:
         parts.append(f"TPOT p99 {p['tpot_p99_ms']:,.1f} ms")
     return ", ".join(parts) or "no latency measured"
 
@@ -125,7 +126,7 @@ def slo_ranges(points: pd.DataFrame, slo: Slo) -> list[SloRange]:
         passing = tuple(int(b) for b in g.loc[ok, "batch_size"])
         energy = g.loc[ok, J_TOK].where(g.loc[ok, "energy_available"].astype(bool))
         failures = tuple((int(p["batch_size"]), _why_not(p, slo)) for _, p in g[~ok].iterrows())
-        out.append(SloRange(series, workload, float(g["offered_rate_rps"].iloc[0]), passing, failures,
+        out.append(SloRange(series, workload, float(g[OFFERED_RATE_RPS].iloc[0]), passing, failures,
                             bool(g["simulated"].any()), tuple(float(j) for j in energy.fillna(float("nan")))))
     return out
 

@@ -18,12 +18,25 @@ import pandas as pd
 
 from orchestrator.analysis.dataset import SweepError, pct_change
 from orchestrator.analysis.repeats import REPEAT_METRICS
+from orchestrator.store.schema import (
+    E2E_P50_MS,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    MEAN_POWER_W,
+    NET_ENERGY_PER_REQUEST_J,
+    OUTPUT_THROUGHPUT_TOK_S,
+    REQUEST_THROUGHPUT_RPS,
+    TPOT_P50_MS,
+    TPOT_P99_MS,
+    TTFT_P50_MS,
+    TTFT_P99_MS,
+)
 
 AXES = ["model", "quantization", "gpu", "workload", "batch_size"]
 COMPARE_METRICS = [
-    "output_throughput_tok_s", "request_throughput_rps", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms",
-    "tpot_p99_ms", "e2e_p50_ms", "energy_per_request_j", "net_energy_per_request_j",
-    "energy_per_1k_output_tokens_j", "energy_per_output_token_j", "net_energy_per_output_token_j", "mean_power_w",
+    OUTPUT_THROUGHPUT_TOK_S, REQUEST_THROUGHPUT_RPS, TTFT_P50_MS, TTFT_P99_MS, TPOT_P50_MS,
+    TPOT_P99_MS, E2E_P50_MS, ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J, "energy_per_output_token_j", "net_energy_per_output_token_j", MEAN_POWER_W,
 ]
 INTERVALS = [f"{m}_{s}" for m in REPEAT_METRICS for s in ("ci95_low", "ci95_high")]
 CARRY = ["flags", "cell_id", "simulated", "energy_available", "energy_measured", "series", "n_repeats", "engine"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from orchestrator.analysis.tables import SERIES_KEYS, with_baseline
+from orchestrator.store.schema import ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J
 
 J_PER_KWH = 3.6e6
 
@@ -36,7 +37,7 @@ def cost_table(points: pd.DataFrame, assumptions: CostAssumptions, baseline_batc
     cost/month, kgCO2/month, and the saving against ``baseline_batch_size`` (same units; a
     positive saving means less than the baseline; ``saving_pct`` in %)."""
     df = points.copy()
-    for prefix, col in (("", "energy_per_request_j"), ("net_", "net_energy_per_request_j")):
+    for prefix, col in (("", ENERGY_PER_REQUEST_J), ("net_", NET_ENERGY_PER_REQUEST_J)):
         joules = df[col].where(df["energy_available"])
         df[f"{prefix}kwh_per_month"] = monthly_kwh(joules, assumptions.requests_per_month)
         df[f"{prefix}cost_per_month"] = df[f"{prefix}kwh_per_month"] * assumptions.price_per_kwh
@@ -47,8 +48,8 @@ def cost_table(points: pd.DataFrame, assumptions: CostAssumptions, baseline_batc
     for m in ("kwh_per_month", "cost_per_month", "kg_co2_per_month", "net_cost_per_month"):
         df[f"saving_{m}"] = df[f"base_{m}"] - df[m]
     df["saving_pct"] = df["saving_kwh_per_month"] / df["base_kwh_per_month"] * 100.0
-    keep = SERIES_KEYS + ["batch_size", "baseline_batch_size", "flags", "cell_id", "simulated", "energy_per_request_j",
-                          "net_energy_per_request_j", "kwh_per_month", "net_kwh_per_month", "cost_per_month",
+    keep = SERIES_KEYS + ["batch_size", "baseline_batch_size", "flags", "cell_id", "simulated", ENERGY_PER_REQUEST_J,
+                          NET_ENERGY_PER_REQUEST_J, "kwh_per_month", "net_kwh_per_month", "cost_per_month",
                           "net_cost_per_month", "kg_co2_per_month", "net_kg_co2_per_month", "saving_kwh_per_month",
                           "saving_cost_per_month", "saving_net_cost_per_month", "saving_kg_co2_per_month", "saving_pct"]
     return df[keep].reset_index(drop=True)

@@ -52,32 +52,54 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
+from orchestrator.analysis.repeats import repeat_stats
+from orchestrator.analysis.series_labels import flat_identity, series_labels
 from orchestrator.config.engine import EngineConfig
 from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, cell_config_from_json
 from orchestrator.core.identity import IdentityCache, digest, series_identity
 from orchestrator.errors import OrchestratorError
+from orchestrator.store import schema as store_schema
 from orchestrator.store import sweep_store as store
+from orchestrator.store.schema import (
+    ENERGY_INVALID,
+    ENERGY_J,
+    ENERGY_MISMATCH,
+    ENERGY_SOURCE,
+    INPUT_TOKENS_PER_REQUEST_MEAN,
+    N_REQUESTS_CANCELLED,
+    N_REQUESTS_COMPLETED_IN_WINDOW,
+    N_REQUESTS_DRAINED,
+    N_REQUESTS_FAILED,
+    N_REQUESTS_MEASURED,
+    N_REQUESTS_OK,
+    N_REQUESTS_TOTAL,
+    OUTPUT_TOKENS_IN_WINDOW,
+    OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    SATURATED,
+    SHORT_WINDOW,
+    TOKEN_COUNT_MISMATCH,
+)
 
 FLAGS = {
-    "saturated": ("S", "saturated: completions < 95% of the scheduled rate, TTFT grows through the window, "
+    SATURATED: ("S", "saturated: completions < 95% of the scheduled rate, TTFT grows through the window, "
                        "or requests were cancelled at the drain limit"),
-    "short_window": ("W", "short window: shorter than workload.min_window_s or 10 energy-counter updates"),
-    "energy_mismatch": ("E", "energy mismatch: counter and integrated power differ by > 5%"),
-    "token_count_mismatch": ("T", "token count mismatch: a request returned other than the tokens asked for"),
-    "energy_invalid": ("X", "energy invalid: the energy counter went backwards (driver reload)"),
+    SHORT_WINDOW: ("W", "short window: shorter than workload.min_window_s or 10 energy-counter updates"),
+    ENERGY_MISMATCH: ("E", "energy mismatch: counter and integrated power differ by > 5%"),
+    TOKEN_COUNT_MISMATCH: ("T", "token count mismatch: a request returned other than the tokens asked for"),
+    ENERGY_INVALID: ("X", "energy invalid: the energy counter went backwards (driver reload)"),
 }
 """Flag column -> (code shown in tables, meaning)."""
 
-MODEL_ENERGY_FLAGS = ("short_window", "energy_mismatch", "energy_invalid")
+MODEL_ENERGY_FLAGS = (SHORT_WINDOW, ENERGY_MISMATCH, ENERGY_INVALID)
 """Flags about the energy measurement itself: never raised for simulated (modeled) rows."""
 
 GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
 """One series of batch sizes: the same cell config except batch size and repeat."""
 
 SUM_COLUMNS = [
-    "n_requests_total", "n_requests_measured", "n_requests_ok", "n_requests_failed",
-    "n_requests_drained", "n_requests_completed_in_window", "output_tokens_in_window", "n_requests_cancelled",
+    N_REQUESTS_TOTAL, N_REQUESTS_MEASURED, N_REQUESTS_OK, N_REQUESTS_FAILED,
+    N_REQUESTS_DRAINED, N_REQUESTS_COMPLETED_IN_WINDOW, OUTPUT_TOKENS_IN_WINDOW, N_REQUESTS_CANCELLED,
 ]
 
 
@@ -130,10 +152,10 @@ def read_sweep(path: str) -> SweepData:
     if runs_t.num_rows == 0:
         raise SweepError(f"{path}: the sweep has no complete cell (runs/ holds no Parquet file)")
     runs = runs_t.to_pandas()
-    versions = set(runs["schema_version"].dropna().astype(int)) - set(store.READABLE_VERSIONS)
+    versions = set(runs["schema_version"].dropna().astype(int)) - set(store_schema.READABLE_VERSIONS)
     if versions:
         raise SweepError(f"{path}: results use schema version {sorted(versions)}; this reads "
-                         f"{list(store.READABLE_VERSIONS)}")
+                         f"{list(store_schema.READABLE_VERSIONS)}")
     configs = StoredConfigs({cid: text for cid, text in zip(runs["cell_id"], runs["config_json"]) if text})
     return SweepData(path=path, runs=prepare_runs(runs, configs), configs=configs, _store=st)
 
@@ -168,7 +190,7 @@ def _read_table(st: store.Store, table: str, cells: set[str] | None, columns) ->
         i.path for i in st.filesystem.get_file_info(selector)
         if i.path.endswith(".parquet") and (cells is None or _stem(i.path) in cells)
     )
-    schema = store.SCHEMAS[table]
+    schema = store_schema.SCHEMAS[table]
     if not files:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
@@ -189,20 +211,20 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     cache = IdentityCache()
     identities = [_series_of(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["variant"] = [digest(ident)[:4] if ident is not None else "" for ident in identities]
-    df["engine_options"] = [json.dumps(_flat(ident.get("engine", {})), sort_keys=True) if ident is not None else "{}"
+    df["engine_options"] = [json.dumps(flat_identity(ident.get("engine", {})), sort_keys=True) if ident is not None else "{}"
                             for ident in identities]
-    df["series"] = _series_labels(df, [_flat(ident) if ident is not None else {} for ident in identities])
-    df["simulated"] = (df["engine"] == "simulated") | (df["energy_source"] == "simulated")
+    df["series"] = series_labels(df, [flat_identity(ident) if ident is not None else {} for ident in identities])
+    df["simulated"] = (df["engine"] == "simulated") | (df[ENERGY_SOURCE] == "simulated")
     for column in MODEL_ENERGY_FLAGS:
         if column in df:
             df[column] = df[column].where(~df["simulated"], False)
     df["flags"] = flag_codes(df)
-    df["energy_available"] = df["energy_j"].notna() & ~df["energy_invalid"].fillna(False).astype(bool)
+    df["energy_available"] = df[ENERGY_J].notna() & ~df[ENERGY_INVALID].fillna(False).astype(bool)
     df["energy_measured"] = df["energy_available"] & ~df["simulated"]
     for prefix in ("", "net_"):
         df[f"{prefix}energy_per_output_token_j"] = df[f"{prefix}energy_per_1k_output_tokens_j"] / 1000.0
-    inp = df["input_tokens_per_request_mean"].fillna(df["input_tokens_mean_cfg"])
-    out = df["output_tokens_per_request_mean"].fillna(df["output_tokens_mean_cfg"])
+    inp = df[INPUT_TOKENS_PER_REQUEST_MEAN].fillna(df["input_tokens_mean_cfg"])
+    out = df[OUTPUT_TOKENS_PER_REQUEST_MEAN].fillna(df["output_tokens_mean_cfg"])
     df["context_tokens"] = inp + out / 2.0
     order = ["workload", "gpu", "model", "quantization", "variant", "batch_size", "repeat"]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
@@ -233,81 +255,6 @@ def _without_axes(plain: dict, engine: str) -> dict:
     return out
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, str]:
-    """Dotted path -> canonical JSON of each leaf of a nested identity."""
-    out: dict[str, str] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, path + "."))
-        else:
-            out[path] = json.dumps(value, sort_keys=True, default=str)
-    return out
-
-
-MAX_LABEL_OPTIONS = 3
-"""Options named in a series label; more are cut, and the variant's digest keeps it unique."""
-
-
-def series_suffix(series: str, model: str, quantization: str, gpu: str) -> str:
-    """What a series label adds to ``model/quantization/gpu`` (`` [enforce_eager=true]``, or '');
-    a label of another form is its own suffix (nothing is dropped)."""
-    base = f"{model}/{quantization}/{gpu}"
-    return series[len(base):] if series.startswith(base) else f" {series}"
-
-
-def series_suffixes(frame: pd.DataFrame) -> pd.Series:
-    """``series_suffix`` of every row of ``frame`` (its series, model, quantization and gpu columns)."""
-    columns = (frame[c].astype(str) for c in ("series", "model", "quantization", "gpu"))
-    return pd.Series([series_suffix(*vals) for vals in zip(*columns)], index=frame.index, dtype=object)
-
-
-def _series_labels(df: pd.DataFrame, flats: list[dict[str, str]]) -> list[str]:
-    base = (df["model"].astype(str) + "/" + df["quantization"].astype(str) + "/" + df["gpu"].astype(str)).tolist()
-    labels = list(base)
-    engines, variants = df["engine"].astype(str).tolist(), df["variant"].tolist()
-    keys = [v or f"-{e}" for v, e in zip(variants, engines)]  # no stored config: one variant per engine
-    for idx in df.groupby([pd.Series(base, index=df.index), df["workload"]], sort=False, dropna=False).indices.values():
-        seen: dict[str, tuple[str, dict[str, str]]] = {}
-        for i in idx:
-            seen.setdefault(keys[i], (engines[i], flats[i]))
-        if len(seen) > 1:
-            suffix = _variant_suffixes(seen)
-            for i in idx:
-                labels[i] = f"{base[i]} [{suffix[keys[i]]}]"
-    return labels
-
-
-def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
-    """Variant digest (``-engine`` for rows without a stored config) -> what tells it apart from
-    the others of its group (see module doc)."""
-    several_engines = len({engine for engine, _ in variants.values()}) > 1
-    out = {}
-    for variant, (engine, flat) in variants.items():
-        if variant.startswith("-"):  # a row without a stored config: nothing to name
-            out[variant] = f"{engine}, no stored config" if several_engines else "no stored config"
-            continue
-        peers = [f for v, (e, f) in variants.items() if e == engine and not v.startswith("-")]
-        differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
-                     and len({p.get(k) for p in peers}) > 1 and k in flat]
-        parts = [engine] if several_engines else []
-        parts += [option_text(k, flat[k]) for k in differing[:MAX_LABEL_OPTIONS]]
-        if len(differing) > MAX_LABEL_OPTIONS or not parts:
-            parts.append(f"…#{variant}" if parts else f"#{variant}")
-        out[variant] = ", ".join(parts)
-    if len(set(out.values())) < len(out):  # e.g. an option present in one variant only
-        out = {v: f"{s}, #{v}" for v, s in out.items()}
-    return out
-
-
-def option_text(path: str, value_json: str | None) -> str:
-    """``name=value`` of one option of a flat identity (``enforce_eager=true``; ``=unset`` for None)."""
-    if value_json is None:
-        return f"{path.rsplit('.', 1)[-1]}=unset"
-    value = json.loads(value_json)
-    return f"{path.rsplit('.', 1)[-1]}={value if isinstance(value, str) else json.dumps(value)}"
-
-
 def flag_codes(df: pd.DataFrame) -> pd.Series:
     """Space-separated flag codes of each row ("" when no flag is raised)."""
     parts = []
@@ -326,8 +273,6 @@ def flag_counts(df: pd.DataFrame) -> dict[str, int]:
 def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     """One row per (series, workload, batch size): repeats folded, with ``n_repeats`` and the
     repeat metrics' 95% intervals and CVs (see module doc and ``analysis.repeats``)."""
-    from orchestrator.analysis.repeats import repeat_stats
-
     keys = GROUP_KEYS + ["series", "batch_size"]
     numeric = [c for c in ok.select_dtypes("number").columns if c not in keys + ["repeat", "schema_version"]]
     agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}

@@ -13,10 +13,25 @@ from __future__ import annotations
 import pandas as pd
 
 from orchestrator.analysis.tables import SERIES_KEYS, with_baseline
+from orchestrator.store.schema import (
+    ENERGY_J,
+    ENERGY_NOTE,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    ENERGY_SOURCE,
+    GPU_UTIL_MEAN_PCT,
+    IDLE_POWER_W,
+    MEAN_POWER_W,
+    NET_ENERGY_J,
+    NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    NET_ENERGY_PER_REQUEST_J,
+    OUTPUT_THROUGHPUT_TOK_S,
+    WINDOW_S,
+)
 
 ENERGY_METRICS = [
-    "energy_per_request_j", "net_energy_per_request_j",
-    "energy_per_1k_output_tokens_j", "net_energy_per_1k_output_tokens_j",
+    ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
 ]
 
 
@@ -25,20 +40,20 @@ def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     tokens, GPU util (%), mean and idle power (W), changes vs ``baseline_batch_size`` (%),
     throughput scaling (x). Energy columns are NaN where ``energy_available`` is false."""
     df = points.copy()
-    masked = ENERGY_METRICS + ["mean_power_w", "energy_j", "net_energy_j"]
+    masked = ENERGY_METRICS + [MEAN_POWER_W, ENERGY_J, NET_ENERGY_J]
     df.loc[~df["energy_available"], masked] = float("nan")
-    df = with_baseline(df, baseline_batch, ENERGY_METRICS + ["output_throughput_tok_s"])
-    df["throughput_scaling_x"] = df["output_throughput_tok_s"] / df["base_output_throughput_tok_s"]
+    df = with_baseline(df, baseline_batch, ENERGY_METRICS + [OUTPUT_THROUGHPUT_TOK_S])
+    df["throughput_scaling_x"] = df[OUTPUT_THROUGHPUT_TOK_S] / df["base_output_throughput_tok_s"]
     keep = SERIES_KEYS + [
-        "batch_size", "flags", "cell_id", "simulated", "energy_available", "energy_measured", "energy_source",
-        "energy_note", "baseline_batch_size",
-        "output_throughput_tok_s", *ENERGY_METRICS, "gpu_util_mean_pct", "mean_power_w", "idle_power_w",
-        "energy_j", "net_energy_j", "window_s", "throughput_scaling_x",
+        "batch_size", "flags", "cell_id", "simulated", "energy_available", "energy_measured", ENERGY_SOURCE,
+        ENERGY_NOTE, "baseline_batch_size",
+        OUTPUT_THROUGHPUT_TOK_S, *ENERGY_METRICS, GPU_UTIL_MEAN_PCT, MEAN_POWER_W, IDLE_POWER_W,
+        ENERGY_J, NET_ENERGY_J, WINDOW_S, "throughput_scaling_x",
     ] + [f"change_{m}_pct" for m in ENERGY_METRICS]
     return df[keep]
 
 
 def energy_sources(points: pd.DataFrame) -> pd.DataFrame:
     """energy_source -> number of points and the first note (why there is none, or how read)."""
-    grouped = points.groupby("energy_source", dropna=False)
-    return pd.DataFrame({"n_points": grouped.size(), "note": grouped["energy_note"].first()}).reset_index()
+    grouped = points.groupby(ENERGY_SOURCE, dropna=False)
+    return pd.DataFrame({"n_points": grouped.size(), "note": grouped[ENERGY_NOTE].first()}).reset_index()

@@ -15,8 +15,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from orchestrator.analysis.dataset import series_suffixes
 from orchestrator.analysis.scaling import power_law
+from orchestrator.analysis.series_labels import series_suffixes
+from orchestrator.store.schema import (
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    ENERGY_SOURCE,
+    IDLE_POWER_W,
+    MEAN_POWER_W,
+    OUTPUT_THROUGHPUT_TOK_S,
+    TTFT_P99_MS,
+    WINDOW_S,
+)
 
 MARKERS = "osD^v<>ph*"
 DPI = 96
@@ -154,7 +164,7 @@ def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
     styles = _styles(pts["short"].unique())
     for (wl, gpu), ax in cells.items():
         for (short, _series), g in pts[(pts["workload"] == wl) & (pts["gpu"] == gpu)].groupby(["short", "series"]):
-            _plot_series(ax, g, "batch_size", "output_throughput_tok_s", *styles[short], short)
+            _plot_series(ax, g, "batch_size", OUTPUT_THROUGHPUT_TOK_S, *styles[short], short)
         _log_axes(ax, y_log=False)
         ax.set_xlabel("batch size (max running sequences)", fontsize=8)
         ax.set_ylabel("output throughput (tok/s)", fontsize=8)
@@ -166,8 +176,8 @@ def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
 def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Gross J per output token vs batch size, log-log, with the power-law fit (dashed, over the
     range where it holds) and its α in the legend."""
-    pts = points[points["energy_available"] & (points["energy_per_1k_output_tokens_j"] > 0)]
-    pts = pts.assign(short=_short(pts), j_per_token=pts["energy_per_1k_output_tokens_j"] / 1000.0)
+    pts = points[points["energy_available"] & (points[ENERGY_PER_1K_OUTPUT_TOKENS_J] > 0)]
+    pts = pts.assign(short=_short(pts), j_per_token=pts[ENERGY_PER_1K_OUTPUT_TOKENS_J] / 1000.0)
     fig, cells = _grid(pts, "workload", "gpu", pts["short"].unique())
     styles = _styles(pts["short"].unique())
     fit_by = {(f.workload, f.gpu, f.series): f for f in fits.itertuples(index=False)} if not fits.empty else {}
@@ -223,14 +233,14 @@ def plot_pareto(points: pd.DataFrame, path: Path, note: str = "") -> Path:
     for ax, wl in zip(axes, workloads):
         p = points[points["workload"] == wl]
         for (gpu, q), g in p.groupby(["gpu", "quantization"]):
-            ax.plot(g["output_throughput_tok_s"], g["ttft_p99_ms"], linestyle="none", color=gpus[gpu],
+            ax.plot(g[OUTPUT_THROUGHPUT_TOK_S], g[TTFT_P99_MS], linestyle="none", color=gpus[gpu],
                     marker=quants[q], ms=4, alpha=0.75, label=f"{gpu} · {q}")
-        front = pareto_front(p, "output_throughput_tok_s", "ttft_p99_ms")
-        ax.plot(front["output_throughput_tok_s"], front["ttft_p99_ms"], "k-", lw=1.0, label="Pareto front")
+        front = pareto_front(p, OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS)
+        ax.plot(front[OUTPUT_THROUGHPUT_TOK_S], front[TTFT_P99_MS], "k-", lw=1.0, label="Pareto front")
         for r in front.itertuples(index=False):
             ax.annotate(f"{r.batch_size}", (r.output_throughput_tok_s, r.ttft_p99_ms), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
-        _log_y(ax, _decades(p["ttft_p99_ms"]))
+        _log_y(ax, _decades(p[TTFT_P99_MS]))
         ax.set_title(wl, fontsize=9, y=1.0)
         ax.set_xlabel("output throughput (tok/s)", fontsize=8)
         ax.set_ylabel("TTFT p99 (ms)", fontsize=8)
@@ -283,24 +293,24 @@ def plot_power_timeline(power: pd.DataFrame, run: pd.Series, path: Path) -> Path
     ``DRAIN_SHOWN`` x window (and said so)."""
     fig = new_figure(9, 3.8)
     ax = fig.subplots()
-    window_s = float(run["window_s"])
+    window_s = float(run[WINDOW_S])
     p = power.sort_values("t_rel_s")
     end = window_s * (1 + DRAIN_SHOWN) + 1.0
     cut = p["t_rel_s"].max() > end
     p = p[p["t_rel_s"] <= end]
     ax.plot(p["t_rel_s"], p["power_w"], "-", color="C0", lw=0.8, label="instant power")
     ax.axvspan(0.0, window_s, color="C2", alpha=0.12, label="measured window")
-    if pd.notna(run.get("idle_power_w")):
-        ax.axhline(run["idle_power_w"], color="0.4", ls="--", lw=0.9,
+    if pd.notna(run.get(IDLE_POWER_W)):
+        ax.axhline(run[IDLE_POWER_W], color="0.4", ls="--", lw=0.9,
                    label=f"idle baseline {run['idle_power_w']:.0f} W")
-    if pd.notna(run.get("mean_power_w")):
-        ax.axhline(run["mean_power_w"], color="C3", ls=":", lw=1.1, label=f"window mean {run['mean_power_w']:.0f} W")
+    if pd.notna(run.get(MEAN_POWER_W)):
+        ax.axhline(run[MEAN_POWER_W], color="C3", ls=":", lw=1.1, label=f"window mean {run['mean_power_w']:.0f} W")
     xlabel = "time from the measured window's start (s)"
     ax.set_xlabel(xlabel + (f"; the drain goes on to {power['t_rel_s'].max():,.0f} s (not shown)" if cut else ""))
     ax.set_ylabel("GPU power (W)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    source = f" — {run['energy_source']} power, not measured" if run.get("energy_source") == "simulated" else ""
+    source = f" — {run['energy_source']} power, not measured" if run.get(ENERGY_SOURCE) == "simulated" else ""
     title = f"Power of cell {run['cell_id']}: {run['series']} · {run['workload']} · BS {run['batch_size']}{source}"
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86)
     return _finish(fig, path, title)
@@ -310,7 +320,7 @@ def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) ->
     """Output tok/s and gross J/request of B against A per matched cell (log-log), y = x dashed."""
     fig = new_figure(10, 4.4)
     axes = fig.subplots(1, 2)
-    for ax, metric, unit in zip(axes, ("output_throughput_tok_s", "energy_per_request_j"), ("tok/s", "J/request")):
+    for ax, metric, unit in zip(axes, (OUTPUT_THROUGHPUT_TOK_S, ENERGY_PER_REQUEST_J), ("tok/s", "J/request")):
         a, b = table.get(f"{metric}_a"), table.get(f"{metric}_b")
         if a is None or a.dropna().empty or b.dropna().empty:
             ax.set_visible(False)

@@ -18,9 +18,11 @@ from typing import Optional
 
 import pandas as pd
 
-from orchestrator.analysis.dataset import SweepError, series_suffixes
+from orchestrator.analysis.dataset import SweepError
+from orchestrator.analysis.series_labels import series_suffixes
+from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 
-ERROR_METRICS = (("output tok/s", "output_throughput_tok_s"), ("J/output token", "energy_per_output_token_j"))
+ERROR_METRICS = (("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("J/output token", "energy_per_output_token_j"))
 """(name, metric) whose prediction error is summarised."""
 
 

@@ -22,6 +22,14 @@ import pandas as pd
 
 from orchestrator.analysis.format import batch, is_missing, num
 from orchestrator.analysis.tables import SERIES_KEYS
+from orchestrator.store.schema import (
+    E2E_P50_MS,
+    ENERGY_PER_REQUEST_J,
+    OUTPUT_THROUGHPUT_TOK_S,
+    SATURATED,
+    TPOT_P99_MS,
+    TTFT_P99_MS,
+)
 
 NEAR = 0.05
 SCENARIOS = ("latency", "throughput", "balanced", "cost")
@@ -48,19 +56,19 @@ class Slo:
 
 def eligible_mask(points: pd.DataFrame, slo: Slo) -> pd.Series:
     """True where the point meets the SLOs and is not saturated."""
-    ok = ~points["saturated"].eq(True)
+    ok = ~points[SATURATED].eq(True)
     if slo.ttft_p99_ms is not None:
-        ok &= points["ttft_p99_ms"] <= slo.ttft_p99_ms
+        ok &= points[TTFT_P99_MS] <= slo.ttft_p99_ms
     if slo.tpot_p99_ms is not None:
-        ok &= points["tpot_p99_ms"] <= slo.tpot_p99_ms
+        ok &= points[TPOT_P99_MS] <= slo.tpot_p99_ms
     return ok
 
 
 Point = dict
 """One batch point as a plain dict (a series has a handful: plain Python beats DataFrame ops)."""
 
-POINT_COLUMNS = ["batch_size", "flags", "cell_id", "output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms",
-                 "e2e_p50_ms", "energy_per_request_j", "energy_available", "simulated", "saturated", "eligible"]
+POINT_COLUMNS = ["batch_size", "flags", "cell_id", OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS, TPOT_P99_MS,
+                 E2E_P50_MS, ENERGY_PER_REQUEST_J, "energy_available", "simulated", SATURATED, "eligible"]
 
 
 def _smallest_near(cand: list[Point], metric: str, best: float, largest: bool) -> Point:
@@ -70,14 +78,14 @@ def _smallest_near(cand: list[Point], metric: str, best: float, largest: bool) -
 
 
 def _latency(cand: list[Point]):
-    p = min(cand, key=lambda p: (p["ttft_p99_ms"], p["tpot_p99_ms"], p["batch_size"]))
+    p = min(cand, key=lambda p: (p[TTFT_P99_MS], p[TPOT_P99_MS], p["batch_size"]))
     return p, (f"lowest TTFT p99 of the {len(cand)} eligible batch sizes: {num(p['ttft_p99_ms'])} ms "
                f"(TPOT p99 {num(p['tpot_p99_ms'])} ms, {num(p['output_throughput_tok_s'])} tok/s)")
 
 
 def _throughput(cand: list[Point]):
-    top = max(cand, key=lambda p: (p["output_throughput_tok_s"], -p["batch_size"]))
-    p = _smallest_near(cand, "output_throughput_tok_s", top["output_throughput_tok_s"], largest=True)
+    top = max(cand, key=lambda p: (p[OUTPUT_THROUGHPUT_TOK_S], -p["batch_size"]))
+    p = _smallest_near(cand, OUTPUT_THROUGHPUT_TOK_S, top[OUTPUT_THROUGHPUT_TOK_S], largest=True)
     why = (f"highest output throughput within the SLO: {num(top['output_throughput_tok_s'])} tok/s at BS "
            f"{batch(top['batch_size'])}")
     if p["batch_size"] != top["batch_size"]:
@@ -88,7 +96,7 @@ def _throughput(cand: list[Point]):
 
 def _balanced(cand: list[Point]):
     def score(p: Point) -> float:
-        return p["output_throughput_tok_s"] / (p["e2e_p50_ms"] / 1000.0)
+        return p[OUTPUT_THROUGHPUT_TOK_S] / (p[E2E_P50_MS] / 1000.0)
 
     p = max(cand, key=lambda p: (score(p), -p["batch_size"]))
     return p, (f"highest throughput per second of median latency: {num(p['output_throughput_tok_s'])} tok/s "
@@ -96,11 +104,11 @@ def _balanced(cand: list[Point]):
 
 
 def _cost(cand: list[Point]):
-    known = [p for p in cand if p["energy_available"] and not is_missing(p["energy_per_request_j"])]
+    known = [p for p in cand if p["energy_available"] and not is_missing(p[ENERGY_PER_REQUEST_J])]
     if not known:
         return None, "energy was not measured for these cells: no cost ranking"
-    best = min(known, key=lambda p: (p["energy_per_request_j"], p["batch_size"]))
-    p = _smallest_near(known, "energy_per_request_j", best["energy_per_request_j"], largest=False)
+    best = min(known, key=lambda p: (p[ENERGY_PER_REQUEST_J], p["batch_size"]))
+    p = _smallest_near(known, ENERGY_PER_REQUEST_J, best[ENERGY_PER_REQUEST_J], largest=False)
     kind = "modeled (simulated) " if best["simulated"] else ""
     why = (f"lowest {kind}gross energy within the SLO: {num(best['energy_per_request_j'])} J/request at BS "
            f"{batch(best['batch_size'])}")
@@ -113,8 +121,8 @@ RULES = {"latency": _latency, "throughput": _throughput, "balanced": _balanced, 
 
 
 def _no_candidate(points: list[Point], slo: Slo) -> str:
-    closest = min(points, key=lambda p: (p["ttft_p99_ms"], p["batch_size"]))
-    sat = sum(1 for p in points if p["saturated"] is True)
+    closest = min(points, key=lambda p: (p[TTFT_P99_MS], p["batch_size"]))
+    sat = sum(1 for p in points if p[SATURATED] is True)
     lowest = f"the lowest TTFT p99 is {num(closest['ttft_p99_ms'])} ms at BS {batch(closest['batch_size'])}"
     if slo.ttft_p99_ms is None and slo.tpot_p99_ms is None:
         return f"every swept batch size is saturated ({sat} of {len(points)}): the offered load is too high; {lowest}"
@@ -126,7 +134,7 @@ def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
     ``simulated`` (any point of the series is), ``reason``, ``n_eligible`` and the chosen point's
     tok/s, TTFT/TPOT p99 (ms) and J/request."""
     rows: list[dict] = []
-    pts = points.assign(eligible=eligible_mask(points, slo), saturated=points["saturated"].eq(True))
+    pts = points.assign(eligible=eligible_mask(points, slo), saturated=points[SATURATED].eq(True))
     pts = pts[[c for c in SERIES_KEYS if c not in POINT_COLUMNS] + POINT_COLUMNS]
     for key, grp in pts.groupby(SERIES_KEYS, sort=False):
         group = grp.to_dict("records")
@@ -137,7 +145,7 @@ def recommendations(points: pd.DataFrame, slo: Slo) -> pd.DataFrame:
             p, why = RULES[scenario](cand) if cand else (None, _no_candidate(group, slo))
             row.update(reason=why, batch_size=None if p is None else p["batch_size"],
                        flags="" if p is None else p["flags"], cell_id=None if p is None else p["cell_id"])
-            for m in ("output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms", "energy_per_request_j"):
+            for m in (OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS, TPOT_P99_MS, ENERGY_PER_REQUEST_J):
                 row[m] = None if p is None else p[m]
             rows.append(row)
     return pd.DataFrame(rows)

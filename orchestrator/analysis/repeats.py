@@ -22,12 +22,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S, TPOT_P50_MS, TTFT_P50_MS
+
 REPEAT_METRICS = {
-    "output_throughput_tok_s": "output tok/s",
+    OUTPUT_THROUGHPUT_TOK_S: "output tok/s",
     "energy_per_output_token_j": "J/output token gross",
     "net_energy_per_output_token_j": "J/output token net",
-    "ttft_p50_ms": "TTFT p50 (ms)",
-    "tpot_p50_ms": "TPOT p50 (ms)",
+    TTFT_P50_MS: "TTFT p50 (ms)",
+    TPOT_P50_MS: "TPOT p50 (ms)",
 }
 """Metric column -> its name in the report."""
 

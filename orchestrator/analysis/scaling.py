@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.tables import SERIES_KEYS
+from orchestrator.store.schema import ENERGY_PER_1K_OUTPUT_TOKENS_J, ENERGY_PER_REQUEST_J, OUTPUT_THROUGHPUT_TOK_S
 
 FIT_METRICS = {
-    "energy_per_request_j": "J/request",
-    "energy_per_1k_output_tokens_j": "J/1k output tokens",
-    "output_throughput_tok_s": "output tok/s",
+    ENERGY_PER_REQUEST_J: "J/request",
+    ENERGY_PER_1K_OUTPUT_TOKENS_J: "J/1k output tokens",
+    OUTPUT_THROUGHPUT_TOK_S: "output tok/s",
 }
 DEFAULT_TOLERANCE = 0.10
 MIN_POINTS = 3

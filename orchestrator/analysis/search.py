@@ -15,6 +15,7 @@ from orchestrator.analysis.format import gpu_uuids
 from orchestrator.config.search import Objective, SloConfig
 from orchestrator.search.outcome import read_outcomes, verdict
 from orchestrator.search.record import SearchRecord, TrialRecord, read_record
+from orchestrator.store.schema import TPOT_P99_MS, TTFT_P99_MS
 from orchestrator.store.sweep_store import Store
 
 
@@ -107,10 +108,10 @@ def grid_view(st: Store, record: SearchRecord) -> Optional[GridView]:
     for cid, o in outcomes.items():
         if verdict(o, slo, objective).feasible:
             rows.append({"cell_id": cid, "params": params.get(cid, cid), "value": o.energy_per_token_j(objective),
-                         "ttft_p99_ms": o.ttft_p99_ms, "tpot_p99_ms": o.tpot_p99_ms})
+                         TTFT_P99_MS: o.ttft_p99_ms, TPOT_P99_MS: o.tpot_p99_ms})
     pick_id = record.pick.cell_ids[0] if record.pick else None
     pick_o = outcomes.get(pick_id)
-    feasible = pd.DataFrame(rows, columns=["cell_id", "params", "value", "ttft_p99_ms", "tpot_p99_ms"])
+    feasible = pd.DataFrame(rows, columns=["cell_id", "params", "value", TTFT_P99_MS, TPOT_P99_MS])
     if feasible.empty:
         return GridView(math.nan, "", math.nan, math.nan, feasible.assign(is_pick=[]), 0)
     best = feasible.sort_values(["value", "cell_id"]).iloc[0]
@@ -128,7 +129,7 @@ def grid_view(st: Store, record: SearchRecord) -> Optional[GridView]:
 def _frontier(feasible: pd.DataFrame) -> pd.DataFrame:
     """Feasible cells not beaten on both J per output token and p99 TPOT by another one."""
     rows, best = [], math.inf
-    for r in feasible.sort_values(["tpot_p99_ms", "value"]).itertuples(index=False):
+    for r in feasible.sort_values([TPOT_P99_MS, "value"]).itertuples(index=False):
         if r.value < best:
             rows.append(r)
             best = r.value

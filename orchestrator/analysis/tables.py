@@ -13,18 +13,35 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.dataset import GROUP_KEYS, baseline_sizes, pct_change
+from orchestrator.store.schema import (
+    E2E_P50_MS,
+    E2E_P99_MS,
+    ENERGY_PER_REQUEST_J,
+    MEAN_RUNNING_BATCH,
+    N_REQUESTS_MEASURED,
+    N_REQUESTS_OK,
+    OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    REQUEST_THROUGHPUT_RPS,
+    SATURATED,
+    TPOT_P50_MS,
+    TPOT_P99_MS,
+    TTFT_P50_MS,
+    TTFT_P99_MS,
+)
 
 SERIES_KEYS = GROUP_KEYS + ["series"]
 
 SUMMARY_METRICS = [
-    "output_throughput_tok_s", "request_throughput_rps", "ttft_p50_ms", "tpot_p50_ms", "energy_per_request_j",
+    OUTPUT_THROUGHPUT_TOK_S, REQUEST_THROUGHPUT_RPS, TTFT_P50_MS, TPOT_P50_MS, ENERGY_PER_REQUEST_J,
 ]
 """What the executive summary compares (higher tok/s and req/s is better; lower the rest)."""
 
 DETAIL_COLUMNS = [
-    "n_requests_measured", "n_requests_ok", "success_pct", "request_throughput_rps", "offered_rate_rps",
-    "output_throughput_tok_s", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
-    "e2e_p50_ms", "e2e_p99_ms", "mean_running_batch", "output_tokens_per_request_mean", "n_repeats",
+    N_REQUESTS_MEASURED, N_REQUESTS_OK, "success_pct", REQUEST_THROUGHPUT_RPS, OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S, TTFT_P50_MS, TTFT_P99_MS, TPOT_P50_MS, TPOT_P99_MS,
+    E2E_P50_MS, E2E_P99_MS, MEAN_RUNNING_BATCH, OUTPUT_TOKENS_PER_REQUEST_MEAN, "n_repeats",
 ]
 
 
@@ -66,11 +83,11 @@ def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     (%) against ``baseline_batch_size``."""
     df = points.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        df["success_pct"] = df["n_requests_ok"] / df["n_requests_measured"] * 100.0
-    df = with_baseline(df, baseline_batch, ["output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms"])
+        df["success_pct"] = df[N_REQUESTS_OK] / df[N_REQUESTS_MEASURED] * 100.0
+    df = with_baseline(df, baseline_batch, [OUTPUT_THROUGHPUT_TOK_S, TTFT_P50_MS, TPOT_P50_MS])
     keep = SERIES_KEYS + ["batch_size", "flags", "n_cells", "cell_id", "simulated", "baseline_batch_size"]
     keep += DETAIL_COLUMNS
-    keep += [f"change_{m}_pct" for m in ("output_throughput_tok_s", "ttft_p50_ms", "tpot_p50_ms")]
+    keep += [f"change_{m}_pct" for m in (OUTPUT_THROUGHPUT_TOK_S, TTFT_P50_MS, TPOT_P50_MS)]
     return df[keep]
 
 
@@ -91,10 +108,10 @@ def summary_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd
     the energy role is empty (NaN) where no energy (measured or modeled) exists."""
     roles = {
         "base": baseline_points(points, baseline_batch),
-        "tput": best_rows(points, "output_throughput_tok_s", largest=True),
-        "energy": best_rows(points[points["energy_available"]], "energy_per_request_j", largest=False),
+        "tput": best_rows(points, OUTPUT_THROUGHPUT_TOK_S, largest=True),
+        "energy": best_rows(points[points["energy_available"]], ENERGY_PER_REQUEST_J, largest=False),
     }
-    cols = ["batch_size", "flags", "simulated", "arrival", "offered_rate_rps", "saturated"] + SUMMARY_METRICS
+    cols = ["batch_size", "flags", "simulated", "arrival", OFFERED_RATE_RPS, SATURATED] + SUMMARY_METRICS
     out = points[SERIES_KEYS].drop_duplicates().reset_index(drop=True)
     for role, frame in roles.items():
         part = frame[SERIES_KEYS + cols].rename(columns={c: f"{role}_{c}" for c in cols})

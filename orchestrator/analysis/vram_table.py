@@ -21,6 +21,7 @@ import pandas as pd
 from orchestrator.config.engine import EngineConfig
 from orchestrator.config.root import CellConfig
 from orchestrator.perf.vram import vram_budget
+from orchestrator.store.schema import MEMORY_USED_MAX_MIB
 
 MIB_PER_GIB = 1024.0
 OOM_STATUSES = ("oom", "kv_cache_too_small")
@@ -40,7 +41,7 @@ def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFram
             "context_tokens": int(wl.input.mean_tokens + wl.output.mean_tokens),
             "memory_utilization": memory_fraction(cfg, r.engine),
             "batch_size": int(r.batch_size), "status": r.status, "cell_id": r.cell_id,
-            "memory_used_max_mib": r.memory_used_max_mib, "simulated": bool(r.simulated),
+            MEMORY_USED_MAX_MIB: r.memory_used_max_mib, "simulated": bool(r.simulated),
         })
     return pd.DataFrame(rows)
 
@@ -88,11 +89,11 @@ def _cross_check(grp: pd.DataFrame, configs, max_batch: int, context: int, util:
         "measured_memory_gib": float("nan"), "predicted_at_measured_gib": float("nan"),
         "memory_check": "not reported",
     }
-    reported = ok[ok["memory_used_max_mib"].notna()]
+    reported = ok[ok[MEMORY_USED_MAX_MIB].notna()]
     if reported.empty:
         return out
-    top = reported.loc[reported["memory_used_max_mib"].idxmax()]
-    measured = float(top["memory_used_max_mib"]) / MIB_PER_GIB
+    top = reported.loc[reported[MEMORY_USED_MAX_MIB].idxmax()]
+    measured = float(top[MEMORY_USED_MAX_MIB]) / MIB_PER_GIB
     predicted = _budget(configs, top["cell_id"], int(top["batch_size"]), context, util).total_gib
     out.update(measured_memory_gib=measured, predicted_at_measured_gib=predicted,
                memory_check=_verdict(measured, predicted, capacity))

@@ -33,6 +33,27 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from orchestrator.store.schema import (
+    ACHIEVED_RATE_RPS,
+    INPUT_TOKENS_PER_REQUEST_MEAN,
+    MEAN_RUNNING_BATCH,
+    N_REQUESTS_CANCELLED,
+    N_REQUESTS_COMPLETED_IN_WINDOW,
+    N_REQUESTS_DRAINED,
+    N_REQUESTS_FAILED,
+    N_REQUESTS_MEASURED,
+    N_REQUESTS_OK,
+    N_REQUESTS_TOTAL,
+    OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOKENS_IN_WINDOW,
+    OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    REQUEST_THROUGHPUT_RPS,
+    SATURATED,
+    TOKEN_COUNT_MISMATCH,
+    WINDOW_S,
+)
+
 PERCENTILES = (50, 90, 99)
 SATURATION_RATIO = 0.95
 
@@ -143,29 +164,29 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     row = {
         "window_start_s": t0,
         "window_end_s": t1,
-        "window_s": window_s,
-        "n_requests_total": len(recs),
-        "n_requests_measured": len(measured),
-        "n_requests_ok": len(ok),
-        "n_requests_failed": sum(1 for r in measured if r.status == "error"),
-        "n_requests_cancelled": len(cancelled),
+        WINDOW_S: window_s,
+        N_REQUESTS_TOTAL: len(recs),
+        N_REQUESTS_MEASURED: len(measured),
+        N_REQUESTS_OK: len(ok),
+        N_REQUESTS_FAILED: sum(1 for r in measured if r.status == "error"),
+        N_REQUESTS_CANCELLED: len(cancelled),
         "drain_timeout_s": run.drain_timeout_s,
         "drain_s": run.drain_s,
-        "n_requests_drained": sum(1 for r in ok if r.end_s > t1),
-        "n_requests_completed_in_window": len(completed_in_window),
-        "request_throughput_rps": len(completed_in_window) / window_s,
-        "output_tokens_in_window": int(out_tokens),
-        "output_throughput_tok_s": out_tokens / window_s,
+        N_REQUESTS_DRAINED: sum(1 for r in ok if r.end_s > t1),
+        N_REQUESTS_COMPLETED_IN_WINDOW: len(completed_in_window),
+        REQUEST_THROUGHPUT_RPS: len(completed_in_window) / window_s,
+        OUTPUT_TOKENS_IN_WINDOW: int(out_tokens),
+        OUTPUT_THROUGHPUT_TOK_S: out_tokens / window_s,
         "total_throughput_tok_s": (out_tokens + in_tokens) / window_s,
-        "output_tokens_per_request_mean": float(tokens_per_req.mean()) if tokens_per_req.size else float("nan"),
-        "input_tokens_per_request_mean": float(np.mean([r.input_tokens for r in ok])) if ok else float("nan"),
-        "token_count_mismatch": bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok)),
-        "mean_running_batch": (
+        OUTPUT_TOKENS_PER_REQUEST_MEAN: float(tokens_per_req.mean()) if tokens_per_req.size else float("nan"),
+        INPUT_TOKENS_PER_REQUEST_MEAN: float(np.mean([r.input_tokens for r in ok])) if ok else float("nan"),
+        TOKEN_COUNT_MISMATCH: bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok)),
+        MEAN_RUNNING_BATCH: (
             float(run.mean_running_batch) if run.mean_running_batch is not None else decode_overlap / window_s
         ),
     }
     row.update(_rates(measured, ok, completed_in_window, ttft, t0, t1, offered_rate_rps))
-    row["saturated"] = bool(row["saturated"] or cancelled)
+    row[SATURATED] = bool(row[SATURATED] or cancelled)
     row.update(_latencies(ok, ttft))
     row.update(batch_stability(recs, run.batch_bounds_s))
     return row
@@ -193,7 +214,7 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
     chance), completions must keep up and TTFT must not grow."""
     nan = float("nan")
     if not offered_rate_rps:
-        return {"offered_rate_rps": nan, "scheduled_rate_rps": nan, "achieved_rate_rps": nan, "saturated": False}
+        return {OFFERED_RATE_RPS: nan, "scheduled_rate_rps": nan, ACHIEVED_RATE_RPS: nan, SATURATED: False}
     window_s = max(t1 - t0, 1e-9)
     n_scheduled = sum(1 for r in measured if t0 <= r.arrival_s <= t1)
     # the edge strips: the latency of what did complete in the window (a backlog's requests that
@@ -202,9 +223,9 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
     saturated = completion_shortfall(len(completed), n_scheduled, window_s, e2e_s) or ttft_growing(
         np.array([r.arrival_s for r in ok]), ttft)
     scheduled_rate = n_scheduled / window_s
-    return {"offered_rate_rps": float(offered_rate_rps), "scheduled_rate_rps": scheduled_rate,
-            "achieved_rate_rps": sum(1 for r in measured if t0 <= r.send_s <= t1) / window_s,
-            "saturated": bool(saturated)}
+    return {OFFERED_RATE_RPS: float(offered_rate_rps), "scheduled_rate_rps": scheduled_rate,
+            ACHIEVED_RATE_RPS: sum(1 for r in measured if t0 <= r.send_s <= t1) / window_s,
+            SATURATED: bool(saturated)}
 
 
 def inter_token_gaps(ok: List[RequestRecord]) -> Tuple[List[np.ndarray], Optional[str]]:

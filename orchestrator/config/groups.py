@@ -24,6 +24,15 @@ from omegaconf import MISSING
 from orchestrator.config.fields import check, setting
 
 
+class LogLevel(str, Enum):
+    """How much the package logs, on the driver and on every worker (``log_level=DEBUG``)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
 class Weights(str, Enum):
     """Where a model's weights come from: its checkpoint (``real``) or random of the right
     shapes and dtype (``dummy``: vLLM ``load_format=dummy``, HF random init)."""

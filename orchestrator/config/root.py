@@ -16,6 +16,7 @@ from orchestrator.config.fields import check
 from orchestrator.config.groups import (
     DispatchConfig,
     GpuConfig,
+    LogLevel,
     ModelConfig,
     QuantizationConfig,
     SamplerConfig,
@@ -55,6 +56,7 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     search: Optional[SearchConfig] = None  # set by +search=NAME: the sweep's axes are searched, not swept
+    log_level: LogLevel = LogLevel.INFO  # the package's loggers, on the driver and on every worker
 
     def validate(self, checked: Optional[Dict[int, object]] = None) -> None:
         """The sweep-wide checks, then every group's own ``validate()`` (``ConfigError`` on the

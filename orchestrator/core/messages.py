@@ -32,6 +32,7 @@ class UnitSpec:
     on_gpu: bool = True
     attempt: int = 1
     node_id: Optional[str] = None  # run on this Ray node (the one holding the GPUs the cells measure)
+    log_level: str = "INFO"  # the package's log level on the worker (``log_level``)
     phase_board: Optional[Any] = field(default=None, compare=False)  # a PhaseBoard actor handle, or None
 
     @property

@@ -61,7 +61,7 @@ def connect(dispatch: DispatchConfig) -> str:
 
 
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
-               share_engines: bool = True) -> List[UnitSpec]:
+               share_engines: bool = True, log_level: str = "INFO") -> List[UnitSpec]:
     """Group runnable cells into tasks: cells whose identity differs only in their engine's
     ``shared_axes`` (equal ``Engine.share_key``) share one (``share_engines=False``: one task per
     cell). ``offered[t]``: the cluster has GPUs of type t."""
@@ -82,7 +82,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
             reason = f"the Ray cluster offers no {gpu_type} GPU: {first.engine} runs on the CPU"
         members = [Cell(c.cell_id, c.config, c.engine, reason) for c in members]
         units.append(UnitSpec(key=key, engine=first.engine, engine_reason=reason, sweep=sweep,
-                              cells=tuple(members), on_gpu=on_gpu))
+                              cells=tuple(members), on_gpu=on_gpu, log_level=log_level))
     return units
 
 
@@ -302,7 +302,7 @@ class Dispatcher:
             return None
         return UnitSpec(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
                         sweep=unit.sweep, cells=tuple(cells), on_gpu=unit.on_gpu, attempt=unit.attempt + 1,
-                        node_id=unit.node_id)
+                        node_id=unit.node_id, log_level=unit.log_level)
 
     def _fail(self, unit: UnitSpec, cells: List[Cell], status: Status, error: str, progress: SweepProgress) -> None:
         for c in cells:

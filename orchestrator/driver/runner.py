@@ -14,6 +14,7 @@ from typing import Dict, List, Mapping, Optional
 
 from orchestrator.config.root import CellConfig, Config
 from orchestrator.core.cell import Cell, EngineChoice
+from orchestrator.core.logs import set_log_level
 from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.progress import SweepProgress
@@ -139,6 +140,7 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
     """Run every cell not yet complete; return the final status count of all cells.
     ``ConfigError`` before any Ray task when the store cannot be written."""
     session = Session.open(cfg)
+    set_log_level(cfg.log_level.value)
     try:
         cells = resolve_cells(configs, session.ray)
     except KeyboardInterrupt:
@@ -203,7 +205,8 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
     from orchestrator.driver.dispatch import Dispatcher, make_units
     from orchestrator.driver.placement import gpu_types, place_by_gpus
 
-    units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines))
+    units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines,
+                                        cfg.log_level.value))
 
     def on_result(cell_id, status, tables):
         for attempt in range(3):  # a transient filesystem error (e.g. object store) gets two more tries

@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 
 import numpy as np
 
+from orchestrator.store.schema import (
+    ENERGY_INVALID,
+    ENERGY_J,
+    ENERGY_MISMATCH,
+    ENERGY_NOTE,
+    ENERGY_SOURCE,
+    GPU_UTIL_MEAN_PCT,
+    IDLE_POWER_W,
+    MEAN_POWER_W,
+    MEMORY_USED_MAX_MIB,
+    NET_ENERGY_J,
+    SHORT_WINDOW,
+)
+
 SHORT_WINDOW_PERIODS = 10
 DEFAULT_COUNTER_PERIOD_S = 0.1
 
@@ -142,22 +156,22 @@ def window_energy(
     period = counter_update_period_s(trace)
     slack_ns = 2 * max(period, float(np.median(np.diff(t))) / 1e9) * 1e9
     if t[0] > t0_ns + slack_ns or t[-1] < t1_ns - slack_ns:
-        row["energy_invalid"] = True
-        row["energy_note"] = "the power trace does not cover the measured window"
+        row[ENERGY_INVALID] = True
+        row[ENERGY_NOTE] = "the power trace does not cover the measured window"
         return row
     row["counter_update_period_s"] = period
-    row["short_window"] = window_s < SHORT_WINDOW_PERIODS * period
+    row[SHORT_WINDOW] = window_s < SHORT_WINDOW_PERIODS * period
     integrated = integrate_power_j(trace, t0_ns, t1_ns)
     row["energy_integrated_j"] = integrated
     row.update(_gross_energy(trace, t0_ns, t1_ns, integrated, mismatch_tolerance))
     if trace.parts:
         row["energy_per_gpu_j"] = per_gpu_energy_json(trace, t0_ns, t1_ns, mismatch_tolerance)
-    if row["energy_j"] is not None and idle_power_w is not None:
+    if row[ENERGY_J] is not None and idle_power_w is not None:
         row["baseline_energy_j"] = float(idle_power_w * window_s)
-        row["net_energy_j"] = row["energy_j"] - row["baseline_energy_j"]
+        row[NET_ENERGY_J] = row[ENERGY_J] - row["baseline_energy_j"]
     sel = (t >= t0_ns) & (t <= t1_ns)
     if sel.any():
-        row["mean_power_w"] = (row["energy_j"] or integrated) / window_s if window_s > 0 else None
+        row[MEAN_POWER_W] = (row[ENERGY_J] or integrated) / window_s if window_s > 0 else None
         row["max_power_w"] = float(np.max(trace.power_w[sel]))
         row.update(_gpu_stats(trace, sel))
     return row
@@ -165,10 +179,10 @@ def window_energy(
 
 def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
     return {
-        "energy_source": trace.source, "energy_note": trace.note, "energy_j": None, "energy_integrated_j": None,
-        "idle_power_w": idle_power_w, "baseline_energy_j": None, "net_energy_j": None, "mean_power_w": None,
-        "max_power_w": None, "energy_invalid": False, "energy_mismatch": False, "short_window": False,
-        "counter_update_period_s": None, "gpu_util_mean_pct": None, "memory_used_max_mib": None,
+        ENERGY_SOURCE: trace.source, ENERGY_NOTE: trace.note, ENERGY_J: None, "energy_integrated_j": None,
+        IDLE_POWER_W: idle_power_w, "baseline_energy_j": None, NET_ENERGY_J: None, MEAN_POWER_W: None,
+        "max_power_w": None, ENERGY_INVALID: False, ENERGY_MISMATCH: False, SHORT_WINDOW: False,
+        "counter_update_period_s": None, GPU_UTIL_MEAN_PCT: None, MEMORY_USED_MAX_MIB: None,
         "sm_clock_mean_mhz": None, "temperature_max_c": None, "energy_per_gpu_j": None,
     }
 
@@ -181,7 +195,7 @@ def per_gpu_energy_json(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: fl
     out = {}
     for uuid, part in trace.parts.items():
         integrated = integrate_power_j(part, t0_ns, t1_ns) if len(part) >= 2 else None
-        out[uuid] = _gross_energy(part, t0_ns, t1_ns, integrated, tolerance).get("energy_j") if integrated is not None else None
+        out[uuid] = _gross_energy(part, t0_ns, t1_ns, integrated, tolerance).get(ENERGY_J) if integrated is not None else None
     return json.dumps(out, sort_keys=True)
 
 
@@ -191,23 +205,23 @@ def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float
     integrated power itself where the card has no counter; invalid if the counter went back."""
     e = trace.energy_mj
     if np.all(np.isnan(e)):
-        return {"energy_j": integrated_j}
+        return {ENERGY_J: integrated_j}
     t = trace.t_ns.astype(np.float64)
     in_win = e[(t >= t0_ns) & (t <= t1_ns)]
     e0, e1 = np.interp(t0_ns, t, e), np.interp(t1_ns, t, e)
     if in_win.size and (np.any(np.diff(in_win) < 0) or e1 < e0):
-        return {"energy_invalid": True, "energy_note": "energy counter went backwards in the window (driver reload?)"}
+        return {ENERGY_INVALID: True, ENERGY_NOTE: "energy counter went backwards in the window (driver reload?)"}
     gross = float((e1 - e0) / 1e3)
     mismatch = trace.measured and gross > 0 and abs(integrated_j - gross) / gross > tolerance
-    return {"energy_j": gross, "energy_mismatch": bool(mismatch)}
+    return {ENERGY_J: gross, ENERGY_MISMATCH: bool(mismatch)}
 
 
 def _gpu_stats(trace: PowerTrace, sel: np.ndarray) -> Dict:
     """Mean utilisation and SM clock, max memory and temperature over the window's samples."""
     out = {}
     for col, arr, fn in (
-        ("gpu_util_mean_pct", trace.util_pct, np.mean),
-        ("memory_used_max_mib", trace.memory_used_mib, np.max),
+        (GPU_UTIL_MEAN_PCT, trace.util_pct, np.mean),
+        (MEMORY_USED_MAX_MIB, trace.memory_used_mib, np.max),
         ("sm_clock_mean_mhz", trace.sm_clock_mhz, np.mean),
         ("temperature_max_c", trace.temperature_c, np.max),
     ):

@@ -8,6 +8,7 @@ import pandas as pd
 from orchestrator.analysis import checks, cost, energy, recommend, repeats, roofline_table, scaling, tables, vram_table
 from orchestrator.analysis.dataset import SweepData, baseline_sizes, batch_points, require_baseline, require_ok
 from orchestrator.report.options import ReportOptions
+from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 
 
 @dataclass
@@ -73,7 +74,7 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
         repeatability=repeats.repeatability_table(points),
         energy=energy.energy_table(points, base),
         fits={m: scaling.scaling_table(points, m) for m in scaling.FIT_METRICS},
-        local_exponents=scaling.local_exponents(points, "output_throughput_tok_s"),
+        local_exponents=scaling.local_exponents(points, OUTPUT_THROUGHPUT_TOK_S),
         roofline=roofline_table.roofline_table(points, data.configs),
         roofs=roofline_table.gpu_roofs(data.configs, data.ok["cell_id"]),
         ridge_batches=roofline_table.ridge_batches(points, data.configs),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from orchestrator.analysis import format as fmt
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, bullets, col, dagger, heading, para, sim_legend, table
+from orchestrator.store.schema import N_REQUESTS_OK, N_REQUESTS_TOTAL, TTFT_P50_MS
 
 REASON_CHARS = 160
 
@@ -30,9 +31,9 @@ CHECK_COLS = [
     Col("cell", lambda r: r.cell_id[:8]), Col("series", lambda r: f"{r.series}{dagger(r)}"),
     col("workload", "workload", "text"),
     col("BS", "batch_size", "batch"), col("flags", "flags", "text"), col("request rows", "rows", "batch"),
-    col("runs n_requests_total", "n_requests_total", "batch"),
-    col("measured ok rows", "measured_ok", "batch"), col("runs n_requests_ok", "n_requests_ok", "batch"),
-    col("TTFT p50 from requests", "ttft_p50_ms_requests"), col("runs TTFT p50", "ttft_p50_ms"),
+    col("runs n_requests_total", N_REQUESTS_TOTAL, "batch"),
+    col("measured ok rows", "measured_ok", "batch"), col("runs n_requests_ok", N_REQUESTS_OK, "batch"),
+    col("TTFT p50 from requests", "ttft_p50_ms_requests"), col("runs TTFT p50", TTFT_P50_MS),
 ]
 
 

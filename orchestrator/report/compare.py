@@ -16,9 +16,10 @@ from orchestrator.analysis.compare import Comparison, compare_points
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
 from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, prediction_errors
 from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
+from orchestrator.store.schema import ENERGY_SOURCE, OUTPUT_THROUGHPUT_TOK_S, TPOT_P50_MS, TTFT_P50_MS
 
-PAIRS = [("output tok/s", "output_throughput_tok_s"), ("TTFT p50 (ms)", "ttft_p50_ms"),
-         ("TPOT p50 (ms)", "tpot_p50_ms"), ("J/output token", "energy_per_output_token_j"),
+PAIRS = [("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("TTFT p50 (ms)", TTFT_P50_MS),
+         ("TPOT p50 (ms)", TPOT_P50_MS), ("J/output token", "energy_per_output_token_j"),
          ("J/output token net", "net_energy_per_output_token_j")]
 """(name, metric) shown side by side; every one has repeat intervals (``repeats.REPEAT_METRICS``)."""
 MARKS = {True: "*", False: "n.s.", None: "?"}
@@ -54,7 +55,7 @@ def _describe(data: SweepData) -> str:
     engines = ", ".join(f"{n} {e}" for e, n in ok["engine"].value_counts().items())
     versions = sorted({v for v in ok["engine_versions"].dropna() if v and v != "{}"})
     sim = " **(simulated: modeled, not measured)**" if ok["simulated"].any() else ""
-    energy = ", ".join(sorted(ok["energy_source"].fillna("none").unique()))
+    energy = ", ".join(sorted(ok[ENERGY_SOURCE].fillna("none").unique()))
     return (f"`{data.path}` — {len(ok)} ok of {len(data.runs)} cells; engine: {engines}{sim}; energy source: {energy}"
             + (f"; versions: {'; '.join(versions[:3])}" if versions else ""))
 

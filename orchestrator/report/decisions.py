@@ -9,10 +9,17 @@ from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, dagger, heading, para, sim_legend, table
 from orchestrator.report.result_sections import BASE, BATCH, FLAGS, SERIES, groups
 from orchestrator.report.summary import workload_title
+from orchestrator.store.schema import (
+    ENERGY_PER_REQUEST_J,
+    NET_ENERGY_PER_REQUEST_J,
+    OUTPUT_THROUGHPUT_TOK_S,
+    TPOT_P99_MS,
+    TTFT_P99_MS,
+)
 
 COST_COLS = [
-    SERIES, BATCH, FLAGS, BASE, col("J/request gross", "energy_per_request_j"),
-    col("J/request net", "net_energy_per_request_j"),
+    SERIES, BATCH, FLAGS, BASE, col("J/request gross", ENERGY_PER_REQUEST_J),
+    col("J/request net", NET_ENERGY_PER_REQUEST_J),
     col("kWh/month gross", "kwh_per_month"), col("kWh/month net", "net_kwh_per_month"),
     col("cost/month gross", "cost_per_month"), col("cost/month net", "net_cost_per_month"),
     col("kgCO₂/month gross", "kg_co2_per_month"), col("kgCO₂/month net", "net_kg_co2_per_month"),
@@ -64,8 +71,8 @@ def _cost_sentence(g: pd.DataFrame) -> str:
 REC_COLS = [
     Col("series", lambda r: r.series + dagger(r)),
     Col("scenario", lambda r: SCENARIO_TITLES.get(r.scenario, r.scenario)),
-    col("BS", "batch_size", "batch"), FLAGS, col("output tok/s", "output_throughput_tok_s"),
-    col("TTFT p99 (ms)", "ttft_p99_ms"), col("TPOT p99 (ms)", "tpot_p99_ms"), col("J/request", "energy_per_request_j"),
+    col("BS", "batch_size", "batch"), FLAGS, col("output tok/s", OUTPUT_THROUGHPUT_TOK_S),
+    col("TTFT p99 (ms)", TTFT_P99_MS), col("TPOT p99 (ms)", TPOT_P99_MS), col("J/request", ENERGY_PER_REQUEST_J),
     col("why", "reason", "text"),
 ]
 

@@ -11,6 +11,7 @@ from orchestrator.analysis.dataset import SweepError
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import heading, image, para
 from orchestrator.report.parallel import InProcess
+from orchestrator.store.schema import ENERGY_PER_1K_OUTPUT_TOKENS_J, OUTPUT_THROUGHPUT_TOK_S
 
 POWER_CANDIDATES = 8
 
@@ -29,7 +30,7 @@ def power_cell(a: Analysis) -> pd.Series | None:
         if len(hits) != 1:
             raise SweepError(f"--power-cell {wanted}: {'no' if hits.empty else 'more than one'} ok cell matches")
         return hits.iloc[0]
-    for _, row in ok.sort_values("output_throughput_tok_s", ascending=False).head(POWER_CANDIDATES).iterrows():
+    for _, row in ok.sort_values(OUTPUT_THROUGHPUT_TOK_S, ascending=False).head(POWER_CANDIDATES).iterrows():
         if not a.data.power(row["cell_id"]).empty:
             return row
     return None
@@ -46,7 +47,7 @@ def figure_jobs(a: Analysis, out: Path) -> dict[str, tuple]:
     note = _note(a)
     jobs = {}
     if a.any_energy:
-        jobs["energy"] = (plots.plot_energy_per_token, a.points, a.fits["energy_per_1k_output_tokens_j"],
+        jobs["energy"] = (plots.plot_energy_per_token, a.points, a.fits[ENERGY_PER_1K_OUTPUT_TOKENS_J],
                           out / FILES["energy"], note)
     jobs["throughput"] = (plots.plot_throughput, a.points, out / FILES["throughput"], note)
     jobs["pareto"] = (plots.plot_pareto, a.points, out / FILES["pareto"], note)

@@ -10,6 +10,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
+from orchestrator.store.schema import ENERGY_NOTE
 
 SECTIONS = [
     "1. Executive summary", "2. Detailed results", "3. Energy per batch size", "4. Scaling laws",
@@ -73,7 +74,7 @@ def caveats(a: Analysis) -> list[str]:
                     "the energy-measurement flags (W, E, X) are not raised for them.")
     none = ok[~ok["energy_available"]]
     if len(none):
-        notes = "; ".join(sorted({str(n) for n in none["energy_note"].dropna() if n}))[:300]
+        notes = "; ".join(sorted({str(n) for n in none[ENERGY_NOTE].dropna() if n}))[:300]
         out += para(f"> **Energy was not measured** for {len(none)} of {len(ok)} ok cells "
                     f"(energy_source: {_counts(none['energy_source'].fillna('none'))}{'; ' + notes if notes else ''}). "
                     "Energy, cost and fit sections say so for them instead of showing numbers.")

@@ -17,6 +17,26 @@ import pandas as pd
 
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.answers import answer_groups
+from orchestrator.store.schema import (
+    E2E_P50_MS,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    ENERGY_SOURCE,
+    IDLE_POWER_W,
+    MEAN_POWER_W,
+    NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S,
+    REQUEST_THROUGHPUT_RPS,
+    SATURATED,
+    TPOT_MS,
+    TPOT_P50_MS,
+    TPOT_P99_MS,
+    TTFT_MS,
+    TTFT_P50_MS,
+    TTFT_P99_MS,
+    WINDOW_S,
+)
 
 MAX_REQUESTS = 150
 MAX_POWER_POINTS = 150
@@ -24,17 +44,17 @@ DIGITS = 4
 
 POINT_COLUMNS = [
     "series", "workload", "gpu", "model", "quantization", "engine", "simulated", "flags", "batch_size", "n_repeats",
-    "cell_id", "arrival", "offered_rate_rps", "saturated", "output_throughput_tok_s", "request_throughput_rps",
-    "energy_per_output_token_j", "net_energy_per_output_token_j", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms",
-    "tpot_p99_ms", "e2e_p50_ms", "mean_power_w", "energy_available",
+    "cell_id", "arrival", OFFERED_RATE_RPS, SATURATED, OUTPUT_THROUGHPUT_TOK_S, REQUEST_THROUGHPUT_RPS,
+    "energy_per_output_token_j", "net_energy_per_output_token_j", TTFT_P50_MS, TTFT_P99_MS, TPOT_P50_MS,
+    TPOT_P99_MS, E2E_P50_MS, MEAN_POWER_W, "energy_available",
 ]
-INTERVAL_METRICS = ["output_throughput_tok_s", "energy_per_output_token_j", "net_energy_per_output_token_j",
-                    "ttft_p50_ms", "tpot_p50_ms"]
+INTERVAL_METRICS = [OUTPUT_THROUGHPUT_TOK_S, "energy_per_output_token_j", "net_energy_per_output_token_j",
+                    TTFT_P50_MS, TPOT_P50_MS]
 FIT_COLUMNS = ["series", "workload", "metric", "c", "exponent", "r2", "bs_min", "bs_max", "simulated"]
 ROOFLINE_COLUMNS = ["series", "workload", "gpu", "batch_size", "simulated", "intensity_flop_per_byte",
                     "achieved_tflops", "bound", "achieved_fraction"]
 REQUEST_COLUMNS = ["cell_id", "phase", "status", "scheduled_arrival_s", "send_s", "first_token_s", "end_s",
-                   "ttft_ms", "tpot_ms", "output_tokens"]
+                   TTFT_MS, TPOT_MS, "output_tokens"]
 
 
 def _round(x):
@@ -77,12 +97,12 @@ def tables_payload(a: Analysis) -> dict:
                                 "tput_batch_size", "tput_output_throughput_tok_s", "energy_batch_size",
                                 "energy_energy_per_request_j", "tput_change_output_throughput_tok_s_pct",
                                 "energy_change_energy_per_request_j_pct", "tput_simulated"]),
-        "energy": (a.energy, ["series", "workload", "batch_size", "flags", "simulated", "output_throughput_tok_s",
-                              "energy_per_1k_output_tokens_j", "net_energy_per_1k_output_tokens_j", "mean_power_w",
-                              "idle_power_w", "energy_source"]),
+        "energy": (a.energy, ["series", "workload", "batch_size", "flags", "simulated", OUTPUT_THROUGHPUT_TOK_S,
+                              ENERGY_PER_1K_OUTPUT_TOKENS_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J, MEAN_POWER_W,
+                              IDLE_POWER_W, ENERGY_SOURCE]),
         "recommendations": (a.recommendations, ["series", "workload", "scenario", "batch_size", "simulated",
-                                                "output_throughput_tok_s", "ttft_p99_ms", "tpot_p99_ms",
-                                                "energy_per_request_j", "reason"]),
+                                                OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS, TPOT_P99_MS,
+                                                ENERGY_PER_REQUEST_J, "reason"]),
         "not measured": (a.status, ["series", "model", "quantization", "gpu", "workload", "batch_size", "repeat",
                                     "status", "simulated", "reason"]),
     }
@@ -125,12 +145,12 @@ def cells_payload(a: Analysis) -> dict:
         rel = {c: req[c].astype(float) - t0 for c in ("send_s", "first_token_s", "end_s")}
         power = a.data.power(r.cell_id)  # t_rel_s: from the window's start
         out[r.cell_id] = {
-            "window_s": _round(float(r.window_end_s) - t0), "idle_power_w": _round(r.idle_power_w),
+            WINDOW_S: _round(float(r.window_end_s) - t0), IDLE_POWER_W: _round(r.idle_power_w),
             "n_requests": int(len(by_cell.get(r.cell_id, ()))),
             "requests": {"send_s": [_round(x) for x in rel["send_s"]],
                          "first_token_s": [_round(x) for x in rel["first_token_s"]],
                          "end_s": [_round(x) for x in rel["end_s"]],
-                         "ttft_ms": [_round(x) for x in req["ttft_ms"]], "tpot_ms": [_round(x) for x in req["tpot_ms"]],
+                         TTFT_MS: [_round(x) for x in req[TTFT_MS]], TPOT_MS: [_round(x) for x in req[TPOT_MS]],
                          "status": req["status"].tolist(), "phase": req["phase"].tolist()},
             "power": _power_buckets(power),
         }
@@ -154,8 +174,8 @@ def answers_payload(a: Analysis) -> list[dict]:
     return [{"lead": lead, "items": items} for lead, items in answer_groups(a)]
 
 
-COMPARE_METRICS = [("output tok/s", "output_throughput_tok_s"), ("J / output token", "energy_per_output_token_j"),
-                   ("TTFT p50", "ttft_p50_ms"), ("TPOT p50", "tpot_p50_ms")]
+COMPARE_METRICS = [("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("J / output token", "energy_per_output_token_j"),
+                   ("TTFT p50", TTFT_P50_MS), ("TPOT p50", TPOT_P50_MS)]
 
 
 def compare_payload(table: pd.DataFrame, keys: list[str], label_a: str, label_b: str, subtitle: str,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
-from orchestrator.analysis.dataset import series_suffix
+from orchestrator.analysis.series_labels import series_suffix
 
 
 @dataclass(frozen=True)

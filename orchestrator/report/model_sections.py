@@ -10,6 +10,7 @@ from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, dagger, heading, para, sim_legend, table
 from orchestrator.report.result_sections import BATCH, FLAGS, SERIES
 from orchestrator.report.summary import _span
+from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 
 DIMINISHING_EXPONENT = 0.5
 """Throughput returns count as diminishing once doubling the batch adds < 41% (2^0.5)."""
@@ -122,7 +123,7 @@ POINT_COLS = [
     col("context tok", "context_tokens"), col("AI (FLOP/byte)", "intensity_flop_per_byte"),
     col("AI at BS (FLOP/byte)", "intensity_at_batch_size_flop_per_byte"), col("ridge", "ridge_flop_per_byte"),
     col("bound", "bound", "text"), col("ceiling tok/s", "ceiling_tok_s"),
-    col("output tok/s", "output_throughput_tok_s"),
+    col("output tok/s", OUTPUT_THROUGHPUT_TOK_S),
     Col("achieved", lambda r: fmt.num(r.achieved_fraction * 100) + "%"),
     col("TFLOP/s", "achieved_tflops"), col("GB/s", "achieved_gb_s"),
 ]

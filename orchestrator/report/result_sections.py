@@ -9,6 +9,28 @@ from orchestrator.analysis import format as fmt
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, heading, para, series_label, sim_legend, table
 from orchestrator.report.summary import workload_title
+from orchestrator.store.schema import (
+    E2E_P50_MS,
+    E2E_P99_MS,
+    ENERGY_NOTE,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    ENERGY_SOURCE,
+    GPU_UTIL_MEAN_PCT,
+    IDLE_POWER_W,
+    MEAN_POWER_W,
+    MEAN_RUNNING_BATCH,
+    N_REQUESTS_MEASURED,
+    NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    NET_ENERGY_PER_REQUEST_J,
+    OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    REQUEST_THROUGHPUT_RPS,
+    TPOT_P50_MS,
+    TPOT_P99_MS,
+    TTFT_P50_MS,
+    TTFT_P99_MS,
+)
 
 SERIES = Col("series", series_label)
 BATCH = col("BS", "batch_size", "batch")
@@ -25,15 +47,15 @@ def groups(df: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
 
 DETAIL_COLS = [
     SERIES, BATCH, FLAGS, col("repeats", "n_repeats", "batch"),
-    col("requests", "n_requests_measured"), col("ok %", "success_pct"),
-    col("req/s", "request_throughput_rps"), col("output tok/s", "output_throughput_tok_s"), BASE,
+    col("requests", N_REQUESTS_MEASURED), col("ok %", "success_pct"),
+    col("req/s", REQUEST_THROUGHPUT_RPS), col("output tok/s", OUTPUT_THROUGHPUT_TOK_S), BASE,
     col("Δ tok/s", "change_output_throughput_tok_s_pct", "pct"),
-    col("TTFT p50 (ms)", "ttft_p50_ms"), col("TTFT p99 (ms)", "ttft_p99_ms"),
+    col("TTFT p50 (ms)", TTFT_P50_MS), col("TTFT p99 (ms)", TTFT_P99_MS),
     col("Δ TTFT p50", "change_ttft_p50_ms_pct", "pct"),
-    col("TPOT p50 (ms)", "tpot_p50_ms"), col("TPOT p99 (ms)", "tpot_p99_ms"),
+    col("TPOT p50 (ms)", TPOT_P50_MS), col("TPOT p99 (ms)", TPOT_P99_MS),
     col("Δ TPOT p50", "change_tpot_p50_ms_pct", "pct"),
-    col("E2E p50 (ms)", "e2e_p50_ms"), col("E2E p99 (ms)", "e2e_p99_ms"),
-    col("mean running batch", "mean_running_batch"), col("output tok/request", "output_tokens_per_request_mean"),
+    col("E2E p50 (ms)", E2E_P50_MS), col("E2E p99 (ms)", E2E_P99_MS),
+    col("mean running batch", MEAN_RUNNING_BATCH), col("output tok/request", OUTPUT_TOKENS_PER_REQUEST_MEAN),
     Col("cell", lambda r: r.cell_id[:8] if "," not in r.cell_id else f"{r.cell_id.count(',') + 1} cells"),
 ]
 
@@ -61,10 +83,10 @@ def detail_section(a: Analysis) -> list[str]:
 
 
 ENERGY_COLS = [
-    SERIES, BATCH, FLAGS, col("output tok/s", "output_throughput_tok_s"), BASE,
-    col("J/request gross", "energy_per_request_j"), col("J/request net", "net_energy_per_request_j"),
-    col("J/1k tok gross", "energy_per_1k_output_tokens_j"), col("J/1k tok net", "net_energy_per_1k_output_tokens_j"),
-    col("GPU util %", "gpu_util_mean_pct"), col("mean W", "mean_power_w"), col("idle W", "idle_power_w"),
+    SERIES, BATCH, FLAGS, col("output tok/s", OUTPUT_THROUGHPUT_TOK_S), BASE,
+    col("J/request gross", ENERGY_PER_REQUEST_J), col("J/request net", NET_ENERGY_PER_REQUEST_J),
+    col("J/1k tok gross", ENERGY_PER_1K_OUTPUT_TOKENS_J), col("J/1k tok net", NET_ENERGY_PER_1K_OUTPUT_TOKENS_J),
+    col("GPU util %", GPU_UTIL_MEAN_PCT), col("mean W", MEAN_POWER_W), col("idle W", IDLE_POWER_W),
     col("Δ energy gross", "change_energy_per_request_j_pct", "pct"),
     col("Δ energy net", "change_net_energy_per_request_j_pct", "pct"),
     col("throughput scaling", "throughput_scaling_x", "ratio"),
@@ -72,8 +94,8 @@ ENERGY_COLS = [
 
 
 def _not_measured(g: pd.DataFrame) -> str:
-    notes = sorted({str(n) for n in g["energy_note"].dropna() if n})
-    sources = ", ".join(sorted(g["energy_source"].fillna("none").unique()))
+    notes = sorted({str(n) for n in g[ENERGY_NOTE].dropna() if n})
+    sources = ", ".join(sorted(g[ENERGY_SOURCE].fillna("none").unique()))
     return (f"Energy was not measured for these cells (energy_source={sources}"
             f"{': ' + '; '.join(notes) if notes else ''}); only throughput is shown.")
 
@@ -106,8 +128,8 @@ def _energy_sentence(g: pd.DataFrame) -> str:
     if m.empty:
         return ""
     best = m.loc[m["change_energy_per_request_j_pct"].idxmin()]
-    share = (best["net_energy_per_request_j"] / best["energy_per_request_j"] * 100.0
-             if best["energy_per_request_j"] else float("nan"))
+    share = (best[NET_ENERGY_PER_REQUEST_J] / best[ENERGY_PER_REQUEST_J] * 100.0
+             if best[ENERGY_PER_REQUEST_J] else float("nan"))
     kind = "modeled (†) " if best["simulated"] else ""
     return (f"The lowest {kind}gross energy per request relative to BS {fmt.batch(best['baseline_batch_size'])} is "
             f"{fmt.num(best['energy_per_request_j'])} J ({fmt.pct(best['change_energy_per_request_j_pct'])}) "

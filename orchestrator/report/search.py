@@ -9,20 +9,21 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.search import SearchView
 from orchestrator.report.markdown import Col, bullets, col, heading, para, table
 from orchestrator.search.answer import cost_line
+from orchestrator.store.schema import ENERGY_PER_REQUEST_J, OFFERED_RATE_RPS, TPOT_P99_MS, TTFT_P99_MS
 
 TRIAL_COLS = [
     col("#", "number", "text"), col("round", "round", "text"), col("params", "params", "text"),
     col("repeat", "repeat", "text"), col("source", "source", "text"), col("status", "status", "text"),
     Col("feasible", lambda r: "yes" if r.feasible else "no"), Col("ruled out by", lambda r: ", ".join(r.reasons)),
-    col("value", "value"), col("TTFT p99 (ms)", "ttft_p99_ms"), col("TPOT p99 (ms)", "tpot_p99_ms"),
-    col("J/output token", "energy_per_output_token_j"), col("J/request", "energy_per_request_j"),
-    col("offered (req/s)", "offered_rate_rps"), col("cell", "cell_id", "text"),
+    col("value", "value"), col("TTFT p99 (ms)", TTFT_P99_MS), col("TPOT p99 (ms)", TPOT_P99_MS),
+    col("J/output token", "energy_per_output_token_j"), col("J/request", ENERGY_PER_REQUEST_J),
+    col("offered (req/s)", OFFERED_RATE_RPS), col("cell", "cell_id", "text"),
 ]
-FEASIBLE_COLS = [col("params", "params", "text"), col("value", "value"), col("TTFT p99 (ms)", "ttft_p99_ms"),
-                 col("TPOT p99 (ms)", "tpot_p99_ms"), col("J/request", "energy_per_request_j"),
+FEASIBLE_COLS = [col("params", "params", "text"), col("value", "value"), col("TTFT p99 (ms)", TTFT_P99_MS),
+                 col("TPOT p99 (ms)", TPOT_P99_MS), col("J/request", ENERGY_PER_REQUEST_J),
                  col("cell", "cell_id", "text")]
-FRONTIER_COLS = [col("params", "params", "text"), col("J/output token", "value"), col("TTFT p99 (ms)", "ttft_p99_ms"),
-                 col("TPOT p99 (ms)", "tpot_p99_ms"), Col("pick", lambda r: "◀ pick" if r.is_pick else "")]
+FRONTIER_COLS = [col("params", "params", "text"), col("J/output token", "value"), col("TTFT p99 (ms)", TTFT_P99_MS),
+                 col("TPOT p99 (ms)", TPOT_P99_MS), Col("pick", lambda r: "◀ pick" if r.is_pick else "")]
 
 METHOD = ("Optuna's TPE sampler chooses each round's trials (as many as the cluster has GPUs of the type), "
           "with the SLO violations as its constraints (infeasible trials ranked by how far they miss); ordered "

@@ -9,13 +9,21 @@ from orchestrator.analysis.dataset import FLAGS
 from orchestrator.analysis.tables import SUMMARY_METRICS
 from orchestrator.report.analyse import Analysis, baseline_label
 from orchestrator.report.markdown import SIM_MARK, heading, para, sim_legend
+from orchestrator.store.schema import (
+    ENERGY_PER_REQUEST_J,
+    OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S,
+    REQUEST_THROUGHPUT_RPS,
+    TPOT_P50_MS,
+    TTFT_P50_MS,
+)
 
 METRIC_NAMES = {
-    "output_throughput_tok_s": "output tok/s",
-    "request_throughput_rps": "req/s",
-    "ttft_p50_ms": "TTFT p50 (ms)",
-    "tpot_p50_ms": "TPOT p50 (ms)",
-    "energy_per_request_j": "J/request (gross)",
+    OUTPUT_THROUGHPUT_TOK_S: "output tok/s",
+    REQUEST_THROUGHPUT_RPS: "req/s",
+    TTFT_P50_MS: "TTFT p50 (ms)",
+    TPOT_P50_MS: "TPOT p50 (ms)",
+    ENERGY_PER_REQUEST_J: "J/request (gross)",
 }
 RATE_BOUND_PCT = 5.0
 
@@ -30,7 +38,7 @@ def workload_title(points: pd.DataFrame, workload: str) -> str:
     p = points[points["workload"] == workload].iloc[0]
     if p["arrival"] == "offline":
         return f"{workload} — static (offline) batches"
-    rate = f" at {fmt.num(p['offered_rate_rps'])} req/s offered" if pd.notna(p["offered_rate_rps"]) else ""
+    rate = f" at {fmt.num(p['offered_rate_rps'])} req/s offered" if pd.notna(p[OFFERED_RATE_RPS]) else ""
     return f"{workload} — {p['arrival']} arrivals{rate}"
 
 

@@ -15,6 +15,18 @@ from enum import Enum
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from orchestrator.config.search import Objective, SloConfig
+from orchestrator.store.schema import (
+    ACHIEVED_RATE_RPS,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    NET_ENERGY_PER_REQUEST_J,
+    OFFERED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S,
+    SATURATED,
+    TPOT_P99_MS,
+    TTFT_P99_MS,
+)
 from orchestrator.store.sweep_store import Store
 
 FAILED_VIOLATION = 10.0
@@ -25,7 +37,7 @@ class Reason(str, Enum):
 
     ttft = "ttft_slo"
     tpot = "tpot_slo"
-    saturated = "saturated"
+    saturated = SATURATED
     failed = "failed"  # not ok (unsupported, infeasible VRAM, oom, ...) or no valid energy
 
 
@@ -71,12 +83,12 @@ class Verdict:
 
 
 _COLUMNS = {
-    "status": "status", "error": "error", "saturated": "saturated", "ttft_p99_ms": "ttft_p99_ms",
-    "tpot_p99_ms": "tpot_p99_ms", "energy_per_output_token_j": "energy_per_1k_output_tokens_j",
-    "net_energy_per_output_token_j": "net_energy_per_1k_output_tokens_j",
-    "energy_per_request_j": "energy_per_request_j", "net_energy_per_request_j": "net_energy_per_request_j",
-    "offered_rate_rps": "offered_rate_rps", "achieved_rate_rps": "achieved_rate_rps",
-    "output_throughput_tok_s": "output_throughput_tok_s", "gpu_uuid": "gpu_uuid",
+    "status": "status", "error": "error", SATURATED: SATURATED, TTFT_P99_MS: TTFT_P99_MS,
+    TPOT_P99_MS: TPOT_P99_MS, "energy_per_output_token_j": ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    "net_energy_per_output_token_j": NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J: ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J: NET_ENERGY_PER_REQUEST_J,
+    OFFERED_RATE_RPS: OFFERED_RATE_RPS, ACHIEVED_RATE_RPS: ACHIEVED_RATE_RPS,
+    OUTPUT_THROUGHPUT_TOK_S: OUTPUT_THROUGHPUT_TOK_S, "gpu_uuid": "gpu_uuid",
 }
 """Outcome field -> runs column (per-1k-token columns are divided by 1000)."""
 _PER_1K = ("energy_per_output_token_j", "net_energy_per_output_token_j")
@@ -97,7 +109,7 @@ def read_outcomes(store: Store, cell_ids: Iterable[str]) -> Dict[str, Outcome]:
             value = row[column]
             if name in ("status", "error", "gpu_uuid"):
                 values[name] = value or ""
-            elif name == "saturated":
+            elif name == SATURATED:
                 values[name] = bool(value)
             else:
                 values[name] = _number(value) / (1000.0 if name in _PER_1K else 1.0)

@@ -19,9 +19,10 @@ from typing import Dict, Tuple
 from orchestrator.config.search import SearchConfig
 from orchestrator.search.outcome import Verdict
 from orchestrator.search.space import Space
+from orchestrator.store.schema import SATURATED
 
 VIOLATIONS_ATTR = "slo_violations"
-CONSTRAINTS = ("ttft_p99", "tpot_p99", "saturated", "failed")  # the order of ``Verdict.violations``
+CONSTRAINTS = ("ttft_p99", "tpot_p99", SATURATED, "failed")  # the order of ``Verdict.violations``
 
 
 def _constraints(trial) -> Tuple[float, ...]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 from orchestrator.config.fields import as_plain
 from orchestrator.errors import Status
-from orchestrator.store.sweep_store import SCHEMA_VERSION, runs_table
+from orchestrator.store.schema import SCHEMA_VERSION, runs_table
 
 if TYPE_CHECKING:
     import pyarrow as pa

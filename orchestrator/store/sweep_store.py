@@ -22,110 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-SCHEMA_VERSION = 3
-"""2: ``cell_id`` hashes the declared identity of the resolved engine (``orchestrator.core.identity``)
-and ``config_json`` holds typed values (enums as strings). Version 1 stores (ids over the whole
-config) load the same; their cells simply do not match version-2 ids, so a re-run measures them
-again. 3: bounded drains (``cancelled`` requests, ``n_requests_cancelled``, ``drain_*``), offline
-windows of at least ``min_window_s`` (``n_batches_measured``, ``batch_output_tok_s_cv``), prompts
-keyed by the cell (``prompt_hash``) and prefix caching off: new workload/engine fields, so new
-ids; older stores load with those columns null. The quantization method and linear kernel the
-engine reports it ran (``quantization_method``, ``linear_kernel``) are columns too. Added since,
-without a new version (older files load with them null): ``itl_basis`` (token | chunk),
-``engine=endpoint``'s ``prompt_mode`` (token_ids | text), ``token_times_source`` (token_ids |
-continuous_usage | chunks), ``request_dialect`` (vllm | openai) and ``n_prompt_tokens_mismatch``,
-and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs)."""
-READABLE_VERSIONS = (1, 2, 3)
-TABLES = ("runs", "requests", "power")
-F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
-
-_PCT = [f"{m}_{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in ("p50", "p90", "p99", "mean")]
-
-RUNS_SCHEMA = pa.schema(
-    [
-        ("cell_id", STR), ("sweep", STR), ("schema_version", I64), ("status", STR), ("error", STR),
-        ("attempts", I64), ("engine", STR), ("engine_requested", STR), ("engine_reason", STR),
-        ("model", STR), ("quantization", STR), ("gpu", STR), ("accelerator_type", STR),
-        ("batch_size", I64), ("workload", STR), ("arrival", STR), ("repeat", I64), ("seed", I64),
-        ("input_tokens_mean_cfg", F64), ("output_tokens_mean_cfg", F64), ("config_json", STR),
-        ("window_start_s", F64), ("window_end_s", F64), ("window_s", F64),
-        ("n_requests_total", I64), ("n_requests_measured", I64), ("n_requests_ok", I64),
-        ("n_requests_failed", I64), ("n_requests_drained", I64), ("n_requests_completed_in_window", I64),
-        ("n_requests_cancelled", I64), ("drain_timeout_s", F64), ("drain_s", F64), ("min_window_s", F64),
-        ("n_batches_measured", I64), ("batch_output_tok_s_cv", F64),
-        ("offered_rate_rps", F64), ("scheduled_rate_rps", F64), ("achieved_rate_rps", F64), ("request_throughput_rps", F64),
-        ("output_tokens_in_window", I64), ("output_throughput_tok_s", F64), ("total_throughput_tok_s", F64),
-        ("output_tokens_per_request_mean", F64), ("input_tokens_per_request_mean", F64),
-        ("token_count_mismatch", BOOL), ("saturated", BOOL), ("mean_running_batch", F64),
-    ]
-    + [(c, F64) for c in _PCT]
-    + [("itl_basis", STR)]
-    + [
-        ("energy_source", STR), ("energy_note", STR), ("energy_j", F64), ("energy_integrated_j", F64),
-        ("idle_power_w", F64), ("baseline_energy_j", F64), ("net_energy_j", F64),
-        ("energy_per_request_j", F64), ("net_energy_per_request_j", F64),
-        ("energy_per_1k_output_tokens_j", F64), ("net_energy_per_1k_output_tokens_j", F64),
-        ("mean_power_w", F64), ("max_power_w", F64), ("energy_invalid", BOOL), ("energy_mismatch", BOOL),
-        ("short_window", BOOL), ("counter_update_period_s", F64), ("gpu_util_mean_pct", F64),
-        ("memory_used_max_mib", F64), ("sm_clock_mean_mhz", F64), ("temperature_max_c", F64),
-        ("node_id", STR), ("host", STR), ("gpu_name", STR), ("gpu_uuid", STR), ("ray_gpu_ids", STR),
-        ("assigned_resources", STR), ("engine_versions", STR), ("engine_start_s", F64),
-        ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
-        ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
-        ("n_prompt_tokens_mismatch", I64), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),
-        ("started_unix_s", F64), ("finished_unix_s", F64),
-    ]
-)
-
-REQUESTS_SCHEMA = pa.schema(
-    [
-        ("cell_id", STR), ("request_index", I64), ("phase", STR), ("batch_index", I64),
-        ("scheduled_arrival_s", F64), ("send_s", F64), ("first_token_s", F64), ("end_s", F64),
-        ("n_token_times", I64), ("input_tokens", I64), ("output_tokens", I64),
-        ("requested_output_tokens", I64), ("ttft_ms", F64), ("tpot_ms", F64), ("e2e_ms", F64),
-        ("drained", BOOL), ("status", STR), ("error", STR), ("prompt_hash", STR),
-    ]
-)
-
-POWER_SCHEMA = pa.schema(
-    [
-        ("cell_id", STR), ("t_ns", I64), ("t_rel_s", F64), ("power_w", F64), ("energy_mj", F64),
-        ("util_pct", F64), ("memory_used_mib", F64), ("sm_clock_mhz", F64), ("temperature_c", F64),
-        ("in_window", BOOL),
-    ]
-)
-
-SCHEMAS = {"runs": RUNS_SCHEMA, "requests": REQUESTS_SCHEMA, "power": POWER_SCHEMA}
-
-
-def _with_meta(schema: pa.Schema) -> pa.Schema:
-    return schema.with_metadata({"orchestrator_schema_version": str(SCHEMA_VERSION)})
-
-
-def runs_table(rows: Iterable[Dict]) -> pa.Table:
-    """Rows -> runs table; missing columns are null, unknown keys are an error."""
-    rows = list(rows)
-    names = set(RUNS_SCHEMA.names)
-    for r in rows:
-        extra = set(r) - names
-        if extra:
-            raise KeyError(f"runs row has columns not in the schema: {sorted(extra)}")
-    cols = {n: [r.get(n) for r in rows] for n in RUNS_SCHEMA.names}
-    return pa.Table.from_pydict(cols, schema=_with_meta(RUNS_SCHEMA))
-
-
-def columns_table(table: str, columns: Dict) -> pa.Table:
-    """Columnar dict (lists or numpy arrays) -> a requests/power table with the exact schema."""
-    schema = SCHEMAS[table]
-    n = len(next(iter(columns.values()))) if columns else 0
-    arrays = [pa.array(columns[f.name] if f.name in columns else [None] * n, type=f.type, from_pandas=True)
-              for f in schema]
-    return pa.Table.from_arrays(arrays, schema=_with_meta(schema))
-
-
-def empty_table(table: str) -> pa.Table:
-    return _with_meta(SCHEMAS[table]).empty_table()
-
+from orchestrator.store.schema import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMAS, TABLES, empty_table, with_meta
 
 TMP_MARK = ".tmp-"
 """Between a file's final name and the random suffix of its temporary one."""
@@ -227,7 +124,7 @@ class Store:
         infos = self.filesystem.get_file_info(files) if files else []
         present = [i.path for i in infos if i.type == pafs.FileType.File]
         if not present:
-            return _with_meta(RUNS_SCHEMA).empty_table().select(list(columns))
+            return with_meta(RUNS_SCHEMA).empty_table().select(list(columns))
         return _read(self.filesystem, present, columns=list(columns), schema=RUNS_SCHEMA)
 
     def _files(self, table: str):

@@ -8,7 +8,21 @@ from typing import TYPE_CHECKING, Dict, List
 
 import numpy as np
 
-from orchestrator.store.sweep_store import columns_table, runs_table
+from orchestrator.store.schema import (
+    E2E_MS,
+    ENERGY_J,
+    ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_REQUEST_J,
+    N_REQUESTS_COMPLETED_IN_WINDOW,
+    NET_ENERGY_J,
+    NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    NET_ENERGY_PER_REQUEST_J,
+    OUTPUT_TOKENS_IN_WINDOW,
+    TPOT_MS,
+    TTFT_MS,
+    columns_table,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,9 +53,9 @@ def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dic
         "input_tokens": [r.input_tokens for r in recs],
         "output_tokens": out,
         "requested_output_tokens": [r.requested_output_tokens for r in recs],
-        "ttft_ms": np.where(ok, (first - arr) * 1e3, np.nan),
-        "tpot_ms": np.where(ok, tpot, np.nan),
-        "e2e_ms": np.where(ok, (end - arr) * 1e3, np.nan),
+        TTFT_MS: np.where(ok, (first - arr) * 1e3, np.nan),
+        TPOT_MS: np.where(ok, tpot, np.nan),
+        E2E_MS: np.where(ok, (end - arr) * 1e3, np.nan),
         "drained": end > t1,
         "status": [r.status for r in recs],
         "error": [r.error for r in recs],
@@ -68,11 +82,11 @@ def power_columns(cell_id: str, trace: "PowerTrace", t0_s: float, t1_s: float) -
 
 def per_unit_energy(row: Dict) -> None:
     """J/request and J/1k output tokens from the window's energy (gross and net), in place."""
-    n_req = row.get("n_requests_completed_in_window") or 0
-    n_tok = row.get("output_tokens_in_window") or 0
+    n_req = row.get(N_REQUESTS_COMPLETED_IN_WINDOW) or 0
+    n_tok = row.get(OUTPUT_TOKENS_IN_WINDOW) or 0
     for src, per_req, per_tok in (
-        ("energy_j", "energy_per_request_j", "energy_per_1k_output_tokens_j"),
-        ("net_energy_j", "net_energy_per_request_j", "net_energy_per_1k_output_tokens_j"),
+        (ENERGY_J, ENERGY_PER_REQUEST_J, ENERGY_PER_1K_OUTPUT_TOKENS_J),
+        (NET_ENERGY_J, NET_ENERGY_PER_REQUEST_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J),
     ):
         e = row.get(src)
         row[per_req] = e / n_req if e is not None and n_req else None

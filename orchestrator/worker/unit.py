@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 from orchestrator.client import metrics
 from orchestrator.client.workload import plan_for
+from orchestrator.core.logs import set_log_level
 from orchestrator.core.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.core.phases import Phase, PhaseReporter
 from orchestrator.energy import sampler_for
@@ -32,6 +33,7 @@ from orchestrator.store.cell_tables import (
     status_tables,
     with_stop_report,
 )
+from orchestrator.store.schema import SHORT_WINDOW, WINDOW_S
 from orchestrator.worker.reaper import Reaper
 from orchestrator.worker.tables import measured_tables, per_unit_energy
 
@@ -72,6 +74,8 @@ class UnitRunner:
         already measured); the last one after ``engine.stop()``, carrying its stop report."""
         cells = self.unit.cells
         first = cells[0]
+        log.debug("unit %s (attempt %d): %d cell(s) on one %s start", self.unit.key, self.unit.attempt, len(cells),
+                  first.engine)
         engine = cell_engine(first)(first.config, self.unit.max_batch_size)
         engine.progress = self.report.for_cell(first.cell_id)
         # a force-cancelled (killed) worker leaves no engine process behind
@@ -156,7 +160,7 @@ class UnitRunner:
                                  cfg.sampler.mismatch_tolerance))
         per_unit_energy(row)
         row["min_window_s"] = plan.min_window_s  # offline only (0 for open/closed loop, whose window is duration_s)
-        row["short_window"] = bool(row["short_window"]) or row["window_s"] < plan.min_window_s
+        row[SHORT_WINDOW] = bool(row[SHORT_WINDOW]) or row[WINDOW_S] < plan.min_window_s
         row.update({k: self.ctx[k] for k in WORKER_COLUMNS})
         row.update(
             status=Status.ok.value, error="", attempts=self.unit.attempt, engine=cell.engine,
@@ -177,7 +181,6 @@ class UnitRunner:
 
 def run_unit(unit: UnitSpec):
     """Body of a Ray task (a streaming generator): ``TaskStarted``, then one ``CellResult`` per cell."""
-    if not logging.getLogger().handlers:  # a Ray worker: library messages go to the driver's log
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    set_log_level(unit.log_level)
     yield TaskStarted(time.time())
     yield from UnitRunner(unit).results()

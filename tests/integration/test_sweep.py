@@ -57,6 +57,21 @@ def test_smoke_sweep_end_to_end_and_rerun_skips(tmp_path):
     assert "sweep done: 6 ok" in again.stdout and load(str(out)).runs.num_rows == 6
 
 
+def test_the_log_level_reaches_the_workers(tmp_path):
+    """``log_level=DEBUG`` (or ORCHESTRATOR_LOG_LEVEL) reaches the Ray workers: a worker's debug line
+    shows on the driver's console; at the default (INFO) it does not."""
+    args = ["model=tiny", "gpu=t4", "workload=offline", "batch_size=1", "engine=simulated",
+            "workload.num_batches=1", "workload.min_window_s=0", "dispatch.num_cpus=1"]
+    debug = run_orchestrator([*args, f"store.dir={tmp_path / 'debug'}", "log_level=DEBUG"])
+    assert "orchestrator.worker.unit: unit " in debug.stdout + debug.stderr
+    env = run_orchestrator([*args, f"store.dir={tmp_path / 'env'}"], env={"ORCHESTRATOR_LOG_LEVEL": "DEBUG"})
+    assert "orchestrator.worker.unit: unit " in env.stdout + env.stderr
+    quiet = run_orchestrator([*args, f"store.dir={tmp_path / 'info'}"])
+    assert "orchestrator.worker.unit: unit " not in quiet.stdout + quiet.stderr
+    bad = run_orchestrator([*args, f"store.dir={tmp_path / 'bad'}", "log_level=LOUD"], check=False)
+    assert bad.returncode == 2 and "log_level=LOUD" in bad.stderr + bad.stdout
+
+
 def test_killed_sweep_resumes_each_cell_exactly_once(tmp_path):
     out = tmp_path / "resume"
     args = [sys.executable, "-m", "orchestrator", "-m", "engine=simulated", "workload=chat_high",

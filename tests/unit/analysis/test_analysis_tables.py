@@ -1,6 +1,6 @@
 """Tables, recommendations, cost, compare and VRAM checks on small hand-made runs rows.
 
-Rows go through the real store schema (``store.runs_table``) and ``dataset.prepare_runs``, as a
+Rows go through the real store schema (``schema.runs_table``) and ``dataset.prepare_runs``, as a
 loaded sweep's would; every expected number below is worked out by hand.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from orchestrator.analysis.tables import detail_table, status_table, summary_tab
 from orchestrator.analysis.vram_table import vram_table
 from orchestrator.driver.grid import config_of
 from orchestrator.report.markdown import series_label
-from orchestrator.store import sweep_store as store
+from orchestrator.store import schema
 
 
 def config(gpu="h100", workload="chat_medium", bs=1, repeat=0):
@@ -41,7 +41,7 @@ def row(bs, tok_s, j_req, *, gpu="h100", workload="chat_medium", repeat=0, statu
     """A runs row: latencies grow with the batch, energy per request ``j_req`` (J)."""
     r = {"cell_id": f"{workload}-{gpu}-{bs}-{repeat}", "sweep": "t", "status": status, "error": "", "engine": "vllm",
              "model": "llama2_7b", "quantization": "none", "gpu": gpu, "workload": workload, "arrival": "poisson",
-             "batch_size": bs, "repeat": repeat, "schema_version": store.SCHEMA_VERSION, "config_json": "",
+             "batch_size": bs, "repeat": repeat, "schema_version": schema.SCHEMA_VERSION, "config_json": "",
              "input_tokens_mean_cfg": 256.0, "output_tokens_mean_cfg": 128.0}
     if status == "ok":
         r.update(output_throughput_tok_s=tok_s, request_throughput_rps=tok_s / 128, offered_rate_rps=20.0,
@@ -60,7 +60,7 @@ def row(bs, tok_s, j_req, *, gpu="h100", workload="chat_medium", repeat=0, statu
 
 
 def frame(rows, configs=None):
-    return prepare_runs(store.runs_table(rows).to_pandas(), configs or {})
+    return prepare_runs(schema.runs_table(rows).to_pandas(), configs or {})
 
 
 def points_of(rows):

@@ -19,7 +19,7 @@ from orchestrator.engines.vllm import common as vc
 from orchestrator.engines.vllm import log as vl
 from orchestrator.errors import CellFailure, Status
 from orchestrator.store import cell_tables as results
-from orchestrator.store.sweep_store import RUNS_SCHEMA
+from orchestrator.store.schema import RUNS_SCHEMA
 
 LOGS = Path(__file__).parent / "data" / "vllm_logs"
 ENGINE_DIED = RuntimeError("Engine core initialization failed. See root cause above. "

@@ -15,15 +15,8 @@ from orchestrator.config.root import cell_config_from_json
 from orchestrator.driver.grid import cells, config_of
 from orchestrator.errors import Status
 from orchestrator.store.cell_tables import status_tables
-from orchestrator.store.sweep_store import (
-    READABLE_VERSIONS,
-    RUNS_SCHEMA,
-    SCHEMA_VERSION,
-    Store,
-    columns_table,
-    load,
-    runs_table,
-)
+from orchestrator.store.schema import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMA_VERSION, columns_table, runs_table
+from orchestrator.store.sweep_store import Store, load
 
 
 def _cell(cell_id):
@@ -73,7 +66,8 @@ def test_incomplete_cell_is_ignored(tmp_path):
 
 WRITER = r"""
 import sys, numpy as np
-from orchestrator.store.sweep_store import Store, columns_table
+from orchestrator.store.schema import columns_table
+from orchestrator.store.sweep_store import Store
 store = Store.open(sys.argv[1])
 n = 4_000_000
 t = columns_table("power", {"cell_id": ["k"] * n, "t_ns": np.arange(n), "power_w": np.random.rand(n)})
