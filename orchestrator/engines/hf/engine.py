@@ -35,15 +35,16 @@ import gc
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from orchestrator.client import model_files as models
 from orchestrator.client.metrics import RequestRecord, WindowRun
 from orchestrator.client.workload import RequestSpec, WorkloadPlan
+from orchestrator.config.engine_options import HfOptions
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.core.phases import batch_phase
+from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type
 from orchestrator.engines.base import Engine, GpuUse, register_engine
 from orchestrator.engines.hf.model import (
     bnb_config,
@@ -53,6 +54,7 @@ from orchestrator.engines.hf.model import (
     random_model,
     torch_dtype,
 )
+from orchestrator.engines.static_batches import run_static_batches
 from orchestrator.errors import CellFailure, Status
 
 if TYPE_CHECKING:
@@ -176,15 +178,16 @@ class HfEngine(Engine):
     workload_kinds = frozenset({WorkloadKind.offline})
     shared_axes = frozenset({"batch_size", "repeat"})
     gpu = GpuUse.optional
+    options: HfOptions
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
-        self.device: Optional[str] = None  # resolved in start(): "cuda" | "cpu"
-        self.dtype: Optional[str] = None
+        self.device = ""  # resolved in start(): "cuda" | "cpu"
+        self.dtype = ""  # resolved in start(): "float32" | "float16" | "bfloat16"
         self.weights: str = ""  # how the weights came to be (checkpoint / random ...)
-        self._gpu = None  # gpuinfo.GpuIdentity on cuda
-        self._model = None
-        self._tok = None
+        self._gpu: Optional[GpuIdentity] = None  # on cuda
+        self._model: Any = None  # a transformers PreTrainedModel between start() and stop()
+        self._tok: Any = None  # its tokenizer
 
     @property
     def uses_gpu(self) -> bool:
@@ -204,8 +207,6 @@ class HfEngine(Engine):
         self.device = resolve_device(self.options.device.value, torch.cuda.is_available())
         check_quantization(self.quantization, self.device)
         if self.device == "cuda":
-            from orchestrator.energy.gpuinfo import check_gpu_type
-
             self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
             bf16 = torch.cuda.is_bf16_supported() and bool(self.config.gpu.supports_bf16)
         else:
@@ -253,24 +254,15 @@ class HfEngine(Engine):
                 return AutoModelForCausalLM.from_pretrained(path, **kwargs)
             except ImportError as exc:  # e.g. accelerate or a bitsandbytes backend missing
                 raise CellFailure(Status.unsupported, f"bitsandbytes INT8 loading failed here: {exc}") from exc
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(self.device)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return model.to(self.device)  # type: ignore[arg-type]  # transformers' wrapped .to() hides its signature
 
     # -------------------------------------------------------------- run
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
         """Every static batch of the plan, back to back (see module doc for the clock)."""
-        if not plan.offline:
-            raise CellFailure(Status.unsupported, "engine hf runs static batches only (workload.arrival=offline)")
-        records: List[RequestRecord] = []
-        schedule = plan.schedule()
-        for specs in schedule:
-            phase, done, total = schedule.step()
-            self.progress(batch_phase(phase), done, total, "batches")
-            batch, send_s, end_s = self._run_batch(specs, plan)
-            schedule.ran(send_s, end_s)
-            records += batch
-        t0, t1 = schedule.window()
-        return WindowRun(records, t0, t1, extra=self._extra(), batch_bounds_s=schedule.measured_bounds())
+        return run_static_batches(self.name, plan, lambda specs: self._run_batch(specs, plan),
+                                  lambda records, schedule: self._extra(), self.progress)
 
     def _run_batch(self, specs: List[RequestSpec], plan: WorkloadPlan) -> Tuple[List[RequestRecord], float, float]:
         """-> (records, send time s, end time s) of one padded ``generate``."""

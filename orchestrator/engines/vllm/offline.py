@@ -27,14 +27,14 @@ import gc
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.client.metrics import RequestRecord, WindowRun
 from orchestrator.client.model_files import prompt_digest
 from orchestrator.client.workload import RequestSpec, WorkloadPlan
 from orchestrator.config.groups import WorkloadKind
-from orchestrator.core.phases import batch_phase
 from orchestrator.engines.base import register_engine
+from orchestrator.engines.static_batches import refuse_unless_offline, run_static_batches
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
@@ -63,7 +63,7 @@ class VllmOfflineEngine(VllmEngine):
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
-        self._llm = None
+        self._llm: Any = None  # a vllm.LLM between start() and stop()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -100,22 +100,17 @@ class VllmOfflineEngine(VllmEngine):
 
     # ------------------------------------------------------------------ measuring
     def run(self, plan: WorkloadPlan) -> WindowRun:
-        if not plan.offline:
-            raise ValueError("vllm_offline runs offline plans only (workload.arrival=offline)")
+        refuse_unless_offline(self.name, plan)
         if plan.batch_size > self.max_batch_size:
             raise ValueError(f"batch {plan.batch_size} > this engine's max_num_seqs {self.max_batch_size}")
-        records: List[RequestRecord] = []
-        schedule = plan.schedule()
-        for specs in schedule:
-            phase, done, total = schedule.step()
-            self.progress(batch_phase(phase), done, total, "batches")
-            prompts, params = self._inputs(plan, specs)
-            t_send, t_done, outs = self._generate(prompts, params)
-            schedule.ran(t_send, t_done)
-            records += [self._record(s, o, t_send, t_done, p) for s, o, p in zip(specs, outs, prompts)]
-        t0, t1 = schedule.window()
-        return WindowRun(records, t0, t1, extra=self._extra(records, schedule.bounds),
-                         batch_bounds_s=schedule.measured_bounds())
+        return run_static_batches(self.name, plan, lambda specs: self._run_batch(plan, specs),
+                                  lambda records, schedule: self._extra(records, schedule.bounds), self.progress)
+
+    def _run_batch(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[RequestRecord], float, float]:
+        """One ``LLM.generate`` of the batch's prompts -> (records, send s, end s)."""
+        prompts, params = self._inputs(plan, specs)
+        t_send, t_done, outs = self._generate(prompts, params)
+        return [self._record(s, o, t_send, t_done, p) for s, o, p in zip(specs, outs, prompts)], t_send, t_done
 
     def _inputs(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[Dict], list]:
         """One batch's prompts (token ids) and ``SamplingParams`` (a few ms even at batch 256)."""

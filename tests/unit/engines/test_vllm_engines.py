@@ -442,8 +442,9 @@ def test_offline_run_records_what_vllm_ran(fake_vllm, frontend, method):
 def test_offline_engine_refuses_online_plans_and_bigger_batches(fake_vllm):
     eng = vo.VllmOfflineEngine(cfg(), 8)
     eng.start()
-    with pytest.raises(ValueError):
+    with pytest.raises(CellFailure, match="engine vllm runs static batches only") as refused:
         eng.run(build_plan(cfg(workload="chat_medium").workload, 8))
+    assert refused.value.status is Status.unsupported
     with pytest.raises(ValueError):
         eng.run(build_plan(cfg().workload, 16))
 
