@@ -30,6 +30,13 @@ def test_the_import_contracts_hold():
     assert "BROKEN" not in out.stdout and "Contracts: 6 kept, 0 broken." in out.stdout
 
 
+def test_the_type_checker_finds_no_error():
+    """``mypy`` over ``orchestrator/`` with the settings in pyproject.toml: zero errors."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0 and "Success: no issues found" in out.stdout, out.stdout[-6000:] + out.stderr[-2000:]
+
+
 def test_importing_the_config_loads_no_engine_and_no_other_side():
     loaded = _loaded_after("import orchestrator.config.root, orchestrator.config.engine")
     assert not [m for m in loaded if m.startswith("orchestrator.engines")], loaded
