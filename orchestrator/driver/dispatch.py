@@ -3,10 +3,10 @@ each with its resources, follow progress, retry, and hand every result to the st
 
 Placement: a unit whose engine names the GPUs it measures (``Engine.placement_gpu_uuids``: a
 server the orchestrator did not start) runs on the Ray node that holds them (``UnitSpec.node_id``,
-a hard node affinity; ``placement.place_by_gpus``). Otherwise a cell whose engine needs a GPU (``GpuUse.required``, or ``optional`` where the
-cluster has that type) asks for ``num_gpus=1`` and ``accelerator_type=<gpu>`` (Ray's
-``accelerator_type:<T>`` resource), so an H100 cell never lands on a T4 node. Other cells ask
-for one CPU, or, with ``dispatch.place_as_gpu``, exactly what a GPU cell would.
+a hard node affinity; ``placement.place_by_gpus``). Otherwise a cell whose engine needs a GPU
+(``GpuUse.required``, or ``optional`` where the cluster has that type) asks for ``num_gpus=1``
+and ``accelerator_type=<gpu>`` (Ray's ``accelerator_type:<T>`` resource), so an H100 cell never
+lands on a T4 node. Other cells ask for one CPU, or, with ``dispatch.place_as_gpu``, exactly what a GPU cell would.
 
 Retries: a task whose worker or node dies is retried by Ray (``max_retries``), then recorded
 ``worker_lost``; a cell that raised an unexpected error is re-submitted by the driver up to
@@ -15,7 +15,9 @@ Retries: a task whose worker or node dies is retried by Ray (``max_retries``), t
 was awaiting its retry keeps its own failure row). A task that no live node of the cluster can
 run (its resources exist nowhere) for ``pending_timeout_s`` is cancelled and its cells recorded
 ``unschedulable`` with what they asked for and what the cluster offers; a task merely waiting
-for a busy GPU waits. Every cell ends with exactly one row.
+for a busy GPU waits. Every cell ends with exactly one row. These decisions are made, apart from
+Ray, by ``dispatch_state.TaskState`` (one per task); ``Dispatcher`` turns Ray's events into its
+events and carries out its decisions.
 """
 from __future__ import annotations
 
@@ -23,17 +25,18 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Mapping, Optional, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 from orchestrator.config.groups import DispatchConfig
 from orchestrator.core.cell import Cell
 from orchestrator.core.identity import cell_identity, digest
-from orchestrator.core.messages import CellResult, TaskStarted, UnitSpec
+from orchestrator.core.messages import TaskStarted, UnitSpec
 from orchestrator.core.phases import PhaseBoard
 from orchestrator.driver import placement
+from orchestrator.driver.dispatch_state import Cancel, Ignore, Keep, Raised, TaskLimits, TaskOutcome, TaskState
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
-from orchestrator.engines.base import GpuUse
+from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.errors import Status
 from orchestrator.store.cell_tables import status_tables, with_error_note
 
@@ -49,7 +52,7 @@ def connect(dispatch: DispatchConfig) -> str:
     if ray.is_initialized():
         return "already connected"
     address = dispatch.address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(logging_level="WARNING", log_to_driver=True)
+    kwargs: Dict[str, Any] = dict(logging_level="WARNING", log_to_driver=True)
     if dispatch.runtime_env:
         kwargs["runtime_env"] = dict(dispatch.runtime_env)
     if address:
@@ -60,6 +63,14 @@ def connect(dispatch: DispatchConfig) -> str:
     return "started a local Ray cluster"
 
 
+def _runnable_engine(cell: Cell) -> Type[Engine]:
+    """The engine variant that runs ``cell`` (the runner passes only cells that have one)."""
+    cls = cell_engine(cell)
+    if cls is None:
+        raise ValueError(f"{cell.label()}: engine {cell.engine} has no variant for its workload: it cannot be run")
+    return cls
+
+
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
                share_engines: bool = True, log_level: str = "INFO") -> List[UnitSpec]:
     """Group runnable cells into tasks: cells whose identity differs only in their engine's
@@ -67,7 +78,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
     cell). ``offered[t]``: the cluster has GPUs of type t."""
     groups: Dict[str, List[Cell]] = {}
     for c in cells:
-        cls = cell_engine(c)
+        cls = _runnable_engine(c)
         share = c.cell_id
         if share_engines and cls.shared_axes:
             share = digest(cls.share_key(cell_identity(c.config, c.engine)))
@@ -77,7 +88,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
         first = members[0]
         on_gpu = placement.on_gpu(first, offered)
         reason = first.engine_reason
-        if cell_engine(first).gpu is GpuUse.optional and not on_gpu:
+        if _runnable_engine(first).gpu is GpuUse.optional and not on_gpu:
             gpu_type = first.config.gpu.accelerator_type
             reason = f"the Ray cluster offers no {gpu_type} GPU: {first.engine} runs on the CPU"
         members = [Cell(c.cell_id, c.config, c.engine, reason) for c in members]
@@ -87,41 +98,21 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
 
 
 @dataclass
-class TaskRecord:
-    """The driver's record of one submitted task (times: the driver's ``time.time()``)."""
-
-    unit: UnitSpec
-    resources: Dict[str, float]
-    submitted_at: float = field(default_factory=time.time)
-    started_at: Optional[float] = None  # when TaskStarted arrived
-    infeasible_since: Optional[float] = None  # since when no live node has its resources
-    cancelled: Optional[Status] = None  # timeout | unschedulable, once cancelled for it
-    cancel_reason: str = ""
-    reported: Set[str] = field(default_factory=set)  # cells whose result arrived
-    retry: Dict[str, CellResult] = field(default_factory=dict)  # retryable failures, by cell id
-
-    def unreported(self) -> List[Cell]:
-        return [c for c in self.unit.cells if c.cell_id not in self.reported]
-
-    def retry_cells(self) -> List[Cell]:
-        return [c for c in self.unit.cells if c.cell_id in self.retry]
-
-
-@dataclass
 class Dispatcher:
-    """Submits units, collects results, hands each to ``on_result(cell_id, status, tables)``."""
+    """Submits units, collects results, hands each to ``on_result(cell_id, status, tables)``. The
+    Ray-facing shell of ``dispatch_state.TaskState``: Ray's events in, its decisions carried out."""
 
     dispatch: DispatchConfig
     on_result: ResultSink
     tick: Callable[[], None] = lambda: None  # called on every turn of the loop (claim heartbeat)
     task_fn: Optional[Callable] = None  # a task's body (default: worker.run_unit)
-    tasks: Dict = field(default_factory=dict)  # generator -> TaskRecord
+    tasks: Dict = field(default_factory=dict)  # generator -> TaskState
     labels: Dict[str, str] = field(default_factory=dict)  # cell_id -> label (progress)
-    board: object = None  # the PhaseBoard actor
-    _drain: object = None  # its pending drain() call
+    board: Any = None  # the PhaseBoard actor handle
+    _drain: Any = None  # the ObjectRef of its pending drain() call
 
     def _options(self, unit: UnitSpec) -> Dict:
-        opts = {"num_cpus": 1, "max_retries": int(self.dispatch.max_retries), "retry_exceptions": False}
+        opts: Dict[str, Any] = {"num_cpus": 1, "max_retries": int(self.dispatch.max_retries), "retry_exceptions": False}
         if unit.on_gpu or self.dispatch.place_as_gpu:
             opts.update(num_gpus=1, accelerator_type=unit.cells[0].config.gpu.accelerator_type)
         if unit.on_gpu:
@@ -132,10 +123,6 @@ class Dispatcher:
 
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(unit.node_id, soft=False)
         return opts
-
-    @property
-    def max_attempts(self) -> int:
-        return 1 + int(self.dispatch.max_retries)
 
     def run(self, units: List[UnitSpec], progress: SweepProgress) -> None:
         """Submit every unit, then collect until none is pending."""
@@ -149,11 +136,12 @@ class Dispatcher:
         remote_gpu = ray.remote(max_calls=1)(run_unit)
         self.board = ray.remote(num_cpus=0)(PhaseBoard).remote()
         self.labels.update({c.cell_id: c.label() for u in units for c in u.cells})
+        limits = TaskLimits.of(self.dispatch)
 
         def submit(unit: UnitSpec) -> None:
             fn = remote_gpu if unit.on_gpu else remote
             gen = fn.options(**self._options(unit)).remote(replace(unit, phase_board=self.board))
-            self.tasks[gen] = TaskRecord(unit, placement.task_resources(unit, self.dispatch.place_as_gpu))
+            self.tasks[gen] = TaskState(unit, placement.task_resources(unit, self.dispatch.place_as_gpu), limits)
 
         for u in units:
             submit(u)
@@ -170,7 +158,7 @@ class Dispatcher:
                 self._cancel_unschedulable()
             self._show_phases(progress)
             self.tick()
-            progress.update(running=sum(len(r.unreported()) for r in self.tasks.values() if r.started_at))
+            progress.update(running=sum(len(s.unreported()) for s in self.tasks.values() if s.started))
         self._show_phases(progress, wait_s=1.0)
 
     def _show_phases(self, progress: SweepProgress, wait_s: float = 0.0) -> None:
@@ -188,7 +176,7 @@ class Dispatcher:
         except Exception:  # the board is gone: progress only, the sweep goes on
             messages = []
         self._drain = None
-        running = {c.cell_id for r in self.tasks.values() for c in r.unreported()}
+        running = {c.cell_id for s in self.tasks.values() for c in s.unreported()}
         for msg in messages:
             if msg.cell_id in running:
                 progress.phase(self.labels.get(msg.cell_id, msg.cell_id), msg)
@@ -199,8 +187,8 @@ class Dispatcher:
         import ray
 
         n = 0
-        for gen, rec in list(self.tasks.items()):
-            n += len(rec.unreported())
+        for gen, state in list(self.tasks.items()):
+            n += len(state.unreported())
             try:
                 ray.cancel(gen, force=True)
             except Exception:  # already finished
@@ -208,103 +196,69 @@ class Dispatcher:
         self.tasks.clear()
         return n
 
-    def _cancel(self, gen, rec: TaskRecord, status: Status, reason: str) -> None:
+    @staticmethod
+    def _cancel(gen, cancel: Optional[Cancel]) -> None:
+        """Carry out a ``Cancel`` decision (the state has recorded it)."""
         import ray
 
-        rec.cancelled, rec.cancel_reason = status, reason
-        ray.cancel(gen, force=rec.started_at is not None)
+        if cancel is not None:
+            ray.cancel(gen, force=cancel.force)
 
     def _cancel_overdue(self) -> None:
-        now = time.time()
-        for gen, rec in self.tasks.items():
-            limit = self.dispatch.cell_timeout_s * len(rec.unit.cells)
-            if rec.started_at and not rec.cancelled and now - rec.started_at > limit:
-                self._cancel(gen, rec, Status.timeout, f"cancelled after {self.dispatch.cell_timeout_s} s per cell")
+        now_s = time.time()
+        for gen, state in self.tasks.items():
+            self._cancel(gen, state.overdue(now_s))
 
     def _cancel_unschedulable(self) -> None:
         """Tasks not started whose resources no live node has, for ``pending_timeout_s``."""
-        waiting = [(g, r) for g, r in self.tasks.items() if r.started_at is None and not r.cancelled]
+        waiting = [(g, s) for g, s in self.tasks.items() if s.waiting]
         if not waiting:
             return
-        nodes, now = placement.live_nodes(), time.time()
-        for gen, rec in waiting:
-            if placement.fits_somewhere(rec.resources, nodes):
-                rec.infeasible_since = None
-                continue
-            rec.infeasible_since = rec.infeasible_since or now
-            if now - rec.infeasible_since >= self.dispatch.pending_timeout_s:
-                asked = ", ".join(f"{k}={v:g}" for k, v in sorted(rec.resources.items()))
-                self._cancel(gen, rec, Status.unschedulable,
-                             f"no node can run it after {self.dispatch.pending_timeout_s:g} s "
-                             f"(dispatch.pending_timeout_s): it asks for {asked}; the cluster offers "
-                             f"{placement.describe_nodes(nodes)}")
+        nodes, now_s = placement.live_nodes(), time.time()
+        for gen, state in waiting:
+            fits = placement.fits_somewhere(state.resources, nodes)
+            self._cancel(gen, state.placement_check(fits, now_s, lambda: placement.describe_nodes(nodes)))
 
     def _advance(self, gen, progress: SweepProgress) -> Optional[UnitSpec]:
         """Consume the next item of a ready generator; -> a unit to retry, once the task ends."""
         import ray
-
-        rec: TaskRecord = self.tasks[gen]
-        try:
-            item = ray.get(next(gen))
-        except StopIteration:  # the task finished: every cell has reported
-            del self.tasks[gen]
-            return self._retry_unit(rec.unit, rec.retry_cells())
-        except Exception as exc:
-            del self.tasks[gen]
-            return self._ended_badly(rec, exc, progress)
-        if isinstance(item, TaskStarted):
-            rec.started_at = time.time()  # the driver's clock: no skew between nodes in timeouts
-            return None
-        self._collect(rec, item, progress)
-        return None
-
-    def _ended_badly(self, rec: TaskRecord, exc: Exception, progress: SweepProgress) -> Optional[UnitSpec]:
-        """A task that raised: cancelled by us (timeout, unschedulable: whatever error the kill
-        surfaced as), failed in its body (retry or engine_error), or lost its worker."""
         from ray.exceptions import RayTaskError, TaskCancelledError
 
-        if rec.cancelled or isinstance(exc, TaskCancelledError):
-            status = rec.cancelled or Status.timeout
-            reason = rec.cancel_reason or f"cancelled after {self.dispatch.cell_timeout_s} s per cell"
-            self._fail(rec.unit, rec.unreported(), status, reason, progress)
-            self._keep_failures(rec, f"its retry was not run: the task was cancelled ({reason})", progress)
+        state: TaskState = self.tasks[gen]
+        try:
+            item = ray.get(next(gen))
+        except StopIteration:  # the task finished (the worker reports every cell first)
+            del self.tasks[gen]
+            return self._carry_out(state, state.finished(), progress)
+        except Exception as exc:  # cancelled by us (timeout, unschedulable), failed in its body, or lost
+            del self.tasks[gen]
+            kind = (Raised.cancelled if isinstance(exc, TaskCancelledError)
+                    else Raised.task_error if isinstance(exc, RayTaskError) else Raised.worker_lost)
+            return self._carry_out(state, state.raised(kind, str(exc), type(exc).__name__), progress)
+        if isinstance(item, TaskStarted):
+            state.started_now(time.time())
             return None
-        if isinstance(exc, RayTaskError):
-            cells = rec.unreported() + rec.retry_cells()
-            if rec.unit.attempt < self.max_attempts:
-                return self._retry_unit(rec.unit, cells)
-            self._fail(rec.unit, cells, Status.engine_error, str(exc)[-4000:], progress)
-            return None
-        # worker or node died after Ray's own retries
-        self._fail(rec.unit, rec.unreported(), Status.worker_lost, f"{type(exc).__name__}: {str(exc)[-2000:]}",
-                   progress)
-        return self._retry_unit(rec.unit, rec.retry_cells())
+        decision = state.result(item)
+        if isinstance(decision, Keep):
+            self._write(decision.result.cell_id, decision.result.status, decision.result.tables, progress)
+        elif isinstance(decision, Ignore):
+            log.warning("a result for cell %s was dropped: %s", decision.cell_id, decision.why)
+        return None
 
-    def _collect(self, rec: TaskRecord, result: CellResult, progress: SweepProgress) -> None:
-        rec.reported.add(result.cell_id)
-        if result.retryable and rec.unit.attempt < self.max_attempts:
-            rec.retry[result.cell_id] = result
-            return
-        self.on_result(result.cell_id, result.status, result.tables)
-        progress.update(status=result.status.value, label=self.labels.get(result.cell_id, ""), cell_id=result.cell_id)
+    def _carry_out(self, state: TaskState, outcome: TaskOutcome, progress: SweepProgress) -> Optional[UnitSpec]:
+        """Write an ended task's rows: status rows first, then held failures with their note.
+        -> the unit to retry, if any."""
+        for record in outcome.records:
+            for c in record.cells:
+                tables = status_tables(c, state.unit.sweep, record.status, record.error, attempts=record.attempts)
+                self._write(c.cell_id, record.status, tables, progress, label=c.label())
+        for result in outcome.kept:
+            self._write(result.cell_id, result.status, with_error_note(result.tables, outcome.note), progress)
+        return outcome.retry
 
-    def _keep_failures(self, rec: TaskRecord, note: str, progress: SweepProgress) -> None:
-        """Record the cells that were awaiting a retry with their own failure row (and why the
-        retry did not happen)."""
-        for cell_id, result in rec.retry.items():
-            self.on_result(cell_id, result.status, with_error_note(result.tables, note))
-            progress.update(status=result.status.value, label=self.labels.get(cell_id, ""), cell_id=cell_id)
-        rec.retry.clear()
-
-    @staticmethod
-    def _retry_unit(unit: UnitSpec, cells: List[Cell]) -> Optional[UnitSpec]:
-        if not cells:
-            return None
-        return UnitSpec(key=f"{unit.key}#{unit.attempt + 1}", engine=unit.engine, engine_reason=unit.engine_reason,
-                        sweep=unit.sweep, cells=tuple(cells), on_gpu=unit.on_gpu, attempt=unit.attempt + 1,
-                        node_id=unit.node_id, log_level=unit.log_level)
-
-    def _fail(self, unit: UnitSpec, cells: List[Cell], status: Status, error: str, progress: SweepProgress) -> None:
-        for c in cells:
-            self.on_result(c.cell_id, status, status_tables(c, unit.sweep, status, error, attempts=unit.attempt))
-            progress.update(status=status.value, label=c.label(), cell_id=c.cell_id)
+    def _write(self, cell_id: str, status: Status, tables: Dict, progress: SweepProgress,
+               label: Optional[str] = None) -> None:
+        """One cell's row to ``on_result``, and the progress display told."""
+        self.on_result(cell_id, status, tables)
+        progress.update(status=status.value, label=self.labels.get(cell_id, "") if label is None else label,
+                        cell_id=cell_id)
