@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import List
+from typing import List, Sequence
 
 from orchestrator.search.record import SearchRecord
 
 
-def _params(params) -> str:
+def _params(params: Sequence[Sequence[str]]) -> str:
     return " ".join(f"{k}={v}" for k, v in params) or "(the one configuration)"
 
 

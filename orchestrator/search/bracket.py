@@ -9,20 +9,21 @@ failure (seen: 24 req/s passing, 48 failing, 32 and 40 never asked). A closed br
 passing end again; ``closed`` tells the search loop so before it asks. Results that are
 not monotone (noise near the capacity) keep the highest pass *below* the lowest failure.
 
-Same interface as ``study.Study`` (``ask`` / ``tell``); the trial handle is the rate's index.
+A ``contracts.Study`` like ``study.OptunaStudy`` (``ask`` / ``tell`` / ``closed``); the trial
+handle is the rate's index.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from orchestrator.search.outcome import Verdict
-from orchestrator.search.space import Space
+from orchestrator.search.space import Candidate, Space
 
 
 class Bracket:
     """Bisection (k-section with ``parallel`` asks per round) over one ordered axis."""
 
-    def __init__(self, space: Space, parallel: int = 1):
+    def __init__(self, space: Space, parallel: int = 1) -> None:
         [self.axis] = space.axes
         self.space = space
         self.parallel = max(1, parallel)
@@ -52,7 +53,7 @@ class Bracket:
         target = low + step * (len(self.pending) % k + 1)
         return min(inside, key=lambda i: abs(i - target))
 
-    def ask(self):
+    def ask(self) -> Tuple[int, Candidate]:
         index = self._next()
         if index not in self.passed:
             self.pending.append(index)

@@ -11,44 +11,49 @@ the sorted rates), not TPE.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Sequence
+from typing import Any, List, Optional, Sequence
 
-from orchestrator.config.search import Objective, SearchConfig, SearchKind, SloConfig
+from orchestrator.config.search import SearchConfig, SearchKind
 from orchestrator.driver.overrides import override_key
 from orchestrator.errors import ConfigError
-from orchestrator.search.outcome import Outcome, Verdict, verdict
-from orchestrator.search.space import Axis, Candidate
+from orchestrator.search.bracket import Bracket
+from orchestrator.search.contracts import Goal, Study
+from orchestrator.search.outcome import Outcome, SloJudge
+from orchestrator.search.space import Axis, Candidate, Space
+from orchestrator.search.study import OptunaStudy
 
 RATE_KEY = "workload.rate_rps"
 
 
 @dataclass(frozen=True)
-class CapacityGoal:
-    """Highest offered rate under the SLOs."""
+class CapacityGoal(SloJudge):
+    """Highest offered rate under the SLOs (``judge``: ``SloJudge``'s; ``objective``: which
+    J/request is reported)."""
 
-    slo: SloConfig
-    objective: Objective = Objective.gross
     value_name: str = "offered req/s"
 
-    def judge(self, outcome: Outcome) -> Verdict:
-        return verdict(outcome, self.slo, self.objective)
-
-    def value(self, candidate: Candidate, outcome: Outcome) -> float:
+    def value(self, candidate: Candidate, outcome: Optional[Outcome]) -> float:
+        """Minus the candidate's offered rate in req/s (the study minimises)."""
         return -float(candidate.config.workload.rate_rps)
 
     def shown(self, value: float) -> float:
         """The value as reported (req/s offered)."""
         return -value
 
-    def study(self, space, search, parallel: int):
-        """Bracketing when the rate is the only axis (``bracket``), else the Optuna study."""
-        if len(space.axes) == 1 and space.axes[0].ordered:
-            from orchestrator.search.bracket import Bracket
 
-            return Bracket(space, parallel)
-        from orchestrator.search.study import Study
+def capacity_goal(search: SearchConfig) -> Goal:
+    """The goal of a capacity search (its SLOs; the objective only chooses the J/request shown)."""
+    return CapacityGoal(slo=search.slo, objective=search.objective)
 
-        return Study(space, search, search.startup_trials)
+
+def capacity_study(space: Space, search: SearchConfig, parallel: int) -> Study[Any]:
+    """Bracketing when the rate is the only axis (``bracket``, ``parallel`` asks a round), else
+    the Optuna study."""
+    if len(space.axes) == 1 and space.axes[0].ordered:
+        bracket: Study[int] = Bracket(space, parallel)
+        return bracket
+    study: Study[Any] = OptunaStudy(space, search, search.startup_trials)
+    return study
 
 
 def check_rate_axis(axes: Sequence[Axis]) -> None:

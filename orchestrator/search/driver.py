@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.config.search import SearchConfig
 from orchestrator.core.cell import Cell
 from orchestrator.driver.runner import Session, run_cells
+from orchestrator.search.contracts import Goal, Study
+from orchestrator.search.kinds import SEARCH_KINDS
 from orchestrator.search.outcome import Outcome, Verdict, read_outcomes
 from orchestrator.search.record import SearchRecord, TrialRecord, write_record
 from orchestrator.search.space import Candidate, Space
@@ -42,7 +44,7 @@ class Asked:
     """The trials of one round, by cell (several trials may name one cell)."""
 
     new: Dict[str, Cell] = field(default_factory=dict)
-    trials: List[Tuple[object, Candidate, Cell]] = field(default_factory=list)
+    trials: List[Tuple[Any, Candidate, Cell]] = field(default_factory=list)  # (study's handle, candidate, cell)
     exhausted: bool = False  # the sampler only proposed known cells
 
     def slots_used(self) -> int:
@@ -51,12 +53,13 @@ class Asked:
 
 @dataclass
 class SearchLoop:
-    """One search over ``space`` with ``goal`` (``EnergyGoal`` / ``CapacityGoal``)."""
+    """One search over ``space`` with ``goal`` (``SEARCH_KINDS[search.kind].goal(search)``); each
+    ``run`` asks a fresh study of the kind (``SEARCH_KINDS[search.kind].study``)."""
 
     session: Session
     space: Space
     cells: Dict[Tuple, Cell]  # candidate params -> its cell
-    goal: object
+    goal: Goal
     search: SearchConfig
     parallel: int
     record: SearchRecord
@@ -67,7 +70,7 @@ class SearchLoop:
 
     def run(self, budget: int) -> str:
         """Rounds until ``budget`` launchable cells are used; -> why the loop stopped."""
-        study = self.goal.study(self.space, self.search, self.parallel)
+        study = SEARCH_KINDS[self.search.kind].study(self.space, self.search, self.parallel)
         launchable = {c.cell_id for c in self.cells.values() if c.status is None}
         while len(self.used) < budget:
             if launchable <= set(self.known):
@@ -93,7 +96,7 @@ class SearchLoop:
         self.record.rounds += 1
         return "every candidate is measured (method=grid)"
 
-    def _ask(self, study, slots: int) -> Asked:
+    def _ask(self, study: Study[Any], slots: int) -> Asked:
         """Ask until ``slots`` new launchable cells (pre-launch ones ride along for free);
         known cells are told at once."""
         asked = Asked()
@@ -118,7 +121,7 @@ class SearchLoop:
         before = self.session.store.completed()
         run_cells(self.session, list(cells), manifest=self._manifest(cells))
         outcomes = read_outcomes(self.session.store, [c.cell_id for c in cells])
-        out = {}
+        out: Dict[str, Evaluation] = {}
         for cell in cells:
             outcome = outcomes.get(cell.cell_id)
             cand = self.candidate_of(cell)
@@ -142,7 +145,7 @@ class SearchLoop:
         seen.update({c.cell_id: c for c in cells})
         return list(seen.values())
 
-    def _tell(self, study, trial, cand: Candidate, cell: Cell, source: str) -> None:
+    def _tell(self, study: Optional[Study[Any]], trial: Any, cand: Candidate, cell: Cell, source: str) -> None:
         ev = self.known[cell.cell_id]
         if study is not None:
             study.tell(trial, ev.value, ev.verdict)
@@ -153,15 +156,13 @@ class SearchLoop:
 
 def _repeat_candidate(loop: SearchLoop, cell: Cell) -> Candidate:
     """The candidate a confirmation repeat measures (same config but the repeat index)."""
-    from dataclasses import replace
-
     for cand in loop.space.candidates:
         if replace(cand.config, repeat=cell.config.repeat) == cell.config:
             return cand
     raise KeyError(cell.cell_id)
 
 
-def trial_record(number: int, round_: int, cand: Candidate, ev: Evaluation, source: str, goal,
+def trial_record(number: int, round_: int, cand: Candidate, ev: Evaluation, source: str, goal: Goal,
                  confirmation: bool = False) -> TrialRecord:
     o = ev.outcome
     nan = float("nan")

@@ -1,7 +1,8 @@
 """A search from the command line (``+search=energy_slo`` / ``+search=capacity``): the
 sweeper's jobs -> space -> cells (``engine=auto`` resolved once) -> budget and parallelism ->
 ``SearchLoop`` -> confirmation and pick -> ``search.json`` -> one answer line (and, for an energy
-search with ``search.headroom_rates_rps``, a capacity search of its pick).
+search with ``search.headroom_rates_rps``, a capacity search of its pick). What differs by kind
+(goal, study, space check, headroom) is looked up in ``kinds.SEARCH_KINDS``.
 
 Its lines on stdout are the command line's own output, like the runner's.
 """
@@ -12,23 +13,22 @@ from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.config.root import CellConfig, Config
-from orchestrator.config.search import Method, SearchConfig, SearchKind
-from orchestrator.core.cell import Cell
-from orchestrator.driver import grid
+from orchestrator.config.search import Method, SearchConfig
+from orchestrator.core.cell import Cell, EngineChoice
+from orchestrator.driver import grid, placement
 from orchestrator.driver.runner import Session, check_engines, resolve_engines
+from orchestrator.errors import ConfigError
+from orchestrator.search.answer import answer_lines
+from orchestrator.search.capacity import headroom_jobs, headroom_search
+from orchestrator.search.driver import SearchLoop
+from orchestrator.search.kinds import SEARCH_KINDS
+from orchestrator.search.outcome import slo_targets_ms
+from orchestrator.search.pick import confirm_and_pick
 from orchestrator.search.record import SearchRecord, write_record
-from orchestrator.search.space import Space, space_of
+from orchestrator.search.space import Params, Space, space_of
 
 MakeConfigs = Callable[[Sequence[Sequence[str]]], List[CellConfig]]
-
-
-def goal_of(search: SearchConfig):
-    from orchestrator.search.capacity import CapacityGoal
-    from orchestrator.search.energy_slo import EnergyGoal
-
-    if search.kind is SearchKind.capacity:
-        return CapacityGoal(search.slo, search.objective)
-    return EnergyGoal(search.objective, search.slo)
+"""Job override lists -> their cell configs (validated, one per job)."""
 
 
 def budget_of(search: SearchConfig, launchable: int, parallel: int) -> Tuple[int, int]:
@@ -44,28 +44,28 @@ def parallel_of(session: Session, search: SearchConfig, cells: Sequence[Cell]) -
     """``search.parallel``, else as many as the cluster runs at once of the cells' GPU type."""
     if search.parallel:
         return search.parallel
-    from orchestrator.driver import placement
-
     session.ray.ensure()
     first = next((c for c in cells if c.status is None), cells[0])
     on_gpu = placement.on_gpu(first, placement.gpu_types()) or session.cfg.dispatch.place_as_gpu
     return placement.slots(first.config.gpu.accelerator_type, on_gpu)
 
 
-def new_record(base: Config, search: SearchConfig, space: Space, cells: Dict, total: int, parallel: int,
-               value_name: str) -> SearchRecord:
+def new_record(base: Config, search: SearchConfig, space: Space, cells: Dict[Params, Cell], total: int,
+               parallel: int, value_name: str) -> SearchRecord:
     labels = {c.cell_id: cand.label() for cand in space.candidates for c in [cells[cand.params]] if c.status is None}
     launchable = list(labels)
+    ttft_slo_ms, tpot_slo_ms = slo_targets_ms(search.slo)
     return SearchRecord(
         name=base.name, kind=search.kind.value, method=search.method.value, objective=search.objective.value,
-        value_name=value_name, ttft_p99_slo_ms=float(search.slo.ttft_p99_ms),
-        tpot_p99_slo_ms=float(search.slo.tpot_p99_ms), axes=[[a.key, *a.values] for a in space.axes],
+        value_name=value_name, ttft_p99_slo_ms=ttft_slo_ms, tpot_p99_slo_ms=tpot_slo_ms,
+        axes=[[a.key, *a.values] for a in space.axes],
         grid_cells=len({c.cell_id for c in cells.values()}), grid_launchable_cells=len(launchable),
         grid_cell_ids=launchable, grid_cell_params=[labels[c] for c in launchable], max_cells=total,
         parallel=parallel, seed=search.seed)
 
 
-def search_cells(session: Session, search: SearchConfig, space: Space, configs: Sequence[CellConfig]):
+def search_cells(session: Session, search: SearchConfig, space: Space,
+                 configs: Sequence[CellConfig]) -> Tuple[Dict[Params, Cell], Dict[str, EngineChoice]]:
     """-> (candidate params -> cell, the ``engine=auto`` choices)."""
     auto = resolve_engines(list(configs), session.ray)
     cells = {cand.params: grid.cells([cand.config], auto)[0] for cand in space.candidates}
@@ -73,23 +73,19 @@ def search_cells(session: Session, search: SearchConfig, space: Space, configs: 
     return cells, auto
 
 
-def run_one(session: Session, search: SearchConfig, jobs, configs,
-            parent: Optional[SearchRecord] = None) -> Tuple[SearchRecord, Space, Dict]:
+def run_one(session: Session, search: SearchConfig, jobs: Sequence[Sequence[str]], configs: Sequence[CellConfig],
+            parent: Optional[SearchRecord] = None) -> Tuple[SearchRecord, Space, Dict[Params, Cell]]:
     """One search in an open session; -> its record, space and cells. The record (or, for a
     headroom search, ``parent``, which holds it) is written after every round."""
-    from orchestrator.search.capacity import check_rate_axis
-    from orchestrator.search.driver import SearchLoop
-    from orchestrator.search.pick import confirm_and_pick
-
+    kind = SEARCH_KINDS[search.kind]
     if search.method is Method.grid:  # the brute-force reference: one repeat of every cell, no confirmation
         search = replace(search, confirm_repeats=0)
     space = space_of(jobs, configs)
-    if search.kind is SearchKind.capacity:
-        check_rate_axis(space.axes)
+    kind.check_space(space.axes)
     cells, auto = search_cells(session, search, space, configs)
     parallel = parallel_of(session, search, list(cells.values()))
     total, reserve = budget_of(search, len({c.cell_id for c in cells.values() if c.status is None}), parallel)
-    goal = goal_of(search)
+    goal = kind.goal(search)
     record = new_record(session.cfg, search, space, cells, total, parallel, goal.value_name)
     if parent is not None:
         parent.headroom = record
@@ -108,15 +104,13 @@ def run_search(base: Config, jobs: Sequence[Sequence[str]], configs: List[CellCo
                make_configs: MakeConfigs) -> SearchRecord:
     """The search ``base.search`` over the sweep's jobs (``configs``: one per job, validated);
     ``make_configs`` turns further job lists into cell configs (the headroom search)."""
-    from orchestrator.search.answer import answer_lines
-
     search = base.search
+    if search is None:
+        raise ConfigError("a search needs its search.* settings (+search=energy_slo or +search=capacity)")
     session = Session.open(base)
     record, space, cells = run_one(session, search, jobs, configs)
-    if search.kind is SearchKind.energy_slo and search.headroom_rates_rps and record.pick is not None:
-        from orchestrator.search.capacity import headroom_jobs, headroom_search
-
-        job = space.candidate(dict(map(tuple, record.pick.params))).job
+    if SEARCH_KINDS[search.kind].headroom and search.headroom_rates_rps and record.pick is not None:
+        job = space.candidate({key: value for key, value in record.pick.params}).job
         sub_jobs = headroom_jobs(job, search.headroom_rates_rps)
         run_one(session, headroom_search(search), sub_jobs, make_configs(sub_jobs), parent=record)
     for line in answer_lines(record):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from orchestrator.config.search import Objective, SloConfig
 from orchestrator.store.schema import (
@@ -94,7 +94,7 @@ _COLUMNS = {
 _PER_1K = ("energy_per_output_token_j", "net_energy_per_output_token_j")
 
 
-def _number(value) -> float:
+def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
@@ -104,7 +104,7 @@ def read_outcomes(store: Store, cell_ids: Iterable[str]) -> Dict[str, Outcome]:
     rows = table.to_pylist()
     out: Dict[str, Outcome] = {}
     for row in rows:
-        values = {}
+        values: Dict[str, Any] = {}
         for name, column in _COLUMNS.items():
             value = row[column]
             if name in ("status", "error", "gpu_uuid"):
@@ -117,15 +117,36 @@ def read_outcomes(store: Store, cell_ids: Iterable[str]) -> Dict[str, Outcome]:
     return out
 
 
+def slo_targets_ms(slo: SloConfig) -> Tuple[float, float]:
+    """(p99 TTFT, p99 TPOT) targets in ms of a validated ``SloConfig`` (both are required)."""
+    if slo.ttft_p99_ms is None or slo.tpot_p99_ms is None:
+        raise ValueError(f"a search needs both p99 SLO targets (SloConfig.validate): {slo}")
+    return float(slo.ttft_p99_ms), float(slo.tpot_p99_ms)
+
+
 def verdict(outcome: Optional[Outcome], slo: SloConfig, objective: Objective = Objective.gross) -> Verdict:
     """The outcome against the SLOs (a missing outcome is a failure)."""
     if outcome is None or outcome.status != "ok" or not math.isfinite(outcome.energy_per_token_j(objective)):
         return Verdict((0.0, 0.0, 0.0, FAILED_VIOLATION), (Reason.failed,))
-    ttft = _relative(outcome.ttft_p99_ms, slo.ttft_p99_ms)
-    tpot = _relative(outcome.tpot_p99_ms, slo.tpot_p99_ms)
+    ttft_slo_ms, tpot_slo_ms = slo_targets_ms(slo)
+    ttft = _relative(outcome.ttft_p99_ms, ttft_slo_ms)
+    tpot = _relative(outcome.tpot_p99_ms, tpot_slo_ms)
     sat = 1.0 if outcome.saturated else -1.0
     reasons: List[Reason] = [r for r, v in ((Reason.ttft, ttft), (Reason.tpot, tpot), (Reason.saturated, sat)) if v > 0]
     return Verdict((ttft, tpot, sat, 0.0), tuple(reasons))
+
+
+@dataclass(frozen=True)
+class SloJudge:
+    """The judgement every search kind shares (the base of its goal, ``contracts.Goal``): a
+    trial is feasible when it is ok with a valid ``objective`` energy, unsaturated and within both
+    p99 ``slo`` targets (``verdict``)."""
+
+    slo: SloConfig
+    objective: Objective = Objective.gross
+
+    def judge(self, outcome: Optional[Outcome]) -> Verdict:
+        return verdict(outcome, self.slo, self.objective)
 
 
 def _relative(value_ms: float, target_ms: float) -> float:

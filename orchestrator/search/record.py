@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from orchestrator.store.sweep_store import Store
 
@@ -102,7 +102,7 @@ def read_record(store: Store, method: str = "optuna") -> Optional[SearchRecord]:
         return _record(json.loads(f.read().decode()))
 
 
-def _record(data) -> SearchRecord:
+def _record(data: Dict[str, Any]) -> SearchRecord:
     data = dict(data)
     data["trials"] = [TrialRecord(**t) for t in data.get("trials", [])]
     data["pick"] = Pick(**data["pick"]) if data.get("pick") else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import reduce
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from orchestrator.config.root import CellConfig
 from orchestrator.driver.overrides import override_key, parse_override, value_text
@@ -66,7 +66,7 @@ class Space:
         return cached
 
 
-def _number(text: str):
+def _number(text: str) -> Optional[float]:
     """The number ``text`` is (int or float), else None (booleans are not numbers)."""
     import yaml
 

@@ -14,36 +14,40 @@ Everything is seeded (``search.seed``): the same results give the same trials.
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 from orchestrator.config.search import SearchConfig
 from orchestrator.search.outcome import Verdict
-from orchestrator.search.space import Space
+from orchestrator.search.space import Candidate, Space
 from orchestrator.store.schema import SATURATED
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
 
 VIOLATIONS_ATTR = "slo_violations"
 CONSTRAINTS = ("ttft_p99", "tpot_p99", SATURATED, "failed")  # the order of ``Verdict.violations``
 
 
-def _constraints(trial) -> Tuple[float, ...]:
+def _constraints(trial: Any) -> Tuple[float, ...]:
     return tuple(trial.user_attrs[VIOLATIONS_ATTR])
 
 
-class Study:
-    """Asks for candidates, is told their values (to minimise) and SLO verdicts."""
+class OptunaStudy:
+    """Asks for candidates, is told their values (to minimise) and SLO verdicts
+    (``contracts.Study`` with an Optuna ``Trial`` as the handle)."""
 
-    def __init__(self, space: Space, search: SearchConfig, startup_trials: int):
+    def __init__(self, space: Space, search: SearchConfig, startup_trials: int) -> None:
         import optuna
         from optuna.distributions import CategoricalDistribution, IntDistribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
-        self.distributions: Dict[str, object] = {
+        self.distributions: Dict[str, Any] = {
             a.key: IntDistribution(0, len(a.values) - 1) if a.ordered else CategoricalDistribution(list(a.values))
             for a in space.axes
         }
         self.native = hasattr(optuna.trial.Trial, "set_constraint")
-        extra = {} if self.native else {"constraints_func": _constraints}
+        extra: Dict[str, Any] = {} if self.native else {"constraints_func": _constraints}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
@@ -52,7 +56,7 @@ class Study:
 
     closed = False  # TPE never knows it is done (the loop stops on repeated asks or the budget)
 
-    def ask(self):
+    def ask(self) -> Tuple[Trial, Candidate]:
         """-> (an Optuna trial, the candidate it names)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -60,7 +64,7 @@ class Study:
         values = {a.key: a.values[trial.params[a.key]] if a.ordered else trial.params[a.key] for a in self.space.axes}
         return trial, self.space.candidate(values)
 
-    def tell(self, trial, value: float, verdict: Verdict) -> None:
+    def tell(self, trial: Trial, value: float, verdict: Verdict) -> None:
         if self.native:
             for name, violation in zip(CONSTRAINTS, verdict.violations):
                 trial.set_constraint(name, violation)
