@@ -96,7 +96,7 @@ class LogFollower:
 
     def extract(self, dest: Path) -> Optional[Path]:
         """Unpack the results into ``dest``; -> the extracted folder (None if none came)."""
-        if not self.complete:
+        if not self.complete or self.payload is None:  # (complete: a payload came)
             return None
         self.payload.seek(0)
         dest.mkdir(parents=True, exist_ok=True)

@@ -159,12 +159,10 @@ def _base_for(q: pd.Series, bases: pd.DataFrame) -> tuple[str, tuple[str, ...]]:
     if same.empty:
         return str(sorted(bases["series"].unique())[0]), (f"engine={q['engine']}",)
     mine = json.loads(q["engine_options"])
-    best = None
+    candidates: list[tuple[str, tuple[str, ...]]] = []  # (series, the options it differs in), by series
     for series, b in same.groupby("series", sort=True):
         theirs = json.loads(b["engine_options"].iloc[0])
-        differs = tuple(option_text(k, mine.get(k)) for k in sorted(set(mine) | set(theirs))
-                        if mine.get(k) != theirs.get(k))
-        if best is None or len(differs) < len(best[1]):
-            best = (str(series), differs)
-    return best
+        candidates.append((str(series), tuple(option_text(k, mine.get(k)) for k in sorted(set(mine) | set(theirs))
+                                              if mine.get(k) != theirs.get(k))))
+    return min(candidates, key=lambda c: len(c[1]))  # the first of the fewest differences
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -237,7 +237,9 @@ def _series_of(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, eng
     no longer registered, stands for itself as stored (without batch size and repeat)."""
     try:
         config = configs.get(cell_id)
-    except (ValueError, TypeError):  # e.g. a retired option value
+    except (ValueError, TypeError):  # e.g. a retired option value (parsed from its stored text)
+        if not isinstance(configs, StoredConfigs):
+            raise
         return _without_axes(json.loads(configs.texts[cell_id]), engine)
     if config is None:
         return None
@@ -275,7 +277,7 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     repeat metrics' 95% intervals and CVs (see module doc and ``analysis.repeats``)."""
     keys = GROUP_KEYS + ["series", "batch_size"]
     numeric = [c for c in ok.select_dtypes("number").columns if c not in keys + ["repeat", "schema_version"]]
-    agg = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
+    agg: dict[str, str | Callable[[pd.Series], str]] = {c: ("sum" if c in SUM_COLUMNS else "mean") for c in numeric}
     agg.update({f: "any" for f in FLAGS})
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
                energy_source="first", energy_note="first", engine="first", engine_options="first",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
@@ -134,7 +135,8 @@ def _plot_series(ax, g: pd.DataFrame, x: str, y: str, color: str, marker: str, l
 
 
 def _legend(fig: Figure, cells: dict, title: str) -> None:
-    handles, labels = {}, {}
+    handles: dict[str, Artist] = {}  # label -> the first handle of that label
+    labels: dict[str, str] = {}  # the labels in order of first appearance
     for ax in cells.values():
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

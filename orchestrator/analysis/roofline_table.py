@@ -11,6 +11,8 @@ the engine skipped, e.g. cached prefixes).
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import pandas as pd
 
 from orchestrator.analysis.tables import SERIES_KEYS
@@ -19,7 +21,7 @@ from orchestrator.config.root import CellConfig
 from orchestrator.perf import roofline
 
 
-def _first_config(cell_ids: str, configs: dict[str, CellConfig]) -> CellConfig:
+def _first_config(cell_ids: str, configs: Mapping[str, CellConfig]) -> CellConfig:
     return configs[cell_ids.split(",")[0]]
 
 
@@ -47,7 +49,7 @@ def roofline_row(config: CellConfig, batch: float, effective_batch: float, conte
     }
 
 
-def roofline_table(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
+def roofline_table(points: pd.DataFrame, configs: Mapping[str, CellConfig]) -> pd.DataFrame:
     """One row per point: keys, batch size, flags, context tokens, measured output tok/s and
     the columns of ``roofline_row``."""
     rows = []
@@ -68,9 +70,9 @@ def _activation(config: CellConfig) -> str:
     return Precision.fp16.value if low else Precision(q.activation_dtype).value
 
 
-def gpu_roofs(configs: dict[str, CellConfig], cell_ids) -> pd.DataFrame:
+def gpu_roofs(configs: Mapping[str, CellConfig], cell_ids) -> pd.DataFrame:
     """GPU x matmul dtype of the given cells: bandwidth (GB/s), peak (TFLOPS), ridge (FLOP/byte)."""
-    rows = {}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}  # (GPU, matmul dtype) -> its roofs
     for cid in cell_ids:
         cfg = configs.get(cid)
         if not cfg:
@@ -84,7 +86,7 @@ def gpu_roofs(configs: dict[str, CellConfig], cell_ids) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values())).sort_values(["gpu", "activation_dtype"]).reset_index(drop=True)
 
 
-def ridge_batches(points: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
+def ridge_batches(points: pd.DataFrame, configs: Mapping[str, CellConfig]) -> pd.DataFrame:
     """Per model x quantization x GPU x configured decode context (mean input + output / 2
     tokens): the decode batch at which intensity reaches the ridge point
     (``roofline.batch_to_ridge``; inf = never at this context), and the largest batch size the

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import pandas as pd
 
@@ -71,14 +71,15 @@ def regions(record: SearchRecord, trials: List[TrialRecord]) -> List[str]:
         return []
     primary = record.axes[0][0]
     order = {v: i for i, v in enumerate(record.axes[0][1:])}
-    seen, groups = set(), {}
+    seen: Set[str] = set()
+    groups: Dict[str, List[Tuple[int, Optional[str], TrialRecord]]] = {}  # other axes -> (order, value, trial)
     for t in trials:
         if t.cell_id in seen:
             continue
         seen.add(t.cell_id)
-        params = dict(t.params)
+        value = dict(t.params).get(primary)
         rest = params_text([(k, v) for k, v in t.params if k != primary])
-        groups.setdefault(rest, []).append((order.get(params.get(primary), -1), params.get(primary), t))
+        groups.setdefault(rest, []).append((order.get(value, -1) if value is not None else -1, value, t))
     out = []
     for rest, members in sorted(groups.items()):
         members.sort(key=lambda m: m[0])
@@ -110,7 +111,7 @@ def grid_view(st: Store, record: SearchRecord) -> Optional[GridView]:
             rows.append({"cell_id": cid, "params": params.get(cid, cid), "value": o.energy_per_token_j(objective),
                          TTFT_P99_MS: o.ttft_p99_ms, TPOT_P99_MS: o.tpot_p99_ms})
     pick_id = record.pick.cell_ids[0] if record.pick else None
-    pick_o = outcomes.get(pick_id)
+    pick_o = outcomes.get(pick_id) if pick_id is not None else None
     feasible = pd.DataFrame(rows, columns=["cell_id", "params", "value", TTFT_P99_MS, TPOT_P99_MS])
     if feasible.empty:
         return GridView(math.nan, "", math.nan, math.nan, feasible.assign(is_pick=[]), 0)

@@ -16,6 +16,8 @@ context), as the grid's feasibility filter uses. Cross-checks, per combination:
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import pandas as pd
 
 from orchestrator.config.engine import EngineConfig
@@ -28,7 +30,7 @@ OOM_STATUSES = ("oom", "kv_cache_too_small")
 COMBO_KEYS = ["model", "quantization", "gpu", "context_tokens", "memory_utilization"]
 
 
-def cell_axes(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
+def cell_axes(runs: pd.DataFrame, configs: Mapping[str, CellConfig]) -> pd.DataFrame:
     """Per cell (not ``unsupported``): combination keys, batch size, status, memory reading."""
     rows = []
     for r in runs.itertuples(index=False):
@@ -53,12 +55,12 @@ def memory_fraction(cfg: CellConfig, engine: str) -> float:
     return float(cfg.engine.options(engine).memory_fraction())
 
 
-def _budget(configs: dict[str, CellConfig], cell_id: str, batch: int, context: int, util: float):
+def _budget(configs: Mapping[str, CellConfig], cell_id: str, batch: int, context: int, util: float):
     cfg = configs[cell_id]
     return vram_budget(cfg.model, cfg.quantization, cfg.gpu, batch, context, util)
 
 
-def vram_table(runs: pd.DataFrame, configs: dict[str, CellConfig]) -> pd.DataFrame:
+def vram_table(runs: pd.DataFrame, configs: Mapping[str, CellConfig]) -> pd.DataFrame:
     """One row per combination: budget terms (GiB) at the largest swept batch, the largest batch
     that fits, the cross-checks of the module doc, and ``simulated`` (any of its cells ran on the
     simulated engine: its statuses are the simulator's, not a GPU's)."""
@@ -108,7 +110,8 @@ def _verdict(measured_gib: float, predicted_gib: float, capacity_gib: float) -> 
     return "consistent"
 
 
-def vram_by_batch(runs: pd.DataFrame, configs: dict[str, CellConfig], batch_sizes: list[int] | None = None) -> pd.DataFrame:
+def vram_by_batch(runs: pd.DataFrame, configs: Mapping[str, CellConfig],
+                  batch_sizes: list[int] | None = None) -> pd.DataFrame:
     """Wide table: per combination, the predicted total GiB at each batch size (columns
     ``bs_<n>_gib``), with ``capacity_gib`` to compare against."""
     cells = cell_axes(runs, configs)

@@ -29,7 +29,10 @@ def typed(cfg) -> Config:
     keys = [k for k in cfg.keys() if k != "hydra"]
     plain = OmegaConf.masked_copy(cfg, keys)
     OmegaConf.resolve(plain)
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), plain))
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), plain))
+    if not isinstance(obj, Config):  # (a structured merge of the Config schema is one)
+        raise TypeError(f"the composed config is a {type(obj).__name__}, not a Config")
+    return obj
 
 
 def run_single(cfg) -> None:

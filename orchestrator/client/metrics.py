@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class WindowRun:
     failure: Optional[Tuple[str, str]] = None  # (status, error): the cell failed, its request rows kept
 
 
-def _pct(values: Sequence[float], prefix: str, scale: float = 1e3) -> Dict[str, float]:
+def _pct(values: Union[Sequence[float], np.ndarray], prefix: str, scale: float = 1e3) -> Dict[str, float]:
     """p50/p90/p99/mean in ms; NaNs (a time the engine could not give) are left out."""
     arr = np.asarray(values, dtype=float)
     arr = arr[~np.isnan(arr)]

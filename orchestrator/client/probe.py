@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from orchestrator.client.endpoint import Dialect, Endpoint
 from orchestrator.client.sse import read_stream
@@ -83,7 +83,7 @@ class Target:
     endpoint: Endpoint
     prompt: PromptMode = PromptMode.auto
     vocab_size: int = 32000
-    text_of: Optional[object] = None
+    text_of: Optional[Callable[[Sequence[int]], str]] = None
     api_key_env: str = ""
     timeout_s: float = 30.0
 

@@ -112,7 +112,7 @@ class SseStream:
         rec.chunk_times_s = np.asarray(self.chunk_times, dtype=float)
         if self.prompt_tokens is not None:
             rec.input_tokens = rec.prompt_tokens_reported = int(self.prompt_tokens)
-        if self.first_content_s is not None:
+        if self.first_content_s is not None and self.last_content_s is not None:  # (set by the same chunk)
             rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
         if self.tokens_known:
             rec.token_times_s = np.asarray(self.token_times, dtype=float)

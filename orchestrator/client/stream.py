@@ -34,7 +34,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -63,11 +63,11 @@ class ClientRun:
 
 def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
                     request_id: Optional[str] = None, dialect: Dialect = VLLM,
-                    prompt_text: Optional[str] = None) -> Dict:
+                    prompt_text: Optional[str] = None) -> Dict[str, Any]:
     """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
     under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
     max; vLLM's fields: without them ``max_tokens`` only bounds the count), greedy."""
-    body = {
+    body: Dict[str, Any] = {
         "model": model,
         "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
         "max_tokens": int(spec.output_tokens),
@@ -137,7 +137,7 @@ class StreamingClient:
         """One request's serialised JSON body (its prompt's digest kept for its record)."""
         ids = self.prompt_ids(spec)
         self._prompt_hash[spec.index] = prompt_digest(ids)
-        text = self.prompt_text(ids) if self.dialect.text_prompts else None
+        text = self.prompt_text(ids) if self.dialect.text_prompts and self.prompt_text is not None else None
         return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
                                           f"{self.request_id_prefix}-{spec.index}", self.dialect, text)).encode()
 
@@ -172,7 +172,7 @@ class StreamingClient:
         bodies = [self.body(s, plan) for s in plan.requests]  # all serialised before the first send
         t_base = time.monotonic() + START_LEAD_S
         start = t_base + plan.measured_start_s
-        end = start + plan.duration_s
+        end = start + plan.loop_window_s
         tally = _Tally(self.progress, plan, end)
         sent = []
         for spec, body in zip(plan.requests, bodies):
@@ -201,7 +201,7 @@ class StreamingClient:
                     return
                 spec = queue.pop()
                 if spec.phase == "measured" and "start" not in window:
-                    window["start"], window["end"] = now, now + plan.duration_s
+                    window["start"], window["end"] = now, now + plan.loop_window_s
                     tally.window_end_s = window["end"]
                 body = self.body(spec, plan)  # closed loop: built when its client frees
                 req = stream_request(session, self.endpoint, spec, body, time.monotonic())

@@ -69,6 +69,14 @@ class WorkloadPlan:
     def measured(self) -> List[RequestSpec]:
         return [r for r in self.requests if r.phase == "measured"]
 
+    @property
+    def loop_window_s(self) -> float:
+        """The measured window's length (s) of an open/closed-loop plan (``duration_s``);
+        ``ValueError`` for an offline plan, whose window is its measured batches."""
+        if self.duration_s is None:
+            raise ValueError("an offline plan has no duration_s: its window is its measured batches")
+        return self.duration_s
+
     def prompt_ids(self, spec: RequestSpec, vocab_size: int) -> List[int]:
         """Request ``spec``'s prompt: exactly ``spec.input_tokens`` ordinary token ids, seeded by
         (``prompt_key``, request index): the same in every engine for the same cell, distinct

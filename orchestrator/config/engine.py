@@ -10,7 +10,8 @@ registry. Only the block of the engine that runs a cell is part of that cell's i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
+from typing import Tuple
 
 from omegaconf import MISSING
 
@@ -36,14 +37,14 @@ class EngineConfig:
     vllm: VllmOptions = field(default_factory=VllmOptions)
 
     @classmethod
-    def blocks(cls) -> tuple:
+    def blocks(cls) -> Tuple[str, ...]:
         """The names of the options blocks (= the built-in engines' names), sorted."""
         return tuple(sorted(f.name for f in fields(cls) if f.name != "name"))
 
     def options(self, engine: str) -> EngineOptions:
         """The options block of ``engine`` (an empty ``EngineOptions`` for an engine without one)."""
         block = getattr(self, engine, None) if engine != "name" else None
-        return block if is_dataclass(block) else EngineOptions()
+        return block if isinstance(block, EngineOptions) else EngineOptions()
 
     def validate(self) -> None:
         """Every block's own checks (the engine's name is checked against the registry by the driver)."""

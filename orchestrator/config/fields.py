@@ -13,11 +13,14 @@ import dataclasses
 import typing
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Dict, Iterable, Mapping, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Type, TypeVar
 
 from orchestrator.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
 IDENTITY = "identity"
 ADDED = "added"  # in the identity only when not at its default
 
@@ -60,10 +63,10 @@ def _plain(obj, identity_only: bool) -> Any:
 
 
 @lru_cache(maxsize=None)
-def field_types(cls) -> Dict[str, Any]:
+def field_types(cls: type) -> Dict[str, Any]:
     """name -> resolved type of a dataclass's fields (``Optional[X]`` unwrapped to ``X``)."""
     hints = typing.get_type_hints(cls)
-    out = {}
+    out: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         t = hints[f.name]
         if typing.get_origin(t) is typing.Union:
@@ -72,7 +75,7 @@ def field_types(cls) -> Dict[str, Any]:
     return out
 
 
-def from_dict(cls: Type[T], data: Mapping) -> T:
+def from_dict(cls: Type[D], data: Mapping) -> D:
     """A schema object from a plain mapping (stored ``config_json``): unknown keys are dropped
     (older stores carry fields that no longer exist), missing ones take their defaults, enums
     and nested schemas are rebuilt."""

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from orchestrator.config.groups import DispatchConfig
 from orchestrator.core.cell import Cell
@@ -35,8 +35,8 @@ from orchestrator.core.phases import PhaseBoard
 from orchestrator.driver import placement
 from orchestrator.driver.dispatch_state import Cancel, Ignore, Keep, Raised, TaskLimits, TaskOutcome, TaskState
 from orchestrator.driver.progress import SweepProgress
-from orchestrator.engines import cell_engine
-from orchestrator.engines.base import Engine, GpuUse
+from orchestrator.engines import launched_engine
+from orchestrator.engines.base import GpuUse
 from orchestrator.errors import Status
 from orchestrator.store.cell_tables import status_tables, with_error_note
 
@@ -63,14 +63,6 @@ def connect(dispatch: DispatchConfig) -> str:
     return "started a local Ray cluster"
 
 
-def _runnable_engine(cell: Cell) -> Type[Engine]:
-    """The engine variant that runs ``cell`` (the runner passes only cells that have one)."""
-    cls = cell_engine(cell)
-    if cls is None:
-        raise ValueError(f"{cell.label()}: engine {cell.engine} has no variant for its workload: it cannot be run")
-    return cls
-
-
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
                share_engines: bool = True, log_level: str = "INFO") -> List[UnitSpec]:
     """Group runnable cells into tasks: cells whose identity differs only in their engine's
@@ -78,7 +70,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
     cell). ``offered[t]``: the cluster has GPUs of type t."""
     groups: Dict[str, List[Cell]] = {}
     for c in cells:
-        cls = _runnable_engine(c)
+        cls = launched_engine(c)
         share = c.cell_id
         if share_engines and cls.shared_axes:
             share = digest(cls.share_key(cell_identity(c.config, c.engine)))
@@ -88,7 +80,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
         first = members[0]
         on_gpu = placement.on_gpu(first, offered)
         reason = first.engine_reason
-        if _runnable_engine(first).gpu is GpuUse.optional and not on_gpu:
+        if launched_engine(first).gpu is GpuUse.optional and not on_gpu:
             gpu_type = first.config.gpu.accelerator_type
             reason = f"the Ray cluster offers no {gpu_type} GPU: {first.engine} runs on the CPU"
         members = [Cell(c.cell_id, c.config, c.engine, reason) for c in members]

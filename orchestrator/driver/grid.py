@@ -119,7 +119,8 @@ def job_config(base: Config, base_choices: Mapping[str, str], override_texts: Se
 
 def _replace_path(obj, parts: List[str], key: str, value: str):
     """A copy of ``obj`` with the field at ``parts`` set to ``value`` (type-checked)."""
-    types = field_types(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    cls: type = type(obj)
+    types = field_types(cls) if dataclasses.is_dataclass(cls) else {}
     if parts[0] not in types:
         raise ConfigError(f"{key}={value}: unknown key '{parts[0]}'")
     if len(parts) > 1:

@@ -59,7 +59,7 @@ def leaf_type(path: List[str], schema, full: str):
     """The type of the leaf at ``path`` below ``schema`` (None for free-form mappings)."""
     node = schema
     for i, part in enumerate(path):
-        if not dataclasses.is_dataclass(node):
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
             if typing.get_origin(node) in (dict, typing.Dict) or node is dict:
                 return None  # free-form mapping (e.g. engine.vllm.extra_args)
             raise ConfigError(f"{full}: '{'.'.join(path[:i])}' has no sub-keys")
@@ -104,5 +104,5 @@ def check_override(text: str) -> None:
         leaf = leaf_type(parts[1:], GROUP_SCHEMAS[head], text)
     else:
         leaf = leaf_type(parts, Config, text)
-    values = list(ov.sweep_iterator()) if ov.is_sweep_override() else [ov.value()]
-    check_values(key, leaf, values)
+    parsed = list(ov.sweep_iterator()) if ov.is_sweep_override() else [ov.value()]
+    check_values(key, leaf, parsed)

@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.messages import UnitSpec
-from orchestrator.engines import auto_candidates, cell_engine
+from orchestrator.engines import auto_candidates, launched_engine
 from orchestrator.engines.base import GpuUse
 from orchestrator.errors import ConfigError
 
@@ -71,7 +71,7 @@ def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, 
 
 
 def on_gpu(cell: Cell, offered: Mapping[str, bool]) -> bool:
-    cls = cell_engine(cell)
+    cls = launched_engine(cell)
     return cls.gpu is GpuUse.required or (cls.gpu is GpuUse.optional and offered.get(cell.config.gpu.accelerator_type,
                                                                                      False))
 
@@ -131,7 +131,8 @@ def node_gpu_uuids(probe_timeout_s: float = 60.0) -> Dict[str, List[str]]:
     out = {}
     for node, ref in refs.items():
         try:
-            out[node] = list(ray.get(ref, timeout=probe_timeout_s))
+            found: List[str] = ray.get(ref, timeout=probe_timeout_s)
+            out[node] = list(found)
         except Exception:  # a node that cannot answer holds nothing we can use
             out[node] = []
     return out
@@ -150,7 +151,7 @@ def place_by_gpus(units: List[UnitSpec]) -> List[UnitSpec]:
     out = []
     for unit in units:
         first = unit.cells[0]
-        uuids = cell_engine(first).placement_gpu_uuids(first.config)
+        uuids = launched_engine(first).placement_gpu_uuids(first.config)
         if uuids:
             nodes = node_gpu_uuids() if nodes is None else nodes
             node = node_for_gpus(uuids, nodes)

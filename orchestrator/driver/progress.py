@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from orchestrator.core.phases import CellPhase
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _clock(seconds: float) -> str:
@@ -29,9 +32,10 @@ class SweepProgress:
         self.counts: Counter = Counter()
         self.running = 0
         self.t0 = time.monotonic()
-        self.phases: Dict[str, tuple] = {}  # cell_id -> (label, CellPhase, monotonic time of the phase change)
-        self._rich = None
-        self._tasks: Dict[str, int] = {}
+        # cell_id -> (label, CellPhase, monotonic time of the phase change, s)
+        self.phases: Dict[str, Tuple[str, CellPhase, float]] = {}
+        self._rich: Optional["Progress"] = None
+        self._tasks: Dict[str, "TaskID"] = {}
         if enabled and (self.out.isatty() if tty is None else tty):
             self._start_rich()
 
@@ -45,12 +49,12 @@ class SweepProgress:
             TimeRemainingColumn,
         )
 
-        self._rich = Progress(
+        self._rich = rich = Progress(
             TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         )
-        self._sweep = self._rich.add_task("[bold]cells", total=self.total, detail="")
-        self._rich.start()
+        self._sweep = rich.add_task("[bold]cells", total=self.total, detail="")
+        rich.start()
 
     @property
     def done(self) -> int:
@@ -90,19 +94,19 @@ class SweepProgress:
         """A running cell's phase (or its count in the phase) changed."""
         prev = self.phases.get(msg.cell_id)
         changed = prev is None or prev[1].phase != msg.phase
-        since = time.monotonic() if changed else prev[2]
+        since = prev[2] if prev is not None and not changed else time.monotonic()
         self.phases[msg.cell_id] = (label, msg, since)
         if self._rich is not None:
-            self._show_cell(msg.cell_id)
+            self._show_cell(self._rich, msg.cell_id)
         elif self.enabled and changed:
             self._print(f"  {label}: {msg.text()}")
 
-    def _show_cell(self, cell_id: str) -> None:
+    def _show_cell(self, rich: "Progress", cell_id: str) -> None:
         label, msg, _ = self.phases[cell_id]
         task = self._tasks.get(cell_id)
         if task is None:
-            task = self._tasks[cell_id] = self._rich.add_task(f"  {label}", total=None, detail="")
-        self._rich.update(task, detail=msg.text(), total=msg.total, completed=msg.done or 0)
+            task = self._tasks[cell_id] = rich.add_task(f"  {label}", total=None, detail="")
+        rich.update(task, detail=msg.text(), total=msg.total, completed=msg.done or 0)
 
     def _cell_done(self, cell_id: str) -> None:
         self.phases.pop(cell_id, None)

@@ -19,6 +19,7 @@ from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
+from orchestrator.engines.base import Engine
 from orchestrator.errors import ConfigError, Status
 from orchestrator.store.cell_tables import status_tables
 from orchestrator.store.sweep_store import Store
@@ -96,10 +97,11 @@ def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
 def check_engines(cells: List[Cell]) -> None:
     """Each engine's own pre-launch check of the cells it would run (``Engine.check_before_launch``:
     e.g. probing a server); ``ConfigError`` (one line) before any Ray task. Its lines are printed."""
-    by_engine: Dict[type, List[CellConfig]] = {}
+    by_engine: Dict[type[Engine], List[CellConfig]] = {}
     for c in cells:
-        if c.status is None and cell_engine(c) is not None:
-            by_engine.setdefault(cell_engine(c), []).append(c.config)
+        cls = cell_engine(c) if c.status is None else None
+        if cls is not None:
+            by_engine.setdefault(cls, []).append(c.config)
     for cls, configs in by_engine.items():
         for line in cls.check_before_launch(configs):
             print(line, flush=True)
@@ -165,6 +167,8 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
         if stale:
             print(f"removed {stale} temporary files that a killed run left in the store", flush=True)
         for c in plan.prelaunch:
+            if c.status is None:  # (plan_cells puts only cells with a pre-launch status here)
+                continue
             store.write_cell(c.cell_id, status_tables(c, cfg.name, c.status, c.reason))
             final[c.cell_id] = c.status.value
         print(

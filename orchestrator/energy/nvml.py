@@ -41,7 +41,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -154,7 +154,7 @@ class NvmlSampler(Sampler):
                 f"{self._gpu_name} ({self.gpu_uuid}) has neither the energy counter nor a power reading"
             )
         self._optional: Dict[str, Callable[[], float]] = {}
-        probes = {
+        probes: Dict[str, Tuple[str, Tuple[int, ...], Callable[[Any], float]]] = {
             "util_pct": ("nvmlDeviceGetUtilizationRates", (), lambda r: float(r.gpu)),
             "memory_used_mib": ("nvmlDeviceGetMemoryInfo", (), lambda r: r.used / 2**20),
             "sm_clock_mhz": ("nvmlDeviceGetClockInfo", (nv.NVML_CLOCK_SM,), float),
@@ -162,7 +162,11 @@ class NvmlSampler(Sampler):
         }
         for col, (name, args, conv) in probes.items():
             if self._supported(name, *args):
-                self._optional[col] = (lambda n=name, a=args, c=conv: c(self._call(n, *a)))
+                self._optional[col] = self._reader(name, args, conv)
+
+    def _reader(self, name: str, args: Tuple[int, ...], conv: Callable[[Any], float]) -> Callable[[], float]:
+        """One optional column's reading: ``conv(pynvml.<name>(handle, *args))``."""
+        return lambda: conv(self._call(name, *args))
 
     def _probe_power(self) -> Optional[str]:
         """'field186' | 'power_usage' | None (no power reading at all)."""
@@ -239,14 +243,22 @@ class NvmlSampler(Sampler):
     # ------------------------------------------------------------------ result
     def _trace(self) -> PowerTrace:
         t = np.asarray(self._rows["t_ns"], dtype=np.int64)
-        cols = {c: np.asarray(self._rows[c], dtype=np.float64) for c in COLUMNS[1:]}
+
+        def col(name: str) -> np.ndarray:
+            return np.asarray(self._rows[name], dtype=np.float64)
+
         return PowerTrace(
             source="nvml",
             t_ns=t,
+            energy_mj=col("energy_mj"),
+            power_w=col("power_w"),
+            util_pct=col("util_pct"),
+            memory_used_mib=col("memory_used_mib"),
+            sm_clock_mhz=col("sm_clock_mhz"),
+            temperature_c=col("temperature_c"),
             gpu_name=self._gpu_name,
             gpu_uuid=self.gpu_uuid or "",
             note=self._note(t),
-            **cols,
         )
 
     def _note(self, t: np.ndarray) -> str:

@@ -9,7 +9,7 @@ transformers are imported inside their methods, on the worker).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from orchestrator.core.registry import Registry
 from orchestrator.engines.base import Engine
@@ -34,6 +34,15 @@ def cell_engine(cell: "Cell") -> Optional[type["Engine"]]:
     return engine_for(cell.engine, cell.config.workload.kind)
 
 
+def launched_engine(cell: "Cell") -> type["Engine"]:
+    """The engine variant that runs a launched ``cell`` (the grid gives every cell no variant runs
+    its pre-launch status, so it never launches); ``LookupError`` where none does."""
+    cls = cell_engine(cell)
+    if cls is None:
+        raise LookupError(f"engine {cell.engine} runs no {cell.config.workload.kind.value} workload")
+    return cls
+
+
 def engine_class(name: str, kind: "WorkloadKind") -> type["Engine"]:
     """The class that runs ``kind`` workloads for engine ``name``, else its first variant (a cell
     whose workload the engine cannot run still has one identity: its pre-launch check refuses it)."""
@@ -48,7 +57,7 @@ def runs_kinds(name: str) -> List["WorkloadKind"]:
 def auto_candidates() -> List[type["Engine"]]:
     """Engines ``engine=auto`` may pick (one class per name: variants share their needs), most
     preferred first (``auto_rank``)."""
-    first = {}
+    first: Dict[str, type[Engine]] = {}
     for cls in ENGINES:
         if cls.auto_rank is not None:
             first.setdefault(cls.name, cls)

@@ -30,10 +30,10 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.client.metrics import WindowRun
-from orchestrator.client.probe import Target, probe_sync
+from orchestrator.client.probe import ProbeResult, Target, probe_sync
 from orchestrator.client.workload import WorkloadPlan
 from orchestrator.config.engine_options import EndpointOptions, PromptMode
 from orchestrator.config.groups import WorkloadKind
@@ -42,6 +42,7 @@ from orchestrator.engines.base import Engine, GpuUse, register_engine
 from orchestrator.errors import CellFailure, ConfigError, Status
 
 if TYPE_CHECKING:
+    from orchestrator.client.prompts import TextPrompts
     from orchestrator.config.root import CellConfig
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def api_key(opts: EndpointOptions) -> Optional[str]:
     return key
 
 
-def probe_target(config: "CellConfig") -> Tuple[Target, Optional[object]]:
+def probe_target(config: "CellConfig") -> Tuple[Target, Optional["TextPrompts"]]:
     """The probe target of a cell's endpoint (its key read here) and its text prompts helper."""
     from orchestrator.client.endpoint import Endpoint
     from orchestrator.client.prompts import TextPrompts, tokenizer_dir
@@ -85,6 +86,7 @@ class EndpointEngine(Engine):
     gpu = GpuUse.none
     starts_processes = False
     hosts_model = False
+    options: EndpointOptions
 
     @classmethod
     def check_before_launch(cls, configs: List["CellConfig"]) -> List[str]:
@@ -117,8 +119,8 @@ class EndpointEngine(Engine):
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self._target: Optional[Target] = None
-        self._text = None
-        self.result = None
+        self._text: Optional["TextPrompts"] = None
+        self.result: Optional[ProbeResult] = None
         self._expected: Dict[str, int] = {}  # prompt digest -> prompt tokens the server should count
         self._start_info: Dict = {}
 
@@ -138,13 +140,27 @@ class EndpointEngine(Engine):
         log.info("endpoint: %s serves %s: %s", self._target.endpoint.base_url, self._target.endpoint.model,
                  self.result.describe())
 
-    def _text_of(self, ids) -> str:
-        """A text prompt (exact length under the tokenizer), noting what the server should count."""
+    def _probed(self) -> Tuple[Target, ProbeResult]:
+        """The target and what probing it found in ``start()`` (``RuntimeError`` before it)."""
+        if self._target is None or self.result is None:
+            raise RuntimeError("engine=endpoint: run before start() probed the endpoint")
+        return self._target, self.result
+
+    def _text_of(self) -> Optional[Callable[[Sequence[int]], str]]:
+        """A request's text prompt (exact length under the tokenizer), noting what the server
+        should count; None when prompts travel as token ids."""
         from orchestrator.client.model_files import prompt_digest
 
-        text = self._text.text(ids)
-        self._expected[prompt_digest(ids)] = self._text.server_count(text)
-        return text
+        prompts = self._text
+        if prompts is None:
+            return None
+
+        def text_of(ids: Sequence[int]) -> str:
+            text = prompts.text(ids)
+            self._expected[prompt_digest(ids)] = prompts.server_count(text)
+            return text
+
+        return text_of
 
     def _ids_of(self, plan: WorkloadPlan):
         """A request's prompt ids; as token ids, the server should count exactly them."""
@@ -163,19 +179,19 @@ class EndpointEngine(Engine):
     def _client(self, plan: WorkloadPlan):
         from orchestrator.client.stream import StreamingClient
 
-        text = self._text_of if self._text is not None else None
-        return StreamingClient(self._target.endpoint, self._ids_of(plan),
+        target, result = self._probed()
+        return StreamingClient(target.endpoint, self._ids_of(plan),
                                request_timeout_s=float(self.options.request_timeout_s), progress=self.progress,
-                               dialect=self.result.dialect, prompt_text=text)
+                               dialect=result.dialect, prompt_text=self._text_of())
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
         if plan.offline:
             raise ValueError("engine=endpoint runs open/closed-loop plans")
         self.progress(Phase.warmup)
         cr = asyncio.run(self._client(plan).run(plan))
-        extra = {**self._start_info, **cr.extra, "endpoint_prompt_mode": self.result.prompt_mode,
-                 "endpoint_token_times": self.result.token_times,
-                 "endpoint_request_dialect": self.result.request_dialect,
+        result = self._probed()[1]
+        extra = {**self._start_info, **cr.extra, "endpoint_prompt_mode": result.prompt_mode,
+                 "endpoint_token_times": result.token_times, "endpoint_request_dialect": result.request_dialect,
                  "endpoint_prompt_tokens_mismatch": self._mismatches(cr.records)}
         return WindowRun(cr.records, cr.window_start_s, cr.window_end_s, extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s, failure=self._failure(cr.records))
@@ -208,8 +224,8 @@ class EndpointEngine(Engine):
         import urllib.error
         import urllib.request
 
-        req = urllib.request.Request(self._target.endpoint.base_url + "/v1/models",
-                                     headers=self._target.endpoint.headers())
+        endpoint = self._probed()[0].endpoint
+        req = urllib.request.Request(endpoint.base_url + "/v1/models", headers=endpoint.headers())
         try:
             with urllib.request.urlopen(req, timeout=REACHABLE_TIMEOUT_S):
                 return True

@@ -92,6 +92,7 @@ class SimulatedEngine(Engine):
     gpu = GpuUse.none
     starts_processes = False
     auto_rank = 1
+    options: SimulatedOptions
 
     def __init__(self, config, max_batch_size):
         super().__init__(config, max_batch_size)
@@ -153,14 +154,16 @@ class SimulatedEngine(Engine):
             for s in specs:
                 heapq.heappush(pending, (s.arrival_s, s.index, s))
         window_start = plan.measured_start_s
-        window_end: Optional[float] = None if closed else window_start + plan.duration_s
-        t, running, records = 0.0, [], []
+        window_end: Optional[float] = None if closed else window_start + plan.loop_window_s
+        t = 0.0
+        running: List[_Seq] = []
+        records: List[RequestRecord] = []
         while pending or running:
             if window_end is not None and t >= window_end + plan.drain_timeout_s:
                 break  # the drain limit: what is left is cancelled below
             if not running and pending and pending[0][0] > t:
                 t = pending[0][0]
-            admitted = []
+            admitted: List[_Seq] = []
             while pending and pending[0][0] <= t and len(running) + len(admitted) < cap:
                 arr, _, spec = heapq.heappop(pending)
                 admitted.append(_Seq(spec, arr))
@@ -169,18 +172,18 @@ class SimulatedEngine(Engine):
             new = len(decoding) + sum(s.spec.input_tokens for s in admitted)
             t = self._step(t, decoding + admitted, new=new, cached=cached)
             running = []
-            for s in decoding + admitted:
-                if s.emitted >= s.spec.output_tokens:
-                    records.append(self._record(s, send=s.arrival))
+            for seq in decoding + admitted:
+                if seq.emitted >= seq.spec.output_tokens:
+                    records.append(self._record(seq, send=seq.arrival))
                     if closed and issued < len(specs):
                         nxt = specs[issued]
                         if nxt.phase == "measured" and window_end is None:
-                            window_start, window_end = t, t + plan.duration_s
+                            window_start, window_end = t, t + plan.loop_window_s
                         if window_end is None or t < window_end:
                             heapq.heappush(pending, (t, nxt.index, nxt))
                             issued += 1
                 else:
-                    running.append(s)
+                    running.append(seq)
         if window_end is None:
             window_start, window_end = window_start, t
         records += [self._cancelled(s, t) for s in running]
@@ -240,16 +243,17 @@ class SimulatedEngine(Engine):
         idle, gpu = self._costs.idle_w, self.config.gpu
         t_end = max(float(seg[-1, 1]) if len(seg) else 0.0, getattr(self, "_horizon_s", 0.0))
         # Build a gap-filled piecewise-constant power function on [0, t_end + interval].
-        bounds, watts = [0.0], []
+        bound_list: List[float] = [0.0]
+        watt_list: List[float] = []
         for a, b, w in seg:
-            if a > bounds[-1] + 1e-12:
-                watts.append(idle)
-                bounds.append(a)
-            watts.append(w)
-            bounds.append(b)
-        watts.append(idle)
-        bounds.append(t_end + interval)
-        bounds, watts = np.asarray(bounds), np.asarray(watts)
+            if a > bound_list[-1] + 1e-12:
+                watt_list.append(idle)
+                bound_list.append(a)
+            watt_list.append(w)
+            bound_list.append(b)
+        watt_list.append(idle)
+        bound_list.append(t_end + interval)
+        bounds, watts = np.asarray(bound_list), np.asarray(watt_list)
         cum = np.concatenate([[0.0], np.cumsum(np.diff(bounds) * watts)])
         ts = np.arange(0.0, bounds[-1] + 1e-9, interval)
         idx = np.clip(np.searchsorted(bounds, ts, side="right") - 1, 0, len(watts) - 1)

@@ -103,9 +103,10 @@ class StepModel:
     flops_per_new_token: float  # linears + LM head
     flops_per_cached_token: float  # QK^T and PV over the KV cache
 
-    def cost(self, new_tokens: int, cached_tokens: int) -> StepCost:
+    def cost(self, new_tokens: float, cached_tokens: float) -> StepCost:
         """Cost of a step that computes ``new_tokens`` tokens (prefill tokens plus one per
-        decoding sequence) attending over ``cached_tokens`` tokens of KV in total."""
+        decoding sequence) attending over ``cached_tokens`` tokens of KV in total (linear in
+        both: a mean over steps may be fractional)."""
         return StepCost(flops=self.flops_per_new_token * new_tokens + self.flops_per_cached_token * cached_tokens,
                         bytes=self.weight_bytes + self.kv_bytes_per_token * (cached_tokens + new_tokens))
 
@@ -119,19 +120,21 @@ def step_model(model: "ModelConfig", quantization: "QuantizationConfig") -> Step
     )
 
 
-def step_cost(model: "ModelConfig", quantization: "QuantizationConfig", new_tokens: int,
-              cached_tokens: int) -> StepCost:
+def step_cost(model: "ModelConfig", quantization: "QuantizationConfig", new_tokens: float,
+              cached_tokens: float) -> StepCost:
     """``StepModel.cost`` of ``model`` x ``quantization``."""
     return step_model(model, quantization).cost(new_tokens, cached_tokens)
 
 
-def decode_cost(model: "ModelConfig", quantization: "QuantizationConfig", batch: int, context_tokens: int) -> StepCost:
-    """One decode step of ``batch`` sequences each holding ``context_tokens`` of context."""
+def decode_cost(model: "ModelConfig", quantization: "QuantizationConfig", batch: float,
+                context_tokens: float) -> StepCost:
+    """One decode step of ``batch`` sequences each holding ``context_tokens`` of context (both
+    may be means, fractional: an effective batch, a mean context)."""
     return step_cost(model, quantization, new_tokens=batch, cached_tokens=batch * context_tokens)
 
 
 def decode_ceiling_tok_s(
-    model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig", batch: int, context_tokens: int
+    model: "ModelConfig", quantization: "QuantizationConfig", gpu: "GpuConfig", batch: float, context_tokens: float
 ) -> tuple[float, str]:
     """Roofline ceiling of decode throughput (tokens/s) and which roof bounds it."""
     cost = decode_cost(model, quantization, batch, context_tokens)

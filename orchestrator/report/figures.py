@@ -45,7 +45,7 @@ FILES = {
 def figure_jobs(a: Analysis, out: Path) -> dict[str, tuple]:
     """name -> (plot function, arguments) of every PNG this sweep can have, largest first."""
     note = _note(a)
-    jobs = {}
+    jobs: dict[str, tuple] = {}  # name -> (plot function, *its arguments)
     if a.any_energy:
         jobs["energy"] = (plots.plot_energy_per_token, a.points, a.fits[ENERGY_PER_1K_OUTPUT_TOKENS_J],
                           out / FILES["energy"], note)

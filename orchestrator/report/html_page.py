@@ -36,7 +36,7 @@ PAGE = """<!DOCTYPE html>
 
 
 def _static(name: str) -> str:
-    return resources.files("orchestrator.report").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("orchestrator.report").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def _packed(text: str) -> str:

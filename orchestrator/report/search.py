@@ -59,8 +59,9 @@ def _grid(v: SearchView) -> list[str]:
                     "same command with search.method=grid (it re-uses the search's cells) for one.")
     if g.n_feasible == 0:
         return para("The whole grid is in the store and none of its cells is feasible.")
-    mean = (f" (the mean of its {len(v.record.pick.cell_ids)} repeats: {_gap(g.pick_mean_gap)})"
-            if math.isfinite(g.pick_mean_gap) else "")
+    pick = v.record.pick  # (a finite mean gap comes from a pick's repeats)
+    mean = (f" (the mean of its {len(pick.cell_ids)} repeats: {_gap(g.pick_mean_gap)})"
+            if pick is not None and math.isfinite(g.pick_mean_gap) else "")
     cards = (f" The two cells ran on different GPUs ({fmt.gpus(g.gpus[0])} and {fmt.gpus(g.gpus[1])}): cards of "
              "one type can differ by a few per cent in power at the same settings." if g.gpus else "")
     out = para(f"The whole grid is in the store: {g.n_feasible} feasible cells; its optimum is "

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Iterable, NamedTuple, Optional
+from typing import IO, Dict, Iterable, NamedTuple, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,19 @@ def watch(worker_pid: int, stdin_fd: int, interval_s: float = INTERVAL_S, grace_
         noted.update({pid: p for pid, p in descendants(worker_pid, processes()).items() if pid not in before})
 
 
+def _pipes(proc: subprocess.Popen[bytes]) -> Tuple[IO[bytes], IO[bytes]]:
+    """The watcher's stdin and stdout (``Reaper`` opens both as pipes)."""
+    if proc.stdin is None or proc.stdout is None:
+        raise ValueError("the watcher was started without its pipes")
+    return proc.stdin, proc.stdout
+
+
 class Reaper:
     """``with Reaper():`` around an engine's life in a worker (see the module docstring)."""
 
     def __init__(self, interval_s: float = INTERVAL_S, grace_s: float = GRACE_S):
         self.interval_s, self.grace_s = interval_s, grace_s
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
         self.watcher_pid: Optional[int] = None
 
     def __enter__(self) -> "Reaper":
@@ -167,8 +174,9 @@ class Reaper:
             log.warning("reaper: could not start the watcher (%s); an interrupted engine may outlive its worker", exc)
             return self
         # what the engine starts from here on is new to the watcher: wait until it has looked
-        ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT_S)
-        line = self.proc.stdout.readline() if ready else b""
+        stdout = _pipes(self.proc)[1]
+        ready, _, _ = select.select([stdout], [], [], READY_TIMEOUT_S)
+        line = stdout.readline() if ready else b""
         if line.startswith(READY):
             self.watcher_pid = int(line[len(READY):])
             self.proc.wait()  # the first process, which forked the watcher and exited
@@ -179,15 +187,16 @@ class Reaper:
     def __exit__(self, *exc) -> None:
         if self.proc is None:
             return
+        stdin, stdout = _pipes(self.proc)
         try:
-            self.proc.stdin.write(DONE)
-            self.proc.stdin.close()
+            stdin.write(DONE)
+            stdin.close()
         except OSError:
             pass
         if self.watcher_pid is None:  # it never said ready: do not leave it waiting
             self.proc.kill()
         self.proc.wait()
-        self.proc.stdout.close()
+        stdout.close()
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -15,7 +15,7 @@ import logging
 import socket
 import time
 import traceback
-from typing import TYPE_CHECKING, Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
 
 from orchestrator.client import metrics
 from orchestrator.client.workload import plan_for
@@ -24,7 +24,7 @@ from orchestrator.core.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.core.phases import Phase, PhaseReporter
 from orchestrator.energy import sampler_for
 from orchestrator.energy.base import idle_power_from, window_energy
-from orchestrator.engines import cell_engine
+from orchestrator.engines import launched_engine
 from orchestrator.errors import Status, classify, error_text
 from orchestrator.store.cell_tables import (
     WORKER_COLUMNS,
@@ -67,6 +67,7 @@ class UnitRunner:
         self.unit = unit
         self.ctx = worker_context()
         self.idle_w: Optional[float] = None
+        self._idle_bounds: Optional[Tuple[int, int]] = None  # monotonic ns of the idle baseline's sit
         self.report = PhaseReporter(unit.phase_board)
 
     def results(self) -> Iterator[CellResult]:
@@ -76,7 +77,7 @@ class UnitRunner:
         first = cells[0]
         log.debug("unit %s (attempt %d): %d cell(s) on one %s start", self.unit.key, self.unit.attempt, len(cells),
                   first.engine)
-        engine = cell_engine(first)(first.config, self.unit.max_batch_size)
+        engine = launched_engine(first)(first.config, self.unit.max_batch_size)
         engine.progress = self.report.for_cell(first.cell_id)
         # a force-cancelled (killed) worker leaves no engine process behind
         with Reaper() if engine.starts_processes else contextlib.nullcontext():
@@ -107,6 +108,8 @@ class UnitRunner:
         finally:
             self.report(Phase.stopping)
             engine.stop()
+        if last is None:  # (a unit has at least one cell)
+            return
         report = engine.stop_report()
         if report and last.status is Status.ok:
             last = CellResult(last.cell_id, last.status, last.retryable, with_stop_report(last.tables, report))

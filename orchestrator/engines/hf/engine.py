@@ -56,6 +56,7 @@ from orchestrator.engines.hf.model import (
 )
 from orchestrator.engines.static_batches import run_static_batches
 from orchestrator.errors import CellFailure, Status
+from orchestrator.perf.roofline import total_params
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -220,8 +221,6 @@ class HfEngine(Engine):
 
     def _model_path(self) -> Path:
         """The model directory; small generated shapes get their random weights saved there."""
-        from orchestrator.perf.roofline import total_params
-
         model = self.config.model
         path = models.model_dir(model, self.config.quantization)
         if model.path or models.has_weights(path):

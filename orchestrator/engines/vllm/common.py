@@ -27,6 +27,7 @@ from orchestrator.client.model_files import checkpoint_quant_method
 from orchestrator.client.workload import RequestSpec
 from orchestrator.config.engine_options import VllmOptions
 from orchestrator.config.groups import Weights
+from orchestrator.energy.gpuinfo import GpuIdentity
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
 from orchestrator.errors import CellFailure
@@ -61,10 +62,11 @@ class VllmEngine(Engine):
     gpu = GpuUse.required
     auto_rank = 0
     auto_module = "vllm"
+    options: VllmOptions
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
-        self._gpu = None
+        self._gpu: Optional[GpuIdentity] = None
         self._log_path: Optional[Path] = None
         self._start_info: Dict = {}
 

@@ -184,12 +184,12 @@ class VllmServerEngine(VllmEngine):
         self._claim_gpu()
         model = str(model_path(self.config))
         self.args = engine_args(self.config, self.max_batch_size, model)  # what every cell's row reports
-        self._api_key = secrets.token_urlsafe(24)
+        self._api_key = api_key = secrets.token_urlsafe(24)
         t0 = time.monotonic()
         for attempt in (1, 2):  # a second try only if another process took the free port first
-            self._launch(model)
+            proc = self._launch(model, api_key)
             try:
-                self._wait_healthy(float(self.options.startup_timeout_s), t0)
+                self._wait_healthy(proc, float(self.options.startup_timeout_s), t0)
                 break
             except EngineStartError as exc:
                 if attempt == 2 or "address already in use" not in str(exc).lower():
@@ -197,21 +197,24 @@ class VllmServerEngine(VllmEngine):
         self._start_info["vllm_start_s"] = time.monotonic() - t0
         self._note_engine_choices()  # from the server's start-up log
 
-    def _launch(self, model: str) -> None:
+    def _launch(self, model: str, api_key: str) -> subprocess.Popen:
+        """Start ``vllm serve`` on a free port with ``api_key`` (its log: ``self._log_path``)."""
         self._port = free_port()
         self._log_path = new_log_path("vllm-serve")
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
-        env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": self._api_key, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
         with open(self._log_path, "ab") as log_file:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                          env=env, start_new_session=True, preexec_fn=die_with_parent())
+            self._proc = proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
+                                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                                 preexec_fn=die_with_parent())
         atexit.register(self._kill_quietly)
+        return proc
 
-    def _wait_healthy(self, timeout_s: float, t0: float) -> None:
-        """Poll /health until 200; raise the cell's failure if the process exits or time runs out."""
+    def _wait_healthy(self, proc: subprocess.Popen, timeout_s: float, t0: float) -> None:
+        """Poll /health until 200; raise the cell's failure if ``proc`` exits or time runs out."""
         while True:
-            rc = self._proc.poll()
+            rc = proc.poll()
             if rc is not None:
                 self.stop()  # its children (the engine core) may outlive it: kill the group
                 raise failure_from_log(f"vllm serve exited with code {rc} during start-up",
