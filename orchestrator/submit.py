@@ -29,6 +29,10 @@ import tarfile
 from pathlib import Path
 from typing import List, Optional
 
+from orchestrator.app.argv import check_argv
+from orchestrator.app.hydra_entry import register_configs
+from orchestrator.driver.overrides import CONF_DIR
+
 BEGIN, END = "=====ORCHESTRATOR-RESULTS-BEGIN=====", "=====ORCHESTRATOR-RESULTS-END====="
 MAX_PACK_MIB = 200.0
 DEFAULT_STORE = "${oc.env:HOME}/orchestrator-results/${name}"
@@ -135,9 +139,6 @@ def store_dir(overrides: List[str]) -> str:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from orchestrator.app.hydra_entry import register_configs
-    from orchestrator.driver.overrides import CONF_DIR
-
     register_configs()
     plain_args = [a for a in overrides if "," not in a.split("=", 1)[-1] and not a.startswith("-")]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -208,8 +209,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--max-pack-mib", type=float, default=MAX_PACK_MIB,
                     help="largest packed results fetched through the job log (else use store.uri)")
     a = ap.parse_args(own)
-    from orchestrator.app.argv import check_argv
-
     check_argv(overrides)  # bad input fails here, before anything is submitted
     return submit(a.address, overrides, a.results, not a.no_fetch, a.cluster_store, a.working_dir, a.max_pack_mib)
 

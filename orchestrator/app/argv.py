@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import List, NoReturn, Optional
 
+from orchestrator.driver.overrides import check_override
 from orchestrator.errors import ConfigError
 
 
@@ -27,8 +28,6 @@ def hoist_multirun(argv: List[str]) -> List[str]:
 
 def check_argv(argv: Optional[List[str]] = None) -> None:
     """Validate the ``key=value`` arguments; on error print one line and exit 2."""
-    from orchestrator.driver.overrides import check_override
-
     args = sys.argv[1:] if argv is None else argv
     try:
         for a in args:

@@ -7,8 +7,11 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.app.argv import fail
 from orchestrator.config.root import CONFIG_GROUPS, Config
+from orchestrator.driver.grid import cell_configs, expand
 from orchestrator.driver.overrides import override_head, override_key
+from orchestrator.driver.runner import run_sweep
 from orchestrator.errors import ConfigError
+from orchestrator.search.entry import run_search
 
 
 def register_configs() -> None:
@@ -37,9 +40,6 @@ def typed(cfg) -> Config:
 
 def run_single(cfg) -> None:
     """Task function of ``python -m orchestrator [overrides]`` without ``-m``: one config."""
-    from orchestrator.driver.grid import cell_configs
-    from orchestrator.driver.runner import run_sweep
-
     try:
         base = typed(cfg)
         configs = cell_configs([base])
@@ -50,8 +50,6 @@ def run_single(cfg) -> None:
 
 def expand_jobs(cfg, job_overrides: Sequence[Sequence[str]]):
     """-> (the base ``Config``, every cell config of the jobs)."""
-    from orchestrator.driver.grid import expand
-
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items()}
     base = typed(cfg)
     return base, expand(base, choices, job_overrides)
@@ -92,15 +90,10 @@ def _grid_jobs(params: Mapping[str, str], arguments: List[str], config_loader) -
 
 def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
           grids: Optional[Sequence[Mapping[str, str]]] = None) -> None:
-    from orchestrator.driver.runner import run_sweep
-
     try:
         jobs = job_lists(params, arguments, config_loader, grids)
         base, configs = expand_jobs(cfg, jobs)
         if base.search is not None:  # +search=NAME: the jobs are the space searched
-            from orchestrator.driver.grid import expand
-            from orchestrator.search.entry import run_search
-
             choices = dict(cfg.hydra.runtime.choices.items())
             run_search(base, jobs, configs, lambda more: expand(base, choices, more))
         else:

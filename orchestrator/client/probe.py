@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple
 
 from orchestrator.client.endpoint import Dialect, Endpoint
+from orchestrator.client.model_files import prompt_token_ids
 from orchestrator.client.sse import read_stream
 from orchestrator.client.stream import completion_body
 from orchestrator.client.workload import RequestSpec
@@ -133,8 +134,6 @@ async def _models(session, t: Target) -> Tuple[str, ...]:
 def _probe_prompt(t: Target) -> Tuple[list, Optional[str]]:
     """The probe's prompt: its token ids, and its text (None without a tokenizer). Built before
     any request: loading a tokenizer takes seconds, longer than a server keeps a connection."""
-    from orchestrator.client.model_files import prompt_token_ids
-
     ids = prompt_token_ids(PROBE_PROMPT_TOKENS, 0, t.vocab_size)
     return ids, (t.text_of(ids) if t.text_of is not None and t.prompt is not PromptMode.token_ids else None)
 

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Sequence
 
+from orchestrator.client.model_files import model_dir
 from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ ROUNDS = 8
 
 def tokenizer_dir(config: "CellConfig") -> Path:
     """The local tokenizer directory a cell's prompts are measured under (see module doc)."""
-    from orchestrator.client.model_files import model_dir
-
     opts = config.engine.endpoint
     if opts.tokenizer:
         path = Path(opts.tokenizer).expanduser()

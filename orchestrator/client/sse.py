@@ -120,7 +120,6 @@ class SseStream:
                 rec.error = f"token ids in chunks ({len(self.token_times)}) != usage.completion_tokens ({count})"
         return rec
 
-
     def _cancelled(self, rec: RequestRecord) -> RequestRecord:
         """A request cancelled at the drain limit: the tokens seen so far, with their times."""
         rec.status = "cancelled"

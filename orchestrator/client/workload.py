@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from orchestrator.client.model_files import prompt_token_ids
 from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig, WorkloadKind
+from orchestrator.perf.roofline import request_seconds
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -81,8 +83,6 @@ class WorkloadPlan:
         """Request ``spec``'s prompt: exactly ``spec.input_tokens`` ordinary token ids, seeded by
         (``prompt_key``, request index): the same in every engine for the same cell, distinct
         between cells and requests."""
-        from orchestrator.client.model_files import prompt_token_ids
-
         seed = int(np.random.SeedSequence([self.prompt_key, spec.index]).generate_state(1, np.uint64)[0])
         return prompt_token_ids(spec.input_tokens, seed, vocab_size)
 
@@ -203,8 +203,6 @@ def drain_limit_s(cfg: "CellConfig") -> float:
     wl = cfg.workload
     if wl.drain_timeout_s is not None:
         return float(wl.drain_timeout_s)
-    from orchestrator.perf.roofline import request_seconds
-
     batch = cfg.batch_size if wl.arrival is not Arrival.closed else max(1, min(cfg.batch_size, wl.concurrency))
     one = request_seconds(cfg.model, cfg.quantization, cfg.gpu, wl.input.mean_tokens, wl.output.mean_tokens, batch,
                           DRAIN_EFFICIENCY)

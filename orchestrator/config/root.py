@@ -12,7 +12,7 @@ from typing import Dict, Optional
 from omegaconf import MISSING
 
 from orchestrator.config.engine import EngineConfig
-from orchestrator.config.fields import check
+from orchestrator.config.fields import check, from_dict
 from orchestrator.config.groups import (
     DispatchConfig,
     GpuConfig,
@@ -102,7 +102,5 @@ def cell_config_from_json(text: str) -> CellConfig:
     """A stored ``config_json`` (any schema version) as a typed ``CellConfig``: fields that no
     longer exist are dropped, new ones take their defaults."""
     import json
-
-    from orchestrator.config.fields import from_dict
 
     return from_dict(CellConfig, json.loads(text))

@@ -39,6 +39,7 @@ from orchestrator.engines import launched_engine
 from orchestrator.engines.base import GpuUse
 from orchestrator.errors import Status
 from orchestrator.store.cell_tables import status_tables, with_error_note
+from orchestrator.worker.unit import run_unit
 
 log = logging.getLogger(__name__)
 PLACEMENT_CHECK_S = 2.0  # how often pending tasks are checked against the cluster's nodes
@@ -120,12 +121,10 @@ class Dispatcher:
         """Submit every unit, then collect until none is pending."""
         import ray
 
-        from orchestrator.worker.unit import run_unit
-
-        run_unit = self.task_fn or run_unit
-        remote = ray.remote(run_unit)
+        task = self.task_fn or run_unit
+        remote = ray.remote(task)
         # a fresh process per GPU task: everything it held on the GPU is freed when it exits
-        remote_gpu = ray.remote(max_calls=1)(run_unit)
+        remote_gpu = ray.remote(max_calls=1)(task)
         self.board = ray.remote(num_cpus=0)(PhaseBoard).remote()
         self.labels.update({c.cell_id: c.label() for u in units for c in u.cells})
         limits = TaskLimits.of(self.dispatch)

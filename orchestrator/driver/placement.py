@@ -8,6 +8,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.messages import UnitSpec
+from orchestrator.energy.gpuinfo import local_gpu_uuids
 from orchestrator.engines import auto_candidates, launched_engine
 from orchestrator.engines.base import GpuUse
 from orchestrator.errors import ConfigError
@@ -43,7 +44,6 @@ def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, 
     when the cluster offers that GPU type and its ``auto_module`` imports on a node that has it
     (checked there, so a head without GPUs does not force simulation)."""
     import ray
-
 
     offered = gpu_types()
     probe = ray.remote(num_cpus=0)(_module_version)
@@ -122,8 +122,6 @@ def node_gpu_uuids(probe_timeout_s: float = 60.0) -> Dict[str, List[str]]:
     pinned to it; [] where NVML has nothing), for every live node."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    from orchestrator.energy.gpuinfo import local_gpu_uuids
 
     lister = ray.remote(num_cpus=0)(local_gpu_uuids)
     refs = {n["NodeID"]: lister.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))

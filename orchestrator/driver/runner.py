@@ -12,11 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
+from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, Config
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.logs import set_log_level
 from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
+from orchestrator.driver.dispatch import Dispatcher, connect, make_units
+from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
 from orchestrator.engines.base import Engine
@@ -61,8 +64,6 @@ class _Ray:
 
     def ensure(self) -> None:
         if not self.connected:
-            from orchestrator.driver.dispatch import connect
-
             try:
                 print(connect(self.cfg.dispatch), flush=True)
             except SystemExit as exc:  # ray.init's own SIGTERM handler exits with the signal's number
@@ -79,8 +80,6 @@ def resolve_engines(configs: List[CellConfig], ray: _Ray) -> Dict[str, EngineCho
     types = grid.needs_auto(configs)
     auto: Dict[str, EngineChoice] = {}
     if types:
-        from orchestrator.driver.placement import resolve_auto
-
         ray.ensure()
         auto = resolve_auto(types)
         for t, choice in auto.items():
@@ -206,9 +205,6 @@ def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
 
 
 def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims) -> None:
-    from orchestrator.driver.dispatch import Dispatcher, make_units
-    from orchestrator.driver.placement import gpu_types, place_by_gpus
-
     units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines,
                                         cfg.log_level.value))
 
@@ -268,8 +264,6 @@ def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> 
 
 def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:
     """``sweep.json``: the sweep's name, its base config (typed, as plain JSON) and its cells."""
-    from orchestrator.config.fields import as_plain
-
     manifest = {
         "name": cfg.name,
         "written_unix_s": time.time(),

@@ -32,8 +32,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.client.endpoint import Endpoint
 from orchestrator.client.metrics import WindowRun
+from orchestrator.client.model_files import prompt_digest
 from orchestrator.client.probe import ProbeResult, Target, probe_sync
+from orchestrator.client.prompts import TextPrompts, tokenizer_dir
+from orchestrator.client.stream import StreamingClient
 from orchestrator.client.workload import WorkloadPlan
 from orchestrator.config.engine_options import EndpointOptions, PromptMode
 from orchestrator.config.groups import WorkloadKind
@@ -62,9 +66,6 @@ def api_key(opts: EndpointOptions) -> Optional[str]:
 
 def probe_target(config: "CellConfig") -> Tuple[Target, Optional["TextPrompts"]]:
     """The probe target of a cell's endpoint (its key read here) and its text prompts helper."""
-    from orchestrator.client.endpoint import Endpoint
-    from orchestrator.client.prompts import TextPrompts, tokenizer_dir
-
     opts = config.engine.endpoint
     if not opts.base_url:
         raise ConfigError("engine.endpoint.base_url: required with engine=endpoint (e.g. http://127.0.0.1:8000)")
@@ -149,8 +150,6 @@ class EndpointEngine(Engine):
     def _text_of(self) -> Optional[Callable[[Sequence[int]], str]]:
         """A request's text prompt (exact length under the tokenizer), noting what the server
         should count; None when prompts travel as token ids."""
-        from orchestrator.client.model_files import prompt_digest
-
         prompts = self._text
         if prompts is None:
             return None
@@ -164,8 +163,6 @@ class EndpointEngine(Engine):
 
     def _ids_of(self, plan: WorkloadPlan):
         """A request's prompt ids; as token ids, the server should count exactly them."""
-        from orchestrator.client.model_files import prompt_digest
-
         vocab = int(self.config.model.vocab_size)
 
         def ids_of(spec):
@@ -177,8 +174,6 @@ class EndpointEngine(Engine):
         return ids_of
 
     def _client(self, plan: WorkloadPlan):
-        from orchestrator.client.stream import StreamingClient
-
         target, result = self._probed()
         return StreamingClient(target.endpoint, self._ids_of(plan),
                                request_timeout_s=float(self.options.request_timeout_s), progress=self.progress,

@@ -17,6 +17,7 @@ from orchestrator.report import (
     summary,
 )
 from orchestrator.report.analyse import Analysis, analyse
+from orchestrator.report.html_page import write_html
 from orchestrator.report.options import ReportOptions
 from orchestrator.report.parallel import plot_executor
 from orchestrator.report.search import search_section
@@ -61,8 +62,6 @@ def write_report(options: ReportOptions) -> Path:
         if options.write_csv:
             write_tables(a, out / "tables")
         if options.write_html:
-            from orchestrator.report.html_page import write_html
-
             write_html(a, out)
         for future in pending.values():
             future.result()

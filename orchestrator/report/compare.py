@@ -15,6 +15,8 @@ from orchestrator.analysis import plots
 from orchestrator.analysis.compare import Comparison, compare_points
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
 from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, prediction_errors
+from orchestrator.report.html_data import compare_payload
+from orchestrator.report.html_page import write_compare_html
 from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
 from orchestrator.store.schema import ENERGY_SOURCE, OUTPUT_THROUGHPUT_TOK_S, TPOT_P50_MS, TTFT_P50_MS
 
@@ -156,9 +158,6 @@ def write_compare(sweep_a: str, sweep_b: str, out_dir: str | None = None, fitted
     c.table.to_csv(out / "compare.csv", index=False)
     if errors is not None:
         errors.to_csv(out / "prediction_errors.csv", index=False)
-    from orchestrator.report.html_data import compare_payload
-    from orchestrator.report.html_page import write_compare_html
-
     subtitle = f"B = {b.path} against A = {a.path}; matched on {', '.join(c.keys)}; † simulated."
     payload = compare_payload(c.table, c.keys, la, lb, subtitle, c.variants, errors)
     write_compare_html(payload, f"Comparison: {lb} against {la}", out)

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from orchestrator.report.analyse import Analysis
+from orchestrator.report.html_data import page_payload
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -64,8 +65,6 @@ def _escape(text: str) -> str:
 
 def write_html(a: Analysis, out: Path) -> Path:
     """Write ``report.html`` of the analysed sweep into ``out``."""
-    from orchestrator.report.html_data import page_payload
-
     path = out / "report.html"
     path.write_text(render_page(page_payload(a), "report", f"Sweep report: {a.data.name}"), encoding="utf-8")
     return path

@@ -67,8 +67,6 @@ DTYPES = ("float32", "float16", "bfloat16")
 TTFT_METHOD = "streamer: host time when each decoding step's token ids reach the CPU"
 
 
-
-
 def resolve_device(requested: str, cuda_available: bool) -> str:
     """``cuda`` or ``cpu`` for ``engine.hf.device`` (auto | cpu | cuda)."""
     if requested not in ("auto", "cpu", "cuda"):
@@ -108,8 +106,6 @@ def check_quantization(name: str, device: str) -> None:
     except Exception as exc:  # ImportError, or a broken CUDA setup inside bitsandbytes
         why = f"bitsandbytes does not import here ({type(exc).__name__}: {exc})"
         raise CellFailure(Status.unsupported, why) from exc
-
-
 
 
 def tokens_generated(new_ids: Sequence[int], eos_ids: Sequence[int]) -> int:

@@ -10,6 +10,7 @@ from typing import Optional
 from orchestrator.client import model_files as models
 from orchestrator.config.groups import ModelConfig
 from orchestrator.errors import CellFailure, Status
+from orchestrator.perf.roofline import total_params
 
 HOST_MEMORY_FRACTION = 0.8
 """A CPU model whose weights need more than this fraction of host RAM ends ``oom`` at start."""
@@ -18,8 +19,6 @@ INT8_SKIP_MODULES = ("lm_head",)
 
 def check_host_memory(model: ModelConfig, bytes_per_param: int, host_bytes: Optional[int] = None) -> None:
     """``CellFailure('oom')`` when a CPU model's weights would not fit in host RAM."""
-    from orchestrator.perf.roofline import total_params
-
     need = total_params(model) * bytes_per_param
     host = host_bytes if host_bytes is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > HOST_MEMORY_FRACTION * host:

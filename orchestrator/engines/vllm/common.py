@@ -23,11 +23,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional
 
-from orchestrator.client.model_files import checkpoint_quant_method
+from orchestrator.client.model_files import checkpoint_quant_method, model_dir
 from orchestrator.client.workload import RequestSpec
 from orchestrator.config.engine_options import VllmOptions
 from orchestrator.config.groups import Weights
-from orchestrator.energy.gpuinfo import GpuIdentity
+from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
 from orchestrator.errors import CellFailure
@@ -72,8 +72,6 @@ class VllmEngine(Engine):
 
     def _claim_gpu(self) -> None:
         """Check the GPU's type (``wrong_gpu``) and wait until it has the memory vLLM asks for."""
-        from orchestrator.energy.gpuinfo import check_gpu_type
-
         self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
         self._start_info = wait_for_gpu_memory(self._gpu, self.options.gpu_memory_utilization)
 
@@ -174,8 +172,6 @@ def cache_env(config: "CellConfig") -> Dict[str, str]:
 
 
 def model_path(config: "CellConfig") -> Path:
-    from orchestrator.client.model_files import model_dir
-
     return model_dir(config.model, config.quantization)
 
 
@@ -225,8 +221,6 @@ def wait_for_gpu_memory(gpu, gpu_memory_utilization: float, timeout_s: float = M
     ``CellFailure('gpu_busy')`` naming the processes that hold it (vLLM would end ``oom``, which
     says nothing of whose memory it was; a ``gpu_busy`` cell is re-run on resume).
     -> what was seen, for the run's extra."""
-    from orchestrator.energy.gpuinfo import memory_used_mib
-
     allowed = gpu.memory_total_mib * (1.0 - gpu_memory_utilization) - MEMORY_MARGIN_MIB
     t0 = time.monotonic()
     used = memory_used_mib(gpu.uuid)
@@ -240,8 +234,6 @@ def wait_for_gpu_memory(gpu, gpu_memory_utilization: float, timeout_s: float = M
 
 def gpu_busy_message(gpu, used_mib: float, allowed_mib: float, waited_s: float) -> str:
     """The first line of a ``gpu_busy`` error: how much is in use, by whom, since how long."""
-    from orchestrator.energy.gpuinfo import gpu_processes
-
     procs = gpu_processes(gpu.uuid)
     who = ", ".join(f"pid {pid} {name} {mib:,.0f} MiB" for pid, name, mib in procs) or "NVML lists no process"
     return (f"GPU {gpu.uuid} has {used_mib:,.0f} MiB in use after waiting {waited_s:.0f} s, vLLM needs it "

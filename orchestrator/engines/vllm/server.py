@@ -44,10 +44,13 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
+from orchestrator.client.endpoint import Endpoint
 from orchestrator.client.metrics import WindowRun
+from orchestrator.client.stream import StreamingClient
 from orchestrator.client.workload import WorkloadPlan
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.core.phases import Phase
+from orchestrator.energy.gpuinfo import memory_used_mib
 from orchestrator.engines.base import register_engine
 from orchestrator.engines.process_group import die_with_parent, group_states, kill_group  # noqa: F401 (tests)
 from orchestrator.engines.vllm.common import (
@@ -60,7 +63,7 @@ from orchestrator.engines.vllm.common import (
     serve_flags,
 )
 from orchestrator.engines.vllm.log import EngineStartError, failure_from_log, read_tail
-from orchestrator.errors import CellFailure, Status
+from orchestrator.errors import CellFailure, NvmlError, Status
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -230,9 +233,6 @@ class VllmServerEngine(VllmEngine):
 
     # ------------------------------------------------------------------ run
     def run(self, plan: WorkloadPlan) -> WindowRun:
-        from orchestrator.client.endpoint import Endpoint
-        from orchestrator.client.stream import StreamingClient
-
         if plan.offline:
             raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
         vocab = int(self.config.model.vocab_size)
@@ -325,9 +325,6 @@ class VllmServerEngine(VllmEngine):
 
     def _confirm_memory_freed(self) -> Dict:
         """Poll NVML until used memory is within MEMORY_TOLERANCE_MIB of its value before start."""
-        from orchestrator.energy.gpuinfo import memory_used_mib
-        from orchestrator.errors import NvmlError
-
         before = self._start_info.get("gpu_memory_used_before_start_mib")
         if self._gpu is None or before is None:
             return {"gpu_memory_freed": None}

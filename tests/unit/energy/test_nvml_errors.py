@@ -69,7 +69,7 @@ def test_gpu_busy_names_the_processes_that_hold_the_memory(nv, monkeypatch):
     held = types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=129_469 * 2**20)
     nv.nvmlDeviceGetComputeRunningProcesses.return_value = [held]
     monkeypatch.setattr(gpuinfo, "nvml", lambda: nv)
-    monkeypatch.setattr(gpuinfo, "memory_used_mib", lambda uuid: 130_083.9)
+    monkeypatch.setattr(vllm_common, "memory_used_mib", lambda uuid: 130_083.9)
     gpu = types.SimpleNamespace(uuid="GPU-1", memory_total_mib=143_771.0)
     with pytest.raises(errors.CellFailure) as info:
         vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.6)
@@ -81,6 +81,6 @@ def test_gpu_busy_names_the_processes_that_hold_the_memory(nv, monkeypatch):
     nv.nvmlDeviceGetComputeRunningProcesses.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
     with pytest.raises(errors.CellFailure, match="NVML lists no process"):
         vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.0)
-    monkeypatch.setattr(gpuinfo, "memory_used_mib", lambda uuid: 600.0)  # free: no error, what was seen
+    monkeypatch.setattr(vllm_common, "memory_used_mib", lambda uuid: 600.0)  # free: no error, what was seen
     seen = vllm_common.wait_for_gpu_memory(gpu, 0.9, timeout_s=0.0)
     assert seen["gpu_memory_used_before_start_mib"] == 600.0 and seen["gpu_memory_wait_s"] < 1.0
