@@ -78,7 +78,7 @@ def time_orchestrator(cells, base):
     with tempfile.TemporaryDirectory() as d:
         cfg = replace(base, store=replace(base.store, dir=d), dispatch=replace(base.dispatch, progress=False))
         t0 = time.perf_counter()
-        counts = run_sweep([c.config for c in cells], cfg)
+        counts = run_sweep([c.config for c in cells], cfg).counts
         wall = time.perf_counter() - t0
     assert counts.get("ok") == len(cells), counts
     return wall

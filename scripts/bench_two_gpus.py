@@ -95,7 +95,7 @@ def phase(num_gpus, base, configs, out):
 
     ray.init(address="local", num_gpus=num_gpus, include_dashboard=False, logging_level="ERROR")
     t0 = time.monotonic()
-    counts = run_sweep(configs, dataclasses.replace(base, store=dataclasses.replace(base.store, dir=str(out))))
+    counts = run_sweep(configs, dataclasses.replace(base, store=dataclasses.replace(base.store, dir=str(out)))).counts
     makespan = time.monotonic() - t0
     ray.shutdown()
     return makespan, dict(counts), load(str(out)).runs.to_pylist()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from typing import List, NoReturn, Optional
 
+from orchestrator.driver.outcome import EXIT_BAD_INPUT
 from orchestrator.driver.overrides import check_override
 from orchestrator.errors import ConfigError
 
@@ -13,7 +14,7 @@ from orchestrator.errors import ConfigError
 def fail(exc: Exception) -> NoReturn:
     """Print ``error: <one line>`` and exit 2."""
     print(f"error: {exc}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")

@@ -3,6 +3,7 @@ and the sweeper (``-m`` and ``+sweep=NAME``). Both turn Hydra's composed config 
 ``Config``, build cell configs with ``grid`` and run them with ``runner.run_sweep``."""
 from __future__ import annotations
 
+import sys
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from orchestrator.app.argv import fail
@@ -43,9 +44,11 @@ def run_single(cfg) -> None:
     try:
         base = typed(cfg)
         configs = cell_configs([base])
-        run_sweep(configs, base)
+        outcome = run_sweep(configs, base)
     except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)
+    if outcome.exit_code():
+        sys.exit(outcome.exit_code())
 
 
 def expand_jobs(cfg, job_overrides: Sequence[Sequence[str]]):
@@ -97,6 +100,8 @@ def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
             choices = dict(cfg.hydra.runtime.choices.items())
             run_search(base, jobs, configs, lambda more: expand(base, choices, more))
         else:
-            run_sweep(configs, base)
+            outcome = run_sweep(configs, base)
+            if outcome.exit_code():
+                sys.exit(outcome.exit_code())
     except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)

@@ -192,6 +192,20 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     return row
 
 
+def empty_window_failure(records: Sequence[RequestRecord]) -> Optional[Tuple[str, str]]:
+    """(status, error) for a window in which requests were measured but none completed ok (every
+    one failed or was cancelled at the drain limit): such a cell is never ``ok``. None otherwise
+    (a window with some ok requests, or with none measured, is judged elsewhere)."""
+    measured = [r for r in records if r.phase == "measured"]
+    if not measured or any(r.status == "ok" for r in measured):
+        return None
+    cancelled = sum(r.status == "cancelled" for r in measured)
+    failed = [r for r in measured if r.status == "error"]
+    first = f" (first error: {failed[0].error.splitlines()[0]})" if failed and failed[0].error else ""
+    return ("engine_error", f"no measured request completed ok: {cancelled} of {len(measured)} cancelled at the "
+            f"drain limit (workload.drain_timeout_s), {len(failed)} failed{first}")
+
+
 def batch_stability(recs: List[RequestRecord], bounds: Optional[List[Tuple[float, float]]]) -> Dict:
     """Offline: how many batches were measured and the CV of their output tok/s (each batch's
     output tokens over its own wall time, s)."""

@@ -19,6 +19,7 @@ from orchestrator.core.logs import set_log_level
 from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
+from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome, first_line
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
@@ -137,7 +138,7 @@ class Session:
         return cls(cfg, store, _Ray(cfg))
 
 
-def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
+def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     """Run every cell not yet complete; return the final status count of all cells.
     ``ConfigError`` before any Ray task when the store cannot be written."""
     session = Session.open(cfg)
@@ -150,15 +151,16 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> Counter:
     return run_cells(session, cells)
 
 
-def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]] = None) -> Counter:
+def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]] = None) -> SweepOutcome:
     """Run the cells not yet complete in the session's store (pre-launch rows written, the rest
-    dispatched); return the final status count of ``cells``. ``sweep.json`` lists ``manifest``
-    (default: ``cells``)."""
+    dispatched); return the final status count of ``cells`` and the launched cells that did not
+    end ok, with their reasons (printed too). ``sweep.json`` lists ``manifest`` (default: ``cells``)."""
     cfg, store, ray = session.cfg, session.store, session.ray
     location = cfg.store.location
     completed = store.completed()
     plan = plan_cells(cells, completed, cfg.store.retry_failed)
     final: Dict[str, str] = {c.cell_id: completed[c.cell_id] for c in plan.skip}
+    outcome = SweepOutcome(location)
     claims = CellClaims(store, cfg.store.claim_ttl_s)
     try:
         elsewhere = _claim(claims, plan)
@@ -182,13 +184,15 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
                 ray.ensure()
             except KeyboardInterrupt:
                 _interrupted(None, cfg, final, len(plan.run))
-            _dispatch(plan.run, cfg, store, final, claims)
+            _dispatch(plan.run, cfg, store, final, claims, outcome)
     finally:
         claims.release()
-    counts = Counter(final.values())
-    counts.update({ELSEWHERE: len(elsewhere)} if elsewhere else {})
-    print("sweep done: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()), flush=True)
-    return counts
+    outcome.counts = Counter(final.values())
+    outcome.counts.update({ELSEWHERE: len(elsewhere)} if elsewhere else {})
+    print("sweep done: " + ", ".join(f"{n} {s}" for s, n in outcome.counts.most_common()), flush=True)
+    for line in outcome.summary_lines():
+        print(line, flush=True)
+    return outcome
 
 
 def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
@@ -204,7 +208,8 @@ def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
     return held
 
 
-def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims) -> None:
+def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims,
+              outcome: SweepOutcome) -> None:
     units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines,
                                         cfg.log_level.value))
 
@@ -218,6 +223,8 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
                     raise
                 time.sleep(2.0 * (attempt + 1))
         final[cell_id] = status.value
+        if status is not Status.ok:
+            outcome.failures[cell_id] = (status.value, first_line(tables["runs"].column("error")[0].as_py()))
 
     progress = SweepProgress(len(cells), enabled=cfg.dispatch.progress)
     dispatcher = Dispatcher(cfg.dispatch, on_result, tick=claims.heartbeat)
@@ -259,7 +266,7 @@ def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> 
     kept = ", ".join(f"{n} {s}" for s, n in counts.most_common()) or "no cell"
     print(f"interrupted: kept {kept} in {cfg.store.location}; cancelled {cancelled} running or waiting cells "
           f"({n_run} were to run); run the same command again to resume", file=sys.stderr, flush=True)
-    sys.exit(130)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:

@@ -175,9 +175,10 @@ class UnitRunner:
         )
         row.update(extra_columns(wr.extra))
         status = Status.ok
-        if wr.failure is not None:  # failed during the window: a status, with what was observed
-            status = Status(wr.failure[0])
-            row.update(status=status.value, error=wr.failure[1])
+        failure = wr.failure or metrics.empty_window_failure(wr.records)
+        if failure is not None:  # failed during the window: a status, with what was observed
+            status = Status(failure[0])
+            row.update(status=status.value, error=failure[1])
         tables = measured_tables(row, cell.cell_id, wr.records, trace, wr.window_start_s, wr.window_end_s)
         return CellResult(cell.cell_id, status, False, tables)
 

@@ -134,6 +134,28 @@ def test_one_cell_through_the_unit_runner_keeps_rows_and_names_the_modes(xpyd, e
     assert KEY not in json.dumps(row, default=str)
 
 
+def test_a_window_in_which_no_request_completes_is_never_ok(endpoint_key):
+    """A server far too slow for the cell (every measured request still streaming at the drain
+    limit): the cell ends engine_error with the reason and keeps its cancelled rows — never ``ok``
+    with an empty error (issue 27)."""
+    from orchestrator.core.messages import UnitSpec
+    from orchestrator.worker.unit import UnitRunner
+
+    slow = xpyd_sim(50.0, 300.0)  # 64 tokens take ~19 s; the window is 1 s, the drain 1 s
+    try:
+        [cell] = cells([cell_config(slow.url, "workload.duration_s=1", "workload.drain_timeout_s=1",
+                                    "workload.warmup_requests=0")], {})
+        unit = UnitSpec(key="k", engine="endpoint", engine_reason="", sweep="t", cells=(cell,), on_gpu=False)
+        [res] = list(UnitRunner(unit).results())
+    finally:
+        slow.stop()
+    row = res.tables["runs"].to_pylist()[0]
+    assert res.status is Status.engine_error and row["status"] == "engine_error"
+    assert row["error"].startswith("no measured request completed ok: ") and "cancelled at the drain limit" in row["error"]
+    assert row["n_requests_ok"] == 0 and row["n_requests_cancelled"] == row["n_requests_measured"] > 0
+    assert res.tables["requests"].num_rows == row["n_requests_total"]
+
+
 # ----------------------------------------------------------------------------- the project's own server
 
 

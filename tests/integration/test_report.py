@@ -325,3 +325,21 @@ def test_the_committed_study_report_regenerates_identically(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for name in ("compare.md", "compare.csv", "prediction_errors.csv"):
         assert (tmp_path / "prediction" / name).read_bytes() == (STUDY / "prediction" / name).read_bytes(), name
+
+
+def test_a_window_without_ok_requests_is_a_failed_cell_and_the_report_reads_the_rest(tmp_path):
+    """Issue 27: an overloaded chat cell whose measured requests were all cancelled at the drain
+    limit ended ``ok`` with no latency, and the report on its store crashed (all-NA values). It is
+    now an ``engine_error`` cell (exit 3, its reason on the console) and the report is written
+    from the other cell, naming the failure."""
+    out = tmp_path / "overloaded"
+    proc = run_orchestrator(["-m", "batch_size=1,64", "engine=simulated", "model=llama2_7b", "gpu=h100",
+                             "workload=chat_high", "workload.duration_s=5", f"store.dir={out}",
+                             "dispatch.num_cpus=2"], check=False, timeout=180)
+    done = [line for line in proc.stdout.splitlines() if line.startswith("sweep done: ")]
+    assert proc.returncode == 3 and done and sorted(done[0][12:].split(", ")) == ["1 engine_error", "1 ok"], proc.stdout
+    assert "no measured request completed ok: 219 of 219 cancelled at the drain limit" in proc.stdout
+    rep = report_cmd(out, "--out", tmp_path / "report")
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "engine_error" in text and "no measured request completed ok" in text

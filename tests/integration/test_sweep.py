@@ -72,6 +72,28 @@ def test_the_log_level_reaches_the_workers(tmp_path):
     assert bad.returncode == 2 and "log_level=LOUD" in bad.stderr + bad.stdout
 
 
+def test_failed_cells_exit_3_with_their_reasons_and_the_command_that_lists_them(tmp_path):
+    """A sweep whose launched cell did not end ok exits 3 (not 0), its closing lines name each
+    failure status with its count and reason and the command that lists every failed cell; that
+    command lists it. Pre-launch statuses (infeasible) are no failure: alone they exit 0."""
+    out = tmp_path / "failing"
+    args = ["model=llama2_7b", "gpu=h100", "workload=offline", "engine=simulated", "engine.simulated.pace_s=30",
+            "dispatch.cell_timeout_s=2", "dispatch.max_retries=0", "dispatch.num_cpus=1", f"store.dir={out}"]
+    proc = run_orchestrator(["-m", "batch_size=1,4096", *args], check=False, timeout=180)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "1 launched cells did not end ok:" in lines and "  1 timeout:" in lines
+    assert any(line.startswith("    1 × cancelled after 2.0 s per cell") for line in lines), lines
+    command = f"python -m orchestrator.store {out} --failed"
+    assert f"every failed cell with its reason: {command}" in lines
+    listed = subprocess.run([sys.executable, "-m", "orchestrator.store", str(out), "--failed"], capture_output=True,
+                            text=True, cwd=ROOT, check=True).stdout.splitlines()
+    assert len(listed) == 1 and listed[0].startswith("timeout") and "llama2_7b/none/h100/bs1/offline/r0" in listed[0]
+    assert "cancelled after 2.0 s per cell" in listed[0]   # the infeasible batch of 4,096 is no failure
+    infeasible = run_orchestrator(["batch_size=4096", *args[:-1], f"store.dir={tmp_path / 'only'}"], timeout=120)
+    assert infeasible.returncode == 0 and "did not end ok" not in infeasible.stdout
+
+
 def test_killed_sweep_resumes_each_cell_exactly_once(tmp_path):
     out = tmp_path / "resume"
     args = [sys.executable, "-m", "orchestrator", "-m", "engine=simulated", "workload=chat_high",

@@ -44,9 +44,11 @@ def test_cell_no_node_can_run_ends_unschedulable(tmp_path, ray_nodes):
     t0 = time.monotonic()
     proc = run_orchestrator(["-m", "gpu=t4,h100", "engine=simulated", "dispatch.place_as_gpu=true", "model=tiny",
                              "workload=offline", "batch_size=2", "dispatch.pending_timeout_s=4", f"store.dir={out}",
-                             f"dispatch.address={ray_nodes.address}"], timeout=180)
+                             f"dispatch.address={ray_nodes.address}"], timeout=180, check=False)
     wall = time.monotonic() - t0
     assert "sweep done: 1 ok, 1 unschedulable" in proc.stdout or "sweep done: 1 unschedulable, 1 ok" in proc.stdout
+    assert proc.returncode == 3, proc.stderr[-2000:]  # a launched cell did not end ok
+    assert "  1 unschedulable:" in proc.stdout and "no node can run it" in proc.stdout
     rows = list(_rows(out).values())
     by_gpu = {r["gpu"]: r for r in rows}
     assert by_gpu["t4"]["status"] == "ok"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.client.metrics import RequestRecord, WindowRun, completion_shortfall, summarize, ttft_growing
+from orchestrator.client.metrics import (
+    RequestRecord,
+    WindowRun,
+    completion_shortfall,
+    empty_window_failure,
+    summarize,
+    ttft_growing,
+)
 from orchestrator.client.workload import build_plan, draw_lengths
 from orchestrator.config.groups import Arrival, LengthConfig, LengthDist, WorkloadConfig
 from orchestrator.driver.grid import group_option
@@ -309,3 +316,19 @@ def test_a_server_keeping_up_is_not_flagged_by_poisson_chance():
         flagged += summarize(WindowRun(recs, 0.0, 10.0), 4.0, True)["saturated"]
     assert flagged <= 4
     assert completion_shortfall(25, 40, 10.0, 1.2) and not completion_shortfall(36, 40, 10.0, 1.2)
+
+
+def _window_rec(i, phase, status, error=""):
+    return RequestRecord(index=i, phase=phase, arrival_s=0.0, send_s=0.0, first_token_s=float("nan"), end_s=1.0,
+                         input_tokens=8, output_tokens=0, requested_output_tokens=8, status=status, error=error)
+
+
+def test_a_window_without_an_ok_request_is_a_failure_with_its_counts():
+    records = [_window_rec(0, "warmup", "ok"), _window_rec(1, "measured", "cancelled"), _window_rec(2, "measured", "error", "HTTP 500\nmore"),
+               _window_rec(3, "measured", "cancelled")]
+    status, why = empty_window_failure(records)
+    assert status == "engine_error"
+    assert why == ("no measured request completed ok: 2 of 3 cancelled at the drain limit (workload.drain_timeout_s), "
+                   "1 failed (first error: HTTP 500)")
+    assert empty_window_failure(records + [_window_rec(4, "measured", "ok")]) is None  # one ok: data, not a failure
+    assert empty_window_failure([_window_rec(0, "warmup", "error")]) is None  # nothing measured: judged elsewhere

@@ -15,15 +15,16 @@ from orchestrator.errors import Status
 from orchestrator.worker.unit import UnitRunner
 
 
-def _run_cells(*overrides):
-    """Run one engine start's cells (each a list of overrides) -> {batch_size: (runs row, requests table)}."""
+def _run_cells(*overrides, status=Status.ok):
+    """Run one engine start's cells (each a list of overrides) -> {batch_size: (runs row, requests table)};
+    each must end ``status``."""
     configs = [grid.config_of(["engine=simulated", "sampler=auto", "model=llama2_7b", "gpu=h100", *o])
                for o in overrides]
     cells = grid.cells(configs, {})
     unit = UnitSpec(key="u", engine="simulated", engine_reason="", sweep="t", cells=tuple(cells), on_gpu=False)
     out = {}
     for res in UnitRunner(unit).results():
-        assert res.status is Status.ok, res.tables["runs"].column("error")[0].as_py()
+        assert res.status is status, res.tables["runs"].column("error")[0].as_py()
         [row] = res.tables["runs"].to_pylist()
         out[row["batch_size"]] = (row, res.tables["requests"])
     return out
@@ -44,7 +45,12 @@ def test_offline_rows_record_the_window_rule():
 
 
 def test_overloaded_open_loop_row_is_cancelled_and_saturated():
-    (row, req), = _run_cells(["workload=chat_high", "batch_size=1", "workload.duration_s=5"]).values()
+    """No measured request finished before the drain limit: the cell keeps its rows and flags but is
+    never ``ok`` (issue 27: such a window measured nothing a latency or a throughput could stand on)."""
+    (row, req), = _run_cells(["workload=chat_high", "batch_size=1", "workload.duration_s=5"],
+                             status=Status.engine_error).values()
+    assert row["status"] == "engine_error" and row["error"].startswith(
+        f"no measured request completed ok: {row['n_requests_measured']} of {row['n_requests_measured']} cancelled")
     cfg = grid.config_of(["engine=simulated", "sampler=auto", "model=llama2_7b", "gpu=h100", "workload=chat_high",
                           "batch_size=1", "workload.duration_s=5"])
     assert row["drain_timeout_s"] == drain_limit_s(cfg) == 10.0
