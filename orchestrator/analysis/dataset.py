@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from orchestrator.analysis.repeats import repeat_stats
@@ -194,8 +193,7 @@ def _read_table(st: store.Store, table: str, cells: set[str] | None, columns) ->
     if not files:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
-    dataset = ds.dataset(files, format="parquet", filesystem=st.filesystem, schema=schema)
-    return dataset.to_table(columns=columns)
+    return st.read(table, files, columns=columns, schema=schema)
 
 
 def _stem(path: str) -> str:

@@ -9,7 +9,7 @@ exactly one driver keeps each cell. The winner rewrites its claim with the cells
 others skip theirs and say so. A driver refreshes its claim every ``HEARTBEAT_S`` while it runs
 and deletes it when it ends; a claim not refreshed for ``store.claim_ttl_s`` (a driver that was
 killed on another host) is stale and ignored, and so, at once, is the claim of a driver on this
-host whose process no longer exists.
+host whose process no longer exists; the next driver to read the claims removes such a stale file.
 """
 from __future__ import annotations
 
@@ -89,7 +89,15 @@ class CellClaims:
                 continue
             if now - claim.heartbeat_unix_s <= self.ttl_s and not self._dead_here(claim):
                 out.append(claim)
+            elif claim.driver_id != self.mine.driver_id:  # a dead driver's claim: removed, not left forever
+                self._remove(info.path)
         return out
+
+    def _remove(self, path: str) -> None:
+        try:
+            self.store.filesystem.delete_file(path)
+        except (OSError, FileNotFoundError):  # another driver removed it first
+            pass
 
     def _dead_here(self, claim: Claim) -> bool:
         """The claim's driver ran on this host and its process is gone."""
@@ -109,10 +117,7 @@ class CellClaims:
             self._write()
 
     def release(self) -> None:
-        try:
-            self.store.filesystem.delete_file(f"{self._dir}/{self.mine.driver_id}.json")
-        except (OSError, FileNotFoundError):
-            pass
+        self._remove(f"{self._dir}/{self.mine.driver_id}.json")
 
     def _write(self) -> None:
         self.mine.heartbeat_unix_s = self._last_beat = time.time()

@@ -10,13 +10,20 @@ Only the driver writes. A cell's ``requests`` and ``power`` files are written be
 file, each to a temporary name then moved into place, so a cell is complete exactly when its
 ``runs`` file exists, and a killed writer never leaves a partial file under a final name.
 ``load(dir)`` reads only complete cells.
+
+A cell file that cannot be read (truncated, garbage, zero bytes) never stops a read: it is moved
+aside with the cell's other files to ``unreadable/<table>/`` under the store (not deleted), named
+in ``Store.set_aside`` (one line each, which the runner and the report print), and the cell counts
+as not done, so a resumed sweep measures it again; every other cell is read.
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
 import uuid
-from dataclasses import dataclass
-from typing import Dict, Iterable
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +31,8 @@ from pyarrow import fs as pafs
 
 from orchestrator.store.schema import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMAS, TABLES, empty_table, with_meta
 
+log = logging.getLogger(__name__)
+UNREADABLE_DIR = "unreadable"
 TMP_MARK = ".tmp-"
 """Between a file's final name and the random suffix of its temporary one."""
 
@@ -34,6 +43,7 @@ class Store:
 
     filesystem: pafs.FileSystem
     root: str
+    set_aside: List[str] = field(default_factory=list)  # one line per unreadable file moved aside here
 
     @classmethod
     def open(cls, location: str) -> "Store":
@@ -115,7 +125,7 @@ class Store:
         files = self._files("runs")
         if not files:
             return {}
-        t = _read(self.filesystem, files, columns=["cell_id", "status"])
+        t = self.read("runs", files, columns=["cell_id", "status"])
         return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
 
     def runs_of(self, cell_ids: Iterable[str], columns) -> pa.Table:
@@ -125,20 +135,64 @@ class Store:
         present = [i.path for i in infos if i.type == pafs.FileType.File]
         if not present:
             return with_meta(RUNS_SCHEMA).empty_table().select(list(columns))
-        return _read(self.filesystem, present, columns=list(columns), schema=RUNS_SCHEMA)
+        return self.read("runs", present, columns=list(columns), schema=RUNS_SCHEMA)
 
     def _files(self, table: str):
         sel = pafs.FileSelector(f"{self.root}/{table}", allow_not_found=True)
         return sorted(i.path for i in self.filesystem.get_file_info(sel) if i.path.endswith(".parquet"))
 
     def load(self) -> "SweepTables":
+        before = len(self.set_aside)
         runs_files = self._files("runs")
         complete = {os.path.basename(p)[: -len(".parquet")] for p in runs_files}
         out = {}
         for name in TABLES:
             files = [p for p in self._files(name) if os.path.basename(p)[: -len(".parquet")] in complete]
-            out[name] = _read(self.filesystem, files, schema=SCHEMAS[name]) if files else empty_table(name)
+            out[name] = self.read(name, files, schema=SCHEMAS[name]) if files else empty_table(name)
+        if len(self.set_aside) > before:  # a runs file set aside while reading another table: its cell is not complete
+            return self.load()
         return SweepTables(**out)
+
+    def read(self, table: str, files: List[str], columns: Optional[List[str]] = None,
+             schema: Optional[pa.Schema] = None) -> pa.Table:
+        """Rows of ``files`` (of ``table``), projected on ``columns``; an unreadable file's cell is
+        set aside (see module doc) and the rest is read."""
+        try:
+            return _read(self.filesystem, files, columns=columns, schema=schema)
+        except (pa.ArrowInvalid, OSError):
+            bad = [f for f in files if not self._readable(f)]
+            if not bad:
+                raise
+        for path in bad:
+            self._set_aside(os.path.basename(path)[: -len(".parquet")], path)
+        good = [f for f in files if self.filesystem.get_file_info(f).type == pafs.FileType.File]
+        if not good:
+            empty = (schema or SCHEMAS[table]).empty_table()
+            return empty.select(columns) if columns else empty
+        return self.read(table, good, columns, schema)
+
+    def _readable(self, path: str) -> bool:
+        """Its Parquet footer reads."""
+        try:
+            with self.filesystem.open_input_file(path) as f:
+                pq.ParquetFile(f).schema_arrow
+            return True
+        except (pa.ArrowInvalid, OSError):
+            return False
+
+    def _set_aside(self, cell_id: str, unreadable: str) -> None:
+        """Move the cell's files (runs first: the cell stops being complete) under ``unreadable/``."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for table in TABLES:
+            src = self.path(table, cell_id)
+            if self.filesystem.get_file_info(src).type != pafs.FileType.File:
+                continue
+            self.filesystem.create_dir(f"{self.root}/{UNREADABLE_DIR}/{table}", recursive=True)
+            self.filesystem.move(src, f"{self.root}/{UNREADABLE_DIR}/{table}/{cell_id}.{stamp}.parquet")
+        line = (f"unreadable file {unreadable} moved aside to {self.root}/{UNREADABLE_DIR}/ with its cell's other "
+                f"files: cell {cell_id} counts as not done (a re-run of the sweep measures it again)")
+        log.warning(line)
+        self.set_aside.append(line)
 
 
 def _read(filesystem, files, columns=None, schema=None) -> pa.Table:

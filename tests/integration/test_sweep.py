@@ -220,3 +220,26 @@ def test_a_version_1_store_still_loads_and_reports(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (copy / "report" / "report.md").read_text()
     assert "## 1. Executive summary" in text
+
+
+def test_a_bad_file_is_set_aside_the_resume_re_runs_its_cell_and_the_report_reads_the_rest(tmp_path):
+    """Issue 27: a truncated or garbage Parquet file in a store crashed both a resumed sweep and the
+    report. Now the file is moved aside (named in one line), a resume measures its cell again, and
+    the report reads every other cell."""
+    out = tmp_path / "store"
+    args = ["-m", "batch_size=1,2", "model=tiny", "gpu=t4", "workload=offline", "engine=simulated",
+            "dispatch.num_cpus=1", f"store.dir={out}"]
+    run_orchestrator(args, timeout=180)
+    [first, second] = sorted((out / "runs").glob("*.parquet"))
+    first.write_bytes(first.read_bytes()[:40])  # truncated
+    again = run_orchestrator(args, timeout=180)
+    text = again.stdout + again.stderr
+    assert f"unreadable file {first} moved aside" in text and "1 to run, 1 already complete" in again.stdout
+    assert "sweep done: 2 ok" in again.stdout and first.exists()  # measured again, under its own name
+    (out / "requests" / second.name).write_bytes(b"garbage" * 100)
+    rep = subprocess.run([sys.executable, "-m", "orchestrator.report", str(out), "--out", str(tmp_path / "rep"),
+                          "--no-html"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert f"unreadable file {out / 'requests' / second.name} moved aside" in rep.stderr
+    moved = sorted(p.parent.name for p in (out / "unreadable").rglob("*.parquet"))
+    assert moved == ["power", "power", "requests", "requests", "runs", "runs"]  # both cells, every file kept

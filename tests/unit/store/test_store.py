@@ -169,3 +169,28 @@ def test_a_version_2_cell_loads_beside_version_3_with_the_new_columns_null(tmp_p
     hashes = dict(zip(t.requests.column("cell_id").to_pylist(), t.requests.column("prompt_hash").to_pylist()))
     assert hashes == {"v2": None, "v3": "ab" * 8}
     assert store.completed() == {"v2": "ok", "v3": "ok"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "zero_bytes"])
+@pytest.mark.parametrize("table", ["runs", "requests"])
+def test_an_unreadable_cell_file_is_set_aside_and_the_rest_is_read(tmp_path, table, damage):
+    """Issue 27: one bad file never stops a read. The bad cell's files move (not deleted) under
+    ``unreadable/``, one line names it, the cell no longer counts as done; the others load."""
+    store = Store.open(str(tmp_path))
+    for cid in ("good1", "bad", "good2"):
+        tables = status_tables(_cell(cid), "t", Status.ok, "")
+        tables["requests"] = columns_table("requests", {"cell_id": [cid] * 4, "request_index": list(range(4))})
+        store.write_cell(cid, tables)
+    path = tmp_path / table / "bad.parquet"
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not parquet at all" * 40,
+                      "zero_bytes": b""}[damage])
+    fresh = Store.open(str(tmp_path))
+    t = fresh.load()
+    assert sorted(t.runs.column("cell_id").to_pylist()) == ["good1", "good2"] and t.requests.num_rows == 8
+    assert len(fresh.set_aside) == 1 and fresh.set_aside[0].startswith(f"unreadable file {path} moved aside")
+    assert "cell bad counts as not done" in fresh.set_aside[0]
+    assert fresh.completed() == {"good1": "ok", "good2": "ok"}  # a resumed sweep measures it again
+    kept = sorted(p.relative_to(tmp_path / "unreadable").parts[0] for p in (tmp_path / "unreadable").rglob("*.parquet"))
+    assert kept == ["requests", "runs"]  # every file of the cell, kept for a look
+    assert not (tmp_path / "runs" / "bad.parquet").exists() and not (tmp_path / "requests" / "bad.parquet").exists()
