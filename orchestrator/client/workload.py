@@ -213,7 +213,7 @@ def build_plan(workload: WorkloadConfig, batch_size: int, repeat: int = 0, promp
                drain_timeout_s: Optional[float] = None) -> WorkloadPlan:
     """The plan of one cell (pure; same inputs, same plan). ``prompt_key`` seeds the prompts
     (default: the seed); ``drain_timeout_s`` defaults to the workload's, else ``DRAIN_FLOOR_S``."""
-    seed = int(workload.seed) + 1_000_003 * int(repeat)
+    seed = workload.seed_for(repeat)
     rng = np.random.default_rng(seed)
     arrival = Arrival(workload.arrival)
     if arrival is Arrival.offline:

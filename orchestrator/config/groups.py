@@ -24,6 +24,10 @@ from omegaconf import MISSING
 from orchestrator.config.fields import check, setting
 
 
+REPEAT_SEED_STRIDE = 1_000_003
+"""Between the seeds of consecutive repeats of a workload (``WorkloadConfig.seed_for``)."""
+
+
 class LogLevel(str, Enum):
     """How much the package logs, on the driver and on every worker (``log_level=DEBUG``)."""
 
@@ -220,6 +224,11 @@ class WorkloadConfig:
     @property
     def kind(self) -> WorkloadKind:
         return self.arrival.kind
+
+    def seed_for(self, repeat: int) -> int:
+        """The seed of a repeat's arrivals and lengths: ``seed + REPEAT_SEED_STRIDE x repeat`` (each
+        repeat its own draws; prompts are keyed by the cell's id besides)."""
+        return int(self.seed) + REPEAT_SEED_STRIDE * int(repeat)
 
     def validate(self) -> None:
         kind = self.kind

@@ -164,6 +164,10 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
     claims = CellClaims(store, cfg.store.claim_ttl_s)
     try:
         elsewhere = _claim(claims, plan)
+        upgraded = store.upgrade()
+        if upgraded:
+            print(f"brought {upgraded} files of the store up to the current schema (columns added since: null)",
+                  flush=True)
         stale = store.discard_partial(c.cell_id for c in plan.run)  # claimed: what is there, a killed writer left
         if stale:
             print(f"removed {stale} temporary files that a killed run left in the store", flush=True)

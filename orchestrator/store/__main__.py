@@ -1,8 +1,10 @@
-"""``python -m orchestrator.store STORE [--failed | --status S ...]``: one line per cell of a store —
-status, engine, model/quantization/gpu, batch size, workload, repeat, cell id, and the first line
-of its reason where it did not end ok. ``--failed``: only the cells that ran and did not end ok
-(not the pre-launch statuses unsupported and infeasible); ``--status``: only these statuses.
-Exit 2 with one line when STORE holds no sweep."""
+"""``python -m orchestrator.store STORE [--failed | --status S ...] [--upgrade]``: one line per cell
+of a store — status, engine, model/quantization/gpu, batch size, workload, repeat, cell id, and
+the first line of its reason where it did not end ok. ``--failed``: only the cells that ran and did
+not end ok (not the pre-launch statuses unsupported and infeasible); ``--status``: only these
+statuses. ``--upgrade``: first bring every file up to the current schema (columns added since it
+was written: null), as the next sweep over the store would. Exit 2 with one line when STORE holds
+no sweep."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +12,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from orchestrator.errors import Status
-from orchestrator.store.sweep_store import load
+from orchestrator.store.sweep_store import Store, load
 
 PRE_LAUNCH = (Status.unsupported.value, Status.infeasible.value)
 COLUMNS = ("status", "engine", "model", "quantization", "gpu", "batch_size", "workload", "repeat", "cell_id", "error")
@@ -36,8 +38,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("store", help="a sweep's store (store.dir, or a pyarrow filesystem URI)")
     ap.add_argument("--failed", action="store_true", help="only cells that ran and did not end ok")
     ap.add_argument("--status", action="append", choices=[s.value for s in Status], help="only this status (repeatable)")
+    ap.add_argument("--upgrade", action="store_true", help="bring every file up to the current schema first")
     args = ap.parse_args(argv)
     try:
+        if args.upgrade:
+            print(f"brought {Store.open(args.store).upgrade()} files up to the current schema", file=sys.stderr)
         rows = load(args.store).runs.select(list(COLUMNS)).to_pylist()
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -43,7 +43,7 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "workload": wl.name,
         "arrival": wl.arrival.value,
         "repeat": int(cfg.repeat),
-        "seed": int(wl.seed),
+        "seed": wl.seed_for(cfg.repeat),  # the seed the cell's arrivals and lengths were drawn with
         "input_tokens_mean_cfg": float(wl.input.mean_tokens),
         "output_tokens_mean_cfg": float(wl.output.mean_tokens),
         "config_json": json.dumps(as_plain(cfg), sort_keys=True),

@@ -171,14 +171,37 @@ class Store:
             return empty.select(columns) if columns else empty
         return self.read(table, good, columns, schema)
 
-    def _readable(self, path: str) -> bool:
-        """Its Parquet footer reads."""
+    def upgrade(self) -> int:
+        """Bring every file up to its table's current schema, so a query over ``runs/*.parquet``
+        sees one set of columns: a column added since a file was written is added to it, null; a
+        column the schema no longer has (nothing reads it) is dropped; rows, values and the file's
+        schema-version metadata are kept. Atomic per file; unreadable files are left to ``read``.
+        -> the number of files rewritten."""
+        n = 0
+        for table in TABLES:
+            want = SCHEMAS[table]
+            for path in self._files(table):
+                names = self._column_names(path)
+                if names is None or names == want.names:
+                    continue
+                old = pq.read_table(path, filesystem=self.filesystem)
+                columns = [old.column(f.name).cast(f.type) if f.name in names else pa.nulls(old.num_rows, f.type)
+                           for f in want]
+                self._write_atomic(pa.Table.from_arrays(columns, schema=want.with_metadata(old.schema.metadata)), path)
+                n += 1
+        return n
+
+    def _column_names(self, path: str) -> Optional[List[str]]:
+        """The file's column names (None where its footer does not read)."""
         try:
             with self.filesystem.open_input_file(path) as f:
-                pq.ParquetFile(f).schema_arrow
-            return True
+                return list(pq.ParquetFile(f).schema_arrow.names)
         except (pa.ArrowInvalid, OSError):
-            return False
+            return None
+
+    def _readable(self, path: str) -> bool:
+        """Its Parquet footer reads."""
+        return self._column_names(path) is not None
 
     def _set_aside(self, cell_id: str, unreadable: str) -> None:
         """Move the cell's files (runs first: the cell stops being complete) under ``unreadable/``."""

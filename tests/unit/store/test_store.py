@@ -47,6 +47,19 @@ def test_roundtrip_and_schema(tmp_path):
         runs_table([{"cell_id": "x", "bogus_column": 1}])
 
 
+def test_the_seed_column_is_the_seed_the_repeat_drew_with(tmp_path):
+    """Issue 27: the ``seed`` column read the workload's seed (0) for every repeat."""
+    from orchestrator.client.workload import build_plan
+    from orchestrator.config.groups import REPEAT_SEED_STRIDE
+
+    cell = _cell("r2")
+    cell = dataclasses.replace(cell, config=dataclasses.replace(cell.config, repeat=2))
+    row = status_tables(cell, "t", Status.ok, "")["runs"].to_pylist()[0]
+    assert row["seed"] == cell.config.workload.seed + 2 * REPEAT_SEED_STRIDE == cell.config.workload.seed_for(2)
+    plan = build_plan(cell.config.workload, 2, repeat=2)
+    assert plan.seed == row["seed"]
+
+
 def test_rewrite_replaces_rows(tmp_path):
     store = Store.open(str(tmp_path))
     for n in (5, 2):
@@ -169,6 +182,25 @@ def test_a_version_2_cell_loads_beside_version_3_with_the_new_columns_null(tmp_p
     hashes = dict(zip(t.requests.column("cell_id").to_pylist(), t.requests.column("prompt_hash").to_pylist()))
     assert hashes == {"v2": None, "v3": "ab" * 8}
     assert store.completed() == {"v2": "ok", "v3": "ok"}
+    # issue 27: the upgrade (the next run over the store, or `python -m orchestrator.store S --upgrade`)
+    # gives every file the current columns, the old rows' values and version kept; a DuckDB query over
+    # runs/*.parquet then sees every column without union_by_name
+    before = pq.read_table(tmp_path / "runs" / "v2.parquet")
+    old_extra = before.append_column("retired_column", pa.array(["x"]))  # a column the schema dropped
+    pq.write_table(old_extra.replace_schema_metadata(before.schema.metadata), tmp_path / "runs" / "v2.parquet")
+    assert Store.open(str(tmp_path)).upgrade() == 2 and Store.open(str(tmp_path)).upgrade() == 0
+    for table, schema in (("runs", RUNS_SCHEMA), ("requests", columns_table("requests", {}).schema)):
+        for f in sorted((tmp_path / table).glob("*.parquet")):
+            assert pq.read_schema(f).names == schema.names, f
+    after = pq.read_table(tmp_path / "runs" / "v2.parquet").to_pylist()[0]
+    assert after["schema_version"] == 2 and after["cell_id"] == "v2" and all(after[c] is None for c in V3_RUNS)
+    assert pq.read_schema(tmp_path / "runs" / "v2.parquet").metadata[b"orchestrator_schema_version"] == b"2"
+    import duckdb
+
+    con = duckdb.connect()
+    rows = con.execute(f"select cell_id, request_dialect from read_parquet('{tmp_path}/runs/*.parquet') "
+                       "order by cell_id").fetchall()
+    assert rows == [("v2", None), ("v3", None)]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "zero_bytes"])
