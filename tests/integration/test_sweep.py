@@ -96,8 +96,11 @@ def test_failed_cells_exit_3_with_their_reasons_and_the_command_that_lists_them(
 
 def test_killed_sweep_resumes_each_cell_exactly_once(tmp_path):
     out = tmp_path / "resume"
-    args = [sys.executable, "-m", "orchestrator", "-m", "engine=simulated", "workload=chat_high",
+    args = [sys.executable, "-m", "orchestrator", "-m", "engine=simulated", "workload=chat_medium",
             "batch_size=1,2,3,4,6,8,12,16", "gpu=h100,h200", "workload.duration_s=20",
+            # a wall second per cell (outside the identity): cells finish one by one, so the kill
+            # lands mid-sweep however fast the machine is (16 instant cells once all ended first)
+            "engine.simulated.pace_s=1",
             f"store.dir={out}", "dispatch.num_cpus=1", "dispatch.progress=false"]
     env = {**os.environ}
     env.pop("RAY_ADDRESS", None)
