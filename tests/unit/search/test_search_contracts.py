@@ -16,9 +16,10 @@ from orchestrator.search.capacity import CapacityGoal
 from orchestrator.search.contracts import Goal, Study
 from orchestrator.search.energy_slo import PENALTY_J, EnergyGoal
 from orchestrator.search.kinds import SEARCH_KINDS
-from orchestrator.search.outcome import Outcome, Reason, SloJudge, verdict
+from orchestrator.search.outcome import Reason, SloJudge, verdict
 from orchestrator.search.space import Space, jobs_of, space_of
 from orchestrator.search.study import OptunaStudy
+from tests.unit.search.test_search_space import _outcome
 
 SLO = SloConfig(ttft_p99_ms=200.0, tpot_p99_ms=20.0)
 
@@ -26,14 +27,6 @@ SLO = SloConfig(ttft_p99_ms=200.0, tpot_p99_ms=20.0)
 def _space(params) -> Space:
     jobs = jobs_of(params, ["engine=simulated", "gpu=h100"])
     return space_of(jobs, expand(Config(), default_choices(), jobs))
-
-
-def _outcome(**kw) -> Outcome:
-    base = dict(cell_id="c", status="ok", error="", saturated=False, ttft_p99_ms=100.0, tpot_p99_ms=10.0,
-                energy_per_output_token_j=0.2, net_energy_per_output_token_j=0.1, energy_per_request_j=25.0,
-                net_energy_per_request_j=12.0, offered_rate_rps=20.0, achieved_rate_rps=20.0,
-                output_throughput_tok_s=2560.0)
-    return Outcome(**{**base, **kw})
 
 
 def test_every_search_kind_has_a_read_only_spec():
