@@ -23,7 +23,6 @@ from omegaconf import MISSING
 
 from orchestrator.config.fields import check, setting
 
-
 REPEAT_SEED_STRIDE = 1_000_003
 """Between the seeds of consecutive repeats of a workload (``WorkloadConfig.seed_for``)."""
 

@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.config.groups import DispatchConfig
 from orchestrator.core.cell import Cell
@@ -46,22 +46,23 @@ PLACEMENT_CHECK_S = 2.0  # how often pending tasks are checked against the clust
 ResultSink = Callable[[str, Status, Dict], None]
 
 
-def connect(dispatch: DispatchConfig) -> str:
-    """Attach to ``dispatch.address`` / ``RAY_ADDRESS``, else start a local cluster. -> how."""
+def connect(dispatch: DispatchConfig) -> Tuple[str, bool]:
+    """Attach to ``dispatch.address`` / ``RAY_ADDRESS``, else start a local cluster. -> (how, in
+    one line; True when the cluster is the local one started here: no node will ever join it)."""
     import ray
 
     if ray.is_initialized():
-        return "already connected"
+        return "already connected", False
     address = dispatch.address or os.environ.get("RAY_ADDRESS")
     kwargs: Dict[str, Any] = dict(logging_level="WARNING", log_to_driver=True)
     if dispatch.runtime_env:
         kwargs["runtime_env"] = dict(dispatch.runtime_env)
     if address:
         ray.init(address=address, **kwargs)
-        return f"attached to the Ray cluster at {address}"
+        return f"attached to the Ray cluster at {address}", False
     # "local": a new cluster even if a stale /tmp/ray/ray_current_cluster names a dead one.
     ray.init(address="local", num_cpus=dispatch.num_cpus, include_dashboard=False, **kwargs)
-    return "started a local Ray cluster"
+    return "started a local Ray cluster", True
 
 
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],

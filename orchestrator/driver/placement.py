@@ -4,7 +4,7 @@ node of that type)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.messages import UnitSpec
@@ -103,6 +103,21 @@ def describe_nodes(nodes: List[Dict[str, float]]) -> str:
         gpus = int(node.get("GPU", 0))
         parts.append(f"{int(node.get('CPU', 0))} CPU" + (f", {gpus} GPU {'/'.join(types)}" if gpus else ", no GPU"))
     return f"{len(nodes)} live node(s): " + "; ".join(parts) if parts else "no live node"
+
+
+def unplaceable(units: List[UnitSpec], place_as_gpu: bool) -> List[Tuple[UnitSpec, str]]:
+    """The units no live node can run (resources that exist nowhere; a unit pinned to a node is
+    placed already), each with the one line that says what it asks for and what the cluster offers."""
+    nodes = live_nodes()
+    out = []
+    for unit in units:
+        res = task_resources(unit, place_as_gpu)
+        if unit.node_id is None and not fits_somewhere(res, nodes):
+            asked = ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()))
+            out.append((unit, f"no node of the local Ray cluster can run it: it asks for {asked}; the cluster offers "
+                              f"{describe_nodes(nodes)} (a cluster this command started never grows: attach one with "
+                              "dispatch.address to wait for such a node)"))
+    return out
 
 
 def slots(accelerator_type: str, on_gpu: bool) -> int:

@@ -16,11 +16,12 @@ from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, Config
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.logs import set_log_level
+from orchestrator.core.messages import UnitSpec
 from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome, first_line
-from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto
+from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, unplaceable
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
 from orchestrator.engines.base import Engine
@@ -62,11 +63,13 @@ class _Ray:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.connected = False
+        self.local = False  # the cluster is the local one started here: it never grows
 
     def ensure(self) -> None:
         if not self.connected:
             try:
-                print(connect(self.cfg.dispatch), flush=True)
+                how, self.local = connect(self.cfg.dispatch)
+                print(how, flush=True)
             except SystemExit as exc:  # ray.init's own SIGTERM handler exits with the signal's number
                 if exc.code == signal.SIGTERM:
                     raise KeyboardInterrupt from None
@@ -188,7 +191,7 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
                 ray.ensure()
             except KeyboardInterrupt:
                 _interrupted(None, cfg, final, len(plan.run))
-            _dispatch(plan.run, cfg, store, final, claims, outcome)
+            _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
     finally:
         claims.release()
     outcome.counts = Counter(final.values())
@@ -213,9 +216,14 @@ def _claim(claims: CellClaims, plan: Plan) -> Dict[str, "Claim"]:
 
 
 def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str], claims: CellClaims,
-              outcome: SweepOutcome) -> None:
+              outcome: SweepOutcome, local_cluster: bool) -> None:
     units = place_by_gpus(make_units(cells, cfg.name, gpu_types(), cfg.dispatch.share_engines,
                                         cfg.log_level.value))
+    if local_cluster:  # nothing will join it: a task no node can run fails now, not after a timeout
+        units = _refuse_unplaceable(units, cfg, store, final, outcome)
+        cells = [c for u in units for c in u.cells]
+        if not units:
+            return
 
     def on_result(cell_id, status, tables):
         for attempt in range(3):  # a transient filesystem error (e.g. object store) gets two more tries
@@ -241,6 +249,20 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
     finally:
         progress.close()
     print(f"dispatched {len(cells)} cells in {len(units)} tasks in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def _refuse_unplaceable(units: List[UnitSpec], cfg: Config, store: Store, final: Dict[str, str],
+                        outcome: SweepOutcome) -> List[UnitSpec]:
+    """Record ``unschedulable`` at once, with what the cluster offers, for every unit no live node
+    can run (never submitted: no autoscaler line repeats on the console); -> the others."""
+    refused = unplaceable(units, cfg.dispatch.place_as_gpu)
+    for unit, reason in refused:
+        for cell in unit.cells:
+            store.write_cell(cell.cell_id, status_tables(cell, cfg.name, Status.unschedulable, reason))
+            final[cell.cell_id] = Status.unschedulable.value
+            outcome.failures[cell.cell_id] = (Status.unschedulable.value, reason)
+    gone = {id(unit) for unit, _ in refused}
+    return [u for u in units if id(u) not in gone]
 
 
 def _raise_interrupt(signum, frame):

@@ -246,3 +246,18 @@ def test_a_bad_file_is_set_aside_the_resume_re_runs_its_cell_and_the_report_read
     assert f"unreadable file {out / 'requests' / second.name} moved aside" in rep.stderr
     moved = sorted(p.parent.name for p in (out / "unreadable").rglob("*.parquet"))
     assert moved == ["power", "power", "requests", "requests", "runs", "runs"]  # both cells, every file kept
+
+
+def test_on_the_local_cluster_a_cell_no_node_can_run_fails_at_once(tmp_path):
+    """Issue 27: ``engine=vllm`` on a machine without a GPU waited 120 s printing Ray's autoscaler
+    lines. The local cluster this command starts never grows: such a cell ends ``unschedulable`` at
+    once, with one line of what the cluster offers, and the command exits 3."""
+    t0 = time.monotonic()
+    proc = run_orchestrator(["engine=vllm", "gpu=h100", "model=tiny", "workload=offline", "batch_size=1",
+                             "dispatch.num_cpus=1", f"store.dir={tmp_path / 'none'}"], check=False, timeout=120)
+    wall_s = time.monotonic() - t0
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 3 and "sweep done: 1 unschedulable" in proc.stdout, text[-3000:]
+    assert "no node of the local Ray cluster can run it: it asks for CPU=1, GPU=1, accelerator_type:H100" in text
+    assert "the cluster offers 1 live node(s): 1 CPU, no GPU" in text
+    assert "No available node types" not in text and wall_s < 60  # not the 120 s pending timeout
