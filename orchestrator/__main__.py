@@ -3,7 +3,7 @@ import sys
 
 import hydra
 
-from orchestrator.app.argv import check_argv, hoist_multirun
+from orchestrator.app.argv import check_argv, hoist_multirun, plan_flag
 from orchestrator.app.hydra_entry import register_configs, run_single
 
 register_configs()
@@ -15,6 +15,6 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = hoist_multirun(sys.argv[1:])
+    sys.argv[1:] = plan_flag(hoist_multirun(sys.argv[1:]))
     check_argv()
     main()

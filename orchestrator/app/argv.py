@@ -18,6 +18,12 @@ def fail(exc: Exception) -> NoReturn:
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+PLAN_FLAG = "--plan"
+
+
+def plan_flag(argv: List[str]) -> List[str]:
+    """``argv`` with ``--plan`` as the override ``plan=true`` (show the grid, run nothing)."""
+    return [("plan=true" if a == PLAN_FLAG else a) for a in argv]
 
 
 def hoist_multirun(argv: List[str]) -> List[str]:

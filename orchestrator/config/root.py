@@ -57,6 +57,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     search: Optional[SearchConfig] = None  # set by +search=NAME: the sweep's axes are searched, not swept
     log_level: LogLevel = LogLevel.INFO  # the package's loggers, on the driver and on every worker
+    plan: bool = False  # --plan: print what the sweep would run (cells, engine starts, GPU time), run nothing
 
     def validate(self, checked: Optional[Dict[int, object]] = None) -> None:
         """The sweep-wide checks, then every group's own ``validate()`` (``ConfigError`` on the

@@ -4,6 +4,7 @@ many cells ended in each status. Its lines on stdout are the command line's own 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -22,12 +23,14 @@ from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome, first_line
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, unplaceable
+from orchestrator.driver.plan_view import measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.engines import cell_engine
 from orchestrator.engines.base import Engine
 from orchestrator.errors import ConfigError, Status
 from orchestrator.store.cell_tables import status_tables
-from orchestrator.store.sweep_store import Store
+from orchestrator.store.schema import ENGINE_START_S
+from orchestrator.store.sweep_store import Store, load
 
 ELSEWHERE = "run by another driver"
 
@@ -141,9 +144,27 @@ class Session:
         return cls(cfg, store, _Ray(cfg))
 
 
+def show_plan(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
+    """``--plan``: print what the sweep would run (``driver.plan_view``); nothing is written or run
+    (``engine=auto`` still probes the cluster: which engine runs a cell is part of its identity)."""
+    ray = _Ray(cfg)
+    cells = resolve_cells(configs, ray)
+    location = cfg.store.location
+    stored = [] if "://" not in location and not os.path.isdir(os.path.join(location, "runs")) else \
+        load(location).runs.select(["cell_id", "status", "engine", "accelerator_type", ENGINE_START_S]).to_pylist()
+    plan = plan_cells(cells, {r["cell_id"]: r["status"] for r in stored}, cfg.store.retry_failed)
+    units = make_units(plan.run, cfg.name, gpu_types() if ray.connected else {}, cfg.dispatch.share_engines)
+    for line in plan_lines(cfg.name, location, cells, {c.cell_id for c in plan.skip}, units, measured_starts(stored)):
+        print(line, flush=True)
+    return SweepOutcome(location)
+
+
 def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     """Run every cell not yet complete; return the final status count of all cells.
-    ``ConfigError`` before any Ray task when the store cannot be written."""
+    ``ConfigError`` before any Ray task when the store cannot be written. ``plan=true``: show
+    what would run instead (``show_plan``)."""
+    if cfg.plan:
+        return show_plan(configs, cfg)
     session = Session.open(cfg)
     set_log_level(cfg.log_level.value)
     try:

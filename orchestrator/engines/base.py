@@ -79,6 +79,7 @@ class Engine(ABC):
     auto_module: ClassVar[Optional[str]] = None
     hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
     starts_processes: ClassVar[bool] = True  # False: runs in the worker alone (no reaper: ~0.1 s a unit)
+    typical_start_s: ClassVar[float] = 0.0  # a start's seconds when no store has measured one (--plan's estimate)
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells

@@ -37,6 +37,7 @@ E2E_P99_MS = "e2e_p99_ms"
 ENERGY_SOURCE = "energy_source"
 ENERGY_NOTE = "energy_note"
 ENERGY_J = "energy_j"
+ENGINE_START_S = "engine_start_s"
 IDLE_POWER_W = "idle_power_w"
 NET_ENERGY_J = "net_energy_j"
 ENERGY_PER_REQUEST_J = "energy_per_request_j"
@@ -100,7 +101,7 @@ RUNS_SCHEMA = pa.schema(
         (SHORT_WINDOW, BOOL), ("counter_update_period_s", F64), (GPU_UTIL_MEAN_PCT, F64),
         (MEMORY_USED_MAX_MIB, F64), ("sm_clock_mean_mhz", F64), ("temperature_max_c", F64),
         ("node_id", STR), ("host", STR), ("gpu_name", STR), ("gpu_uuid", STR), ("ray_gpu_ids", STR),
-        ("assigned_resources", STR), ("engine_versions", STR), ("engine_start_s", F64),
+        ("assigned_resources", STR), ("engine_versions", STR), (ENGINE_START_S, F64),
         ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
         ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
         ("n_prompt_tokens_mismatch", I64), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),

@@ -175,6 +175,7 @@ class HfEngine(Engine):
     workload_kinds = frozenset({WorkloadKind.offline})
     shared_axes = frozenset({"batch_size", "repeat"})
     gpu = GpuUse.optional
+    typical_start_s = 60.0  # a 7B in bf16 or INT8 created on the GPU (H200: 40-70 s)
     options: HfOptions
 
     def __init__(self, config: "CellConfig", max_batch_size: int):

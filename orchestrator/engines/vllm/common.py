@@ -62,6 +62,7 @@ class VllmEngine(Engine):
     gpu = GpuUse.required
     auto_rank = 0
     auto_module = "vllm"
+    typical_start_s = 120.0  # one H200: 67-106 s with the compile cache warm, 160-208 s cold
     options: VllmOptions
 
     def __init__(self, config: "CellConfig", max_batch_size: int):

@@ -1,0 +1,55 @@
+"""``--plan`` (issue 27): the grid shown before any GPU time — cells per GPU type and engine,
+complete, pre-launch statuses with their reasons, engine starts, GPU time — with nothing written
+or run, and counts equal to what a real run then launches."""
+from __future__ import annotations
+
+import re
+
+from tests.conftest import run_orchestrator
+
+
+def _totals(stdout: str):
+    """(cells to run, engine starts) of the plan's total line."""
+    m = re.search(r"^total: (\d+) cells to run in (\d+) engine starts", stdout, re.M)
+    assert m, stdout
+    return int(m.group(1)), int(m.group(2))
+
+
+def _launch_line(stdout: str):
+    """(cells, to run, complete, not launchable) of a real run's first line."""
+    m = re.search(r"sweep \w+: (\d+) cells — (\d+) to run, (\d+) already complete, (\d+) not launchable", stdout)
+    assert m, stdout
+    return tuple(int(g) for g in m.groups())
+
+
+def test_the_plan_of_the_full_grid_matches_what_a_run_launches(tmp_path):
+    store = tmp_path / "full"
+    plan = run_orchestrator(["+sweep=full", "--plan", f"store.dir={store}", "dispatch.num_cpus=2"], timeout=300)
+    assert plan.returncode == 0 and "plan of sweep full: 630 cells" in plan.stdout and "nothing is run" in plan.stdout
+    assert not store.exists()  # nothing written
+    to_run, starts = _totals(plan.stdout)
+    prelaunch = sum(int(n) for n in re.findall(r"(\d+) (?:infeasible|unsupported)\b(?!:)", plan.stdout))
+    assert re.search(r"^  T4 +simulated +210 cells: 0 complete, \d+ infeasible, 42 unsupported, ", plan.stdout, re.M)
+    run = run_orchestrator(["+sweep=full", f"store.dir={store}", "dispatch.num_cpus=2", "dispatch.progress=false"],
+                           timeout=600, check=False)
+    cells, launched, complete, not_launchable = _launch_line(run.stdout)
+    assert (cells, launched, complete, not_launchable) == (630, to_run, 0, prelaunch), run.stdout[-2000:]
+    assert f"dispatched {launched} cells in {starts} tasks" in run.stdout
+    failed = re.search(r"^(\d+) launched cells did not end ok:", run.stdout, re.M)
+    n_failed = int(failed.group(1)) if failed else 0  # overloaded chat cells: no request completed
+    assert run.returncode == (3 if n_failed else 0)
+    again = run_orchestrator(["+sweep=full", "--plan", f"store.dir={store}"], timeout=300)
+    assert _totals(again.stdout) == (n_failed, n_failed)  # only the failed cells would run again
+
+
+def test_the_plan_estimates_gpu_time_from_engine_starts_and_windows(tmp_path):
+    """vLLM on an H100 (no GPU needed to plan): offline cells of one model share a start, a chat
+    cell has its own; an infeasible batch is named with its reason; 120 s per start (no store yet)."""
+    plan = run_orchestrator(["-m", "batch_size=1,8,4096", "engine=vllm", "gpu=h100", "model=llama2_7b",
+                             "workload=offline", "--plan", f"store.dir={tmp_path / 'v'}"], timeout=120)
+    line = next(x for x in plan.stdout.splitlines() if x.startswith("  H100"))
+    # one start (120 s) + 2 cells x (5 s idle baseline + 10 s window) = 150 s
+    assert "3 cells: 0 complete, 1 infeasible, 2 to run in 1 engine starts ≈ 2.5 min GPU time" in line
+    assert "starts 120 s each, typical" in line
+    assert re.search(r"^  1 infeasible: needs [\d.]+ GiB .* largest batch that fits: \d+$", plan.stdout, re.M)
+    assert not (tmp_path / "v").exists()
