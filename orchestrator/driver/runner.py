@@ -220,6 +220,8 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
     print("sweep done: " + ", ".join(f"{n} {s}" for s, n in outcome.counts.most_common()), flush=True)
     for line in outcome.summary_lines():
         print(line, flush=True)
+    if plan.run or plan.prelaunch:
+        print(f"report: python -m orchestrator.report {location}", flush=True)
     return outcome
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from orchestrator.analysis.cost import CostAssumptions
 from orchestrator.analysis.dataset import SweepError
@@ -16,10 +17,11 @@ from orchestrator.report.options import ReportOptions
 
 def report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m orchestrator.report",
-                                description="Markdown + PNG report of a finished sweep "
+                                description="The report of a sweep: report.md with its PNG plots and CSV tables, "
+                                            "and report.html, an interactive page (filters, charts, drill-down) "
                                             "(or: python -m orchestrator.report compare <A> <B> [--out DIR]).")
     p.add_argument("sweep_dir", help="the sweep's directory (outputs/<name>) or store URI")
-    p.add_argument("--out", help="where report.md and the PNGs go (default: <sweep dir>/report)")
+    p.add_argument("--out", help="where report.md, its PNGs and tables, and report.html go (default: <sweep dir>/report)")
     p.add_argument("--baseline-batch", type=int, default=None,
                    help="batch size every change is relative to (default: each series' smallest ok batch size); "
                         "series that did not run it get no changes")
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"report written to {path}")
+    page = "" if "--no-html" in argv else f" and {Path(path).with_suffix('.html')}"
+    print(f"report written to {path}{page}")
     return 0
 
 
