@@ -29,9 +29,10 @@ import tarfile
 from pathlib import Path
 from typing import List, Optional
 
-from orchestrator.app.argv import check_argv
+from orchestrator.app.argv import check_argv, fail
 from orchestrator.app.hydra_entry import register_configs
 from orchestrator.driver.overrides import CONF_DIR
+from orchestrator.errors import ConfigError
 
 BEGIN, END = "=====ORCHESTRATOR-RESULTS-BEGIN=====", "=====ORCHESTRATOR-RESULTS-END====="
 MAX_PACK_MIB = 200.0
@@ -164,7 +165,11 @@ def submit(address: str, overrides: List[str], results: Path, fetch: bool, store
            working_dir: str = ".", max_pack_mib: float = MAX_PACK_MIB) -> int:
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(address)
+    try:
+        client = JobSubmissionClient(address)
+    except ConnectionError as exc:  # no cluster there: one line, exit 2, nothing submitted
+        fail(ConfigError(f"--address {address}: no Ray cluster answers there ({str(exc).splitlines()[0]}); start "
+                         "one (scripts/cluster_head.sh) or pass its dashboard address"))
     job_id = client.submit_job(
         entrypoint=entrypoint(overrides, store, fetch, max_pack_mib),
         runtime_env={"working_dir": working_dir, "excludes": EXCLUDES},

@@ -96,7 +96,7 @@ def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
     try:
         jobs = job_lists(params, arguments, config_loader, grids)
         base, configs = expand_jobs(cfg, jobs)
-        if base.search is not None:  # +search=NAME: the jobs are the space searched
+        if base.search is not None and not base.plan:  # +search=NAME: the jobs are the space searched
             choices = dict(cfg.hydra.runtime.choices.items())
             run_search(base, jobs, configs, lambda more: expand(base, choices, more))
         else:

@@ -307,6 +307,8 @@ class StoreConfig:
     claim_ttl_s: float = 60.0  # a driver's claim on its cells expires this long after its last refresh
 
     def validate(self) -> None:
+        check("store.dir", self.dir, bool(self.uri) or bool(str(self.dir).strip()),
+              "empty: give the store's directory (default outputs/<name>) or store.uri")
         check("store.claim_ttl_s", self.claim_ttl_s, self.claim_ttl_s > 0, "must be > 0")
 
     @property

@@ -141,6 +141,7 @@ def check_plugins(cfg: Config) -> None:
     choice("sampler", cfg.sampler.name, (AUTO, *SAMPLERS.names()))
 
 
+
 def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
     """Validated cell configs (``repeats`` of each config), in order. A model that pins its
     checkpoint's quantization (``llama2_7b_awq``) replaces the quantization axis with it."""

@@ -111,6 +111,11 @@ def check_engines(cells: List[Cell]) -> None:
     for cls, configs in by_engine.items():
         for line in cls.check_before_launch(configs):
             print(line, flush=True)
+    unused = Counter((c.engine, c.config.sampler.name) for c in cells
+                     if c.config.sampler.name not in ("auto", "none") and c.config.engine.options(c.engine).models_power)
+    for (engine, sampler), n in sorted(unused.items()):
+        print(f"note: engine {engine} models its own power: sampler={sampler} is not used for its {n} cells "
+              "(energy_source=simulated)", flush=True)
 
 
 def open_store(cfg: Config) -> Store:
@@ -135,13 +140,28 @@ class Session:
     cfg: Config
     store: Store
     ray: _Ray
+    new_dir: bool = False  # the store's local directory did not exist before this session
 
     @classmethod
     def open(cls, cfg: Config) -> "Session":
         """``ConfigError`` before any Ray task when the store cannot be written."""
+        local = "://" not in cfg.store.location
+        new_dir = local and not os.path.exists(cfg.store.location)
         store = open_store(cfg)
         sigterm_as_interrupt()
-        return cls(cfg, store, _Ray(cfg))
+        return cls(cfg, store, _Ray(cfg), new_dir)
+
+    def discard_if_new(self) -> None:
+        """Remove the store's directory if this session created it and nothing was written in it."""
+        if not self.new_dir:
+            return
+        root = self.store.root
+        try:
+            for sub in sorted(os.listdir(root)):
+                os.rmdir(os.path.join(root, sub))  # only empty table folders go
+            os.rmdir(root)
+        except OSError:  # something was written: keep it
+            pass
 
 
 def show_plan(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
@@ -169,9 +189,12 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     set_log_level(cfg.log_level.value)
     try:
         cells = resolve_cells(configs, session.ray)
+        check_engines(cells)
     except KeyboardInterrupt:
         _interrupted(None, cfg, {}, len(configs))
-    check_engines(cells)
+    except ConfigError:  # bad input found by an engine's check: leave no empty store behind
+        session.discard_if_new()
+        raise
     return run_cells(session, cells)
 
 

@@ -58,11 +58,32 @@ def _positive(name: str, value: float) -> None:
         raise SweepError(f"{name} must be > 0 (got {value})")
 
 
+def _writable(out: str | None) -> None:
+    """``--out`` can be created and written (one line otherwise, before the sweep is read)."""
+    if out is None:
+        return
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        probe = Path(out) / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise SweepError(f"--out {out}: cannot create or write there ({exc.strerror or exc})") from None
+
+
 def run_report(argv: list[str]) -> str:
     args = report_parser().parse_args(argv)
     if args.baseline_batch is not None:
         _positive("--baseline-batch", args.baseline_batch)
     _positive("--requests-per-month", args.requests_per_month)
+    for name, value in (("--ttft-p99-slo-ms", args.ttft_p99_slo_ms), ("--tpot-p99-slo-ms", args.tpot_p99_slo_ms)):
+        if value is not None:
+            _positive(name, value)
+    _positive("--jobs", args.jobs)
+    for name in ("price_per_kwh", "grid_gco2_per_kwh"):
+        if getattr(args, name) < 0:
+            raise SweepError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    _writable(args.out)
     opts = ReportOptions(
         sweep_dir=args.sweep_dir, out_dir=args.out, baseline_batch=args.baseline_batch,
         cost=CostAssumptions(args.requests_per_month, args.price_per_kwh, args.grid_gco2_per_kwh),

@@ -57,6 +57,11 @@ def test_readme_command_runs(tmp_path, args, expected):
     if needs_gpu(args):
         args = [a for a in args if not a.startswith(("engine=", "sampler=", "engine.endpoint."))]
         args += ["engine=simulated", "sampler=none"]
-    proc = run_orchestrator(args + [f"store.dir={tmp_path / 'store'}"], timeout=900)
-    assert "sweep done:" in proc.stdout
+    proc = run_orchestrator(args + [f"store.dir={tmp_path / 'store'}"], timeout=900, check=False)
+    if "--plan" in args:  # shows the grid, runs nothing
+        assert proc.returncode == 0 and "plan of sweep " in proc.stdout and not (tmp_path / "store").exists()
+        return
+    # finished: 0 when every launched cell ended ok, 3 when some did not (the full grid's overloaded
+    # simulated chat cells complete no request in their window)
+    assert proc.returncode in (0, 3) and "sweep done:" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "error" not in proc.stderr.lower().replace("errors", ""), proc.stderr[-2000:]
