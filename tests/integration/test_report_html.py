@@ -26,10 +26,13 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 def sweep(tmp_path_factory) -> Path:
     """Two quantizations, offline and chat, two batch sizes, two repeats (intervals on the page)."""
     out = tmp_path_factory.mktemp("html") / "sweep"
-    run_orchestrator(["-m", "engine=simulated", "model=llama2_7b", "gpu=h100", "quantization=none,awq",
-                      "workload=offline,chat_medium", "batch_size=1,8", "repeats=2", "workload.duration_s=5",
-                      "workload.min_window_s=2", f"store.dir={out}", "dispatch.num_cpus=2", "dispatch.progress=false"],
-                     timeout=600)
+    proc = run_orchestrator(["-m", "engine=simulated", "model=llama2_7b", "gpu=h100", "quantization=none,awq",
+                             "workload=offline,chat_medium", "batch_size=1,8", "repeats=2", "workload.duration_s=5",
+                             # 1 req/s: a batch of 1 keeps up (~0.8 s a request), so every chat cell
+                             # completes requests in its 5 s window and all 16 cells end ok
+                             "workload.rate_rps=1", "workload.min_window_s=2", f"store.dir={out}",
+                             "dispatch.num_cpus=2", "dispatch.progress=false"], timeout=600, check=False)
+    assert proc.returncode == 0 and "sweep done: 16 ok" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out
 
 
