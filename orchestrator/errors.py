@@ -70,6 +70,12 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def first_line(text: str) -> str:
+    """The line that explains a failure: the first non-blank line of an ``error`` text."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else "(no reason recorded)"
+
+
 # --------------------------------------------------------------------------- NVML errors
 
 

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from orchestrator.errors import first_line
 from orchestrator.store.schema import (
     ACHIEVED_RATE_RPS,
     INPUT_TOKENS_PER_REQUEST_MEAN,
@@ -201,7 +202,7 @@ def empty_window_failure(records: Sequence[RequestRecord]) -> Optional[Tuple[str
         return None
     cancelled = sum(r.status == "cancelled" for r in measured)
     failed = [r for r in measured if r.status == "error"]
-    first = f" (first error: {failed[0].error.splitlines()[0]})" if failed and failed[0].error else ""
+    first = f" (first error: {first_line(failed[0].error)})" if failed and failed[0].error else ""
     return ("engine_error", f"no measured request completed ok: {cancelled} of {len(measured)} cancelled at the "
             f"drain limit (workload.drain_timeout_s), {len(failed)} failed{first}")
 

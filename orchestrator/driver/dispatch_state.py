@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from orchestrator.config.groups import DispatchConfig
 from orchestrator.core.cell import Cell
 from orchestrator.core.messages import CellResult, UnitSpec
+from orchestrator.driver.placement import describe_resources
 from orchestrator.errors import Status
 
 ENGINE_ERROR_CHARS = 4000  # the tail of a task's error kept in an engine_error row
@@ -218,10 +219,9 @@ class TaskState:
         pending_s = self.limits.pending_timeout_s
         if now_s - self.infeasible_since_s < pending_s:
             return None
-        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(self.resources.items()))
         return self._cancelled(Status.unschedulable,
                                f"no node can run it after {pending_s:g} s (dispatch.pending_timeout_s): it asks "
-                               f"for {asked}; the cluster offers {describe()}")
+                               f"for {describe_resources(self.resources)}; the cluster offers {describe()}")
 
     def _timeout_reason(self) -> str:
         return f"cancelled after {self.limits.cell_timeout_s} s per cell"

@@ -21,11 +21,6 @@ MAX_REASONS = 5
 """Distinct reasons shown per failure status; the store command lists every cell."""
 
 
-def first_line(text: str) -> str:
-    """The line that explains a failure (the first of the ``error`` column; see ``errors.error_text``)."""
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else "(no reason recorded)"
-
-
 @dataclass
 class SweepOutcome:
     """``counts``: final status -> number of cells (all of the sweep's cells); ``failures``: cell id

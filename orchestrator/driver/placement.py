@@ -95,6 +95,11 @@ def fits_somewhere(resources: Mapping[str, float], nodes: List[Dict[str, float]]
     return any(all(node.get(k, 0.0) >= v for k, v in resources.items()) for node in nodes)
 
 
+def describe_resources(resources: Mapping[str, float]) -> str:
+    """What a task asks for, one line (``CPU=1, GPU=1, accelerator_type:H100=0.001``)."""
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+
+
 def describe_nodes(nodes: List[Dict[str, float]]) -> str:
     """One line: each live node's CPUs, GPUs and accelerator type."""
     parts = []
@@ -113,8 +118,8 @@ def unplaceable(units: List[UnitSpec], place_as_gpu: bool) -> List[Tuple[UnitSpe
     for unit in units:
         res = task_resources(unit, place_as_gpu)
         if unit.node_id is None and not fits_somewhere(res, nodes):
-            asked = ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()))
-            out.append((unit, f"no node of the local Ray cluster can run it: it asks for {asked}; the cluster offers "
+            out.append((unit, f"no node of the local Ray cluster can run it: it asks for {describe_resources(res)}; "
+                              f"the cluster offers "
                               f"{describe_nodes(nodes)} (a cluster this command started never grows: attach one with "
                               "dispatch.address to wait for such a node)"))
     return out

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional
 
+from orchestrator.config.engine import AUTO
 from orchestrator.config.fields import as_plain
 from orchestrator.config.root import CellConfig, Config
 from orchestrator.core.cell import Cell, EngineChoice
@@ -21,13 +22,14 @@ from orchestrator.core.messages import UnitSpec
 from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
-from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome, first_line
+from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, unplaceable
 from orchestrator.driver.plan_view import measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
+from orchestrator.energy import NO_SAMPLER
 from orchestrator.engines import cell_engine
 from orchestrator.engines.base import Engine
-from orchestrator.errors import ConfigError, Status
+from orchestrator.errors import ConfigError, Status, first_line
 from orchestrator.store.cell_tables import status_tables
 from orchestrator.store.schema import ENGINE_START_S
 from orchestrator.store.sweep_store import Store, load
@@ -112,7 +114,7 @@ def check_engines(cells: List[Cell]) -> None:
         for line in cls.check_before_launch(configs):
             print(line, flush=True)
     unused = Counter((c.engine, c.config.sampler.name) for c in cells
-                     if c.config.sampler.name not in ("auto", "none") and c.config.engine.options(c.engine).models_power)
+                     if c.config.sampler.name not in (AUTO, NO_SAMPLER) and c.config.engine.options(c.engine).models_power)
     for (engine, sampler), n in sorted(unused.items()):
         print(f"note: engine {engine} models its own power: sampler={sampler} is not used for its {n} cells "
               "(energy_source=simulated)", flush=True)

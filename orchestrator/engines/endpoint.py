@@ -43,7 +43,7 @@ from orchestrator.config.engine_options import EndpointOptions, PromptMode
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.core.phases import Phase
 from orchestrator.engines.base import Engine, GpuUse, register_engine
-from orchestrator.errors import CellFailure, ConfigError, Status
+from orchestrator.errors import CellFailure, ConfigError, Status, first_line
 
 if TYPE_CHECKING:
     from orchestrator.client.prompts import TextPrompts
@@ -212,7 +212,7 @@ class EndpointEngine(Engine):
             return None
         why = "the server no longer answers" if gone else "every measured request failed"
         return (Status.engine_error.value, f"endpoint failed during the cell: {why}; {len(failed)} of {len(measured)} "
-                f"measured requests failed (first: {failed[0].error.splitlines()[0] if failed[0].error else '?'})")
+                f"measured requests failed (first: {first_line(failed[0].error) if failed[0].error else '?'})")
 
     def _reachable(self) -> bool:
         """Any HTTP answer from the server (its ``/v1/models``) within ``REACHABLE_TIMEOUT_S``."""

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from orchestrator.errors import Status
+from orchestrator.errors import Status, first_line
 from orchestrator.store.sweep_store import Store, load
 
 PRE_LAUNCH = (Status.unsupported.value, Status.infeasible.value)
@@ -26,10 +26,9 @@ def cell_lines(rows: Sequence[Dict], failed: bool = False, statuses: Optional[Se
                              r["repeat"] or 0))
     out = []
     for r in keep:
-        reason = (r.get("error") or "").strip().splitlines()
         label = f"{r['model']}/{r['quantization']}/{r['gpu']}/bs{r['batch_size']}/{r['workload']}/r{r['repeat']}"
         out.append(f"{r['status']:<15} {r['engine'] or '-':<10} {label}  {r['cell_id']}"
-                   + (f"  {reason[0]}" if reason and r["status"] != Status.ok.value else ""))
+                   + (f"  {first_line(r['error'])}" if r.get("error") and r["status"] != Status.ok.value else ""))
     return out
 
 
@@ -42,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.upgrade:
-            print(f"brought {Store.open(args.store).upgrade()} files up to the current schema", file=sys.stderr)
+            print(f"brought {Store.open(args.store).upgrade(force=True)} files up to the current schema", file=sys.stderr)
         rows = load(args.store).runs.select(list(COLUMNS)).to_pylist()
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)

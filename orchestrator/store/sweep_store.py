@@ -33,6 +33,8 @@ from orchestrator.store.schema import READABLE_VERSIONS, RUNS_SCHEMA, SCHEMAS, T
 
 log = logging.getLogger(__name__)
 UNREADABLE_DIR = "unreadable"
+UPGRADED_MARK = ".columns"
+"""Under the root: the columns of the last ``Store.upgrade`` pass (its files need none before a new column)."""
 TMP_MARK = ".tmp-"
 """Between a file's final name and the random suffix of its temporary one."""
 
@@ -171,12 +173,17 @@ class Store:
             return empty.select(columns) if columns else empty
         return self.read(table, good, columns, schema)
 
-    def upgrade(self) -> int:
+    def upgrade(self, force: bool = False) -> int:
         """Bring every file up to its table's current schema, so a query over ``runs/*.parquet``
         sees one set of columns: a column added since a file was written is added to it, null; a
         column the schema no longer has (nothing reads it) is dropped; rows, values and the file's
         schema-version metadata are kept. Atomic per file; unreadable files are left to ``read``.
-        -> the number of files rewritten."""
+        A pass leaves ``UPGRADED_MARK`` naming the columns it brought the files to; while it names
+        the current ones (every file written since has them) the next call reads no footer, unless
+        ``force``. -> the number of files rewritten."""
+        current = ";".join(",".join(SCHEMAS[t].names) for t in TABLES)
+        if not force and self._read_text(UPGRADED_MARK) == current:
+            return 0
         n = 0
         for table in TABLES:
             want = SCHEMAS[table]
@@ -189,7 +196,15 @@ class Store:
                            for f in want]
                 self._write_atomic(pa.Table.from_arrays(columns, schema=want.with_metadata(old.schema.metadata)), path)
                 n += 1
+        self.write_text(UPGRADED_MARK, current)
         return n
+
+    def _read_text(self, name: str) -> Optional[str]:
+        try:
+            with self.filesystem.open_input_stream(f"{self.root}/{name}") as f:
+                return f.read().decode()
+        except (OSError, FileNotFoundError):
+            return None
 
     def _column_names(self, path: str) -> Optional[List[str]]:
         """The file's column names (None where its footer does not read)."""

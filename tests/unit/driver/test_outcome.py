@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from orchestrator.driver.outcome import EXIT_FAILED_CELLS, EXIT_OK, SweepOutcome, first_line
+from orchestrator.driver.outcome import EXIT_FAILED_CELLS, EXIT_OK, SweepOutcome
+from orchestrator.errors import first_line
 
 
 def test_no_launched_failure_exits_0_and_prints_nothing_more():
