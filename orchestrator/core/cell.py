@@ -3,7 +3,7 @@ and the engine ``engine=auto`` chose for a GPU type. Sent over Ray inside a ``Un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from orchestrator.config.root import CellConfig
 from orchestrator.errors import Status
@@ -11,10 +11,13 @@ from orchestrator.errors import Status
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """The engine that runs cells which asked for ``engine=auto``, and why."""
+    """The engine that runs cells which asked for ``engine=auto``, and why; ``fallbacks``: the
+    next usable engines, in order, for the cells this one refuses before launch (e.g. vllm's
+    ``quantization=int8`` cells go to hf where a node of the GPU type has it)."""
 
     engine: str
     reason: str
+    fallbacks: Tuple["EngineChoice", ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ option file is read once, merged into its schema (types and choices checked), tu
 dataclass and cached; value overrides (``workload.duration_s=10``) are applied on top and
 re-checked. ``tests/unit/driver/test_grid.py`` checks the result equals a real Hydra compose.
 
-``cells`` then gives every cell config its engine (``engine=auto`` resolved per GPU type by
-the dispatcher), its identity and ``cell_id`` (``orchestrator.core.identity``) and, for a cell that
+``cells`` then gives every cell config its engine (``engine=auto``: per GPU type as the driver
+probed the cluster, per cell the first usable engine that does not refuse it), its identity and ``cell_id`` (``orchestrator.core.identity``) and, for a cell that
 must not launch, its pre-launch status (``unsupported``: compute capability, or an engine that
 does not run the quantization or workload kind; ``infeasible``: the VRAM budget).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from orchestrator.config.engine import AUTO
 from orchestrator.config.fields import choice, field_types
@@ -201,25 +201,49 @@ def needs_auto(configs: Iterable[CellConfig]) -> List[str]:
 
 
 def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> List[Cell]:
-    """Cells with their engine (``auto`` from ``auto[accelerator_type]``), id and pre-launch
-    status; de-duplicated by id, in first-seen order."""
+    """Cells with their engine (``auto`` from ``auto[accelerator_type]``: see ``auto_engine``), id
+    and pre-launch status; de-duplicated by id, in first-seen order."""
     out: Dict[str, Cell] = {}
     ids = IdentityCache()
     status_cache: Dict[tuple, Tuple[Optional[Status], str]] = {}
+
+    def status_of(cfg: CellConfig, name: str) -> Tuple[Optional[Status], str]:
+        key = (id(cfg.model), id(cfg.quantization), id(cfg.gpu), id(cfg.workload), id(cfg.engine), cfg.batch_size,
+               name)
+        if key not in status_cache:
+            status_cache[key] = prelaunch_status(cfg, name)
+        return status_cache[key]
+
     for cfg in configs:
         name, why = cfg.engine.name, ""
         if name == AUTO:
-            choice = auto[cfg.gpu.accelerator_type]
-            name, why = choice.engine, choice.reason
+            name, why = auto_engine(auto[cfg.gpu.accelerator_type], lambda n: status_of(cfg, n))
         cid = digest(cell_identity(cfg, name, ids))
         if cid in out:
             continue
-        key = (id(cfg.model), id(cfg.quantization), id(cfg.gpu), id(cfg.workload), id(cfg.engine), cfg.batch_size, name)
-        if key not in status_cache:
-            status_cache[key] = prelaunch_status(cfg, name)
-        status, reason = status_cache[key]
+        status, reason = status_of(cfg, name)
         out[cid] = Cell(cell_id=cid, config=cfg, engine=name, engine_reason=why, status=status, reason=reason)
     return list(out.values())
+
+
+def auto_engine(choice: EngineChoice,
+                status_of: Callable[[str], Tuple[Optional[Status], str]]) -> Tuple[str, str]:
+    """(engine, why) of an ``engine=auto`` cell: ``choice``'s engine, else the first of its
+    ``fallbacks`` that does not refuse the cell (``unsupported``) before launch; when all refuse
+    it, ``choice``'s engine (its refusal is the cell's reason)."""
+    refusals: List[str] = []
+    for option in (choice, *choice.fallbacks):
+        status, reason = status_of(option.engine)
+        if status is not Status.unsupported:
+            return option.engine, "; ".join([*refusals, option.reason])
+        refusals.append(f"{option.engine} refuses it: {_clause(reason)}")
+    return choice.engine, choice.reason
+
+
+def _clause(text: str, limit: int = 80) -> str:
+    """The first clause of a reason (up to ``:`` or ``;``), at most ``limit`` characters."""
+    head = text.split(";", 1)[0].split(":", 1)[0].strip()
+    return head if len(head) <= limit else head[: limit - 1] + "…"
 
 
 def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], str]:

@@ -23,50 +23,73 @@ def gpu_types() -> Dict[str, bool]:
     return {k.split(":", 1)[1]: has_gpus for k in resources if k.startswith("accelerator_type:")}
 
 
-def _module_version(module: str) -> tuple:
-    """(importable, why) for ``module`` on this node (package metadata: nothing is imported)."""
+def _module_versions(modules: Tuple[str, ...]) -> Dict[str, Tuple[bool, str]]:
+    """module -> (importable, why) on this node (package metadata: nothing is imported)."""
     import importlib.util
+    from importlib.metadata import version
 
-    if importlib.util.find_spec(module) is None:
-        return False, f"{module} is not installed there"
+    out: Dict[str, Tuple[bool, str]] = {}
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            out[module] = (False, f"{module} is not installed there")
+            continue
+        try:
+            out[module] = (True, f"{module} {version(module)}")
+        except Exception as exc:  # pragma: no cover - broken install
+            out[module] = (False, f"{module} is broken there: {exc}")
+    return out
+
+
+def _probe(t: str, modules: Tuple[str, ...], timeout_s: float) -> Dict[str, Tuple[bool, str]]:
+    """``_module_versions`` on a node of accelerator type ``t`` (every module unusable, with the
+    reason, when the probe fails)."""
+    import ray
+
+    if not modules:
+        return {}
+    probe = ray.remote(num_cpus=0)(_module_versions)
     try:
-        from importlib.metadata import version
+        return ray.get(probe.options(resources={f"accelerator_type:{t}": 0.001}).remote(modules), timeout=timeout_s)
+    except Exception as exc:
+        return {m: (False, f"probe failed: {type(exc).__name__}") for m in modules}
 
-        return True, f"{module} {version(module)}"
-    except Exception as exc:  # pragma: no cover - broken install
-        return False, f"{module} is broken there: {exc}"
+
+def auto_choice(t: str, offered: bool, found: Mapping[str, Tuple[bool, str]]) -> Optional[EngineChoice]:
+    """``engine=auto``'s choice for accelerator type ``t`` (``offered``: the cluster has GPUs of
+    it; ``found``: module -> (importable, why) on a node of it): the usable candidates by
+    ``auto_rank``, the first with the others as its ``fallbacks``; an engine that uses no GPU
+    only where no engine that can use one is usable (see ``engines.base``)."""
+    usable: List[EngineChoice] = []
+    why_not: List[str] = []
+    for cls in auto_candidates():
+        if cls.gpu is GpuUse.none:
+            if not usable:
+                usable.append(EngineChoice(cls.name, "; ".join(why_not) or f"{cls.name} runs anywhere"))
+            continue
+        if not offered:
+            why_not[:] = [f"the Ray cluster offers no {t} GPU"]
+            continue
+        missing = [found[m][1] for m in cls.auto_modules if not found[m][0]]
+        if missing:
+            why_not.append(f"a {t} node has no usable {', '.join(cls.auto_modules)} ({'; '.join(missing)})")
+            continue
+        usable.append(EngineChoice(cls.name, f"a {t} node has {', '.join(found[m][1] for m in cls.auto_modules)}"))
+    if not usable:
+        return None
+    return replace(usable[0], fallbacks=tuple(usable[1:]))
 
 
 def resolve_auto(types: List[str], probe_timeout_s: float = 120.0) -> Dict[str, EngineChoice]:
-    """accelerator type -> the engine ``engine=auto`` cells of that type run on, and why.
-
-    Candidates in ``auto_rank`` order (``engines.auto_candidates``); one that needs a GPU is taken
-    when the cluster offers that GPU type and its ``auto_module`` imports on a node that has it
-    (checked there, so a head without GPUs does not force simulation)."""
-    import ray
-
+    """accelerator type -> ``auto_choice`` for ``engine=auto`` cells of that type, the engines'
+    modules probed on a node of that type (so a head without GPUs does not force simulation)."""
     offered = gpu_types()
-    probe = ray.remote(num_cpus=0)(_module_version)
+    modules = tuple(sorted({m for cls in auto_candidates() if cls.gpu is not GpuUse.none for m in cls.auto_modules}))
     out: Dict[str, EngineChoice] = {}
     for t in types:
-        why_not: List[str] = []
-        for cls in auto_candidates():
-            if cls.gpu is GpuUse.required and not offered.get(t):
-                why_not.append(f"the Ray cluster offers no {t} GPU")
-                continue
-            if cls.auto_module:
-                try:
-                    ok, why = ray.get(probe.options(resources={f"accelerator_type:{t}": 0.001})
-                                      .remote(cls.auto_module), timeout=probe_timeout_s)
-                except Exception as exc:
-                    ok, why = False, f"probe failed: {type(exc).__name__}"
-                if not ok:
-                    why_not.append(f"a {t} node has no usable {cls.auto_module} ({why})")
-                    continue
-                out[t] = EngineChoice(cls.name, f"a {t} node has {why}")
-            else:
-                out[t] = EngineChoice(cls.name, "; ".join(why_not) or f"{cls.name} runs anywhere")
-            break
+        found = _probe(t, modules, probe_timeout_s) if offered.get(t) else {}
+        choice = auto_choice(t, bool(offered.get(t)), found)
+        if choice is not None:
+            out[t] = choice
     return out
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.config.engine import AUTO
 from orchestrator.config.fields import as_plain
@@ -23,7 +23,8 @@ from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
-from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, unplaceable
+from orchestrator.driver.eta import SweepEta, measured_cost_s
+from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
 from orchestrator.driver.plan_view import measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.energy import NO_SAMPLER
@@ -84,22 +85,30 @@ class _Ray:
 
 
 def resolve_engines(configs: List[CellConfig], ray: _Ray) -> Dict[str, EngineChoice]:
-    """accelerator type -> the engine ``engine=auto`` cells of that type run on (probed on the
-    cluster, one line each); empty when no config asked for ``auto``."""
+    """accelerator type -> ``engine=auto``'s choice for cells of that type (probed on the
+    cluster); empty when no config asked for ``auto``."""
     types = grid.needs_auto(configs)
-    auto: Dict[str, EngineChoice] = {}
-    if types:
-        ray.ensure()
-        auto = resolve_auto(types)
-        for t, choice in auto.items():
-            print(f"engine=auto: {choice.engine} for {t} cells ({choice.reason})", flush=True)
-    return auto
+    if not types:
+        return {}
+    ray.ensure()
+    return resolve_auto(types)
+
+
+def auto_lines(cells: List[Cell]) -> List[str]:
+    """One line per (GPU type, engine) that ``engine=auto`` chose: how many cells, and why."""
+    groups: Dict[Tuple[str, str, str], int] = Counter(
+        (c.config.gpu.accelerator_type, c.engine, c.engine_reason) for c in cells if c.config.engine.name == AUTO)
+    return [f"engine=auto: {engine} for {n} {t} cell{'s' if n != 1 else ''} ({why})"
+            for (t, engine, why), n in sorted(groups.items())]
 
 
 def resolve_cells(configs: List[CellConfig], ray: _Ray) -> List[Cell]:
     """Cells of the configs, with ``engine=auto`` resolved on the cluster (which engine runs a
-    cell is part of its identity)."""
-    return grid.cells(configs, resolve_engines(configs, ray))
+    cell is part of its identity); its choices printed, one line each."""
+    cells = grid.cells(configs, resolve_engines(configs, ray))
+    for line in auto_lines(cells):
+        print(line, flush=True)
+    return cells
 
 
 def check_engines(cells: List[Cell]) -> None:
@@ -283,10 +292,13 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
                     raise
                 time.sleep(2.0 * (attempt + 1))
         final[cell_id] = status.value
+        estimate.finished(cell_id, measured_cost_s(tables["runs"].slice(0, 1).to_pylist()[0]))
         if status is not Status.ok:
             outcome.failures[cell_id] = (status.value, first_line(tables["runs"].column("error")[0].as_py()))
 
-    progress = SweepProgress(len(cells), enabled=cfg.dispatch.progress)
+    stored = store.runs_columns(["status", "engine", "accelerator_type", ENGINE_START_S]).to_pylist()
+    estimate = SweepEta(units, measured_starts(stored), slots)
+    progress = SweepProgress(len(cells), enabled=cfg.dispatch.progress, estimate=estimate)
     dispatcher = Dispatcher(cfg.dispatch, on_result, tick=claims.heartbeat)
     t0 = time.monotonic()
     try:

@@ -20,8 +20,11 @@ dispatcher (placement, engine sharing) and ``engine=auto``:
   that type, else on the CPU) or ``none``.
 - its knobs are the ``engine.<name>`` block of ``config.engine.EngineConfig`` (a dataclass of
   ``config.engine_options``; only this block is part of the identity of the cells it runs).
-- ``auto_rank`` (None: never) and ``auto_module``: ``engine=auto`` picks the lowest rank whose
-  GPU need the cluster meets and whose ``auto_module`` imports on a node of the cell's GPU type.
+- ``auto_rank`` (None: never) and ``auto_modules``: the engines ``engine=auto`` may use for a GPU
+  type are, by rank, those whose ``auto_modules`` all import on a node of that type and, for an
+  engine that can use a GPU (``gpu`` required or optional), where the cluster offers that type;
+  an engine that uses no GPU (the simulator) only where none of those is usable. Each cell
+  runs on the first of them that does not refuse it before launch (``driver.grid.cells``).
 - ``hosts_model``: False for an engine that measures a model served elsewhere (``endpoint``): no
   VRAM check before launch.
 
@@ -76,10 +79,13 @@ class Engine(ABC):
     shared_axes: ClassVar[FrozenSet[str]] = frozenset()  # empty: one engine start per cell
     gpu: ClassVar[GpuUse] = GpuUse.required
     auto_rank: ClassVar[Optional[int]] = None
-    auto_module: ClassVar[Optional[str]] = None
+    auto_modules: ClassVar[Tuple[str, ...]] = ()
     hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
     starts_processes: ClassVar[bool] = True  # False: runs in the worker alone (no reaper: ~0.1 s a unit)
     typical_start_s: ClassVar[float] = 0.0  # a start's seconds when no store has measured one (--plan's estimate)
+    # a cell's wall seconds where its windows are modeled, not waited out (the simulator); None:
+    # its share of the engine start plus its workload's window (the live ETA, ``driver.eta``)
+    typical_cell_s: ClassVar[Optional[float]] = None
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells

@@ -91,7 +91,8 @@ class SimulatedEngine(Engine):
     workload_kinds = ALL_KINDS
     gpu = GpuUse.none
     starts_processes = False
-    auto_rank = 1
+    auto_rank = 2
+    typical_cell_s = 0.5  # wall seconds of a modeled cell (its windows are virtual time)
     options: SimulatedOptions
 
     def __init__(self, config, max_batch_size):

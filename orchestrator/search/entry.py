@@ -16,7 +16,7 @@ from orchestrator.config.root import CellConfig, Config
 from orchestrator.config.search import Method, SearchConfig
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.driver import grid, placement
-from orchestrator.driver.runner import Session, check_engines, resolve_engines
+from orchestrator.driver.runner import Session, auto_lines, check_engines, resolve_engines
 from orchestrator.errors import ConfigError
 from orchestrator.search.answer import answer_lines
 from orchestrator.search.capacity import headroom_jobs, headroom_search
@@ -69,6 +69,8 @@ def search_cells(session: Session, search: SearchConfig, space: Space,
     """-> (candidate params -> cell, the ``engine=auto`` choices)."""
     auto = resolve_engines(list(configs), session.ray)
     cells = {cand.params: grid.cells([cand.config], auto)[0] for cand in space.candidates}
+    for line in auto_lines(list({c.cell_id: c for c in cells.values()}.values())):
+        print(line, flush=True)
     check_engines(list(cells.values()))  # e.g. an endpoint's probe: once, before any trial
     return cells, auto
 

@@ -124,11 +124,15 @@ class Store:
 
     def completed(self) -> Dict[str, str]:
         """cell_id -> status of every complete cell."""
+        t = self.runs_columns(["cell_id", "status"])
+        return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
+
+    def runs_columns(self, columns: List[str]) -> pa.Table:
+        """Those columns of every complete cell's ``runs`` row (null where a file predates one)."""
         files = self._files("runs")
         if not files:
-            return {}
-        t = self.read("runs", files, columns=["cell_id", "status"])
-        return dict(zip(t.column("cell_id").to_pylist(), t.column("status").to_pylist()))
+            return with_meta(RUNS_SCHEMA).empty_table().select(columns)
+        return self.read("runs", files, columns=columns, schema=RUNS_SCHEMA)
 
     def runs_of(self, cell_ids: Iterable[str], columns) -> pa.Table:
         """The ``runs`` rows of those complete cells among ``cell_ids`` (only ``columns``)."""

@@ -29,7 +29,7 @@ V1_STORE = ROOT / "experiments" / "h100_llama2_7b" / "vllm_offline"
 def test_smoke_sweep_end_to_end_and_rerun_skips(tmp_path):
     out = tmp_path / "smoke"
     proc = run_orchestrator(["+sweep=smoke", f"store.dir={out}", "dispatch.num_cpus=2"])
-    assert "engine=auto: simulated for H100 cells" in proc.stdout
+    assert "engine=auto: simulated for 6 H100 cells (the Ray cluster offers no H100 GPU)" in proc.stdout
     assert "sweep done: 6 ok" in proc.stdout
     t = load(str(out))
     runs = t.runs.to_pylist()
@@ -52,7 +52,7 @@ def test_smoke_sweep_end_to_end_and_rerun_skips(tmp_path):
     again = run_orchestrator(["+sweep=smoke", f"store.dir={out}"])
     # engine=auto is resolved on the cluster again (the resolved engine is part of a cell's
     # identity), then every cell is found complete: nothing is dispatched
-    assert "engine=auto: simulated for H100 cells" in again.stdout
+    assert "engine=auto: simulated for 6 H100 cells" in again.stdout
     assert "0 to run, 6 already complete" in again.stdout and "dispatched" not in again.stdout
     assert "sweep done: 6 ok" in again.stdout and load(str(out)).runs.num_rows == 6
 

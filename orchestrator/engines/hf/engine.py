@@ -175,6 +175,8 @@ class HfEngine(Engine):
     workload_kinds = frozenset({WorkloadKind.offline})
     shared_axes = frozenset({"batch_size", "repeat"})
     gpu = GpuUse.optional
+    auto_rank = 1  # engine=auto: the cells vllm refuses (bitsandbytes INT8 offline), on a GPU only
+    auto_modules = ("torch", "transformers", "bitsandbytes")
     typical_start_s = 60.0  # a 7B in bf16 or INT8 created on the GPU (H200: 40-70 s)
     options: HfOptions
 

@@ -61,7 +61,7 @@ class VllmEngine(Engine):
     refused_quantizations = MappingProxyType({"int8": INT8_REFUSAL})
     gpu = GpuUse.required
     auto_rank = 0
-    auto_module = "vllm"
+    auto_modules = ("vllm",)
     typical_start_s = 120.0  # one H200: 67-106 s with the compile cache warm, 160-208 s cold
     options: VllmOptions
 

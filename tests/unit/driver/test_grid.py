@@ -206,3 +206,34 @@ def test_grids_share_duplicate_jobs_once_and_the_command_line_applies_to_every_g
     assert len(cells) == 98 - 7 - 4 and {c.engine for c in cells} == {"simulated"}
     only = _study_cells(compose, "batch_size=8")
     assert {c.config.batch_size for c in only} == {8}
+
+
+# ``engine=auto`` on an H100 node that has vllm and, as the fallback, hf (torch, transformers, bitsandbytes)
+WITH_HF = {t: EngineChoice("vllm", "test: vllm", fallbacks=(EngineChoice("hf", "test: hf"),)) for t in AUTO}
+
+
+def test_auto_gives_each_cell_the_first_engine_that_runs_it(compose):
+    """vllm refuses bitsandbytes INT8 before launch; hf runs it, offline only: the INT8 offline
+    cells go to hf, INT8 chat cells stay vllm's refusal, everything else stays on vllm."""
+    full, _, _ = _cells(compose, [], "full", auto=WITH_HF)
+    int8 = [c for c in full if c.config.quantization.name == "int8"]
+    offline = [c for c in int8 if c.config.workload.kind.value == "offline" and c.config.gpu.name == "h100"]
+    assert offline and {c.engine for c in offline} == {"hf"}
+    assert all(c.engine_reason == "vllm refuses it: engine vllm does not run quantization int8; test: hf"
+               for c in offline)
+    online = [c for c in int8 if c.config.workload.kind.value != "offline"]
+    assert online and {c.engine for c in online} == {"vllm"}
+    assert all(c.status is Status.unsupported and "bitsandbytes" in c.reason for c in online)
+    assert {c.engine for c in full if c.config.quantization.name != "int8"} == {"vllm"}
+    # the engine is part of the identity: a fallback cell is another cell than vllm's refusal
+    plain, _, _ = _cells(compose, [], "full")
+    assert {c.cell_id for c in offline}.isdisjoint({c.cell_id for c in plain})
+    assert len(full) == len(plain) == 630
+
+
+def test_auto_keeps_the_first_engine_when_every_fallback_refuses(compose):
+    # fp8 on a T4 (compute capability 7.5 < 8.0): every engine refuses it; vllm's reason stays
+    full, _, _ = _cells(compose, [], "full", auto=WITH_HF)
+    fp8_t4 = [c for c in full if c.config.quantization.name == "fp8" and c.config.gpu.name == "t4"]
+    assert fp8_t4 and all(c.engine == "vllm" and c.status is Status.unsupported and "compute capability" in c.reason
+                          for c in fp8_t4)

@@ -288,7 +288,9 @@ def test_gpu_lost_mid_run_is_raised_by_stop(nv):
     nv.gpu.lost_after_calls = 5
     s = NvmlSampler(UUID, INTERVAL_S)
     s.start()
-    time.sleep(0.15)
+    deadline = time.monotonic() + 30.0  # the thread's pace is the machine's: wait for the loss, not a fixed time
+    while nv.gpu.energy_calls <= nv.gpu.lost_after_calls and time.monotonic() < deadline:
+        time.sleep(0.01)
     with pytest.raises(errors.NvmlGpuLost, match="nvmlDeviceGetTotalEnergyConsumption"):
         s.stop()
     nv.nvmlShutdown.assert_called_once_with()

@@ -1,0 +1,60 @@
+"""The live ETA per engine and GPU type (``driver.eta``): a simulated cell's second says nothing
+of a vLLM cell's minutes; measured costs rescale their own group only; lanes divide a pool."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.driver import grid
+from orchestrator.driver.dispatch import make_units
+from orchestrator.driver.eta import SweepEta, measured_cost_s
+
+AXES = ["model=llama2_7b", "gpu=h100", "workload=offline"]
+
+
+def _units(engine: str, sizes=(1, 8)):
+    cells = grid.cells([grid.config_of([f"engine={engine}", *AXES, f"batch_size={b}"]) for b in sizes], {})
+    return make_units(cells, "t", {"H100": True})
+
+
+def _lanes(gpu: int = 1, cpu: int = 2):
+    return lambda accelerator_type, on_gpu: gpu if on_gpu else cpu
+
+
+def test_priors_per_engine_and_gpu_type_and_the_slowest_pool_decides():
+    vllm, sim = _units("vllm"), _units("simulated", sizes=(1, 2, 4, 8))
+    assert len(vllm) == 1 and len(vllm[0].cells) == 2  # one engine start for both offline cells
+    eta = SweepEta(vllm + sim, {}, _lanes())
+    # vllm: 120 s typical start shared by 2 cells + (5 s idle baseline + 10 s window) each
+    assert eta.groups() == {("vllm", "H100"): pytest.approx(150.0), ("simulated", "H100"): pytest.approx(2.0)}
+    assert eta.remaining_s() == pytest.approx(150.0)  # the GPU pool; the CPU pool: 2 s / 2 lanes
+    measured = SweepEta(vllm, {("vllm", "H100"): 60.0}, _lanes())  # the store's median start
+    assert measured.remaining_s() == pytest.approx(60.0 + 2 * 15.0)
+
+
+def test_fast_simulated_cells_do_not_speak_for_gpu_cells():
+    vllm, sim = _units("vllm"), _units("simulated", sizes=(1, 2, 4, 8))
+    eta = SweepEta(vllm + sim, {}, _lanes())
+    for cell in [c for u in sim for c in u.cells][:3]:
+        eta.finished(cell.cell_id, 0.05)  # ten times faster than the simulator's prior
+    assert eta.groups()[("simulated", "H100")] == pytest.approx(0.05)  # 1 left x 0.5 s x 0.1
+    assert eta.remaining_s() == pytest.approx(150.0)  # unchanged: the mean pace would say ~0.2 s
+    first = vllm[0].cells[0]
+    eta.finished(first.cell_id, 150.0)  # twice its 75 s estimate
+    assert eta.remaining_s() == pytest.approx(150.0)  # the other vllm cell: 75 s x 2
+    eta.finished(first.cell_id, 1.0)  # a cell ends once: a second report changes nothing
+    assert eta.remaining_s() == pytest.approx(150.0)
+
+
+def test_lanes_divide_a_pool_and_failures_keep_the_scale():
+    vllm = _units("vllm", sizes=(1, 2, 4, 8))
+    two = SweepEta(vllm, {}, _lanes(gpu=2))
+    assert two.remaining_s() == pytest.approx((120.0 + 4 * 15.0) / 2)
+    cell = vllm[0].cells[0]
+    two.finished(cell.cell_id, None)  # failed: no cost measured, its estimate leaves the rest
+    assert two.remaining_s() == pytest.approx((180.0 - 45.0) / 2)
+
+
+def test_a_cells_measured_cost_is_its_wall_time_and_its_share_of_the_start():
+    assert measured_cost_s({"cell_wall_s": 20.0, "engine_start_s": 90.0, "engine_shared_cells": 3}) == 50.0
+    assert measured_cost_s({"cell_wall_s": 2.5, "engine_start_s": None, "engine_shared_cells": None}) == 2.5
+    assert measured_cost_s({"cell_wall_s": None, "engine_start_s": 90.0}) is None
