@@ -57,6 +57,7 @@ class SloRange:
     failures: tuple[tuple[int, str], ...]
     simulated: bool
     passing_j_per_tok: tuple[float, ...] = ()
+    knob: str = "max-num-seqs"  # what batch size sets in the series' engine ('' for none: an endpoint)
 
     @property
     def cheapest(self) -> tuple[int, float] | None:
@@ -126,8 +127,9 @@ def slo_ranges(points: pd.DataFrame, slo: Slo) -> list[SloRange]:
         passing = tuple(int(b) for b in g.loc[ok, "batch_size"])
         energy = g.loc[ok, J_TOK].where(g.loc[ok, "energy_available"].astype(bool))
         failures = tuple((int(p["batch_size"]), _why_not(p, slo)) for _, p in g[~ok].iterrows())
+        knob = str(g["batch_knob"].iloc[0]) if "batch_knob" in g else SloRange.knob
         out.append(SloRange(series, workload, float(g[OFFERED_RATE_RPS].iloc[0]), passing, failures,
-                            bool(g["simulated"].any()), tuple(float(j) for j in energy.fillna(float("nan")))))
+                            bool(g["simulated"].any()), tuple(float(j) for j in energy.fillna(float("nan"))), knob))
     return out
 
 

@@ -25,7 +25,13 @@ columns (units in the names, as in the store):
   ``energy_source == "nvml"``) counts as measured;
 - ``energy_per_output_token_j`` / ``net_energy_per_output_token_j``: gross / net J per output
   token (the per-1k-token columns ÷ 1000);
-- ``context_tokens``: mean context of a decoding sequence (input + output / 2 tokens).
+- ``context_tokens``: mean context of a decoding sequence (input + output / 2 tokens);
+- ``device``: ``"cpu"`` where the engine ran on the CPU (an hf cell on a machine without the
+  cell's GPU: ``engine_extra``'s ``device``), else ``"gpu"``; such rows' ``gpu`` reads ``cpu``
+  (their config's GPU is not what measured them), so every label, filter and table says so;
+- ``batch_knob``: what ``batch_size`` set in the engine that ran the cell (``max-num-seqs`` for
+  vLLM and the simulator, ``batch size`` for hf's static batches, '' for an endpoint, whose server
+  schedules its own batches: ``EngineOptions.batch_knob``).
 
 The energy-measurement flags (``MODEL_ENERGY_FLAGS``: short window, energy mismatch, energy
 invalid) are cleared for simulated rows: they say nothing about a measurement (since schema 3 the
@@ -94,6 +100,8 @@ MODEL_ENERGY_FLAGS = (SHORT_WINDOW, ENERGY_MISMATCH, ENERGY_INVALID)
 """Flags about the energy measurement itself: never raised for simulated (modeled) rows."""
 
 GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
+CPU = "cpu"
+"""``device`` (and ``gpu``) of a row whose engine ran on the CPU."""
 """One series of batch sizes: the same cell config except batch size and repeat."""
 
 SUM_COLUMNS = [
@@ -206,6 +214,8 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     clear the energy-measurement flags of simulated rows; rows sorted by workload, gpu, model,
     quant, batch size."""
     df = runs.copy()
+    df["device"] = ran_on(df)
+    df.loc[df["device"] == CPU, "gpu"] = CPU  # what it ran on, in every label and filter
     cache = IdentityCache()
     identities = [_series_of(configs, cid, str(engine), cache) for cid, engine in zip(df["cell_id"], df["engine"])]
     df["variant"] = [digest(ident)[:4] if ident is not None else "" for ident in identities]
@@ -213,6 +223,8 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
                             for ident in identities]
     df["series"] = series_labels(df, [flat_identity(ident) if ident is not None else {} for ident in identities])
     df["simulated"] = (df["engine"] == "simulated") | (df[ENERGY_SOURCE] == "simulated")
+    knobs = EngineConfig()
+    df["batch_knob"] = [knobs.options(str(e)).batch_knob for e in df["engine"]]
     for column in MODEL_ENERGY_FLAGS:
         if column in df:
             df[column] = df[column].where(~df["simulated"], False)
@@ -226,6 +238,14 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     df["context_tokens"] = inp + out / 2.0
     order = ["workload", "gpu", "model", "quantization", "variant", "batch_size", "repeat"]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def ran_on(runs: pd.DataFrame) -> pd.Series:
+    """``"cpu"`` for the rows whose engine ran on the CPU (``engine_extra``'s ``device``: an hf cell
+    with no GPU), else ``"gpu"``."""
+    extra = runs["engine_extra"] if "engine_extra" in runs else pd.Series("", index=runs.index)
+    return pd.Series([CPU if json.loads(e or "{}").get("device") == CPU else "gpu" for e in extra.fillna("")],
+                     index=runs.index, dtype=object)
 
 
 def _series_of(configs: StoredConfigs | dict[str, CellConfig], cell_id: str, engine: str,
@@ -279,7 +299,7 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg.update({f: "any" for f in FLAGS})
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
                energy_source="first", energy_note="first", engine="first", engine_options="first",
-               arrival="first")
+               arrival="first", device="first", batch_knob="first")
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)

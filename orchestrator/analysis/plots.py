@@ -159,6 +159,13 @@ def _finish(fig: Figure, path: Path, title: str, note: str = "") -> Path:
     return path
 
 
+def batch_axis(points: pd.DataFrame) -> str:
+    """The batch-size axis title: what batch size sets in the engines of ``points``
+    (``batch_knob``), e.g. ``batch size (max-num-seqs)``."""
+    knobs = sorted({k for k in points.get("batch_knob", pd.Series(dtype=object)).dropna() if k and k != "batch size"})
+    return "batch size" + (f" ({' / '.join(knobs)})" if knobs else "")
+
+
 def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
     """Output tok/s vs batch size (log2 x), one panel per workload x GPU, a line per series."""
     pts = points.assign(short=_short(points))
@@ -168,7 +175,7 @@ def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
         for (short, _series), g in pts[(pts["workload"] == wl) & (pts["gpu"] == gpu)].groupby(["short", "series"]):
             _plot_series(ax, g, "batch_size", OUTPUT_THROUGHPUT_TOK_S, *styles[short], short)
         _log_axes(ax, y_log=False)
-        ax.set_xlabel("batch size (max running sequences)", fontsize=8)
+        ax.set_xlabel(batch_axis(pts), fontsize=8)
         ax.set_ylabel("output throughput (tok/s)", fontsize=8)
         ax.grid(alpha=0.3)
     _legend(fig, cells, "model/quantization")
@@ -193,7 +200,7 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
             if fit is not None:
                 _draw_fit(ax, fit, color, label_alpha)
         _log_axes(ax, y_log=True)
-        ax.set_xlabel("batch size", fontsize=8)
+        ax.set_xlabel(batch_axis(pts), fontsize=8)
         ax.set_ylabel("energy per output token (J, gross)", fontsize=8)
         ax.grid(alpha=0.3)
     _legend(fig, cells, "model/quantization")

@@ -54,6 +54,8 @@ def roofline_table(points: pd.DataFrame, configs: Mapping[str, CellConfig]) -> p
     the columns of ``roofline_row``."""
     rows = []
     for p in points.itertuples(index=False):
+        if getattr(p, "device", "gpu") == "cpu":  # no GPU measured it: no GPU roofline applies
+            continue
         cfg = _first_config(p.cell_id, configs)
         eff = p.mean_running_batch if pd.notna(p.mean_running_batch) and p.mean_running_batch > 0 else p.batch_size
         row = {k: getattr(p, k) for k in SERIES_KEYS + ["batch_size", "flags", "cell_id", "simulated"]}
@@ -95,6 +97,8 @@ def ridge_batches(points: pd.DataFrame, configs: Mapping[str, CellConfig]) -> pd
     sim = points.groupby(["model", "quantization", "gpu"])["simulated"].any()
     rows = {}
     for p in points.itertuples(index=False):
+        if getattr(p, "device", "gpu") == "cpu":
+            continue
         key = (p.model, p.quantization, p.gpu, round(p.input_tokens_mean_cfg + p.output_tokens_mean_cfg / 2))
         if key in rows:
             continue

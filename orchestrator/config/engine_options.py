@@ -26,9 +26,12 @@ class EngineOptions:
     ``models_power``: True when the engine models its own power (the simulator), so the
     ``sampler`` group does not define its cells' measurement (it stays out of their identity).
     ``memory_fraction()``: the fraction of the GPU's memory the engine may use (the VRAM check's
-    capacity). ``validate()``: one ``ConfigError`` line naming the key and what is allowed."""
+    capacity). ``validate()``: one ``ConfigError`` line naming the key and what is allowed.
+    ``batch_knob``: what a cell's ``batch_size`` sets in this engine, as the report names it
+    ('' for an engine in which it sets nothing)."""
 
     models_power: ClassVar[bool] = False
+    batch_knob: ClassVar[str] = "batch size"
 
     def memory_fraction(self) -> float:
         return DEFAULT_MEMORY_FRACTION
@@ -56,6 +59,8 @@ class SchedulingPolicy(str, Enum):
 class VllmOptions(EngineOptions):
     """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s`` and
     ``compile_cache_dir`` do not change what is measured (not part of a cell's identity)."""
+
+    batch_knob: ClassVar[str] = "max-num-seqs"
 
     enforce_eager: bool = False
     enable_chunked_prefill: bool = True
@@ -129,6 +134,7 @@ class SimulatedOptions(EngineOptions):
     power_sample_interval_s: float = 0.1
     pace_s: float = setting(0.0)
     models_power: ClassVar[bool] = True
+    batch_knob: ClassVar[str] = "max-num-seqs"  # it models vLLM's scheduler
 
     def validate(self) -> None:
         for key in ("memory_efficiency", "compute_efficiency"):
@@ -152,6 +158,8 @@ class EndpointOptions(EngineOptions):
     (empty: no key); ``tokenizer``: a local tokenizer directory (empty: ``model.path``, else the
     one generated from the model config); ``prompt``: auto | token_ids | text (auto: the probe
     decides); ``gpu_uuids``: the server's GPUs (NVML UUIDs) whose energy a cell is charged with."""
+
+    batch_knob: ClassVar[str] = ""  # none: the server schedules its own batches
 
     base_url: str = ""
     model: str = ""

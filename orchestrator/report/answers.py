@@ -32,10 +32,16 @@ def knee_sentence(k: answers.EnergyKnee) -> str:
 
 
 def slo_sentence(r: answers.SloRange) -> str:
+    """Which settings of the series' batch knob meet the SLOs; for an engine with no such knob (an
+    endpoint: the server schedules its batches) whether the server meets them."""
     head = f"**{r.series}** at {fmt.num(r.offered_rate_rps)} req/s ({r.workload}): "
+    if not r.knob:
+        why = "; ".join(why for _, why in r.failures)
+        met = f"the server meets them" if r.passing else f"the server does not meet them ({why})"
+        return head + met + f".{_mark(r.simulated)}"
     fails = "; ".join(f"BS {b}: {why}" for b, why in r.failures)
     if not r.passing:
-        return head + f"no max-num-seqs meets the SLOs ({fails}).{_mark(r.simulated)}"
+        return head + f"no {r.knob} meets the SLOs ({fails}).{_mark(r.simulated)}"
     ok = ", ".join(str(b) for b in r.passing)
     cheapest = ""
     if r.cheapest and len(r.passing) > 1:
@@ -43,7 +49,7 @@ def slo_sentence(r: answers.SloRange) -> str:
                            if b != r.cheapest[0] and not math.isnan(j))
         cheapest = f" — least energy at BS {r.cheapest[0]}: {_mj(r.cheapest[1])} per output token" + (
             f" (vs {others})" if others else "")
-    return head + f"max-num-seqs {ok} meet{'s' if len(r.passing) == 1 else ''} them{cheapest}" + (
+    return head + f"{r.knob} {ok} meet{'s' if len(r.passing) == 1 else ''} them{cheapest}" + (
         f"; not {fails}" if fails else "") + f".{_mark(r.simulated)}"
 
 

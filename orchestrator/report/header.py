@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
-from orchestrator.analysis.dataset import FLAGS, flag_counts
+from orchestrator.analysis.dataset import CPU, FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
 from orchestrator.store.schema import ENERGY_NOTE
@@ -60,6 +60,17 @@ def _versions(ok) -> str:
     return "Engine versions: " + " | ".join(pretty) + ("" if len(seen) <= 4 else f" (+{len(seen) - 4} more)") + "."
 
 
+METHODS = [("prompt_mode", "prompts sent as"), ("token_times_source", "token times from"),
+           ("itl_basis", "inter-token latency per"), ("request_dialect", "request fields")]
+"""Runs columns that say how a cell was measured (endpoint and client modes), as the report names them."""
+
+
+def _methods(ok) -> str:
+    """How the ok cells were measured, where their rows say (each mode with its cell count)."""
+    parts = [f"{what} {_counts(ok[col].dropna())}" for col, what in METHODS if col in ok and ok[col].notna().any()]
+    return ("How measured: " + "; ".join(parts) + ".") if parts else ""
+
+
 def caveats(a: Analysis) -> list[str]:
     """Blockquotes for simulated rows and unmeasured energy (never shown as measurements)."""
     ok = a.data.ok
@@ -72,6 +83,11 @@ def caveats(a: Analysis) -> list[str]:
                     "are marked † in every table, including the cost and recommendation tables; their modeled "
                     "energy is shown (marked †) but never counted as measured (`energy_measured` is false), and "
                     "the energy-measurement flags (W, E, X) are not raised for them.")
+    cpu = ok[ok["device"] == CPU] if "device" in ok else ok.iloc[:0]
+    if len(cpu):
+        out += para(f"> **Ran on the CPU.** {len(cpu)} of {len(ok)} ok cells ran on the CPU "
+                    f"(engine {_counts(cpu['engine'])}: no GPU of their config's type on the node): their GPU reads "
+                    "`cpu` in every table and plot, and no GPU roofline applies to them.")
     none = ok[~ok["energy_available"]]
     if len(none):
         notes = "; ".join(sorted({str(n) for n in none[ENERGY_NOTE].dropna() if n}))[:300]
@@ -115,7 +131,7 @@ def header(a: Analysis) -> list[str]:
     out += para(f"Engines: {_counts(ok['engine'])}. Energy sources: {_counts(ok['energy_source'].fillna('none'))}. "
                 f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}.{_units(ok)} "
                 f"Models: {', '.join(sorted(ok['model'].unique()))}. "
-                f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}")
+                f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}", _methods(ok))
     how = "" if opts.baseline_batch is not None else "; set one batch size for all with --baseline-batch"
     out += para(f"Baseline: **{a.baseline_phrase()}** (every change is relative to it, within the same "
                 f"model/quantization/GPU/workload series{how}). Latency SLOs for recommendations: "

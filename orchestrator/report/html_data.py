@@ -1,7 +1,8 @@
 """What the HTML report's page holds, as plain JSON-able data built from the report's ``Analysis``.
 
 The page gets: the batch points (one per series × workload × batch size, repeats folded, with the
-95% intervals), the fitted scaling laws, the roofline rows and roofs, the report's tables
+95% intervals; with what batch size means for the engine, ``batch_knob``, and where the cell ran,
+``device``, where the store has them), the fitted scaling laws, the roofline rows and roofs, the report's tables
 (summary, energy, recommendations, cells without measurements) and, per ok cell, a **down-sampled**
 drill-down: at most ``MAX_REQUESTS`` request rows (evenly spaced over the cell's requests, the
 cancelled ones kept in proportion) and at most ``MAX_POWER_POINTS`` power samples (means over
@@ -17,6 +18,7 @@ import pandas as pd
 
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.answers import answer_groups
+from orchestrator.report.markdown import SIM_MARK
 from orchestrator.store.schema import (
     E2E_P50_MS,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
@@ -41,12 +43,13 @@ from orchestrator.store.schema import (
 MAX_REQUESTS = 150
 MAX_POWER_POINTS = 150
 DIGITS = 4
+SHORT_ANSWERS = 2  # answers per group the page shows before "show all": a full grid has ~40 per group
 
 POINT_COLUMNS = [
     "series", "workload", "gpu", "model", "quantization", "engine", "simulated", "flags", "batch_size", "n_repeats",
     "cell_id", "arrival", OFFERED_RATE_RPS, SATURATED, OUTPUT_THROUGHPUT_TOK_S, REQUEST_THROUGHPUT_RPS,
     "energy_per_output_token_j", "net_energy_per_output_token_j", TTFT_P50_MS, TTFT_P99_MS, TPOT_P50_MS,
-    TPOT_P99_MS, E2E_P50_MS, MEAN_POWER_W, "energy_available",
+    TPOT_P99_MS, E2E_P50_MS, MEAN_POWER_W, "energy_available", "batch_knob", "device",
 ]
 INTERVAL_METRICS = [OUTPUT_THROUGHPUT_TOK_S, "energy_per_output_token_j", "net_energy_per_output_token_j",
                     TTFT_P50_MS, TPOT_P50_MS]
@@ -169,9 +172,18 @@ def page_payload(a: Analysis) -> dict:
 
 
 def answers_payload(a: Analysis) -> list[dict]:
-    """The report's key answers, ``[{"lead": str, "items": [str, ...]}, ...]`` (``**bold**`` marks
-    the series, as in report.md; the page renders it as text, never as HTML)."""
-    return [{"lead": lead, "items": items} for lead, items in answer_groups(a)]
+    """The report's key answers, ``[{"lead": str, "items": [str, ...], "short": [int, ...]}, ...]``
+    (``**bold**`` marks the series, as in report.md; the page renders it as text, never as HTML);
+    ``short``: the indices of the items the page shows until "show all" (``short_answers``)."""
+    return [{"lead": lead, "items": items, "short": short_answers(items)} for lead, items in answer_groups(a)]
+
+
+def short_answers(items: list[str], k: int = SHORT_ANSWERS) -> list[int]:
+    """The indices of the ``k`` answers a reader sees first, in the report's order: measured ones
+    before simulated ones (marked †), as a measurement says more about the hardware than the model."""
+    simulated = [t.endswith(SIM_MARK.strip()) for t in items]
+    chosen = [i for i, sim in enumerate(simulated) if not sim] + [i for i, sim in enumerate(simulated) if sim]
+    return sorted(chosen[:k])
 
 
 COMPARE_METRICS = [("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("J / output token", "energy_per_output_token_j"),

@@ -1,5 +1,6 @@
 // The sweep report page: inflate plotly.js and the data (gzip + base64, see html_page.py), then
-// draw filters, charts, sortable tables and the per-cell drill-down. No network.
+// draw the key answers, filters, charts (small multiples: a panel per workload or GPU, each series
+// one colour and one legend entry), sortable tables and the per-cell drill-down. No network.
 "use strict";
 window.reportReady = false;
 
@@ -21,59 +22,95 @@ const el = (tag, attrs = {}, ...kids) => {
 const rows = (cols) => { const n = Object.values(cols)[0]?.length || 0; return Array.from({ length: n }, (_, i) => Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, v[i]]))); };
 const fmt = (v) => v === null || v === undefined ? "—" : typeof v === "number" ? (Math.abs(v) >= 100 ? v.toLocaleString("en", { maximumFractionDigits: 0 }) : +v.toPrecision(3)) : v === true ? "yes" : v === false ? "no" : String(v);
 const label = (p) => `${p.series} · ${p.workload}${p.simulated ? " †" : ""}`;
+const kindOf = (p) => p.simulated ? "simulated †" : `measured (${p.engine}${p.device === "cpu" ? ", CPU" : ""})`;
 const LAYOUT = { margin: { l: 60, r: 10, t: 36, b: 44 }, legend: { font: { size: 10 } }, hovermode: "closest" };
 const CONFIG = { displaylogo: false, responsive: true };
-const MAX_LEGEND = 40;  // more series than this: no legend (hover names them; filter to see one)
 const FIRST_CHARTS = 1;  // drawn before the page says it is ready; the rest right after, one per frame
 const TABLE_ROWS = 50;  // rows a table shows until "show all" (sorting sorts them all)
 
 // ------------------------------------------------------------------ filters
 const AXES = [["model", "model"], ["quantization", "quantization"], ["gpu", "GPU"], ["workload", "workload"], ["kind", "engine"]];
+const INLINE_VALUES = 4;  // an axis with more values gets a drop-down list, so the bar stays one or two lines
+const PANELS = [["workload", "workload"], ["gpu", "GPU"], ["none", "none"]];  // the first is the default
+function axisBox(key, title, values, state, onChange) {
+  const box = el("fieldset", { "data-axis": key }, el("legend", {}, title));
+  const summary = el("summary", {});
+  const sync = () => { summary.textContent = state.size === values.length ? `all ${values.length}` : `${state.size} of ${values.length}`; };
+  const inputs = values.map((v) => el("input", { type: "checkbox", value: v, checked: "", on: { change: (e) => { e.target.checked ? state.add(v) : state.delete(v); sync(); onChange(); } } }));
+  const labels = values.map((v, i) => el("label", {}, inputs[i], ` ${v}`));
+  if (values.length <= INLINE_VALUES) { box.append(...labels); return box; }
+  const every = (on) => el("button", { type: "button", on: { click: () => {
+    inputs.forEach((cb, i) => { cb.checked = on; on ? state.add(values[i]) : state.delete(values[i]); });
+    sync(); onChange();
+  } } }, on ? "all" : "none");
+  box.append(el("details", { class: "pick" }, summary, el("div", { class: "menu" }, el("div", {}, every(true), every(false)), ...labels)));
+  sync();
+  return box;
+}
 function filterBar(points, onChange) {
   const state = {};
   const bar = el("section", { id: "filters", class: "filters" });
   for (const [key, title] of AXES) {
     const values = [...new Set(points.map((p) => p[key]))].sort();
     state[key] = new Set(values);
-    const box = el("fieldset", { "data-axis": key }, el("legend", {}, title));
-    for (const v of values) {
-      const cb = el("input", { type: "checkbox", value: v, checked: "", on: { change: (e) => { e.target.checked ? state[key].add(v) : state[key].delete(v); onChange(); } } });
-      box.append(el("label", {}, cb, ` ${v}`));
-    }
-    bar.append(box);
+    bar.append(axisBox(key, title, values, state[key], onChange));
   }
   const flagged = el("input", { type: "checkbox", id: "hide-flagged", on: { change: onChange } });
-  bar.append(el("fieldset", {}, el("legend", {}, "flags"), el("label", {}, flagged, " hide flagged points (S W E T X)")));
+  bar.append(el("fieldset", {}, el("legend", {}, "flags"), el("label", { title: "S W E T X: see report.md" }, flagged, " hide flagged points")));
+  const panels = el("select", { id: "panels-by", on: { change: onChange } }, ...PANELS.map(([v, t]) => el("option", { value: v }, t)));
+  bar.append(el("fieldset", {}, el("legend", {}, "panels by"), panels));
+  document.addEventListener("click", (e) => {  // an open drop-down closes on a click elsewhere
+    for (const d of bar.querySelectorAll("details.pick[open]")) if (!d.contains(e.target)) d.open = false;
+  });
   const keep = (p) => AXES.every(([k]) => state[k].has(p[k])) && !(flagged.checked && p.flags);
-  return { bar, keep };
+  return { bar, keep, panelBy: () => panels.value };
 }
 
-// ------------------------------------------------------------------ charts
-function groups(points) {
-  const out = new Map();
-  for (const p of points) { const k = label(p); if (!out.has(k)) out.set(k, []); out.get(k).push(p); }
-  for (const v of out.values()) v.sort((a, b) => a.batch_size - b.batch_size);
-  return out;
+// ------------------------------------------------------------------ series: one name, colour and marker each
+// plotly's "Dark24": distinct on white; past 24 series the marker changes, so no two look alike
+const PALETTE = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1",
+  "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038"];
+const SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"];
+const OTHER = { color: "#888", symbol: "circle", rank: 999 };  // a row with no point (none expected)
+function seriesName(p, by) {  // what the legend calls p's series: what its panel does not already say
+  const base = `${p.model}/${p.quantization}/${p.gpu}`;
+  const series = by === "gpu" && p.series.toLowerCase().startsWith(base.toLowerCase()) ? `${p.model}/${p.quantization}${p.series.slice(base.length)}` : p.series;
+  return `${series}${by === "workload" ? "" : ` · ${p.workload}`}${p.simulated ? " †" : ""}`;
 }
-function seriesTraces(points, metric, opts = {}) {
+function seriesStyles(points, by) {  // from every point, not those shown: a filter never recolours a series
+  const names = [...new Set(points.map((p) => seriesName(p, by)))].sort((a, b) => a.endsWith("†") - b.endsWith("†") || a.localeCompare(b));
+  return new Map(names.map((n, i) => [n, { color: PALETTE[i % PALETTE.length], symbol: SYMBOLS[Math.floor(i / PALETTE.length) % SYMBOLS.length], rank: i }]));
+}
+function groups(points, ctx) {  // series name -> its points by batch size; series in legend order
+  const out = new Map();
+  for (const p of points) { const k = ctx.name(p); if (!out.has(k)) out.set(k, []); out.get(k).push(p); }
+  for (const v of out.values()) v.sort((a, b) => a.batch_size - b.batch_size);
+  return [...out].sort(([a], [b]) => ctx.style(a).rank - ctx.style(b).rank);
+}
+const hover = (name, p, ...lines) => `<b>${name}</b><br>${p.workload} · ${p.kind}<br>${lines.join("<br>")}<extra></extra>`;
+
+// ------------------------------------------------------------------ charts
+function seriesTraces(points, metric, ctx) {
   const traces = [];
-  for (const [name, ps] of groups(points)) {
+  for (const [name, ps] of groups(points, ctx)) {
     const y = ps.map((p) => p[metric]);
     if (y.every((v) => v === null)) continue;
     const lo = ps.map((p) => p[`${metric}_ci95_low`]), hi = ps.map((p) => p[`${metric}_ci95_high`]);
     const hasCi = lo.some((v) => v !== null && v !== undefined);
+    const s = ctx.style(name);
     traces.push({
-      x: ps.map((p) => p.batch_size), y, name: (opts.prefix || "") + name, mode: "lines+markers", type: "scatter",
-      legendgroup: name, customdata: ps.map((p) => p.cell_id.split(",")[0]),
-      line: { dash: ps[0].simulated ? "dash" : opts.dash || "solid" },
+      x: ps.map((p) => p.batch_size), y, name, mode: "lines+markers", type: "scatter", legendgroup: name, legendrank: s.rank,
+      customdata: ps.map((p) => p.cell_id.split(",")[0]),
+      line: { color: s.color, dash: ps[0].simulated ? "dash" : "solid" }, marker: { color: s.color, symbol: s.symbol },
       error_y: hasCi ? { type: "data", array: y.map((v, i) => hi[i] === null ? 0 : hi[i] - v), arrayminus: y.map((v, i) => lo[i] === null ? 0 : v - lo[i]), visible: true } : undefined,
-      hovertemplate: `%{x}: %{y:.4g}<br>${name}<extra></extra>`,
+      hovertemplate: hover(name, ps[0], `batch size %{x}: ${ctx.y} %{y:.4g}`),
     });
   }
   return traces;
 }
-function fitTraces(points, fits, metric, scale) {
-  // every fitted law of the chart in one trace (gaps between them): one trace draws far faster than many
+const FIT_SERIES = 8;  // more series in a chart than this: its fitted laws start hidden (a legend click shows them)
+function fitTraces(points, fits, metric, scale, ctx) {
+  // every fitted law of the panel in one trace (gaps between them): one trace draws far faster than many
   const shown = new Set(points.map((p) => `${p.series}|${p.workload}`));
   const x = [], y = [], text = [];
   for (const f of rows(fits)) {
@@ -82,34 +119,89 @@ function fitTraces(points, fits, metric, scale) {
     for (let b = f.bs_min; b <= f.bs_max * 1.0001; b *= 1.25) { x.push(b); y.push(scale * f.c * Math.pow(b, f.exponent)); text.push(law); }
     x.push(null); y.push(null); text.push("");
   }
-  return x.length ? [{ x, y, text, name: "fitted scaling laws", mode: "lines", type: "scatter", line: { dash: "dot", width: 1, color: "#888" }, hovertemplate: "%{text}<extra></extra>" }] : [];
+  return x.length ? [{ x, y, text, name: "fitted scaling laws", legendgroup: "fits", visible: ctx.series > FIT_SERIES ? "legendonly" : true, mode: "lines", type: "scatter", line: { dash: "dot", width: 1, color: "#888" }, hovertemplate: "%{text}<extra></extra>" }] : [];
 }
-function paretoTraces(points) {
+function paretoTraces(points, ctx) {
   const pts = points.filter((p) => p.output_throughput_tok_s !== null && p.e2e_p50_ms !== null);
-  const traces = [...groups(pts)].map(([name, ps]) => ({ x: ps.map((p) => p.output_throughput_tok_s), y: ps.map((p) => p.e2e_p50_ms), text: ps.map((p) => `BS ${p.batch_size}`), customdata: ps.map((p) => p.cell_id.split(",")[0]), name, mode: "markers", type: "scatter", legendgroup: name, marker: { symbol: ps[0].simulated ? "circle-open" : "circle" } }));
+  const traces = groups(pts, ctx).map(([name, ps]) => {
+    const s = ctx.style(name);
+    return { x: ps.map((p) => p.output_throughput_tok_s), y: ps.map((p) => p.e2e_p50_ms), customdata: ps.map((p) => p.cell_id.split(",")[0]), name, legendgroup: name, legendrank: s.rank, mode: "markers", type: "scatter",
+      marker: { color: s.color, symbol: ps[0].simulated ? `${s.symbol}-open` : s.symbol }, text: ps.map((p) => p.batch_size),
+      hovertemplate: hover(name, ps[0], "batch size %{text}: %{x:.4g} tok/s, E2E p50 %{y:.4g} ms") };
+  });
   const front = pts.filter((p) => !pts.some((q) => q.output_throughput_tok_s >= p.output_throughput_tok_s && q.e2e_p50_ms <= p.e2e_p50_ms && (q.output_throughput_tok_s > p.output_throughput_tok_s || q.e2e_p50_ms < p.e2e_p50_ms))).sort((a, b) => a.output_throughput_tok_s - b.output_throughput_tok_s);
-  traces.push({ x: front.map((p) => p.output_throughput_tok_s), y: front.map((p) => p.e2e_p50_ms), name: "Pareto front", mode: "lines", type: "scatter", line: { color: "#000", width: 1 } });
+  if (front.length) traces.push({ x: front.map((p) => p.output_throughput_tok_s), y: front.map((p) => p.e2e_p50_ms), name: "Pareto front", legendgroup: "front", mode: "lines", type: "scatter", line: { color: "#000", width: 1 } });
   return traces;
 }
-function rooflineTraces(data, keep) {
-  const r = rows(data.roofline).filter((x) => keep(x) && x.intensity_flop_per_byte !== null);
-  const traces = [...groups(r)].map(([name, ps]) => ({ x: ps.map((p) => p.intensity_flop_per_byte), y: ps.map((p) => p.achieved_tflops), text: ps.map((p) => `BS ${p.batch_size}, ${p.bound}-bound`), name, mode: "lines+markers", type: "scatter" }));
-  for (const roof of rows(data.roofs)) {
-    const xs = [0.5, roof.ridge_flop_per_byte, 4096];
-    traces.push({ x: xs, y: xs.map((i) => Math.min(roof.peak_tflops, roof.bandwidth_gb_s * i / 1000)), name: `roof ${roof.gpu} ${roof.activation_dtype}`, mode: "lines", type: "scatter", line: { dash: "dot", color: "#444" } });
+function rooflineTraces(data, rs, ctx) {  // rs: the panel's roofline rows; the roofs of their GPUs
+  const traces = groups(rs.filter((r) => r.intensity_flop_per_byte !== null), ctx).map(([name, ps]) => {
+    const s = ctx.style(name);
+    return { x: ps.map((p) => p.intensity_flop_per_byte), y: ps.map((p) => p.achieved_tflops), text: ps.map((p) => `batch size ${p.batch_size}, ${p.bound}-bound`), name, legendgroup: name, legendrank: s.rank, mode: "lines+markers", type: "scatter",
+      line: { color: s.color, dash: ps[0].simulated ? "dash" : "solid" }, marker: { color: s.color, symbol: s.symbol },
+      hovertemplate: hover(name, ps[0], "%{text}: %{x:.4g} FLOP/byte, %{y:.4g} TFLOP/s") };
+  });
+  const gpus = new Set(rs.map((r) => r.gpu));
+  for (const roof of rows(data.roofs).filter((r) => gpus.has(r.gpu))) {
+    const xs = [0.5, roof.ridge_flop_per_byte, 4096], name = `roof ${roof.gpu} ${roof.activation_dtype}`;
+    traces.push({ x: xs, y: xs.map((i) => Math.min(roof.peak_tflops, roof.bandwidth_gb_s * i / 1000)), name, legendgroup: name, mode: "lines", type: "scatter", line: { dash: "dot", color: "#444" } });
   }
   return traces;
 }
-const axisBs = { title: "batch size (max-num-seqs)", type: "log", dtick: Math.log10(2) };
-const CHARTS = [
-  ["chart-throughput", "Output throughput (tok/s)", (d, ps) => [...seriesTraces(ps, "output_throughput_tok_s"), ...fitTraces(ps, d.fits, "output_throughput_tok_s", 1)], { xaxis: axisBs, yaxis: { title: "tok/s", type: "log" } }],
-  ["chart-energy", "Energy per output token (J), gross: the GPU's whole draw", (d, ps) => [...seriesTraces(ps, "energy_per_output_token_j"), ...fitTraces(ps, d.fits, "energy_per_1k_output_tokens_j", 0.001)], { xaxis: axisBs, yaxis: { title: "J / output token", type: "log" } }],
-  ["chart-energy-net", "Energy per output token (J), net: above the idle baseline", (d, ps) => seriesTraces(ps, "net_energy_per_output_token_j"), { xaxis: axisBs, yaxis: { title: "J / output token (net)", type: "log" } }],
-  ["chart-ttft", "TTFT p50 (ms)", (d, ps) => seriesTraces(ps, "ttft_p50_ms"), { xaxis: axisBs, yaxis: { title: "ms", type: "log" } }],
-  ["chart-tpot", "TPOT p50 (ms)", (d, ps) => seriesTraces(ps, "tpot_p50_ms"), { xaxis: axisBs, yaxis: { title: "ms" } }],
-  ["chart-pareto", "Latency–throughput (E2E p50 vs output tok/s) and its Pareto front", (d, ps) => paretoTraces(ps), { xaxis: { title: "output tok/s", type: "log" }, yaxis: { title: "E2E p50 (ms)", type: "log" } }],
-  ["chart-roofline", "Roofline (achieved TFLOP/s vs arithmetic intensity)", (d, ps, keep) => rooflineTraces(d, keep), { xaxis: { title: "FLOP / byte", type: "log" }, yaxis: { title: "TFLOP/s", type: "log" } }],
+function batchTitle(ps) {  // "batch size" and what it means for the engines shown (max-num-seqs, a static batch…)
+  const knobs = new Map();
+  for (const p of ps) if (p.batch_knob) { if (!knobs.has(p.batch_knob)) knobs.set(p.batch_knob, new Set()); knobs.get(p.batch_knob).add(p.engine); }
+  if (!knobs.size || (knobs.size === 1 && knobs.has("batch size"))) return "batch size";
+  if (knobs.size === 1) return `batch size (${[...knobs.keys()][0]})`;
+  return `batch size (${[...knobs].map(([k, engines]) => `${[...engines].sort().join(", ")}: ${k}`).join("; ")})`;
+}
+const LOG = { type: "log", nticks: 5 };  // a log axis in a small panel: no row of minor digits
+const BATCH = { type: "log", dtick: Math.log10(2) };
+const CHARTS = [  // x, y: the axis titles (x: of the panel's points where a function); traces: of one panel
+  { id: "chart-throughput", title: "Output throughput", x: batchTitle, xaxis: BATCH, y: "output throughput (tok/s)", yaxis: LOG, traces: (d, ps, ctx) => [...seriesTraces(ps, "output_throughput_tok_s", ctx), ...fitTraces(ps, d.fits, "output_throughput_tok_s", 1, ctx)] },
+  { id: "chart-energy", title: "Energy per output token, gross: the GPU's whole draw", x: batchTitle, xaxis: BATCH, y: "energy per output token (J)", yaxis: LOG, traces: (d, ps, ctx) => [...seriesTraces(ps, "energy_per_output_token_j", ctx), ...fitTraces(ps, d.fits, "energy_per_1k_output_tokens_j", 0.001, ctx)] },
+  { id: "chart-energy-net", title: "Energy per output token, net: above the idle baseline", x: batchTitle, xaxis: BATCH, y: "net energy per output token (J)", yaxis: LOG, traces: (d, ps, ctx) => seriesTraces(ps, "net_energy_per_output_token_j", ctx) },
+  { id: "chart-ttft", title: "Time to first token (p50)", x: batchTitle, xaxis: BATCH, y: "TTFT p50 (ms)", yaxis: LOG, traces: (d, ps, ctx) => seriesTraces(ps, "ttft_p50_ms", ctx) },
+  { id: "chart-tpot", title: "Time per output token (p50)", x: batchTitle, xaxis: BATCH, y: "TPOT p50 (ms)", yaxis: {}, traces: (d, ps, ctx) => seriesTraces(ps, "tpot_p50_ms", ctx) },
+  { id: "chart-pareto", title: "Latency–throughput and its Pareto front", x: "output throughput (tok/s)", xaxis: LOG, y: "E2E latency p50 (ms)", yaxis: LOG, traces: (d, ps, ctx) => paretoTraces(ps, ctx) },
+  { id: "chart-roofline", title: "Roofline: achieved TFLOP/s vs arithmetic intensity", x: "arithmetic intensity (FLOP / byte)", xaxis: LOG, y: "achieved TFLOP/s", yaxis: LOG,
+    rows: (d, keep) => rows(d.roofline).filter(keep), traces: (d, rs, ctx) => rooflineTraces(d, rs, ctx) },
 ];
+
+// ------------------------------------------------------------------ small multiples
+const MAX_COLUMNS = 3, PANEL_HEIGHT = 300, LEGEND_ROW = 19;
+function panelKeys(ps, by) {  // one panel per value of `by` among the points shown (one panel: by none, or none shown)
+  const keys = by === "none" ? [] : [...new Set(ps.map((p) => p[by]))].sort();
+  return keys.length ? keys : [null];
+}
+function legendLayout(traces, width) {
+  // below the panels, in columns as wide as the longest name: its rows are known before plotly draws it
+  const seen = new Set();
+  for (const t of traces) { const g = t.legendgroup || t.name; t.showlegend = !seen.has(g); seen.add(g); }
+  const names = traces.filter((t) => t.showlegend).map((t) => t.name);
+  const text = 6 + 5.6 * Math.max(...names.map((n) => n.length), 1);  // px at font size 10
+  const perRow = Math.max(1, Math.floor((width - 20) / (text + 40)));  // + the line sample
+  const rowsN = Math.ceil(names.length / perRow);
+  return { legend: { orientation: "h", entrywidth: text, x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", font: { size: 10 }, tracegroupgap: 0 }, height: rowsN * LEGEND_ROW + 8 };
+}
+function figure(chart, data, ps, keep, by, ctx, width) {
+  const items = chart.rows ? chart.rows(data, keep) : ps;
+  const keys = panelKeys(ps, by), title = PANELS.find(([v]) => v === by)[1];
+  const cols = Math.min(keys.length, MAX_COLUMNS), gridRows = Math.ceil(keys.length / cols);
+  const layout = { ...LAYOUT, title: { text: chart.title }, grid: { rows: gridRows, columns: cols, pattern: "independent", xgap: 0.16, ygap: 0.3 }, annotations: [] };
+  const traces = [];
+  keys.forEach((key, i) => {
+    const n = i ? String(i + 1) : "", sub = key === null ? items : items.filter((p) => p[by] === key);
+    for (const t of chart.traces(data, sub, { ...ctx, y: chart.y })) traces.push({ ...t, xaxis: `x${n}`, yaxis: `y${n}` });
+    layout[`xaxis${n}`] = { ...chart.xaxis, automargin: true, title: { text: typeof chart.x === "function" ? chart.x(sub.length ? sub : items) : chart.x } };
+    layout[`yaxis${n}`] = { ...chart.yaxis, automargin: true, title: { text: chart.y } };
+    if (key !== null) layout.annotations.push({ text: `<b>${title}: ${key}</b>`, xref: `x${n} domain`, yref: `y${n} domain`, x: 0.5, y: 1, yanchor: "bottom", showarrow: false, font: { size: 12 } });
+  });
+  const legend = legendLayout(traces, width);
+  layout.legend = legend.legend;
+  layout.margin = { ...LAYOUT.margin, t: 60, b: 50 + legend.height };
+  layout.height = gridRows * PANEL_HEIGHT + layout.margin.t + layout.margin.b;
+  return { traces, layout };
+}
 
 // ------------------------------------------------------------------ tables
 function sortable(name, table, onView) {
@@ -169,24 +261,36 @@ function rich(text) {  // "**bold**" as <strong>, the rest as text nodes (never 
   return text.split("**").map((part, i) => (i % 2 ? el("strong", {}, part) : part));
 }
 
-function answersBox(groups) {  // the report's key answers, above the charts
+const plain = (text) => text.replaceAll("**", "");
+
+function answersBox(groups) {  // the report's key answers, above the charts: a few per group until "show all"
   if (!groups || !groups.length) return el("section", { id: "answers", hidden: "" });
-  return el("section", { id: "answers", class: "answers" }, el("h2", {}, "Key answers"),
-    ...groups.map((g) => el("div", { class: "answer-group" }, el("p", {}, ...rich(g.lead)),
-      el("ul", {}, ...g.items.map((t) => el("li", {}, ...rich(t)))))));
+  const total = groups.reduce((n, g) => n + g.items.length, 0);
+  const box = el("section", { id: "answers", class: "answers" });
+  const more = `show all ${total} answers`;
+  const toggle = el("button", { type: "button", id: "answers-all", on: { click: () => { toggle.textContent = box.classList.toggle("open") ? "show fewer" : more; } } }, more);
+  box.append(el("h2", {}, "Key answers ", ...(groups.every((g) => g.short.length === g.items.length) ? [] : [toggle])),
+    ...groups.map((g) => el("div", { class: "answer-group" }, el("p", { title: plain(g.lead) }, ...rich(g.lead)),
+      el("ul", {}, ...g.items.map((t, i) => el("li", g.short.includes(i) ? { title: plain(t) } : { class: "more" }, ...rich(t)))))));
+  return box;
 }
 
 function reportPage(data) {
-  const points = rows(data.points).map((p) => ({ ...p, kind: p.simulated ? "simulated †" : `measured (${p.engine})` }));
+  const points = rows(data.points).map((p) => ({ ...p, kind: kindOf(p) }));
   data.roofline.kind = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.kind);
   for (const k of ["model", "quantization"]) data.roofline[k] = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.[k]);
-  document.getElementById("subtitle").textContent = `${data.n_ok} ok of ${data.n_cells} cells in ${data.path}. † simulated (dashed): modeled, not measured. Latency SLO: ${data.slo}. Click a point or a "view" button for the cell's requests and power.`;
+  const cpu = points.some((p) => p.device === "cpu") ? " Engine \"measured (hf, CPU)\": ran on the CPU, not a GPU." : "";
+  document.getElementById("subtitle").textContent = `${data.n_ok} ok of ${data.n_cells} cells in ${data.path}. † simulated (dashed): modeled, not measured.${cpu} Latency SLO: ${data.slo}. A legend entry hides its series in every panel (double-click: only it). Click a point or a "view" button for the cell's requests and power.`;
   const app = document.getElementById("app");
+  const styles = {};  // panels-by -> series styles, made once each
   let generation = 0;
-  const drawOne = ([id, title, traces, axes], ps) => {
-    const tr = traces(data, ps, filters.keep);
-    const gd = document.getElementById(id);
-    Plotly.react(gd, tr, { ...LAYOUT, ...axes, title: { text: title }, showlegend: tr.length <= MAX_LEGEND }, CONFIG);
+  const drawOne = (chart, ps) => {
+    const by = filters.panelBy(), gd = document.getElementById(chart.id);
+    styles[by] ??= seriesStyles(points, by);
+    const name = (p) => seriesName(p, by);
+    const ctx = { name, style: (n) => styles[by].get(n) || OTHER, series: new Set(ps.map(name)).size };
+    const fig = figure(chart, data, ps, filters.keep, by, ctx, gd.clientWidth);
+    Plotly.react(gd, fig.traces, fig.layout, CONFIG);
     if (!gd.dataset.clicks) {  // a point opens its cell's drill-down
       gd.dataset.clicks = "1";
       gd.on("plotly_click", (ev) => { const cid = ev.points[0]?.customdata; if (cid) view(cid); });
@@ -206,7 +310,7 @@ function reportPage(data) {
     requestAnimationFrame(next);
   };
   const filters = filterBar(points, draw);
-  const charts = el("section", { class: "charts" }, ...CHARTS.map(([id]) => el("div", { id, class: "chart" })));
+  const charts = el("section", { class: "charts" }, ...CHARTS.map(({ id }) => el("div", { id, class: "chart" })));
   const view = (cid) => drill(data, cid);
   const cellsTable = { columns: ["series", "workload", "batch_size", "flags", "output_throughput_tok_s", "energy_per_output_token_j", "ttft_p50_ms", "tpot_p50_ms", "cell_id"], rows: points.map((p) => [label(p), p.workload, p.batch_size, p.flags, p.output_throughput_tok_s, p.energy_per_output_token_j, p.ttft_p50_ms, p.tpot_p50_ms, p.cell_id]) };
   const tables = [sortable("points", cellsTable, view), ...Object.entries(data.tables).map(([n, t]) => sortable(n, t))];

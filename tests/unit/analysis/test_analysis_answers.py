@@ -91,3 +91,15 @@ def test_quantization_ratio_across_engines_when_only_another_engine_ran_unquanti
     assert "(it ran engine=hf; llama2_7b/none/h100 did not)" in render.quant_sentence([r])
     [r] = ratios("int8", "fp16-vllm", "fp16-hf")
     assert r.base_series == "llama2_7b/none/h100 [hf]" and r.differs == () and round(r.ratio, 2) == 2.0
+
+
+def test_an_engine_without_a_batch_knob_is_never_told_to_set_one():
+    # an endpoint's server schedules its own batches: the answer is whether the server meets the SLOs
+    pts = points_of([row(8, 400.0, 5.0, engine="endpoint")])
+    [r] = answers.slo_ranges(pts, Slo(ttft_p99_ms=5_000.0, tpot_p99_ms=100.0))
+    assert r.knob == "" and render.slo_sentence(r) == "**llama2_7b/none/h100** at 20 req/s (chat_medium): the server meets them."
+    [miss] = answers.slo_ranges(pts, Slo(ttft_p99_ms=10.0, tpot_p99_ms=None))
+    text = render.slo_sentence(miss)
+    assert "the server does not meet them (TTFT p99 800 ms)" in text and "max-num-seqs" not in text, text
+    hf = points_of([row(8, 400.0, 5.0, engine="hf")])
+    assert "batch size 8 meets them" in render.slo_sentence(answers.slo_ranges(hf, Slo(5_000.0, 100.0))[0])

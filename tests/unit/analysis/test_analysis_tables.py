@@ -5,6 +5,8 @@ loaded sweep's would; every expected number below is worked out by hand.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +22,7 @@ from orchestrator.analysis.dataset import (
     require_ok,
 )
 from orchestrator.analysis.energy import energy_table
-from orchestrator.analysis.plots import pareto_front
+from orchestrator.analysis.plots import batch_axis, pareto_front
 from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
@@ -380,3 +382,18 @@ def test_the_throughput_plot_draws_each_variant_as_its_own_line(tmp_path, monkey
     assert lines == {"llama2_7b/none [enforce_eager=false]": [100.0, 700.0],
                      "llama2_7b/none [enforce_eager=true]": [50.0, 350.0]}
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_a_row_that_ran_on_the_cpu_says_so_and_batch_size_is_named_per_engine():
+    cpu = row(1, 10.0, 50.0, engine="hf", engine_extra=json.dumps({"device": "cpu", "dtype": "float32"}))
+    gpu = row(2, 20.0, 40.0, engine="hf", engine_extra=json.dumps({"device": "cuda", "gpu": "NVIDIA H100"}))
+    sim = row(4, 30.0, 30.0, workload="offline", engine="simulated")
+    df = frame([cpu, gpu, sim])
+    assert list(df["device"]) == ["cpu", "gpu", "gpu"]
+    assert sorted(df["gpu"]) == ["cpu", "h100", "h100"]  # the config said h100; the CPU measured it
+    assert set(df.loc[df["device"] == "cpu", "series"]) == {"llama2_7b/none/cpu"}
+    assert dict(zip(df["engine"], df["batch_knob"])) == {"hf": "batch size", "simulated": "max-num-seqs"}
+    points = batch_points(df)
+    assert set(points["device"]) == {"cpu", "gpu"} and "batch_knob" in points
+    assert batch_axis(points) == "batch size (max-num-seqs)"
+    assert batch_axis(points[points["engine"] == "hf"]) == "batch size"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.report.header import _units
+from orchestrator.report.header import _methods, _units
 from orchestrator.store.sweep_store import load
 
 STUDY_STORE = Path(__file__).resolve().parents[3] / "experiments" / "h200_study" / "store"
@@ -35,3 +35,13 @@ def test_a_cell_measured_over_two_gpus_counts_for_each():
     """An endpoint cell summed over its server's GPUs stores their UUIDs comma-separated."""
     ok = pd.DataFrame({"gpu_uuid": ["GPU-aaaaaaaa-1,GPU-bbbbbbbb-2", "GPU-aaaaaaaa-1"]})
     assert _units(ok) == " Physical GPUs (NVML UUID): 2 (GPU-aaaaaaaa…: 2 cells, GPU-bbbbbbbb…: 1 cell)."
+
+
+def test_how_each_cell_was_measured_is_named_with_its_count():
+    """An endpoint's modes (prompts as text or token ids, token times, request fields) and the
+    client's ITL basis reach the report; rows without them (older stores, other engines) say nothing."""
+    ok = pd.DataFrame({"prompt_mode": ["text", "token_ids", "text", None], "itl_basis": ["chunk", "token", None, None],
+                       "request_dialect": ["openai", "vllm", "openai", None], "token_times_source": [None] * 4})
+    assert _methods(ok) == ("How measured: prompts sent as 2 text, 1 token_ids; inter-token latency per 1 chunk, "
+                            "1 token; request fields 2 openai, 1 vllm.")
+    assert _methods(pd.DataFrame({"gpu": ["h200"]})) == ""
