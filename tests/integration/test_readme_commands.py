@@ -42,6 +42,25 @@ def test_the_readme_shows_commands():
     assert len(readme_commands()) >= 15
 
 
+def _store_name(args) -> str:
+    """The sweep name (so the store, outputs/<name>) a README command writes to."""
+    names = [a.split("=", 1)[1] for a in args if a.startswith("name=")]
+    sweeps = [a.split("=", 1)[1] for a in args if a.startswith(("+sweep=", "+search="))]
+    return (names or sweeps or ["default"])[-1]
+
+
+def test_each_readme_example_writes_its_own_store():
+    """Two examples with different settings never write into one outputs/<name>: a user who runs
+    them one after the other gets one setup per store (only --plan, --cfg and bad input write nothing)."""
+    writers: dict[str, list] = {}
+    for param in readme_commands():
+        args, expected = param.values
+        if expected is None and "--plan" not in args and "--cfg" not in args:
+            writers.setdefault(_store_name(args), []).append(args)
+    shared = {name: runs for name, runs in writers.items() if len(runs) > 1}
+    assert not shared, shared
+
+
 @pytest.mark.parametrize("args, expected", readme_commands())
 def test_readme_command_runs(tmp_path, args, expected):
     if expected is not None:  # a bad-input example: "$ python -m orchestrator ..." then its error
