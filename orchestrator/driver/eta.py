@@ -1,16 +1,17 @@
 """The live sweep's remaining time, estimated per engine and GPU type.
 
 Cells of one (engine, accelerator type) cost alike; cells of another engine say nothing of them
-(a simulated cell takes a second of wall time, a vLLM cell minutes). Each cell to run has a prior
-estimate of its wall seconds: for an engine that waits out its windows, its share of its unit's
-engine start (the store's median ``engine_start_s`` for that engine and GPU type, else the
-engine's ``typical_start_s``) plus its idle baseline, warm-up and window
-(``plan_view.cell_seconds``); for an engine whose windows are modeled (the simulator), the
-engine's ``typical_cell_s``. Once cells of a group have finished ok, the group's estimates are
-scaled by what they really cost (``cell_wall_s`` plus their share of ``engine_start_s``, from the
-runs row) ÷ what was estimated for them. Groups that run on the same lanes (one GPU type's GPUs;
-the cluster's CPUs for engines without a GPU) add up, divided by how many lanes there are; lanes
-of different types run side by side, so the sweep's remaining time is that of the slowest.
+(a simulated cell takes a second of wall time, a vLLM cell minutes). Each task's engine start and
+each cell to run have a prior estimate of their wall seconds: a start, the store's median
+``engine_start_s`` for that engine and GPU type, else the engine's ``typical_start_s``; a cell of
+an engine that waits out its windows, its idle baseline, warm-up and window
+(``plan_view.cell_seconds``), of an engine whose windows are modeled (the simulator), the engine's
+``typical_cell_s``. A start is done when its task's first cell ends (its cost: that row's
+``engine_start_s``); a cell when it ends (its ``cell_wall_s``). Once items of a group are done, the
+group's remaining estimates are scaled by what the done ones really cost ÷ what was estimated for
+them. Groups that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines
+without a GPU) add up, divided by how many lanes there are; lanes of different types run side by
+side, so the sweep's remaining time is that of the slowest.
 """
 from __future__ import annotations
 
@@ -39,14 +40,11 @@ class _Group:
         return self.todo_prior_s * scale
 
 
-def measured_cost_s(row: Mapping) -> Optional[float]:
-    """A finished cell's wall seconds: ``cell_wall_s`` plus its share of its unit's engine start
-    (None for a row without them: a failure, a pre-launch status)."""
-    wall = row.get("cell_wall_s")
-    if wall is None:
-        return None
-    start, shared = row.get("engine_start_s") or 0.0, row.get("engine_shared_cells") or 1
-    return float(wall) + float(start) / max(1, int(shared))
+def measured_costs(row: Mapping) -> Tuple[Optional[float], Optional[float]]:
+    """(cell wall seconds, engine start seconds) of a finished cell's runs row (None where the
+    row has no such number: a failure, a pre-launch status)."""
+    wall, start = row.get("cell_wall_s"), row.get("engine_start_s")
+    return (None if wall is None else float(wall)), (None if start is None else float(start))
 
 
 class SweepEta:
@@ -56,7 +54,8 @@ class SweepEta:
     def __init__(self, units: List[UnitSpec], starts: Mapping[Tuple[str, str], float],
                  lanes: Callable[[str, bool], int]):
         self._groups: Dict[Tuple[str, str], _Group] = {}
-        self._cells: Dict[str, Tuple[Tuple[str, str], float]] = {}  # cell id -> (group, prior s)
+        self._items: Dict[str, Tuple[Tuple[str, str], float]] = {}  # item -> (group, prior s)
+        self._unit_of: Dict[str, str] = {}  # cell id -> its task's start item
         self._lanes: Dict[str, int] = {}
         for unit in units:
             first = unit.cells[0]
@@ -66,16 +65,20 @@ class SweepEta:
             if pool not in self._lanes:
                 self._lanes[pool] = max(1, lanes(t, unit.on_gpu))
             key = (unit.engine, t)
-            group = self._groups.setdefault(key, _Group(pool))
-            start = starts.get(key, cls.typical_start_s) / len(unit.cells)
+            self._groups.setdefault(key, _Group(pool))
+            start_item = f"start:{first.cell_id}"
+            self._add(start_item, key, starts.get(key, cls.typical_start_s))
             for cell in unit.cells:
-                prior = cls.typical_cell_s if cls.typical_cell_s is not None else start + cell_seconds(cell.config)[0]
-                self._cells[cell.cell_id] = (key, prior)
-                group.todo_prior_s += prior
+                self._unit_of[cell.cell_id] = start_item
+                modeled = cls.typical_cell_s
+                self._add(cell.cell_id, key, modeled if modeled is not None else cell_seconds(cell.config)[0])
 
-    def finished(self, cell_id: str, measured_s: Optional[float]) -> None:
-        """A cell ended (``measured_s``: its cost from ``measured_cost_s``, None if unknown)."""
-        entry = self._cells.pop(cell_id, None)
+    def _add(self, item: str, key: Tuple[str, str], prior: float) -> None:
+        self._items[item] = (key, prior)
+        self._groups[key].todo_prior_s += prior
+
+    def _done(self, item: str, measured_s: Optional[float]) -> None:
+        entry = self._items.pop(item, None)
         if entry is None:
             return
         key, prior = entry
@@ -84,6 +87,12 @@ class SweepEta:
         if measured_s is not None and prior > 0:
             group.done_prior_s += prior
             group.done_measured_s += measured_s
+
+    def finished(self, cell_id: str, row: Mapping) -> None:
+        """A cell ended with this runs row (``measured_costs``); its task's start is done too."""
+        wall, start = measured_costs(row)
+        self._done(self._unit_of.get(cell_id, ""), start)
+        self._done(cell_id, wall)
 
     def remaining_s(self) -> float:
         """Seconds until the last cell ends (see the module doc)."""

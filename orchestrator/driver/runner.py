@@ -23,7 +23,7 @@ from orchestrator.driver import grid
 from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
-from orchestrator.driver.eta import SweepEta, measured_cost_s
+from orchestrator.driver.eta import SweepEta
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
 from orchestrator.driver.plan_view import measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
@@ -292,7 +292,7 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
                     raise
                 time.sleep(2.0 * (attempt + 1))
         final[cell_id] = status.value
-        estimate.finished(cell_id, measured_cost_s(tables["runs"].slice(0, 1).to_pylist()[0]))
+        estimate.finished(cell_id, tables["runs"].slice(0, 1).to_pylist()[0])
         if status is not Status.ok:
             outcome.failures[cell_id] = (status.value, first_line(tables["runs"].column("error")[0].as_py()))
 

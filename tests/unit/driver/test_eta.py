@@ -1,12 +1,13 @@
 """The live ETA per engine and GPU type (``driver.eta``): a simulated cell's second says nothing
-of a vLLM cell's minutes; measured costs rescale their own group only; lanes divide a pool."""
+of a vLLM cell's minutes; measured costs rescale their own group only; a task's engine start is
+paid once, by its first cell; lanes divide a pool."""
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.driver import grid
 from orchestrator.driver.dispatch import make_units
-from orchestrator.driver.eta import SweepEta, measured_cost_s
+from orchestrator.driver.eta import SweepEta, measured_costs
 
 AXES = ["model=llama2_7b", "gpu=h100", "workload=offline"]
 
@@ -35,14 +36,14 @@ def test_fast_simulated_cells_do_not_speak_for_gpu_cells():
     vllm, sim = _units("vllm"), _units("simulated", sizes=(1, 2, 4, 8))
     eta = SweepEta(vllm + sim, {}, _lanes())
     for cell in [c for u in sim for c in u.cells][:3]:
-        eta.finished(cell.cell_id, 0.05)  # ten times faster than the simulator's prior
+        eta.finished(cell.cell_id, {"cell_wall_s": 0.05, "engine_start_s": 0.0})  # ten times faster than its prior
     assert eta.groups()[("simulated", "H100")] == pytest.approx(0.05)  # 1 left x 0.5 s x 0.1
     assert eta.remaining_s() == pytest.approx(150.0)  # unchanged: the mean pace would say ~0.2 s
     first = vllm[0].cells[0]
-    eta.finished(first.cell_id, 150.0)  # twice its 75 s estimate
-    assert eta.remaining_s() == pytest.approx(150.0)  # the other vllm cell: 75 s x 2
-    eta.finished(first.cell_id, 1.0)  # a cell ends once: a second report changes nothing
-    assert eta.remaining_s() == pytest.approx(150.0)
+    eta.finished(first.cell_id, {"cell_wall_s": 30.0, "engine_start_s": 240.0})  # start and window: twice the estimates
+    assert eta.remaining_s() == pytest.approx(30.0)  # the other cell's window only (15 s x 2): the start is paid
+    eta.finished(first.cell_id, {"cell_wall_s": 1.0, "engine_start_s": 1.0})  # a cell ends once
+    assert eta.remaining_s() == pytest.approx(30.0)
 
 
 def test_lanes_divide_a_pool_and_failures_keep_the_scale():
@@ -50,11 +51,10 @@ def test_lanes_divide_a_pool_and_failures_keep_the_scale():
     two = SweepEta(vllm, {}, _lanes(gpu=2))
     assert two.remaining_s() == pytest.approx((120.0 + 4 * 15.0) / 2)
     cell = vllm[0].cells[0]
-    two.finished(cell.cell_id, None)  # failed: no cost measured, its estimate leaves the rest
-    assert two.remaining_s() == pytest.approx((180.0 - 45.0) / 2)
+    two.finished(cell.cell_id, {"cell_wall_s": None, "engine_start_s": None})  # failed: nothing measured
+    assert two.remaining_s() == pytest.approx((180.0 - 120.0 - 15.0) / 2)  # its start and window leave the rest
 
 
-def test_a_cells_measured_cost_is_its_wall_time_and_its_share_of_the_start():
-    assert measured_cost_s({"cell_wall_s": 20.0, "engine_start_s": 90.0, "engine_shared_cells": 3}) == 50.0
-    assert measured_cost_s({"cell_wall_s": 2.5, "engine_start_s": None, "engine_shared_cells": None}) == 2.5
-    assert measured_cost_s({"cell_wall_s": None, "engine_start_s": 90.0}) is None
+def test_a_rows_costs_are_its_wall_time_and_its_tasks_start():
+    assert measured_costs({"cell_wall_s": 20.0, "engine_start_s": 90.0}) == (20.0, 90.0)
+    assert measured_costs({"cell_wall_s": None}) == (None, None)
