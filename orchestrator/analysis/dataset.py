@@ -67,6 +67,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.store import schema as store_schema
 from orchestrator.store import sweep_store as store
 from orchestrator.store.schema import (
+    CLIENT_LAG_P99_MS,
+    CLIENT_LAGGING,
     ENERGY_INVALID,
     ENERGY_J,
     ENERGY_MISMATCH,
@@ -93,6 +95,8 @@ FLAGS = {
     ENERGY_MISMATCH: ("E", "energy mismatch: counter and integrated power differ by > 5%"),
     TOKEN_COUNT_MISMATCH: ("T", "token count mismatch: a request returned other than the tokens asked for"),
     ENERGY_INVALID: ("X", "energy invalid: the energy counter went backwards (driver reload)"),
+    CLIENT_LAGGING: ("L", f"client lagging: the client sent requests late (send-lag p99 > {CLIENT_LAG_P99_MS:g} ms), "
+                          "so TTFT and E2E include its own lateness"),
 }
 """Flag column -> (code shown in tables, meaning)."""
 

@@ -1,5 +1,5 @@
-"""Where requests go (``Endpoint``: base URL, model name, key) and how the server is spoken to
-(``Dialect``: prompts as token ids or text, vLLM's extra fields or OpenAI's only, continuous
+"""Where requests go (``Endpoint``: base URL, route, model name, key) and how the server is spoken
+to (``Dialect``: prompts as token ids or text, vLLM's extra fields or OpenAI's only, continuous
 usage). Shared by the streaming client, its response reader and the endpoint probe."""
 from __future__ import annotations
 
@@ -7,17 +7,28 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 
+COMPLETIONS, CHAT = "completions", "chat"
+ROUTES = {COMPLETIONS: "/v1/completions", CHAT: "/v1/chat/completions"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """Where to send: ``base_url`` like ``http://127.0.0.1:8000`` (no trailing ``/v1``)."""
+    """Where to send: ``base_url`` like ``http://127.0.0.1:8000`` (no trailing ``/v1``) and the
+    ``api`` (``completions``: a prompt; ``chat``: one user message)."""
 
     base_url: str
     model: str
     api_key: Optional[str] = None
+    api: str = COMPLETIONS
 
     @property
-    def completions_url(self) -> str:
-        return self.base_url.rstrip("/") + "/v1/completions"
+    def url(self) -> str:
+        """The route requests are POSTed to."""
+        return self.base_url.rstrip("/") + ROUTES[self.api]
+
+    @property
+    def chat(self) -> bool:
+        return self.api == CHAT
 
     def headers(self) -> Dict[str, str]:
         h = {"Content-Type": "application/json"}

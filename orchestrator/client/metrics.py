@@ -21,9 +21,14 @@ Definitions (all times in seconds on the cell's clock; latencies reported in ms)
   but no latency).
 - Offline: ``batch_output_tok_s_cv`` is the coefficient of variation (sample std / mean) of the
   measured batches' output tok/s, each over its own wall time (NaN under two batches).
-- Output tokens always come from the engine (token ids or usage), never from chunks or text;
-  with ``ignore_eos`` every ok request must have exactly the tokens asked for, else the cell is
-  flagged ``token_count_mismatch``.
+- Output tokens come from the engine (token ids or usage), or, for a server that reports
+  neither, from its streamed text under the model's tokenizer (``token_count_source=tokenized``);
+  never from chunk counts. With ``ignore_eos`` every ok request must have exactly the tokens
+  asked for, else the cell is flagged ``token_count_mismatch``.
+- The client's own lateness (open loop): a request's send lag is its send time minus its
+  scheduled arrival; ``send_lag_p50_ms``/``p99``/``max`` over the measured requests sent, and
+  ``client_lagging`` when the p99 exceeds ``CLIENT_LAG_P99_MS``: TTFT and E2E then include
+  time the client, not the server, lost.
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ import numpy as np
 from orchestrator.errors import first_line
 from orchestrator.store.schema import (
     ACHIEVED_RATE_RPS,
+    CLIENT_LAG_P99_MS,
+    CLIENT_LAGGING,
     INPUT_TOKENS_PER_REQUEST_MEAN,
     MEAN_RUNNING_BATCH,
     N_REQUESTS_CANCELLED,
@@ -79,6 +86,7 @@ class RequestRecord:
     prompt_hash: str = ""  # models.prompt_digest of the prompt's token ids ("" when none was built)
     chunk_times_s: Optional[np.ndarray] = None  # arrival of each content chunk (streaming clients)
     prompt_tokens_reported: Optional[int] = None  # the server's usage.prompt_tokens, when it said
+    count_source: str = ""  # how output_tokens was known: usage | token_ids | continuous_usage | tokenized ('' engine)
 
 
 @dataclass
@@ -229,7 +237,8 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
     chance), completions must keep up and TTFT must not grow."""
     nan = float("nan")
     if not offered_rate_rps:
-        return {OFFERED_RATE_RPS: nan, "scheduled_rate_rps": nan, ACHIEVED_RATE_RPS: nan, SATURATED: False}
+        return {OFFERED_RATE_RPS: nan, "scheduled_rate_rps": nan, ACHIEVED_RATE_RPS: nan, SATURATED: False,
+                **send_lag(measured, open_loop=False)}
     window_s = max(t1 - t0, 1e-9)
     n_scheduled = sum(1 for r in measured if t0 <= r.arrival_s <= t1)
     # the edge strips: the latency of what did complete in the window (a backlog's requests that
@@ -240,7 +249,19 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
     scheduled_rate = n_scheduled / window_s
     return {OFFERED_RATE_RPS: float(offered_rate_rps), "scheduled_rate_rps": scheduled_rate,
             ACHIEVED_RATE_RPS: sum(1 for r in measured if t0 <= r.send_s <= t1) / window_s,
-            SATURATED: bool(saturated)}
+            SATURATED: bool(saturated), **send_lag(measured, open_loop=True)}
+
+
+def send_lag(measured: List[RequestRecord], open_loop: bool) -> Dict:
+    """Send lag p50/p99/max (ms) of the measured requests sent, and ``client_lagging``; NaN and
+    False where there is no schedule to lag behind (closed loop, offline)."""
+    lag = np.array([r.send_s - r.arrival_s for r in measured if not math.isnan(r.send_s)], dtype=float) * 1e3
+    if not open_loop or not lag.size:
+        nan = float("nan")
+        return {"send_lag_p50_ms": nan, "send_lag_p99_ms": nan, "send_lag_max_ms": nan, CLIENT_LAGGING: False}
+    p99 = float(np.percentile(lag, 99))
+    return {"send_lag_p50_ms": float(np.percentile(lag, 50)), "send_lag_p99_ms": p99,
+            "send_lag_max_ms": float(lag.max()), CLIENT_LAGGING: p99 > CLIENT_LAG_P99_MS}
 
 
 def inter_token_gaps(ok: List[RequestRecord]) -> Tuple[List[np.ndarray], Optional[str]]:

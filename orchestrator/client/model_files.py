@@ -8,7 +8,8 @@
   config, with a ``quantization_config`` block for checkpoint formats that need one (AWQ, GPTQ);
 - a word-level tokenizer (``tokenizer.json`` + ``tokenizer_config.json``) whose vocabulary has
   exactly ``vocab_size`` entries (``<unk>``, ``<s>``, ``</s>``, then ``t3``, ``t4``, ...), so
-  that any token id is valid and prompts can be sent as token ids with exact lengths.
+  that any token id is valid and prompts can be sent as token ids with exact lengths, and a
+  chat template that adds nothing (``PLAIN_CHAT_TEMPLATE``: chat prompts keep their length).
 
 Weights are not written by ``model_dir``: vLLM runs with ``load_format="dummy"`` and the HF
 engine creates random weights of the right shapes (``from_config``), except for small shapes,
@@ -71,6 +72,11 @@ def hf_config(model: "ModelConfig", quantization: Optional["QuantizationConfig"]
     return cfg
 
 
+PLAIN_CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+"""The generated tokenizer's chat template: the messages' text as is, nothing added (a chat
+request's prompt has the tokens of its text; vLLM needs a template to serve chat at all)."""
+
+
 def tokenizer_files(vocab_size: int) -> Dict[str, Dict]:
     """A word-level tokenizer with exactly ``vocab_size`` tokens, as JSON documents."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL)}
@@ -99,6 +105,7 @@ def tokenizer_files(vocab_size: int) -> Dict[str, Dict]:
         "model_max_length": 1_000_000,
         "padding_side": "left",
         "clean_up_tokenization_spaces": False,
+        "chat_template": PLAIN_CHAT_TEMPLATE,
     }
     special = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>"}
     return {"tokenizer.json": tokenizer, "tokenizer_config.json": config, "special_tokens_map.json": special}

@@ -7,13 +7,19 @@ turns a prompt's token ids into text that encodes (without special tokens) to ex
 ``len(ids)`` tokens: decode, re-encode, keep the first n ids of the re-encoding and fill up from
 the original ids, until the round trip holds (a few rounds for BPE tokenizers; at once for the
 generated word-level one). ``server_count(text)`` is what a server that adds its special tokens
-(BOS) should report as ``usage.prompt_tokens``. transformers is imported on first use only.
+(BOS) should report as ``usage.prompt_tokens``; ``chat_count(text)`` what a chat server reports
+for one user message holding it: the tokenizer's chat template rendered (with the generation
+prompt) and encoded as vLLM does (no special tokens added to the rendered text), or, without a
+template, the text as a completion. ``chat_overhead()`` is what the template adds to a message
+(0 without one): a chat prompt of n tokens is built as ``n - chat_overhead()`` tokens of text, so
+the server sees the length the workload asked for. ``count(text)`` counts a response's tokens (a
+server that reports none). transformers is imported on first use only.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from orchestrator.client.model_files import model_dir
 from orchestrator.errors import OrchestratorError
@@ -46,6 +52,7 @@ class TextPrompts:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._tok = None
+        self._overhead: Optional[int] = None
 
     @property
     def tokenizer(self):
@@ -74,3 +81,26 @@ class TextPrompts:
     def server_count(self, text: str) -> int:
         """Tokens a server using this tokenizer counts for ``text`` (its special tokens included)."""
         return len(self.encode(text, special=True))
+
+    def count(self, text: str) -> int:
+        """Tokens of a response's text (no special tokens)."""
+        return len(self.encode(text))
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def chat_count(self, text: str) -> int:
+        """Tokens a chat server using this tokenizer counts for one user message holding ``text``."""
+        if not self.has_chat_template:
+            return self.server_count(text)
+        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return len(self.encode(str(rendered)))
+
+    def chat_overhead(self) -> int:
+        """Tokens the chat template adds around one user message (0 without a template)."""
+        if self._overhead is None:
+            sample = "hello"
+            self._overhead = max(0, self.chat_count(sample) - len(self.encode(sample))) if self.has_chat_template else 0
+        return self._overhead

@@ -1,19 +1,25 @@
-"""One streamed response of an OpenAI-compatible ``/v1/completions`` server, read chunk by chunk
-(the streaming client's receiving half; ``client`` drives the requests).
+"""One streamed response of an OpenAI-compatible server (``/v1/completions`` or
+``/v1/chat/completions``), read chunk by chunk (the streaming client's receiving half; ``stream``
+drives the requests).
 
 ``read_stream`` POSTs a body and feeds every ``data:`` payload of the answer into an
-``SseStream``, stamped with ``time.monotonic()`` at arrival. A chunk that names k token ids gives
-k token times (all its arrival); without ids, continuous-usage deltas give the count; without
-either, only the chunk's arrival is known (``chunk_times``). The final chunk's usage is the
-request's token count; text never is. ``record`` turns the stream into the request's row (an
-``error`` row when the stream failed or gave no count; a ``cancelled`` one at the drain limit).
+``SseStream``, stamped with ``time.monotonic()`` at arrival. Content is a choice's ``text``
+(completions) or ``delta.content`` (chat). A chunk that names k token ids gives k token times
+(all its arrival); without ids, continuous-usage deltas give the count; without either, only the
+chunk's arrival is known (``chunk_times``). The request's token count is the last usage seen
+(a final chunk of its own, with empty choices or, as LiteLLM sends it, choices without content),
+else the ids or deltas counted, else — for a server that reports none — the streamed text under
+the model's tokenizer (``count_source=tokenized``). A response is complete at ``[DONE]`` or, for
+servers that send none, at a finish reason followed by the end of the stream. ``record`` turns the
+stream into the request's row (an ``error`` row when the stream failed or gave no count; a
+``cancelled`` one at the drain limit).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -27,9 +33,13 @@ ERROR_TEXT_CHARS = 2000
 
 
 class SseStream:
-    """Accumulates the chunks of one response."""
+    """Accumulates the chunks of one response (``keep_text``: keep the streamed text, to count its
+    tokens when the server reports no count). Usage on a content chunk is a running count
+    (continuous usage stats); usage beside no content is the total."""
 
-    def __init__(self):
+    def __init__(self, keep_text: bool = False):
+        self.keep_text = keep_text
+        self.text: List[str] = []
         self.token_times: List[float] = []
         self.chunk_times: List[float] = []  # arrival of every chunk that carried text or tokens
         self.ids_seen = False  # a content chunk named its token ids
@@ -37,13 +47,20 @@ class SseStream:
         self.tokens_known = True  # every content chunk said how many tokens it carried
         self.first_content_s: Optional[float] = None
         self.last_content_s: Optional[float] = None
-        self.usage_tokens: Optional[int] = None
+        self.usage_tokens: Optional[int] = None  # the last usage.completion_tokens seen (the total)
         self.prompt_tokens: Optional[int] = None
         self.cumulative = 0  # continuous-usage count seen so far
         self.error: Optional[str] = None
         self.done = False  # saw [DONE]
+        self.finished = False  # saw a finish_reason
         self.cancelled = False  # closed by the client at the drain limit
         self.status: Optional[int] = None  # the HTTP status (None: no response)
+
+    @property
+    def complete(self) -> bool:
+        """The response ended as a finished one: ``[DONE]``, or a finish reason and then the end
+        of the stream (servers that send no ``[DONE]``)."""
+        return self.done or self.finished
 
     def feed(self, payload: str, t: float) -> bool:
         """One ``data:`` payload received at ``t``; False at ``[DONE]``."""
@@ -55,16 +72,24 @@ class SseStream:
             self.error = f"stream error: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}"
             return False
         usage = chunk.get("usage") or None
-        choices = chunk.get("choices") or []
-        for choice in choices:
-            self._content(choice, usage, t)
-        if usage is not None and not choices:  # the final usage chunk
+        for choice in chunk.get("choices") or []:
+            text = _content_text(choice)
+            # content: text, token ids, or a running count on a text/delta chunk (vLLM sends
+            # multi-token chunks with empty text); a bare {"index": 0} beside usage is not
+            if text or _token_ids(choice) is not None or (usage is not None and ("text" in choice or "delta" in choice)):
+                self._content(choice, text, usage, t)
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+        if usage is not None and usage.get("completion_tokens") is not None:
+            # the last one seen is the total: a final chunk of its own (choices empty or holding
+            # no content, as LiteLLM sends it), or the last content chunk's running count
             self.usage_tokens = int(usage["completion_tokens"])
             self.prompt_tokens = usage.get("prompt_tokens")
         return True
 
-    def _content(self, choice: Dict, usage: Optional[Dict], t: float) -> None:
-        ids = choice.get("token_ids")
+    def _content(self, choice: Dict, text: str, usage: Optional[Dict], t: float) -> None:
+        if self.keep_text and text:
+            self.text.append(text)
+        ids = _token_ids(choice)
         if ids is not None:
             k = len(ids)
             self.ids_seen = True
@@ -75,9 +100,8 @@ class SseStream:
             k = None
         if k is None:
             self.tokens_known = False
-            if choice.get("text"):
-                self._mark(t)
-                self.chunk_times.append(t)
+            self._mark(t)
+            self.chunk_times.append(t)
             return
         self.cumulative += k
         if k > 0:
@@ -90,8 +114,11 @@ class SseStream:
             self.first_content_s = t
         self.last_content_s = t
 
-    def record(self, spec: RequestSpec, arrival_s: float, send_s: float, end_of_stream_s: float) -> RequestRecord:
-        """The request's row (status 'error' when the stream failed or gave no token count)."""
+    def record(self, spec: RequestSpec, arrival_s: float, send_s: float, end_of_stream_s: float,
+               count_text: Optional[Callable[[str], int]] = None) -> RequestRecord:
+        """The request's row (status 'error' when the stream failed or gave no token count).
+        ``count_text``: tokens of the streamed text, for a server that reports no count (then
+        ``count_source`` is ``tokenized``)."""
         rec = RequestRecord(
             index=spec.index, phase=spec.phase, arrival_s=arrival_s, send_s=send_s,
             first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
@@ -99,22 +126,24 @@ class SseStream:
         )
         if self.cancelled:
             return self._cancelled(rec)
-        count = self.usage_tokens
-        if count is None and self.tokens_known:
-            count = len(self.token_times)
-        if not self.error and not self.done:
-            self.error = "the stream ended before [DONE]"
+        count, source = self.usage_tokens, "usage"
+        if count is None and self.tokens_known and (self.ids_seen or self.continuous_seen):
+            count, source = len(self.token_times), "token_ids" if self.ids_seen else "continuous_usage"
+        if count is None and count_text is not None and self.keep_text:
+            count, source = count_text("".join(self.text)), "tokenized"
+        if not self.error and not self.complete:
+            self.error = "the stream ended before [DONE] or a finish reason"
         if self.error or count is None:
             rec.status = "error"
             rec.error = self.error or "the server reported no token count (no usage chunk, no token ids)"
             return rec
-        rec.output_tokens = count
+        rec.output_tokens, rec.count_source = count, source
         rec.chunk_times_s = np.asarray(self.chunk_times, dtype=float)
         if self.prompt_tokens is not None:
             rec.input_tokens = rec.prompt_tokens_reported = int(self.prompt_tokens)
         if self.first_content_s is not None and self.last_content_s is not None:  # (set by the same chunk)
             rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
-        if self.tokens_known:
+        if self.tokens_known and (self.ids_seen or self.continuous_seen):
             rec.token_times_s = np.asarray(self.token_times, dtype=float)
             if len(self.token_times) != count:
                 rec.error = f"token ids in chunks ({len(self.token_times)}) != usage.completion_tokens ({count})"
@@ -132,14 +161,32 @@ class SseStream:
         return rec
 
 
-async def read_stream(session, endpoint: "Endpoint", body: bytes) -> "SseStream":
-    """POST ``body`` now and read its SSE stream into a ``SseStream``; never raises (an HTTP error,
-    a stream error, a timeout or a lost connection is its ``error``; a cancellation its
-    ``cancelled``). ``SseStream.status`` is the HTTP status (None: no response)."""
-    st = SseStream()
+def _content_text(choice: Dict) -> str:
+    """The text a choice carries: ``text`` (completions) or ``delta.content`` (chat)."""
+    text = choice.get("text")
+    if text is None:
+        text = (choice.get("delta") or {}).get("content")
+    return text or ""
+
+
+def _token_ids(choice: Dict) -> Optional[List]:
+    """The token ids a choice names (vLLM's ``return_token_ids``: on the choice, or in a chat
+    delta), None where it names none."""
+    ids = choice.get("token_ids")
+    if ids is None:
+        ids = (choice.get("delta") or {}).get("token_ids")
+    return ids
+
+
+async def read_stream(session, endpoint: "Endpoint", body: bytes, keep_text: bool = False) -> "SseStream":
+    """POST ``body`` to the endpoint's route now and read its SSE stream into a ``SseStream``
+    (``keep_text``: see it); never raises (an HTTP error, a stream error, a
+    timeout or a lost connection is its ``error``; a cancellation its ``cancelled``).
+    ``SseStream.status`` is the HTTP status (None: no response)."""
+    st = SseStream(keep_text)
     send_s = time.monotonic()
     try:
-        async with session.post(endpoint.completions_url, data=body, headers=endpoint.headers()) as resp:
+        async with session.post(endpoint.url, data=body, headers=endpoint.headers()) as resp:
             st.status = resp.status
             if resp.status != 200:
                 text = (await resp.text())[:ERROR_TEXT_CHARS]

@@ -1,5 +1,6 @@
-"""An async streaming client for OpenAI-compatible ``/v1/completions`` servers (vLLM), recording
-one timestamp per output **token** (docs/architecture.md, "What a cell measures").
+"""An async streaming client for OpenAI-compatible servers (vLLM and any other), over
+``/v1/completions`` or ``/v1/chat/completions``, recording one timestamp per output **token**
+(docs/architecture.md, "What a cell measures").
 
 Sending: open loop (poisson | constant | gamma plans) sends each request at its **scheduled**
 time ``t_base + spec.arrival_s`` whether or not earlier ones have finished; a late send shows up
@@ -17,8 +18,11 @@ Receiving: the request asks for ``stream_options.include_usage`` (the final chun
 ``usage.completion_tokens`` is the request's token count) and ``return_token_ids`` (each chunk
 names the token ids it carries). A chunk that carries k tokens gives k timestamps, all equal to
 its arrival time; when a server sends no ids, per-chunk counts come from ``continuous_usage_stats``
-deltas. Token counts never come from text. A request whose server gives no count at all, an HTTP
-error, a stream error or a timeout becomes a ``status='error'`` row with the error text.
+deltas. A server that gives no count at all is counted by its streamed text under the model's
+tokenizer where the caller gives ``count_text`` (``sse``: ``tokenized``); otherwise such a
+request, an HTTP error, a stream error or a timeout becomes a ``status='error'`` row with the
+error text. A chat request carries one user message (the prompt as text); its chunks carry
+``delta.content``.
 
 Other servers (``engine=endpoint``) speak a ``Dialect``: prompts as token ids or as text (built
 by the caller with an exact length under its tokenizer), with or without vLLM's extra fields, and
@@ -35,8 +39,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
-
-import numpy as np
 
 from orchestrator.client.drain import bounded, drain
 from orchestrator.client.endpoint import VLLM, Dialect, Endpoint
@@ -61,20 +63,22 @@ class ClientRun:
     drain_s: Optional[float] = None  # window end -> last request ended or was cancelled (s)
 
 
-def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ignore_eos: bool,
-                    request_id: Optional[str] = None, dialect: Dialect = VLLM,
-                    prompt_text: Optional[str] = None) -> Dict[str, Any]:
-    """The JSON body of one streamed completion: the prompt as token ids (or ``prompt_text``
-    under a text dialect), exactly ``spec.output_tokens`` new tokens when ``ignore_eos`` (min =
-    max; vLLM's fields: without them ``max_tokens`` only bounds the count), greedy."""
-    body: Dict[str, Any] = {
-        "model": model,
-        "prompt": prompt_text if dialect.text_prompts else list(prompt_ids),
-        "max_tokens": int(spec.output_tokens),
-        "temperature": 0.0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def request_body(spec: RequestSpec, endpoint: Endpoint, prompt_ids: Sequence[int], ignore_eos: bool,
+                 request_id: Optional[str] = None, dialect: Dialect = VLLM,
+                 prompt_text: Optional[str] = None) -> Dict[str, Any]:
+    """The JSON body of one streamed request to ``endpoint``: for ``/v1/completions`` the prompt
+    as token ids (or ``prompt_text`` under a text dialect); for ``/v1/chat/completions`` one user
+    message holding ``prompt_text``. Exactly ``spec.output_tokens`` new tokens when ``ignore_eos``
+    (min = max; vLLM's fields: without them ``max_tokens`` only bounds the count), greedy."""
+    body: Dict[str, Any] = {"model": endpoint.model}
+    if endpoint.chat:
+        if prompt_text is None:
+            raise ValueError("a chat request needs its prompt as text")
+        body["messages"] = [{"role": "user", "content": prompt_text}]
+    else:
+        body["prompt"] = prompt_text if dialect.text_prompts else list(prompt_ids)
+    body.update({"max_tokens": int(spec.output_tokens), "temperature": 0.0, "stream": True,
+                 "stream_options": {"include_usage": True}})
     if dialect.continuous_usage:
         body["stream_options"]["continuous_usage_stats"] = True
     if not dialect.vllm_extras:
@@ -91,13 +95,14 @@ def completion_body(spec: RequestSpec, model: str, prompt_ids: Sequence[int], ig
 # ------------------------------------------------------------------------------- one stream
 
 
-async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes,
-                         arrival_s: float) -> RequestRecord:
+async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes, arrival_s: float,
+                         count_text: Optional[Callable[[str], int]] = None) -> RequestRecord:
     """Send one request now and read its stream to the end; never raises. Cancelled (the drain
-    limit), it closes the stream and returns a ``cancelled`` record."""
+    limit), it closes the stream and returns a ``cancelled`` record. ``count_text``: a server
+    that reports no token count is counted by its streamed text."""
     send_s = time.monotonic()
-    st = await read_stream(session, endpoint, body)
-    return st.record(spec, arrival_s, send_s, time.monotonic())
+    st = await read_stream(session, endpoint, body, count_text is not None)
+    return st.record(spec, arrival_s, send_s, time.monotonic(), count_text)
 
 
 # ------------------------------------------------------------------------------- the plan
@@ -110,15 +115,18 @@ class StreamingClient:
     def __init__(self, endpoint: Endpoint, prompt_ids: Callable[[RequestSpec], Sequence[int]],
                  request_timeout_s: float = 600.0, request_id_prefix: str = "orch",
                  progress: Optional[Callable] = None, dialect: Dialect = VLLM,
-                 prompt_text: Optional[Callable[[Sequence[int]], str]] = None):
+                 prompt_text: Optional[Callable[[Sequence[int]], str]] = None,
+                 count_text: Optional[Callable[[str], int]] = None):
         """``prompt_text(ids)``: the text of a prompt with exactly ``len(ids)`` tokens under the
-        caller's tokenizer (a text ``dialect`` only)."""
-        if dialect.text_prompts and prompt_text is None:
-            raise ValueError("a text dialect needs prompt_text")
+        caller's tokenizer (a text ``dialect`` or a chat endpoint); ``count_text(text)``: the
+        tokens of a response's text, for a server that reports no token count."""
+        if (dialect.text_prompts or endpoint.chat) and prompt_text is None:
+            raise ValueError("text prompts (a text dialect, a chat endpoint) need prompt_text")
         self.endpoint = endpoint
         self.prompt_ids = prompt_ids
         self.dialect = dialect
         self.prompt_text = prompt_text
+        self.count_text = count_text
         self.request_timeout_s = float(request_timeout_s)
         self.request_id_prefix = request_id_prefix
         self.progress = progress  # phases.PhaseReporter-like: (phase, done, total, unit)
@@ -137,9 +145,10 @@ class StreamingClient:
         """One request's serialised JSON body (its prompt's digest kept for its record)."""
         ids = self.prompt_ids(spec)
         self._prompt_hash[spec.index] = prompt_digest(ids)
-        text = self.prompt_text(ids) if self.dialect.text_prompts and self.prompt_text is not None else None
-        return json.dumps(completion_body(spec, self.endpoint.model, ids, plan.ignore_eos,
-                                          f"{self.request_id_prefix}-{spec.index}", self.dialect, text)).encode()
+        text_prompt = self.dialect.text_prompts or self.endpoint.chat
+        text = self.prompt_text(ids) if text_prompt and self.prompt_text is not None else None
+        return json.dumps(request_body(spec, self.endpoint, ids, plan.ignore_eos, f"{self.request_id_prefix}-{spec.index}",
+                                       self.dialect, text)).encode()
 
     @staticmethod
     def _never_sent(spec: RequestSpec, t_sched: float) -> RequestRecord:
@@ -180,12 +189,11 @@ class StreamingClient:
             delay = t_sched - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            req = stream_request(session, self.endpoint, spec, body, t_sched)
+            req = stream_request(session, self.endpoint, spec, body, t_sched, self.count_text)
             sent.append((spec, t_sched, asyncio.create_task(self._tracked(req, tally))))
         tally.all_sent()
         records, drain_s = await drain(sent, end, plan.drain_timeout_s, self._never_sent)
-        return ClientRun(self._with_prompt_hashes(records), start, end,
-                         {"client_t_base_s": t_base, **send_lateness(records)}, drain_s)
+        return ClientRun(self._with_prompt_hashes(records), start, end, {"client_t_base_s": t_base}, drain_s)
 
     async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
         queue = list(plan.requests)[::-1]
@@ -204,7 +212,7 @@ class StreamingClient:
                     window["start"], window["end"] = now, now + plan.loop_window_s
                     tally.window_end_s = window["end"]
                 body = self.body(spec, plan)  # closed loop: built when its client frees
-                req = stream_request(session, self.endpoint, spec, body, time.monotonic())
+                req = stream_request(session, self.endpoint, spec, body, time.monotonic(), self.count_text)
                 records.append(await self._tracked(req, tally))
 
         clients = [asyncio.create_task(client()) for _ in range(max(1, plan.concurrency))]
@@ -212,7 +220,7 @@ class StreamingClient:
         records.sort(key=lambda r: r.index)
         now = time.monotonic()
         return ClientRun(self._with_prompt_hashes(records), window.get("start", now), window.get("end", now),
-                         send_lateness(records), drain_s)
+                         drain_s=drain_s)
 
 
 class _Tally:
@@ -243,15 +251,6 @@ class _Tally:
             self.progress(Phase.warmup, self.done, None, "requests")
         else:
             self.progress(Phase.measuring, self.done_measured, self.n_measured, "requests")
-
-
-def send_lateness(records: Sequence[RequestRecord]) -> Dict[str, float]:
-    """How far sends fell behind their schedule (ms): p50, p99, max."""
-    late = np.array([r.send_s - r.arrival_s for r in records], dtype=float) * 1e3
-    if not late.size:
-        return {}
-    return {"send_late_p50_ms": float(np.percentile(late, 50)), "send_late_p99_ms": float(np.percentile(late, 99)),
-            "send_late_max_ms": float(late.max())}
 
 
 def run_plan(client: StreamingClient, plan: WorkloadPlan) -> ClientRun:

@@ -48,6 +48,16 @@ class PromptMode(str, Enum):
     text = "text"
 
 
+class Api(str, Enum):
+    """Which OpenAI route requests go to: ``completions`` (``/v1/completions``, a prompt), ``chat``
+    (``/v1/chat/completions``, one user message), or ``auto`` (an endpoint: completions where the
+    server has the route, else chat)."""
+
+    auto = "auto"
+    completions = "completions"
+    chat = "chat"
+
+
 class SchedulingPolicy(str, Enum):
     """vLLM's scheduler: first come first served, or by request priority."""
 
@@ -58,7 +68,9 @@ class SchedulingPolicy(str, Enum):
 @dataclass
 class VllmOptions(EngineOptions):
     """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s`` and
-    ``compile_cache_dir`` do not change what is measured (not part of a cell's identity)."""
+    ``compile_cache_dir`` do not change what is measured (not part of a cell's identity).
+    ``api``: the route server cells send to (completions | chat: one user message, the same
+    prompt length and per-token timing), so the two APIs can be compared on one server."""
 
     batch_knob: ClassVar[str] = "max-num-seqs"
 
@@ -73,6 +85,7 @@ class VllmOptions(EngineOptions):
     startup_timeout_s: float = setting(600.0)
     compile_cache_dir: str = setting("~/.cache/orchestrator/vllm")
     extra_args: Dict[str, str] = field(default_factory=dict)
+    api: Api = added(Api.completions)
 
     def memory_fraction(self) -> float:
         return float(self.gpu_memory_utilization)
@@ -82,6 +95,7 @@ class VllmOptions(EngineOptions):
               0 < self.gpu_memory_utilization <= 1, "must be in (0, 1]")
         check("engine.vllm.max_model_len", self.max_model_len, self.max_model_len >= 1, "must be >= 1")
         check("engine.vllm.startup_timeout_s", self.startup_timeout_s, self.startup_timeout_s > 0, "must be > 0")
+        check("engine.vllm.api", self.api.value, self.api is not Api.auto, "completions or chat (vLLM serves both)")
 
 
 class HfDevice(str, Enum):
@@ -156,8 +170,9 @@ class EndpointOptions(EngineOptions):
     """``base_url``: the server (``http://host:port``, no ``/v1``); ``model``: the name it serves
     (empty: ``model.name``); ``api_key_env``: the NAME of the environment variable holding its key
     (empty: no key); ``tokenizer``: a local tokenizer directory (empty: ``model.path``, else the
-    one generated from the model config); ``prompt``: auto | token_ids | text (auto: the probe
-    decides); ``gpu_uuids``: the server's GPUs (NVML UUIDs) whose energy a cell is charged with."""
+    one generated from the model config); ``api``: auto | completions | chat (``Api``);
+    ``prompt``: auto | token_ids | text (auto: the probe decides; chat sends text); ``gpu_uuids``:
+    the server's GPUs (NVML UUIDs) whose energy a cell is charged with."""
 
     batch_knob: ClassVar[str] = ""  # none: the server schedules its own batches
 
@@ -166,6 +181,7 @@ class EndpointOptions(EngineOptions):
     api_key_env: str = setting("")
     tokenizer: str = ""
     prompt: PromptMode = PromptMode.auto
+    api: Api = added(Api.auto)
     gpu_uuids: List[str] = field(default_factory=list)
     request_timeout_s: float = setting(600.0)
     probe_timeout_s: float = setting(30.0)
@@ -179,3 +195,5 @@ class EndpointOptions(EngineOptions):
             check("engine.endpoint.gpu_uuids", uuid, str(uuid).startswith(("GPU-", "MIG-")), "NVML UUIDs (GPU-...)")
         check("engine.endpoint.request_timeout_s", self.request_timeout_s, self.request_timeout_s > 0, "must be > 0")
         check("engine.endpoint.probe_timeout_s", self.probe_timeout_s, self.probe_timeout_s > 0, "must be > 0")
+        check("engine.endpoint.api", self.api.value, not (self.api is Api.chat and self.prompt is PromptMode.token_ids),
+              "chat sends text messages: engine.endpoint.prompt=token_ids needs api=completions")

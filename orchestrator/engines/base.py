@@ -91,6 +91,7 @@ class Engine(ABC):
         """``config``: the first cell's config; ``max_batch_size``: the largest batch of the cells
         that will share this engine."""
         self.config = config
+        self.cell_config = config  # the cell being run (the worker sets it before each run)
         self.options = config.engine.options(self.name)
         self.max_batch_size = int(max_batch_size)
         self.progress: PhaseReporter = NO_REPORTER  # the worker sets the cell's reporter

@@ -30,9 +30,10 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from orchestrator.client.endpoint import Endpoint
+from orchestrator.client.endpoint import CHAT, Endpoint
 from orchestrator.client.metrics import WindowRun
 from orchestrator.client.model_files import prompt_digest
 from orchestrator.client.probe import ProbeResult, Target, probe_sync
@@ -64,17 +65,17 @@ def api_key(opts: EndpointOptions) -> Optional[str]:
     return key
 
 
-def probe_target(config: "CellConfig") -> Tuple[Target, Optional["TextPrompts"]]:
-    """The probe target of a cell's endpoint (its key read here) and its text prompts helper."""
+def probe_target(config: "CellConfig") -> Tuple[Target, "TextPrompts"]:
+    """The probe target of a cell's endpoint (its key read here) and its prompts helper (the
+    cell's tokenizer, loaded on first use: text prompts, chat messages, counting a response)."""
     opts = config.engine.endpoint
     if not opts.base_url:
         raise ConfigError("engine.endpoint.base_url: required with engine=endpoint (e.g. http://127.0.0.1:8000)")
-    text = None
-    if opts.prompt is not PromptMode.token_ids:
-        text = TextPrompts(tokenizer_dir(config))
+    prompts = TextPrompts(tokenizer_dir(config))
+    text_of = prompts.text if opts.prompt is not PromptMode.token_ids else None
     endpoint = Endpoint(opts.base_url.rstrip("/"), opts.model or config.model.name, api_key(opts))
-    return Target(endpoint, opts.prompt, int(config.model.vocab_size), text.text if text else None, opts.api_key_env,
-                  float(opts.probe_timeout_s)), text
+    return Target(endpoint, opts.prompt, int(config.model.vocab_size), text_of, opts.api_key_env,
+                  float(opts.probe_timeout_s), opts.api, prompts.count), prompts
 
 
 @register_engine("endpoint")
@@ -120,73 +121,87 @@ class EndpointEngine(Engine):
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self._target: Optional[Target] = None
-        self._text: Optional["TextPrompts"] = None
+        self._prompts: Optional["TextPrompts"] = None
         self.result: Optional[ProbeResult] = None
         self._expected: Dict[str, int] = {}  # prompt digest -> prompt tokens the server should count
         self._start_info: Dict = {}
 
     def start(self) -> None:
-        """Read the key, probe the endpoint from this node, load the tokenizer if prompts are text."""
+        """Read the key, probe the endpoint from this node (the tokenizer loads on first use)."""
         t0 = time.monotonic()
         try:
-            self._target, self._text = probe_target(self.config)
+            self._target, self._prompts = probe_target(self.config)
             self.result = probe_sync(self._target)
         except ConfigError as exc:  # ProbeError included: the server changed, or this node sees another
             raise CellFailure(Status.engine_error, f"endpoint probe from the worker failed: {exc}") from None
-        if self.result.prompt_mode != "text":
-            self._text = None
         self._start_info = {"endpoint_probe_s": time.monotonic() - t0, "endpoint_url": self._target.endpoint.base_url,
                             "endpoint_model": self._target.endpoint.model,
-                            "endpoint_served_models": list(self.result.served_models)}
+                            "endpoint_served_models": list(self.result.served_models),
+                            "endpoint_probe_notes": list(self.result.notes)}
         log.info("endpoint: %s serves %s: %s", self._target.endpoint.base_url, self._target.endpoint.model,
                  self.result.describe())
 
-    def _probed(self) -> Tuple[Target, ProbeResult]:
-        """The target and what probing it found in ``start()`` (``RuntimeError`` before it)."""
-        if self._target is None or self.result is None:
+    def _probed(self) -> Tuple[Target, ProbeResult, "TextPrompts"]:
+        """The target, what probing it found in ``start()`` and the prompts helper (``RuntimeError``
+        before it)."""
+        if self._target is None or self.result is None or self._prompts is None:
             raise RuntimeError("engine=endpoint: run before start() probed the endpoint")
-        return self._target, self.result
+        return self._target, self.result, self._prompts
+
+    @property
+    def _chat(self) -> bool:
+        return self._probed()[1].api == CHAT
 
     def _text_of(self) -> Optional[Callable[[Sequence[int]], str]]:
         """A request's text prompt (exact length under the tokenizer), noting what the server
         should count; None when prompts travel as token ids."""
-        prompts = self._text
-        if prompts is None:
+        result, prompts = self._probed()[1:]
+        if result.prompt_mode != "text":
             return None
+        chat = self._chat
 
         def text_of(ids: Sequence[int]) -> str:
             text = prompts.text(ids)
-            self._expected[prompt_digest(ids)] = prompts.server_count(text)
+            self._expected[prompt_digest(ids)] = prompts.chat_count(text) if chat else prompts.server_count(text)
             return text
 
         return text_of
 
     def _ids_of(self, plan: WorkloadPlan):
-        """A request's prompt ids; as token ids, the server should count exactly them."""
+        """A request's prompt ids (a chat prompt: as many fewer as its template adds, so the
+        server sees the workload's length); as token ids, the server should count exactly them."""
         vocab = int(self.config.model.vocab_size)
+        result, prompts = self._probed()[1:]
+        overhead = prompts.chat_overhead() if self._chat else 0
 
         def ids_of(spec):
             ids = plan.prompt_ids(spec, vocab)
-            if self._text is None:
+            if overhead:
+                ids = ids[:max(1, len(ids) - overhead)]
+            if result.prompt_mode != "text":
                 self._expected[prompt_digest(ids)] = len(ids)
             return ids
 
         return ids_of
 
     def _client(self, plan: WorkloadPlan):
-        target, result = self._probed()
-        return StreamingClient(target.endpoint, self._ids_of(plan),
+        target, result, prompts = self._probed()
+        counting = prompts.count if result.token_count_source == "tokenized" else None
+        return StreamingClient(replace(target.endpoint, api=result.api), self._ids_of(plan),
                                request_timeout_s=float(self.options.request_timeout_s), progress=self.progress,
-                               dialect=result.dialect, prompt_text=self._text_of())
+                               dialect=result.dialect, prompt_text=self._text_of(), count_text=counting)
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
         if plan.offline:
             raise ValueError("engine=endpoint runs open/closed-loop plans")
         self.progress(Phase.warmup)
         cr = asyncio.run(self._client(plan).run(plan))
-        result = self._probed()[1]
+        result, prompts = self._probed()[1:]
         extra = {**self._start_info, **cr.extra, "endpoint_prompt_mode": result.prompt_mode,
                  "endpoint_token_times": result.token_times, "endpoint_request_dialect": result.request_dialect,
+                 "api": result.api, "token_count_source": result.token_count_source,
+                 "chat_template_tokens": prompts.chat_overhead() if self._chat else None,
+                 "output_lengths_forced": bool(result.vllm_extras and plan.ignore_eos),
                  "endpoint_prompt_tokens_mismatch": self._mismatches(cr.records)}
         return WindowRun(cr.records, cr.window_start_s, cr.window_end_s, extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s, failure=self._failure(cr.records))

@@ -37,7 +37,7 @@ def slo_sentence(r: answers.SloRange) -> str:
     head = f"**{r.series}** at {fmt.num(r.offered_rate_rps)} req/s ({r.workload}): "
     if not r.knob:
         why = "; ".join(why for _, why in r.failures)
-        met = f"the server meets them" if r.passing else f"the server does not meet them ({why})"
+        met = "the server meets them" if r.passing else f"the server does not meet them ({why})"
         return head + met + f".{_mark(r.simulated)}"
     fails = "; ".join(f"BS {b}: {why}" for b, why in r.failures)
     if not r.passing:

@@ -60,15 +60,29 @@ def _versions(ok) -> str:
     return "Engine versions: " + " | ".join(pretty) + ("" if len(seen) <= 4 else f" (+{len(seen) - 4} more)") + "."
 
 
-METHODS = [("prompt_mode", "prompts sent as"), ("token_times_source", "token times from"),
-           ("itl_basis", "inter-token latency per"), ("request_dialect", "request fields")]
+METHODS = [("api", "API"), ("prompt_mode", "prompts sent as"), ("token_times_source", "token times from"),
+           ("token_count_source", "output tokens counted from"), ("itl_basis", "inter-token latency per"),
+           ("request_dialect", "request fields"), ("output_lengths_forced", "output lengths forced")]
 """Runs columns that say how a cell was measured (endpoint and client modes), as the report names them."""
 
 
 def _methods(ok) -> str:
-    """How the ok cells were measured, where their rows say (each mode with its cell count)."""
+    """How the ok cells were measured, where their rows say (each mode with its cell count), and
+    what follows from it: prompt counts the server reported otherwise than built, lengths not forced."""
     parts = [f"{what} {_counts(ok[col].dropna())}" for col, what in METHODS if col in ok and ok[col].notna().any()]
-    return ("How measured: " + "; ".join(parts) + ".") if parts else ""
+    if not parts:
+        return ""
+    notes = []
+    if "n_prompt_tokens_mismatch" in ok and ok["n_prompt_tokens_mismatch"].fillna(0).sum() > 0:
+        n = int((ok["n_prompt_tokens_mismatch"].fillna(0) > 0).sum())
+        notes.append(f"{n} cells had requests whose server-reported prompt tokens differ from the count built "
+                     "(text prompts re-tokenized by the server, or a chat template other than the tokenizer's): "
+                     "their input_tokens are the server's count")
+    if "output_lengths_forced" in ok and (ok["output_lengths_forced"] == False).any():  # noqa: E712 (nullable)
+        n = int((ok["output_lengths_forced"] == False).sum())  # noqa: E712
+        notes.append(f"{n} cells could not force output lengths (the server refused vLLM's fields): max_tokens only "
+                     "bounded them, so their T flag is expected")
+    return "How measured: " + "; ".join(parts) + "." + "".join(f" {n[0].upper()}{n[1:]}." for n in notes)
 
 
 def caveats(a: Analysis) -> list[str]:

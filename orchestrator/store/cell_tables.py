@@ -22,7 +22,9 @@ EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_k
 """(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
 ENDPOINT_COLUMNS = (("prompt_mode", "endpoint_prompt_mode"), ("token_times_source", "endpoint_token_times"),
                     ("request_dialect", "endpoint_request_dialect"),
-                    ("n_prompt_tokens_mismatch", "endpoint_prompt_tokens_mismatch"))
+                    ("n_prompt_tokens_mismatch", "endpoint_prompt_tokens_mismatch"), ("api", "api"),
+                    ("token_count_source", "token_count_source"), ("chat_template_tokens", "chat_template_tokens"),
+                    ("output_lengths_forced", "output_lengths_forced"))
 """The same for ``engine=endpoint``'s modes, set only where the extra has them (null elsewhere)."""
 
 

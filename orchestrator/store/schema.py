@@ -26,6 +26,11 @@ OUTPUT_THROUGHPUT_TOK_S = "output_throughput_tok_s"
 OUTPUT_TOKENS_PER_REQUEST_MEAN = "output_tokens_per_request_mean"
 INPUT_TOKENS_PER_REQUEST_MEAN = "input_tokens_per_request_mean"
 TOKEN_COUNT_MISMATCH = "token_count_mismatch"
+CLIENT_LAGGING = "client_lagging"
+CLIENT_LAG_P99_MS = 10.0
+"""Send-lag p99 (ms) above which a cell is flagged ``client_lagging``: a tenth of a typical 100 ms
+TTFT (what the client sustains: ``experiments/benchmarks/client_capacity/``)."""
+SEND_LAG_MS = "send_lag_ms"
 SATURATED = "saturated"
 MEAN_RUNNING_BATCH = "mean_running_batch"
 TTFT_P50_MS = "ttft_p50_ms"
@@ -66,7 +71,11 @@ engine reports it ran (``quantization_method``, ``linear_kernel``) are columns t
 without a new version (older files load with them null): ``itl_basis`` (token | chunk),
 ``engine=endpoint``'s ``prompt_mode`` (token_ids | text), ``token_times_source`` (token_ids |
 continuous_usage | chunks), ``request_dialect`` (vllm | openai) and ``n_prompt_tokens_mismatch``,
-and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs)."""
+and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs);
+the client's own lateness (``send_lag_p50_ms``/``p99``/``max``, ``client_lagging``; per request
+``send_lag_ms``) and how a server was spoken to and counted (``api``: completions | chat;
+``token_count_source``: usage | token_ids | tokenized; ``chat_template_tokens``;
+``output_lengths_forced``)."""
 READABLE_VERSIONS = (1, 2, 3)
 TABLES = ("runs", "requests", "power")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
@@ -89,6 +98,7 @@ RUNS_SCHEMA = pa.schema(
         (OUTPUT_TOKENS_IN_WINDOW, I64), (OUTPUT_THROUGHPUT_TOK_S, F64), ("total_throughput_tok_s", F64),
         (OUTPUT_TOKENS_PER_REQUEST_MEAN, F64), (INPUT_TOKENS_PER_REQUEST_MEAN, F64),
         (TOKEN_COUNT_MISMATCH, BOOL), (SATURATED, BOOL), (MEAN_RUNNING_BATCH, F64),
+        ("send_lag_p50_ms", F64), ("send_lag_p99_ms", F64), ("send_lag_max_ms", F64), (CLIENT_LAGGING, BOOL),
     ]
     + [(c, F64) for c in _PCT]
     + [("itl_basis", STR)]
@@ -104,7 +114,8 @@ RUNS_SCHEMA = pa.schema(
         ("assigned_resources", STR), ("engine_versions", STR), (ENGINE_START_S, F64),
         ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
         ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
-        ("n_prompt_tokens_mismatch", I64), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),
+        ("n_prompt_tokens_mismatch", I64), ("api", STR), ("token_count_source", STR), ("chat_template_tokens", I64),
+        ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]
 )
@@ -112,7 +123,7 @@ RUNS_SCHEMA = pa.schema(
 REQUESTS_SCHEMA = pa.schema(
     [
         ("cell_id", STR), ("request_index", I64), ("phase", STR), ("batch_index", I64),
-        ("scheduled_arrival_s", F64), ("send_s", F64), ("first_token_s", F64), ("end_s", F64),
+        ("scheduled_arrival_s", F64), ("send_s", F64), (SEND_LAG_MS, F64), ("first_token_s", F64), ("end_s", F64),
         ("n_token_times", I64), ("input_tokens", I64), ("output_tokens", I64),
         ("requested_output_tokens", I64), (TTFT_MS, F64), (TPOT_MS, F64), (E2E_MS, F64),
         ("drained", BOOL), ("status", STR), ("error", STR), ("prompt_hash", STR),

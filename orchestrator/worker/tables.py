@@ -19,6 +19,7 @@ from orchestrator.store.schema import (
     NET_ENERGY_PER_REQUEST_J,
     OUTPUT_TOKENS_IN_WINDOW,
     TPOT_MS,
+    SEND_LAG_MS,
     TTFT_MS,
     columns_table,
     runs_table,
@@ -37,6 +38,7 @@ def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dic
     arr = np.array([r.arrival_s for r in recs], dtype=float)
     first = np.array([r.first_token_s for r in recs], dtype=float)
     end = np.array([r.end_s for r in recs], dtype=float)
+    send = np.array([r.send_s for r in recs], dtype=float)
     out = np.array([r.output_tokens for r in recs], dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out > 1, (end - first) / (out - 1) * 1e3, np.nan)
@@ -46,7 +48,8 @@ def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dic
         "phase": [r.phase for r in recs],
         "batch_index": [r.batch_index for r in recs],
         "scheduled_arrival_s": arr,
-        "send_s": np.array([r.send_s for r in recs], dtype=float),
+        "send_s": send,
+        SEND_LAG_MS: (send - arr) * 1e3,
         "first_token_s": first,
         "end_s": end,
         "n_token_times": [0 if r.token_times_s is None else len(r.token_times_s) for r in recs],

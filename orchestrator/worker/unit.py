@@ -144,6 +144,7 @@ class UnitRunner:
         sampler.start()
         try:
             self._idle_baseline(engine, sampler, cell)
+            engine.cell_config = cfg
             wr = engine.run(plan)
             # the trace must reach past the window's end (open loop can end early)
             time.sleep(max(0.0, wr.window_end_s + 2 * cfg.sampler.interval_s - time.monotonic()))

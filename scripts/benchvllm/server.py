@@ -84,7 +84,7 @@ def server_orchestrator(engine, cfg: "CellConfig") -> Dict:
     energy = window_energy(trace, int(wr.window_start_s * 1e9), int(wr.window_end_s * 1e9), None)
     out = {k: row[k] for k in CLIENT_KEYS}
     out["energy"] = {k: energy[k] for k in ENERGY_KEYS}
-    out["client"] = {k: v for k, v in wr.extra.items() if k.startswith("send_late")}
+    out["client"] = {k: row[k] for k in ("send_lag_p50_ms", "send_lag_p99_ms", "send_lag_max_ms")}
     out["measured_requests"] = [(s.index, s.input_tokens, s.output_tokens) for s in plan.measured]
     log(f"server: orchestrator achieved {row['achieved_rate_rps']:.2f} req/s, TTFT p50 {row['ttft_p50_ms']:.1f} ms, "
         f"TPOT p50 {row['tpot_p50_ms']:.2f} ms")

@@ -27,11 +27,12 @@ START_TIMEOUT_S = 90.0
 
 
 class ServerProcess:
-    """``argv`` (with ``{port}`` filled) in its own session on 127.0.0.1, up once ``/health``
-    answers; ``stop()`` kills its whole process group."""
+    """``argv`` (with ``{port}`` filled) in its own session on 127.0.0.1, up once ``ready_path``
+    (``/health``) answers; ``stop()`` kills its whole process group."""
 
-    def __init__(self, argv: Sequence[str], name: str, log: Optional[Path] = None):
+    def __init__(self, argv: Sequence[str], name: str, log: Optional[Path] = None, ready_path: str = "/health"):
         self.name = name
+        self.ready_path = ready_path  # GET it answers 200 once up (a server whose /health needs a key: another)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         out = open(log, "wb") if log else subprocess.DEVNULL
@@ -45,7 +46,7 @@ class ServerProcess:
         deadline = time.time() + START_TIMEOUT_S
         while True:
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1):
+                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=1):
                     return
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:

@@ -192,7 +192,8 @@ def test_open_loop_sends_happen_at_the_scheduled_times(server):
     # the measured window is [first measured scheduled arrival, + duration] on the same clock
     assert run.window_start_s == pytest.approx(run.records[3].arrival_s)
     assert run.window_end_s - run.window_start_s == pytest.approx(1.0)
-    assert run.extra["send_late_max_ms"] < TOL_S * 1e3
+    row = metrics.summarize(metrics.WindowRun(run.records, run.window_start_s, run.window_end_s), plan.rate_rps, True)
+    assert row["send_lag_max_ms"] < TOL_S * 1e3 and row["client_lagging"] == (row["send_lag_p99_ms"] > 10)
 
 
 def test_request_body_asks_for_exact_lengths_as_token_ids(server):
@@ -306,7 +307,9 @@ def _check_cancelled(server, rec, stop_s):
     # the server may have written one more token while the close was on its way
     assert rec.output_tokens in (len(written), len(written) - 1)
     assert np.max(np.abs(rec.token_times_s - written[:rec.output_tokens])) < TOL_S
-    assert rec.first_token_s == rec.token_times_s[0] and np.all(np.diff(rec.token_times_s) >= SLOW_GAP_S - TOL_S)
+    # one token per chunk: strictly increasing times (their gaps are the server's, checked above
+    # against what it wrote; a busy machine's server may write one late and the next on time)
+    assert rec.first_token_s == rec.token_times_s[0] and np.all(np.diff(rec.token_times_s) > 0)
 
 
 def test_open_loop_cancels_requests_unfinished_at_the_drain_limit(server):

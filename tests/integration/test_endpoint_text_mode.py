@@ -16,6 +16,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import time
 
@@ -156,10 +158,16 @@ def test_a_strict_server_gets_the_openai_fields_only(monkeypatch, text_only, mod
     assert [len(b["prompt"]) for b in bodies[1:]] == [24] * len(wr.records)
 
 
-def test_a_server_that_reports_no_token_count_is_refused(monkeypatch):
-    """No usage, no token ids: no request's output tokens could be known."""
+def test_a_server_that_reports_no_token_count_is_counted_by_its_text_or_refused(monkeypatch):
+    """No usage, no token ids: the streamed text is counted under the model's tokenizer
+    (``tokenized``); without a tokenizer to count with, no request's output tokens could be known."""
     monkeypatch.setenv(KEY_ENV, API_KEY)
     with SseServer() as server:
         server.behaviour[0] = "nothing"  # the probe's request ("probe-0")
-        with pytest.raises(ProbeError, match="reports no token counts"):
-            probe_sync(probe_target(cell_config(server.url))[0])
+        target = probe_target(cell_config(server.url))[0]
+        result = probe_sync(target)
+        assert (result.token_count_source, result.token_times, result.reports_usage) == ("tokenized", "chunks", False)
+        assert "output tokens counted from tokenized" in result.describe()
+        server.behaviour[0] = "nothing"
+        with pytest.raises(ProbeError, match="reports no token counts .* no tokenizer to count its text"):
+            probe_sync(dataclasses.replace(target, count_text=None))

@@ -13,7 +13,9 @@ goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the
 explains it leads the error). Once healthy, the quantization method and linear kernels its
 start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
 
-``run(plan)`` drives the plan with ``client.StreamingClient`` (open loop at the scheduled times,
+``run(plan)`` drives the plan with ``client.StreamingClient`` — token-id prompts to
+``/v1/completions``, or with ``engine.vllm.api=chat`` one user message of text as long in tokens
+(the model's chat template applied) to ``/v1/chat/completions`` — (open loop at the scheduled times,
 or closed loop; requests unfinished ``plan.drain_timeout_s`` after the window are cancelled and
 the server aborts them) and scrapes ``/metrics`` every ``METRICS_INTERVAL_S`` meanwhile; the mean running
 batch is the mean of ``vllm:num_requests_running`` over the scrapes inside the measured window.
@@ -44,10 +46,12 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from orchestrator.client.endpoint import Endpoint
+from orchestrator.client.endpoint import CHAT, COMPLETIONS, Endpoint
 from orchestrator.client.metrics import WindowRun
+from orchestrator.client.prompts import TextPrompts
 from orchestrator.client.stream import StreamingClient
 from orchestrator.client.workload import WorkloadPlan
+from orchestrator.config.engine_options import Api
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.core.phases import Phase
 from orchestrator.energy.gpuinfo import memory_used_mib
@@ -156,10 +160,14 @@ class VllmServerEngine(VllmEngine):
     @classmethod
     def share_key(cls, identity: Dict) -> Dict:
         """Cells with the same ``--max-num-seqs`` (batch size) and engine options share one
-        server whatever their arrival process, rate or duration; the workload's seed stays in
-        the key (it is the server's ``--seed``)."""
+        server whatever their arrival process, rate, duration or API (``engine.vllm.api``: each
+        cell's own, ``cell_config``); the workload's seed stays in the key (it is the server's
+        ``--seed``)."""
         key = super().share_key(identity)
         key["workload_seed"] = identity["workload"]["seed"]
+        # the API is the client's: cells over chat and over completions share one server
+        options = {k: v for k, v in key["engine"].get("vllm", {}).items() if k != "api"}
+        key["engine"] = {**key["engine"], "vllm": options}
         return key
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
@@ -169,6 +177,7 @@ class VllmServerEngine(VllmEngine):
         self._api_key: Optional[str] = None
         self._stop_report: Dict = {}
         self._runs = 0  # cells run on this server so far
+        self._prompts: Optional[TextPrompts] = None  # api=chat: text prompts under the model's tokenizer
 
     @property
     def base_url(self) -> str:
@@ -235,10 +244,8 @@ class VllmServerEngine(VllmEngine):
     def run(self, plan: WorkloadPlan) -> WindowRun:
         if plan.offline:
             raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
-        vocab = int(self.config.model.vocab_size)
-        client = StreamingClient(Endpoint(self.base_url, self.config.model.name, self._api_key),
-                                 lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
-                                 progress=self.progress)
+        client = self._client(plan)
+        chat = client.endpoint.chat
         idle_wait_s = self._wait_idle() if self._runs else 0.0
         self._runs += 1
         self.progress(Phase.warmup)
@@ -253,10 +260,28 @@ class VllmServerEngine(VllmEngine):
             "mean_waiting_requests": window_mean(samples, WAITING, t0, t1),
             "max_kv_cache_usage_perc": window_max(samples, KV_USAGE, t0, t1),
             "engine_args": {k: v for k, v in self.args.items() if k != "model"},
-            "log_path": str(self._log_path),
+            "log_path": str(self._log_path), "api": self.cell_config.engine.vllm.api.value, "token_count_source": "usage",
+            "output_lengths_forced": bool(plan.ignore_eos),
+            "chat_template_tokens": self._prompts.chat_overhead() if chat and self._prompts is not None else None,
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s)
+
+    def _client(self, plan: WorkloadPlan) -> StreamingClient:
+        """The streaming client of a cell: token-id prompts to ``/v1/completions``, or (``api=chat``)
+        one user message of text with the same number of tokens once the model's chat template is
+        applied (``client.prompts``), to ``/v1/chat/completions``."""
+        vocab = int(self.config.model.vocab_size)
+        chat = self.cell_config.engine.vllm.api is Api.chat
+        endpoint = Endpoint(self.base_url, self.config.model.name, self._api_key, api=CHAT if chat else COMPLETIONS)
+        if not chat:
+            return StreamingClient(endpoint, lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
+                                   progress=self.progress)
+        if self._prompts is None:
+            self._prompts = TextPrompts(model_path(self.config))
+        prompts, overhead = self._prompts, self._prompts.chat_overhead()
+        return StreamingClient(endpoint, lambda s: plan.prompt_ids(s, vocab)[:max(1, s.input_tokens - overhead)],
+                               request_timeout_s=REQUEST_TIMEOUT_S, progress=self.progress, prompt_text=prompts.text)
 
     def _wait_idle(self, timeout_s: float = IDLE_WAIT_S) -> float:
         """Wait until ``/metrics`` shows no request running or waiting (or ``timeout_s``

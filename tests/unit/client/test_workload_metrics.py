@@ -332,3 +332,26 @@ def test_a_window_without_an_ok_request_is_a_failure_with_its_counts():
                    "1 failed (first error: HTTP 500)")
     assert empty_window_failure(records + [_window_rec(4, "measured", "ok")]) is None  # one ok: data, not a failure
     assert empty_window_failure([_window_rec(0, "warmup", "error")]) is None  # nothing measured: judged elsewhere
+
+
+def test_the_clients_own_lateness_is_measured_and_flagged():
+    """Send lag = send - scheduled arrival, over the measured requests sent; a p99 over 10 ms flags
+    the cell ``client_lagging`` (its TTFT then holds the client's lateness); closed loop: no schedule."""
+    def late(i, lag_ms):
+        r = _rec(i, float(i), i + 0.5, i + 1.0, 5)
+        r.send_s = r.arrival_s + lag_ms / 1e3
+        return r
+
+    on_time = [late(i, 1.0) for i in range(9)] + [late(9, 3.0)]
+    row = summarize(WindowRun(on_time, 0.0, 10.0), offered_rate_rps=1.0, ignore_eos=True)
+    assert row["send_lag_p50_ms"] == pytest.approx(1.0) and row["send_lag_max_ms"] == pytest.approx(3.0)
+    assert not row["client_lagging"]
+    lagging = on_time[:8] + [late(8, 40.0), late(9, 60.0)]
+    row = summarize(WindowRun(lagging, 0.0, 10.0), offered_rate_rps=1.0, ignore_eos=True)
+    assert row["send_lag_p99_ms"] == pytest.approx(np.percentile([1.0] * 8 + [40.0, 60.0], 99))
+    assert row["client_lagging"] and row["send_lag_max_ms"] == pytest.approx(60.0)
+    never_sent = lagging + [late(10, 0.0)]
+    never_sent[-1].send_s = float("nan")  # cancelled before its send: no lag
+    assert summarize(WindowRun(never_sent, 0.0, 10.0), 1.0, True)["send_lag_max_ms"] == pytest.approx(60.0)
+    closed = summarize(WindowRun(lagging, 0.0, 10.0), offered_rate_rps=None, ignore_eos=True)
+    assert np.isnan(closed["send_lag_p99_ms"]) and not closed["client_lagging"]

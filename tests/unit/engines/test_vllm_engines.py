@@ -5,6 +5,7 @@ module (batches, token counts, window, start-up failure statuses)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -456,3 +457,30 @@ def test_importing_the_engines_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert out.stdout.strip() == "[]"
+
+
+def test_server_cells_over_chat_and_completions_share_one_server_and_keep_their_api():
+    """``engine.vllm.api`` is the client's: two cells that differ only in it are two cells (two
+    ids) on one ``vllm serve``; each builds its own requests (chat: one user message of text as
+    long in tokens as the token-id prompt, the generated tokenizer's template adding nothing)."""
+    from orchestrator.driver.dispatch import make_units
+    from orchestrator.driver.grid import cells
+
+    axes = ["engine=vllm", "gpu=h100", "model=tiny", "workload=chat_medium", "batch_size=8"]
+    configs = [config_of([*axes, f"engine.vllm.api={api}"]) for api in ("completions", "chat")]
+    both = cells(configs, {})
+    assert len({c.cell_id for c in both}) == 2
+    [unit] = make_units(both, "t", {"H100": True})
+    assert len(unit.cells) == 2
+    engine = vs.VllmServerEngine(configs[0], 8)
+    engine._port, engine._api_key = 1, "k"
+    plan = build_plan(configs[1].workload, batch_size=8)
+    for cfg, route, field in ((configs[0], "/v1/completions", "prompt"), (configs[1], "/v1/chat/completions", "messages")):
+        engine.cell_config = cfg
+        client = engine._client(plan)
+        spec = plan.requests[0]
+        body = json.loads(client.body(spec, plan))
+        assert client.endpoint.url.endswith(route) and field in body
+        assert body["ignore_eos"] and body["min_tokens"] == body["max_tokens"] == spec.output_tokens
+    text = body["messages"][0]["content"]
+    assert len(engine._prompts.encode(text)) == spec.input_tokens and engine._prompts.chat_overhead() == 0

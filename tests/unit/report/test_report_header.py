@@ -45,3 +45,13 @@ def test_how_each_cell_was_measured_is_named_with_its_count():
     assert _methods(ok) == ("How measured: prompts sent as 2 text, 1 token_ids; inter-token latency per 1 chunk, "
                             "1 token; request fields 2 openai, 1 vllm.")
     assert _methods(pd.DataFrame({"gpu": ["h200"]})) == ""
+
+
+def test_what_follows_from_how_a_server_was_measured_is_said():
+    ok = pd.DataFrame({"api": ["chat", "completions"], "token_count_source": ["tokenized", "usage"],
+                       "output_lengths_forced": [False, True], "n_prompt_tokens_mismatch": [3, 0]})
+    text = _methods(ok)
+    assert text.startswith("How measured: API 1 chat, 1 completions; output tokens counted from 1 tokenized, 1 usage; "
+                           "output lengths forced 1 False, 1 True.")
+    assert "1 cells had requests whose server-reported prompt tokens differ" in text
+    assert "1 cells could not force output lengths" in text and "T flag is expected" in text

@@ -59,7 +59,7 @@ def results():
                                    "energy_integrated_j": 5100.0}},
         "server": {"rc": 1, "log": "x.log", "log_tail": "boom",
                    "orchestrator": {"achieved_rate_rps": 19.8, "scheduled_rate_rps": 19.9, "ttft_p50_ms": 30.0,
-                                    "tpot_p50_ms": 12.0, "window_s": 30.0, "client": {"send_late_p99_ms": 1.0},
+                                    "tpot_p50_ms": 12.0, "window_s": 30.0, "client": {"send_lag_p99_ms": 1.0},
                                     "energy": {"energy_j": 9000.0, "energy_integrated_j": 9100.0}},
                    "bench_serve": {"median_ttft_ms": 28.0, "median_tpot_ms": 14.0}},
     }
