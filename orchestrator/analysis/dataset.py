@@ -104,6 +104,8 @@ MODEL_ENERGY_FLAGS = (SHORT_WINDOW, ENERGY_MISMATCH, ENERGY_INVALID)
 """Flags about the energy measurement itself: never raised for simulated (modeled) rows."""
 
 GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
+HOW_MEASURED = ["api", "prompt_mode", "token_count_source", "itl_basis"]
+"""Runs columns that say how a client-driven cell was measured, carried into the points."""
 CPU = "cpu"
 """``device`` (and ``gpu``) of a row whose engine ran on the CPU."""
 """One series of batch sizes: the same cell config except batch size and repeat."""
@@ -304,6 +306,7 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
                energy_source="first", energy_note="first", engine="first", engine_options="first",
                arrival="first", device="first", batch_knob="first")
+    agg.update({c: "first" for c in HOW_MEASURED if c in ok})
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)

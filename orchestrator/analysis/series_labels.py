@@ -8,6 +8,8 @@ import json
 
 import pandas as pd
 
+from orchestrator.config.engine import EngineConfig
+
 
 def flat_identity(tree: dict, prefix: str = "") -> dict[str, str]:
     """Dotted path -> canonical JSON of each leaf of a nested identity."""
@@ -65,15 +67,30 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
             continue
         peers = [f for v, (e, f) in variants.items() if e == engine and not v.startswith("-")]
         differing = [k for k in sorted(set().union(*peers)) if k != "engine.name"
-                     and len({p.get(k) for p in peers}) > 1 and k in flat]
+                     and len({p.get(k, added_default(k)) for p in peers}) > 1
+                     and (k in flat or added_default(k) is not None)]
         parts = [engine] if several_engines else []
-        parts += [option_text(k, flat[k]) for k in differing[:MAX_LABEL_OPTIONS]]
+        parts += [option_text(k, flat.get(k, added_default(k))) for k in differing[:MAX_LABEL_OPTIONS]]
         if len(differing) > MAX_LABEL_OPTIONS or not parts:
             parts.append(f"…#{variant}" if parts else f"#{variant}")
         out[variant] = ", ".join(parts)
     if len(set(out.values())) < len(out):  # e.g. an option present in one variant only
         out = {v: f"{s}, #{v}" for v, s in out.items()}
     return out
+
+
+def added_default(path: str) -> str | None:
+    """The default of an engine option an identity leaves out at its default (``added``), as the
+    canonical JSON ``flat_identity`` writes (``engine.vllm.api`` -> ``"completions"``); None for
+    any other path."""
+    parts = path.split(".")
+    if len(parts) != 3 or parts[0] != "engine":
+        return None
+    block = EngineConfig().options(parts[1])
+    if not hasattr(block, parts[2]):
+        return None
+    value = getattr(block, parts[2])
+    return json.dumps(getattr(value, "value", value), sort_keys=True, default=str)
 
 
 def option_text(path: str, value_json: str | None) -> str:

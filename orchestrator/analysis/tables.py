@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from orchestrator.analysis.dataset import GROUP_KEYS, baseline_sizes, pct_change
+from orchestrator.analysis.dataset import HOW_MEASURED, GROUP_KEYS, baseline_sizes, pct_change
 from orchestrator.store.schema import (
     E2E_P50_MS,
     E2E_P99_MS,
@@ -88,7 +88,22 @@ def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     keep = SERIES_KEYS + ["batch_size", "flags", "n_cells", "cell_id", "simulated", "baseline_batch_size"]
     keep += DETAIL_COLUMNS
     keep += [f"change_{m}_pct" for m in (OUTPUT_THROUGHPUT_TOK_S, TTFT_P50_MS, TPOT_P50_MS)]
+    how = how_measured(df)
+    if how.ne("").any():  # only where some point says how (a server measured over its API)
+        df["how_measured"] = how
+        keep.append("how_measured")
     return df[keep]
+
+
+def how_measured(points: pd.DataFrame) -> pd.Series:
+    """Per point, how its numbers were measured where its rows say (``chat; prompts as text;
+    tokens counted from tokenized; ITL per chunk``), '' where they do not."""
+    parts = {"api": "{}", "prompt_mode": "prompts as {}", "token_count_source": "tokens counted from {}",
+             "itl_basis": "ITL per {}"}
+    cols = [c for c in HOW_MEASURED if c in points]
+    return pd.Series(["; ".join(parts[c].format(r[c]) for c in cols if isinstance(r[c], str) and r[c])
+                      for _, r in points[cols].iterrows()] if cols else [""] * len(points),
+                     index=points.index, dtype=object)
 
 
 def best_rows(points: pd.DataFrame, metric: str, largest: bool) -> pd.DataFrame:

@@ -154,11 +154,19 @@ async def _models(session, t: Target) -> Tuple[str, ...]:
     return names
 
 
-def _probe_prompt(t: Target) -> Tuple[list, Optional[str]]:
-    """The probe's prompt: its token ids, and its text (None without a tokenizer). Built before
-    any request: loading a tokenizer takes seconds, longer than a server keeps a connection."""
+def _probe_prompt(t: Target) -> Tuple[list, Optional[str], str]:
+    """The probe's prompt: its token ids, its text (None without one) and why there is no text
+    ('' when there is, or none was asked for). Built before any request: loading a tokenizer takes
+    seconds, longer than a server keeps a connection. A tokenizer that cannot load (no
+    transformers: the base install) leaves token ids to try; the reason is raised only if text is
+    needed."""
     ids = prompt_token_ids(PROBE_PROMPT_TOKENS, 0, t.vocab_size)
-    return ids, (t.text_of(ids) if t.text_of is not None and t.prompt is not PromptMode.token_ids else None)
+    if t.text_of is None or t.prompt is PromptMode.token_ids:
+        return ids, None, "text prompts need a tokenizer (engine.endpoint.tokenizer)"
+    try:
+        return ids, t.text_of(ids), ""
+    except ConfigError as exc:
+        return ids, None, str(exc)
 
 
 async def _request(session, t: Target, endpoint: Endpoint, ids: list, text: Optional[str], vllm_extras: bool):
@@ -196,6 +204,7 @@ def _result(t: Target, st, endpoint: Endpoint, mode: str, vllm_extras: bool, ser
         counted = "token_ids" if st.ids_seen else "continuous_usage"
     elif t.count_text is not None:
         counted = "tokenized"
+        t.count_text("".join(st.text))  # the tokenizer loads (ConfigError: one line, e.g. no transformers)
     else:
         raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server reports no token counts (no "
                          "usage, no token ids) and there is no tokenizer to count its text: set engine.endpoint.tokenizer")
@@ -226,7 +235,8 @@ def _modes(t: Target, api: str, text: Optional[str]) -> list:
     return ([None] if t.prompt is not PromptMode.text else []) + ([text] if text is not None else [])
 
 
-async def _probe_routes(session, t: Target, ids: list, text: Optional[str], served: Tuple[str, ...]) -> ProbeResult:
+async def _probe_routes(session, t: Target, ids: list, text: Optional[str], no_text: str,
+                        served: Tuple[str, ...]) -> ProbeResult:
     """Each route the API setting allows, in order, each prompt mode on it (see module doc)."""
     if t.api is Api.auto:  # chat sends text: with token-id prompts forced, completions only
         apis = [COMPLETIONS] if t.prompt is PromptMode.token_ids else [COMPLETIONS, CHAT]
@@ -239,8 +249,7 @@ async def _probe_routes(session, t: Target, ids: list, text: Optional[str], serv
         endpoint = replace(t.endpoint, api=api)
         modes = _modes(t, api, text)
         if not modes:
-            last = ProbeError(f"engine.endpoint.api={api}: its prompts are text, which needs a tokenizer "
-                              "(engine.endpoint.tokenizer)")
+            last = ProbeError(f"engine.endpoint.api={api}: its prompts are text: {no_text}")
         for mode_text in modes:
             result, st = await _try_mode(session, t, endpoint, ids, mode_text, served, notes)
             if result is not None:
@@ -263,13 +272,13 @@ async def probe(t: Target) -> ProbeResult:
     """Probe the endpoint (see module doc); ``ProbeError`` when it cannot be measured."""
     import aiohttp
 
-    ids, text = _probe_prompt(t)
+    ids, text, no_text = _probe_prompt(t)
     if t.prompt is PromptMode.text and text is None:
-        raise ProbeError("engine.endpoint.prompt=text: text prompts need a tokenizer (engine.endpoint.tokenizer)")
+        raise ProbeError(f"engine.endpoint.prompt=text: {no_text}")
     timeout = aiohttp.ClientTimeout(total=t.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         served = await _models(session, t)
-        return await _probe_routes(session, t, ids, text, served)
+        return await _probe_routes(session, t, ids, text, no_text, served)
 
 
 def probe_sync(t: Target) -> ProbeResult:

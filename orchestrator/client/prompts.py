@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from orchestrator.client.model_files import model_dir
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import ConfigError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -56,9 +56,13 @@ class TextPrompts:
 
     @property
     def tokenizer(self):
+        """The tokenizer (``ConfigError``, one line, where transformers is not installed)."""
         if self._tok is None:
-            from transformers import AutoTokenizer
-
+            try:
+                from transformers import AutoTokenizer
+            except ImportError:
+                raise ConfigError("engine=endpoint: text prompts, chat messages and counting a server's text need the "
+                                  "model's tokenizer, which needs transformers: pip install -e '.[hf]'") from None
             self._tok = AutoTokenizer.from_pretrained(str(self.path))
         return self._tok
 

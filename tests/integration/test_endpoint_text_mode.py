@@ -171,3 +171,19 @@ def test_a_server_that_reports_no_token_count_is_counted_by_its_text_or_refused(
         server.behaviour[0] = "nothing"
         with pytest.raises(ProbeError, match="reports no token counts .* no tokenizer to count its text"):
             probe_sync(dataclasses.replace(target, count_text=None))
+
+
+def test_the_base_install_measures_a_token_id_server_and_names_the_extra_a_text_server_needs(monkeypatch, guidellm):
+    """Without transformers (the base install): a server that takes token ids and reports usage
+    needs no tokenizer; one that takes text only gets one line naming the extra to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
+    monkeypatch.setenv(KEY_ENV, API_KEY)  # the test server's key (GuideLLM's mock checks none)
+    with SseServer() as server:
+        result = probe_sync(probe_target(cell_config(server.url))[0])
+        assert (result.prompt_mode, result.token_count_source) == ("token_ids", "usage")
+    with pytest.raises(ProbeError) as exc:
+        probe_sync(probe_target(cell_config(guidellm.url))[0])
+    message = str(exc.value)
+    assert "needs transformers: pip install -e '.[hf]'" in message and "\n" not in message, message

@@ -26,6 +26,7 @@ from orchestrator.analysis.plots import batch_axis, pareto_front
 from orchestrator.analysis.recommend import Slo, recommendations
 from orchestrator.analysis.tables import detail_table, status_table, summary_table
 from orchestrator.analysis.vram_table import vram_table
+from orchestrator.config.fields import as_plain
 from orchestrator.driver.grid import config_of
 from orchestrator.report.markdown import series_label
 from orchestrator.store import schema
@@ -397,3 +398,24 @@ def test_a_row_that_ran_on_the_cpu_says_so_and_batch_size_is_named_per_engine():
     assert set(points["device"]) == {"cpu", "gpu"} and "batch_knob" in points
     assert batch_axis(points) == "batch size (max-num-seqs)"
     assert batch_axis(points[points["engine"] == "hf"]) == "batch size"
+
+
+def test_how_a_server_cell_was_measured_stands_next_to_its_numbers_and_the_default_api_is_named():
+    """Two cells of one server over the two APIs: each series is labelled with its API (the
+    completions one although its identity leaves the default out), and the detail table says how
+    each point was measured; a store whose rows do not say has no such column."""
+    axes = ["engine=vllm", "gpu=h100", "model=llama2_7b", "workload=chat_medium", "batch_size=8"]
+    configs = {}
+    rows = []
+    for api, count in (("completions", "usage"), ("chat", "tokenized")):
+        cfg = config_of([*axes, f"engine.vllm.api={api}"])
+        cid = f"c-{api}"
+        configs[cid] = cfg
+        rows.append(row(8, 100.0, 10.0, cell_id=cid, api=api, token_count_source=count, itl_basis="chunk",
+                        config_json=json.dumps(as_plain(cfg))))
+    df = frame(rows, configs)
+    assert sorted(df["series"]) == ["llama2_7b/none/h100 [api=chat]", "llama2_7b/none/h100 [api=completions]"]
+    detail = detail_table(batch_points(df))
+    assert sorted(detail["how_measured"]) == ["chat; tokens counted from tokenized; ITL per chunk",
+                                             "completions; tokens counted from usage; ITL per chunk"]
+    assert "how_measured" not in detail_table(batch_points(frame(SERIES)))
