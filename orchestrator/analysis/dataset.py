@@ -29,9 +29,10 @@ columns (units in the names, as in the store):
 - ``device``: ``"cpu"`` where the engine ran on the CPU (an hf cell on a machine without the
   cell's GPU: ``engine_extra``'s ``device``), else ``"gpu"``; such rows' ``gpu`` reads ``cpu``
   (their config's GPU is not what measured them), so every label, filter and table says so;
-- ``batch_knob``: what ``batch_size`` set in the engine that ran the cell (``max-num-seqs`` for
-  vLLM and the simulator, ``batch size`` for hf's static batches, '' for an endpoint, whose server
-  schedules its own batches: ``EngineOptions.batch_knob``).
+- ``batch_knob``: what ``batch_size`` set in the engine that ran the cell: for offline cells the
+  size of each static batch (``batch size``) in every engine; otherwise the engine's
+  ``EngineOptions.batch_knob`` (``max-num-seqs`` for vLLM's server and the simulator, '' for an
+  endpoint, whose server schedules its own batches).
 
 The energy-measurement flags (``MODEL_ENERGY_FLAGS``: short window, energy mismatch, energy
 invalid) are cleared for simulated rows: they say nothing about a measurement (since schema 3 the
@@ -104,11 +105,11 @@ MODEL_ENERGY_FLAGS = (SHORT_WINDOW, ENERGY_MISMATCH, ENERGY_INVALID)
 """Flags about the energy measurement itself: never raised for simulated (modeled) rows."""
 
 GROUP_KEYS = ["workload", "gpu", "model", "quantization", "variant"]
+"""One series of batch sizes: the same cell config except batch size and repeat."""
 HOW_MEASURED = ["api", "prompt_mode", "token_count_source", "itl_basis"]
 """Runs columns that say how a client-driven cell was measured, carried into the points."""
 CPU = "cpu"
 """``device`` (and ``gpu``) of a row whose engine ran on the CPU."""
-"""One series of batch sizes: the same cell config except batch size and repeat."""
 
 SUM_COLUMNS = [
     N_REQUESTS_TOTAL, N_REQUESTS_MEASURED, N_REQUESTS_OK, N_REQUESTS_FAILED,
@@ -229,8 +230,9 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
                             for ident in identities]
     df["series"] = series_labels(df, [flat_identity(ident) if ident is not None else {} for ident in identities])
     df["simulated"] = (df["engine"] == "simulated") | (df[ENERGY_SOURCE] == "simulated")
-    knobs = EngineConfig()
-    df["batch_knob"] = [knobs.options(str(e)).batch_knob for e in df["engine"]]
+    knobs = EngineConfig()  # offline cells: batch_size is each static batch's size, in every engine
+    df["batch_knob"] = ["batch size" if a == "offline" else knobs.options(str(e)).batch_knob
+                        for e, a in zip(df["engine"], df["arrival"])]
     for column in MODEL_ENERGY_FLAGS:
         if column in df:
             df[column] = df[column].where(~df["simulated"], False)

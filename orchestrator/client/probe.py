@@ -146,6 +146,8 @@ async def _models(session, t: Target) -> Tuple[str, ...]:
             names = tuple(str(m.get("id")) for m in json.loads(text).get("data", []))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise _refusal(t, None, f"{type(exc).__name__}: {exc}") from None
+    except ProbeError:  # (a ValueError too) the key, the server: said above
+        raise
     except ValueError:  # not JSON: a server that is not OpenAI-compatible there
         return ()
     if names and t.endpoint.model not in names:
@@ -174,7 +176,8 @@ async def _request(session, t: Target, endpoint: Endpoint, ids: list, text: Opti
     spec = RequestSpec(0, "probe", 0.0, PROBE_PROMPT_TOKENS, PROBE_OUTPUT_TOKENS)
     dialect = _dialect(text is not None, vllm_extras)
     body = request_body(spec, endpoint, ids, True, "probe-0", dialect, text)
-    return await read_stream(session, endpoint, json.dumps(body).encode(), keep_text=t.count_text is not None)
+    return await read_stream(session, endpoint, json.dumps(body).encode(), dialect.continuous_usage,
+                             keep_text=t.count_text is not None)
 
 
 def _accepted(st, n_ids: Optional[int]) -> bool:
@@ -237,19 +240,20 @@ def _modes(t: Target, api: str, text: Optional[str]) -> list:
 
 async def _probe_routes(session, t: Target, ids: list, text: Optional[str], no_text: str,
                         served: Tuple[str, ...]) -> ProbeResult:
-    """Each route the API setting allows, in order, each prompt mode on it (see module doc)."""
+    """Each route the API setting allows, each prompt mode on it (see module doc); ``auto`` goes
+    on to chat only where the server has no completions route."""
     if t.api is Api.auto:  # chat sends text: with token-id prompts forced, completions only
         apis = [COMPLETIONS] if t.prompt is PromptMode.token_ids else [COMPLETIONS, CHAT]
     else:
         apis = [t.api.value]
     notes: Tuple[str, ...] = ()
     missing: list = []  # routes the server does not have
-    last: Optional[ProbeError] = None
     for api in apis:
         endpoint = replace(t.endpoint, api=api)
         modes = _modes(t, api, text)
         if not modes:
-            last = ProbeError(f"engine.endpoint.api={api}: its prompts are text: {no_text}")
+            why = f" (the server has no {', '.join(missing)})" if missing else ""
+            raise ProbeError(f"engine.endpoint.api={t.api.value}: {ROUTES[api]} sends text prompts{why}: {no_text}")
         for mode_text in modes:
             result, st = await _try_mode(session, t, endpoint, ids, mode_text, served, notes)
             if result is not None:
@@ -262,10 +266,10 @@ async def _probe_routes(session, t: Target, ids: list, text: Optional[str], no_t
             if st.status in (None, 401, 403, 404):  # no answer, the key, the model: nothing else would help
                 raise _refusal(t, st.status, error, ROUTES[api])
             last = _refusal(t, st.status, _why(st, None if mode_text is not None else len(ids)), ROUTES[api])
-    if last is None:  # every route missing
-        raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server has no "
-                         f"{' and no '.join(missing)} route")
-    raise last
+        else:  # every prompt mode failed on a route the server has: its reason, not another route's
+            raise last
+    raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server has no {' and no '.join(missing)} "
+                     "route")
 
 
 async def probe(t: Target) -> ProbeResult:

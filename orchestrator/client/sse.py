@@ -7,8 +7,9 @@ drives the requests).
 (completions) or ``delta.content`` (chat). A chunk that names k token ids gives k token times
 (all its arrival); without ids, continuous-usage deltas give the count; without either, only the
 chunk's arrival is known (``chunk_times``). The request's token count is the last usage seen
-(a final chunk of its own, with empty choices or, as LiteLLM sends it, choices without content),
-else the ids or deltas counted, else — for a server that reports none — the streamed text under
+(a final chunk of its own, with empty choices or, as LiteLLM sends it, a choice without content:
+``[{"index": 0}]`` on completions, ``[{"index": 0, "delta": {}}]`` on chat, after the finish
+reason), else the ids or deltas counted, else — for a server that reports none — the streamed text under
 the model's tokenizer (``count_source=tokenized``). A response is complete at ``[DONE]`` or, for
 servers that send none, at a finish reason followed by the end of the stream. ``record`` turns the
 stream into the request's row (an ``error`` row when the stream failed or gave no count; a
@@ -33,11 +34,15 @@ ERROR_TEXT_CHARS = 2000
 
 
 class SseStream:
-    """Accumulates the chunks of one response (``keep_text``: keep the streamed text, to count its
-    tokens when the server reports no count). Usage on a content chunk is a running count
-    (continuous usage stats); usage beside no content is the total."""
+    """Accumulates the chunks of one response. ``continuous``: continuous usage stats were asked
+    for, so usage on a content chunk before the finish reason is a running count; any other usage
+    (a final chunk of its own, or after the finish reason, or where nobody asked for running
+    counts) is the total. A usage that counts nothing at all (0 prompt and 0 completion tokens:
+    LiteLLM's chunks without ``include_usage``) is no usage. ``keep_text``: keep the streamed
+    text, to count its tokens when the server reports no count."""
 
-    def __init__(self, keep_text: bool = False):
+    def __init__(self, continuous: bool = False, keep_text: bool = False):
+        self.continuous = continuous
         self.keep_text = keep_text
         self.text: List[str] = []
         self.token_times: List[float] = []
@@ -71,34 +76,34 @@ class SseStream:
         if "error" in chunk and not chunk.get("choices"):
             self.error = f"stream error: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}"
             return False
-        usage = chunk.get("usage") or None
+        usage = _usage(chunk)
+        running = usage if self.continuous and not self.finished else None
         for choice in chunk.get("choices") or []:
             text = _content_text(choice)
-            # content: text, token ids, or a running count on a text/delta chunk (vLLM sends
-            # multi-token chunks with empty text); a bare {"index": 0} beside usage is not
-            if text or _token_ids(choice) is not None or (usage is not None and ("text" in choice or "delta" in choice)):
-                self._content(choice, text, usage, t)
+            # content: text, token ids, or a running count (vLLM sends multi-token chunks whose
+            # text is still empty); a choice holding neither beside usage is not
+            if text or _token_ids(choice) is not None or running is not None:
+                self._content(choice, text, running, t)
             self.finished = self.finished or bool(choice.get("finish_reason"))
         if usage is not None and usage.get("completion_tokens") is not None:
-            # the last one seen is the total: a final chunk of its own (choices empty or holding
-            # no content, as LiteLLM sends it), or the last content chunk's running count
+            # the last one seen is the total (a running count ends at it)
             self.usage_tokens = int(usage["completion_tokens"])
             self.prompt_tokens = usage.get("prompt_tokens")
         return True
 
-    def _content(self, choice: Dict, text: str, usage: Optional[Dict], t: float) -> None:
+    def _content(self, choice: Dict, text: str, running: Optional[Dict], t: float) -> None:
         if self.keep_text and text:
             self.text.append(text)
         ids = _token_ids(choice)
         if ids is not None:
-            k = len(ids)
+            k: Optional[int] = len(ids)
             self.ids_seen = True
-        elif usage is not None and "completion_tokens" in usage:
-            k = int(usage["completion_tokens"]) - self.cumulative
+        elif running is not None and "completion_tokens" in running:
+            k = int(running["completion_tokens"]) - self.cumulative
             self.continuous_seen = True
         else:
             k = None
-        if k is None:
+        if k is None or k < 0:  # no count (or an inconsistent one): only the chunk's arrival is known
             self.tokens_known = False
             self._mark(t)
             self.chunk_times.append(t)
@@ -106,6 +111,7 @@ class SseStream:
         self.cumulative += k
         if k > 0:
             self.token_times.extend([t] * k)
+        if k > 0 or text:
             self.chunk_times.append(t)
             self._mark(t)
 
@@ -161,6 +167,14 @@ class SseStream:
         return rec
 
 
+def _usage(chunk: Dict) -> Optional[Dict]:
+    """The chunk's usage, None where it has none or one that counts nothing (all zeros)."""
+    usage = chunk.get("usage") or None
+    if usage is not None and not usage.get("completion_tokens") and not usage.get("prompt_tokens"):
+        return None
+    return usage
+
+
 def _content_text(choice: Dict) -> str:
     """The text a choice carries: ``text`` (completions) or ``delta.content`` (chat)."""
     text = choice.get("text")
@@ -178,12 +192,13 @@ def _token_ids(choice: Dict) -> Optional[List]:
     return ids
 
 
-async def read_stream(session, endpoint: "Endpoint", body: bytes, keep_text: bool = False) -> "SseStream":
+async def read_stream(session, endpoint: "Endpoint", body: bytes, continuous: bool = False,
+                      keep_text: bool = False) -> "SseStream":
     """POST ``body`` to the endpoint's route now and read its SSE stream into a ``SseStream``
-    (``keep_text``: see it); never raises (an HTTP error, a stream error, a
+    (``continuous``, ``keep_text``: see it); never raises (an HTTP error, a stream error, a
     timeout or a lost connection is its ``error``; a cancellation its ``cancelled``).
     ``SseStream.status`` is the HTTP status (None: no response)."""
-    st = SseStream(keep_text)
+    st = SseStream(continuous, keep_text)
     send_s = time.monotonic()
     try:
         async with session.post(endpoint.url, data=body, headers=endpoint.headers()) as resp:

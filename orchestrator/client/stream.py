@@ -96,12 +96,12 @@ def request_body(spec: RequestSpec, endpoint: Endpoint, prompt_ids: Sequence[int
 
 
 async def stream_request(session, endpoint: Endpoint, spec: RequestSpec, body: bytes, arrival_s: float,
-                         count_text: Optional[Callable[[str], int]] = None) -> RequestRecord:
+                         dialect: Dialect = VLLM, count_text: Optional[Callable[[str], int]] = None) -> RequestRecord:
     """Send one request now and read its stream to the end; never raises. Cancelled (the drain
     limit), it closes the stream and returns a ``cancelled`` record. ``count_text``: a server
     that reports no token count is counted by its streamed text."""
     send_s = time.monotonic()
-    st = await read_stream(session, endpoint, body, count_text is not None)
+    st = await read_stream(session, endpoint, body, dialect.continuous_usage, count_text is not None)
     return st.record(spec, arrival_s, send_s, time.monotonic(), count_text)
 
 
@@ -189,7 +189,7 @@ class StreamingClient:
             delay = t_sched - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            req = stream_request(session, self.endpoint, spec, body, t_sched, self.count_text)
+            req = stream_request(session, self.endpoint, spec, body, t_sched, self.dialect, self.count_text)
             sent.append((spec, t_sched, asyncio.create_task(self._tracked(req, tally))))
         tally.all_sent()
         records, drain_s = await drain(sent, end, plan.drain_timeout_s, self._never_sent)
@@ -212,7 +212,8 @@ class StreamingClient:
                     window["start"], window["end"] = now, now + plan.loop_window_s
                     tally.window_end_s = window["end"]
                 body = self.body(spec, plan)  # closed loop: built when its client frees
-                req = stream_request(session, self.endpoint, spec, body, time.monotonic(), self.count_text)
+                req = stream_request(session, self.endpoint, spec, body, time.monotonic(), self.dialect,
+                                     self.count_text)
                 records.append(await self._tracked(req, tally))
 
         clients = [asyncio.create_task(client()) for _ in range(max(1, plan.concurrency))]

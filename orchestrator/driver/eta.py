@@ -10,7 +10,8 @@ an engine that waits out its windows, its idle baseline, warm-up and window
 ``engine_start_s``); a cell when it ends (its ``cell_wall_s``). Once items of a group are done, the
 group's remaining estimates are scaled by what the done ones really cost ÷ what was estimated for
 them. Groups that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines
-without a GPU) add up, divided by how many lanes there are; lanes of different types run side by
+without a GPU) add up, divided by how many lanes there are — but never less than the longest
+task left, whose cells run one after another on one lane; lanes of different types run side by
 side, so the sweep's remaining time is that of the slowest.
 """
 from __future__ import annotations
@@ -35,9 +36,12 @@ class _Group:
     done_prior_s: float = 0.0  # of the finished cells with a measured cost
     done_measured_s: float = 0.0  # what those cost
 
+    def scale(self) -> float:
+        """What the done items really cost ÷ what was estimated for them (1 before any)."""
+        return self.done_measured_s / self.done_prior_s if self.done_prior_s > 0 else 1.0
+
     def remaining_s(self) -> float:
-        scale = self.done_measured_s / self.done_prior_s if self.done_prior_s > 0 else 1.0
-        return self.todo_prior_s * scale
+        return self.todo_prior_s * self.scale()
 
 
 def measured_costs(row: Mapping) -> Tuple[Optional[float], Optional[float]]:
@@ -54,8 +58,8 @@ class SweepEta:
     def __init__(self, units: List[UnitSpec], starts: Mapping[Tuple[str, str], float],
                  lanes: Callable[[str, bool], int]):
         self._groups: Dict[Tuple[str, str], _Group] = {}
-        self._items: Dict[str, Tuple[Tuple[str, str], float]] = {}  # item -> (group, prior s)
-        self._unit_of: Dict[str, str] = {}  # cell id -> its task's start item
+        self._items: Dict[str, Tuple[Tuple[str, str], str, float]] = {}  # item -> (group, task, prior s)
+        self._unit_of: Dict[str, str] = {}  # cell id -> its task (named by its start item)
         self._lanes: Dict[str, int] = {}
         for unit in units:
             first = unit.cells[0]
@@ -66,22 +70,22 @@ class SweepEta:
                 self._lanes[pool] = max(1, lanes(t, unit.on_gpu))
             key = (unit.engine, t)
             self._groups.setdefault(key, _Group(pool))
-            start_item = f"start:{first.cell_id}"
-            self._add(start_item, key, starts.get(key, cls.typical_start_s))
+            task = f"start:{first.cell_id}"
+            self._add(task, key, task, starts.get(key, cls.typical_start_s))
             for cell in unit.cells:
-                self._unit_of[cell.cell_id] = start_item
+                self._unit_of[cell.cell_id] = task
                 modeled = cls.typical_cell_s
-                self._add(cell.cell_id, key, modeled if modeled is not None else cell_seconds(cell.config)[0])
+                self._add(cell.cell_id, key, task, modeled if modeled is not None else cell_seconds(cell.config)[0])
 
-    def _add(self, item: str, key: Tuple[str, str], prior: float) -> None:
-        self._items[item] = (key, prior)
+    def _add(self, item: str, key: Tuple[str, str], task: str, prior: float) -> None:
+        self._items[item] = (key, task, prior)
         self._groups[key].todo_prior_s += prior
 
     def _done(self, item: str, measured_s: Optional[float]) -> None:
         entry = self._items.pop(item, None)
         if entry is None:
             return
-        key, prior = entry
+        key, _, prior = entry
         group = self._groups[key]
         group.todo_prior_s = max(0.0, group.todo_prior_s - prior)
         if measured_s is not None and prior > 0:
@@ -97,9 +101,15 @@ class SweepEta:
     def remaining_s(self) -> float:
         """Seconds until the last cell ends (see the module doc)."""
         pools: Dict[str, float] = {}
+        longest: Dict[str, float] = {}
+        tasks: Dict[str, float] = {}
+        for key, task, prior in self._items.values():
+            tasks[task] = tasks.get(task, 0.0) + prior * self._groups[key].scale()
+            pool = self._groups[key].pool
+            longest[pool] = max(longest.get(pool, 0.0), tasks[task])
         for group in self._groups.values():
             pools[group.pool] = pools.get(group.pool, 0.0) + group.remaining_s()
-        return max((s / self._lanes[p] for p, s in pools.items()), default=0.0)
+        return max((max(s / self._lanes[p], longest.get(p, 0.0)) for p, s in pools.items()), default=0.0)
 
     def groups(self) -> Dict[Tuple[str, str], float]:
         """(engine, accelerator type) -> its remaining seconds of work (not divided by lanes)."""

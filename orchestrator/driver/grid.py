@@ -259,6 +259,9 @@ def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], st
         return Status.unsupported, f"engine {engine} runs {what} (workload.arrival={wl.arrival.value})"
     if q.name not in cls.quantizations:
         return Status.unsupported, cls.quantization_refusal(q.name)
+    refusal = cls.option_refusal(cfg)
+    if refusal:
+        return Status.unsupported, refusal
     if not cls.hosts_model:
         return None, ""
     context = wl.input.mean_tokens + wl.output.mean_tokens

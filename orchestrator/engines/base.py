@@ -102,6 +102,12 @@ class Engine(ABC):
         return self.gpu is GpuUse.required
 
     @classmethod
+    def option_refusal(cls, config: "CellConfig") -> str:
+        """One line when this engine variant cannot honour an option of the cell's engine block
+        (its ``unsupported`` reason before launch), else ''."""
+        return ""
+
+    @classmethod
     def quantization_refusal(cls, quantization: str) -> str:
         """One line: this engine does not run ``quantization`` (and why, and what to use
         instead, where ``refused_quantizations`` says)."""

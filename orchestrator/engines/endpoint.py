@@ -100,7 +100,7 @@ class EndpointEngine(Engine):
         lines, seen = [], set()
         for c in configs:
             opts = c.engine.endpoint
-            key = (opts.base_url, opts.model or c.model.name, opts.api_key_env, opts.prompt, opts.tokenizer,
+            key = (opts.base_url, opts.model or c.model.name, opts.api_key_env, opts.prompt, opts.api, opts.tokenizer,
                    c.model.name, c.model.path)
             if key in seen:
                 continue

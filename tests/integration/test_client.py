@@ -20,7 +20,7 @@ aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web
 
 from orchestrator.client import metrics
-from orchestrator.client.endpoint import Endpoint
+from orchestrator.client.endpoint import Dialect, Endpoint
 from orchestrator.client.model_files import prompt_digest, prompt_token_ids
 from orchestrator.client.stream import StreamingClient, run_plan
 from orchestrator.client.workload import build_plan
@@ -241,9 +241,13 @@ def test_no_server_gives_error_rows_not_an_exception():
 
 
 def test_counts_from_continuous_usage_when_chunks_carry_no_ids(server):
+    """Continuous usage stats asked for (as the endpoint probe's vLLM dialect does): each chunk's
+    running count gives its tokens their times."""
     plan = build_plan(workload(duration_s=0.1, warmup_requests=0), batch_size=8)
     server.behaviour.update({i: "continuous" for i in range(len(plan.requests))})
-    run = run_plan(client_for(server.url), plan)
+    client = client_for(server.url)
+    client.dialect = Dialect(continuous_usage=True)
+    run = run_plan(client, plan)
     for rec in run.records:
         assert rec.status == "ok" and rec.output_tokens == 9 and len(rec.token_times_s) == 9
         assert np.max(np.abs(rec.token_times_s - np.asarray(server.written[rec.index]))) < TOL_S

@@ -94,10 +94,12 @@ def test_a_chat_cell_measures_the_mocks_ttft_and_itl(guidellm, endpoint_key):
 
 class Replay:
     """Serves recorded response bodies: POST to a route in ``routes`` answers that route's recorded
-    bytes (whatever the request), every other route a 404 like a server without it."""
+    bytes (whatever the request; an int: that HTTP status with an error body), every other route
+    a 404 like a server without it."""
 
-    def __init__(self, routes: dict[str, str]):
-        self.routes = {path: (STREAMS / name).read_bytes() for path, name in routes.items()}
+    def __init__(self, routes: dict[str, str | int]):
+        self.routes = {path: name if isinstance(name, int) else (STREAMS / name).read_bytes()
+                       for path, name in routes.items()}
         self.bodies: list[dict] = []
 
     async def answer(self, request: web.Request):
@@ -105,6 +107,8 @@ class Replay:
         recorded = self.routes.get(request.path)
         if recorded is None:
             return web.json_response({"detail": "Not Found"}, status=404)
+        if isinstance(recorded, int):
+            return web.json_response({"error": {"message": "engine overloaded"}}, status=recorded)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
         for event in recorded.split(b"\n\n"):
@@ -187,6 +191,11 @@ def test_a_chat_only_server_is_measured_over_chat_and_a_server_without_either_ro
     forced = replay({"/v1/completions": "xpyd-sim_completions.sse"})
     with pytest.raises(ProbeError, match=r"the server has no /v1/chat/completions \(HTTP 404\) route"):
         probe_sync(probe_target(cell_config(forced, "engine.endpoint.api=chat"))[0])
+    # a completions route that fails is that route's failure: auto never measures chat instead
+    failing = replay({"/v1/completions": 500, "/v1/chat/completions": "transformers-serve_chat.sse"})
+    with pytest.raises(ProbeError) as exc:
+        probe_sync(probe_target(cell_config(failing))[0])
+    assert "the probe request to /v1/completions failed: HTTP 500" in str(exc.value) and "engine overloaded" in str(exc.value)
 
 
 def test_recorded_streams_parse_as_their_server_sent_them():

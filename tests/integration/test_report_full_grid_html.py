@@ -132,16 +132,21 @@ def test_every_chart_has_a_legend_naming_each_series_once_in_one_colour(page):
 def test_every_axis_of_every_panel_has_a_title(page, full_report):
     points = page_data(full_report / "report.html")["points"]
     workloads = sorted(set(points["workload"]))
-    knobs = set(points.get("batch_knob", [])) - {None, "batch size"}
+    # what batch size sets, per panel: each static batch's size offline, max-num-seqs for the
+    # (simulated) server cells
+    knobs = {w: set(k for k, pw in zip(points["batch_knob"], points["workload"]) if pw == w) - {"batch size"}
+             for w in workloads}
+    assert knobs["offline"] == set() and all(knobs[w] == {"max-num-seqs"} for w in workloads if w != "offline")
     for chart in CHARTS:
         state = chart_state(page, chart)
         assert len(state["axes"]) == 2 * len(workloads), chart  # a panel per workload
         assert state["panels"] == [f"<b>workload: {w}</b>" for w in workloads], chart
         assert all(title and title.strip() for title in state["axes"].values()), (chart, state["axes"])
         if chart in BATCH_CHARTS:
-            for axis, title in state["axes"].items():
-                assert not axis.startswith("x") or (title.startswith("batch size")
-                                                    and all(k in title for k in knobs)), (chart, axis, title)
+            for i, w in enumerate(workloads):
+                title = state["axes"]["xaxis" if i == 0 else f"xaxis{i + 1}"]
+                assert title == ("batch size" + (f" ({', '.join(sorted(knobs[w]))})" if knobs[w] else "")), \
+                    (chart, w, title)
     throughput = chart_state(page, "chart-throughput")
     assert {(t["x"], t["y"]) for t in throughput["traces"]} == {("x", "y"), ("x2", "y2"), ("x3", "y3")}
     assert throughput["axes"]["yaxis2"] == "output throughput (tok/s)"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from orchestrator.client.metrics import RequestRecord, WindowRun
 from orchestrator.client.model_files import prompt_digest
 from orchestrator.client.workload import RequestSpec, WorkloadPlan
+from orchestrator.config.engine_options import Api
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.engines.base import register_engine
 from orchestrator.engines.static_batches import refuse_unless_offline, run_static_batches
@@ -60,6 +61,13 @@ class VllmOfflineEngine(VllmEngine):
 
     workload_kinds = frozenset({WorkloadKind.offline})
     shared_axes = frozenset({"batch_size", "repeat"})
+
+    @classmethod
+    def option_refusal(cls, config: "CellConfig") -> str:
+        if config.engine.vllm.api is not Api.completions:
+            return (f"engine.vllm.api={config.engine.vllm.api.value}: offline cells run LLM.generate, no API; "
+                    "the option applies to open/closed-loop (server) cells")
+        return ""
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)

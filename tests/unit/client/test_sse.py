@@ -41,14 +41,30 @@ def test_chat_deltas_with_usage_in_a_final_chunk_of_its_own():
     assert list(rec.chunk_times_s) == [2.0, 3.0, 4.0] and rec.token_times_s is None
 
 
-def test_litellms_final_chunk_holds_usage_beside_a_choice_without_content():
-    """LiteLLM's proxy: the last chunk is ``choices: [{"index": 0}]`` with the usage — the total,
-    not a running count of one more content chunk."""
-    st = _feed(SseStream(), [_chat("a"), _chat(" b"), _chat(" c", "stop"),
-                             {"choices": [{"index": 0}], "usage": {"prompt_tokens": 8, "completion_tokens": 3}}])
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("final", [{"index": 0}, {"index": 0, "delta": {}}])
+def test_litellms_final_chunk_holds_usage_beside_a_choice_without_content(continuous, final):
+    """LiteLLM's proxy: after the finish reason, the last chunk is ``[{"index": 0}]`` (completions)
+    or ``[{"index": 0, "delta": {}}]`` (chat) with the usage — the total, not a running count of
+    one more content chunk, also where running counts were asked for (it sends none)."""
+    st = _feed(SseStream(continuous=continuous), [_chat("a"), _chat(" b"), _chat(" c", "stop"),
+                                                  {"choices": [final], "usage": {"prompt_tokens": 8,
+                                                                                 "completion_tokens": 3}}])
     rec = st.record(SPEC, 0.0, 0.0, 100.0)
     assert (rec.status, rec.output_tokens, rec.count_source) == ("ok", 3, "usage") and not rec.error
-    assert not st.continuous_seen and rec.end_s == 3.0
+    assert not st.continuous_seen and rec.end_s == 3.0 and list(rec.chunk_times_s) == [1.0, 2.0, 3.0]
+
+
+def test_usage_that_counts_nothing_is_no_usage():
+    """LiteLLM without include_usage puts all-zero usage on every completions chunk: no count, so
+    the text is counted (or the request is an error row), never an ok row of 0 tokens."""
+    zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    chunks = [{"choices": [{"index": 0, "text": w}], "usage": zero} for w in ("a ", "b ")]
+    chunks.append({"choices": [{"index": 0, "text": "c", "finish_reason": "stop"}], "usage": zero})
+    rec = _feed(SseStream(continuous=True, keep_text=True), chunks).record(SPEC, 0.0, 0.0, 100.0, count_text=_words)
+    assert (rec.status, rec.output_tokens, rec.count_source, rec.first_token_s) == ("ok", 3, "tokenized", 1.0)
+    bare = _feed(SseStream(), chunks).record(SPEC, 0.0, 0.0, 100.0)
+    assert bare.status == "error" and "no token count" in bare.error
 
 
 def test_a_stream_that_ends_after_its_finish_reason_without_done_is_complete():
@@ -86,5 +102,5 @@ def test_continuous_usage_on_multi_token_chunks_with_empty_text():
     chunks = [{"choices": [{"index": 0, "text": ""}], "usage": {"completion_tokens": 2}},
               {"choices": [{"index": 0, "text": "abc", "finish_reason": "length"}], "usage": {"completion_tokens": 3}},
               {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 3}}]
-    rec = _feed(SseStream(), chunks).record(SPEC, 0.0, 0.0, 100.0)
+    rec = _feed(SseStream(continuous=True), chunks).record(SPEC, 0.0, 0.0, 100.0)
     assert rec.status == "ok" and list(rec.token_times_s) == [1.0, 1.0, 2.0] and rec.output_tokens == 3

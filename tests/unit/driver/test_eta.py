@@ -47,14 +47,27 @@ def test_fast_simulated_cells_do_not_speak_for_gpu_cells():
 
 
 def test_lanes_divide_a_pool_and_failures_keep_the_scale():
-    vllm = _units("vllm", sizes=(1, 2, 4, 8))
-    two = SweepEta(vllm, {}, _lanes(gpu=2))
-    assert two.remaining_s() == pytest.approx((120.0 + 4 * 15.0) / 2)
-    cell = vllm[0].cells[0]
+    tasks = _units("vllm", sizes=(1, 2)) + _units("vllm", sizes=(4, 8))  # two tasks of 120 + 2 x 15 s
+    assert len(tasks) == 2
+    assert SweepEta(tasks, {}, _lanes(gpu=1)).remaining_s() == pytest.approx(300.0)
+    two = SweepEta(tasks, {}, _lanes(gpu=2))
+    assert two.remaining_s() == pytest.approx(150.0)
+    cell = tasks[0].cells[0]
     two.finished(cell.cell_id, {"cell_wall_s": None, "engine_start_s": None})  # failed: nothing measured
-    assert two.remaining_s() == pytest.approx((180.0 - 120.0 - 15.0) / 2)  # its start and window leave the rest
+    assert two.groups()[("vllm", "H100")] == pytest.approx(300.0 - 120.0 - 15.0)  # its start and window leave
+    assert two.remaining_s() == pytest.approx(150.0)  # the other task is the longest left
 
 
 def test_a_rows_costs_are_its_wall_time_and_its_tasks_start():
     assert measured_costs({"cell_wall_s": 20.0, "engine_start_s": 90.0}) == (20.0, 90.0)
     assert measured_costs({"cell_wall_s": None}) == (None, None)
+
+
+def test_cells_of_one_task_run_one_after_another_whatever_the_lanes():
+    """Four cells on one engine start are one task: many idle lanes do not make it faster."""
+    vllm = _units("vllm", sizes=(1, 2, 4, 8))
+    assert len(vllm) == 1
+    wide = SweepEta(vllm, {}, _lanes(gpu=8))
+    assert wide.remaining_s() == pytest.approx(120.0 + 4 * 15.0)  # not 180 / 8
+    two_tasks = SweepEta(vllm + _units("vllm", sizes=(16,)), {}, _lanes(gpu=8))  # another start: a second task
+    assert two_tasks.remaining_s() == pytest.approx(180.0)  # the longer task of the two

@@ -237,3 +237,13 @@ def test_auto_keeps_the_first_engine_when_every_fallback_refuses(compose):
     fp8_t4 = [c for c in full if c.config.quantization.name == "fp8" and c.config.gpu.name == "t4"]
     assert fp8_t4 and all(c.engine == "vllm" and c.status is Status.unsupported and "compute capability" in c.reason
                           for c in fp8_t4)
+
+
+def test_an_option_the_offline_engine_cannot_honour_is_refused_before_launch():
+    """``engine.vllm.api`` is a server cell's: an offline cell asked to use chat is ``unsupported``
+    (never two ids for one measurement); chat cells run."""
+    offline = grid.config_of(["engine=vllm", "gpu=h100", "workload=offline", "engine.vllm.api=chat"])
+    [cell] = grid.cells([offline], {})
+    assert cell.status is Status.unsupported and "offline cells run LLM.generate, no API" in cell.reason
+    chat = grid.config_of(["engine=vllm", "gpu=h100", "workload=chat_medium", "engine.vllm.api=chat"])
+    assert grid.cells([chat], {})[0].status is None
