@@ -267,6 +267,8 @@ async def _probe_routes(session, t: Target, ids: list, text: Optional[str], no_t
                 raise _refusal(t, st.status, error, ROUTES[api])
             last = _refusal(t, st.status, _why(st, None if mode_text is not None else len(ids)), ROUTES[api])
         else:  # every prompt mode failed on a route the server has: its reason, not another route's
+            if text is None and t.prompt is not PromptMode.token_ids and no_text:
+                raise ProbeError(f"{last}; text prompts instead: {no_text}")  # e.g. token ids refused, no tokenizer
             raise last
     raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server has no {' and no '.join(missing)} "
                      "route")
