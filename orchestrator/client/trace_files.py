@@ -72,6 +72,19 @@ def _lines(path: Path) -> Iterator[Tuple[int, str]]:
                 yield n, line
 
 
+def _json_lines(path: Path) -> Iterator[Tuple[str, dict]]:
+    """("line N", object) of each non-blank line of a JSONL file; ``TraceFileError`` for a line
+    that is not a JSON object."""
+    for n, line in _lines(path):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise TraceFileError(f"{path}: line {n}: not a JSON object")
+        yield f"line {n}", obj
+
+
 def _count(path: Path, where: str, name: str, value) -> int:
     """A non-negative whole token count, else ``TraceFileError``."""
     try:
@@ -98,12 +111,7 @@ def read_mooncake(path: Path) -> List[TraceRequest]:
     """A Mooncake-style JSONL trace (see module doc)."""
     path = Path(path)
     rows, times = [], []
-    for n, line in _lines(path):
-        where = f"line {n}"
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            raise TraceFileError(f"{path}: {where}: not JSON") from None
+    for where, obj in _json_lines(path):
         missing = [k for k in MOONCAKE_FIELDS if k not in obj]
         if missing:
             raise TraceFileError(f"{path}: {where}: no {', '.join(missing)} (a Mooncake trace line has "
@@ -158,12 +166,7 @@ def read_prompts_jsonl(path: Path) -> List[DatasetPrompt]:
     """A JSONL prompt dataset (see module doc)."""
     path = Path(path)
     out = []
-    for n, line in _lines(path):
-        where = f"line {n}"
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            raise TraceFileError(f"{path}: {where}: not JSON") from None
+    for where, obj in _json_lines(path):
         if isinstance(obj.get("prompt"), str):
             messages: Tuple[Dict[str, str], ...] = ({"role": "user", "content": obj["prompt"]},)
         elif isinstance(obj.get("messages"), list) and obj["messages"] and all(

@@ -81,7 +81,7 @@ def test_prompt_datasets_give_messages_and_output_lengths(samples):
     (read_mooncake, "t.jsonl", None, "no such file"),
     (read_mooncake, "t.jsonl", "", "empty (no request)"),
     (read_mooncake, "t.jsonl", '{"timestamp": 5, "input_length": 3}\n', "line 1: no output_length"),
-    (read_mooncake, "t.jsonl", "not json\n", "line 1: not JSON"),
+    (read_mooncake, "t.jsonl", "not json\n", "line 1: not a JSON object"),
     (read_mooncake, "t.jsonl", '{"timestamp": 9, "input_length": 3, "output_length": 2}\n'
                                '{"timestamp": 5, "input_length": 3, "output_length": 2}\n',
      "line 2: the timestamp goes backwards (0.005 after 0.009)"),
