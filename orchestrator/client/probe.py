@@ -58,12 +58,16 @@ class ProbeError(ConfigError):
 class ProbeResult:
     prompt_mode: str  # token_ids | text
     token_times: str  # token_ids | continuous_usage | chunks
-    reports_usage: bool  # the final chunk carries usage.completion_tokens
     served_models: Tuple[str, ...] = ()
     vllm_extras: bool = True  # False: the server refused vLLM's fields, requests carry OpenAI's only
     api: str = COMPLETIONS  # completions | chat
     token_count_source: str = "usage"  # usage | token_ids | continuous_usage | tokenized
     notes: Tuple[str, ...] = ()  # what the probe found missing or refused on its way (one line each)
+
+    @property
+    def reports_usage(self) -> bool:
+        """The server reports usage.completion_tokens (the count comes from it)."""
+        return self.token_count_source == "usage"
 
     @property
     def dialect(self) -> Dialect:
@@ -212,7 +216,7 @@ def _result(t: Target, st, endpoint: Endpoint, mode: str, vllm_extras: bool, ser
         raise ProbeError(f"engine.endpoint.base_url={t.endpoint.base_url}: the server reports no token counts (no "
                          "usage, no token ids) and there is no tokenizer to count its text: set engine.endpoint.tokenizer")
     times = ("token_ids" if st.ids_seen else "continuous_usage") if per_token else "chunks"
-    return ProbeResult(mode, times, st.usage_tokens is not None, served, vllm_extras, endpoint.api, counted, notes)
+    return ProbeResult(mode, times, served, vllm_extras, endpoint.api, counted, notes)
 
 
 async def _try_mode(session, t: Target, endpoint: Endpoint, ids: list, text: Optional[str],

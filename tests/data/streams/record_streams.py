@@ -11,12 +11,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from orchestrator.client.endpoint import ROUTES
 from tests.integration.endpoint_servers import KEY, guidellm_mock, xpyd_sim
 from tests.integration.third_party_servers import litellm_proxy, transformers_serve
 
 OUT = Path(__file__).resolve().parent
 OUT.mkdir(parents=True, exist_ok=True)
-PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 TEXT = "t5 t6 t7 t8"
 VLLM_FIELDS = {"ignore_eos": True, "min_tokens": 5, "return_token_ids": True, "request_id": "rec-1",
                "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
@@ -50,9 +50,9 @@ def send(url, path, body, key):
 
 
 def record(server, versions, command, url, api, body, key, what=None, note=None):
-    status, reason, hdrs, raw, dt, req_headers = send(url, PATHS[api], body, key)
+    status, reason, hdrs, raw, dt, req_headers = send(url, ROUTES[api], body, key)
     ctype = next((v for k, v in hdrs if k.lower() == "content-type"), None)
-    meta = {"server": server, "versions": versions, "command": command, "method": "POST", "path": PATHS[api],
+    meta = {"server": server, "versions": versions, "command": command, "method": "POST", "path": ROUTES[api],
             "request_headers": {k: ("Bearer <key>" if k == "Authorization" else v) for k, v in req_headers.items()},
             "request": body, "status": status, "reason": reason, "content_type": ctype,
             "response_headers": hdrs, "elapsed_s": round(dt, 3)}
