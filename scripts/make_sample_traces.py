@@ -1,8 +1,9 @@
 """Small sample files in the public traffic formats, generated (no download), seeded:
 
 - ``mooncake.jsonl``: a Mooncake-style timed trace (``timestamp`` ms, ``input_length``,
-  ``output_length``, ``hash_ids`` in blocks of ``--block-tokens``): sessions that share a system
-  prompt's blocks, each turn re-sending its session's earlier blocks, Poisson arrivals;
+  ``output_length``, ``hash_ids`` in blocks of ``--block-tokens``, 512 as in the public trace):
+  sessions of up to three turns that share a system prompt's blocks, each turn re-sending its
+  session's earlier blocks, Poisson arrivals;
 - ``azure.csv``: an Azure LLM inference trace (``TIMESTAMP``, ``ContextTokens``,
   ``GeneratedTokens``) with long-tailed lengths;
 - ``prompts.jsonl``: a prompt dataset (``prompt`` or ``messages``, some with ``output_tokens``);
@@ -32,19 +33,24 @@ def _text(rng: np.random.Generator, n_words: int) -> str:
 
 
 def mooncake(rng: np.random.Generator, n: int, rate: float, block: int) -> list:
-    """Sessions of up to four turns sharing one of three system prompts (4 blocks each)."""
-    systems = [list(range(100 * s, 100 * s + 4)) for s in range(3)]
+    """Sessions of up to three turns sharing one of three system prompts (2 blocks each); each
+    turn re-sends its session's blocks and adds one or two; Poisson arrivals."""
+    systems = [list(range(100 * s, 100 * s + 2)) for s in range(3)]
     rows, t_ms, next_block, sessions = [], 0.0, 1000, []
     while len(rows) < n:
         t_ms += rng.exponential(1000.0 / rate)
         if not sessions or rng.random() < 0.4:  # a new session
-            sessions.append(list(systems[int(rng.integers(3))]))
-        history = sessions[int(rng.integers(len(sessions)))]
-        new = int(rng.integers(1, 4))
+            sessions.append([list(systems[int(rng.integers(3))]), 0])
+        k = int(rng.integers(len(sessions)))
+        history = sessions[k][0]
+        new = int(rng.integers(1, 3))
         history.extend(range(next_block, next_block + new))
         next_block += new
+        sessions[k][1] += 1
         rows.append({"timestamp": int(t_ms), "input_length": len(history) * block - int(rng.integers(block)),
                      "output_length": int(rng.integers(16, 256)), "hash_ids": list(history)})
+        if sessions[k][1] >= 3:  # a session ends after its third turn
+            sessions.pop(k)
     return rows
 
 
@@ -83,7 +89,7 @@ def sharegpt(rng: np.random.Generator, n: int) -> list:
     return convs
 
 
-def write_samples(out: Path, n: int = 200, rate: float = 4.0, seed: int = 0, block: int = 16) -> dict:
+def write_samples(out: Path, n: int = 200, rate: float = 4.0, seed: int = 0, block: int = 512) -> dict:
     """Write the four sample files into ``out``; -> name -> path."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -104,7 +110,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--rate", type=float, default=4.0, help="mean arrivals per second of the timed traces")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--block-tokens", type=int, default=16, help="tokens per Mooncake hash id")
+    ap.add_argument("--block-tokens", type=int, default=512,
+                    help="tokens per Mooncake hash id (512, as the public trace; workload.trace.block_tokens)")
     args = ap.parse_args()
     for name, path in write_samples(args.out, args.requests, args.rate, args.seed, args.block_tokens).items():
         print(f"{name}: {path}")

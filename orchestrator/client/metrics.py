@@ -10,12 +10,22 @@ Definitions (all times in seconds on the cell's clock; latencies reported in ms)
   (``token`` otherwise; None without either).
 - E2E = end - scheduled arrival.
 - The measured window is [window_start_s, window_end_s]. Throughputs count what happened inside
-  it: requests completed in it, output tokens emitted in it (by per-token time; offline engines
-  that give no per-token times count a request's tokens at its end), divided by its length.
+  it: output tokens emitted in it by any request (by per-token time; offline engines that give no
+  per-token times count a request's tokens at its end: the GPU's work in the window, matched to
+  its energy), and **measured** requests completed in it: warm-up is never served (a warm-up
+  request finishing in the window is load, not a completion). So ``request_throughput_rps`` of an
+  open loop that keeps up is the offered rate less about ``E2E / window`` (the requests still in
+  flight when the window closes); energy per request does not use this count (``tables``).
+- Prefix cache: ``cached_tokens`` per request as the engine reports it (vLLM's
+  ``num_cached_tokens`` / ``usage.prompt_tokens_details.cached_tokens``, the simulator's model);
+  ``prefix_cache_hit_rate`` = cached / prompt tokens over the measured ok requests that report
+  it (NaN where none does); ``prompt_tokens_in_window``: prompt tokens of the requests whose
+  first token came in the window (their prefill was done by then), for J per prompt token.
 - ``achieved_rate_rps``: measured requests actually **sent** in the window per second (is the
   client keeping to the schedule?); ``scheduled_rate_rps``: measured arrivals scheduled in it.
-- ``saturated``: completions in the window fall under 95% of the arrivals scheduled in it by more
-  than the chance of the window's edges (``completion_shortfall``), TTFT grows
+- ``saturated``: measured completions in the window fall under 95% of what a server keeping up
+  completes (the arrivals scheduled in it less those of its last E2E) by more than chance
+  (``completion_shortfall``), TTFT grows
   through the window (``ttft_growing``), or a request was still unfinished at the drain limit
   (``n_requests_cancelled`` > 0; cancelled requests count the tokens they emitted in the window
   but no latency).
@@ -41,6 +51,7 @@ import numpy as np
 from orchestrator.errors import first_line
 from orchestrator.store.schema import (
     ACHIEVED_RATE_RPS,
+    CACHED_TOKENS_PER_REQUEST_MEAN,
     CLIENT_LAG_P99_MS,
     CLIENT_LAGGING,
     INPUT_TOKENS_PER_REQUEST_MEAN,
@@ -56,6 +67,8 @@ from orchestrator.store.schema import (
     OUTPUT_THROUGHPUT_TOK_S,
     OUTPUT_TOKENS_IN_WINDOW,
     OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    PREFIX_CACHE_HIT_RATE,
+    PROMPT_TOKENS_IN_WINDOW,
     REQUEST_THROUGHPUT_RPS,
     SATURATED,
     TOKEN_COUNT_MISMATCH,
@@ -87,6 +100,9 @@ class RequestRecord:
     chunk_times_s: Optional[np.ndarray] = None  # arrival of each content chunk (streaming clients)
     prompt_tokens_reported: Optional[int] = None  # the server's usage.prompt_tokens, when it said
     count_source: str = ""  # how output_tokens was known: usage | token_ids | continuous_usage | tokenized ('' engine)
+    cached_tokens: Optional[int] = None  # prompt tokens served from the prefix cache (None: not reported)
+    session: int = -1  # multi-turn: the request's session (-1: none)
+    turn: int = 0  # multi-turn: its turn in the session
 
 
 @dataclass
@@ -130,18 +146,21 @@ def tokens_in_window(rec: RequestRecord, t0: float, t1: float) -> int:
 
 
 def completion_shortfall(n_completed: int, n_scheduled: int, window_s: float, e2e_s: float) -> bool:
-    """Do completions in the window fall short of the arrivals scheduled in it by more than chance?
+    """Do the measured completions in the window fall short of what a server keeping up completes?
 
-    A server that keeps up completes the arrivals of the window shifted back by one end-to-end
-    latency: the two counts differ by the Poisson arrivals of the two edge strips, each
-    ``e2e_s`` long (standard deviation sqrt(2 x rate x e2e_s)). Short of
-    ``SATURATION_RATIO x n_scheduled`` minus two such deviations: saturated. Without the margin a
-    server keeping up in a 10 s window at 4 req/s (1.2 s per request) was flagged in 24.5% of
-    4,000 simulated Poisson windows, with it in 0.3% (at 20 req/s: 8.0% and 0.05%). A queue that
-    grows is caught by ``ttft_growing`` and the drain's cancellations as well."""
-    rate = n_scheduled / max(window_s, 1e-9)
-    margin = 2.0 * math.sqrt(2.0 * rate * max(e2e_s, 0.0))
-    return n_completed < SATURATION_RATIO * n_scheduled - margin
+    A server that keeps up completes, within the window, the measured arrivals of all but its last
+    ``e2e_s`` seconds: of ``n_scheduled`` arrivals a binomial share ``1 - e2e_s / window_s`` (standard
+    deviation sqrt(n p (1 - p))). Short of ``SATURATION_RATIO`` x that mean minus two deviations:
+    saturated. (Counting every completion in the window instead, warm-up ones included, let a
+    saturated cell whose completions were all warm-up look served.) In 4,000 simulated Poisson
+    windows of a server keeping up (``scripts/bench_saturation_rule.py``) the rule flags 0.0-0.3%
+    (10 s at 4 req/s with 1.2 s per request; 60 s at 20 req/s with 3 s), and a server at 80% of
+    the offered rate in >99%. A queue that grows is caught by ``ttft_growing`` and the drain's
+    cancellations as well."""
+    p = min(max(e2e_s, 0.0) / max(window_s, 1e-9), 1.0)
+    expected = n_scheduled * (1.0 - p)
+    margin = 2.0 * math.sqrt(n_scheduled * p * (1.0 - p))
+    return n_completed < SATURATION_RATIO * expected - margin
 
 
 def ttft_growing(arrivals: np.ndarray, ttfts: np.ndarray) -> bool:
@@ -162,7 +181,7 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     recs = run.records
     measured = [r for r in recs if r.phase == "measured"]
     ok = [r for r in measured if r.status == "ok"]
-    completed_in_window = [r for r in recs if r.status == "ok" and t0 <= r.end_s <= t1]
+    completed_in_window = [r for r in measured if r.status == "ok" and t0 <= r.end_s <= t1]
     out_tokens = sum(tokens_in_window(r, t0, t1) for r in recs)
     in_tokens = sum(r.input_tokens for r in completed_in_window)
     cancelled = [r for r in recs if r.status == "cancelled"]
@@ -189,6 +208,9 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
         "total_throughput_tok_s": (out_tokens + in_tokens) / window_s,
         OUTPUT_TOKENS_PER_REQUEST_MEAN: float(tokens_per_req.mean()) if tokens_per_req.size else float("nan"),
         INPUT_TOKENS_PER_REQUEST_MEAN: float(np.mean([r.input_tokens for r in ok])) if ok else float("nan"),
+        PROMPT_TOKENS_IN_WINDOW: int(sum(r.input_tokens for r in recs if r.status in ("ok", "cancelled")
+                                         and t0 <= r.first_token_s <= t1)),
+        **prefix_cache(ok),
         TOKEN_COUNT_MISMATCH: bool(ignore_eos and any(r.output_tokens != r.requested_output_tokens for r in ok)),
         MEAN_RUNNING_BATCH: (
             float(run.mean_running_batch) if run.mean_running_batch is not None else decode_overlap / window_s
@@ -199,6 +221,16 @@ def summarize(run: WindowRun, offered_rate_rps: Optional[float], ignore_eos: boo
     row.update(_latencies(ok, ttft))
     row.update(batch_stability(recs, run.batch_bounds_s))
     return row
+
+
+def prefix_cache(ok: List[RequestRecord]) -> Dict:
+    """Hit rate (cached / prompt tokens) and mean cached tokens of the measured ok requests that
+    report cached tokens; NaN where none does."""
+    known = [r for r in ok if r.cached_tokens is not None]
+    prompt = sum(r.input_tokens for r in known)
+    cached = sum(r.cached_tokens or 0 for r in known)
+    return {PREFIX_CACHE_HIT_RATE: cached / prompt if prompt else float("nan"),
+            CACHED_TOKENS_PER_REQUEST_MEAN: cached / len(known) if known else float("nan")}
 
 
 def empty_window_failure(records: Sequence[RequestRecord]) -> Optional[Tuple[str, str]]:

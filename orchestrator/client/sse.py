@@ -54,6 +54,7 @@ class SseStream:
         self.last_content_s: Optional[float] = None
         self.usage_tokens: Optional[int] = None  # the last usage.completion_tokens seen (the total)
         self.prompt_tokens: Optional[int] = None
+        self.cached_tokens: Optional[int] = None  # usage.prompt_tokens_details.cached_tokens, when said
         self.cumulative = 0  # continuous-usage count seen so far
         self.error: Optional[str] = None
         self.done = False  # saw [DONE]
@@ -89,6 +90,9 @@ class SseStream:
             # the last one seen is the total (a running count ends at it)
             self.usage_tokens = int(usage["completion_tokens"])
             self.prompt_tokens = usage.get("prompt_tokens")
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+            if cached is not None:
+                self.cached_tokens = int(cached)
         return True
 
     def _content(self, choice: Dict, text: str, running: Optional[Dict], t: float) -> None:
@@ -129,6 +133,7 @@ class SseStream:
             index=spec.index, phase=spec.phase, arrival_s=arrival_s, send_s=send_s,
             first_token_s=float("nan"), end_s=end_of_stream_s, input_tokens=spec.input_tokens,
             output_tokens=0, requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
+            session=spec.session, turn=spec.turn,
         )
         if self.cancelled:
             return self._cancelled(rec)
@@ -147,6 +152,7 @@ class SseStream:
         rec.chunk_times_s = np.asarray(self.chunk_times, dtype=float)
         if self.prompt_tokens is not None:
             rec.input_tokens = rec.prompt_tokens_reported = int(self.prompt_tokens)
+        rec.cached_tokens = self.cached_tokens
         if self.first_content_s is not None and self.last_content_s is not None:  # (set by the same chunk)
             rec.first_token_s, rec.end_s = self.first_content_s, self.last_content_s
         if self.tokens_known and (self.ids_seen or self.continuous_seen):

@@ -175,6 +175,8 @@ class StreamingClient:
         async with self.session() as session:
             if plan.arrival is Arrival.closed:
                 return await self._closed_loop(session, plan)
+            if plan.sessions:
+                return await self._sessions(session, plan)
             return await self._open_loop(session, plan)
 
     async def _open_loop(self, session, plan: WorkloadPlan) -> ClientRun:
@@ -193,6 +195,44 @@ class StreamingClient:
             sent.append((spec, t_sched, asyncio.create_task(self._tracked(req, tally))))
         tally.all_sent()
         records, drain_s = await drain(sent, end, plan.drain_timeout_s, self._never_sent)
+        return ClientRun(self._with_prompt_hashes(records), start, end, {"client_t_base_s": t_base}, drain_s)
+
+    async def _sessions(self, session, plan: WorkloadPlan) -> ClientRun:
+        """Multi-turn sessions: each opens at its first turn's scheduled time; every later turn is
+        scheduled ``think_s`` after the previous answer ended (its arrival: TTFT counts from it)
+        and is not sent when that falls after the window; a session stops at a turn that failed
+        or was cancelled."""
+        by_session: Dict[int, List[RequestSpec]] = {}
+        for spec in plan.requests:
+            by_session.setdefault(spec.session, []).append(spec)
+        t_base = time.monotonic() + START_LEAD_S
+        start = t_base + plan.measured_start_s
+        end = start + plan.loop_window_s
+        tally = _Tally(self.progress, plan, end, sessions=True)
+        records: List[RequestRecord] = []
+
+        async def run_session(turns: List[RequestSpec]) -> None:
+            t_sched = t_base + turns[0].arrival_s
+            for spec in turns:
+                if spec.turn > 0:
+                    t_sched += spec.think_s
+                    if t_sched > end:
+                        return
+                body = self.body(spec, plan)
+                delay = t_sched - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                rec = await self._tracked(stream_request(session, self.endpoint, spec, body, t_sched, self.dialect,
+                                                         self.count_text), tally)
+                records.append(rec)
+                if rec.status != "ok":
+                    return
+                t_sched = rec.end_s
+
+        tasks = [asyncio.create_task(run_session(turns)) for turns in by_session.values()]
+        tally.all_sent()
+        drain_s = await bounded(tasks, lambda: end, plan.drain_timeout_s)
+        records.sort(key=lambda r: r.index)
         return ClientRun(self._with_prompt_hashes(records), start, end, {"client_t_base_s": t_base}, drain_s)
 
     async def _closed_loop(self, session, plan: WorkloadPlan) -> ClientRun:
@@ -228,10 +268,12 @@ class _Tally:
     """Counts finished requests and reports the cell's phase: warm-up, measuring k of N measured
     requests, then draining once every measured request is out (or the window has closed)."""
 
-    def __init__(self, progress: Optional[Callable], plan: WorkloadPlan, window_end_s: Optional[float]):
+    def __init__(self, progress: Optional[Callable], plan: WorkloadPlan, window_end_s: Optional[float],
+                 sessions: bool = False):
         self.progress = progress
         self.window_end_s = window_end_s
-        closed = plan.arrival is Arrival.closed  # a closed loop sends as many as its clients manage
+        # a closed loop sends as many as its clients manage; sessions' later turns, what fits the window
+        closed = plan.arrival is Arrival.closed or sessions
         self.n_measured = None if closed else len(plan.measured)
         self.n_total = None if closed else len(plan.requests)
         self.done = self.done_measured = 0

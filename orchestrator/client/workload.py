@@ -9,12 +9,20 @@ Offline: ``warmup_batches`` then static batches of exactly ``batch_size`` prompt
 Lengths are drawn per request from the workload's distributions; everything is deterministic for
 ``seed`` (+ the cell's repeat index). Prompts are random token ids seeded by the cell's identity
 and the request index (``WorkloadPlan.prompt_ids``), so no two cells send the same prompt.
+
+A cell's plan comes from ``orchestrator.workloads.plan_for``. Other sources (``workload.source``:
+dataset, trace, sessions; ``orchestrator.workloads``) build
+plans of the same types: a request's prompt is then a sequence of ``Segment`` s (a dataset row's
+token ids, a trace's shared blocks, a session's history), seeded by the workload's seed instead
+of the cell, so that cells that vary the engine (prefix caching on and off) send the same
+prompts; a shared engine's prefix cache is reset between cells, so none borrows another's.
+A session's later turns (``RequestSpec.turn`` > 0) have no scheduled time: each is sent
+``think_s`` after its previous turn's answer.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,9 +38,26 @@ DRAIN_REQUEST_MULTIPLE = 3.0  # ... and else this many expected request times
 DRAIN_EFFICIENCY = 0.5  # the expected request time assumes this fraction of the datasheet peaks
 
 
+SEGMENT_BLOCK, SEGMENT_UNIQUE, SEGMENT_SYSTEM, SEGMENT_USER, SEGMENT_ANSWER, SEGMENT_DATA = range(1, 7)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a prompt: the first ``n_tokens`` of ``full_tokens`` token ids seeded by the
+    plan's ``prompt_key`` and ``key`` (a kind code, then ints: a trace's hash id, a session's turn),
+    so that equal keys are equal tokens in every request of a plan; ``SEGMENT_DATA`` keys name a
+    dataset row whose token ids the plan holds. ``role``: whose turn it is in a chat history."""
+
+    key: Tuple[int, ...]
+    n_tokens: int
+    full_tokens: int = 0  # 0: n_tokens
+    role: str = "user"
+
+
 @dataclass(frozen=True)
 class RequestSpec:
-    """One request to send. ``arrival_s`` is NaN for closed loop (sent when a client frees)."""
+    """One request to send. ``arrival_s`` is NaN for closed loop (sent when a client frees) and
+    for a session's later turns (sent ``think_s`` after the previous turn's answer)."""
 
     index: int
     phase: str  # "warmup" | "measured"
@@ -40,6 +65,10 @@ class RequestSpec:
     input_tokens: int
     output_tokens: int  # max_tokens asked for (exact with ignore_eos)
     batch_index: int = -1  # offline: which static batch
+    segments: Tuple[Segment, ...] = ()  # the prompt's pieces (empty: ids seeded by the request index)
+    session: int = -1  # multi-turn: which session (-1: none)
+    turn: int = 0  # multi-turn: which turn of its session
+    think_s: float = 0.0  # multi-turn: seconds between the previous turn's answer and this send
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,11 @@ class WorkloadPlan:
     min_window_s: float = 0.0  # offline: measure more batches until the window is this long
     max_batches: int = 0  # offline: at most this many measured batches (0: exactly the planned ones)
     workload: Optional[WorkloadConfig] = field(default=None, compare=False, repr=False)
+    content: Optional["PromptContent"] = field(default=None, compare=False, repr=False)
+    token_ids: Dict[int, Tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
+    offered_rate_rps: Optional[float] = None  # arrivals offered per second (None: rate_rps)
+    notes: Dict[str, object] = field(default_factory=dict, compare=False)  # what the source did (stored per cell)
+    _segment_cache: Dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def offline(self) -> bool:
@@ -70,6 +104,16 @@ class WorkloadPlan:
     @property
     def measured(self) -> List[RequestSpec]:
         return [r for r in self.requests if r.phase == "measured"]
+
+    @property
+    def sessions(self) -> bool:
+        """Multi-turn: later turns are sent after their previous turn's answer."""
+        return any(r.turn > 0 for r in self.requests)
+
+    @property
+    def offered_rps(self) -> Optional[float]:
+        """Requests per second the plan offers in its window (open loop; None otherwise)."""
+        return self.offered_rate_rps if self.offered_rate_rps is not None else self.rate_rps
 
     @property
     def loop_window_s(self) -> float:
@@ -83,8 +127,24 @@ class WorkloadPlan:
         """Request ``spec``'s prompt: exactly ``spec.input_tokens`` ordinary token ids, seeded by
         (``prompt_key``, request index): the same in every engine for the same cell, distinct
         between cells and requests."""
+        if spec.segments:
+            ids: List[int] = []
+            for seg in spec.segments:
+                ids.extend(self.segment_ids(seg, vocab_size))
+            return ids[:spec.input_tokens]
         seed = int(np.random.SeedSequence([self.prompt_key, spec.index]).generate_state(1, np.uint64)[0])
         return prompt_token_ids(spec.input_tokens, seed, vocab_size)
+
+    def segment_ids(self, seg: Segment, vocab_size: int) -> List[int]:
+        """One segment's token ids (the same for the same key anywhere in the plan)."""
+        if seg.key[0] == SEGMENT_DATA:
+            return list(self.token_ids[seg.key[1]][:seg.n_tokens])
+        full = max(seg.full_tokens, seg.n_tokens)
+        ids = self._segment_cache.get((seg.key, full, vocab_size))
+        if ids is None:
+            seed = int(np.random.SeedSequence([self.prompt_key, *seg.key]).generate_state(1, np.uint64)[0])
+            ids = self._segment_cache[(seg.key, full, vocab_size)] = prompt_token_ids(full, seed, vocab_size)
+        return ids[:seg.n_tokens]
 
     def schedule(self) -> "BatchSchedule":
         """Offline: the static batches to run, in order (see ``BatchSchedule``)."""
@@ -96,7 +156,30 @@ class WorkloadPlan:
         planned = [s for s in self.requests if s.batch_index == b]
         if planned or self.workload is None:
             return planned
-        return offline_batch(self.workload, self.batch_size, self.seed, b, "measured")
+        return offline_batch(self.workload, self.batch_size, self.seed, b, "measured", self.content)
+
+
+class PromptContent:
+    """Requests' prompts and lengths from somewhere else than the distributions (a dataset,
+    ``workloads.dataset``): ``take(indices, workload, rng)`` gives each request (input tokens,
+    output tokens, segments); ``token_ids`` the rows the segments name."""
+
+    token_ids: Dict[int, Tuple[int, ...]]
+
+    def take(self, indices: Sequence[int], workload: WorkloadConfig,
+             rng: np.random.Generator) -> List[Tuple[int, int, Tuple[Segment, ...]]]:
+        raise NotImplementedError
+
+
+def contents(workload: WorkloadConfig, content: Optional[PromptContent], indices: Sequence[int],
+             rng: np.random.Generator) -> List[Tuple[int, int, Tuple[Segment, ...]]]:
+    """(input tokens, output tokens, segments) of the requests ``indices``: from ``content``, else
+    drawn from the workload's length distributions (no segments: ids seeded by the index)."""
+    if content is not None:
+        return content.take(indices, workload, rng)
+    ins = draw_lengths(workload.input, len(indices), rng)
+    outs = draw_lengths(workload.output, len(indices), rng)
+    return [(int(i), int(o), ()) for i, o in zip(ins, outs)]
 
 
 class BatchSchedule:
@@ -190,12 +273,6 @@ def inter_arrivals(arrival: Arrival, rate_rps: float, gamma_shape: float, n: int
     raise ValueError(f"{arrival} is not an open-loop arrival process")
 
 
-def plan_for(cfg: "CellConfig", cell_id: str) -> WorkloadPlan:
-    """The plan of one cell: prompts keyed by its identity, its drain limit (``drain_limit_s``)."""
-    key = int(hashlib.sha256(cell_id.encode()).hexdigest()[:15], 16)
-    return build_plan(cfg.workload, cfg.batch_size, cfg.repeat, prompt_key=key, drain_timeout_s=drain_limit_s(cfg))
-
-
 def drain_limit_s(cfg: "CellConfig") -> float:
     """Seconds unfinished requests get after an open/closed-loop window: ``workload.drain_timeout_s``
     when set, else ``DRAIN_REQUEST_MULTIPLE`` x the roofline time of one request at the cell's
@@ -210,16 +287,18 @@ def drain_limit_s(cfg: "CellConfig") -> float:
 
 
 def build_plan(workload: WorkloadConfig, batch_size: int, repeat: int = 0, prompt_key: Optional[int] = None,
-               drain_timeout_s: Optional[float] = None) -> WorkloadPlan:
+               drain_timeout_s: Optional[float] = None, content: Optional[PromptContent] = None) -> WorkloadPlan:
     """The plan of one cell (pure; same inputs, same plan). ``prompt_key`` seeds the prompts
-    (default: the seed); ``drain_timeout_s`` defaults to the workload's, else ``DRAIN_FLOOR_S``."""
+    (default: the seed); ``drain_timeout_s`` defaults to the workload's, else ``DRAIN_FLOOR_S``;
+    ``content``: prompts and lengths from a dataset instead of the distributions."""
     seed = workload.seed_for(repeat)
     rng = np.random.default_rng(seed)
     arrival = Arrival(workload.arrival)
     if arrival is Arrival.offline:
         n_warm = int(workload.warmup_batches)
         requests = [spec for b in range(n_warm + int(workload.num_batches))
-                    for spec in offline_batch(workload, batch_size, seed, b, "warmup" if b < n_warm else "measured")]
+                    for spec in offline_batch(workload, batch_size, seed, b, "warmup" if b < n_warm else "measured",
+                                              content)]
         start = 0.0
     else:
         if arrival.kind is WorkloadKind.open_loop:
@@ -229,9 +308,9 @@ def build_plan(workload: WorkloadConfig, batch_size: int, repeat: int = 0, promp
             n_warm = int(workload.warmup_requests)
             times, start = np.full(n_warm + n, np.nan), 0.0
             phases = ["warmup"] * n_warm + ["measured"] * n
-        ins = draw_lengths(workload.input, len(times), rng)
-        outs = draw_lengths(workload.output, len(times), rng)
-        requests = [RequestSpec(i, phases[i], float(times[i]), int(ins[i]), int(outs[i])) for i in range(len(times))]
+        drawn = contents(workload, content, range(len(times)), rng)
+        requests = [RequestSpec(i, phases[i], float(times[i]), n_in, n_out, segments=segs)
+                    for i, (n_in, n_out, segs) in enumerate(drawn)]
     return WorkloadPlan(
         arrival=arrival,
         batch_size=int(batch_size),
@@ -248,16 +327,20 @@ def build_plan(workload: WorkloadConfig, batch_size: int, repeat: int = 0, promp
         min_window_s=float(workload.min_window_s) if arrival is Arrival.offline else 0.0,
         max_batches=int(workload.max_batches) if arrival is Arrival.offline else 0,
         workload=workload,
+        content=content,
+        token_ids=content.token_ids if content is not None else {},
     )
 
 
-def offline_batch(workload: WorkloadConfig, batch_size: int, seed: int, b: int, phase: str) -> List[RequestSpec]:
+def offline_batch(workload: WorkloadConfig, batch_size: int, seed: int, b: int, phase: str,
+                  content: Optional[PromptContent] = None) -> List[RequestSpec]:
     """Static batch ``b``: ``batch_size`` requests (indices ``b x batch_size`` on), lengths drawn
-    from (seed, b), all arriving at 0."""
+    from (seed, b) (or taken from ``content``), all arriving at 0."""
     rng = np.random.default_rng([seed, b])
-    ins = draw_lengths(workload.input, batch_size, rng)
-    outs = draw_lengths(workload.output, batch_size, rng)
-    return [RequestSpec(b * batch_size + i, phase, 0.0, int(ins[i]), int(outs[i]), b) for i in range(batch_size)]
+    first = b * batch_size
+    drawn = contents(workload, content, range(first, first + batch_size), rng)
+    return [RequestSpec(first + i, phase, 0.0, n_in, n_out, b, segments=segs)
+            for i, (n_in, n_out, segs) in enumerate(drawn)]
 
 
 def _open_loop_times(workload: WorkloadConfig, rng):

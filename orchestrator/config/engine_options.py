@@ -147,6 +147,9 @@ class SimulatedOptions(EngineOptions):
         default_factory=lambda: {"awq": 1.0, "gptq": 1.0, "int8": 1.0, "fp8": 1.0})
     power_sample_interval_s: float = 0.1
     pace_s: float = setting(0.0)
+    # vLLM's automatic prefix caching, modeled (engines.prefix_cache): cached prompt blocks skip prefill
+    enable_prefix_caching: bool = added(False)
+    prefix_block_tokens: int = added(16)
     models_power: ClassVar[bool] = True
     batch_knob: ClassVar[str] = "max-num-seqs"  # it models vLLM's scheduler
 
@@ -163,6 +166,8 @@ class SimulatedOptions(EngineOptions):
         check("engine.simulated.power_sample_interval_s", self.power_sample_interval_s,
               self.power_sample_interval_s > 0, "must be > 0")
         check("engine.simulated.pace_s", self.pace_s, self.pace_s >= 0, "must be >= 0")
+        check("engine.simulated.prefix_block_tokens", self.prefix_block_tokens, self.prefix_block_tokens >= 1,
+              "must be >= 1")
 
 
 @dataclass

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 D = TypeVar("D", bound="DataclassInstance")
 IDENTITY = "identity"
 ADDED = "added"  # in the identity only when not at its default
+CHOSEN_BY = "chosen_by"  # (selector field, value): in the identity only while the selector has that value
 
 
 def setting(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
@@ -35,6 +36,22 @@ def setting(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING)
 def added(default):
     """A field in a cell's identity only when it differs from ``default`` (see module doc)."""
     return dataclasses.field(default=default, metadata={ADDED: True})
+
+
+def chosen_by(selector: str, value: Enum, default_factory):
+    """A plug-in's options block, in a cell's identity only while the field ``selector`` of the
+    same object is ``value`` (the workload source's block: another source's knobs never change a
+    cell's id)."""
+    return dataclasses.field(default_factory=default_factory, metadata={CHOSEN_BY: (selector, value)})
+
+
+def _in_identity(obj, f) -> bool:
+    if not f.metadata.get(IDENTITY, True):
+        return False
+    if f.metadata.get(ADDED) and getattr(obj, f.name) == f.default:
+        return False
+    chooser = f.metadata.get(CHOSEN_BY)
+    return chooser is None or getattr(obj, chooser[0]) == chooser[1]
 
 
 def identity_of(obj) -> Any:
@@ -51,8 +68,7 @@ def as_plain(obj) -> Any:
 def _plain(obj, identity_only: bool) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: _plain(getattr(obj, f.name), identity_only) for f in dataclasses.fields(obj)
-                if not identity_only or (f.metadata.get(IDENTITY, True)
-                                         and not (f.metadata.get(ADDED) and getattr(obj, f.name) == f.default))}
+                if not identity_only or _in_identity(obj, f)}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, Mapping):

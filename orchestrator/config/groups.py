@@ -21,7 +21,8 @@ from typing import Dict, Optional
 
 from omegaconf import MISSING
 
-from orchestrator.config.fields import check, setting
+from orchestrator.config.fields import added, check, chosen_by, setting
+from orchestrator.config.workload_sources import DatasetSource, SessionsSource, Source, TraceSource
 
 REPEAT_SEED_STRIDE = 1_000_003
 """Between the seeds of consecutive repeats of a workload (``WorkloadConfig.seed_for``)."""
@@ -200,6 +201,12 @@ class WorkloadConfig:
     cancelled and kept as ``cancelled`` rows (the cell is flagged ``saturated``); ``None`` sizes
     it from the cell (``workload.drain_limit_s``: 3 x the roofline time of one request at half
     the datasheet peaks, at least 10 s).
+
+    ``source``: what the requests are made of (``config.workload_sources``): ``synthetic``
+    (lengths drawn from ``input``/``output``), ``dataset``, ``trace`` or ``sessions``, each with
+    its own block (``workload.trace.path=...``); only the chosen block is part of the identity.
+    A trace sets its own arrivals (``arrival`` must be an open-loop one); sessions arrive
+    open-loop at ``rate_rps`` sessions per second.
     """
 
     name: str = MISSING
@@ -219,6 +226,10 @@ class WorkloadConfig:
     output: LengthConfig = field(default_factory=LengthConfig)
     ignore_eos: bool = True
     seed: int = 0
+    source: Source = added(Source.synthetic)
+    dataset: DatasetSource = chosen_by("source", Source.dataset, DatasetSource)
+    trace: TraceSource = chosen_by("source", Source.trace, TraceSource)
+    sessions: SessionsSource = chosen_by("source", Source.sessions, SessionsSource)
 
     @property
     def kind(self) -> WorkloadKind:
@@ -255,6 +266,11 @@ class WorkloadConfig:
         check("workload.warmup_requests", self.warmup_requests, self.warmup_requests >= 0, "must be >= 0")
         self.input.validate("workload.input")
         self.output.validate("workload.output")
+        if self.source in (Source.trace, Source.sessions):
+            check("workload.arrival", self.arrival.value, kind is WorkloadKind.open_loop,
+                  f"workload.source={self.source.value} arrives open-loop: poisson, constant or gamma")
+        if self.source is not Source.synthetic:
+            getattr(self, self.source.value).validate()
 
 
 @dataclass

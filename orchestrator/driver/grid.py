@@ -142,6 +142,20 @@ def check_plugins(cfg: Config) -> None:
 
 
 
+def check_traffic_files(workload) -> None:
+    """The trace or dataset a workload names reads cleanly (a ``TraceFileError`` line names the
+    file, the line and what is wrong), before anything runs; each file is read once."""
+    from orchestrator.config.workload_sources import Source
+    from orchestrator.workloads.context import load_dataset, load_trace
+
+    if workload.source is Source.trace:
+        load_trace(workload.trace.path, workload.trace.format)
+    elif workload.source is Source.dataset:
+        load_dataset(workload.dataset.path, workload.dataset.format)
+    elif workload.source is Source.sessions and workload.sessions.dataset:
+        load_dataset(workload.sessions.dataset)
+
+
 def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
     """Validated cell configs (``repeats`` of each config), in order. A model that pins its
     checkpoint's quantization (``llama2_7b_awq``) replaces the quantization axis with it."""
@@ -150,6 +164,7 @@ def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
     for cfg in configs:
         check_plugins(cfg)
         cfg.validate(checked)
+        check_traffic_files(cfg.workload)
         quant = cfg.quantization
         if cfg.model.quantization and cfg.model.quantization != quant.name:
             quant = group_option("quantization", cfg.model.quantization)

@@ -15,7 +15,11 @@ batches back to back. Power is modeled per step: idle W between steps, and while
 ``idle + (TDP - idle) x (floor x bandwidth share + (1 - floor) x compute-bound fraction)``
 (``busy_power_floor``, default 0.4; the bandwidth share is 1 except for slowly read quantized
 weights, above). Every decode step reads the
-KV cache of its running sequences (offline and online alike). Offline windows follow the plan's
+KV cache of its running sequences (offline and online alike). With ``enable_prefix_caching`` the
+prompt blocks a request finds in the modeled prefix cache (``engines.prefix_cache``) skip prefill
+(they cost only their KV reads); the cache is emptied at the start of every cell, as the real
+engines' is. Multi-turn sessions send each later turn ``think_s`` after the previous answer,
+while it falls in the window. Offline windows follow the plan's
 ``BatchSchedule`` on virtual time; open/closed loop stops ``drain_timeout_s`` (virtual) after the
 window and keeps what is unfinished as ``cancelled`` requests, as the real client does. That power model is the
 cell's sampler (``ModeledPowerSampler``): its trace says ``source=simulated`` so nothing passes
@@ -37,7 +41,9 @@ from orchestrator.config.groups import Arrival
 from orchestrator.core.phases import Phase
 from orchestrator.energy.base import PowerTrace, Sampler
 from orchestrator.engines.base import ALL_KINDS, Engine, GpuUse, register_engine
+from orchestrator.engines.prefix_cache import PrefixCacheModel, block_keys
 from orchestrator.perf import roofline
+from orchestrator.perf.vram import kv_capacity_tokens
 
 CANCELLED = "cancelled: unfinished at the drain limit (workload.drain_timeout_s after the window)"
 
@@ -76,11 +82,13 @@ class _Costs:
 
 
 class _Seq:
-    __slots__ = ("spec", "arrival", "emitted", "context", "times")
+    __slots__ = ("spec", "arrival", "emitted", "context", "times", "hit", "keys")
 
     def __init__(self, spec, arrival):
         self.spec, self.arrival = spec, arrival
         self.emitted, self.context, self.times = 0, spec.input_tokens, []
+        self.hit: Optional[int] = None  # prompt tokens from the prefix cache (None: no cache modeled)
+        self.keys: List[int] = []
 
 
 @register_engine("simulated")
@@ -101,11 +109,34 @@ class SimulatedEngine(Engine):
 
     def start(self) -> None:
         self._costs = _Costs(self.config, self.options)
+        self._cache: Optional[PrefixCacheModel] = None
+        if self.options.enable_prefix_caching:
+            self._cache = PrefixCacheModel(self.options.prefix_block_tokens,
+                                           kv_capacity_tokens(self.config) // self.options.prefix_block_tokens)
+
+    def _admit(self, seqs: List[_Seq], plan: WorkloadPlan) -> int:
+        """Look the new requests' prompts up in the prefix cache, then cache them -> the prompt
+        tokens to prefill (all of them without a cache)."""
+        if self._cache is None:
+            for s in seqs:
+                s.hit = 0
+            return sum(s.spec.input_tokens for s in seqs)
+        vocab = int(self.config.model.vocab_size)
+        new = 0
+        for s in seqs:
+            s.keys = block_keys(plan.prompt_ids(s.spec, vocab), self._cache.block_tokens)
+            s.hit = self._cache.hit_tokens(s.keys, s.spec.input_tokens)
+            new += s.spec.input_tokens - s.hit
+        for s in seqs:
+            self._cache.insert(s.keys)
+        return new
 
     def run(self, plan: WorkloadPlan) -> WindowRun:
         """Simulate the plan. With ``pace_s`` the cell also takes that long in wall time, a
         third each in warm-up, measuring and draining (reported as phases)."""
         self._segments = []
+        if self._cache is not None:
+            self._cache.reset()
         unit = "batches" if plan.offline else "requests"
         n_measured = len({s.batch_index for s in plan.measured}) if plan.offline else len(plan.measured)
         self._pace(Phase.warmup, None, None, unit)
@@ -130,7 +161,8 @@ class SimulatedEngine(Engine):
         for specs in schedule:
             start = t
             seqs = [_Seq(s, t) for s in specs]
-            t = self._step(t, seqs, new=sum(s.spec.input_tokens for s in seqs))
+            new = self._admit(seqs, plan)
+            t = self._step(t, seqs, new=new, cached=sum(s.spec.input_tokens for s in seqs) - new)
             live = [s for s in seqs if s.emitted < s.spec.output_tokens]
             while live:
                 t = self._step(t, live, new=len(live), cached=sum(s.context for s in live) - len(live))
@@ -145,6 +177,7 @@ class SimulatedEngine(Engine):
         closed = plan.arrival is Arrival.closed
         cap = plan.batch_size
         specs = list(plan.requests)
+        later_turns = {(s.session, s.turn): s for s in specs if s.turn > 0}
         pending: List = []  # heap of (arrival, index, spec)
         if closed:
             issued = min(plan.concurrency, len(specs))
@@ -153,7 +186,8 @@ class SimulatedEngine(Engine):
         else:
             issued = len(specs)
             for s in specs:
-                heapq.heappush(pending, (s.arrival_s, s.index, s))
+                if s.turn == 0:
+                    heapq.heappush(pending, (s.arrival_s, s.index, s))
         window_start = plan.measured_start_s
         window_end: Optional[float] = None if closed else window_start + plan.loop_window_s
         t = 0.0
@@ -169,13 +203,17 @@ class SimulatedEngine(Engine):
                 arr, _, spec = heapq.heappop(pending)
                 admitted.append(_Seq(spec, arr))
             decoding = running
-            cached = sum(s.context for s in decoding) - len(decoding)  # each feeds its newest token
-            new = len(decoding) + sum(s.spec.input_tokens for s in admitted)
-            t = self._step(t, decoding + admitted, new=new, cached=cached)
+            prefill = self._admit(admitted, plan)
+            # each decoding request feeds its newest token over its KV; admitted ones read their cached prefix
+            cached = sum(s.context for s in decoding) - len(decoding) + sum(s.spec.input_tokens for s in admitted) - prefill
+            t = self._step(t, decoding + admitted, new=len(decoding) + prefill, cached=cached)
             running = []
             for seq in decoding + admitted:
                 if seq.emitted >= seq.spec.output_tokens:
                     records.append(self._record(seq, send=seq.arrival))
+                    nxt = later_turns.get((seq.spec.session, seq.spec.turn + 1))
+                    if nxt is not None and window_end is not None and t + nxt.think_s <= window_end:
+                        heapq.heappush(pending, (t + nxt.think_s, nxt.index, nxt))
                     if closed and issued < len(specs):
                         nxt = specs[issued]
                         if nxt.phase == "measured" and window_end is None:
@@ -201,7 +239,7 @@ class SimulatedEngine(Engine):
                 index=s.spec.index, phase=s.spec.phase, arrival_s=s.arrival, send_s=s.arrival,
                 first_token_s=float("nan"), end_s=t_stop, input_tokens=s.spec.input_tokens, output_tokens=0,
                 requested_output_tokens=s.spec.output_tokens, status="cancelled", error=CANCELLED,
-                batch_index=s.spec.batch_index)
+                batch_index=s.spec.batch_index, cached_tokens=s.hit, session=s.spec.session, turn=s.spec.turn)
         rec = cls._record(s, send=s.arrival)
         rec.status, rec.error, rec.end_s = "cancelled", CANCELLED, t_stop
         return rec
@@ -231,6 +269,9 @@ class SimulatedEngine(Engine):
             requested_output_tokens=s.spec.output_tokens,
             token_times_s=times,
             batch_index=s.spec.batch_index,
+            cached_tokens=s.hit,
+            session=s.spec.session,
+            turn=s.spec.turn,
         )
 
     def modeled_sampler(self) -> "ModeledPowerSampler":

@@ -69,3 +69,13 @@ def vram_budget(
         capacity_gib=capacity,
         max_batch=max_batch,
     )
+
+
+def kv_capacity_tokens(cfg) -> int:
+    """Tokens of KV cache a cell's engine holds: what its memory fraction leaves after the
+    weights, the activations of one ``batch_size`` step and the runtime overhead (at least 1)."""
+    fraction = cfg.engine.options(cfg.engine.name).memory_fraction()
+    budget = vram_budget(cfg.model, cfg.quantization, cfg.gpu, int(cfg.batch_size), 1, fraction)
+    free_gib = budget.capacity_gib - budget.weights_gib - budget.activations_gib - budget.overhead_gib
+    per_token_gib = kv_bytes_per_token(cfg.model) / GIB
+    return max(1, int(free_gib / per_token_gib)) if per_token_gib > 0 else 1

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from orchestrator.core.cell import Cell
 
 WORKER_COLUMNS = ("host", "node_id", "ray_gpu_ids", "assigned_resources")
-EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"))
+EXTRA_COLUMNS = (("quantization_method", "vllm_quantization_method"), ("linear_kernel", "vllm_linear_kernel"),
+                 ("prefix_cache_reset", "prefix_cache_reset"))
 """(runs column, key of the engine's extra) pairs: what the engine reports it ran, as columns."""
 ENDPOINT_COLUMNS = (("prompt_mode", "endpoint_prompt_mode"), ("token_times_source", "endpoint_token_times"),
                     ("request_dialect", "endpoint_request_dialect"),
@@ -44,6 +45,7 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "batch_size": int(cfg.batch_size),
         "workload": wl.name,
         "arrival": wl.arrival.value,
+        "workload_source": wl.source.value,
         "repeat": int(cfg.repeat),
         "seed": wl.seed_for(cfg.repeat),  # the seed the cell's arrivals and lengths were drawn with
         "input_tokens_mean_cfg": float(wl.input.mean_tokens),

@@ -25,6 +25,12 @@ OUTPUT_TOKENS_IN_WINDOW = "output_tokens_in_window"
 OUTPUT_THROUGHPUT_TOK_S = "output_throughput_tok_s"
 OUTPUT_TOKENS_PER_REQUEST_MEAN = "output_tokens_per_request_mean"
 INPUT_TOKENS_PER_REQUEST_MEAN = "input_tokens_per_request_mean"
+PROMPT_TOKENS_IN_WINDOW = "prompt_tokens_in_window"
+PREFIX_CACHE_HIT_RATE = "prefix_cache_hit_rate"
+CACHED_TOKENS_PER_REQUEST_MEAN = "cached_tokens_per_request_mean"
+ENERGY_PER_1K_PROMPT_TOKENS_J = "energy_per_1k_prompt_tokens_j"
+WORKLOAD_SOURCE = "workload_source"
+CACHED_TOKENS = "cached_tokens"
 TOKEN_COUNT_MISMATCH = "token_count_mismatch"
 CLIENT_LAGGING = "client_lagging"
 CLIENT_LAG_P99_MS = 10.0
@@ -75,7 +81,12 @@ and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed ove
 the client's own lateness (``send_lag_p50_ms``/``p99``/``max``, ``client_lagging``; per request
 ``send_lag_ms``) and how a server was spoken to and counted (``api``: completions | chat;
 ``token_count_source``: usage | token_ids | tokenized; ``chat_template_tokens``;
-``output_lengths_forced``)."""
+``output_lengths_forced``); real traffic (``workload_source``: synthetic | dataset | trace |
+sessions, ``workload_notes`` JSON of what the source did) and the prefix cache
+(``prefix_cache_hit_rate``, ``cached_tokens_per_request_mean``, ``prompt_tokens_in_window``,
+``energy_per_1k_prompt_tokens_j``, ``prefix_cache_reset``; per request ``cached_tokens``,
+``session``, ``turn``). Since then ``n_requests_completed_in_window`` counts measured requests
+only (warm-up is never served): older rows counted warm-up completions too."""
 READABLE_VERSIONS = (1, 2, 3)
 TABLES = ("runs", "requests", "power")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
@@ -97,6 +108,7 @@ RUNS_SCHEMA = pa.schema(
         (OFFERED_RATE_RPS, F64), ("scheduled_rate_rps", F64), (ACHIEVED_RATE_RPS, F64), (REQUEST_THROUGHPUT_RPS, F64),
         (OUTPUT_TOKENS_IN_WINDOW, I64), (OUTPUT_THROUGHPUT_TOK_S, F64), ("total_throughput_tok_s", F64),
         (OUTPUT_TOKENS_PER_REQUEST_MEAN, F64), (INPUT_TOKENS_PER_REQUEST_MEAN, F64),
+        (PROMPT_TOKENS_IN_WINDOW, I64), (PREFIX_CACHE_HIT_RATE, F64), (CACHED_TOKENS_PER_REQUEST_MEAN, F64),
         (TOKEN_COUNT_MISMATCH, BOOL), (SATURATED, BOOL), (MEAN_RUNNING_BATCH, F64),
         ("send_lag_p50_ms", F64), ("send_lag_p99_ms", F64), ("send_lag_max_ms", F64), (CLIENT_LAGGING, BOOL),
     ]
@@ -107,6 +119,7 @@ RUNS_SCHEMA = pa.schema(
         (IDLE_POWER_W, F64), ("baseline_energy_j", F64), (NET_ENERGY_J, F64),
         (ENERGY_PER_REQUEST_J, F64), (NET_ENERGY_PER_REQUEST_J, F64),
         (ENERGY_PER_1K_OUTPUT_TOKENS_J, F64), (NET_ENERGY_PER_1K_OUTPUT_TOKENS_J, F64),
+        (ENERGY_PER_1K_PROMPT_TOKENS_J, F64),
         (MEAN_POWER_W, F64), ("max_power_w", F64), (ENERGY_INVALID, BOOL), (ENERGY_MISMATCH, BOOL),
         (SHORT_WINDOW, BOOL), ("counter_update_period_s", F64), (GPU_UTIL_MEAN_PCT, F64),
         (MEMORY_USED_MAX_MIB, F64), ("sm_clock_mean_mhz", F64), ("temperature_max_c", F64),
@@ -115,7 +128,8 @@ RUNS_SCHEMA = pa.schema(
         ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
         ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
         ("n_prompt_tokens_mismatch", I64), ("api", STR), ("token_count_source", STR), ("chat_template_tokens", I64),
-        ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), ("cell_wall_s", F64),
+        ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), (WORKLOAD_SOURCE, STR), ("workload_notes", STR),
+        ("prefix_cache_reset", BOOL), ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]
 )
@@ -127,6 +141,7 @@ REQUESTS_SCHEMA = pa.schema(
         ("n_token_times", I64), ("input_tokens", I64), ("output_tokens", I64),
         ("requested_output_tokens", I64), (TTFT_MS, F64), (TPOT_MS, F64), (E2E_MS, F64),
         ("drained", BOOL), ("status", STR), ("error", STR), ("prompt_hash", STR),
+        (CACHED_TOKENS, I64), ("session", I64), ("turn", I64),
     ]
 )
 

@@ -4,6 +4,7 @@ samples (times from the window's start). Built on the worker from what the engin
 sampler returned."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Dict, List
 
 import numpy as np
@@ -11,13 +12,16 @@ import numpy as np
 from orchestrator.store.schema import (
     E2E_MS,
     ENERGY_J,
+    CACHED_TOKENS,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_1K_PROMPT_TOKENS_J,
     ENERGY_PER_REQUEST_J,
-    N_REQUESTS_COMPLETED_IN_WINDOW,
     NET_ENERGY_J,
     NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
     NET_ENERGY_PER_REQUEST_J,
     OUTPUT_TOKENS_IN_WINDOW,
+    OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    PROMPT_TOKENS_IN_WINDOW,
     TPOT_MS,
     SEND_LAG_MS,
     TTFT_MS,
@@ -63,6 +67,9 @@ def request_columns(cell_id: str, recs: List["RequestRecord"], t1: float) -> Dic
         "status": [r.status for r in recs],
         "error": [r.error for r in recs],
         "prompt_hash": [r.prompt_hash or None for r in recs],
+        CACHED_TOKENS: [r.cached_tokens for r in recs],
+        "session": [r.session if r.session >= 0 else None for r in recs],
+        "turn": [r.turn if r.session >= 0 else None for r in recs],
     }
 
 
@@ -84,9 +91,19 @@ def power_columns(cell_id: str, trace: "PowerTrace", t0_s: float, t1_s: float) -
 
 
 def per_unit_energy(row: Dict) -> None:
-    """J/request and J/1k output tokens from the window's energy (gross and net), in place."""
-    n_req = row.get(N_REQUESTS_COMPLETED_IN_WINDOW) or 0
+    """J/request, J/1k output tokens and J/1k prompt tokens from the window's energy (gross and
+    net), in place.
+
+    J/1k output tokens: the window's energy over the output tokens emitted in it (by any request:
+    the GPU's work in the window). J/request: the same energy over the requests' worth of those
+    tokens (output tokens in the window / mean output tokens of a measured request): in a steady
+    window the requests completed in it, without their edge effects (the requests in flight at
+    its end) and without counting warm-up as served. J/1k prompt tokens (gross only): the energy
+    over the prompt tokens prefilled in the window, to read beside the prefix cache's hit rate
+    (each of the three puts the whole window's energy on one kind of token)."""
     n_tok = row.get(OUTPUT_TOKENS_IN_WINDOW) or 0
+    per_request = row.get(OUTPUT_TOKENS_PER_REQUEST_MEAN)
+    n_req = n_tok / per_request if per_request and not math.isnan(per_request) else 0
     for src, per_req, per_tok in (
         (ENERGY_J, ENERGY_PER_REQUEST_J, ENERGY_PER_1K_OUTPUT_TOKENS_J),
         (NET_ENERGY_J, NET_ENERGY_PER_REQUEST_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J),
@@ -94,6 +111,8 @@ def per_unit_energy(row: Dict) -> None:
         e = row.get(src)
         row[per_req] = e / n_req if e is not None and n_req else None
         row[per_tok] = e / n_tok * 1e3 if e is not None and n_tok else None
+    e, n_prompt = row.get(ENERGY_J), row.get(PROMPT_TOKENS_IN_WINDOW) or 0
+    row[ENERGY_PER_1K_PROMPT_TOKENS_J] = e / n_prompt * 1e3 if e is not None and n_prompt else None
 
 
 def measured_tables(row: Dict, cell_id: str, records: List["RequestRecord"], trace: "PowerTrace",

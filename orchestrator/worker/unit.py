@@ -18,7 +18,7 @@ import traceback
 from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
 
 from orchestrator.client import metrics
-from orchestrator.client.workload import plan_for
+from orchestrator.workloads import plan_for
 from orchestrator.core.logs import set_log_level
 from orchestrator.core.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.core.phases import Phase, PhaseReporter
@@ -159,7 +159,8 @@ class UnitRunner:
             self.idle_w = idle_power_from(trace, *self._idle_bounds)
         t0_ns, t1_ns = int(wr.window_start_s * 1e9), int(wr.window_end_s * 1e9)
         row = config_columns(cell, self.unit.sweep)
-        row.update(metrics.summarize(wr, plan.rate_rps, plan.ignore_eos))
+        row.update(metrics.summarize(wr, plan.offered_rps, plan.ignore_eos))
+        row["workload_notes"] = json.dumps(plan.notes, sort_keys=True) if plan.notes else None
         row.update(window_energy(trace, t0_ns, t1_ns, self.idle_w if trace.source != "none" else None,
                                  cfg.sampler.mismatch_tolerance))
         per_unit_energy(row)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from orchestrator.client.metrics import summarize
-from orchestrator.client.workload import plan_for
+from orchestrator.workloads import plan_for
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.driver.grid import cells, config_of
 from orchestrator.engines import engine_for

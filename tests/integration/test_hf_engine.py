@@ -156,7 +156,7 @@ def test_cells_sharing_an_engine_never_send_the_same_prompt(hf_sweep):
     assert not set(hashes[1]) & set(hashes[2]) and not set(hashes[1]) & set(hashes[4])
     assert not set(hashes[2]) & set(hashes[4])
     # and they are the prompts plan_for builds for each stored cell
-    from orchestrator.client.workload import plan_for
+    from orchestrator.workloads import plan_for
     from orchestrator.config.root import cell_config_from_json
 
     for bs, r in runs.items():

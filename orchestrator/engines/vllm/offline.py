@@ -72,6 +72,7 @@ class VllmOfflineEngine(VllmEngine):
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self._llm: Any = None  # a vllm.LLM between start() and stop()
+        self._cache_reset: Optional[bool] = None  # the prefix cache was emptied before this cell (None: no cache)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -111,6 +112,8 @@ class VllmOfflineEngine(VllmEngine):
         refuse_unless_offline(self.name, plan)
         if plan.batch_size > self.max_batch_size:
             raise ValueError(f"batch {plan.batch_size} > this engine's max_num_seqs {self.max_batch_size}")
+        # no state crosses from one cell to the next (nothing is running between cells: it succeeds)
+        self._cache_reset = bool(self._llm.reset_prefix_cache()) if self.args.get("enable_prefix_caching") else None
         return run_static_batches(self.name, plan, lambda specs: self._run_batch(plan, specs),
                                   lambda records, schedule: self._extra(records, schedule.bounds), self.progress)
 
@@ -146,7 +149,7 @@ class VllmOfflineEngine(VllmEngine):
             index=spec.index, phase=spec.phase, arrival_s=t_send, send_s=t_send, first_token_s=first,
             end_s=end, input_tokens=len(out.prompt_token_ids or []) or spec.input_tokens, output_tokens=n,
             requested_output_tokens=spec.output_tokens, batch_index=spec.batch_index,
-            prompt_hash=prompt_digest(prompt["prompt_token_ids"]),
+            prompt_hash=prompt_digest(prompt["prompt_token_ids"]), cached_tokens=getattr(out, "num_cached_tokens", None),
         )
 
     def _extra(self, records: List[RequestRecord], bounds) -> Dict:
@@ -155,6 +158,7 @@ class VllmOfflineEngine(VllmEngine):
             **self._start_info,
             "request_times": {"vllm_metrics": from_vllm, "batch_bounds": len(records) - from_vllm},
             "batch_wall_s": [round(b - a, 6) for _, a, b in bounds],
+            "prefix_cache_reset": self._cache_reset,
             "max_num_seqs": self.max_batch_size,
             "engine_args": {k: v for k, v in self.args.items() if k != "model"},
             "log_path": str(self._log_path),

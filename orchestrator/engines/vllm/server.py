@@ -57,6 +57,9 @@ from orchestrator.core.phases import Phase
 from orchestrator.energy.gpuinfo import memory_used_mib
 from orchestrator.engines.base import register_engine
 from orchestrator.engines.process_group import die_with_parent, group_states, kill_group  # noqa: F401 (tests)
+from orchestrator.engines.vllm.prometheus import (
+    KV_USAGE, PREFIX_HITS, PREFIX_QUERIES, RUNNING, WAITING, counter_delta, parse_prometheus, window_max, window_mean,
+)
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
@@ -79,9 +82,6 @@ MEMORY_FREE_TIMEOUT_S = 60.0
 MEMORY_TOLERANCE_MIB = 1024.0
 REQUEST_TIMEOUT_S = 600.0
 IDLE_WAIT_S = 60.0
-RUNNING = "vllm:num_requests_running"
-WAITING = "vllm:num_requests_waiting"
-KV_USAGE = "vllm:kv_cache_usage_perc"
 
 
 # ============================================================================ pure helpers
@@ -102,41 +102,9 @@ def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port:
         "--host", HOST, "--port", str(port),
         "--served-model-name", config.model.name,
         "--disable-uvicorn-access-log",
+        "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens per request
         *serve_flags(args),
     ]
-
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+\S+)?$")
-
-
-def parse_prometheus(text: str) -> Dict[str, float]:
-    """Prometheus text exposition -> {metric name: sum over its label sets} (gauges/counters;
-    a histogram's ``_bucket``/``_sum``/``_count`` are separate names)."""
-    out: Dict[str, float] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        out[m.group(1)] = out.get(m.group(1), 0.0) + value
-    return out
-
-
-def window_mean(samples: Sequence[Tuple[float, Dict[str, float]]], name: str, t0: float, t1: float) -> Optional[float]:
-    """Mean of metric ``name`` over the scrapes taken in [t0, t1] (None if there are none)."""
-    vals = [v[name] for t, v in samples if t0 <= t <= t1 and name in v]
-    return sum(vals) / len(vals) if vals else None
-
-
-def window_max(samples, name: str, t0: float, t1: float) -> Optional[float]:
-    vals = [v[name] for t, v in samples if t0 <= t <= t1 and name in v]
-    return max(vals) if vals else None
 
 
 def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] = None) -> bool:
@@ -215,6 +183,8 @@ class VllmServerEngine(VllmEngine):
         self._log_path = new_log_path("vllm-serve")
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
         env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
+        if self.args.get("enable_prefix_caching"):  # POST /reset_prefix_cache between cells (a dev route)
+            env["VLLM_SERVER_DEV_MODE"] = "1"
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
         with open(self._log_path, "ab") as log_file:
             self._proc = proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -247,6 +217,7 @@ class VllmServerEngine(VllmEngine):
         client = self._client(plan)
         chat = client.endpoint.chat
         idle_wait_s = self._wait_idle() if self._runs else 0.0
+        cache_reset = self._reset_prefix_cache() if self.args.get("enable_prefix_caching") else None
         self._runs += 1
         self.progress(Phase.warmup)
         cr, samples = asyncio.run(self._drive(client, plan))
@@ -257,6 +228,10 @@ class VllmServerEngine(VllmEngine):
             "max_num_seqs": self.max_batch_size,
             "server_cell": self._runs, "server_idle_wait_s": idle_wait_s,
             "metrics_scrapes_in_window": sum(1 for t, _ in samples if t0 <= t <= t1),
+            "prefix_cache_reset": cache_reset,
+            # the engine's own prefix-cache counters over the cell (a cross-check of the requests' cached tokens)
+            "prefix_cache_hits_tokens": counter_delta(samples, PREFIX_HITS),
+            "prefix_cache_queries_tokens": counter_delta(samples, PREFIX_QUERIES),
             "mean_waiting_requests": window_mean(samples, WAITING, t0, t1),
             "max_kv_cache_usage_perc": window_max(samples, KV_USAGE, t0, t1),
             "engine_args": {k: v for k, v in self.args.items() if k != "model"},
@@ -282,6 +257,24 @@ class VllmServerEngine(VllmEngine):
         prompts, overhead = self._prompts, self._prompts.chat_overhead()
         return StreamingClient(endpoint, lambda s: plan.prompt_ids(s, vocab)[:max(1, s.input_tokens - overhead)],
                                request_timeout_s=REQUEST_TIMEOUT_S, progress=self.progress, prompt_text=prompts.text)
+
+    def _reset_prefix_cache(self, timeout_s: float = IDLE_WAIT_S) -> bool:
+        """Empty the server's prefix cache before a cell (``POST /reset_prefix_cache``, which
+        refuses while blocks are held: retried until ``timeout_s``) -> whether it was emptied."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                req = urllib.request.Request(f"{self.base_url}/reset_prefix_cache", data=b"", method="POST",
+                                             headers=self.auth_headers())
+                with urllib.request.urlopen(req, timeout=10.0) as r:
+                    body = r.read().decode() or "{}"
+                if json.loads(body).get("success", True):
+                    return True
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                log.warning("vllm_server: POST /reset_prefix_cache failed: %s", exc)
+            if time.monotonic() - t0 > timeout_s:
+                return False
+            time.sleep(0.2)
 
     def _wait_idle(self, timeout_s: float = IDLE_WAIT_S) -> float:
         """Wait until ``/metrics`` shows no request running or waiting (or ``timeout_s``

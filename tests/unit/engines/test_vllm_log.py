@@ -178,8 +178,9 @@ def test_engine_choices_from_the_startup_log(text, method, kernel):
 
 def test_engine_choices_become_runs_columns():
     extra = {"vllm_quantization_method": "auto_awq", "vllm_linear_kernel": "MarlinLinearKernel", "x": 1}
-    assert results.extra_columns(extra) == {"quantization_method": "auto_awq", "linear_kernel": "MarlinLinearKernel"}
-    assert results.extra_columns({}) == {"quantization_method": None, "linear_kernel": None}
+    assert results.extra_columns(extra) == {"quantization_method": "auto_awq", "linear_kernel": "MarlinLinearKernel",
+                                            "prefix_cache_reset": None}
+    assert results.extra_columns({}) == {"quantization_method": None, "linear_kernel": None, "prefix_cache_reset": None}
     assert {"quantization_method", "linear_kernel"} <= set(RUNS_SCHEMA.names)
 
 
