@@ -273,6 +273,8 @@ def _rates(measured: List[RequestRecord], ok: List[RequestRecord], completed: Li
                 **send_lag(measured, open_loop=False)}
     window_s = max(t1 - t0, 1e-9)
     n_scheduled = sum(1 for r in measured if t0 <= r.arrival_s <= t1)
+    if math.isnan(offered_rate_rps):  # multi-turn sessions: what was scheduled in the window is what it offered
+        offered_rate_rps = n_scheduled / window_s
     # the edge strips: the latency of what did complete in the window (a backlog's requests that
     # never finish must not widen the margin), at most a quarter of the window
     e2e_s = min(float(np.median([r.end_s - r.arrival_s for r in completed])), window_s / 4) if completed else 0.0

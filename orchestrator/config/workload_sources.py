@@ -12,7 +12,11 @@ distributions (``workload.source=synthetic``, the default).
   ``workload.rate_rps`` sessions per second); each turn re-sends the whole history plus a new
   user turn, ``think_time_s`` after the previous answer.
 
-Only the chosen source's block is part of a cell's identity (``fields.chosen_by``).
+Only the chosen source's block is part of a cell's identity (``fields.chosen_by``). A file is
+named by its path but identified by its content: the driver resolves the path and fills in the
+file's SHA-256 (``sha256``), which is what a cell's identity holds, so moving the file (or
+submitting the sweep as a Ray job) re-runs nothing, and editing it re-runs everything it fed; a
+worker that finds other content at the path refuses the cell.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from orchestrator.config.fields import check
+from orchestrator.config.fields import check, setting
 
 
 class Source(str, Enum):
@@ -77,7 +81,8 @@ class DatasetSource:
     context less the output); prompts are used in file order, cycling, from ``offset``, shuffled
     with the workload's seed when ``shuffle``."""
 
-    path: str = ""
+    path: str = setting("")
+    sha256: str = ""  # the file's content (filled in by the driver)
     format: FileFormat = FileFormat.auto
     output: OutputLengths = OutputLengths.data
     max_prompt_tokens: int = 0
@@ -101,7 +106,8 @@ class TraceSource:
     ``workload.warmup_requests`` warm-up requests and lasts ``workload.duration_s`` (less where
     the trace ends first). ``block_tokens``: tokens per hash id (Mooncake's is 512)."""
 
-    path: str = ""
+    path: str = setting("")
+    sha256: str = ""  # the file's content (filled in by the driver)
     format: FileFormat = FileFormat.auto
     speedup: float = 1.0
     rate_rps: Optional[float] = None
@@ -134,7 +140,8 @@ class SessionsSource:
     think: ThinkTime = ThinkTime.exponential
     system_prompt_tokens: int = 0
     warmup_sessions: int = 2
-    dataset: str = ""
+    dataset: str = setting("")
+    dataset_sha256: str = ""  # the dataset's content (filled in by the driver)
 
     def validate(self) -> None:
         check("workload.sessions.min_turns", self.min_turns, self.min_turns >= 1, "must be >= 1")

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from orchestrator.config.engine import AUTO
 from orchestrator.config.fields import choice, field_types
+from orchestrator.config.groups import WorkloadConfig
 from orchestrator.config.root import CONFIG_GROUPS, GROUP_SCHEMAS, CellConfig, Config
 from orchestrator.core.cell import Cell, EngineChoice
 from orchestrator.core.identity import IdentityCache, cell_identity, digest
@@ -142,18 +144,31 @@ def check_plugins(cfg: Config) -> None:
 
 
 
-def check_traffic_files(workload) -> None:
-    """The trace or dataset a workload names reads cleanly (a ``TraceFileError`` line names the
-    file, the line and what is wrong), before anything runs; each file is read once."""
+def traffic_files(workload: WorkloadConfig) -> WorkloadConfig:
+    """The workload with the trace or dataset it names resolved to an absolute path and
+    identified by its content (``sha256``), after reading it cleanly (a ``TraceFileError`` line
+    names the file, the line and what is wrong), before anything runs."""
     from orchestrator.config.workload_sources import Source
-    from orchestrator.workloads.context import load_dataset, load_trace
+    from orchestrator.workloads.context import file_sha256, load_dataset, load_trace
+
+    def resolved(path: str) -> Tuple[str, str]:
+        full = str(Path(path).expanduser().resolve())
+        return full, file_sha256(full)
 
     if workload.source is Source.trace:
-        load_trace(workload.trace.path, workload.trace.format)
-    elif workload.source is Source.dataset:
-        load_dataset(workload.dataset.path, workload.dataset.format)
-    elif workload.source is Source.sessions and workload.sessions.dataset:
-        load_dataset(workload.sessions.dataset)
+        path, digest = resolved(workload.trace.path)
+        load_trace(path, workload.trace.format)
+        return dataclasses.replace(workload, trace=dataclasses.replace(workload.trace, path=path, sha256=digest))
+    if workload.source is Source.dataset:
+        path, digest = resolved(workload.dataset.path)
+        load_dataset(path, workload.dataset.format)
+        return dataclasses.replace(workload, dataset=dataclasses.replace(workload.dataset, path=path, sha256=digest))
+    if workload.source is Source.sessions and workload.sessions.dataset:
+        path, digest = resolved(workload.sessions.dataset)
+        load_dataset(path)
+        return dataclasses.replace(workload, sessions=dataclasses.replace(workload.sessions, dataset=path,
+                                                                             dataset_sha256=digest))
+    return workload
 
 
 def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
@@ -161,15 +176,18 @@ def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
     checkpoint's quantization (``llama2_7b_awq``) replaces the quantization axis with it."""
     out: List[CellConfig] = []
     checked: Dict[int, object] = {}
+    workloads: Dict[int, Tuple[WorkloadConfig, WorkloadConfig]] = {}  # id -> (as given, resolved)
     for cfg in configs:
         check_plugins(cfg)
         cfg.validate(checked)
-        check_traffic_files(cfg.workload)
+        if id(cfg.workload) not in workloads:
+            workloads[id(cfg.workload)] = (cfg.workload, traffic_files(cfg.workload))
+        workload = workloads[id(cfg.workload)][1]
         quant = cfg.quantization
         if cfg.model.quantization and cfg.model.quantization != quant.name:
             quant = group_option("quantization", cfg.model.quantization)
         for repeat in range(int(cfg.repeats)):
-            out.append(CellConfig(model=cfg.model, quantization=quant, gpu=cfg.gpu, workload=cfg.workload,
+            out.append(CellConfig(model=cfg.model, quantization=quant, gpu=cfg.gpu, workload=workload,
                                   engine=cfg.engine, sampler=cfg.sampler, batch_size=int(cfg.batch_size),
                                   repeat=repeat))
     if not out:

@@ -3,6 +3,7 @@ context limit, the model's tokenizer (loaded on first use) and the drain limit; 
 parsed traffic files, read once per process (``load_trace``, ``load_dataset``)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,32 @@ if TYPE_CHECKING:
     from orchestrator.client.prompts import TextPrompts
     from orchestrator.config.groups import WorkloadConfig
     from orchestrator.config.root import CellConfig
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes (``TraceFileError`` for a missing file)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise trace_files.TraceFileError(f"{p}: no such file")
+    return _sha256(_stat_key(path))
+
+
+@lru_cache(maxsize=16)
+def _sha256(key: Tuple[str, float, int]) -> str:
+    h = hashlib.sha256()
+    with open(key[0], "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checked(path: str, sha256: str) -> str:
+    """``path`` when its content is the one a cell was defined with (``sha256``; '' checks nothing),
+    else ``TraceFileError``."""
+    if sha256 and file_sha256(path) != sha256:
+        raise trace_files.TraceFileError(f"{path}: its content is not the file the sweep was defined with "
+                                         f"(sha256 {file_sha256(path)[:12]} != {sha256[:12]})")
+    return path
 
 
 def _stat_key(path: str) -> Tuple[str, float, int]:
@@ -52,14 +79,16 @@ def _dataset(key: Tuple[str, float, int], fmt: FileFormat) -> Tuple[trace_files.
     return tuple(read(Path(key[0])))
 
 
-def load_trace(path: str, fmt: FileFormat = FileFormat.auto) -> Sequence[trace_files.TraceRequest]:
-    """The requests of a timed trace (``TraceFileError``: one line), read once per file version."""
-    return _trace(_stat_key(path), trace_format(path, fmt))
+def load_trace(path: str, fmt: FileFormat = FileFormat.auto, sha256: str = "") -> Sequence[trace_files.TraceRequest]:
+    """The requests of a timed trace (``TraceFileError``: one line), read once per file version;
+    ``sha256``: the content it must have."""
+    return _trace(_stat_key(checked(path, sha256)), trace_format(path, fmt))
 
 
-def load_dataset(path: str, fmt: FileFormat = FileFormat.auto) -> Sequence[trace_files.DatasetPrompt]:
-    """The prompts of a dataset (``TraceFileError``: one line), read once per file version."""
-    return _dataset(_stat_key(path), dataset_format(path, fmt))
+def load_dataset(path: str, fmt: FileFormat = FileFormat.auto, sha256: str = "") -> Sequence[trace_files.DatasetPrompt]:
+    """The prompts of a dataset (``TraceFileError``: one line), read once per file version;
+    ``sha256``: the content it must have."""
+    return _dataset(_stat_key(checked(path, sha256)), dataset_format(path, fmt))
 
 
 def context_tokens(cfg: "CellConfig") -> int:

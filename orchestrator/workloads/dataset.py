@@ -54,7 +54,7 @@ class DatasetContent(PromptContent):
 def dataset_content(ctx: SourceContext) -> DatasetContent:
     """Tokenize the dataset's rows for the cell (see module doc)."""
     opts = ctx.workload.dataset
-    rows = load_dataset(opts.path, opts.format)
+    rows = load_dataset(opts.path, opts.format, opts.sha256)
     from_data = opts.output is OutputLengths.data
     token_ids: Dict[int, Tuple[int, ...]] = {}
     outputs: Dict[int, Optional[int]] = {}

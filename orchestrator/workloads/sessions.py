@@ -17,6 +17,8 @@ that cached the answer it generated (vLLM caches decoded blocks too) finds the h
 last answer, whose blocks differ: hits are a lower bound of what re-sending the true answer gets.
 A session ends early where its next turn would pass the context (``notes``:
 ``sessions_cut_by_context``). Turns whose send time falls after the window closes are not sent.
+What a window offers is what was scheduled in it (later turns are scheduled by the answers), so
+the plan's offered rate is NaN: the cell's ``offered_rate_rps`` is its ``scheduled_rate_rps``.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ Turn = Tuple[Segment, int]  # (the user turn's segment, the answer's planned len
 def conversations(ctx: SourceContext, token_ids: Dict[int, Tuple[int, ...]]) -> List[List[Tuple[int, int]]]:
     """A ShareGPT file's conversations as [(user turn row, answer tokens)], the user turns'
     token ids put in ``token_ids`` (rows numbered from 0)."""
-    rows = load_dataset(ctx.workload.sessions.dataset)
+    rows = load_dataset(ctx.workload.sessions.dataset, sha256=ctx.workload.sessions.dataset_sha256)
     convs: List[List[Tuple[int, int]]] = []
     for prompt in rows:
         history = prompt.messages
@@ -91,12 +93,11 @@ def sessions_plan(ctx: SourceContext) -> WorkloadPlan:
             specs.append(RequestSpec(len(specs), phase, float(t) if k == 0 else float("nan"), n_in, answer,
                                      segments=prompt, session=s, turn=k, think_s=think))
             history = prompt + (Segment((SEGMENT_ANSWER, s, k), answer, role="assistant"),)
-    n_measured = sum(1 for r in specs if r.phase == "measured")
     plan = WorkloadPlan(
         arrival=Arrival(wl.arrival), batch_size=ctx.batch_size, requests=specs, rate_rps=float(wl.rate_rps),
         concurrency=ctx.batch_size, duration_s=float(wl.duration_s), measured_start_s=float(start),
         ignore_eos=bool(wl.ignore_eos), seed=ctx.seed, prompt_key=ctx.seed, drain_timeout_s=ctx.drain_timeout_s,
-        workload=wl, token_ids=token_ids, offered_rate_rps=n_measured / float(wl.duration_s),
+        workload=wl, token_ids=token_ids, offered_rate_rps=float("nan"),
     )
     plan.notes.update(sessions=len(starts), sessions_measured=sum(p == "measured" for p in phases),
                       sessions_cut_by_context=cut)

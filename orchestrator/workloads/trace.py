@@ -68,7 +68,7 @@ def prompt_segments(req: TraceRequest, row: int, n_in: int, block: int) -> Tuple
 @register_source(Source.trace)
 def trace_plan(ctx: SourceContext) -> WorkloadPlan:
     wl, opts = ctx.workload, ctx.workload.trace
-    requests = load_trace(opts.path, opts.format)
+    requests = load_trace(opts.path, opts.format, opts.sha256)
     times = replay_times(requests, opts)
     first, i0, i1, window_s = window_slice(times, float(opts.start_s), int(wl.warmup_requests), float(wl.duration_s))
     t0 = times[first]
