@@ -26,6 +26,8 @@ name                       module                  what
 ``recommendations``        ``recommend``           batch size per scenario under SLOs, with reasons
 ``request_checks``         ``checks``              requests rows vs runs rows agreement
 ``compare_points``         ``compare``             two sweeps' points matched side by side, with significance
+``length_table``           ``request_lengths``     per cell, p50/p90/max of its requests' input/output/cached tokens
+``cache_savings``          ``prefix_cache``        cells paired by prefix caching off and on, with both sides' numbers
 =========================  ======================  ==================================================
 """
 from importlib import import_module
@@ -44,11 +46,13 @@ _API = {
     "Slo": "recommend", "recommendations": "recommend",
     "request_checks": "checks",
     "Comparison": "compare", "compare_points": "compare",
+    "length_table": "request_lengths", "cache_savings": "prefix_cache", "CacheSaving": "prefix_cache",
 }
 
 __all__ = [
     "FLAGS",
     "REPEAT_METRICS",
+    "CacheSaving",
     "Comparison",
     "CostAssumptions",
     "PowerLawFit",
@@ -57,6 +61,7 @@ __all__ = [
     "SweepError",
     "baseline_sizes",
     "batch_points",
+    "cache_savings",
     "compare_points",
     "cost_table",
     "detail_table",
@@ -64,6 +69,7 @@ __all__ = [
     "fit_power_law",
     "fit_with_breakdown",
     "gpu_roofs",
+    "length_table",
     "local_exponents",
     "monthly_kwh",
     "read_sweep",

@@ -41,8 +41,9 @@ other flags (saturated, token count) stay.
 
 ``batch_points(ok)`` folds repeats of one (series, workload, batch size) into one row: latency,
 throughput and energy columns are means over repeats, request counts are sums, flags are the
-union; ``n_cells`` says how many cells each point holds, ``n_repeats`` how many repeats, and
-``analysis.repeats`` adds each repeat metric's Student-t 95% interval and CV.
+union (text columns such as ``workload_source``: the first cell's); ``n_cells`` says how many cells
+each point holds, ``n_repeats`` how many repeats, and ``analysis.repeats`` adds each repeat
+metric's Student-t 95% interval and CV.
 
 ``baseline_sizes(points, n)``: the batch size each series is compared against: ``n`` where the
 series ran it, else NaN; with ``n`` None, each series' smallest ok batch size.
@@ -87,6 +88,7 @@ from orchestrator.store.schema import (
     SATURATED,
     SHORT_WINDOW,
     TOKEN_COUNT_MISMATCH,
+    WORKLOAD_SOURCE,
 )
 
 FLAGS = {
@@ -308,7 +310,7 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     agg.update(simulated="any", energy_available="all", energy_measured="all", cell_id=_join_ids,
                energy_source="first", energy_note="first", engine="first", engine_options="first",
                arrival="first", device="first", batch_knob="first")
-    agg.update({c: "first" for c in HOW_MEASURED if c in ok})
+    agg.update({c: "first" for c in HOW_MEASURED + [WORKLOAD_SOURCE] if c in ok})
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from orchestrator.analysis.tables import SERIES_KEYS, with_baseline
+from orchestrator.analysis.tables import SERIES_KEYS, with_baseline, with_hit_pct
 from orchestrator.store.schema import (
     ENERGY_J,
     ENERGY_NOTE,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_1K_PROMPT_TOKENS_J,
     ENERGY_PER_REQUEST_J,
     ENERGY_SOURCE,
     GPU_UTIL_MEAN_PCT,
@@ -38,9 +39,11 @@ ENERGY_METRICS = [
 def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.DataFrame:
     """Per series and batch size: output tok/s, gross/net J per request and per 1k output
     tokens, GPU util (%), mean and idle power (W), changes vs ``baseline_batch_size`` (%),
-    throughput scaling (x). Energy columns are NaN where ``energy_available`` is false."""
+    throughput scaling (x); gross J per 1k prompt tokens and the prefix cache's hit rate (%) where
+    some point has them. Energy columns are NaN where ``energy_available`` is false."""
     df = points.copy()
-    masked = ENERGY_METRICS + [MEAN_POWER_W, ENERGY_J, NET_ENERGY_J]
+    prompt = [ENERGY_PER_1K_PROMPT_TOKENS_J] if ENERGY_PER_1K_PROMPT_TOKENS_J in df else []
+    masked = ENERGY_METRICS + prompt + [MEAN_POWER_W, ENERGY_J, NET_ENERGY_J]
     df.loc[~df["energy_available"], masked] = float("nan")
     df = with_baseline(df, baseline_batch, ENERGY_METRICS + [OUTPUT_THROUGHPUT_TOK_S])
     df["throughput_scaling_x"] = df[OUTPUT_THROUGHPUT_TOK_S] / df["base_output_throughput_tok_s"]
@@ -50,7 +53,9 @@ def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
         OUTPUT_THROUGHPUT_TOK_S, *ENERGY_METRICS, GPU_UTIL_MEAN_PCT, MEAN_POWER_W, IDLE_POWER_W,
         ENERGY_J, NET_ENERGY_J, WINDOW_S, "throughput_scaling_x",
     ] + [f"change_{m}_pct" for m in ENERGY_METRICS]
-    return df[keep]
+    if prompt and df[ENERGY_PER_1K_PROMPT_TOKENS_J].notna().any():
+        keep.append(ENERGY_PER_1K_PROMPT_TOKENS_J)
+    return with_hit_pct(df[keep], df)
 
 
 def energy_sources(points: pd.DataFrame) -> pd.DataFrame:

@@ -94,10 +94,10 @@ def _log_axes(ax, y_log: bool) -> None:
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(PLAIN)
     if y_log:
-        _log_y(ax)
+        log_y(ax)
 
 
-def _log_y(ax, decades: float = 3.0) -> None:
+def log_y(ax, decades: float = 3.0) -> None:
     """Log y with labelled 1-2-5 ticks (1 only over more than 3 decades) and no minor ticks
     (tick objects cost draw time)."""
     ax.set_yscale("log")
@@ -106,7 +106,7 @@ def _log_y(ax, decades: float = 3.0) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def _decades(values: pd.Series) -> float:
+def decade_span(values: pd.Series) -> float:
     v = values[values > 0]
     return float(np.log10(v.max() / v.min())) if len(v) else 0.0
 
@@ -134,7 +134,7 @@ def _plot_series(ax, g: pd.DataFrame, x: str, y: str, color: str, marker: str, l
         ax.plot(flagged[x], flagged[y], linestyle="none", marker=marker, ms=5.5, mfc="white", mec=color, zorder=3)
 
 
-def _legend(fig: Figure, cells: dict, title: str) -> None:
+def figure_legend(fig: Figure, cells: dict, title: str) -> None:
     handles: dict[str, Artist] = {}  # label -> the first handle of that label
     labels: dict[str, str] = {}  # the labels in order of first appearance
     for ax in cells.values():
@@ -151,7 +151,7 @@ def _right_edge(fig: Figure, cells: dict) -> float:
     return max(ax.get_position().x1 for ax in cells.values())
 
 
-def _finish(fig: Figure, path: Path, title: str, note: str = "") -> Path:
+def finish_figure(fig: Figure, path: Path, title: str, note: str = "") -> Path:
     """Title (wrapped to the figure's width, ``note`` on its own line) and save."""
     text = textwrap.fill(title, width=int(fig.get_figwidth() * 13)) + (f"\n{note.strip(' —')}" if note else "")
     fig.suptitle(text, fontsize=10, y=0.995, va="top")
@@ -178,8 +178,8 @@ def plot_throughput(points: pd.DataFrame, path: Path, note: str = "") -> Path:
         ax.set_xlabel(batch_axis(pts), fontsize=8)
         ax.set_ylabel("output throughput (tok/s)", fontsize=8)
         ax.grid(alpha=0.3)
-    _legend(fig, cells, "model/quantization")
-    return _finish(fig, path, "Output throughput vs batch size (hollow = flagged cell)", note=note)
+    figure_legend(fig, cells, "model/quantization")
+    return finish_figure(fig, path, "Output throughput vs batch size (hollow = flagged cell)", note=note)
 
 
 def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, note: str = "") -> Path:
@@ -203,8 +203,8 @@ def plot_energy_per_token(points: pd.DataFrame, fits: pd.DataFrame, path: Path, 
         ax.set_xlabel(batch_axis(pts), fontsize=8)
         ax.set_ylabel("energy per output token (J, gross)", fontsize=8)
         ax.grid(alpha=0.3)
-    _legend(fig, cells, "model/quantization")
-    return _finish(fig, path, "Energy per output token vs batch size (log-log); dashed: fit J/tok ≈ C/BS^α",
+    figure_legend(fig, cells, "model/quantization")
+    return finish_figure(fig, path, "Energy per output token vs batch size (log-log); dashed: fit J/tok ≈ C/BS^α",
                    note=note)
 
 
@@ -249,13 +249,13 @@ def plot_pareto(points: pd.DataFrame, path: Path, note: str = "") -> Path:
         for r in front.itertuples(index=False):
             ax.annotate(f"{r.batch_size}", (r.output_throughput_tok_s, r.ttft_p99_ms), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
-        _log_y(ax, _decades(p[TTFT_P99_MS]))
+        log_y(ax, decade_span(p[TTFT_P99_MS]))
         ax.set_title(wl, fontsize=9, y=1.0)
         ax.set_xlabel("output throughput (tok/s)", fontsize=8)
         ax.set_ylabel("TTFT p99 (ms)", fontsize=8)
         ax.grid(alpha=0.3)
-    _legend(fig, dict(enumerate(axes)), "GPU · quantization")
-    return _finish(fig, path, "Latency–throughput trade-off (Pareto front labelled with batch size)", note=note)
+    figure_legend(fig, dict(enumerate(axes)), "GPU · quantization")
+    return finish_figure(fig, path, "Latency–throughput trade-off (Pareto front labelled with batch size)", note=note)
 
 
 def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str = "") -> Path:
@@ -283,13 +283,13 @@ def plot_roofline(roof: pd.DataFrame, roofs: pd.DataFrame, path: Path, note: str
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(PLAIN)
         ax.xaxis.set_minor_locator(NullLocator())
-        _log_y(ax, _decades(pts["achieved_tflops"]))
+        log_y(ax, decade_span(pts["achieved_tflops"]))
         ax.set_title(gpu, fontsize=9, y=1.0)
         ax.set_xlabel("decode arithmetic intensity (FLOP/byte)", fontsize=8)
         ax.set_ylabel("achieved (TFLOP/s)", fontsize=8)
         ax.grid(alpha=0.3)
-    _legend(fig, dict(enumerate(axes)), "quantization · workload")
-    return _finish(fig, path, "Roofline: decode steps against the GPU's roofs", note=note)
+    figure_legend(fig, dict(enumerate(axes)), "quantization · workload")
+    return finish_figure(fig, path, "Roofline: decode steps against the GPU's roofs", note=note)
 
 
 DRAIN_SHOWN = 0.25
@@ -322,7 +322,7 @@ def plot_power_timeline(power: pd.DataFrame, run: pd.Series, path: Path) -> Path
     source = f" — {run['energy_source']} power, not measured" if run.get(ENERGY_SOURCE) == "simulated" else ""
     title = f"Power of cell {run['cell_id']}: {run['series']} · {run['workload']} · BS {run['batch_size']}{source}"
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86)
-    return _finish(fig, path, title)
+    return finish_figure(fig, path, title)
 
 
 def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) -> Path:
@@ -342,10 +342,10 @@ def plot_compare(table: pd.DataFrame, label_a: str, label_b: str, path: Path) ->
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(PLAIN)
         ax.xaxis.set_minor_locator(NullLocator())
-        _log_y(ax, float(np.log10(lims[1] / lims[0])))
+        log_y(ax, float(np.log10(lims[1] / lims[0])))
         ax.set_xlabel(f"{label_a} ({unit})", fontsize=8)
         ax.set_ylabel(f"{label_b} ({unit})", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.88, wspace=0.25)
-    return _finish(fig, path, f"{label_b} against {label_a} (above the dashed line: B is higher)")
+    return finish_figure(fig, path, f"{label_b} against {label_a} (above the dashed line: B is higher)")

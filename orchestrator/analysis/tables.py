@@ -23,6 +23,7 @@ from orchestrator.store.schema import (
     OFFERED_RATE_RPS,
     OUTPUT_THROUGHPUT_TOK_S,
     OUTPUT_TOKENS_PER_REQUEST_MEAN,
+    PREFIX_CACHE_HIT_RATE,
     REQUEST_THROUGHPUT_RPS,
     SATURATED,
     TPOT_P50_MS,
@@ -32,6 +33,8 @@ from orchestrator.store.schema import (
 )
 
 SERIES_KEYS = GROUP_KEYS + ["series"]
+PREFIX_CACHE_HIT_PCT = "prefix_cache_hit_pct"
+"""Derived column: ``prefix_cache_hit_rate`` × 100, in tables where some point has a hit rate."""
 
 SUMMARY_METRICS = [
     OUTPUT_THROUGHPUT_TOK_S, REQUEST_THROUGHPUT_RPS, TTFT_P50_MS, TPOT_P50_MS, ENERGY_PER_REQUEST_J,
@@ -80,7 +83,7 @@ def status_counts(runs: pd.DataFrame) -> pd.Series:
 def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.DataFrame:
     """Per workload, GPU, series and batch size: requests, throughput, latency percentiles, mean
     running batch, output tokens/request, repeats, and changes of tok/s, TTFT p50 and TPOT p50
-    (%) against ``baseline_batch_size``."""
+    (%) against ``baseline_batch_size``; ``prefix_cache_hit_pct`` where some point has a hit rate."""
     df = points.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
         df["success_pct"] = df[N_REQUESTS_OK] / df[N_REQUESTS_MEASURED] * 100.0
@@ -92,7 +95,15 @@ def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     if how.ne("").any():  # only where some point says how (a server measured over its API)
         df["how_measured"] = how
         keep.append("how_measured")
-    return df[keep]
+    return with_hit_pct(df[keep], df)
+
+
+def with_hit_pct(table: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """``table`` plus ``prefix_cache_hit_pct`` (the hit rate of ``points``, aligned with it, in %)
+    where some point has a hit rate; ``table`` as it is otherwise."""
+    if PREFIX_CACHE_HIT_RATE not in points or points[PREFIX_CACHE_HIT_RATE].isna().all():
+        return table
+    return table.assign(**{PREFIX_CACHE_HIT_PCT: points[PREFIX_CACHE_HIT_RATE] * 100.0})
 
 
 def how_measured(points: pd.DataFrame) -> pd.Series:

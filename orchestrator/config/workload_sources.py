@@ -5,9 +5,9 @@ distributions (``workload.source=synthetic``, the default).
 - ``dataset``: prompts from a local file (ShareGPT JSON or JSONL), re-tokenized with the cell's
   model tokenizer; arrivals from ``workload.arrival`` as for synthetic traffic.
 - ``trace``: a timed trace (Mooncake JSONL or Azure CSV) replayed at its recorded times, scaled
-  (``speedup``) or re-timed to a mean rate (``rate_rps``), over a slice (``start_s`` on, the
-  window ``workload.duration_s`` long); Mooncake ``hash_ids`` become shared prompt blocks of
-  ``block_tokens`` tokens.
+  (``speedup``) or re-timed to a mean rate over the whole trace (``rate_rps``), over a slice
+  (``start_s`` on, the window ``workload.duration_s`` long); Mooncake ``hash_ids`` become shared
+  prompt blocks of ``block_tokens`` tokens.
 - ``sessions``: multi-turn chat sessions arriving open-loop (``workload.arrival`` at
   ``workload.rate_rps`` sessions per second); each turn re-sends the whole history plus a new
   user turn, ``think_time_s`` after the previous answer.
@@ -100,8 +100,9 @@ class DatasetSource:
 @dataclass
 class TraceSource:
     """``path``: a Mooncake JSONL or an Azure CSV. Timing: the recorded arrivals divided by
-    ``speedup``, or, with ``rate_rps`` set, scaled so that the window's mean rate is
-    ``rate_rps`` (the trace's burstiness kept). The slice: the window opens at the first request
+    ``speedup``, or, with ``rate_rps`` set, every gap scaled alike so that the whole trace's mean
+    rate is ``rate_rps`` (its burstiness kept; a slice's own rate may differ: the cell's
+    ``offered_rate_rps`` says what its window offered). The slice: the window opens at the first request
     at or after ``start_s`` (replayed seconds from the trace's first request) preceded by
     ``workload.warmup_requests`` warm-up requests and lasts ``workload.duration_s`` (less where
     the trace ends first). ``block_tokens``: tokens per hash id (Mooncake's is 512)."""

@@ -6,9 +6,10 @@ Library use::
     write_report(ReportOptions("outputs/full"))   # -> outputs/full/report/report.md (baseline: smallest BS)
     write_compare("outputs/t4", "outputs/a800", out="cmp")           # -> cmp/compare.md
 
-Modules: ``options`` (ReportOptions), ``analyse`` (every table once), ``header``, ``summary``
-(section 1), ``results`` (2, 3), ``repeats`` (2's repeatability), ``models`` (4, 5, 6),
-``decisions`` (7, 8), ``figures`` (9),
+Modules: ``options`` (ReportOptions), ``analyse`` (every table once), ``header``, ``answers``
+and ``cache_answers`` (the key answers, what the prefix cache saves among them), ``summary``
+(section 1), ``results`` (2, 3), ``repeats`` (2's repeatability), ``lengths`` (2's request
+lengths), ``models`` (4, 5, 6), ``decisions`` (7, 8), ``figures`` (9),
 ``appendix``, ``compare``, ``markdown`` (table rendering), ``build`` (writes the files).
 """
 from importlib import import_module

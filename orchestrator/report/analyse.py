@@ -5,8 +5,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from orchestrator.analysis import checks, cost, energy, recommend, repeats, roofline_table, scaling, tables, vram_table
+from orchestrator.analysis import (
+    checks,
+    cost,
+    energy,
+    prefix_cache,
+    recommend,
+    repeats,
+    request_lengths,
+    roofline_table,
+    scaling,
+    tables,
+    vram_table,
+)
 from orchestrator.analysis.dataset import SweepData, baseline_sizes, batch_points, require_baseline, require_ok
+from orchestrator.analysis.traffic import named, workload_names
 from orchestrator.report.options import ReportOptions
 from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 
@@ -14,7 +27,9 @@ from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 @dataclass
 class Analysis:
     """The sweep, its points (one per series x batch size, with ``baseline_batch_size``) and the
-    DataFrames of each section."""
+    DataFrames of each section; ``lengths``: per ok cell, its requests' length distribution
+    (``request_lengths.length_table``); ``request_sample``: requests for the TTFT-against-length
+    plots; ``cache_savings``: the cells paired by prefix caching off and on."""
 
     data: SweepData
     options: ReportOptions
@@ -34,11 +49,19 @@ class Analysis:
     recommendations: pd.DataFrame
     checks: pd.DataFrame
     status: pd.DataFrame
+    lengths: pd.DataFrame
+    request_sample: pd.DataFrame
+    cache_savings: list[prefix_cache.CacheSaving]
 
     @property
     def any_energy(self) -> bool:
         """Does any point have energy (measured, or modeled for simulated points)?"""
         return bool(self.points["energy_available"].any())
+
+    def workload_name(self, workload: str, aside: bool = False) -> str:
+        """How the report names ``workload``: with its traffic's source where not synthetic
+        (``aside``: as said inside parentheses; ``traffic.workload_name``)."""
+        return named(workload, workload_names(self.data.ok, aside))
 
     def baseline_phrase(self) -> str:
         """What every change is relative to, e.g. "each series' smallest batch (BS 4)"."""
@@ -67,6 +90,8 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
     base = options.baseline_batch
     require_baseline(points, base)
     points = points.assign(baseline_batch_size=baseline_sizes(points, base))
+    ok = data.ok.assign(**{prefix_cache.PREFIX_CACHING: prefix_cache.caching_flags(data.ok, data.configs)})
+    requests = request_lengths.measured_ok(data)
     return Analysis(
         data=data, options=options, points=points,
         summary=tables.summary_table(points, base),
@@ -84,4 +109,7 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
         recommendations=recommend.recommendations(points, options.slo),
         checks=checks.request_checks(data),
         status=tables.status_table(data.runs),
+        lengths=request_lengths.length_table(requests, ok),
+        request_sample=request_lengths.request_sample(requests, ok),
+        cache_savings=prefix_cache.cache_savings(ok, data.configs),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.analysis.dataset import read_sweep
+from orchestrator.analysis.prefix_cache import savings_frame
 from orchestrator.analysis.search import read_search
 from orchestrator.report import (
     answers,
@@ -11,6 +12,7 @@ from orchestrator.report import (
     decisions,
     figures,
     header,
+    lengths,
     model_sections,
     repeats,
     result_sections,
@@ -30,8 +32,10 @@ def write_tables(a: Analysis, folder: Path) -> None:
         "summary": a.summary, "detail": a.detail, "repeatability": a.repeatability, "energy": a.energy,
         "roofline": a.roofline,
         "ridge_batches": a.ridge_batches, "vram": a.vram, "vram_by_batch": a.vram_by_batch, "cost": a.cost,
-        "recommendations": a.recommendations, "checks": a.checks, "status": a.status,
+        "recommendations": a.recommendations, "checks": a.checks, "status": a.status, "request_lengths": a.lengths,
     }
+    if a.cache_savings:
+        frames["prefix_cache_savings"] = savings_frame(a.cache_savings)
     frames.update({f"fit_{m}": f for m, f in a.fits.items()})
     for name, frame in frames.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
@@ -40,7 +44,7 @@ def write_tables(a: Analysis, folder: Path) -> None:
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
     lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path)) + summary.section(a)
-    lines += result_sections.detail_section(a) + repeats.repeatability_section(a)
+    lines += result_sections.detail_section(a) + repeats.repeatability_section(a) + lengths.lengths_section(a)
     lines += result_sections.energy_section(a)
     lines += model_sections.scaling_section(a) + model_sections.roofline_section(a) + model_sections.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from orchestrator.analysis import plots
+from orchestrator.analysis import plots, request_plots
 from orchestrator.analysis.dataset import SweepError
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import heading, image, para
@@ -39,6 +39,7 @@ def power_cell(a: Analysis) -> pd.Series | None:
 FILES = {
     "throughput": "throughput_vs_batch.png", "energy": "energy_per_token_vs_batch.png",
     "pareto": "latency_throughput_pareto.png", "roofline": "roofline.png", "power": "power_timeline.png",
+    "ttft_input": "ttft_vs_input_tokens.png",
 }
 
 
@@ -52,6 +53,9 @@ def figure_jobs(a: Analysis, out: Path) -> dict[str, tuple]:
     jobs["throughput"] = (plots.plot_throughput, a.points, out / FILES["throughput"], note)
     jobs["pareto"] = (plots.plot_pareto, a.points, out / FILES["pareto"], note)
     jobs["roofline"] = (plots.plot_roofline, a.roofline, a.roofs, out / FILES["roofline"], note)
+    sample = request_plots.varied(a.request_sample)
+    if len(sample):
+        jobs["ttft_input"] = (request_plots.plot_ttft_vs_input, sample, out / FILES["ttft_input"], note)
     cell = power_cell(a)
     if cell is not None:
         jobs["power"] = (plots.plot_power_timeline, a.data.power(cell["cell_id"]), cell, out / FILES["power"])
@@ -80,6 +84,11 @@ CAPTIONS = {
     "roofline": ("Roofline",
                  ("per GPU, the memory roof (bandwidth × AI) and compute roof (peak) of each matmul dtype, ridge "
                   "points dotted, and each point at its effective batch's decode intensity.")),
+    "ttft_input": ("TTFT against prompt length",
+                   ("TTFT of measured ok requests (at most a few hundred per cell, evenly spaced) against their input "
+                    "tokens, per workload whose input lengths vary, coloured by prefix caching off or on; where the "
+                    "engine reported cached tokens, also against the uncached ones (input − cached): what prefill had "
+                    "left to compute.")),
     "power": ("Power timeline",
               ("instant power of one cell (choose it with --power-cell), the measured window (shaded), the idle "
                "baseline and the window's mean power.")),
@@ -92,7 +101,7 @@ def figures_section(a: Analysis, figures: dict[str, str]) -> list[str]:
         out += para("Energy was not measured: no energy-per-token plot.")
     if "power" not in figures:
         out += para("No power samples in this sweep's top cells: no power timeline.")
-    for key in ("throughput", "energy", "pareto", "roofline", "power"):
+    for key in ("throughput", "energy", "pareto", "roofline", "ttft_input", "power"):
         if key in figures:
             alt, caption = CAPTIONS[key]
             out += heading(3, alt) + para(f"`{figures[key]}`: {caption}") + image(figures[key], alt)

@@ -10,7 +10,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import CPU, FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
-from orchestrator.store.schema import ENERGY_NOTE
+from orchestrator.store.schema import ENERGY_NOTE, WORKLOAD_SOURCE
 
 SECTIONS = [
     "1. Executive summary", "2. Detailed results", "3. Energy per batch size", "4. Scaling laws",
@@ -62,8 +62,10 @@ def _versions(ok) -> str:
 
 METHODS = [("api", "API"), ("prompt_mode", "prompts sent as"), ("token_times_source", "token times from"),
            ("token_count_source", "output tokens counted from"), ("itl_basis", "inter-token latency per"),
-           ("request_dialect", "request fields"), ("output_lengths_forced", "output lengths forced")]
-"""Runs columns that say how a cell was measured (endpoint and client modes), as the report names them."""
+           ("request_dialect", "request fields"), ("output_lengths_forced", "output lengths forced"),
+           (WORKLOAD_SOURCE, "workload source")]
+"""Runs columns that say how a cell was measured (endpoint and client modes, what its traffic was
+made of), as the report names them."""
 
 
 def _methods(ok) -> str:
@@ -145,7 +147,8 @@ def header(a: Analysis) -> list[str]:
     out += para(f"Engines: {_counts(ok['engine'])}. Energy sources: {_counts(ok['energy_source'].fillna('none'))}. "
                 f"GPUs: {', '.join(sorted(ok['gpu'].unique()))}.{_units(ok)} "
                 f"Models: {', '.join(sorted(ok['model'].unique()))}. "
-                f"Workloads: {', '.join(sorted(ok['workload'].unique()))}. {_versions(ok)}", _methods(ok))
+                f"Workloads: {', '.join(a.workload_name(w) for w in sorted(ok['workload'].unique()))}. "
+                f"{_versions(ok)}", _methods(ok))
     how = "" if opts.baseline_batch is not None else "; set one batch size for all with --baseline-batch"
     out += para(f"Baseline: **{a.baseline_phrase()}** (every change is relative to it, within the same "
                 f"model/quantization/GPU/workload series{how}). Latency SLOs for recommendations: "

@@ -3,11 +3,15 @@
 The page gets: the batch points (one per series × workload × batch size, repeats folded, with the
 95% intervals; with what batch size means for the engine, ``batch_knob``, and where the cell ran,
 ``device``, where the store has them), the fitted scaling laws, the roofline rows and roofs, the report's tables
-(summary, energy, recommendations, cells without measurements) and, per ok cell, a **down-sampled**
-drill-down: at most ``MAX_REQUESTS`` request rows (evenly spaced over the cell's requests, the
-cancelled ones kept in proportion) and at most ``MAX_POWER_POINTS`` power samples (means over
-equal time buckets), with the measured window and the idle baseline. Down-sampling is for the
-page only; the Parquet files keep every row. Floats are rounded to ``DIGITS`` significant digits.
+(summary, energy, recommendations, request lengths, what the prefix cache saves where the sweep
+varied it, cells without measurements) and, per ok cell, a **down-sampled** drill-down: at most
+``MAX_REQUESTS`` request rows (evenly spaced over the cell's requests, the cancelled ones kept in
+proportion; with their input and cached tokens, which the page also plots TTFT against) and at
+most ``MAX_POWER_POINTS`` power samples (means over equal time buckets), with the measured window,
+the idle baseline, whether the cell's prefix cache was on, and the p50 / p90 / max of its measured
+ok requests' input, output and cached tokens (over every such request, not the rows sent).
+Down-sampling is for the page only; the Parquet files keep every row. Floats are rounded to
+``DIGITS`` significant digits.
 """
 from __future__ import annotations
 
@@ -16,12 +20,17 @@ import math
 import numpy as np
 import pandas as pd
 
+from orchestrator.analysis.prefix_cache import PREFIX_CACHING, savings_frame
+from orchestrator.analysis.request_lengths import INPUT_TOKENS, LENGTHS, N_MEASURED_OK, OUTPUT_TOKENS, stat_columns
+from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.answers import answer_groups
 from orchestrator.report.markdown import SIM_MARK
 from orchestrator.store.schema import (
+    CACHED_TOKENS,
     E2E_P50_MS,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_1K_PROMPT_TOKENS_J,
     ENERGY_PER_REQUEST_J,
     ENERGY_SOURCE,
     IDLE_POWER_W,
@@ -29,6 +38,7 @@ from orchestrator.store.schema import (
     NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
     OFFERED_RATE_RPS,
     OUTPUT_THROUGHPUT_TOK_S,
+    PREFIX_CACHE_HIT_RATE,
     REQUEST_THROUGHPUT_RPS,
     SATURATED,
     TPOT_MS,
@@ -57,7 +67,9 @@ FIT_COLUMNS = ["series", "workload", "metric", "c", "exponent", "r2", "bs_min", 
 ROOFLINE_COLUMNS = ["series", "workload", "gpu", "batch_size", "simulated", "intensity_flop_per_byte",
                     "achieved_tflops", "bound", "achieved_fraction"]
 REQUEST_COLUMNS = ["cell_id", "phase", "status", "scheduled_arrival_s", "send_s", "first_token_s", "end_s",
-                   TTFT_MS, TPOT_MS, "output_tokens"]
+                   TTFT_MS, TPOT_MS, INPUT_TOKENS, OUTPUT_TOKENS, CACHED_TOKENS]
+LENGTH_COLUMNS = ["series", "workload", "batch_size", PREFIX_CACHING, N_MEASURED_OK,
+                  *[c for t in LENGTHS for c in stat_columns(t)], PREFIX_CACHE_HIT_RATE, "simulated", "cell_id"]
 
 
 def _round(x):
@@ -101,19 +113,29 @@ def tables_payload(a: Analysis) -> dict:
                                 "energy_energy_per_request_j", "tput_change_output_throughput_tok_s_pct",
                                 "energy_change_energy_per_request_j_pct", "tput_simulated"]),
         "energy": (a.energy, ["series", "workload", "batch_size", "flags", "simulated", OUTPUT_THROUGHPUT_TOK_S,
-                              ENERGY_PER_1K_OUTPUT_TOKENS_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J, MEAN_POWER_W,
-                              IDLE_POWER_W, ENERGY_SOURCE]),
+                              ENERGY_PER_1K_OUTPUT_TOKENS_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
+                              ENERGY_PER_1K_PROMPT_TOKENS_J, MEAN_POWER_W, IDLE_POWER_W, ENERGY_SOURCE,
+                              PREFIX_CACHE_HIT_PCT]),
         "recommendations": (a.recommendations, ["series", "workload", "scenario", "batch_size", "simulated",
                                                 OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS, TPOT_P99_MS,
                                                 ENERGY_PER_REQUEST_J, "reason"]),
+        "request lengths": (_known(a.lengths), LENGTH_COLUMNS),
         "not measured": (a.status, ["series", "model", "quantization", "gpu", "workload", "batch_size", "repeat",
                                     "status", "simulated", "reason"]),
     }
+    if a.cache_savings:
+        savings = savings_frame(a.cache_savings)
+        chosen["prefix cache: off → on"] = (savings, list(savings.columns))
     out = {}
     for name, (df, cols) in chosen.items():
         cols = [c for c in cols if c in df.columns]
         out[name] = {"columns": cols, "rows": [[_round(v) for v in row] for row in df[cols].itertuples(index=False)]}
     return out
+
+
+def _known(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without its columns that hold no value (e.g. cached tokens no engine reported)."""
+    return df[[c for c in df.columns if df[c].notna().any()]]
 
 
 def _spaced(n: int, k: int) -> np.ndarray:
@@ -134,28 +156,39 @@ def _power_buckets(power: pd.DataFrame) -> dict:
     return {"t_s": [_round(x) for x in t], "power_w": [_round(x) for x in w]}
 
 
+def _requests(req: pd.DataFrame, t0: float) -> dict:
+    """The rows shown of one cell's requests, column-wise (times from the window's start ``t0``)."""
+    out = {c: [_round(x) for x in req[c].astype(float) - t0] for c in ("send_s", "first_token_s", "end_s")}
+    for c in (TTFT_MS, TPOT_MS, INPUT_TOKENS, OUTPUT_TOKENS, CACHED_TOKENS):
+        out[c] = [_round(x) for x in req[c]]
+    return {**out, "status": req["status"].tolist(), "phase": req["phase"].tolist()}
+
+
+def _lengths(row) -> dict:
+    """p50 / p90 / max of one cell's measured ok requests' input, output and cached tokens (a
+    ``length_table`` row; cached: None where the engine reported none)."""
+    stats = {t: [_round(getattr(row, c)) for c in stat_columns(t)] for t in LENGTHS}
+    return {"n": int(getattr(row, N_MEASURED_OK)),
+            **{t: (None if all(v is None for v in vs) else vs) for t, vs in stats.items()}}
+
+
 def cells_payload(a: Analysis) -> dict:
     """cell_id -> down-sampled drill-down (see the module doc); times relative to the window start."""
-    ok = a.data.ok
     table = a.data.requests([c for c in REQUEST_COLUMNS]).to_pandas()
     by_cell = dict(tuple(table.groupby("cell_id", sort=False))) if len(table) else {}
+    lengths = {r.cell_id: r for r in a.lengths.itertuples(index=False)}
     out = {}
-    for r in ok.itertuples(index=False):
+    for r in a.data.ok.itertuples(index=False):
         t0 = float(r.window_start_s)
         req = by_cell.get(r.cell_id, pd.DataFrame(columns=REQUEST_COLUMNS))
         req = req.sort_values("scheduled_arrival_s" if req["scheduled_arrival_s"].notna().any() else "send_s")
-        req = req.iloc[_spaced(len(req), MAX_REQUESTS)]
-        rel = {c: req[c].astype(float) - t0 for c in ("send_s", "first_token_s", "end_s")}
-        power = a.data.power(r.cell_id)  # t_rel_s: from the window's start
+        length = lengths[r.cell_id]
         out[r.cell_id] = {
             WINDOW_S: _round(float(r.window_end_s) - t0), IDLE_POWER_W: _round(r.idle_power_w),
             "n_requests": int(len(by_cell.get(r.cell_id, ()))),
-            "requests": {"send_s": [_round(x) for x in rel["send_s"]],
-                         "first_token_s": [_round(x) for x in rel["first_token_s"]],
-                         "end_s": [_round(x) for x in rel["end_s"]],
-                         TTFT_MS: [_round(x) for x in req[TTFT_MS]], TPOT_MS: [_round(x) for x in req[TPOT_MS]],
-                         "status": req["status"].tolist(), "phase": req["phase"].tolist()},
-            "power": _power_buckets(power),
+            "requests": _requests(req.iloc[_spaced(len(req), MAX_REQUESTS)], t0),
+            PREFIX_CACHING: _round(getattr(length, PREFIX_CACHING)), "lengths": _lengths(length),
+            "power": _power_buckets(a.data.power(r.cell_id)),  # t_rel_s: from the window's start
         }
     return out
 
@@ -175,7 +208,8 @@ def answers_payload(a: Analysis) -> list[dict]:
     """The report's key answers, ``[{"lead": str, "items": [str, ...], "short": [int, ...]}, ...]``
     (``**bold**`` marks the series, as in report.md; the page renders it as text, never as HTML);
     ``short``: the indices of the items the page shows until "show all" (``short_answers``)."""
-    return [{"lead": lead, "items": items, "short": short_answers(items)} for lead, items in answer_groups(a)]
+    return [{"lead": f"{g.lead} {g.note}" if g.note else g.lead, "items": g.sentences,
+             "short": short_answers(g.sentences)} for g in answer_groups(a)]
 
 
 def short_answers(items: list[str], k: int = SHORT_ANSWERS) -> list[int]:

@@ -37,10 +37,16 @@ def table(df: pd.DataFrame, cols: list[Col]) -> list[str]:
     """Markdown lines of ``df`` rendered through ``cols`` (an empty list for an empty frame)."""
     if df is None or df.empty:
         return []
-    lines = ["| " + " | ".join(c.header for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_escape(c.cell(row)) for c in cols) + " |")
-    return lines + [""]
+    return rows_table(df.itertuples(index=False), cols)
+
+
+def rows_table(rows: Iterable, cols: list[Col]) -> list[str]:
+    """Markdown lines of ``rows`` (any objects ``cols`` read, e.g. dataclasses) rendered through
+    ``cols`` (an empty list for no rows)."""
+    lines = [f"| {' | '.join(_escape(c.cell(row)) for c in cols)} |" for row in rows]
+    if not lines:
+        return []
+    return ["| " + " | ".join(c.header for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"] + lines + [""]
 
 
 def heading(level: int, text: str) -> list[str]:

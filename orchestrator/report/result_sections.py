@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
+from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, heading, para, series_label, sim_legend, table
 from orchestrator.report.summary import workload_title
@@ -14,6 +15,7 @@ from orchestrator.store.schema import (
     E2E_P99_MS,
     ENERGY_NOTE,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
+    ENERGY_PER_1K_PROMPT_TOKENS_J,
     ENERGY_PER_REQUEST_J,
     ENERGY_SOURCE,
     GPU_UTIL_MEAN_PCT,
@@ -58,6 +60,15 @@ DETAIL_COLS = [
     col("mean running batch", MEAN_RUNNING_BATCH), col("output tok/request", OUTPUT_TOKENS_PER_REQUEST_MEAN),
     Col("cell", lambda r: r.cell_id[:8] if "," not in r.cell_id else f"{r.cell_id.count(',') + 1} cells"),
 ]
+HIT = col("prefix cache hit %", PREFIX_CACHE_HIT_PCT)
+"""Where some point has a hit rate: cached ÷ prompt tokens of the measured ok requests (a mean over repeats)."""
+HIT_TEXT = ("*Prefix cache hit %*: cached ÷ prompt tokens of the measured ok requests, as the engine reported "
+            "them (— where it did not).")
+
+
+def detail_cols(detail: pd.DataFrame) -> list[Col]:
+    """``DETAIL_COLS``, with the prefix cache's hit rate before the cell where some point has one."""
+    return DETAIL_COLS[:-1] + ([HIT] if PREFIX_CACHE_HIT_PCT in detail else []) + DETAIL_COLS[-1:]
 
 
 def detail_section(a: Analysis) -> list[str]:
@@ -66,7 +77,7 @@ def detail_section(a: Analysis) -> list[str]:
                 f"excluded); ok %: of those, the share that succeeded. Δ columns: change relative to "
                 f"{a.baseline_phrase()}; *base BS* is the batch size each row is compared with. Throughputs count "
                 "what completed inside the measured window; TTFT is measured from the **scheduled** arrival, so "
-                "queueing is not hidden.")
+                "queueing is not hidden.", HIT_TEXT if PREFIX_CACHE_HIT_PCT in a.detail else "")
     out += sim_legend(a.detail)
     for wl, gpu, g in groups(a.detail):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
@@ -78,7 +89,7 @@ def detail_section(a: Analysis) -> list[str]:
         if len(sat):
             out += para(f"{len(sat)} of {len(g)} rows are saturated (S): their queue grows, so their latencies "
                         "depend on the window's length.")
-        out += table(g, DETAIL_COLS)
+        out += table(g, detail_cols(a.detail))
     return out
 
 
@@ -91,6 +102,18 @@ ENERGY_COLS = [
     col("Δ energy net", "change_net_energy_per_request_j_pct", "pct"),
     col("throughput scaling", "throughput_scaling_x", "ratio"),
 ]
+PROMPT_J = col("J/1k prompt tok gross", ENERGY_PER_1K_PROMPT_TOKENS_J)
+PROMPT_TEXT = ("*J/1k prompt tok*: gross energy ÷ the prompt tokens of the requests whose first token came in the "
+               "window (their prefill was done in it) × 1000, beside J per 1k output tokens for traffic with long "
+               "prompts.")
+
+
+def energy_cols(energy: pd.DataFrame) -> list[Col]:
+    """``ENERGY_COLS`` with gross J per 1k prompt tokens after the per-1k-output-token columns and
+    the prefix cache's hit rate last, where some point has them."""
+    cut = [c.header for c in ENERGY_COLS].index("J/1k tok net") + 1
+    prompt = [PROMPT_J] if ENERGY_PER_1K_PROMPT_TOKENS_J in energy else []
+    return ENERGY_COLS[:cut] + prompt + ENERGY_COLS[cut:] + ([HIT] if PREFIX_CACHE_HIT_PCT in energy else [])
 
 
 def _not_measured(g: pd.DataFrame) -> str:
@@ -105,7 +128,9 @@ def energy_section(a: Analysis) -> list[str]:
     out += para("Gross = the GPU energy counter's delta over the measured window; net = gross − idle power × "
                 "window (the idle baseline measured with the model loaded). Per request: ÷ requests completed in "
                 "the window; per 1k tokens: ÷ output tokens emitted in it × 1000. Δ energy: change of J/request "
-                f"relative to {a.baseline_phrase()}; throughput scaling: output tok/s ÷ that of the row's base BS.")
+                f"relative to {a.baseline_phrase()}; throughput scaling: output tok/s ÷ that of the row's base BS.",
+                PROMPT_TEXT if ENERGY_PER_1K_PROMPT_TOKENS_J in a.energy else "",
+                HIT_TEXT if PREFIX_CACHE_HIT_PCT in a.energy else "")
     out += sim_legend(a.energy)
     for wl, gpu, g in groups(a.energy):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
@@ -119,7 +144,7 @@ def energy_section(a: Analysis) -> list[str]:
             out += para(f"The energy of {len(modeled)} of {len(g)} rows (†) is modeled by the simulator "
                         "(energy_source=simulated), not measured.")
         out += para(_energy_sentence(g))
-        out += table(g, ENERGY_COLS)
+        out += table(g, energy_cols(a.energy))
     return out
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import FLAGS
 from orchestrator.analysis.tables import SUMMARY_METRICS
+from orchestrator.analysis.traffic import workload_names
 from orchestrator.report.analyse import Analysis, baseline_label
 from orchestrator.report.markdown import SIM_MARK, heading, para, sim_legend
 from orchestrator.store.schema import (
@@ -35,11 +36,17 @@ def series_count(n: int, verb_singular: str = "", verb_plural: str = "") -> str:
 
 
 def workload_title(points: pd.DataFrame, workload: str) -> str:
-    p = points[points["workload"] == workload].iloc[0]
+    """``chat_medium — poisson arrivals at 20 req/s offered`` (its points' offered rates, lowest to
+    highest where they differ), the workload named with its traffic's source where not synthetic."""
+    rows = points[points["workload"] == workload]
+    p = rows.iloc[0]
+    name = workload_names(rows)[workload]
     if p["arrival"] == "offline":
-        return f"{workload} — static (offline) batches"
-    rate = f" at {fmt.num(p['offered_rate_rps'])} req/s offered" if pd.notna(p[OFFERED_RATE_RPS]) else ""
-    return f"{workload} — {p['arrival']} arrivals{rate}"
+        return f"{name} — static (offline) batches"
+    rates = rows[OFFERED_RATE_RPS].dropna()
+    lo, hi = fmt.num(rates.min()), fmt.num(rates.max())
+    rate = f" at {lo if lo == hi else f'{lo}–{hi}'} req/s offered" if len(rates) else ""
+    return f"{name} — {p['arrival']} arrivals{rate}"
 
 
 def _span(values: pd.Series, render=fmt.pct) -> str:

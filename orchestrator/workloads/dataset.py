@@ -64,7 +64,9 @@ def dataset_content(ctx: SourceContext) -> DatasetContent:
         out = row.output_tokens
         if out is None and row.reference is not None:
             out = len(ctx.prompts.encode(row.reference))
-        limit = opts.max_prompt_tokens or ctx.context_tokens - max(1, out or ctx.workload.output.mean_tokens)
+        # the output this row will ask for: its own (output=data), else the distribution's mean
+        planned = out if from_data and out else ctx.workload.output.mean_tokens
+        limit = opts.max_prompt_tokens or ctx.context_tokens - max(1, planned)
         if not ids or len(ids) > limit:
             skipped += 1
             continue

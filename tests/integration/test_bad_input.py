@@ -104,3 +104,42 @@ def test_submit_without_a_cluster_is_one_error_line_and_exit_2(tmp_path):
                            "--", "+sweep=smoke"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert _one_error_line(proc.stderr).startswith("error: --address http://127.0.0.1:9: no Ray cluster answers there")
+
+
+# Traffic files and workload sources (issue 29): a bad trace or dataset is read by the driver before
+# anything runs, and is one line naming the file, the line and what is wrong. (file name, content or
+# None for no file, arguments with {path}, what the line must say)
+TRAFFIC = [
+    ("missing.jsonl", None, "workload=mooncake_sample workload.trace.path={path}",
+     "workload.trace.path={path}: no such file"),
+    ("azure.csv", "TIMESTAMP,ContextTokens\n2023-11-16 18:15:46.6805900,374\n",
+     "workload=mooncake_sample workload.trace.format=auto workload.trace.path={path}",
+     "{path}: no column GeneratedTokens"),
+    ("empty.jsonl", "", "workload=mooncake_sample workload.trace.path={path}", "{path}: empty"),
+    ("backwards.jsonl",
+     ('{"timestamp": 2000, "input_length": 10, "output_length": 5, "hash_ids": [1]}\n'
+      '{"timestamp": 1500, "input_length": 10, "output_length": 5, "hash_ids": [1]}\n'),
+     "workload=mooncake_sample workload.trace.path={path}", "{path}: line 2: the timestamp goes backwards"),
+    ("prompts.jsonl", '{"prompt": "t5 t6"}\n{"text": "t7"}\n',
+     "workload=sharegpt_sample workload.dataset.format=auto workload.dataset.path={path}",
+     "{path}: line 2: needs 'prompt' (text) or 'messages'"),
+    (None, None, "workload=mooncake_sample workload.arrival=closed",
+     "workload.arrival=closed: workload.source=trace arrives open-loop"),
+    (None, None, "workload=mooncake_sample workload.trace.speedup=2 workload.trace.rate_rps=3",
+     "workload.trace.speedup=2.0: set speedup or rate_rps, not both"),
+]
+
+
+@pytest.mark.parametrize("name, content, args, line", TRAFFIC,
+                         ids=["trace-missing", "azure-no-GeneratedTokens", "trace-empty", "mooncake-backwards",
+                              "jsonl-no-prompt", "trace-closed-loop", "speedup-and-rate"])
+def test_a_bad_traffic_file_or_source_is_one_error_line_and_exit_2(tmp_path, name, content, args, line):
+    path = tmp_path / "traffic" / (name or "unused")
+    path.parent.mkdir()
+    if content is not None:
+        path.write_text(content)
+    argv = [a.format(path=path) for a in args.split()] + [f"store.dir={tmp_path / 'store'}"]
+    proc = run_orchestrator(argv, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert _one_error_line(proc.stderr).startswith(f"error: {line.format(path=path)}"), proc.stderr
+    assert not (tmp_path / "store").exists() and "started a local Ray cluster" not in proc.stdout

@@ -154,6 +154,33 @@ function batchTitle(ps) {  // "batch size" and what it means for the engines sho
   if (knobs.size === 1) return `batch size (${[...knobs.keys()][0]})`;
   return `batch size (${[...knobs].map(([k, engines]) => `${[...engines].sort().join(", ")}: ${k}`).join("; ")})`;
 }
+// TTFT against prompt length: the measured ok requests of the drill-down rows (a cell's requests, evenly
+// spaced), at most MAX_SCATTER in all; one colour per prefix caching setting, in every panel
+const MAX_SCATTER = 6000;
+const CACHING = [[false, "prefix caching off", "#d03030"], [true, "prefix caching on", "#1ca71c"], [null, "prefix caching unknown", "#888"]];
+function requestRows(data, points) {  // -> [{point, workload, gpu, cell, caching, input, uncached, ttft}]
+  const byCell = new Map();
+  for (const p of points) for (const c of p.cell_id.split(",")) byCell.set(c, p);
+  const out = [];
+  for (const [cell, c] of Object.entries(data.cells || {})) {
+    const p = byCell.get(cell), r = c.requests;
+    if (!p || !r.input_tokens) continue;
+    r.ttft_ms.forEach((ttft, i) => {
+      if (r.phase[i] !== "measured" || r.status[i] !== "ok" || ttft === null || r.input_tokens[i] === null) return;
+      const cached = r.cached_tokens ? r.cached_tokens[i] : null;
+      out.push({ point: p, workload: p.workload, gpu: p.gpu, cell, caching: c.prefix_caching ?? null, input: r.input_tokens[i], uncached: cached === null ? null : r.input_tokens[i] - cached, ttft });
+    });
+  }
+  const step = Math.ceil(out.length / MAX_SCATTER);
+  return step > 1 ? out.filter((_, i) => i % step === 0) : out;
+}
+function cachingTraces(rs, key, title) {
+  return CACHING.map(([value, name, color]) => {
+    const mine = rs.filter((r) => r.caching === value && r[key] !== null);
+    return { x: mine.map((r) => r[key]), y: mine.map((r) => r.ttft), customdata: mine.map((r) => r.cell), text: mine.map((r) => label(r.point)), name, legendgroup: name,
+      mode: "markers", type: "scatter", marker: { color, size: 4, opacity: 0.5 }, hovertemplate: `<b>%{text}</b><br>${name}<br>${title} %{x}, TTFT %{y:.4g} ms<extra></extra>` };
+  }).filter((t) => t.x.length);
+}
 const LOG = { type: "log", nticks: 5 };  // a log axis in a small panel: no row of minor digits
 const BATCH = { type: "log", dtick: Math.log10(2) };
 const CHARTS = [  // x, y: the axis titles (x: of the panel's points where a function); traces: of one panel
@@ -165,6 +192,10 @@ const CHARTS = [  // x, y: the axis titles (x: of the panel's points where a fun
   { id: "chart-pareto", title: "Latency–throughput and its Pareto front", x: "output throughput (tok/s)", xaxis: LOG, y: "E2E latency p50 (ms)", yaxis: LOG, traces: (d, ps, ctx) => paretoTraces(ps, ctx) },
   { id: "chart-roofline", title: "Roofline: achieved TFLOP/s vs arithmetic intensity", x: "arithmetic intensity (FLOP / byte)", xaxis: LOG, y: "achieved TFLOP/s", yaxis: LOG,
     rows: (d, keep) => rows(d.roofline).filter(keep), traces: (d, rs, ctx) => rooflineTraces(d, rs, ctx) },
+  { id: "chart-ttft-input", title: "TTFT against input length (measured ok requests, sampled)", x: "input tokens", xaxis: {}, y: "TTFT (ms)", yaxis: LOG,
+    when: (d) => new Set(d.requestRows.map((r) => r.input)).size > 1, rows: (d, keep) => d.requestRows.filter((r) => keep(r.point)), traces: (d, rs) => cachingTraces(rs, "input", "input tokens") },
+  { id: "chart-ttft-uncached", title: "TTFT against uncached prompt tokens (input − cached, where the engine reported cached tokens)", x: "uncached prompt tokens", xaxis: {}, y: "TTFT (ms)", yaxis: LOG,
+    when: (d) => d.requestRows.some((r) => r.uncached !== null), rows: (d, keep) => d.requestRows.filter((r) => r.uncached !== null && keep(r.point)), traces: (d, rs) => cachingTraces(rs, "uncached", "uncached prompt tokens") },
 ];
 
 // ------------------------------------------------------------------ small multiples
@@ -235,7 +266,8 @@ function drill(data, cellId) {
   const box = document.getElementById("drill");
   if (!c) { box.replaceChildren(el("p", {}, `no drill-down data for ${cellId}`)); return; }
   box.replaceChildren(el("h2", {}, `Cell ${cellId}`), el("p", {}, `${c.n_requests} requests (${c.requests.send_s.length} shown), window ${fmt(c.window_s)} s, idle baseline ${fmt(c.idle_power_w)} W. Times from the window's start.`),
-    el("div", { id: "drill-timeline", class: "chart" }), el("div", { id: "drill-dist", class: "chart" }), el("div", { id: "drill-power", class: "chart" }));
+    el("div", { id: "drill-timeline", class: "chart" }), el("div", { id: "drill-dist", class: "chart" }),
+    ...(c.lengths ? [el("p", { class: "lengths" }, lengthsText(c)), el("div", { id: "drill-lengths", class: "chart" })] : []), el("div", { id: "drill-power", class: "chart" }));
   const r = c.requests, n = r.send_s.length, idx = [...Array(n).keys()];
   const seg = (from, to, keep, color, name) => { const x = [], y = []; idx.filter(keep).forEach((i) => { x.push(from[i], to[i], null); y.push(i, i, null); }); return { x, y, mode: "lines", type: "scatter", name, line: { color, width: 2 } }; };
   const cancelled = (i) => r.status[i] !== "ok";
@@ -249,11 +281,29 @@ function drill(data, cellId) {
     { x: ttft, type: "histogram", name: `TTFT (ms), n=${ttft.length}`, opacity: 0.6 },
     { x: tpot, type: "histogram", name: `TPOT (ms), n=${tpot.length}`, opacity: 0.6, xaxis: "x2", yaxis: "y2" },
   ], { ...LAYOUT, title: { text: `TTFT and TPOT distributions (of the ${n} requests shown)` }, grid: { rows: 1, columns: 2, pattern: "independent" } }, CONFIG);
+  if (c.lengths) drillLengths(c);
   Plotly.newPlot("drill-power", [{ x: c.power.t_s, y: c.power.power_w, mode: "lines", type: "scatter", name: "power (W)" }],
     { ...LAYOUT, title: { text: "Power (shaded: measured window; dashed: idle baseline)" }, xaxis: { title: "s" }, yaxis: { title: "W" },
       shapes: [{ type: "rect", xref: "x", yref: "paper", x0: 0, x1: c.window_s, y0: 0, y1: 1, fillcolor: "#9c9", opacity: 0.2, line: { width: 0 } },
         ...(c.idle_power_w !== null ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: c.idle_power_w, y1: c.idle_power_w, line: { dash: "dash", color: "#777" } }] : [])] }, CONFIG);
   box.scrollIntoView({ block: "start" });
+}
+
+function lengthsText(c) {  // the cell's measured ok requests' lengths: p50 / p90 / max over all of them
+  const l = c.lengths, stats = (v) => `p50 ${fmt(v[0])}, p90 ${fmt(v[1])}, max ${fmt(v[2])}`;
+  const cached = l.cached_tokens ? `; cached tokens ${stats(l.cached_tokens)}` : "";
+  const caching = c.prefix_caching === null || c.prefix_caching === undefined ? "" : ` Prefix caching ${c.prefix_caching ? "on" : "off"}.`;
+  return `Lengths of its ${l.n} measured ok requests: input tokens ${stats(l.input_tokens)}; output tokens ${stats(l.output_tokens)}${cached}.${caching}`;
+}
+function drillLengths(c) {  // input and output length distributions of the measured ok requests shown
+  const r = c.requests, good = (i) => r.phase[i] === "measured" && r.status[i] === "ok";
+  const pick = (col) => (col || []).filter((v, i) => v !== null && good(i));
+  const input = pick(r.input_tokens), output = pick(r.output_tokens);
+  Plotly.newPlot("drill-lengths", [
+    { x: input, type: "histogram", name: `input tokens, n=${input.length}`, opacity: 0.6 },
+    { x: output, type: "histogram", name: `output tokens, n=${output.length}`, opacity: 0.6, xaxis: "x2", yaxis: "y2" },
+  ], { ...LAYOUT, title: { text: "Input and output length distributions (of the measured ok requests shown)" }, grid: { rows: 1, columns: 2, pattern: "independent" },
+    xaxis: { title: { text: "input tokens" } }, xaxis2: { title: { text: "output tokens" } }, yaxis: { title: { text: "requests" } } }, CONFIG);
 }
 
 // ------------------------------------------------------------------ pages
@@ -279,6 +329,8 @@ function reportPage(data) {
   const points = rows(data.points).map((p) => ({ ...p, kind: kindOf(p) }));
   data.roofline.kind = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.kind);
   for (const k of ["model", "quantization"]) data.roofline[k] = rows(data.roofline).map((r) => points.find((p) => p.series === r.series)?.[k]);
+  data.requestRows = requestRows(data, points);
+  const shownCharts = CHARTS.filter((c) => !c.when || c.when(data));
   const cpu = points.some((p) => p.device === "cpu") ? " Engine \"measured (hf, CPU)\": ran on the CPU, not a GPU." : "";
   document.getElementById("subtitle").textContent = `${data.n_ok} ok of ${data.n_cells} cells in ${data.path}. † simulated (dashed): modeled, not measured.${cpu} Latency SLO: ${data.slo}. A legend entry hides its series in every panel (double-click: only it). Click a point or a "view" button for the cell's requests and power.`;
   const app = document.getElementById("app");
@@ -299,8 +351,8 @@ function reportPage(data) {
   const draw = () => {  // the first charts now, the others one per frame (the page stays usable)
     const ps = points.filter(filters.keep), mine = ++generation;
     window.reportAllDrawn = false;
-    CHARTS.slice(0, FIRST_CHARTS).forEach((c) => drawOne(c, ps));
-    const rest = CHARTS.slice(FIRST_CHARTS);
+    shownCharts.slice(0, FIRST_CHARTS).forEach((c) => drawOne(c, ps));
+    const rest = shownCharts.slice(FIRST_CHARTS);
     const next = () => {
       if (mine !== generation) return;  // a newer filter change redraws everything
       if (!rest.length) { window.reportAllDrawn = true; return; }
@@ -310,7 +362,7 @@ function reportPage(data) {
     requestAnimationFrame(next);
   };
   const filters = filterBar(points, draw);
-  const charts = el("section", { class: "charts" }, ...CHARTS.map(({ id }) => el("div", { id, class: "chart" })));
+  const charts = el("section", { class: "charts" }, ...shownCharts.map(({ id }) => el("div", { id, class: "chart" })));
   const view = (cid) => drill(data, cid);
   const cellsTable = { columns: ["series", "workload", "batch_size", "flags", "output_throughput_tok_s", "energy_per_output_token_j", "ttft_p50_ms", "tpot_p50_ms", "cell_id"], rows: points.map((p) => [label(p), p.workload, p.batch_size, p.flags, p.output_throughput_tok_s, p.energy_per_output_token_j, p.ttft_p50_ms, p.tpot_p50_ms, p.cell_id]) };
   const tables = [sortable("points", cellsTable, view), ...Object.entries(data.tables).map(([n, t]) => sortable(n, t))];

@@ -196,7 +196,7 @@ def _cells(*overrides):
 
 
 def _prompts(cell):
-    from orchestrator.client.workload import plan_for
+    from orchestrator.workloads import plan_for
 
     plan = plan_for(cell.config, cell.cell_id)
     return [tuple(plan.prompt_ids(s, cell.config.model.vocab_size)) for s in plan.requests]
@@ -215,7 +215,8 @@ def test_cells_never_share_a_prompt_and_a_cell_always_sends_the_same(workload):
 
 
 def test_plan_for_keeps_the_workload_and_sets_the_drain_limit():
-    from orchestrator.client.workload import drain_limit_s, plan_for
+    from orchestrator.client.workload import drain_limit_s
+    from orchestrator.workloads import plan_for
 
     (cell,) = _cells(["workload=chat_high", "batch_size=4", "workload.drain_timeout_s=3"])
     plan = plan_for(cell.config, cell.cell_id)

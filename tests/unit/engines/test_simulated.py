@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from orchestrator.client import metrics
-from orchestrator.client.workload import drain_limit_s, plan_for
+from orchestrator.client.workload import drain_limit_s
+from orchestrator.workloads import plan_for
 from orchestrator.driver.grid import cells, config_of
 from orchestrator.energy import sampler_for
 from orchestrator.engines import engine_for
