@@ -2,8 +2,8 @@
 
 Gross energy is the GPU's energy-counter delta over the measured window (J); net energy is gross
 minus the idle baseline (idle W x window s): what the work itself cost. Per-request figures
-divide by requests completed in the window; per-1k-token figures by output tokens emitted in it
-(x 1000). ``throughput_scaling_x`` is output tok/s over the baseline's; ``change_*_pct`` are
+divide by the requests' worth of output tokens emitted in the window (``worker.tables``; older
+stores: requests completed in it); per-1k-token figures by output tokens emitted in it (x 1000). ``throughput_scaling_x`` is output tok/s over the baseline's; ``change_*_pct`` are
 relative to the same series at its baseline batch size (``baseline_batch_size``: the given one,
 else the series' smallest). Modeled energy (simulated rows, ``energy_measured`` false) is shown
 like measured energy; the ``simulated`` column says which is which.

@@ -10,9 +10,10 @@ identical apart from that option — the sweep varied prefix caching and nothing
 Configs are compared by what defines a measurement (``core.identity.cell_identity``: the engine
 that ran the cell and its own options block, without ``setting`` fields such as timeouts), so
 another engine's block, which a stored config also holds, never keeps a pair apart. Two cells of
-one side (e.g. from two sweeps in one store): the first by cell id. Each side's numbers are its runs-table values (gross J per request and per 1k
-output / prompt tokens, NaN where the cell has no valid energy; TTFT p50 / p99); the hit rate is
-the on cell's ``prefix_cache_hit_rate`` (cached ÷ prompt tokens of its measured ok requests).
+one side (one measurement stored twice, e.g. under an older schema's cell id): the first of the
+rows. Each side's numbers are its runs-table values (gross J per request and per 1k output /
+prompt tokens, NaN where the cell has no valid energy; TTFT p50 / p99); the hit rate is the on
+cell's ``prefix_cache_hit_rate`` (cached ÷ prompt tokens of its measured ok requests).
 ``series`` names the pair like a series label, without the caching option: what tells the pairs
 of one model/quantization/GPU and workload apart (e.g. ``[rate_rps=0.5]``).
 """
@@ -121,17 +122,17 @@ def _side(r: pd.Series) -> CacheSide:
 
 
 def cache_pairs(ok: pd.DataFrame, configs: Mapping[str, CellConfig]) -> list[tuple[pd.Series, pd.Series]]:
-    """(off row, on row) of each pair of ``ok`` (see the module doc), in the rows' order."""
+    """(off row, on row) of each pair of ``ok`` (see the module doc; of two cells of one side, the
+    first in ``ok``'s order)."""
+    flags = caching_flags(ok, configs)
+    if not (flags.eq(True).any() and flags.eq(False).any()):  # nothing to pair
+        return []
     sides: dict[str, dict[bool, pd.Series]] = {}
-    for _, r in ok.sort_values("cell_id", kind="stable").iterrows():
+    for (_, r), on in zip(ok.iterrows(), flags):
         config = _config(configs, str(r["cell_id"]))
-        on = caching_of(config, str(r["engine"]))
-        if config is None or on is None:
-            continue
-        sides.setdefault(_pair_key(config, str(r["engine"])), {}).setdefault(on, r)
-    pairs = [(s[False], s[True]) for s in sides.values() if False in s and True in s]
-    order = {cid: i for i, cid in enumerate(ok["cell_id"])}
-    return sorted(pairs, key=lambda p: order[p[0]["cell_id"]])
+        if config is not None and on is not None:
+            sides.setdefault(_pair_key(config, str(r["engine"])), {}).setdefault(bool(on), r)
+    return [(s[False], s[True]) for s in sides.values() if False in s and True in s]
 
 
 def _pair_labels(offs: pd.DataFrame, configs: Mapping[str, CellConfig]) -> list[str]:

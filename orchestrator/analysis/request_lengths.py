@@ -7,8 +7,9 @@ a sample of them for the TTFT-against-length plots.
   output and cached tokens, ``<tokens>_p50`` / ``_p90`` (linear interpolation, as numpy's
   ``percentile``) and ``_max`` (cached: over the requests that report it, NaN where none does),
   with the cell's axes, ``prefix_caching`` and ``prefix_cache_hit_rate``;
-- ``request_sample(requests, ok, per_cell)``: at most ``per_cell`` requests per cell, evenly
-  spaced in request order, with the cell's workload, GPU, series and ``prefix_caching``, and
+- ``request_sample(requests, ok)``: at most ``sample_size(n cells)`` requests per cell (``SAMPLE_PER_CELL``,
+  fewer in a sweep of many cells: about ``SAMPLE_TOTAL`` in all, never under ``SAMPLE_MIN`` a cell),
+  evenly spaced in request order, with the cell's workload, GPU, series and ``prefix_caching``, and
   ``uncached_tokens`` (input − cached; NaN where cached is unknown).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ N_MEASURED_OK = "n_requests_measured_ok"
 COLUMNS = ["cell_id", "phase", "status", INPUT_TOKENS, OUTPUT_TOKENS, CACHED_TOKENS, TTFT_MS]
 CELL_COLUMNS = ["cell_id", "workload", "gpu", "model", "quantization", "series", "batch_size", "repeat", "engine",
                 "simulated", "flags"]
-SAMPLE_PER_CELL = 300
+SAMPLE_PER_CELL, SAMPLE_TOTAL, SAMPLE_MIN = 300, 30_000, 20
 
 
 def stat_columns(tokens: str) -> list[str]:
@@ -39,10 +40,10 @@ def stat_columns(tokens: str) -> list[str]:
 
 def measured_ok(data: SweepData) -> pd.DataFrame:
     """See the module doc (an empty frame with the columns when there are no request rows)."""
-    req = data.requests(COLUMNS, cells=set(data.ok["cell_id"])).to_pandas()
+    req = data.requests(COLUMNS, cells=set(data.ok["cell_id"])).to_pandas(strings_to_categorical=True)
     good = req[(req["phase"] == "measured") & (req["status"] == "ok")]
     good = good.drop(columns=["phase", "status"]).astype({c: float for c in LENGTHS + (TTFT_MS,)})
-    return good.reset_index(drop=True)
+    return good.assign(cell_id=good["cell_id"].astype(str)).reset_index(drop=True)
 
 
 def _cells(ok: pd.DataFrame) -> pd.DataFrame:
@@ -65,8 +66,14 @@ def length_table(requests: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def request_sample(requests: pd.DataFrame, ok: pd.DataFrame, per_cell: int = SAMPLE_PER_CELL) -> pd.DataFrame:
+def sample_size(n_cells: int) -> int:
+    """Requests per cell in the sample of a sweep of ``n_cells`` ok cells (see the module doc)."""
+    return max(SAMPLE_MIN, min(SAMPLE_PER_CELL, SAMPLE_TOTAL // max(n_cells, 1)))
+
+
+def request_sample(requests: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
     """See the module doc."""
+    per_cell = sample_size(len(ok))
     req = requests[requests[TTFT_MS].notna() & requests[INPUT_TOKENS].notna()]
     by = req.groupby("cell_id", sort=False)
     position, size = by.cumcount().to_numpy(), by[TTFT_MS].transform("size").to_numpy()

@@ -10,7 +10,7 @@ import pandas as pd
 
 from orchestrator.analysis.plots import PLAIN, decade_span, figure_legend, finish_figure, log_y, panel_figure
 from orchestrator.analysis.prefix_cache import PREFIX_CACHING
-from orchestrator.analysis.request_lengths import INPUT_TOKENS, SAMPLE_PER_CELL, UNCACHED_TOKENS
+from orchestrator.analysis.request_lengths import INPUT_TOKENS, UNCACHED_TOKENS
 from orchestrator.analysis.traffic import workload_names
 from orchestrator.store.schema import TTFT_MS
 
@@ -61,5 +61,6 @@ def plot_ttft_vs_input(sample: pd.DataFrame, path: Path, note: str = "") -> Path
             ax.set_title(names[wl], fontsize=9, y=1.0)
             cells[(i, j)] = ax
     figure_legend(fig, cells, "per request")
-    return finish_figure(fig, path, f"TTFT against prompt length (measured ok requests, at most {SAMPLE_PER_CELL} per "
-                                    "cell)", note=note)
+    most = int(sample.groupby("cell_id").size().max())
+    return finish_figure(fig, path, f"TTFT against prompt length (measured ok requests, at most {most} per cell)",
+                         note=note)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 
@@ -58,10 +59,14 @@ class Analysis:
         """Does any point have energy (measured, or modeled for simulated points)?"""
         return bool(self.points["energy_available"].any())
 
+    @cached_property
+    def _workload_names(self) -> dict[bool, dict[str, str]]:
+        return {aside: workload_names(self.data.ok, aside) for aside in (False, True)}
+
     def workload_name(self, workload: str, aside: bool = False) -> str:
         """How the report names ``workload``: with its traffic's source where not synthetic
         (``aside``: as said inside parentheses; ``traffic.workload_name``)."""
-        return named(workload, workload_names(self.data.ok, aside))
+        return named(workload, self._workload_names[aside])
 
     def baseline_phrase(self) -> str:
         """What every change is relative to, e.g. "each series' smallest batch (BS 4)"."""

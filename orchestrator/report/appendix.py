@@ -51,7 +51,8 @@ def definitions_section(a: Analysis) -> list[str]:
     return out + bullets([
         ("TTFT = first token − **scheduled** arrival; TPOT = (end − first token) ÷ (output tokens − 1); "
          "E2E = end − scheduled arrival; ITL = gaps between tokens (orchestrator.client.metrics)."),
-        "Throughputs count requests completed and output tokens emitted inside the measured window, ÷ its length.",
+        ("Throughputs count measured requests completed (warm-up is never served) and output tokens emitted "
+         "inside the measured window, ÷ its length."),
         "Output tokens come from the engine (token ids / usage), never from stream chunks.",
         ("Mean running batch: the engine's own metric when it reports one, else the mean number of requests "
          "decoding in the window."),

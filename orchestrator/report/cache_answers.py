@@ -13,8 +13,9 @@ from orchestrator.report.markdown import SIM_MARK, Col, rows_table
 LEAD = ("**What the prefix cache saves** (pairs of cells whose configs differ only in the engine's "
         "enable_prefix_caching: off → on).")
 NOTE = ("J/request compares whole windows — each cell's gross energy over its measured window, idle time "
-        "included, ÷ the requests completed in it — and the hit rate is the one measured in the on cell (cached ÷ "
-        "prompt tokens of its measured ok requests).")
+        "included, ÷ the requests' worth of output tokens emitted in it — and the hit rate is the one measured in "
+        "the on cell (cached ÷ prompt tokens of its measured ok requests). The two cells of a pair send the same "
+        "prompts on the same schedule; multi-turn sessions may fit more turns in the window with the cache on.")
 
 
 def _arrow(off: float, on: float, unit: str = "") -> str:

@@ -126,8 +126,10 @@ def _not_measured(g: pd.DataFrame) -> str:
 def energy_section(a: Analysis) -> list[str]:
     out = heading(2, "3. Energy per batch size")
     out += para("Gross = the GPU energy counter's delta over the measured window; net = gross − idle power × "
-                "window (the idle baseline measured with the model loaded). Per request: ÷ requests completed in "
-                "the window; per 1k tokens: ÷ output tokens emitted in it × 1000. Δ energy: change of J/request "
+                "window (the idle baseline measured with the model loaded). Per request: ÷ the requests' worth of "
+                "output tokens emitted in the window (those tokens ÷ mean output tokens of a measured request; "
+                "stores written before 2026-12-06: ÷ requests completed in it); per 1k tokens: ÷ output tokens "
+                "emitted in it × 1000. Δ energy: change of J/request "
                 f"relative to {a.baseline_phrase()}; throughput scaling: output tok/s ÷ that of the row's base BS.",
                 PROMPT_TEXT if ENERGY_PER_1K_PROMPT_TOKENS_J in a.energy else "",
                 HIT_TEXT if PREFIX_CACHE_HIT_PCT in a.energy else "")

@@ -137,20 +137,26 @@ def test_detail_numbers_equal_the_parquet(report, parquet):
         assert set(row["flags"].split()) == ({"S"} if r.saturated else set())
 
 
+def served(r):
+    """The requests' worth of output tokens a window emitted, which J/request divides by
+    (``worker.tables.per_unit_energy``)."""
+    return r.output_tokens_in_window / r.output_tokens_per_request_mean
+
+
 def test_energy_numbers_equal_the_parquet(report, parquet):
     text, _ = report
     runs, _ = parquet
     energy = rows(section(text, "## 3. Energy per batch size"))
     for wl, grp in runs.groupby("workload"):
         base = grp[grp["batch_size"] == 1].iloc[0]
-        base_j = base.energy_j / base.n_requests_completed_in_window
+        base_j = base.energy_j / served(base)
         table = [r for r in energy if r["BS"] in {str(b) for b in grp["batch_size"]}]
         for r in grp.itertuples():
-            j_req = r.energy_j / r.n_requests_completed_in_window
+            j_req = r.energy_j / served(r)
             hits = [x for x in table if x["BS"] == str(r.batch_size) and shown(x["J/request gross"], j_req)]
             assert len(hits) == 1, (wl, r.batch_size)
             row = hits[0]
-            assert shown(row["J/request net"], r.net_energy_j / r.n_requests_completed_in_window)
+            assert shown(row["J/request net"], r.net_energy_j / served(r))
             assert shown(row["J/1k tok gross"], r.energy_j / r.output_tokens_in_window * 1000)
             assert shown(row["Δ energy gross"], (j_req / base_j - 1) * 100)
             assert shown(row["throughput scaling"], r.output_throughput_tok_s / base.output_throughput_tok_s)
@@ -163,7 +169,7 @@ def test_fits_cost_and_summary_equal_the_parquet(report, parquet):
     costs = rows(section(text, "## 7. Cost and carbon"))
     summary = rows(section(text, "## 1. Executive summary"))
     for wl, grp in runs.groupby("workload"):
-        j_req = grp["energy_j"] / grp["n_requests_completed_in_window"]
+        j_req = grp["energy_j"] / served(grp)
         slope, intercept = np.polyfit(np.log(grp["batch_size"]), np.log(j_req), 1)
         fit = next(r for r in fits if r["workload"] == wl)
         assert shown(fit["α"], -slope) and shown(fit["C"], math.exp(intercept))

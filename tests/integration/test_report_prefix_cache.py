@@ -26,9 +26,10 @@ KEY = "**What the prefix cache saves**"
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prefix_cache") / "store"
-    proc = run_orchestrator(["+sweep=prefix_cache", "engine=simulated", "engine.simulated.enable_prefix_caching=false,true",
-                             "workload.duration_s=10", "name=pc_it", f"store.dir={out}", "dispatch.num_cpus=2",
-                             "dispatch.progress=false"], timeout=300)
+    proc = run_orchestrator(["+sweep=prefix_cache", "engine=simulated",
+                             "engine.simulated.enable_prefix_caching=false,true", "workload.duration_s=10",
+                             "name=pc_it", f"store.dir={out}", "dispatch.num_cpus=2", "dispatch.progress=false"],
+                            timeout=300)
     assert "sweep done: 8 ok" in proc.stdout, proc.stdout[-2000:]
     return out
 
@@ -169,7 +170,8 @@ def test_the_page_draws_ttft_against_length_and_each_cells_length_distributions(
         page.wait_for_function("window.reportAllDrawn === true", timeout=60_000)
         for chart in ("chart-ttft-input", "chart-ttft-uncached"):
             names = page.evaluate(f"document.getElementById('{chart}').data.map(t => [t.name, t.xaxis, t.x.length])")
-            assert {(n, x) for n, x, _ in names} == {(f"prefix caching {s}", a) for s in ("off", "on") for a in ("x", "x2")}
+            expected = {(f"prefix caching {s}", axis) for s in ("off", "on") for axis in ("x", "x2")}  # 2 workloads
+            assert {(n, x) for n, x, _ in names} == expected
             assert all(k > 0 for *_, k in names), chart
         answers = page.locator("#answers li").all_inner_texts()
         assert sum("hit rate" in t and "J/request" in t for t in answers) == 4

@@ -26,7 +26,8 @@ def _row(cell_id: str, cfg, engine: str, j_req: float, hit: float, ttft: float) 
     return {"cell_id": cell_id, "sweep": "t", "status": "ok", "error": "", "engine": engine, "model": "llama2_7b",
             "quantization": "none", "gpu": "h100", "workload": "sessions", "arrival": "poisson", "batch_size": 32,
             "repeat": cfg.repeat, "schema_version": schema.SCHEMA_VERSION, "config_json": json.dumps(as_plain(cfg)),
-            "energy_source": "simulated" if engine == "simulated" else "nvml", "energy_j": j_req * 10, "energy_per_request_j": j_req,
+            "energy_source": "simulated" if engine == "simulated" else "nvml", "energy_j": j_req * 10,
+            "energy_per_request_j": j_req,
             "energy_per_1k_output_tokens_j": j_req * 8, "energy_per_1k_prompt_tokens_j": j_req / 2,
             "offered_rate_rps": 1.5, "prefix_cache_hit_rate": hit, "ttft_p50_ms": ttft, "ttft_p99_ms": 3 * ttft,
             "workload_source": "sessions"}
