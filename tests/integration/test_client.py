@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from typing import Dict, List
 
@@ -18,6 +17,8 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web
+
+from tests.integration.threaded_http import ThreadedHttpServer
 
 from orchestrator.client import metrics
 from orchestrator.client.endpoint import Dialect, Endpoint
@@ -34,10 +35,11 @@ TOL_S = 0.010
 SLOW_GAP_S = 0.200  # mode "slow": one token per chunk, this far apart (9 tokens: 1.7 s, past any drain here)
 
 
-class SseServer:
+class SseServer(ThreadedHttpServer):
     """A fake ``vllm serve``: ``behaviour[request_index]`` picks how a request is answered."""
 
     def __init__(self):
+        super().__init__()
         self.behaviour: Dict[int, str] = {}
         self.received: Dict[int, float] = {}  # request index -> monotonic receive time
         self.written: Dict[int, List[float]] = {}  # request index -> write time of each token
@@ -45,28 +47,9 @@ class SseServer:
         self.closed: Dict[int, float] = {}  # request index -> when a write found the client gone
         self.in_flight = 0
         self.max_in_flight = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _start(self) -> int:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/completions", self.completions)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return self.runner.addresses[0][1]
 
     async def completions(self, request: web.Request):
         t_recv = time.monotonic()

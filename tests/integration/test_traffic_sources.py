@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from typing import Dict, List, Tuple
 
@@ -25,6 +24,8 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web
+
+from tests.integration.threaded_http import ThreadedHttpServer
 
 from orchestrator.app.hydra_entry import typed
 from orchestrator.client.endpoint import Endpoint
@@ -36,37 +37,19 @@ BLOCK = 16
 GAP_S = 0.004
 
 
-class CachingServer:
+class CachingServer(ThreadedHttpServer):
     """A fake ``vllm serve`` with an automatic prefix cache (see module doc)."""
 
     def __init__(self):
+        super().__init__()
         self.blocks: set = set()
         self.bodies: Dict[str, dict] = {}
         self.received: Dict[str, float] = {}
         self.ended: Dict[str, float] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    async def _start(self) -> int:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/reset_prefix_cache", self.reset)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return self.runner.addresses[0][1]
 
     async def reset(self, request):
         self.blocks.clear()
