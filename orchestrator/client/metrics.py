@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from orchestrator.core.steps import StepTimeline
 from orchestrator.errors import first_line
 from orchestrator.store.schema import (
     ACHIEVED_RATE_RPS,
@@ -118,6 +119,7 @@ class WindowRun:
     drain_timeout_s: Optional[float] = None  # open/closed loop: the drain limit applied
     drain_s: Optional[float] = None  # seconds from the window's end until the last request ended or was cancelled
     failure: Optional[Tuple[str, str]] = None  # (status, error): the cell failed, its request rows kept
+    steps: Optional[StepTimeline] = None  # the engine's steps, where it records them (core.steps)
 
 
 def _pct(values: Union[Sequence[float], np.ndarray], prefix: str, scale: float = 1e3) -> Dict[str, float]:

@@ -39,6 +39,7 @@ from orchestrator.client.workload import WorkloadPlan
 from orchestrator.config.engine_options import SimulatedOptions
 from orchestrator.config.groups import Arrival
 from orchestrator.core.phases import Phase
+from orchestrator.core.steps import StepRecorder
 from orchestrator.energy.base import PowerTrace, Sampler
 from orchestrator.engines.base import ALL_KINDS, Engine, GpuUse, register_engine
 from orchestrator.engines.prefix_cache import PrefixCacheModel, block_keys
@@ -135,6 +136,7 @@ class SimulatedEngine(Engine):
         """Simulate the plan. With ``pace_s`` the cell also takes that long in wall time, a
         third each in warm-up, measuring and draining (reported as phases)."""
         self._segments = []
+        self._steps = StepRecorder("simulated")
         if self._cache is not None:
             self._cache.reset()
         unit = "batches" if plan.offline else "requests"
@@ -170,7 +172,7 @@ class SimulatedEngine(Engine):
             schedule.ran(start, t)
             records += [self._record(s, send=s.arrival) for s in seqs]
         t0, t1 = schedule.window()
-        return WindowRun(records, t0, t1, batch_bounds_s=schedule.measured_bounds())
+        return WindowRun(records, t0, t1, batch_bounds_s=schedule.measured_bounds(), steps=self._steps.timeline())
 
     # ---------------------------------------------------------------- open / closed loop
     def _run_online(self, plan: WorkloadPlan) -> WindowRun:
@@ -229,7 +231,7 @@ class SimulatedEngine(Engine):
         records += [self._cancelled(_Seq(spec, arr), t) for arr, _, spec in pending]
         records.sort(key=lambda r: r.index)
         return WindowRun(records, window_start, window_end, drain_timeout_s=plan.drain_timeout_s,
-                         drain_s=max(0.0, t - window_end))
+                         drain_s=max(0.0, t - window_end), steps=self._steps.timeline())
 
     @classmethod
     def _cancelled(cls, s: _Seq, t_stop: float) -> RequestRecord:
@@ -248,6 +250,9 @@ class SimulatedEngine(Engine):
         dt, watts = self._costs.step(new, cached)
         t_end = t + dt
         self._segments.append((t, t_end, watts))
+        # a request's first step computes its prompt (less what the cache held); later ones one token
+        self._steps.add(t, t_end, [(s.spec.index, s.spec.input_tokens - (s.hit or 0), 0) if s.emitted == 0
+                                   else (s.spec.index, 0, 1) for s in seqs], energy_j=watts * dt)
         for s in seqs:
             s.emitted += 1
             s.context += 1

@@ -31,6 +31,12 @@ CACHED_TOKENS_PER_REQUEST_MEAN = "cached_tokens_per_request_mean"
 ENERGY_PER_1K_PROMPT_TOKENS_J = "energy_per_1k_prompt_tokens_j"
 WORKLOAD_SOURCE = "workload_source"
 CACHED_TOKENS = "cached_tokens"
+STEP_SOURCE = "step_source"
+ENERGY_OUTSIDE_STEPS_J = "energy_outside_steps_j"
+PREFILL_ENERGY_SHARE = "prefill_energy_share"
+REQUEST_ENERGY_COLUMNS = ("energy_prefill_j", "energy_decode_j", "energy_j", "net_energy_prefill_j",
+                          "net_energy_decode_j", "net_energy_j")
+"""Per request: the window's energy attributed to it (``energy.attribution``), gross and net of idle."""
 TOKEN_COUNT_MISMATCH = "token_count_mismatch"
 CLIENT_LAGGING = "client_lagging"
 CLIENT_LAG_P99_MS = 10.0
@@ -86,9 +92,13 @@ sessions, ``workload_notes`` JSON of what the source did) and the prefix cache
 (``prefix_cache_hit_rate``, ``cached_tokens_per_request_mean``, ``prompt_tokens_in_window``,
 ``energy_per_1k_prompt_tokens_j``, ``prefix_cache_reset``; per request ``cached_tokens``,
 ``session``, ``turn``). Since then ``n_requests_completed_in_window`` counts measured requests
-only (warm-up is never served): older rows counted warm-up completions too."""
+only (warm-up is never served): older rows counted warm-up completions too. The ``steps`` table
+(one row per engine step: times, prefill/decode tokens, the requests in it, its energy) and the
+energy attributed per request (``REQUEST_ENERGY_COLUMNS``) and per cell (``step_source``,
+``n_steps``, ``energy_in_steps_j``, ``energy_outside_steps_j``, ``prefill_energy_share``) are
+new too; older stores have no steps files and null columns."""
 READABLE_VERSIONS = (1, 2, 3)
-TABLES = ("runs", "requests", "power")
+TABLES = ("runs", "requests", "power", "steps")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
 _PCT = [f"{m}_{p}_ms" for m in ("ttft", "tpot", "itl", "e2e") for p in ("p50", "p90", "p99", "mean")]
@@ -129,7 +139,9 @@ RUNS_SCHEMA = pa.schema(
         ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
         ("n_prompt_tokens_mismatch", I64), ("api", STR), ("token_count_source", STR), ("chat_template_tokens", I64),
         ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), (WORKLOAD_SOURCE, STR), ("workload_notes", STR),
-        ("prefix_cache_reset", BOOL), ("cell_wall_s", F64),
+        ("prefix_cache_reset", BOOL), (STEP_SOURCE, STR), ("n_steps", I64), ("energy_in_steps_j", F64),
+        (ENERGY_OUTSIDE_STEPS_J, F64), ("net_energy_outside_steps_j", F64), (PREFILL_ENERGY_SHARE, F64),
+        ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]
 )
@@ -143,6 +155,16 @@ REQUESTS_SCHEMA = pa.schema(
         ("drained", BOOL), ("status", STR), ("error", STR), ("prompt_hash", STR),
         (CACHED_TOKENS, I64), ("session", I64), ("turn", I64),
     ]
+    + [(c, F64) for c in REQUEST_ENERGY_COLUMNS]
+)
+
+STEPS_SCHEMA = pa.schema(
+    [
+        ("cell_id", STR), ("step_index", I64), ("start_s", F64), ("end_s", F64), ("prefill_tokens", I64),
+        ("decode_tokens", I64), ("n_requests", I64), ("energy_j", F64), ("net_energy_j", F64),
+        ("prefill_share", F64), (STEP_SOURCE, STR), ("request_index", pa.list_(pa.int64())),
+        ("request_prefill_tokens", pa.list_(pa.int64())), ("request_decode_tokens", pa.list_(pa.int64())),
+    ]
 )
 
 POWER_SCHEMA = pa.schema(
@@ -153,7 +175,7 @@ POWER_SCHEMA = pa.schema(
     ]
 )
 
-SCHEMAS = {"runs": RUNS_SCHEMA, "requests": REQUESTS_SCHEMA, "power": POWER_SCHEMA}
+SCHEMAS = {"runs": RUNS_SCHEMA, "requests": REQUESTS_SCHEMA, "power": POWER_SCHEMA, "steps": STEPS_SCHEMA}
 
 
 def with_meta(schema: pa.Schema) -> pa.Schema:

@@ -109,7 +109,7 @@ class Store:
 
     def write_cell(self, cell_id: str, tables: Dict[str, pa.Table]) -> None:
         """Write a cell's tables; ``runs`` last (it marks the cell complete)."""
-        for name in ("requests", "power"):
+        for name in ("requests", "power", "steps"):
             if name in tables and tables[name].num_rows:
                 self._write_atomic(tables[name], self.path(name, cell_id))
             else:  # a re-run of the cell must not leave an older cell's rows behind
@@ -249,11 +249,12 @@ def _read(filesystem, files, columns=None, schema=None) -> pa.Table:
 
 @dataclass
 class SweepTables:
-    """The three tables of a sweep (pyarrow). ``.runs.to_pandas()`` for a DataFrame."""
+    """The tables of a sweep (pyarrow). ``.runs.to_pandas()`` for a DataFrame."""
 
     runs: pa.Table
     requests: pa.Table
     power: pa.Table
+    steps: pa.Table
 
 
 def load(location: str) -> SweepTables:

@@ -5,7 +5,7 @@ sampler returned."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 
@@ -29,8 +29,13 @@ from orchestrator.store.schema import (
     runs_table,
 )
 
+from orchestrator.worker.step_tables import request_energy_columns, steps_columns
+
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from orchestrator.core.steps import StepTimeline
+    from orchestrator.energy.attribution import Attribution
 
     from orchestrator.client.metrics import RequestRecord
     from orchestrator.energy.base import PowerTrace
@@ -116,9 +121,14 @@ def per_unit_energy(row: Dict) -> None:
 
 
 def measured_tables(row: Dict, cell_id: str, records: List["RequestRecord"], trace: "PowerTrace",
-                    t0_s: float, t1_s: float) -> Dict[str, "pa.Table"]:
+                    t0_s: float, t1_s: float, steps: Optional["StepTimeline"] = None,
+                    att: Optional["Attribution"] = None) -> Dict[str, "pa.Table"]:
+    """The cell's tables: its runs row, its requests (with their attributed energy), its power
+    samples and its steps (``worker.step_tables``)."""
+    requests = {**request_columns(cell_id, records, t1_s), **request_energy_columns(records, att)}
     return {
         "runs": runs_table([row]),
-        "requests": columns_table("requests", request_columns(cell_id, records, t1_s)),
+        "requests": columns_table("requests", requests),
         "power": columns_table("power", power_columns(cell_id, trace, t0_s, t1_s)),
+        "steps": columns_table("steps", steps_columns(cell_id, steps, att)),
     }

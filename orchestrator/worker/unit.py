@@ -35,6 +35,7 @@ from orchestrator.store.cell_tables import (
 )
 from orchestrator.store.schema import SHORT_WINDOW, WINDOW_S
 from orchestrator.worker.reaper import Reaper
+from orchestrator.worker.step_tables import cell_steps, step_run_columns
 from orchestrator.worker.tables import measured_tables, per_unit_energy
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ class UnitRunner:
         row.update(window_energy(trace, t0_ns, t1_ns, self.idle_w if trace.source != "none" else None,
                                  cfg.sampler.mismatch_tolerance))
         per_unit_energy(row)
+        steps, att = cell_steps(cfg, wr, trace, row, self.idle_w if trace.source != "none" else None)
+        row.update(step_run_columns(steps, att))
         row["min_window_s"] = plan.min_window_s  # offline only (0 for open/closed loop, whose window is duration_s)
         row[SHORT_WINDOW] = bool(row[SHORT_WINDOW]) or row[WINDOW_S] < plan.min_window_s
         row.update({k: self.ctx[k] for k in WORKER_COLUMNS})
@@ -181,7 +184,7 @@ class UnitRunner:
         if failure is not None:  # failed during the window: a status, with what was observed
             status = Status(failure[0])
             row.update(status=status.value, error=failure[1])
-        tables = measured_tables(row, cell.cell_id, wr.records, trace, wr.window_start_s, wr.window_end_s)
+        tables = measured_tables(row, cell.cell_id, wr.records, trace, wr.window_start_s, wr.window_end_s, steps, att)
         return CellResult(cell.cell_id, status, False, tables)
 
 
