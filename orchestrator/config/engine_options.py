@@ -86,6 +86,8 @@ class VllmOptions(EngineOptions):
     compile_cache_dir: str = setting("~/.cache/orchestrator/vllm")
     extra_args: Dict[str, str] = field(default_factory=dict)
     api: Api = added(Api.completions)
+    # log every engine step from vLLM's scheduler (engines.vllm.step_recorder) for the steps table
+    record_steps: bool = added(True)
 
     def memory_fraction(self) -> float:
         return float(self.gpu_memory_utilization)

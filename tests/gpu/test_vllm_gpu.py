@@ -68,6 +68,22 @@ def _check_energy(row, gpu):
     assert json.loads(row["engine_versions"])["vllm"].startswith("0.26")
 
 
+def _check_steps(row, t):
+    """vLLM's own steps (the recording scheduler): every ok request's prompt and output tokens
+    are in them, and the window's energy is conserved across requests and the rest."""
+    assert row["step_source"] == "engine" and row["n_steps"] == t.steps.num_rows > 0
+    steps, req = t.steps.to_pandas(), t.requests.to_pandas()
+    prefill, decode = {}, {}
+    for ids, pre, dec in zip(steps.request_index, steps.request_prefill_tokens, steps.request_decode_tokens):
+        for i, p, d in zip(ids, pre, dec):
+            prefill[i] = prefill.get(i, 0) + p
+            decode[i] = decode.get(i, 0) + d
+    for r in req[req.status == "ok"].itertuples():
+        assert prefill[r.request_index] == r.input_tokens and decode[r.request_index] == r.output_tokens - 1
+    assert req.energy_j.sum() + row["energy_outside_steps_j"] == pytest.approx(row["energy_j"], rel=1e-9)
+    assert 0 < row["prefill_energy_share"] < 1 and row["energy_in_steps_j"] > 0.5 * row["energy_j"]
+
+
 def test_offline_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
     out = tmp_path / "offline"
     run_orchestrator(["engine=vllm", "sampler=nvml", f"gpu={gpu_option}", "model=llama2_7b", "workload=offline",
@@ -87,6 +103,7 @@ def test_offline_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
     assert t.requests.num_rows == 8 * (n + 1) and t.power.num_rows > 10  # + 1 warm-up batch
     hashes = t.requests.column("prompt_hash").to_pylist()
     assert len(set(hashes)) == len(hashes) and None not in hashes
+    _check_steps(row, t)
     assert wait_memory_below(gpu.uuid, 4096) < 4096  # the worker exited and freed the card
 
 
@@ -95,8 +112,9 @@ def test_server_cell_end_to_end(tmp_path, gpu, gpu_option, vllm_version):
     run_orchestrator(["engine=vllm", "sampler=nvml", f"gpu={gpu_option}", "model=llama2_7b", "workload=chat_medium",
                       "batch_size=128", "workload.duration_s=15", "workload.warmup_requests=10",
                       "sampler.idle_baseline_s=2", f"store.dir={out}", "dispatch.progress=false"], timeout=TIMEOUT_S)
-    row, _ = _one_row(out)
+    row, t = _one_row(out)
     _check_energy(row, gpu)
+    _check_steps(row, t)
     assert row["n_requests_failed"] == 0 and row["output_tokens_per_request_mean"] == 128
     assert not row["token_count_mismatch"] and not row["short_window"]
     assert row["achieved_rate_rps"] == pytest.approx(row["scheduled_rate_rps"], rel=0.03)

@@ -30,9 +30,11 @@ from orchestrator.config.groups import Weights
 from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
+from orchestrator.engines.vllm.step_recorder import SCHEDULER_CLS, STEPS_FILE_ENV, new_steps_file, read_steps
 from orchestrator.errors import CellFailure
 
 if TYPE_CHECKING:
+    from orchestrator.core.steps import StepTimeline
     from orchestrator.config.root import CellConfig
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dic
     }
     if opts.max_num_batched_tokens:
         args["max_num_batched_tokens"] = int(opts.max_num_batched_tokens)
+    if opts.record_steps:  # vLLM's scheduler with a log of every step (engines.vllm.step_recorder)
+        args["scheduler_cls"] = SCHEDULER_CLS
     # A checkpoint whose config.json declares the cell's format (AWQ/GPTQ): vLLM detects the
     # method (0.26: auto_awq / auto_gptq) and picks its kernel (Machete/Marlin) as for a real
     # checkpoint. Otherwise the name is passed: fp8 quantizes fp16 weights online, and vLLM
@@ -159,17 +163,37 @@ def serve_flags(args: Mapping) -> List[str]:
     return out
 
 
-def cache_env(config: "CellConfig") -> Dict[str, str]:
+def cache_env(config: "CellConfig", steps_file: Optional[Path] = None) -> Dict[str, str]:
     """Environment of a vLLM engine: its compile cache (torch.compile artefacts) in
     ``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``, kept between cells; vLLM's default
-    when the option is empty), no usage reporting, and no model hub (models are local)."""
+    when the option is empty), no usage reporting, no model hub (models are local), and where its
+    scheduler logs its steps (``steps_file``; this package importable in its processes)."""
     env = {"VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
+    if steps_file is not None:
+        env[STEPS_FILE_ENV] = str(steps_file)
+        root = str(Path(__file__).resolve().parents[3])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     d = vllm_options(config).compile_cache_dir
     if d:
         path = Path(os.path.expanduser(d))
         path.mkdir(parents=True, exist_ok=True)
         env["VLLM_CACHE_ROOT"] = str(path)
     return env
+
+
+def steps_file_for(config: "CellConfig") -> Optional[Path]:
+    """A fresh file for the engine's step log, where ``engine.vllm.record_steps`` (else None)."""
+    return new_steps_file(log_dir()) if vllm_options(config).record_steps else None
+
+
+def cell_steps(steps_file: Optional[Path], records, index_of) -> Optional["StepTimeline"]:
+    """The logged steps that ran while the cell's requests did (None without a log or steps)."""
+    if steps_file is None or not records:
+        return None
+    sends = [r.send_s for r in records if r.send_s == r.send_s]
+    if not sends:
+        return None
+    return read_steps(steps_file, min(sends), max(r.end_s for r in records), index_of, [r.index for r in records])
 
 
 def model_path(config: "CellConfig") -> Path:

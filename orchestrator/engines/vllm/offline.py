@@ -27,6 +27,7 @@ import gc
 import math
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.client.metrics import RequestRecord, WindowRun
@@ -39,12 +40,14 @@ from orchestrator.engines.static_batches import refuse_unless_offline, run_stati
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
+    cell_steps,
     engine_args,
     log,
     model_path,
     new_log_path,
     output_to,
     sampling_kwargs,
+    steps_file_for,
 )
 from orchestrator.engines.vllm.log import failure_from_log, read_tail
 
@@ -73,11 +76,14 @@ class VllmOfflineEngine(VllmEngine):
         super().__init__(config, max_batch_size)
         self._llm: Any = None  # a vllm.LLM between start() and stop()
         self._cache_reset: Optional[bool] = None  # the prefix cache was emptied before this cell (None: no cache)
+        self._steps_file: Optional[Path] = None  # where vLLM's scheduler logs its steps (record_steps)
+        self._request_ids: Dict[str, int] = {}  # vLLM's request id -> the plan's request index
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self._claim_gpu()
-        os.environ.update(cache_env(self.config))
+        self._steps_file = steps_file_for(self.config)
+        os.environ.update(cache_env(self.config, self._steps_file))
         # vLLM forks its engine-core process unless told otherwise; forking a Ray worker (gRPC
         # threads) is unsafe, so spawn it (what vLLM itself forces inside Ray actors).
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
@@ -114,13 +120,18 @@ class VllmOfflineEngine(VllmEngine):
             raise ValueError(f"batch {plan.batch_size} > this engine's max_num_seqs {self.max_batch_size}")
         # no state crosses from one cell to the next (nothing is running between cells: it succeeds)
         self._cache_reset = bool(self._llm.reset_prefix_cache()) if self.args.get("enable_prefix_caching") else None
-        return run_static_batches(self.name, plan, lambda specs: self._run_batch(plan, specs),
-                                  lambda records, schedule: self._extra(records, schedule.bounds), self.progress)
+        self._request_ids = {}
+        wr = run_static_batches(self.name, plan, lambda specs: self._run_batch(plan, specs),
+                                lambda records, schedule: self._extra(records, schedule.bounds), self.progress)
+        # the engine core names a request by LLM's id and 8 random characters after a dash
+        wr.steps = cell_steps(self._steps_file, wr.records, lambda rid: self._request_ids.get(rid.rsplit("-", 1)[0]))
+        return wr
 
     def _run_batch(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[RequestRecord], float, float]:
         """One ``LLM.generate`` of the batch's prompts -> (records, send s, end s)."""
         prompts, params = self._inputs(plan, specs)
         t_send, t_done, outs = self._generate(prompts, params)
+        self._request_ids.update({str(o.request_id): s.index for s, o in zip(specs, outs)})
         return [self._record(s, o, t_send, t_done, p) for s, o, p in zip(specs, outs, prompts)], t_send, t_done
 
     def _inputs(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[Dict], list]:

@@ -44,6 +44,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from orchestrator.client.endpoint import CHAT, COMPLETIONS, Endpoint
@@ -60,14 +61,17 @@ from orchestrator.engines.process_group import die_with_parent, group_states, ki
 from orchestrator.engines.vllm.prometheus import (
     KV_USAGE, PREFIX_HITS, PREFIX_QUERIES, RUNNING, WAITING, counter_delta, parse_prometheus, window_max, window_mean,
 )
+from orchestrator.engines.vllm.step_recorder import server_request_index
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
+    cell_steps,
     engine_args,
     log,
     model_path,
     new_log_path,
     serve_flags,
+    steps_file_for,
 )
 from orchestrator.engines.vllm.log import EngineStartError, failure_from_log, read_tail
 from orchestrator.errors import CellFailure, NvmlError, Status
@@ -146,6 +150,7 @@ class VllmServerEngine(VllmEngine):
         self._stop_report: Dict = {}
         self._runs = 0  # cells run on this server so far
         self._prompts: Optional[TextPrompts] = None  # api=chat: text prompts under the model's tokenizer
+        self._steps_file: Optional[Path] = None  # where vLLM's scheduler logs its steps (record_steps)
 
     @property
     def base_url(self) -> str:
@@ -164,6 +169,7 @@ class VllmServerEngine(VllmEngine):
         self._claim_gpu()
         model = str(model_path(self.config))
         self.args = engine_args(self.config, self.max_batch_size, model)  # what every cell's row reports
+        self._steps_file = steps_file_for(self.config)
         self._api_key = api_key = secrets.token_urlsafe(24)
         t0 = time.monotonic()
         for attempt in (1, 2):  # a second try only if another process took the free port first
@@ -182,7 +188,8 @@ class VllmServerEngine(VllmEngine):
         self._port = free_port()
         self._log_path = new_log_path("vllm-serve")
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
-        env = {**os.environ, **cache_env(self.config), "VLLM_API_KEY": api_key, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **cache_env(self.config, self._steps_file), "VLLM_API_KEY": api_key,
+               "PYTHONUNBUFFERED": "1"}
         if self.args.get("enable_prefix_caching"):  # POST /reset_prefix_cache between cells (a dev route)
             env["VLLM_SERVER_DEV_MODE"] = "1"
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
@@ -240,7 +247,8 @@ class VllmServerEngine(VllmEngine):
             "chat_template_tokens": self._prompts.chat_overhead() if chat and self._prompts is not None else None,
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
-                         drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s)
+                         drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s,
+                         steps=cell_steps(self._steps_file, cr.records, server_request_index))
 
     def _client(self, plan: WorkloadPlan) -> StreamingClient:
         """The streaming client of a cell: token-id prompts to ``/v1/completions``, or (``api=chat``)

@@ -54,7 +54,9 @@ def test_engine_args_from_the_real_config():
         "model": "/models/llama2", "load_format": "dummy", "max_num_seqs": 256, "enforce_eager": False,
         "enable_chunked_prefill": True, "enable_prefix_caching": False, "scheduling_policy": "fcfs",
         "gpu_memory_utilization": 0.9, "max_model_len": 2048, "dtype": "auto", "seed": 0, "disable_log_stats": False,
+        "scheduler_cls": "orchestrator.engines.vllm.step_recorder.RecordingScheduler",
     }
+    assert "scheduler_cls" not in vc.engine_args(cfg(vllm={"record_steps": False}), 8, "/m")
 
 
 def test_prefix_caching_is_off_unless_asked_for():
@@ -305,7 +307,7 @@ class FakeLLM:
             ids = list(range(sp.kw["max_tokens"]))
             m = None if FakeLLM.drop_metrics else types.SimpleNamespace(first_token_ts=t0 + 0.002,
                                                                          last_token_ts=t0 + 0.009)
-            outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids)],
+            outs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids)], request_id=str(len(outs)),
                                               prompt_token_ids=p["prompt_token_ids"], metrics=m))
         return outs
 
