@@ -44,7 +44,7 @@ def energy_curve(trace: PowerTrace) -> Tuple[np.ndarray, np.ndarray]:
     curve = np.empty_like(t)
     for a, b in zip(anchors, list(anchors[1:]) + [t.size - 1]):
         d_int, d_e = integral[b] - integral[a], e[b] - e[a]
-        if b == anchors[-1] or b <= a:  # after the last update: the power's shape, unscaled
+        if a == anchors[-1]:  # after the last update: the power's shape, unscaled
             curve[a:] = e[a] + (integral[a:] - integral[a])
             break
         if d_int > 0:

@@ -148,7 +148,7 @@ def test_prefill_is_the_uncached_prompt_at_least_one_token():
     by_index = {r.index: r for r in sch.records}
     first_step = {}
     for k in range(len(tl)):
-        for r, p, d in tl.requests_of(k):
+        for r, p, _ in tl.requests_of(k):
             if p:
                 assert r not in first_step  # one prefill per request
                 first_step[r] = k

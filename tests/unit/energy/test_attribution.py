@@ -153,7 +153,7 @@ def sim(request, compose):
 
 
 def test_simulated_cell_conserves_the_window_energy(sim):
-    name, _, wr, _, idle, row, att = sim
+    _, _, wr, _, idle, row, att = sim
     window = row["energy_j"]
     assert wr.steps is not None and wr.steps.source == "simulated" and len(wr.steps) > 50
     assert window > 0 and idle > 0
