@@ -122,6 +122,7 @@ def start_llm(cfg: "CellConfig", max_num_seqs: int):
     os.environ.update(cache_env(cfg))
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")  # as VllmOfflineEngine does
     kwargs = engine_args(cfg, max_num_seqs, str(model_path(cfg)))
+    kwargs.pop("scheduler_cls", None)  # bare vLLM: its stock scheduler (the orchestrator logs its steps)
     res: Dict = {"engine_args": {k: v for k, v in kwargs.items() if k != "model"}, "offline": {}}
     log(f"bare: vllm.LLM(max_num_seqs={max_num_seqs}) ...")
     t0 = time.monotonic()
