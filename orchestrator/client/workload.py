@@ -281,7 +281,8 @@ def drain_limit_s(cfg: "CellConfig") -> float:
     if wl.drain_timeout_s is not None:
         return float(wl.drain_timeout_s)
     batch = cfg.batch_size if wl.arrival is not Arrival.closed else max(1, min(cfg.batch_size, wl.concurrency))
-    one = request_seconds(cfg.model, cfg.quantization, cfg.gpu, wl.input.mean_tokens, wl.output.mean_tokens, batch,
+    n_in, n_out = wl.mean_lengths()
+    one = request_seconds(cfg.model, cfg.quantization, cfg.gpu, round(n_in), round(n_out), batch,
                           DRAIN_EFFICIENCY)
     return max(DRAIN_FLOOR_S, DRAIN_REQUEST_MULTIPLE * one)
 

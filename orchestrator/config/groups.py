@@ -235,6 +235,13 @@ class WorkloadConfig:
     def kind(self) -> WorkloadKind:
         return self.arrival.kind
 
+    def mean_lengths(self) -> "tuple[float, float]":
+        """(input, output) tokens of a typical request: a trace's own means where the driver
+        read them (``TraceSource.mean_*``), else the length distributions' means."""
+        if self.source is Source.trace and self.trace.mean_input_tokens > 0:
+            return float(self.trace.mean_input_tokens), float(self.trace.mean_output_tokens)
+        return float(self.input.mean_tokens), float(self.output.mean_tokens)
+
     def seed_for(self, repeat: int) -> int:
         """The seed of a repeat's arrivals and lengths: ``seed + REPEAT_SEED_STRIDE x repeat`` (each
         repeat its own draws; prompts are keyed by the cell's id besides)."""

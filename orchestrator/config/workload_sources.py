@@ -114,6 +114,9 @@ class TraceSource:
     rate_rps: Optional[float] = None
     start_s: float = 0.0
     block_tokens: int = 512
+    # the trace's own mean lengths (filled in by the driver; they size the drain limit and the VRAM check)
+    mean_input_tokens: float = setting(0.0)
+    mean_output_tokens: float = setting(0.0)
 
     def validate(self) -> None:
         _check_path("workload.trace.path", self.path)

@@ -157,8 +157,11 @@ def traffic_files(workload: WorkloadConfig) -> WorkloadConfig:
 
     if workload.source is Source.trace:
         path, digest = resolved(workload.trace.path)
-        load_trace(path, workload.trace.format)
-        return dataclasses.replace(workload, trace=dataclasses.replace(workload.trace, path=path, sha256=digest))
+        rows = load_trace(path, workload.trace.format)
+        trace = dataclasses.replace(workload.trace, path=path, sha256=digest,
+                                    mean_input_tokens=sum(r.input_tokens for r in rows) / len(rows),
+                                    mean_output_tokens=sum(r.output_tokens for r in rows) / len(rows))
+        return dataclasses.replace(workload, trace=trace)
     if workload.source is Source.dataset:
         path, digest = resolved(workload.dataset.path)
         load_dataset(path, workload.dataset.format)
@@ -297,7 +300,7 @@ def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], st
         return Status.unsupported, refusal
     if not cls.hosts_model:
         return None, ""
-    context = wl.input.mean_tokens + wl.output.mean_tokens
+    context = int(round(sum(wl.mean_lengths())))
     fraction = cfg.engine.options(engine).memory_fraction()
     budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)
     if not budget.fits:

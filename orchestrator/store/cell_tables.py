@@ -48,8 +48,8 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "workload_source": wl.source.value,
         "repeat": int(cfg.repeat),
         "seed": wl.seed_for(cfg.repeat),  # the seed the cell's arrivals and lengths were drawn with
-        "input_tokens_mean_cfg": float(wl.input.mean_tokens),
-        "output_tokens_mean_cfg": float(wl.output.mean_tokens),
+        "input_tokens_mean_cfg": wl.mean_lengths()[0],
+        "output_tokens_mean_cfg": wl.mean_lengths()[1],
         "config_json": json.dumps(as_plain(cfg), sort_keys=True),
     }
 
