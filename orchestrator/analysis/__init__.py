@@ -28,6 +28,8 @@ name                       module                  what
 ``compare_points``         ``compare``             two sweeps' points matched side by side, with significance
 ``length_table``           ``request_lengths``     per cell, p50/p90/max of its requests' input/output/cached tokens
 ``cache_savings``          ``prefix_cache``        cells paired by prefix caching off and on, with both sides' numbers
+``distribution_table``     ``request_energy``      per cell, p10/p50/p90 of its requests' attributed energy (prefill, decode)
+``typical_requests``       ``request_energy``      per series, its median request's energy and prefill/decode split
 =========================  ======================  ==================================================
 """
 from importlib import import_module
@@ -47,6 +49,7 @@ _API = {
     "request_checks": "checks",
     "Comparison": "compare", "compare_points": "compare",
     "length_table": "request_lengths", "cache_savings": "prefix_cache", "CacheSaving": "prefix_cache",
+    "distribution_table": "request_energy", "typical_requests": "request_energy", "TypicalRequest": "request_energy",
 }
 
 __all__ = [
@@ -59,12 +62,14 @@ __all__ = [
     "Slo",
     "SweepData",
     "SweepError",
+    "TypicalRequest",
     "baseline_sizes",
     "batch_points",
     "cache_savings",
     "compare_points",
     "cost_table",
     "detail_table",
+    "distribution_table",
     "energy_table",
     "fit_power_law",
     "fit_with_breakdown",
@@ -81,6 +86,7 @@ __all__ = [
     "scaling_table",
     "status_table",
     "summary_table",
+    "typical_requests",
     "vram_by_batch",
     "vram_table",
 ]

@@ -27,8 +27,13 @@ from orchestrator.store.schema import (
     NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
     NET_ENERGY_PER_REQUEST_J,
     OUTPUT_THROUGHPUT_TOK_S,
+    PREFILL_ENERGY_SHARE,
     WINDOW_S,
 )
+
+PREFILL_ENERGY_PCT = "prefill_energy_pct"
+"""Derived column: ``prefill_energy_share`` × 100 (prefill's share of the steps' net energy, a mean over
+repeats), in the table where some point has it."""
 
 ENERGY_METRICS = [
     ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J,
@@ -40,10 +45,12 @@ def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     """Per series and batch size: output tok/s, gross/net J per request and per 1k output
     tokens, GPU util (%), mean and idle power (W), changes vs ``baseline_batch_size`` (%),
     throughput scaling (x); gross J per 1k prompt tokens and the prefix cache's hit rate (%) where
-    some point has them. Energy columns are NaN where ``energy_available`` is false."""
+    some point has them, and prefill's share of the net energy in steps (%, ``PREFILL_ENERGY_PCT``)
+    where some point's energy was attributed. Energy columns are NaN where ``energy_available`` is false."""
     df = points.copy()
     prompt = [ENERGY_PER_1K_PROMPT_TOKENS_J] if ENERGY_PER_1K_PROMPT_TOKENS_J in df else []
-    masked = ENERGY_METRICS + prompt + [MEAN_POWER_W, ENERGY_J, NET_ENERGY_J]
+    share = [PREFILL_ENERGY_SHARE] if PREFILL_ENERGY_SHARE in df else []
+    masked = ENERGY_METRICS + prompt + share + [MEAN_POWER_W, ENERGY_J, NET_ENERGY_J]
     df.loc[~df["energy_available"], masked] = float("nan")
     df = with_baseline(df, baseline_batch, ENERGY_METRICS + [OUTPUT_THROUGHPUT_TOK_S])
     df["throughput_scaling_x"] = df[OUTPUT_THROUGHPUT_TOK_S] / df["base_output_throughput_tok_s"]
@@ -55,6 +62,9 @@ def energy_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     ] + [f"change_{m}_pct" for m in ENERGY_METRICS]
     if prompt and df[ENERGY_PER_1K_PROMPT_TOKENS_J].notna().any():
         keep.append(ENERGY_PER_1K_PROMPT_TOKENS_J)
+    if share and df[PREFILL_ENERGY_SHARE].notna().any():
+        df[PREFILL_ENERGY_PCT] = df[PREFILL_ENERGY_SHARE] * 100.0
+        keep.append(PREFILL_ENERGY_PCT)
     return with_hit_pct(df[keep], df)
 
 

@@ -13,6 +13,7 @@ from orchestrator.analysis import (
     prefix_cache,
     recommend,
     repeats,
+    request_energy,
     request_lengths,
     roofline_table,
     scaling,
@@ -30,7 +31,10 @@ class Analysis:
     """The sweep, its points (one per series x batch size, with ``baseline_batch_size``) and the
     DataFrames of each section; ``lengths``: per ok cell, its requests' length distribution
     (``request_lengths.length_table``); ``request_sample``: requests for the TTFT-against-length
-    plots; ``cache_savings``: the cells paired by prefix caching off and on."""
+    plots; ``cache_savings``: the cells paired by prefix caching off and on; ``attributed_requests``,
+    ``request_energy`` and ``typical_requests``: the measured ok requests whose energy was attributed,
+    their distribution per cell and each series' median request (``analysis.request_energy``; empty for
+    a store without attribution)."""
 
     data: SweepData
     options: ReportOptions
@@ -53,6 +57,9 @@ class Analysis:
     lengths: pd.DataFrame
     request_sample: pd.DataFrame
     cache_savings: list[prefix_cache.CacheSaving]
+    attributed_requests: pd.DataFrame
+    request_energy: pd.DataFrame
+    typical_requests: list[request_energy.TypicalRequest]
 
     @property
     def any_energy(self) -> bool:
@@ -97,6 +104,7 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
     points = points.assign(baseline_batch_size=baseline_sizes(points, base))
     ok = data.ok.assign(**{prefix_cache.PREFIX_CACHING: prefix_cache.caching_flags(data.ok, data.configs)})
     requests = request_lengths.measured_ok(data)
+    attributed = request_energy.measured_ok(data)
     return Analysis(
         data=data, options=options, points=points,
         summary=tables.summary_table(points, base),
@@ -117,4 +125,7 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
         lengths=request_lengths.length_table(requests, ok),
         request_sample=request_lengths.request_sample(requests, ok),
         cache_savings=prefix_cache.cache_savings(ok, data.configs),
+        attributed_requests=attributed,
+        request_energy=request_energy.distribution_table(attributed, ok),
+        typical_requests=request_energy.typical_requests(attributed, ok),
     )

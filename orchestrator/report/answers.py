@@ -1,7 +1,8 @@
 """Section "Key answers": what batch size buys in energy, where the latency SLOs hold at each
 offered rate, and what quantization buys in energy — one sentence per series, from the data
 (``analysis.answers``) — and, where the sweep varied prefix caching, what the prefix cache saves
-(``cache_answers``: a table in report.md, a sentence per pair on the HTML page)."""
+(``cache_answers``: a table in report.md, a sentence per pair on the HTML page), and, where the
+store attributed energy to requests, what a typical request costs (``request_energy``: likewise)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from orchestrator.analysis import answers
 from orchestrator.analysis import format as fmt
-from orchestrator.report import cache_answers
+from orchestrator.report import cache_answers, request_energy
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_MARK, bullets, heading, para
 
@@ -105,6 +106,11 @@ def answer_groups(a: Analysis) -> list[AnswerGroup]:
             cache_answers.LEAD,
             [cache_answers.saving_sentence(s, a.workload_name(s.workload, aside=True)) for s in a.cache_savings],
             tuple(cache_answers.savings_table(a.cache_savings, a.workload_name)), cache_answers.NOTE))
+    if a.typical_requests:
+        groups.append(AnswerGroup(
+            request_energy.LEAD,
+            [request_energy.typical_sentence(t, a.workload_name(t.workload, aside=True)) for t in a.typical_requests],
+            tuple(request_energy.typical_table(a.typical_requests, a.workload_name)), request_energy.NOTE))
     return groups
 
 

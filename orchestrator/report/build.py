@@ -15,6 +15,7 @@ from orchestrator.report import (
     lengths,
     model_sections,
     repeats,
+    request_energy,
     result_sections,
     summary,
 )
@@ -34,6 +35,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
         "ridge_batches": a.ridge_batches, "vram": a.vram, "vram_by_batch": a.vram_by_batch, "cost": a.cost,
         "recommendations": a.recommendations, "checks": a.checks, "status": a.status, "request_lengths": a.lengths,
     }
+    if not a.request_energy.empty:
+        frames["request_energy"] = a.request_energy
     if a.cache_savings:
         frames["prefix_cache_savings"] = savings_frame(a.cache_savings)
     frames.update({f"fit_{m}": f for m, f in a.fits.items()})
@@ -45,7 +48,7 @@ def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
     lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path)) + summary.section(a)
     lines += result_sections.detail_section(a) + repeats.repeatability_section(a) + lengths.lengths_section(a)
-    lines += result_sections.energy_section(a)
+    lines += request_energy.distribution_section(a) + result_sections.energy_section(a)
     lines += model_sections.scaling_section(a) + model_sections.roofline_section(a) + model_sections.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)
     lines += figures.figures_section(a, figs)

@@ -9,7 +9,9 @@ varied it, cells without measurements) and, per ok cell, a **down-sampled** dril
 proportion; with their input and cached tokens, which the page also plots TTFT against) and at
 most ``MAX_POWER_POINTS`` power samples (means over equal time buckets), with the measured window,
 the idle baseline, whether the cell's prefix cache was on, and the p50 / p90 / max of its measured
-ok requests' input, output and cached tokens (over every such request, not the rows sent).
+ok requests' input, output and cached tokens (over every such request, not the rows sent); where
+the store attributed energy to requests, ``request_energy`` (``report.request_energy.html_payload``:
+per cell its requests' energy CDF and a sample for the energy-against-length plots).
 Down-sampling is for the page only; the Parquet files keep every row. Floats are rounded to
 ``DIGITS`` significant digits.
 """
@@ -20,12 +22,14 @@ import math
 import numpy as np
 import pandas as pd
 
+from orchestrator.analysis.energy import PREFILL_ENERGY_PCT
 from orchestrator.analysis.prefix_cache import PREFIX_CACHING, savings_frame
 from orchestrator.analysis.request_lengths import INPUT_TOKENS, LENGTHS, N_MEASURED_OK, OUTPUT_TOKENS, stat_columns
 from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.answers import answer_groups
 from orchestrator.report.markdown import SIM_MARK
+from orchestrator.report.request_energy import html_payload as request_energy_payload
 from orchestrator.store.schema import (
     CACHED_TOKENS,
     E2E_P50_MS,
@@ -115,7 +119,7 @@ def tables_payload(a: Analysis) -> dict:
         "energy": (a.energy, ["series", "workload", "batch_size", "flags", "simulated", OUTPUT_THROUGHPUT_TOK_S,
                               ENERGY_PER_1K_OUTPUT_TOKENS_J, NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
                               ENERGY_PER_1K_PROMPT_TOKENS_J, MEAN_POWER_W, IDLE_POWER_W, ENERGY_SOURCE,
-                              PREFIX_CACHE_HIT_PCT]),
+                              PREFIX_CACHE_HIT_PCT, PREFILL_ENERGY_PCT]),
         "recommendations": (a.recommendations, ["series", "workload", "scenario", "batch_size", "simulated",
                                                 OUTPUT_THROUGHPUT_TOK_S, TTFT_P99_MS, TPOT_P99_MS,
                                                 ENERGY_PER_REQUEST_J, "reason"]),
@@ -201,6 +205,7 @@ def page_payload(a: Analysis) -> dict:
         "roofline": records(a.roofline, ROOFLINE_COLUMNS),
         "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
         "tables": tables_payload(a), "cells": cells_payload(a), "answers": answers_payload(a),
+        **({"request_energy": energy} if (energy := request_energy_payload(a, _round)) else {}),
     }
 
 

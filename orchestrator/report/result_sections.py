@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
+from orchestrator.analysis.energy import PREFILL_ENERGY_PCT
 from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, heading, para, series_label, sim_legend, table
@@ -108,11 +109,18 @@ PROMPT_TEXT = ("*J/1k prompt tok*: gross energy ÷ the prompt tokens of the requ
                "prompts.")
 
 
+PREFILL = col("prefill % of net", PREFILL_ENERGY_PCT)
+PREFILL_TEXT = ("*Prefill % of net*: where the window's energy was attributed to the engine's steps "
+                "(docs/energy_attribution.md), prefill's share of the steps' net energy (a mean over repeats); "
+                "the per-request split is in section 2, *Per-request energy*.")
+
+
 def energy_cols(energy: pd.DataFrame) -> list[Col]:
-    """``ENERGY_COLS`` with gross J per 1k prompt tokens after the per-1k-output-token columns and
-    the prefix cache's hit rate last, where some point has them."""
+    """``ENERGY_COLS`` with gross J per 1k prompt tokens and prefill's share of the net energy after the
+    per-1k-output-token columns and the prefix cache's hit rate last, where some point has them."""
     cut = [c.header for c in ENERGY_COLS].index("J/1k tok net") + 1
     prompt = [PROMPT_J] if ENERGY_PER_1K_PROMPT_TOKENS_J in energy else []
+    prompt += [PREFILL] if PREFILL_ENERGY_PCT in energy else []
     return ENERGY_COLS[:cut] + prompt + ENERGY_COLS[cut:] + ([HIT] if PREFIX_CACHE_HIT_PCT in energy else [])
 
 
@@ -132,7 +140,7 @@ def energy_section(a: Analysis) -> list[str]:
                 "emitted in it × 1000. Δ energy: change of J/request "
                 f"relative to {a.baseline_phrase()}; throughput scaling: output tok/s ÷ that of the row's base BS.",
                 PROMPT_TEXT if ENERGY_PER_1K_PROMPT_TOKENS_J in a.energy else "",
-                HIT_TEXT if PREFIX_CACHE_HIT_PCT in a.energy else "")
+                PREFILL_TEXT if PREFILL_ENERGY_PCT in a.energy else "", HIT_TEXT if PREFIX_CACHE_HIT_PCT in a.energy else "")
     out += sim_legend(a.energy)
     for wl, gpu, g in groups(a.energy):
         out += heading(3, f"{workload_title(a.points, wl)} · {gpu}")
