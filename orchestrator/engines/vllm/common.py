@@ -30,7 +30,9 @@ from orchestrator.config.groups import Weights
 from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
-from orchestrator.engines.vllm.step_recorder import SCHEDULER_CLS, STEPS_FILE_ENV, new_steps_file, read_steps
+from orchestrator.engines.vllm.step_recorder import (
+    SCHEDULER_CLS, STEPS_FILE_ENV, SYNC_SCHEDULER_CLS, new_steps_file, read_steps,
+)
 from orchestrator.errors import CellFailure
 
 if TYPE_CHECKING:
@@ -116,15 +118,16 @@ def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dic
     }
     if opts.max_num_batched_tokens:
         args["max_num_batched_tokens"] = int(opts.max_num_batched_tokens)
+    extra = parse_extra_args(opts.extra_args or {})
     if opts.record_steps:  # vLLM's scheduler with a log of every step (engines.vllm.step_recorder)
-        args["scheduler_cls"] = SCHEDULER_CLS
+        args["scheduler_cls"] = SCHEDULER_CLS if extra.get("async_scheduling", True) is not False else SYNC_SCHEDULER_CLS
     # A checkpoint whose config.json declares the cell's format (AWQ/GPTQ): vLLM detects the
     # method (0.26: auto_awq / auto_gptq) and picks its kernel (Machete/Marlin) as for a real
     # checkpoint. Otherwise the name is passed: fp8 quantizes fp16 weights online, and vLLM
     # refuses a checkpoint of another format.
     if quant.vllm_quantization and checkpoint_quant_method(config.model, quant) != quant.vllm_quantization:
         args["quantization"] = quant.vllm_quantization
-    args.update(parse_extra_args(opts.extra_args or {}))
+    args.update(extra)  # the user's extra arguments win
     return args
 
 

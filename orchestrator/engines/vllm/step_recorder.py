@@ -27,18 +27,19 @@ from orchestrator.core.steps import StepRecorder, StepTimeline
 
 STEPS_FILE_ENV = "ORCHESTRATOR_STEPS_FILE"
 SCHEDULER_CLS = "orchestrator.engines.vllm.step_recorder.RecordingScheduler"
+SYNC_SCHEDULER_CLS = "orchestrator.engines.vllm.step_recorder.RecordingSyncScheduler"
+"""With ``async_scheduling`` turned off (``engine.vllm.extra_args``): vLLM's plain ``Scheduler``."""
 FLUSH_STEPS = 256
 
-_cls = None
+_classes: Dict[str, type] = {}
 
 
 def __getattr__(name: str):
-    if name != "RecordingScheduler":
+    if name not in ("RecordingScheduler", "RecordingSyncScheduler"):
         raise AttributeError(name)
-    global _cls
-    if _cls is None:
-        _cls = _build()
-    return _cls
+    if name not in _classes:
+        _classes[name] = _build(name == "RecordingScheduler")
+    return _classes[name]
 
 
 def _split(request, n: int) -> Tuple[int, int]:
@@ -48,11 +49,14 @@ def _split(request, n: int) -> Tuple[int, int]:
     return prefill, n - prefill
 
 
-def _build():
+def _build(async_scheduling: bool) -> type:
     from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+    from vllm.v1.core.sched.scheduler import Scheduler
 
-    class RecordingScheduler(AsyncScheduler):
-        """vLLM's AsyncScheduler, logging every step (see module doc)."""
+    base = AsyncScheduler if async_scheduling else Scheduler
+
+    class RecordingScheduler(base):  # type: ignore[valid-type, misc]
+        """vLLM's scheduler, logging every step (see module doc)."""
 
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)

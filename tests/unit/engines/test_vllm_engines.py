@@ -57,6 +57,8 @@ def test_engine_args_from_the_real_config():
         "scheduler_cls": "orchestrator.engines.vllm.step_recorder.RecordingScheduler",
     }
     assert "scheduler_cls" not in vc.engine_args(cfg(vllm={"record_steps": False}), 8, "/m")
+    sync = vc.engine_args(cfg(vllm={"extra_args": {"async_scheduling": "false"}}), 8, "/m")
+    assert sync["scheduler_cls"].endswith(".RecordingSyncScheduler") and sync["async_scheduling"] is False
 
 
 def test_prefix_caching_is_off_unless_asked_for():

@@ -61,3 +61,13 @@ def test_the_class_is_built_only_when_asked_for():
     with pytest.raises(AttributeError):
         sr.SomethingElse  # noqa: B018
     assert sr.SCHEDULER_CLS.rsplit(".", 1)[1] == "RecordingScheduler"
+    assert sr.SYNC_SCHEDULER_CLS.rsplit(".", 1)[1] == "RecordingSyncScheduler"
+    # both are built from vLLM on first use only: on vLLM's scheduler where vLLM is installed (the GPU
+    # machine), else asking for one fails on vLLM's import (here)
+    try:
+        from vllm.v1.core.sched.scheduler import Scheduler
+    except ImportError:
+        with pytest.raises(ImportError):
+            sr.RecordingSyncScheduler  # noqa: B018
+    else:
+        assert issubclass(sr.RecordingSyncScheduler, Scheduler) and issubclass(sr.RecordingScheduler, Scheduler)
