@@ -3,7 +3,8 @@ give no step records of their own (a server measured over HTTP, the hf engine).
 
 Every output token a request received is an event (its arrival time, the request). A step
 emits one token to each request in it, all in one batch of chunks, so the events of one step
-arrive together: events less than ``STEP_JOIN_S`` after the previous one join its step. A step's
+arrive together: events less than ``STEP_JOIN_S`` after the previous one join its step, unless
+their request already has a token in it from earlier (two steps read back to back). A step's
 end is its last event; its start is the previous step's end, or, after a gap (the engine was
 idle: more than ``BUSY_GAP`` busy step lengths after it), its end less the median step length
 of the busy stretches. A request's first token closes
@@ -53,6 +54,7 @@ def reconstruct_steps(records: Sequence[RequestRecord], join_s: float = STEP_JOI
     t, who = np.concatenate(times)[order], np.concatenate(owners)[order]
     pre, decode = np.concatenate(prefill)[order], (~np.concatenate(firsts)[order]).astype(np.int64)
     new_step = np.concatenate([[True], np.diff(t) >= join_s])
+    _split_repeats(new_step, who, t)
     bounds = np.flatnonzero(new_step).tolist() + [t.size]
     ends = np.array([t[b - 1] for b in bounds[1:]])
     length = _busy_step_s(ends)
@@ -70,6 +72,19 @@ def reconstruct_steps(records: Sequence[RequestRecord], join_s: float = STEP_JOI
         rec.add(start, end, [(w, p, d) for w, (p, d) in entries.items()])
         prev_end = end
     return rec.timeline()
+
+
+def _split_repeats(new_step: np.ndarray, who: np.ndarray, t: np.ndarray) -> None:
+    """Start a new step where a request that already has a token in the current one comes again
+    later (two steps read back to back, closer than the join window), in place."""
+    seen: Dict[int, float] = {}
+    for i, w in enumerate(who.tolist()):
+        if new_step[i]:
+            seen = {}
+        elif w in seen and t[i] > seen[w]:
+            new_step[i] = True
+            seen = {}
+        seen[w] = t[i]
 
 
 def _busy_step_s(ends: np.ndarray) -> float:

@@ -60,6 +60,7 @@ class DatasetPrompt:
     messages: Tuple[Dict[str, str], ...]
     output_tokens: Optional[int] = None
     reference: Optional[str] = None
+    conversation: int = -1  # ShareGPT: which conversation of the file it comes from
 
 
 def _lines(path: Path) -> Iterator[Tuple[int, str]]:
@@ -209,7 +210,7 @@ def read_sharegpt(path: Path) -> List[DatasetPrompt]:
                 raise TraceFileError(f"{path}: conversation {i}, turn {j}: needs 'from' (human, gpt, system) "
                                      "and a text 'value'")
             if role == "assistant" and history and history[-1]["role"] == "user":
-                out.append(DatasetPrompt(tuple(history), reference=turn["value"]))
+                out.append(DatasetPrompt(tuple(history), reference=turn["value"], conversation=i))
             history.append({"role": role, "content": turn["value"]})
     if not out:
         raise TraceFileError(f"{path}: empty (no human turn that a gpt turn answers)")

@@ -237,10 +237,16 @@ class WorkloadConfig:
 
     def mean_lengths(self) -> "tuple[float, float]":
         """(input, output) tokens of a typical request: a trace's own means where the driver
-        read them (``TraceSource.mean_*``), else the length distributions' means."""
+        read them (``TraceSource.mean_*``); a session turn's mean prompt (the system prompt, its
+        user turn, and the history of half the session's earlier turns and answers); else the
+        length distributions' means. (A dataset's prompts are known only once tokenized.)"""
+        n_in, n_out = float(self.input.mean_tokens), float(self.output.mean_tokens)
         if self.source is Source.trace and self.trace.mean_input_tokens > 0:
             return float(self.trace.mean_input_tokens), float(self.trace.mean_output_tokens)
-        return float(self.input.mean_tokens), float(self.output.mean_tokens)
+        if self.source is Source.sessions:
+            turns = (self.sessions.min_turns + self.sessions.max_turns) / 2
+            return self.sessions.system_prompt_tokens + n_in + (turns - 1) / 2 * (n_in + n_out), n_out
+        return n_in, n_out
 
     def seed_for(self, repeat: int) -> int:
         """The seed of a repeat's arrivals and lengths: ``seed + REPEAT_SEED_STRIDE x repeat`` (each

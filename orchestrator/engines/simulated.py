@@ -124,11 +124,10 @@ class SimulatedEngine(Engine):
             return sum(s.spec.input_tokens for s in seqs)
         vocab = int(self.config.model.vocab_size)
         new = 0
-        for s in seqs:
+        for s in seqs:  # one at a time, as vLLM's scheduler: a request finds the blocks of those admitted before it
             s.keys = block_keys(plan.prompt_ids(s.spec, vocab), self._cache.block_tokens)
             s.hit = self._cache.hit_tokens(s.keys, s.spec.input_tokens)
             new += s.spec.input_tokens - s.hit
-        for s in seqs:
             self._cache.insert(s.keys)
         return new
 

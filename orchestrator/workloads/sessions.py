@@ -44,13 +44,13 @@ def conversations(ctx: SourceContext, token_ids: Dict[int, Tuple[int, ...]]) -> 
     token ids put in ``token_ids`` (rows numbered from 0)."""
     rows = load_dataset(ctx.workload.sessions.dataset, sha256=ctx.workload.sessions.dataset_sha256)
     convs: List[List[Tuple[int, int]]] = []
+    current = None
     for prompt in rows:
-        history = prompt.messages
-        user = history[-1]["content"]
+        user = prompt.messages[-1]["content"]
         answer = len(ctx.prompts.encode(prompt.reference or "")) or 1
-        # a prompt continues the last conversation when its history holds that one's turns
-        if not convs or len(history) <= 2 * len(convs[-1]):
+        if not convs or prompt.conversation != current:  # the file's own conversations
             convs.append([])
+            current = prompt.conversation
         row = len(token_ids)
         token_ids[row] = tuple(ctx.prompts.encode(user)) or (0,)
         convs[-1].append((row, answer))

@@ -221,7 +221,8 @@ class VllmServerEngine(VllmEngine):
     def run(self, plan: WorkloadPlan) -> WindowRun:
         if plan.offline:
             raise ValueError("vllm_server runs open/closed-loop plans; offline plans go to vllm_offline")
-        client = self._client(plan)
+        prefix = f"orch{self._runs}"  # this cell's request ids: <prefix>-<index>
+        client = self._client(plan, prefix)
         chat = client.endpoint.chat
         idle_wait_s = self._wait_idle() if self._runs else 0.0
         cache_reset = self._reset_prefix_cache() if self.args.get("enable_prefix_caching") else None
@@ -248,9 +249,9 @@ class VllmServerEngine(VllmEngine):
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s,
-                         steps=cell_steps(self._steps_file, cr.records, server_request_index))
+                         steps=cell_steps(self._steps_file, cr.records, lambda rid: server_request_index(rid, prefix)))
 
-    def _client(self, plan: WorkloadPlan) -> StreamingClient:
+    def _client(self, plan: WorkloadPlan, prefix: str = "orch0") -> StreamingClient:
         """The streaming client of a cell: token-id prompts to ``/v1/completions``, or (``api=chat``)
         one user message of text with the same number of tokens once the model's chat template is
         applied (``client.prompts``), to ``/v1/chat/completions``."""
@@ -259,12 +260,13 @@ class VllmServerEngine(VllmEngine):
         endpoint = Endpoint(self.base_url, self.config.model.name, self._api_key, api=CHAT if chat else COMPLETIONS)
         if not chat:
             return StreamingClient(endpoint, lambda s: plan.prompt_ids(s, vocab), request_timeout_s=REQUEST_TIMEOUT_S,
-                                   progress=self.progress)
+                                   progress=self.progress, request_id_prefix=prefix)
         if self._prompts is None:
             self._prompts = TextPrompts(model_path(self.config))
         prompts, overhead = self._prompts, self._prompts.chat_overhead()
         return StreamingClient(endpoint, lambda s: plan.prompt_ids(s, vocab)[:max(1, s.input_tokens - overhead)],
-                               request_timeout_s=REQUEST_TIMEOUT_S, progress=self.progress, prompt_text=prompts.text)
+                               request_timeout_s=REQUEST_TIMEOUT_S, progress=self.progress, prompt_text=prompts.text,
+                               request_id_prefix=prefix)
 
     def _reset_prefix_cache(self, timeout_s: float = IDLE_WAIT_S) -> bool:
         """Empty the server's prefix cache before a cell (``POST /reset_prefix_cache``, which

@@ -43,10 +43,17 @@ def __getattr__(name: str):
 
 
 def _split(request, n: int) -> Tuple[int, int]:
-    """(prefill, decode) tokens of ``n`` scheduled for ``request`` (already advanced by them)."""
+    """(prefill, decode) tokens of ``n`` scheduled for ``request`` (already advanced by them): the
+    prompt tokens it computes are prefill; so is recomputing generated tokens after a preemption
+    (``num_computed_tokens`` went back to 0: more than one new token at once past the prompt);
+    one new token past the prompt (or a few speculative ones) is decode."""
     before = int(request.num_computed_tokens) - n
-    prefill = max(0, min(n, int(request.num_prompt_tokens) - before))
-    return prefill, n - prefill
+    prompt = int(request.num_prompt_tokens)
+    prefill = max(0, min(n, prompt - before))
+    rest = n - prefill
+    if rest > 1 + len(getattr(request, "spec_token_ids", None) or ()):  # a recompute, not a decode step
+        return n, 0
+    return prefill, rest
 
 
 def _build(async_scheduling: bool) -> type:
@@ -78,8 +85,15 @@ def _build(async_scheduling: bool) -> type:
             step = self._pending.pop(id(scheduler_output), None)
             if step is not None:
                 self._lines.append(json.dumps([step[0], time.monotonic(), step[1]]))
-                if len(self._lines) >= FLUSH_STEPS or not self.has_unfinished_requests():
-                    self._flush()
+            # written when the engine runs dry too (e.g. after aborts), so a cell reads all its steps
+            if self._lines and (len(self._lines) >= FLUSH_STEPS or not self.has_unfinished_requests()):
+                self._flush()
+            return result
+
+        def finish_requests(self, *args, **kwargs):
+            result = super().finish_requests(*args, **kwargs)
+            if self._lines and not self.has_unfinished_requests():  # the last requests were aborted
+                self._flush()
             return result
 
         def _flush(self) -> None:
@@ -97,13 +111,15 @@ def new_steps_file(log_dir: Path) -> Path:
     return path
 
 
-SERVER_ID = re.compile(r"orch-(\d+)")
+SERVER_ID = re.compile(r"(orch\d*)-(\d+)")
 
 
-def server_request_index(request_id: str) -> Optional[int]:
-    """The plan's request index in a server request id (the client sends ``orch-<index>``)."""
+def server_request_index(request_id: str, prefix: str = "orch") -> Optional[int]:
+    """The plan's request index in a server request id: the client sends ``<prefix>-<index>``
+    (a shared server's cells each their own prefix, so a straggler of the previous cell never
+    passes for this one's request)."""
     m = SERVER_ID.search(request_id)
-    return int(m.group(1)) if m else None
+    return int(m.group(2)) if m and m.group(1) == prefix else None
 
 
 def read_steps(path: Path, t0_s: float, t1_s: float, index_of: Callable[[str], Optional[int]],
@@ -118,9 +134,10 @@ def read_steps(path: Path, t0_s: float, t1_s: float, index_of: Callable[[str], O
     except OSError:
         return None
     for line in lines:
-        if not line.strip():
+        try:
+            t_sched, t_done, entries = json.loads(line)
+        except ValueError:  # blank, or a line still being written
             continue
-        t_sched, t_done, entries = json.loads(line)
         start = max(float(t_sched), prev_done)
         prev_done = float(t_done)
         if t_done < t0_s or start > t1_s:

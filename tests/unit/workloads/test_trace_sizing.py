@@ -28,3 +28,9 @@ def test_a_trace_cell_is_sized_by_the_traces_lengths(compose, tmp_path):
     assert c.status is not None and c.status.value == "infeasible" and "GiB" in c.reason, (c.status, c.reason)
     (s,) = cells([synthetic], {})
     assert s.status is None
+
+
+def test_a_session_turn_is_sized_by_its_history(compose):
+    [cfg] = cell_configs([typed(compose(["model=llama2_7b", "engine=simulated", "workload=sessions"]))])
+    # conf/workload/sessions.yaml: 1,024-token system prompt, 192-token turns, 128-token answers, 2-6 turns
+    assert cfg.workload.mean_lengths() == (1024 + 192 + (4 - 1) / 2 * (192 + 128), 128.0)
