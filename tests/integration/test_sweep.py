@@ -245,7 +245,7 @@ def test_a_bad_file_is_set_aside_the_resume_re_runs_its_cell_and_the_report_read
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert f"unreadable file {out / 'requests' / second.name} moved aside" in rep.stderr
     moved = sorted(p.parent.name for p in (out / "unreadable").rglob("*.parquet"))
-    assert moved == ["power", "power", "requests", "requests", "runs", "runs"]  # both cells, every file kept
+    assert moved == ["power", "power", "requests", "requests", "runs", "runs", "steps", "steps"]  # both cells, every file kept
 
 
 def test_on_the_local_cluster_a_cell_no_node_can_run_fails_at_once(tmp_path):
