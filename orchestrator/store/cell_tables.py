@@ -33,6 +33,7 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
     """The config columns of a cell's ``runs`` row (``config_json``: every field of its config)."""
     cfg = cell.config
     wl = cfg.workload
+    mean_in, mean_out = wl.mean_lengths()
     return {
         "cell_id": cell.cell_id,
         "sweep": sweep,
@@ -48,8 +49,8 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "workload_source": wl.source.value,
         "repeat": int(cfg.repeat),
         "seed": wl.seed_for(cfg.repeat),  # the seed the cell's arrivals and lengths were drawn with
-        "input_tokens_mean_cfg": wl.mean_lengths()[0],
-        "output_tokens_mean_cfg": wl.mean_lengths()[1],
+        "input_tokens_mean_cfg": mean_in,
+        "output_tokens_mean_cfg": mean_out,
         "config_json": json.dumps(as_plain(cfg), sort_keys=True),
     }
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import run_orchestrator
-from tests.integration.test_report import report_cmd, rows, section, shown, tables
+from tests.integration.test_report import report, report_cmd, rows, section, shown, tables  # noqa: F401 (report: the fixture)
 from tests.integration.test_report_full_grid_html import page_data
 from tests.integration.test_report_html import BROWSER_ARGS, CHROMIUM, open_page
 
@@ -32,14 +32,6 @@ def sweep(tmp_path_factory) -> Path:
                             timeout=300)
     assert "sweep done: 8 ok" in proc.stdout, proc.stdout[-2000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def report(sweep) -> tuple[str, Path]:
-    out = sweep.parent / "report"
-    proc = report_cmd(sweep, "--out", out)
-    assert proc.returncode == 0, proc.stderr
-    return (out / "report.md").read_text(), out
 
 
 @pytest.fixture(scope="module")

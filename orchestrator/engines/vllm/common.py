@@ -30,13 +30,10 @@ from orchestrator.config.groups import Weights
 from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
-from orchestrator.engines.vllm.step_recorder import (
-    SCHEDULER_CLS, STEPS_FILE_ENV, SYNC_SCHEDULER_CLS, new_steps_file, read_steps,
-)
+from orchestrator.engines.vllm.step_recorder import SCHEDULER_CLS, STEPS_FILE_ENV, SYNC_SCHEDULER_CLS, new_steps_file
 from orchestrator.errors import CellFailure
 
 if TYPE_CHECKING:
-    from orchestrator.core.steps import StepTimeline
     from orchestrator.config.root import CellConfig
 
 log = logging.getLogger(__name__)
@@ -187,16 +184,6 @@ def cache_env(config: "CellConfig", steps_file: Optional[Path] = None) -> Dict[s
 def steps_file_for(config: "CellConfig") -> Optional[Path]:
     """A fresh file for the engine's step log, where ``engine.vllm.record_steps`` (else None)."""
     return new_steps_file(log_dir()) if vllm_options(config).record_steps else None
-
-
-def cell_steps(steps_file: Optional[Path], records, index_of) -> Optional["StepTimeline"]:
-    """The logged steps that ran while the cell's requests did (None without a log or steps)."""
-    if steps_file is None or not records:
-        return None
-    sends = [r.send_s for r in records if r.send_s == r.send_s]
-    if not sends:
-        return None
-    return read_steps(steps_file, min(sends), max(r.end_s for r in records), index_of, [r.index for r in records])
 
 
 def model_path(config: "CellConfig") -> Path:

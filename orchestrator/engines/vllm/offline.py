@@ -40,7 +40,6 @@ from orchestrator.engines.static_batches import refuse_unless_offline, run_stati
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
-    cell_steps,
     engine_args,
     log,
     model_path,
@@ -50,6 +49,7 @@ from orchestrator.engines.vllm.common import (
     steps_file_for,
 )
 from orchestrator.engines.vllm.log import failure_from_log, read_tail
+from orchestrator.engines.vllm.step_recorder import logged_steps
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -124,7 +124,7 @@ class VllmOfflineEngine(VllmEngine):
         wr = run_static_batches(self.name, plan, lambda specs: self._run_batch(plan, specs),
                                 lambda records, schedule: self._extra(records, schedule.bounds), self.progress)
         # the engine core names a request by LLM's id and 8 random characters after a dash
-        wr.steps = cell_steps(self._steps_file, wr.records, lambda rid: self._request_ids.get(rid.rsplit("-", 1)[0]))
+        wr.steps = logged_steps(self._steps_file, wr.records, lambda rid: self._request_ids.get(rid.rsplit("-", 1)[0]))
         return wr
 
     def _run_batch(self, plan: WorkloadPlan, specs: Sequence[RequestSpec]) -> Tuple[List[RequestRecord], float, float]:

@@ -36,7 +36,6 @@ import asyncio
 import atexit
 import json
 import os
-import re
 import secrets
 import socket
 import subprocess
@@ -45,7 +44,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from orchestrator.client.endpoint import CHAT, COMPLETIONS, Endpoint
 from orchestrator.client.metrics import WindowRun
@@ -61,11 +60,10 @@ from orchestrator.engines.process_group import die_with_parent, group_states, ki
 from orchestrator.engines.vllm.prometheus import (
     KV_USAGE, PREFIX_HITS, PREFIX_QUERIES, RUNNING, WAITING, counter_delta, parse_prometheus, window_max, window_mean,
 )
-from orchestrator.engines.vllm.step_recorder import server_request_index
+from orchestrator.engines.vllm.step_recorder import logged_steps, server_request_index
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
-    cell_steps,
     engine_args,
     log,
     model_path,
@@ -249,7 +247,7 @@ class VllmServerEngine(VllmEngine):
         }
         return WindowRun(cr.records, t0, t1, mean_running_batch=window_mean(samples, RUNNING, t0, t1), extra=extra,
                          drain_timeout_s=plan.drain_timeout_s, drain_s=cr.drain_s,
-                         steps=cell_steps(self._steps_file, cr.records, lambda rid: server_request_index(rid, prefix)))
+                         steps=logged_steps(self._steps_file, cr.records, lambda rid: server_request_index(rid, prefix)))
 
     def _client(self, plan: WorkloadPlan, prefix: str = "orch0") -> StreamingClient:
         """The streaming client of a cell: token-id prompts to ``/v1/completions``, or (``api=chat``)

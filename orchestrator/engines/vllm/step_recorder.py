@@ -150,3 +150,11 @@ def read_steps(path: Path, t0_s: float, t1_s: float, index_of: Callable[[str], O
         rec.add(start, float(t_done), mine)
     timeline = rec.timeline()
     return timeline if len(timeline) else None
+
+
+def logged_steps(path: Optional[Path], records, index_of: Callable[[str], Optional[int]]) -> Optional[StepTimeline]:
+    """The logged steps that ran while a cell's ``records`` did (None without a log or steps)."""
+    sends = [r.send_s for r in records if r.send_s == r.send_s]  # NaN: never sent
+    if path is None or not sends:
+        return None
+    return read_steps(path, min(sends), max(r.end_s for r in records), index_of, [r.index for r in records])
