@@ -1,6 +1,9 @@
 """Issue 30's validation of energy per request, from the store of ``+sweep=request_energy``.
 
-    python experiments/benchmarks/request_energy/analyze.py STORE
+    python experiments/benchmarks/request_energy/analyze.py STORE [STORE ...]
+
+Several stores are read as one (the sweep's and the offline guard's, whose 128/128 cells at
+batch 1, 8, 64, 256 are mixed cells with the step log on).
 
 1. **Phase-pure cells, by the counter alone**: prefill-only cells (1 output token) and
    decode-heavy cells (16-token prompts) at several batch sizes fit a step-level model of net
@@ -21,20 +24,25 @@ import json
 import sys
 
 import numpy as np
+import pandas as pd
 import pyarrow.dataset as ds
 
 
-def load(store: str):
-    runs = ds.dataset(f"{store}/runs", format="parquet").to_table().to_pandas()
+def table(stores, name: str):
+    """One table of several stores (cell ids are content hashes: no two stores' rows collide)."""
+    return pd.concat([ds.dataset(f"{s}/{name}", format="parquet").to_table().to_pandas() for s in stores],
+                     ignore_index=True)
+
+
+def load(stores):
+    runs = table(stores, "runs")
     runs = runs[runs.status == "ok"].copy()
     wl = runs.config_json.map(lambda c: json.loads(c)["workload"])
     runs["in_tokens"] = wl.map(lambda w: w["input"]["mean_tokens"])
     runs["out_tokens"] = wl.map(lambda w: w["output"]["mean_tokens"])
     runs["rate"] = wl.map(lambda w: w["rate_rps"])
     runs["kind"] = [kind(r) for r in runs.itertuples()]
-    reqs = ds.dataset(f"{store}/requests", format="parquet").to_table().to_pandas()
-    power = ds.dataset(f"{store}/power", format="parquet").to_table().to_pandas()
-    steps = ds.dataset(f"{store}/steps", format="parquet").to_table().to_pandas()
+    reqs, power, steps = (table(stores, name) for name in ("requests", "power", "steps"))
     return runs, reqs, power, steps
 
 
@@ -117,7 +125,7 @@ def batch_one(runs, reqs, power, steps) -> None:
 
 
 def main() -> None:
-    runs, reqs, power, steps = load(sys.argv[1])
+    runs, reqs, power, steps = load(sys.argv[1:])
     step_features(runs, steps)
     coef = fit(runs)
     mixed(runs, coef)
