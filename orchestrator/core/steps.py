@@ -55,6 +55,19 @@ class StepTimeline:
         """For each flat entry, the index of its step."""
         return np.repeat(np.arange(len(self)), np.diff(self.offsets))
 
+    @property
+    def context_of_entry(self) -> np.ndarray:
+        """For each flat entry, the tokens its request had computed in earlier steps (the KV its
+        step attends over; a prefix-cache hit's cached tokens are not in the timeline)."""
+        tokens = (self.request_prefill + self.request_decode).astype(np.int64)
+        order = np.argsort(self.request_index, kind="stable")  # each request's entries in step order
+        before = np.cumsum(tokens[order]) - tokens[order]
+        r = self.request_index[order]
+        first = np.concatenate([[True], r[1:] != r[:-1]]) if r.size else np.zeros(0, bool)
+        out = np.empty_like(tokens)
+        out[order] = before - np.maximum.accumulate(np.where(first, before, 0))
+        return out
+
     def requests_of(self, k: int) -> List[Tuple[int, int, int]]:
         """(request index, prefill tokens, decode tokens) of step ``k``."""
         a, b = int(self.offsets[k]), int(self.offsets[k + 1])

@@ -10,9 +10,13 @@ decode (docs/energy_attribution.md has the model and its limits).
    its net energy that less idle W x that part's length.
 3. **Within a step** (``RooflineSplit``): the prefill share is the step's prefill compute time
    (its prompt tokens' FLOPs at the GPU's peak) over the step's roofline time (the larger of its
-   bytes at the peak bandwidth and all its FLOPs at the peak): a decode token riding along a big
-   prefill costs little, a prefill token in a decode-bound step costs its FLOPs' share. The
-   prefill part goes to the step's requests by prompt tokens, the decode part by decode tokens.
+   bytes at the peak bandwidth — the weights once, the KV cache its requests attend over, the KV
+   it writes — and all its FLOPs at the peak): a decode token riding along a big prefill costs
+   little, a prefill token in a decode-bound step costs its FLOPs' share. The prefill part goes to
+   the step's requests by prompt tokens; the decode part by the bytes each decoding request makes
+   the step read: its decode tokens' share of the weights plus its own KV context (a request deep
+   into a long context costs more per token than one just started; the GPU validation showed the
+   context's reads are a third of a decode token's energy at 1.5k tokens of context).
 4. **Conservation**: the window's energy (the runs row's counter delta) = the steps' energy + the
    energy outside steps (the GPU between steps, and the curve's difference from the counter delta
    at the window's edges), exactly, gross and net; each request's energy is the sum of its shares.
@@ -56,28 +60,45 @@ def energy_curve(trace: PowerTrace) -> Tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class RooflineSplit:
-    """The prefill share of a step's energy (see module doc, 3.), from the roofline of the
-    cell's model, quantization and GPU at the datasheet peaks (a share: the peaks' level cancels)."""
+    """The prefill share of a step's energy and each request's part of it (see module doc, 3.),
+    from the roofline of the cell's model, quantization and GPU at the datasheet peaks (shares:
+    the peaks' level cancels)."""
 
-    flops_per_token: float
-    weight_bytes: float
-    kv_bytes_per_token: float
+    model: roofline.StepModel
     peak_flops: float
     bandwidth: float
 
     @classmethod
     def of(cls, cfg: "CellConfig") -> "RooflineSplit":
-        m = roofline.step_model(cfg.model, cfg.quantization)
-        return cls(m.flops_per_new_token, m.weight_bytes, m.kv_bytes_per_token,
-                   roofline.peak_flops(cfg.gpu, cfg.quantization), roofline.bandwidth_bytes_s(cfg.gpu))
+        return cls(roofline.step_model(cfg.model, cfg.quantization), roofline.peak_flops(cfg.gpu, cfg.quantization),
+                   roofline.bandwidth_bytes_s(cfg.gpu))
 
-    def prefill_share(self, prefill: np.ndarray, decode: np.ndarray) -> np.ndarray:
+    def prefill_share(self, prefill: np.ndarray, decode: np.ndarray, context: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per step, prefill's share of its energy; ``context``: the KV tokens its requests attend
+        over (0 where not given)."""
         prefill, decode = prefill.astype(float), decode.astype(float)
-        t_prefill = prefill * self.flops_per_token / self.peak_flops
-        t_flops = (prefill + decode) * self.flops_per_token / self.peak_flops
-        t_bytes = (self.weight_bytes + self.kv_bytes_per_token * (prefill + decode)) / self.bandwidth
-        share = t_prefill / np.maximum(np.maximum(t_flops, t_bytes), 1e-30)
-        return np.where(decode == 0, (prefill > 0).astype(float), np.clip(share, 0.0, 1.0))
+        context = np.zeros_like(prefill) if context is None else context.astype(float)
+        cost = self.model.cost(prefill + decode, context)
+        t_prefill = prefill * self.model.flops_per_new_token / self.peak_flops
+        t_step = np.maximum(np.maximum(cost.flops / self.peak_flops, cost.bytes / self.bandwidth), 1e-30)
+        return np.where(decode == 0, (prefill > 0).astype(float), np.clip(t_prefill / t_step, 0.0, 1.0))
+
+    def entry_parts(self, steps: StepTimeline) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prefill share per step, each entry's part of its step's energy as prefill, as decode):
+        prompt tokens share the prefill part; decoding requests the rest by the bytes each makes
+        the step read (its decode tokens' share of the weights, its own KV context)."""
+        k = steps.step_of_entry
+        context = steps.context_of_entry.astype(float)
+        step_context = np.bincount(k, weights=context, minlength=len(steps))
+        share = self.prefill_share(steps.prefill_tokens, steps.decode_tokens, step_context)
+        pre_tok, dec_tok = steps.prefill_tokens[k].astype(float), steps.decode_tokens[k].astype(float)
+        w_pre = np.divide(steps.request_prefill, pre_tok, out=np.zeros(k.size), where=pre_tok > 0) * share[k]
+        dec = steps.request_decode.astype(float)
+        weights = np.divide(dec, dec_tok, out=np.zeros(k.size), where=dec_tok > 0) * self.model.weight_bytes
+        weights += np.where(dec > 0, self.model.kv_bytes_per_token * (context + dec), 0.0)
+        step_weights = np.bincount(k, weights=weights, minlength=len(steps))[k]
+        w_dec = np.divide(weights, step_weights, out=np.zeros(k.size), where=step_weights > 0) * (1 - share[k])
+        return share, w_pre, w_dec
 
 
 @dataclass
@@ -120,12 +141,8 @@ def attribute(steps: StepTimeline, trace: PowerTrace, t0_s: float, t1_s: float, 
         gross = np.interp(b, t, curve) - np.interp(a, t, curve)
     idle = 0.0 if idle_power_w is None else float(idle_power_w)
     net = gross - idle * (b - a)
-    share = split.prefill_share(steps.prefill_tokens, steps.decode_tokens)
+    share, w_pre, w_dec = split.entry_parts(steps)
     k = steps.step_of_entry
-    pre_tok = steps.prefill_tokens[k].astype(float)
-    dec_tok = steps.decode_tokens[k].astype(float)
-    w_pre = np.divide(steps.request_prefill, pre_tok, out=np.zeros(k.size), where=pre_tok > 0) * share[k]
-    w_dec = np.divide(steps.request_decode, dec_tok, out=np.zeros(k.size), where=dec_tok > 0) * (1 - share[k])
     requests, slot = np.unique(steps.request_index, return_inverse=True)
 
     def per_request(values: np.ndarray) -> np.ndarray:

@@ -1,49 +1,50 @@
-"""Issue 30's validation of energy per request, from the store of ``+sweep=request_energy``.
+"""Issue 30's validation of energy per request, from the stores of ``+sweep=request_energy`` and
+the offline guard (``scripts/bench_vllm.py --parts offline,bare``: 128/128 at batch 1, 8, 64, 256).
 
     python experiments/benchmarks/request_energy/analyze.py STORE [STORE ...]
 
-Several stores are read as one (the sweep's and the offline guard's, whose 128/128 cells at
-batch 1, 8, 64, 256 are mixed cells with the step log on).
+Several stores are read as one (cell ids are content hashes: no two stores' rows collide).
 
 1. **Phase-pure cells, by the counter alone**: prefill-only cells (1 output token) and
    decode-heavy cells (16-token prompts) at several batch sizes fit a step-level model of net
-   energy: c0 per step (reading the weights once) + a per prompt token + b per decode token, by
-   least squares over the cells' counter energy and their steps' counts in the window.
-2. **Mixed cells the fit never saw**: the model's net energy from their own steps and tokens,
-   against the counter; the median absolute error over the mixed cells (issue: within 5%).
-3. **Batch 1 with gaps**: each measured request's own counter delta over its steps (the first
-   step's start to the last one's end) against the energy attributed to it; the median absolute
-   error (issue: within 5%).
-4. The attribution's prefill share of each mixed cell beside the fitted model's.
+   energy by least squares over the cells' counter energy and their logged steps inside the
+   window: c0 per step + a per prompt token + b per decode token (+ k per KV token a decoding
+   request reads). c0 is the step's fixed cost, reading the weights once; k prices a byte of KV
+   read like a byte of weights (c0 / weight bytes x KV bytes per token; no fitted parameter: the
+   decode-heavy cells all share one context profile, so k and b cannot be told apart by them).
+2. **Mixed cells the fit never saw**: each model's net energy from the cells' own steps, against
+   the counter; the median absolute error (issue: within 5%). The model without k is shown too.
+3. **The attribution's prefill share** of each mixed cell (``energy.attribution``, re-run on the
+   stored steps and power with the current split; the share stored at run time beside it) against
+   the fitted model's, each step's prefill part being a x its prompt tokens (the whole step where
+   it decodes nothing).
+4. **Batch 1 with gaps**: each measured request's own counter delta over its steps (the first
+   step's start to the last one's end, interpolated on the counter's updates) against the energy
+   attributed to it; the median absolute error (issue: within 5%).
 
-Prints markdown tables; exits 1 where the store lacks a group of cells.
+Prints markdown tables; exits 1 where the stores lack a group of cells.
 """
 from __future__ import annotations
 
 import json
 import sys
+from typing import Dict
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
+from orchestrator.config.root import cell_config_from_json
+from orchestrator.core.steps import StepRecorder, StepTimeline
+from orchestrator.energy.attribution import RooflineSplit, attribute
+from orchestrator.energy.base import PowerTrace
 
-def table(stores, name: str):
-    """One table of several stores (cell ids are content hashes: no two stores' rows collide)."""
+PURE = ("prefill-only", "decode-heavy")
+
+
+def table(stores, name: str) -> pd.DataFrame:
     return pd.concat([ds.dataset(f"{s}/{name}", format="parquet").to_table().to_pandas() for s in stores],
                      ignore_index=True)
-
-
-def load(stores):
-    runs = table(stores, "runs")
-    runs = runs[runs.status == "ok"].copy()
-    wl = runs.config_json.map(lambda c: json.loads(c)["workload"])
-    runs["in_tokens"] = wl.map(lambda w: w["input"]["mean_tokens"])
-    runs["out_tokens"] = wl.map(lambda w: w["output"]["mean_tokens"])
-    runs["rate"] = wl.map(lambda w: w["rate_rps"])
-    runs["kind"] = [kind(r) for r in runs.itertuples()]
-    reqs, power, steps = (table(stores, name) for name in ("requests", "power", "steps"))
-    return runs, reqs, power, steps
 
 
 def kind(r) -> str:
@@ -56,80 +57,134 @@ def kind(r) -> str:
     return "mixed"
 
 
-def step_features(runs, steps) -> None:
-    """Per cell, over the steps inside its window (each counted by the part of it inside): the
-    number of steps, prompt tokens prefilled and decode tokens."""
-    w = runs.set_index("cell_id")[["window_start_s", "window_end_s"]]
-    st = steps.join(w, on="cell_id")
-    length = (st.end_s - st.start_s).clip(lower=1e-12)
-    inside = ((st[["end_s", "window_end_s"]].min(axis=1) - st[["start_s", "window_start_s"]].max(axis=1))
-              .clip(lower=0) / length).where(st.end_s > st.start_s, 1.0 * (st.end_s >= st.window_start_s))
-    st = st.assign(n=inside, p=inside * st.prefill_tokens, d=inside * st.decode_tokens)
-    sums = st.groupby("cell_id")[["n", "p", "d"]].sum()
-    for col in ("n", "p", "d"):
-        runs[f"steps_{col}"] = runs.cell_id.map(sums[col]).fillna(0.0)
+def load(stores):
+    runs = table(stores, "runs")
+    runs = runs[runs.status == "ok"].copy()
+    wl = runs.config_json.map(lambda c: json.loads(c)["workload"])
+    runs["in_tokens"] = wl.map(lambda w: w["input"]["mean_tokens"])
+    runs["out_tokens"] = wl.map(lambda w: w["output"]["mean_tokens"])
+    runs["kind"] = [kind(r) for r in runs.itertuples()]
+    return runs.set_index("cell_id", drop=False), *(table(stores, n) for n in ("requests", "power", "steps"))
+
+
+def timeline(rows: pd.DataFrame) -> StepTimeline:
+    rec = StepRecorder(str(rows.step_source.iloc[0]))
+    for r in rows.sort_values("step_index").itertuples():
+        rec.add(r.start_s, r.end_s, list(zip(r.request_index, r.request_prefill_tokens, r.request_decode_tokens)))
+    return rec.timeline()
+
+
+def trace(rows: pd.DataFrame) -> PowerTrace:
+    rows = rows.sort_values("t_ns")
+    return PowerTrace("nvml", rows.t_ns.to_numpy(), rows.power_w.to_numpy(), rows.energy_mj.to_numpy())
+
+
+def features(runs, steps, power) -> Dict[str, StepTimeline]:
+    """Per cell, over its steps inside the window (each counted by the part of it inside): steps,
+    prompt tokens, decode tokens, KV tokens read by decoding requests, and the prefill share the
+    current attribution gives (re-run on the stored steps and power)."""
+    timelines = {}
+    for cell_id, rows in steps.groupby("cell_id"):
+        if cell_id not in runs.index:
+            continue
+        c = runs.loc[cell_id]
+        tl = timelines[cell_id] = timeline(rows)
+        a, b = np.clip(tl.start_s, c.window_start_s, c.window_end_s), np.clip(tl.end_s, c.window_start_s, c.window_end_s)
+        length = tl.end_s - tl.start_s
+        inside = np.divide(b - a, length, out=(b > a).astype(float), where=length > 0)
+        k = tl.step_of_entry
+        reads = np.bincount(k, weights=np.where(tl.request_decode > 0, tl.context_of_entry, 0), minlength=len(tl))
+        split = RooflineSplit.of(cell_config_from_json(c.config_json))
+        att = attribute(tl, trace(power[power.cell_id == cell_id]), c.window_start_s, c.window_end_s, c.energy_j,
+                        c.idle_power_w, split)
+        runs.loc[cell_id, ["steps_n", "steps_p", "steps_d", "steps_kv"]] = [
+            inside.sum(), inside @ tl.prefill_tokens, inside @ tl.decode_tokens, inside @ reads]
+        runs.loc[cell_id, "kv_per_weight_byte"] = split.model.kv_bytes_per_token / split.model.weight_bytes
+        runs.loc[cell_id, "share_now"] = att.prefill_energy_share
+        runs.loc[cell_id, "prefill_only_steps"] = inside @ ((tl.decode_tokens == 0) & (tl.prefill_tokens > 0))
+    return timelines
 
 
 def fit(runs):
-    """Net J = c0 x steps + a x prompt tokens + b x decode tokens, least squares over the
-    phase-pure cells (a step's fixed cost is reading the weights once; each token adds its own)."""
-    pure = runs[runs.kind.isin(["prefill-only", "decode-heavy"])].sort_values(["kind", "batch_size"])
+    """(c0, a, b) without the KV term; (c0, a, b, k) with k = c0 x KV bytes per token / weight bytes."""
+    pure = runs[runs.kind.isin(PURE)].sort_values(["kind", "batch_size"])
     if pure.kind.nunique() < 2:
-        sys.exit("the store has no prefill-only or no decode-heavy cells (+sweep=request_energy)")
-    x = pure[["steps_n", "steps_p", "steps_d"]].to_numpy(float)
-    coef = np.linalg.lstsq(x, pure.net_energy_j.to_numpy(float), rcond=None)[0]
-    print("| phase-pure cell | batch | window s | steps | prompt tokens | decode tokens | net J (counter) | fit |")
-    print("|---|---|---|---|---|---|---|---|")
-    for c, f in zip(pure.itertuples(), x @ coef):
+        sys.exit("the stores have no prefill-only or no decode-heavy cells (+sweep=request_energy)")
+    x, y = pure[["steps_n", "steps_p", "steps_d"]].to_numpy(float), pure.net_energy_j.to_numpy(float)
+    plain = np.linalg.lstsq(x, y, rcond=None)[0]
+    ratio = float(pure.kv_per_weight_byte.iloc[0])
+    coef = plain
+    for _ in range(50):  # k follows c0: a fixed point, reached in a few rounds
+        k = coef[0] * ratio
+        coef = np.linalg.lstsq(x, y - k * pure.steps_kv.to_numpy(float), rcond=None)[0]
+    full = np.r_[coef, coef[0] * ratio]
+    print("| phase-pure cell | batch | window s | steps | prompt tokens | decode tokens | KV tokens read (M) "
+          "| net J (counter) | fit (no KV term) | fit |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for c in pure.itertuples():
         shape = "2,048 in, 1 out" if c.kind == "prefill-only" else "16 in, 512 out"
+        f3 = np.array([c.steps_n, c.steps_p, c.steps_d]) @ plain
+        f4 = np.array([c.steps_n, c.steps_p, c.steps_d, c.steps_kv]) @ full
         print(f"| {c.kind} ({shape}) | {c.batch_size} | {c.window_s:.1f} | {c.steps_n:,.0f} | {c.steps_p:,.0f} "
-              f"| {c.steps_d:,.0f} | {c.net_energy_j:,.0f} | {f / c.net_energy_j - 1:+.1%} |")
-    print(f"\nFitted: {coef[0] * 1e3:.1f} mJ per step, {coef[1] * 1e3:.2f} J per 1k prompt tokens, "
-          f"{coef[2] * 1e3:.2f} J per 1k decode tokens (net of idle).")
-    return coef
+              f"| {c.steps_d:,.0f} | {c.steps_kv / 1e6:,.1f} | {c.net_energy_j:,.0f} | {f3 / c.net_energy_j - 1:+.1%} "
+              f"| {f4 / c.net_energy_j - 1:+.1%} |")
+    print(f"\nFitted (net of idle): {full[0] * 1e3:,.0f} mJ per step, {full[1] * 1e3:.2f} J per 1k prompt tokens, "
+          f"{full[2] * 1e3:.2f} J per 1k decode tokens, {full[3] * 1e6:.1f} J per 1M KV tokens read "
+          f"({ratio * 1e6:.1f} per 1M of the weights' bytes); without the KV term {plain[0] * 1e3:,.0f} mJ per step, "
+          f"{plain[1] * 1e3:.2f} J per 1k prompt tokens, {plain[2] * 1e3:.2f} J per 1k decode tokens.")
+    return plain, full
 
 
-def mixed(runs, coef) -> None:
+def mixed(runs, plain, full) -> None:
     cells = runs[runs.kind == "mixed"].sort_values(["workload", "in_tokens", "batch_size"])
-    print("\n| mixed cell | batch | steps | net J (counter) | predicted | error | prefill share: attributed / fit |")
-    print("|---|---|---|---|---|---|---|")
-    errors = []
+    print("\n| mixed cell | batch | window s | steps | net J (counter) | predicted | error | without KV term "
+          "| prefill share: attributed (stored) / fit |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    errors, errors3, shares = [], [], []
     for c in cells.itertuples():
-        parts = np.array([c.steps_n, c.steps_p, c.steps_d]) * coef
-        pred = parts.sum()
-        err = pred / c.net_energy_j - 1
-        errors.append(abs(err))
-        print(f"| {c.workload} {c.in_tokens}/{c.out_tokens} | {c.batch_size} | {c.steps_n:,.0f} | {c.net_energy_j:,.0f} "
-              f"| {pred:,.0f} | {err:+.1%} | {c.prefill_energy_share:.1%} / {parts[1] / pred:.1%} |")
+        parts = np.array([c.steps_n, c.steps_p, c.steps_d, c.steps_kv]) * full
+        pred, pred3 = parts.sum(), np.array([c.steps_n, c.steps_p, c.steps_d]) @ plain
+        fit_share = (parts[1] + full[0] * c.prefill_only_steps) / pred
+        errors.append(abs(pred / c.net_energy_j - 1))
+        errors3.append(abs(pred3 / c.net_energy_j - 1))
+        shares.append(c.share_now - fit_share)
+        print(f"| {c.workload} {c.in_tokens}/{c.out_tokens} | {c.batch_size} | {c.window_s:.1f} | {c.steps_n:,.0f} "
+              f"| {c.net_energy_j:,.0f} | {pred:,.0f} | {pred / c.net_energy_j - 1:+.1%} | {pred3 / c.net_energy_j - 1:+.1%} "
+              f"| {c.share_now:.1%} ({c.prefill_energy_share:.1%}) / {fit_share:.1%} |")
     if errors:
-        print(f"\nMedian absolute error of the predicted total over {len(errors)} mixed cells: "
-              f"{np.median(errors):.1%} (max {np.max(errors):.1%}).")
+        print(f"\nMedian absolute error of the predicted total over {len(errors)} mixed cells: {np.median(errors):.1%} "
+              f"(max {np.max(errors):.1%}); without the KV term {np.median(errors3):.1%} (max {np.max(errors3):.1%}). "
+              f"Attributed prefill share less the fit's: median {np.median(shares):+.1%} "
+              f"(from {np.min(shares):+.1%} to {np.max(shares):+.1%}) points.")
 
 
-def batch_one(runs, reqs, power, steps) -> None:
+def batch_one(runs, reqs, power, timelines) -> None:
     """Each request's own counter delta over its steps (first step's start to last step's end)."""
     for c in runs[runs.kind == "batch-1 gaps"].itertuples():
         pw = power[power.cell_id == c.cell_id].sort_values("t_ns")
         t, e = pw.t_ns.to_numpy() / 1e9, pw.energy_mj.to_numpy() / 1e3
-        st = steps[steps.cell_id == c.cell_id].explode("request_index")
-        span = st.groupby("request_index").agg(start=("start_s", "min"), end=("end_s", "max"))
+        tl = timelines[c.cell_id]
+        k = tl.step_of_entry
+        span = pd.DataFrame({"request_index": tl.request_index, "start": tl.start_s[k], "end": tl.end_s[k]}) \
+            .groupby("request_index").agg(start=("start", "min"), end=("end", "max"))
         q = reqs[(reqs.cell_id == c.cell_id) & (reqs.phase == "measured") & (reqs.status == "ok")]
         q = q.join(span, on="request_index")
         q = q[(q.start >= c.window_start_s) & (q.end <= c.window_end_s)]
         counter = np.interp(q.end, t, e) - np.interp(q.start, t, e)
         err = q.energy_j.to_numpy() / counter - 1
-        print(f"\nBatch 1 with gaps ({len(q)} requests inside the window): attributed vs the counter over the "
-              f"request's own steps, median abs error {np.median(np.abs(err)):.1%} (p90 "
-              f"{np.percentile(np.abs(err), 90):.1%}); {np.median(counter):.1f} J over {np.median(q.end - q.start):.2f} s "
-              f"per request (median).")
+        print(f"\nBatch 1 with gaps ({len(q)} requests inside the {c.window_s:.0f} s window; counter updates every "
+              f"{c.counter_update_period_s * 1e3:.0f} ms): attributed vs the counter over the request's own steps, "
+              f"median abs error {np.median(np.abs(err)):.1%} (p90 {np.percentile(np.abs(err), 90):.1%}, max "
+              f"{np.max(np.abs(err)):.1%}); {np.median(counter):.1f} J over {np.median(q.end - q.start):.2f} s per "
+              f"request (median), {c.idle_power_w:.0f} W idle.")
 
 
 def main() -> None:
     runs, reqs, power, steps = load(sys.argv[1:])
-    step_features(runs, steps)
-    coef = fit(runs)
-    mixed(runs, coef)
-    batch_one(runs, reqs, power, steps)
+    timelines = features(runs, steps, power)
+    plain, full = fit(runs)
+    mixed(runs, plain, full)
+    batch_one(runs, reqs, power, timelines)
 
 
 if __name__ == "__main__":

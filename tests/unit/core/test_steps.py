@@ -1,6 +1,6 @@
 """``core.steps``: the recorder keeps steps in order with their ragged per-request entries; the
-timeline's offsets, per-step totals, ``requests_of`` and ``step_of_entry`` agree with what was
-added; a step ending before it starts is refused (and leaves nothing behind); a step's energy is
+timeline's offsets, per-step totals, ``requests_of``, ``step_of_entry`` and ``context_of_entry``
+agree with what was added; a step ending before it starts is refused (and leaves nothing behind); a step's energy is
 given for every step or for none; a step without requests is no step."""
 from __future__ import annotations
 
@@ -55,6 +55,22 @@ def test_requests_of_and_step_of_entry():
     # each flat entry's step, read back through requests_of
     for j, k in enumerate(tl.step_of_entry.tolist()):
         assert (int(tl.request_index[j]), int(tl.request_prefill[j]), int(tl.request_decode[j])) in tl.requests_of(k)
+
+
+def test_context_of_entry_counts_each_requests_earlier_tokens():
+    tl = recorded()
+    # step 0: nothing before; step 1: 512 and 100 prompt tokens; step 2: 513, 101 and request 2's
+    # first; step 3: request 2's 900 prompt tokens
+    assert tl.context_of_entry.tolist() == [0, 0, 512, 100, 513, 101, 0, 900]
+    # the same, counted the slow way
+    seen: dict = {}
+    slow = []
+    for _, _, entries in STEPS:
+        slow += [seen.get(r, 0) for r, _, _ in entries]
+        for r, p, d in entries:
+            seen[r] = seen.get(r, 0) + p + d
+    assert tl.context_of_entry.tolist() == slow
+    assert StepRecorder("engine").timeline().context_of_entry.size == 0
 
 
 def test_a_step_that_ends_before_it_starts_is_refused_and_leaves_nothing():

@@ -278,6 +278,27 @@ def test_prompt_tokens_share_the_prefill_part_decode_tokens_the_rest(h100_llama)
     assert att.net_prefill_j[i[0]] / att.net_prefill_j[i[1]] == pytest.approx(300 / 700)
 
 
+def test_a_request_deep_in_its_context_pays_for_reading_it(h100_llama):
+    """Two requests decode in the same step, one 3,000 tokens into its context, one 10: the step's
+    decode part goes by the bytes each makes it read (half the weights each, its own KV); and a
+    prompt chunk in a step whose requests attend over much KV has a smaller prefill share."""
+    split = RooflineSplit.of(h100_llama)
+    m = split.model
+    rec = StepRecorder("engine")
+    rec.add(0.0, 0.1, [(0, 3000, 0), (1, 10, 0)])
+    rec.add(0.1, 0.2, [(0, 0, 1), (1, 0, 1), (2, 64, 0)])
+    steps = rec.timeline()
+    assert steps.context_of_entry.tolist() == [0, 0, 3000, 10, 0]
+    att = attribute(steps, constant_trace(400.0, 0.2), 0.0, 0.2, 80.0, None, split)
+    i = {r: k for k, r in enumerate(att.request_index.tolist())}
+    deep, fresh = (m.weight_bytes / 2 + m.kv_bytes_per_token * 3001), (m.weight_bytes / 2 + m.kv_bytes_per_token * 11)
+    assert att.decode_j[i[0]] / att.decode_j[i[1]] == pytest.approx(deep / fresh)
+    assert att.decode_j[i[0]] + att.decode_j[i[1]] == pytest.approx((1 - att.step_prefill_share[1]) * 40.0)
+    assert att.step_prefill_share[1] == pytest.approx(split.prefill_share(np.array([64]), np.array([2]),
+                                                                          np.array([3010]))[0])
+    assert att.step_prefill_share[1] < split.prefill_share(np.array([64]), np.array([2]))[0]
+
+
 def test_a_decode_token_riding_a_big_prefill_costs_far_less(h100_llama):
     """Two steps of roofline length under the same power: 2,000 prompt tokens plus one decode
     token, then that request's decode alone. The decode token's energy in the first is a small
