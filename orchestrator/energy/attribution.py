@@ -15,8 +15,8 @@ decode (docs/energy_attribution.md has the model and its limits).
    little, a prefill token in a decode-bound step costs its FLOPs' share. The prefill part goes to
    the step's requests by prompt tokens; the decode part by the bytes each decoding request makes
    the step read: its decode tokens' share of the weights plus its own KV context (a request deep
-   into a long context costs more per token than one just started; the GPU validation showed the
-   context's reads are a third of a decode token's energy at 1.5k tokens of context).
+   into a long context costs more per token than one just started: on the H100, pricing a KV
+   byte like a weight byte took the prediction of long-prompt cells from 22-32% under to 4-6%).
 4. **Conservation**: the window's energy (the runs row's counter delta) = the steps' energy + the
    energy outside steps (the GPU between steps, and the curve's difference from the counter delta
    at the window's edges), exactly, gross and net; each request's energy is the sum of its shares.

@@ -63,6 +63,7 @@ def load(stores):
     wl = runs.config_json.map(lambda c: json.loads(c)["workload"])
     runs["in_tokens"] = wl.map(lambda w: w["input"]["mean_tokens"])
     runs["out_tokens"] = wl.map(lambda w: w["output"]["mean_tokens"])
+    runs["rate"] = wl.map(lambda w: w["rate_rps"])
     runs["kind"] = [kind(r) for r in runs.itertuples()]
     return runs.set_index("cell_id", drop=False), *(table(stores, n) for n in ("requests", "power", "steps"))
 
@@ -172,8 +173,10 @@ def batch_one(runs, reqs, power, timelines) -> None:
         q = q[(q.start >= c.window_start_s) & (q.end <= c.window_end_s)]
         counter = np.interp(q.end, t, e) - np.interp(q.start, t, e)
         err = q.energy_j.to_numpy() / counter - 1
-        print(f"\nBatch 1 with gaps ({len(q)} requests inside the {c.window_s:.0f} s window; counter updates every "
-              f"{c.counter_update_period_s * 1e3:.0f} ms): attributed vs the counter over the request's own steps, "
+        how = (f"back to back (one every {1 / c.rate:.0f} s, each longer: saturated)" if c.saturated
+               else f"with gaps (one every {1 / c.rate:.0f} s)")
+        print(f"\nBatch 1, requests {how}, {len(q)} inside the {c.window_s:.0f} s window; counter updates every "
+              f"{c.counter_update_period_s * 1e3:.0f} ms. Attributed vs the counter over the request's own steps, "
               f"median abs error {np.median(np.abs(err)):.1%} (p90 {np.percentile(np.abs(err), 90):.1%}, max "
               f"{np.max(np.abs(err)):.1%}); {np.median(counter):.1f} J over {np.median(q.end - q.start):.2f} s per "
               f"request (median), {c.idle_power_w:.0f} W idle.")
