@@ -3,7 +3,10 @@
 An axis (model, quantization, gpu, workload, batch_size) whose values in A and B have nothing
 in common is the **compared** axis (e.g. gpu t4 vs a800); the others are the match keys. When no
 axis differs (same grid, e.g. two vLLM versions) every axis is a key. Metric ``m`` appears as
-``m_a``, ``m_b`` and ``change_m_pct = (B - A) / A x 100``.
+``m_a``, ``m_b`` and ``change_m_pct = (B - A) / A x 100``. A share (``SHARE_METRICS``, a fraction
+0-1, e.g. prefill's share of the net energy in steps: measured steps for vLLM, the roofline's for the
+simulator) changes in percentage points: ``change_m_pts = (B - A) x 100``; a store from before the
+column has it NaN (the loader fills columns a file lacks with nulls).
 
 For each repeat metric ``m`` (``repeats.REPEAT_METRICS``) the 95% intervals of both sides come
 along (``m_ci95_low_a`` ...) and ``significant_m`` says whether the difference is significant:
@@ -25,6 +28,7 @@ from orchestrator.store.schema import (
     MEAN_POWER_W,
     NET_ENERGY_PER_REQUEST_J,
     OUTPUT_THROUGHPUT_TOK_S,
+    PREFILL_ENERGY_SHARE,
     REQUEST_THROUGHPUT_RPS,
     TPOT_P50_MS,
     TPOT_P99_MS,
@@ -38,6 +42,8 @@ COMPARE_METRICS = [
     TPOT_P99_MS, E2E_P50_MS, ENERGY_PER_REQUEST_J, NET_ENERGY_PER_REQUEST_J,
     ENERGY_PER_1K_OUTPUT_TOKENS_J, "energy_per_output_token_j", "net_energy_per_output_token_j", MEAN_POWER_W,
 ]
+SHARE_METRICS = [PREFILL_ENERGY_SHARE]
+"""Fractions (0-1) compared side by side; their change is in percentage points (``change_m_pts``)."""
 INTERVALS = [f"{m}_{s}" for m in REPEAT_METRICS for s in ("ci95_low", "ci95_high")]
 CARRY = ["flags", "cell_id", "simulated", "energy_available", "energy_measured", "series", "n_repeats", "engine"]
 
@@ -70,6 +76,17 @@ def significance(table: pd.DataFrame, metric: str) -> pd.Series:
     return apart.astype("boolean").where(known, pd.NA)
 
 
+def points_change(new: pd.Series, base: pd.Series) -> pd.Series:
+    """The change of a share (0-1) in percentage points: ``(new - base) x 100``; NaN where either is missing."""
+    return (new.astype(float) - base.astype(float)) * 100.0
+
+
+def shown_shares(table: pd.DataFrame) -> list[str]:
+    """The ``SHARE_METRICS`` that either side of a comparison's ``table`` has on some matched point
+    (none where neither store has steps: its report shows no share column)."""
+    return [m for m in SHARE_METRICS if table[[f"{m}_a", f"{m}_b"]].notna().any(axis=None)]
+
+
 def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     """Match ``batch_points`` of two sweeps and compute changes and significance (see module doc).
 
@@ -84,7 +101,7 @@ def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     keys = [ax for ax in AXES if ax not in compared]
     if not keys:
         raise SweepError("the two sweeps share no value on any axis: no cells to match")
-    cols = list(dict.fromkeys(keys + compared + COMPARE_METRICS + INTERVALS + CARRY))
+    cols = list(dict.fromkeys(keys + compared + COMPARE_METRICS + SHARE_METRICS + INTERVALS + CARRY))
     several_a, several_b = (side.duplicated(keys + compared, keep=False).any() for side in (a, b))
     pair = None
     if several_a and several_b:  # the same variant (identity digest) where the sides share one, else its label
@@ -100,6 +117,8 @@ def compare_points(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     table = left.merge(right, on=on, how="inner", suffixes=("_a", "_b"))
     for m in COMPARE_METRICS:
         table[f"change_{m}_pct"] = pct_change(table[f"{m}_b"], table[f"{m}_a"])
+    for m in SHARE_METRICS:
+        table[f"change_{m}_pts"] = points_change(table[f"{m}_b"], table[f"{m}_a"])
     for m in REPEAT_METRICS:
         table[f"significant_{m}"] = significance(table, m)
     matched_a = left.merge(table[on].drop_duplicates(), on=on, how="inner")

@@ -78,7 +78,7 @@ class RooflineSplit:
         over (0 where not given)."""
         prefill, decode = prefill.astype(float), decode.astype(float)
         context = np.zeros_like(prefill) if context is None else context.astype(float)
-        cost = self.model.cost(prefill + decode, context)
+        cost = self.model.cost(prefill + decode, context)  # type: ignore[arg-type]  # linear: arrays broadcast
         t_prefill = prefill * self.model.flops_per_new_token / self.peak_flops
         t_step = np.maximum(np.maximum(cost.flops / self.peak_flops, cost.bytes / self.bandwidth), 1e-30)
         return np.where(decode == 0, (prefill > 0).astype(float), np.clip(t_prefill / t_step, 0.0, 1.0))

@@ -2,6 +2,8 @@
 
 Each Δ of a metric with repeat intervals carries a significance mark (``MARKS``): the two sides'
 Student-t 95% intervals apart (*), overlapping (n.s.), or unknown because a side ran one repeat (?).
+Where either side has prefill's share of the energy in steps (``SHARES``), the tables show it too,
+as percent, its Δ in percentage points (B − A); a comparison of stores without steps shows no such column.
 """
 from __future__ import annotations
 
@@ -12,18 +14,30 @@ import pandas as pd
 
 from orchestrator.analysis import format as fmt
 from orchestrator.analysis import plots
-from orchestrator.analysis.compare import Comparison, compare_points
+from orchestrator.analysis.compare import Comparison, compare_points, shown_shares
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
 from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, prediction_errors
 from orchestrator.report.html_data import compare_payload
 from orchestrator.report.html_page import write_compare_html
 from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
-from orchestrator.store.schema import ENERGY_SOURCE, OUTPUT_THROUGHPUT_TOK_S, TPOT_P50_MS, TTFT_P50_MS
+from orchestrator.store.schema import (
+    ENERGY_SOURCE,
+    OUTPUT_THROUGHPUT_TOK_S,
+    PREFILL_ENERGY_SHARE,
+    TPOT_P50_MS,
+    TTFT_P50_MS,
+)
 
 PAIRS = [("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("TTFT p50 (ms)", TTFT_P50_MS),
          ("TPOT p50 (ms)", TPOT_P50_MS), ("J/output token", "energy_per_output_token_j"),
          ("J/output token net", "net_energy_per_output_token_j")]
 """(name, metric) shown side by side; every one has repeat intervals (``repeats.REPEAT_METRICS``)."""
+SHARES = [("prefill share of energy", PREFILL_ENERGY_SHARE)]
+"""(name, share metric) shown side by side where either side has it (``compare.shown_shares``): as percent,
+the Δ in percentage points."""
+SHARE_LEGEND = ("Prefill share of energy: prefill's share of the net energy in the cell's engine steps (vLLM: its "
+                "logged steps and the power trace; the simulator: its modeled steps, prefill compute-bound and decode "
+                "bandwidth-bound on the roofline); its Δ pts is B − A in percentage points, not relative.")
 MARKS = {True: "*", False: "n.s.", None: "?"}
 MARK_LEGEND = ("Significance of each Δ: * the Student-t 95% confidence intervals of A and B do not overlap "
                "(significant); n.s. they overlap (not significant); ? at least one side ran a single repeat, so it "
@@ -40,6 +54,22 @@ def _delta(r, m: str) -> str:
     if fmt.is_missing(change):
         return fmt.MISSING
     return f"{fmt.pct(change)} {MARKS[significance_state(getattr(r, f'significant_{m}'))]}"
+
+
+def _share_pct(x) -> str:
+    """A share (0-1) as percent, one decimal."""
+    return fmt.MISSING if fmt.is_missing(x) else f"{float(x) * 100:.1f}%"
+
+
+def _pts(x) -> str:
+    """A change in percentage points, signed, one decimal."""
+    return fmt.MISSING if fmt.is_missing(x) else f"{float(x):+.1f} pts"
+
+
+def _shares(c: Comparison) -> list[tuple[str, str]]:
+    """The ``SHARES`` either side of ``c`` has."""
+    shown = shown_shares(c.table)
+    return [(name, m) for name, m in SHARES if m in shown]
 
 
 def _flags(r, side: str) -> str:
@@ -71,6 +101,10 @@ def _cols(c: Comparison, la: str, lb: str) -> list[Col]:
              Col("repeats A / B", lambda r: f"{fmt.batch(r.n_repeats_a)} / {fmt.batch(r.n_repeats_b)}")]
     for name, m in PAIRS:
         cols += [col(f"{name} {la}", f"{m}_a"), col(f"{name} {lb}", f"{m}_b"), Col("Δ", lambda r, m=m: _delta(r, m))]
+    for name, m in _shares(c):
+        cols += [Col(f"{name} {la}", lambda r, m=m: _share_pct(getattr(r, f"{m}_a"))),
+                 Col(f"{name} {lb}", lambda r, m=m: _share_pct(getattr(r, f"{m}_b"))),
+                 Col("Δ pts", lambda r, m=m: _pts(getattr(r, f"change_{m}_pts")))]
     return cols
 
 
@@ -81,7 +115,7 @@ def _significance_counts(t: pd.DataFrame, m: str) -> str:
     return ", ".join(f"{n} {what}" for n, what in counts if n)
 
 
-def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
+def _sentences(t: pd.DataFrame, la: str, lb: str, shares: list[tuple[str, str]]) -> str:
     out = []
     for name, m in PAIRS:
         ch = t[f"change_{m}_pct"].dropna()
@@ -90,7 +124,14 @@ def _sentences(t: pd.DataFrame, la: str, lb: str) -> str:
             continue
         out.append(f"{name}: {lb} vs {la} median {fmt.pct(ch.median())} ({fmt.pct(ch.min())} to {fmt.pct(ch.max())}; "
                    f"{_significance_counts(t[t[f'change_{m}_pct'].notna()], m)}).")
-    return " ".join(out)
+    return " ".join(out + [_share_sentence(t, name, m, la, lb) for name, m in shares])
+
+
+def _share_sentence(t: pd.DataFrame, name: str, m: str, la: str, lb: str) -> str:
+    ch = t[f"change_{m}_pts"].dropna()
+    if ch.empty:
+        return f"{name}: not available on both sides."
+    return f"{name}: {lb} vs {la} median {_pts(ch.median())} ({_pts(ch.min())} to {_pts(ch.max())})."
 
 
 def _error_section(selection: FitSelection, errors: pd.DataFrame) -> list[str]:
@@ -126,11 +167,12 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
     lines += para(what, f"{len(c.table)} matched points; {c.only_a} points only in A, {c.only_b} only in B. "
                   "Δ = (B − A) ÷ A. Flags as in the sweep report (S saturated, W short window, E energy mismatch, "
                   "T token-count mismatch, X energy invalid; · none).", MARK_LEGEND,
+                  SHARE_LEGEND if _shares(c) else "",
                   SIM_LEGEND if c.table["simulated_a"].any() or c.table["simulated_b"].any() else "")
     if fitted_on:
         lines += _error_section(*fitted_on)
     for wl, t in c.table.groupby("workload", sort=True):
-        lines += heading(2, wl) + para(_sentences(t, la, lb)) + table(t, _cols(c, la, lb))
+        lines += heading(2, wl) + para(_sentences(t, la, lb, _shares(c))) + table(t, _cols(c, la, lb))
     if plot_name:
         lines += [f"![{lb} against {la}]({plot_name})", ""]
     lines += para("Interactive version (hover, sortable table; opens from disk): [compare.html](compare.html).")

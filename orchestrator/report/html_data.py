@@ -22,6 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from orchestrator.analysis.compare import shown_shares
 from orchestrator.analysis.energy import PREFILL_ENERGY_PCT
 from orchestrator.analysis.prefix_cache import PREFIX_CACHING, savings_frame
 from orchestrator.analysis.request_lengths import INPUT_TOKENS, LENGTHS, N_MEASURED_OK, OUTPUT_TOKENS, stat_columns
@@ -232,11 +233,15 @@ COMPARE_METRICS = [("output tok/s", OUTPUT_THROUGHPUT_TOK_S), ("J / output token
 def compare_payload(table: pd.DataFrame, keys: list[str], label_a: str, label_b: str, subtitle: str,
                     variants: bool = False, errors: pd.DataFrame | None = None) -> dict:
     """The comparison page's data: the matched points with both sides and the change of each metric
-    (with the series of each side when a side ran several variants on one point), and, for a
-    calibrated prediction (``compare --fitted-on``), its error table (``prediction_error``)."""
+    (with the series of each side when a side ran several variants on one point; each share either
+    side has, e.g. prefill's share of the energy in steps, as a fraction with its change in
+    percentage points, ``change_m_pts``), and, for a calibrated prediction (``compare --fitted-on``),
+    its error table (``prediction_error``)."""
     cols = keys + (["series_a", "series_b"] if variants else [])
     for _, m in COMPARE_METRICS:
         cols += [f"{m}_a", f"{m}_b", f"change_{m}_pct"]
+    for m in shown_shares(table):
+        cols += [f"{m}_a", f"{m}_b", f"change_{m}_pts"]
     cols += ["flags_a", "flags_b", "simulated_a", "simulated_b"]
     payload = {"keys": keys, "label_a": label_a, "label_b": label_b, "subtitle": subtitle,
                "metrics": [list(m) for m in COMPARE_METRICS], "table": records(table, cols)}

@@ -1,0 +1,174 @@
+"""Predictions of a metric for every cell of a grid, with intervals, from the simulator's values
+corrected by the measured cells' errors.
+
+A cell's correction is its simulator error on the log scale, r = log(measured / simulated),
+estimated from the measured cells nearest to it, at the first of these levels that has any:
+
+1. ``series``: the same engine path (model, quantization, GPU and engine variant, e.g. eager)
+   and workload — r interpolated linearly in log2(batch size) between the nearest measured batch
+   sizes below and above (the nearest one's r beyond the measured range);
+2. ``path``: the same engine path, any workload — the mean r of its measured cells;
+3. ``variant``: the same engine variant (e.g. ``enforce_eager=true``) on other models or
+   quantizations — their mean r (a variant the simulator does not model misses alike);
+4. ``quantization``: the same quantization elsewhere — their mean r;
+5. ``grid``: any measured cell — their mean r (none measured: r = 0, the simulator alone).
+
+At the last two a default cell borrows from default cells only and a variant's cell from variants'
+only, where there are any (eager misses by a factor of four what CUDA graphs hit within 5%).
+
+The interval at each level is conformal: every measured cell is predicted from the others as
+each level would predict it (for the ``path`` level, say, its own series left out), and its
+|error| counts at the level that prediction reaches; the half-width of a 90% interval (log scale) at a level
+is the ⌈(n+1)·0.9⌉-th smallest of the n |errors| at that level, pooled with the next coarser
+levels' until there are enough for that quantile (9 at 90%; a coarser level misses more:
+pooling is conservative),
+``prior_half_width`` where even all coarser ones are too few, and never narrower than a finer
+level's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+
+class Level(IntEnum):
+    """How near the measured cells a prediction's correction came from (1 is nearest)."""
+
+    series = 1
+    path = 2
+    variant = 3
+    quantization = 4
+    grid = 5
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One cell of the grid as the predictor sees it; ``simulated``: the simulator's value of the
+    metric (its unit: the metric's)."""
+
+    key: str
+    base: str  # model/quantization/GPU
+    variant: str  # the engine variant ('' for the default), e.g. 'enforce_eager=true'
+    workload: str
+    batch_size: int
+    quantization: str
+    simulated: float
+
+    @property
+    def path(self) -> str:
+        """The engine path: base and variant."""
+        return f"{self.base} [{self.variant}]" if self.variant else self.base
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted value with its interval (the metric's unit) and where its correction came from."""
+
+    value: float
+    low: float
+    high: float
+    level: Level
+
+    @property
+    def relative_half_width(self) -> float:
+        """Half the interval's width over the value (a fraction)."""
+        return (self.high - self.low) / 2 / self.value if self.value else math.inf
+
+
+class ResidualPredictor:
+    """Predicts one metric over ``cells`` from ``measured`` (cell key -> measured value); see the
+    module doc. ``coverage``: the intervals' nominal coverage (0.9)."""
+
+    def __init__(self, cells: Sequence[GridCell], measured: Mapping[str, float], coverage: float = 0.9,
+                 prior_half_width: float = math.log(1.5)):
+        self.cells = {c.key: c for c in cells}
+        self.measured = {k: float(v) for k, v in measured.items() if k in self.cells and v > 0}
+        self.coverage = coverage
+        self.min_errors = math.ceil(coverage / (1 - coverage) - 1e-9)  # the fewest errors with a finite quantile
+        self.prior_half_width = prior_half_width
+        self._residual = {k: math.log(v / self.cells[k].simulated) for k, v in self.measured.items()
+                          if self.cells[k].simulated > 0}
+        self._half_width = self._conformal_widths()
+
+    def correction(self, cell: GridCell, exclude: Optional[str] = None) -> tuple[float, Level]:
+        """(r, level) for ``cell`` from the measured cells (``exclude``: one left out)."""
+        return self._correction_from(cell, {k: r for k, r in self._residual.items() if k != exclude})
+
+    def _correction_from(self, cell: GridCell, res: Mapping[str, float]) -> tuple[float, Level]:
+        same = [(self.cells[k].batch_size, r) for k, r in res.items() if self.level_of(cell, k) == Level.series]
+        if same:
+            return _interpolate(same, cell.batch_size), Level.series
+        for level in (Level.path, Level.variant, Level.quantization):
+            near = [r for k, r in res.items() if self.level_of(cell, k) == level]
+            if near:
+                return float(np.mean(near)), level
+        alike = [r for k, r in res.items() if bool(self.cells[k].variant) == bool(cell.variant)]
+        return (float(np.mean(alike or list(res.values()))) if res else 0.0), Level.grid
+
+    def level_of(self, cell: GridCell, key: str) -> Level:
+        """The finest level at which the measured cell ``key`` speaks for ``cell``."""
+        other = self.cells[key]
+        if other.path == cell.path:
+            return Level.series if other.workload == cell.workload else Level.path
+        if cell.variant and other.variant == cell.variant:
+            return Level.variant
+        if bool(other.variant) == bool(cell.variant) and other.quantization == cell.quantization:
+            return Level.quantization
+        return Level.grid
+
+    def _conformal_widths(self) -> Dict[Level, float]:
+        """Each measured cell predicted from the others as each level would (the cells that would
+        speak for it at a finer level left out too): its error counts at the level reached."""
+        errors: Dict[Level, List[float]] = {lv: [] for lv in Level}
+        for k, r in self._residual.items():
+            cell = self.cells[k]
+            for lv in Level:
+                subset = {j: q for j, q in self._residual.items() if j != k and self.level_of(cell, j) >= lv}
+                if subset:
+                    guess, reached = self._correction_from(cell, subset)
+                    if reached == lv:
+                        errors[lv].append(abs(r - guess))
+        widths: Dict[Level, float] = {}
+        finer = 0.0
+        for lv in Level:
+            pooled: List[float] = []
+            for coarser in (c for c in Level if c >= lv):
+                pooled += errors[coarser]
+                if len(pooled) >= self.min_errors:
+                    break
+            widths[lv] = finer = max(finer, self._quantile(sorted(pooled)))
+        return widths
+
+    def _quantile(self, errors: List[float]) -> float:
+        n = len(errors)
+        if n < self.min_errors:
+            return self.prior_half_width
+        rank = math.ceil((n + 1) * self.coverage)
+        return errors[rank - 1] if rank <= n else max(errors[-1], self.prior_half_width)
+
+    def predict(self, key: str) -> Prediction:
+        """The prediction of one cell (a measured cell too: as if it were not)."""
+        cell = self.cells[key]
+        r, level = self.correction(cell, exclude=key)
+        value = cell.simulated * math.exp(r)
+        w = self._half_width[level]
+        return Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w), level=level)
+
+    def predict_all(self) -> Dict[str, Prediction]:
+        """Every cell not measured."""
+        return {k: self.predict(k) for k in self.cells if k not in self.measured}
+
+
+def _interpolate(points: List[tuple[int, float]], batch_size: int) -> float:
+    """r at ``batch_size`` from (batch size, r) points: linear in log2(batch size), the mean of
+    points at the same batch size, the nearest end's beyond the range."""
+    by_bs: Dict[int, List[float]] = {}
+    for bs, r in points:
+        by_bs.setdefault(bs, []).append(r)
+    xs = sorted(by_bs)
+    ys = [float(np.mean(by_bs[b])) for b in xs]
+    return float(np.interp(math.log2(batch_size), [math.log2(b) for b in xs], ys))
