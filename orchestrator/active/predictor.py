@@ -5,13 +5,15 @@ A cell's correction is its simulator error on the log scale, r = log(measured / 
 estimated from the measured cells nearest to it, at the first of these levels that has any:
 
 1. ``series``: the same engine path (model, quantization, GPU and engine variant, e.g. eager)
-   and workload — r interpolated linearly in log2(batch size) between the nearest measured batch
-   sizes below and above (the nearest one's r beyond the measured range);
-2. ``path``: the same engine path, any workload — the mean r of its measured cells;
-3. ``variant``: the same engine variant (e.g. ``enforce_eager=true``) on other models or
+   and workload, measured at batch sizes on both sides of the cell's (or at it) — r interpolated
+   linearly in log2(batch size) between the nearest measured batch sizes below and above;
+2. ``extrapolated``: the same series measured on one side only — the nearest measured batch
+   size's r (errors grow with the distance: a level of its own, with its own interval);
+3. ``path``: the same engine path, any workload — the mean r of its measured cells;
+4. ``variant``: the same engine variant (e.g. ``enforce_eager=true``) on other models or
    quantizations — their mean r (a variant the simulator does not model misses alike);
-4. ``quantization``: the same quantization elsewhere — their mean r;
-5. ``grid``: any measured cell — their mean r (none measured: r = 0, the simulator alone).
+5. ``quantization``: the same quantization elsewhere — their mean r;
+6. ``grid``: any measured cell — their mean r (none measured: r = 0, the simulator alone).
 
 At the last two a default cell borrows from default cells only and a variant's cell from variants'
 only, where there are any (eager misses by a factor of four what CUDA graphs hit within 5%).
@@ -21,7 +23,8 @@ each level would predict it (for the ``path`` level, say, its own series left ou
 |error| counts at the level that prediction reaches; the half-width of a 90% interval (log scale) at a level
 is the ⌈(n+1)·0.9⌉-th smallest of the n |errors| at that level, pooled with the next coarser
 levels' until there are enough for that quantile (9 at 90%; a coarser level misses more:
-pooling is conservative),
+pooling is conservative) — per class: default engines apart from variants (eager, an int8
+threshold), whose misses are of another size, both classes pooled where one has too few —
 ``prior_half_width`` where even all coarser ones are too few, and never narrower than a finer
 level's.
 """
@@ -30,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,10 +42,11 @@ class Level(IntEnum):
     """How near the measured cells a prediction's correction came from (1 is nearest)."""
 
     series = 1
-    path = 2
-    variant = 3
-    quantization = 4
-    grid = 5
+    extrapolated = 2
+    path = 3
+    variant = 4
+    quantization = 5
+    grid = 6
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ class ResidualPredictor:
     def _correction_from(self, cell: GridCell, res: Mapping[str, float]) -> tuple[float, Level]:
         same = [(self.cells[k].batch_size, r) for k, r in res.items() if self.level_of(cell, k) == Level.series]
         if same:
-            return _interpolate(same, cell.batch_size), Level.series
+            inside = min(b for b, _ in same) <= cell.batch_size <= max(b for b, _ in same)
+            return _interpolate(same, cell.batch_size), Level.series if inside else Level.extrapolated
         for level in (Level.path, Level.variant, Level.quantization):
             near = [r for k, r in res.items() if self.level_of(cell, k) == level]
             if near:
@@ -120,28 +125,38 @@ class ResidualPredictor:
             return Level.quantization
         return Level.grid
 
-    def _conformal_widths(self) -> Dict[Level, float]:
+    def _conformal_widths(self) -> Dict[Tuple[bool, Level], float]:
         """Each measured cell predicted from the others as each level would (the cells that would
         speak for it at a finer level left out too): its error counts at the level reached."""
-        errors: Dict[Level, List[float]] = {lv: [] for lv in Level}
+        errors: Dict[Tuple[bool, Level], List[float]] = {(v, lv): [] for v in (False, True) for lv in Level}
         for k, r in self._residual.items():
             cell = self.cells[k]
+            seen = set()
             for lv in Level:
                 subset = {j: q for j, q in self._residual.items() if j != k and self.level_of(cell, j) >= lv}
                 if subset:
                     guess, reached = self._correction_from(cell, subset)
-                    if reached == lv:
-                        errors[lv].append(abs(r - guess))
-        widths: Dict[Level, float] = {}
-        finer = 0.0
-        for lv in Level:
-            pooled: List[float] = []
-            for coarser in (c for c in Level if c >= lv):
-                pooled += errors[coarser]
-                if len(pooled) >= self.min_errors:
-                    break
-            widths[lv] = finer = max(finer, self._quantile(sorted(pooled)))
+                    if reached not in seen:
+                        seen.add(reached)
+                        errors[bool(cell.variant), reached].append(abs(r - guess))
+        widths: Dict[Tuple[bool, Level], float] = {}
+        for variant in (False, True):
+            finer = 0.0
+            for lv in Level:
+                pooled = self._pool(errors, lv, (variant,)) or self._pool(errors, lv, (False, True))
+                widths[variant, lv] = finer = max(finer, self._quantile(sorted(pooled)))
         return widths
+
+    def _pool(self, errors: Mapping[Tuple[bool, Level], List[float]], level: Level,
+              classes: Tuple[bool, ...]) -> List[float]:
+        """The errors of ``classes`` at ``level``, with coarser levels' until there are enough
+        ([] where even all of them are too few)."""
+        pooled: List[float] = []
+        for coarser in (c for c in Level if c >= level):
+            pooled += [e for v in classes for e in errors[v, coarser]]
+            if len(pooled) >= self.min_errors:
+                return pooled
+        return []
 
     def _quantile(self, errors: List[float]) -> float:
         n = len(errors)
@@ -155,7 +170,7 @@ class ResidualPredictor:
         cell = self.cells[key]
         r, level = self.correction(cell, exclude=key)
         value = cell.simulated * math.exp(r)
-        w = self._half_width[level]
+        w = self._half_width[bool(cell.variant), level]
         return Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w), level=level)
 
     def predict_all(self) -> Dict[str, Prediction]:

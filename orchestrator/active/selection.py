@@ -6,7 +6,8 @@ Each round takes ``n`` cells, in this order of preference:
    paths), at a corner of its series (its smallest or largest batch size);
 2. then the widest prediction intervals, summed over the metrics predicted (relative half-widths);
 3. once a cell is taken, other cells that share its engine start (``unit``) come next while their
-   width is at least ``share_width`` of the taken cell's: an engine start is paid for once.
+   width is at least ``share_width`` of the taken cell's: an engine start is paid for once (once
+   every engine path has a measured cell: a new path is worth more than a shared start).
 
 Ties are broken by ``rng`` (a seeded ``numpy.random.Generator``), so a seed fixes the choice.
 """
@@ -62,6 +63,9 @@ def next_round(cells: Sequence[GridCell], units: Mapping[str, str], predictors: 
         first = order.pop(0)
         picked.append(first.key)
         paths_seen.add(first.path)
+        if any(rank(c)[0] for c in order):
+            order.sort(key=rank, reverse=True)
+            continue  # a path with nothing measured goes before a second cell of this engine start
         mates = [c for c in order if units[c.key] == units[first.key] and width[c.key] >= share_width * width[first.key]]
         for c in mates[: n - len(picked)]:
             picked.append(c.key)
