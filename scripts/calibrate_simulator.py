@@ -84,23 +84,11 @@ def measured_points(rows: List[Dict]) -> List[Dict]:
 
 def simulate(config, options: Dict) -> Dict:
     """The simulator's output tok/s and gross J/output token for one cell config with these
-    ``engine.simulated`` options (one warm-up-free measured batch; steady state)."""
-    from orchestrator.client.metrics import summarize
-    from orchestrator.client.workload import build_plan
-    from orchestrator.energy.base import window_energy
-    from orchestrator.engines.simulated import SimulatedEngine
+    ``engine.simulated`` options (``engines.simulated_prediction``: steady state)."""
+    from orchestrator.engines.simulated_prediction import predict_cell
 
-    opts = dataclasses.replace(config.engine.simulated, **options)
-    workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0)
-    cfg = dataclasses.replace(config, engine=dataclasses.replace(config.engine, name="simulated", simulated=opts),
-                              workload=workload)
-    engine = SimulatedEngine(cfg, cfg.batch_size)
-    engine.start()
-    run = engine.run(build_plan(cfg.workload, cfg.batch_size))
-    trace = engine.modeled_sampler().stop()
-    row = summarize(run, None, True)
-    energy = window_energy(trace, int(run.window_start_s * 1e9), int(run.window_end_s * 1e9), None)
-    return {"tok_s": row["output_throughput_tok_s"], "j_per_tok": energy["energy_j"] / row["output_tokens_in_window"]}
+    p = predict_cell(config, dataclasses.replace(config.engine.simulated, **options))
+    return {"tok_s": p.output_tok_s, "j_per_tok": p.j_per_output_token}
 
 
 def _clip(name: str, value: float) -> float:

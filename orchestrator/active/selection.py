@@ -14,7 +14,7 @@ Ties are broken by ``rng`` (a seeded ``numpy.random.Generator``), so a seed fixe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Set
+from typing import AbstractSet, Dict, List, Mapping, Sequence, Set
 
 import numpy as np
 
@@ -42,11 +42,13 @@ def corners(cells: Sequence[GridCell]) -> Set[str]:
 
 
 def next_round(cells: Sequence[GridCell], units: Mapping[str, str], predictors: Sequence[ResidualPredictor],
-               n: int, rng: np.random.Generator, share_width: float = 0.5) -> Round:
+               n: int, rng: np.random.Generator, share_width: float = 0.5,
+               skip: AbstractSet[str] = frozenset()) -> Round:
     """Up to ``n`` unmeasured cells to measure next (see module doc). ``predictors``: one per
-    metric, fitted on the same measured cells."""
+    metric, fitted on the same measured cells; ``skip``: cells not to pick either (tried and
+    failed)."""
     measured = set(predictors[0].measured)
-    todo = [c for c in cells if c.key not in measured]
+    todo = [c for c in cells if c.key not in measured and c.key not in skip]
     if not todo or n <= 0:
         return Round([], [])
     paths_seen = {c.path for c in cells if c.key in measured}

@@ -12,6 +12,7 @@ from orchestrator.driver.grid import cell_configs, expand
 from orchestrator.driver.overrides import override_head, override_key
 from orchestrator.driver.runner import run_sweep
 from orchestrator.errors import ConfigError
+from orchestrator.search.active_sweep import run_active_sweep
 from orchestrator.search.entry import run_search
 
 
@@ -44,11 +45,18 @@ def run_single(cfg) -> None:
     try:
         base = typed(cfg)
         configs = cell_configs([base])
-        outcome = run_sweep(configs, base)
+        outcome = run(configs, base)
     except ConfigError as exc:  # raised before any Ray task (config values, store)
         fail(exc)
     if outcome.exit_code():
         sys.exit(outcome.exit_code())
+
+
+def run(configs, base: Config):
+    """A sweep of every cell, or an active one (``sweep.strategy=active``; its plan is the grid's)."""
+    if base.sweep.active and not base.plan:
+        return run_active_sweep(configs, base)
+    return run_sweep(configs, base)
 
 
 def expand_jobs(cfg, job_overrides: Sequence[Sequence[str]]):
@@ -81,11 +89,12 @@ def _grid_jobs(params: Mapping[str, str], arguments: List[str], config_loader) -
     parser = OverridesParser.create(config_loader=config_loader)
     texts = [f"{k}={v}" for k, v in (params or {}).items()]
     for arg in arguments:
-        # A single-valued command-line override of a non-group key (store.dir=..., name=...) is
-        # already in the composed base config, resolved (interpolations included): keep it there.
+        # A single-valued command-line override of a non-group key (store.dir=..., name=...,
+        # sweep.strategy=... — not the sweep file, +sweep=NAME) is already in the composed base
+        # config, resolved (interpolations included): keep it there.
         ov = parser.parse_override(arg)
         key, head = override_key(ov), override_head(ov)
-        if ov.is_sweep_override() or head in CONFIG_GROUPS or head in ("sweep", "hydra") or key in (params or {}):
+        if ov.is_sweep_override() or head in CONFIG_GROUPS or key == "sweep" or head == "hydra" or key in (params or {}):
             texts.append(arg)  # (a key the sweep file also sets: the command line's value wins)
     overrides = parser.parse_overrides(texts)
     return BasicSweeper.split_arguments(overrides, None)[0]
@@ -100,7 +109,7 @@ def sweep(cfg, params: Mapping[str, str], arguments: List[str], config_loader,
             choices = dict(cfg.hydra.runtime.choices.items())
             run_search(base, jobs, configs, lambda more: expand(base, choices, more))
         else:
-            outcome = run_sweep(configs, base)
+            outcome = run(configs, base)
             if outcome.exit_code():
                 sys.exit(outcome.exit_code())
     except ConfigError as exc:  # raised before any Ray task (config values, store)

@@ -24,6 +24,7 @@ from orchestrator.config.groups import (
     WorkloadConfig,
 )
 from orchestrator.config.search import SearchConfig
+from orchestrator.config.sweep_strategy import SweepStrategyConfig
 
 CONFIG_GROUPS = ("model", "quantization", "gpu", "workload", "engine", "sampler")
 """The groups whose choice is an axis of the grid (``sweep`` only sets axes). The batch size is an
@@ -56,6 +57,7 @@ class Config:
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     search: Optional[SearchConfig] = None  # set by +search=NAME: the sweep's axes are searched, not swept
+    sweep: SweepStrategyConfig = field(default_factory=SweepStrategyConfig)  # sweep.strategy=active: measure a part
     log_level: LogLevel = LogLevel.INFO  # the package's loggers, on the driver and on every worker
     plan: bool = False  # --plan: print what the sweep would run (cells, engine starts, GPU time), run nothing
 
@@ -66,7 +68,10 @@ class Config:
         check("batch_size", self.batch_size, isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
               and self.batch_size >= 1, "must be an integer >= 1")
         check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
+        self.sweep.validate()
         if self.search is not None:
+            check("sweep.strategy", self.sweep.strategy, not self.sweep.active,
+                  "a search chooses its own cells: drop sweep.strategy=active or +search")
             self.search.validate()
             check("repeats", self.repeats, self.repeats == 1,
                   "a search measures one repeat per trial (noise: search.confirm_repeats)")

@@ -65,6 +65,16 @@ def connect(dispatch: DispatchConfig) -> Tuple[str, bool]:
     return "started a local Ray cluster", True
 
 
+def engine_share_key(cell: Cell, share_engines: bool = True) -> str:
+    """What a cell's engine start depends on, as a digest: cells with equal keys share one
+    (``Engine.share_key``; the cell's own id where its engine shares nothing or
+    ``share_engines=False``)."""
+    cls = launched_engine(cell)
+    if share_engines and cls.shared_axes:
+        return digest(cls.share_key(cell_identity(cell.config, cell.engine)))
+    return cell.cell_id
+
+
 def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
                share_engines: bool = True, log_level: str = "INFO") -> List[UnitSpec]:
     """Group runnable cells into tasks: cells whose identity differs only in their engine's
@@ -72,11 +82,7 @@ def make_units(cells: List[Cell], sweep: str, offered: Mapping[str, bool],
     cell). ``offered[t]``: the cluster has GPUs of type t."""
     groups: Dict[str, List[Cell]] = {}
     for c in cells:
-        cls = launched_engine(c)
-        share = c.cell_id
-        if share_engines and cls.shared_axes:
-            share = digest(cls.share_key(cell_identity(c.config, c.engine)))
-        groups.setdefault(share, []).append(c)
+        groups.setdefault(engine_share_key(c, share_engines), []).append(c)
     units = []
     for key, members in groups.items():
         first = members[0]

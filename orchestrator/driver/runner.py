@@ -4,6 +4,7 @@ many cells ended in each status. Its lines on stdout are the command line's own 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
 from orchestrator.driver.eta import SweepEta
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
-from orchestrator.driver.plan_view import measured_starts, plan_lines
+from orchestrator.driver.plan_view import active_line, measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.energy import NO_SAMPLER
 from orchestrator.engines import cell_engine
@@ -185,7 +186,13 @@ def show_plan(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
         load(location).runs.select(["cell_id", "status", "engine", "accelerator_type", ENGINE_START_S]).to_pylist()
     plan = plan_cells(cells, {r["cell_id"]: r["status"] for r in stored}, cfg.store.retry_failed)
     units = make_units(plan.run, cfg.name, gpu_types() if ray.connected else {}, cfg.dispatch.share_engines)
-    for line in plan_lines(cfg.name, location, cells, {c.cell_id for c in plan.skip}, units, measured_starts(stored)):
+    starts = measured_starts(stored)
+    lines = plan_lines(cfg.name, location, cells, {c.cell_id for c in plan.skip}, units, starts)
+    if cfg.sweep.active:
+        launchable = sum(1 for c in cells if c.status is None)
+        done = sum(1 for c in plan.skip if c.status is None)
+        lines.insert(-1, "  " + active_line(units, starts, math.ceil(cfg.sweep.budget * launchable) - done))
+    for line in lines:
         print(line, flush=True)
     return SweepOutcome(location)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import run_orchestrator
 
 
@@ -53,3 +55,28 @@ def test_the_plan_estimates_gpu_time_from_engine_starts_and_windows(tmp_path):
     assert "starts 120 s each, typical" in line
     assert re.search(r"^  1 infeasible: needs [\d.]+ GiB .* largest batch that fits: \d+$", plan.stdout, re.M)
     assert not (tmp_path / "v").exists()
+
+
+def test_the_plan_of_an_active_sweep_prices_its_budget(tmp_path):
+    """Four offline cells of one start and two chat cells of their own starts (120 s each, no store
+    yet), half of them measured: 3 cells' windows, and between the fewest starts (the offline
+    one: 120 s) and a random choice's expected starts."""
+    plan = run_orchestrator(["-m", "batch_size=1,2,4,8", "workload=offline,chat_medium", "engine=vllm", "gpu=h100",
+                             "model=llama2_7b", "sweep.strategy=active", "sweep.budget=0.5", "--plan",
+                             f"store.dir={tmp_path / 'a'}"], timeout=120)
+    line = next(x for x in plan.stdout.splitlines() if x.startswith("  active"))
+    m = re.search(r"measures (\d+) of (\d+) cells to run, the rest predicted, ≈ ([\d.]+) min to ([\d.]+) min", line)
+    assert m and (int(m.group(1)), int(m.group(2))) == (4, 8)
+    low, high = float(m.group(3)) * 60, float(m.group(4)) * 60
+    # offline: 5 s idle + 10 s window; chat_medium: 5 s idle + warm-up + 30 s: 4 of 8 cells' mean
+    assert 120 + 4 * 15 < low < high < 120 * 5 + 4 * 60
+    assert plan.stdout.rstrip().splitlines()[-1].startswith("total: 8 cells to run")  # the full grid's, as before
+
+
+def test_a_random_choice_misses_a_start_as_combinatorics_says():
+    from math import comb
+
+    from orchestrator.driver.plan_view import _none_drawn
+
+    for total, size, drawn in ((80, 4, 20), (10, 3, 5), (10, 6, 5), (5, 1, 5)):
+        assert _none_drawn(total, size, drawn) == pytest.approx(comb(total - size, drawn) / comb(total, drawn))

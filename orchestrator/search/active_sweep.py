@@ -1,0 +1,210 @@
+"""``sweep.strategy=active``: the grid answered by measuring ``sweep.budget`` of its launchable
+cells, chosen round by round, and predicting the rest with 90% intervals (issue 31).
+
+Every launchable cell is first predicted by the simulator (``engines.simulated_prediction``,
+each cell's own ``engine.simulated`` options: pass a calibration's overrides to use it). Then
+rounds: the cells measured so far (ok rows of the store; a failed cell counts against the budget
+and is not tried again) fit one ``active.predictor.ResidualPredictor`` per metric (output tok/s,
+gross J per output token); ``active.selection.next_round`` picks the next cells (new engine
+paths' corners first, then the widest intervals, an engine start's cells together); the runner
+runs them (``runner.run_cells``: the same store, claims, skip-complete and dispatch as a sweep).
+It stops when the budget is spent, every cell is measured, or every predicted interval is within
+``sweep.target_half_width``.
+
+What the store holds: measured cells are ordinary rows; predictions are never rows of ``runs``
+(so resume and the report cannot take them for measurements) but ``active_sweep.json`` beside
+``sweep.json``, rewritten after every round: the rounds, and per cell its source (``measured`` or
+``predicted``), each metric's value and, predicted, its interval and the level it came from. A
+resumed active sweep reads what the store measured and continues with the next round (a round's
+ties are broken by ``sweep.seed`` + its index, so the same store gives the same choice).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from orchestrator.active.predictor import GridCell, ResidualPredictor
+from orchestrator.active.selection import next_round
+from orchestrator.config.root import CellConfig, Config
+from orchestrator.core.cell import Cell
+from orchestrator.core.identity import cell_identity, digest
+from orchestrator.driver.dispatch import engine_share_key
+from orchestrator.driver.outcome import SweepOutcome
+from orchestrator.driver.runner import Session, check_engines, resolve_cells, run_cells
+from orchestrator.search.outcome import read_outcomes
+from orchestrator.store.sweep_store import Store
+
+log = logging.getLogger(__name__)
+
+RECORD = "active_sweep.json"
+METRICS = ("output_throughput_tok_s", "energy_per_output_token_j")
+"""What an active sweep predicts: output tokens/s and gross J per output token."""
+
+
+@dataclass
+class CellRecord:
+    """One cell of ``active_sweep.json``: ``source`` measured | predicted | failed; per metric its
+    value, and for a prediction ``{metric}_low`` / ``_high`` (90%) and ``level``."""
+
+    cell_id: str
+    label: str
+    source: str
+    values: Dict[str, float] = field(default_factory=dict)
+    level: str = ""
+
+
+@dataclass
+class ActiveRecord:
+    """``active_sweep.json``: the budget, the rounds (cell ids picked, each with its summed
+    relative half-width when picked), why it stopped, and every launchable cell."""
+
+    name: str
+    budget_fraction: float
+    budget_cells: int
+    launchable: int
+    rounds: List[Dict] = field(default_factory=list)
+    stopped: str = ""
+    cells: List[CellRecord] = field(default_factory=list)
+
+
+def variants(configs: Sequence[CellConfig], engines: Sequence[str]) -> List[str]:
+    """Each cell's engine variant: its engine and quantization options that differ from the
+    value most cells of the grid have ('' for a cell with the grid's usual options)."""
+    flat = [_flat({"engine": ident["engine"][e], "quantization": ident["quantization"]})
+            for ident, e in ((cell_identity(c, e), e) for c, e in zip(configs, engines))]
+    usual = {k: Counter(f.get(k) for f in flat).most_common(1)[0][0] for k in {k for f in flat for k in f}}
+    return [",".join(f"{k}={v}" for k, v in sorted(f.items()) if v != usual[k]) for f in flat]
+
+
+def _flat(tree: Mapping, prefix: str = "") -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
+def grid_cells(cells: Sequence[Cell], simulated: Mapping[str, Mapping[str, float]]) -> Dict[str, List[GridCell]]:
+    """The predictor's view of the launchable ``cells``, per metric (``simulated``: cell id ->
+    metric -> the simulator's value)."""
+    names = variants([c.config for c in cells], [c.engine for c in cells])
+    out: Dict[str, List[GridCell]] = {m: [] for m in METRICS}
+    for c, variant in zip(cells, names):
+        cfg = c.config
+        workload = f"{cfg.workload.name}@{digest(cell_identity(cfg, c.engine)['workload'])[:8]}"
+        for m in METRICS:
+            out[m].append(GridCell(key=c.cell_id, base=f"{cfg.model.name}/{cfg.quantization.name}/{cfg.gpu.name}",
+                                   variant=variant, workload=workload, batch_size=int(cfg.batch_size),
+                                   quantization=cfg.quantization.name, simulated=float(simulated[c.cell_id][m])))
+    return out
+
+
+def simulate_all(cells: Sequence[Cell]) -> Dict[str, Dict[str, float]]:
+    """cell id -> metric -> the simulator's steady-state value."""
+    from orchestrator.engines.simulated_prediction import predict_cell
+
+    out = {}
+    for c in cells:
+        p = predict_cell(c.config)
+        out[c.cell_id] = {METRICS[0]: p.output_tok_s, METRICS[1]: p.j_per_output_token}
+    return out
+
+
+def read_record(store: Store) -> Optional[ActiveRecord]:
+    from pyarrow import fs as pafs
+
+    path = f"{store.root}/{RECORD}"
+    if store.filesystem.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with store.filesystem.open_input_stream(path) as f:
+        data = json.loads(f.read().decode())
+    data["cells"] = [CellRecord(**c) for c in data.get("cells", [])]
+    return ActiveRecord(**data)
+
+
+def run_active_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
+    """Run ``cfg``'s grid as an active sweep (see module doc); -> the final statuses of the cells
+    it measured and of those that could not launch."""
+    session = Session.open(cfg)
+    cells = resolve_cells(configs, session.ray)
+    check_engines(cells)
+    launchable = [c for c in cells if c.status is None]
+    if not launchable:  # nothing to choose from: the pre-launch rows, as a sweep writes them
+        return run_cells(session, cells)
+    strategy = cfg.sweep
+    budget = max(1, math.ceil(strategy.budget * len(launchable)))
+    round_cells = strategy.round_cells or max(2, math.ceil(0.05 * len(launchable)))
+    print(f"active sweep {cfg.name}: {len(launchable)} launchable cells, measuring at most {budget} "
+          f"({strategy.budget:.0%}), {round_cells} per round; predicting the rest with the simulator", flush=True)
+    grid = grid_cells(launchable, simulate_all(launchable))
+    units = {c.cell_id: engine_share_key(c, cfg.dispatch.share_engines) for c in launchable}
+    by_id = {c.cell_id: c for c in launchable}
+    previous = read_record(session.store)
+    record = ActiveRecord(cfg.name, strategy.budget, budget, len(launchable),
+                          rounds=list(previous.rounds) if previous else [])
+    while True:
+        outcomes = read_outcomes(session.store, by_id)
+        measured = {m: {k: getattr(o, m) for k, o in outcomes.items() if o.status == "ok" and _finite(getattr(o, m))}
+                    for m in METRICS}
+        predictors = [ResidualPredictor(grid[m], measured[m]) for m in METRICS]
+        record.stopped = _stop_reason(len(outcomes), budget, len(launchable), predictors, strategy.target_half_width)
+        record.cells = _cell_records(launchable, outcomes, predictors)
+        session.store.write_text(RECORD, json.dumps(asdict(record), indent=1, default=str))
+        if record.stopped:
+            break
+        rng = np.random.default_rng(strategy.seed + len(record.rounds))
+        picked = next_round(grid[METRICS[0]], units, predictors, min(round_cells, budget - len(outcomes)), rng,
+                            skip=set(outcomes))
+        record.rounds.append({"cells": picked.keys, "widths": picked.widths})
+        print(f"active sweep round {len(record.rounds)}: {len(picked.keys)} cells "
+              f"({len(outcomes) + len(picked.keys)} of {budget} measured after it)", flush=True)
+        run_cells(session, [by_id[k] for k in picked.keys], manifest=cells)
+    summary = Counter(c.source for c in record.cells)
+    print(f"active sweep done ({record.stopped}): " + ", ".join(f"{n} {s}" for s, n in summary.most_common())
+          + f"; predictions in {cfg.store.location}/{RECORD}", flush=True)
+    # the final statuses: every cell measured (complete: nothing runs) and the pre-launch rows
+    return run_cells(session, [c for c in cells if c.status is not None or c.cell_id in outcomes], manifest=cells)
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def _stop_reason(attempted: int, budget: int, launchable: int, predictors: Sequence[ResidualPredictor],
+                 target: Optional[float]) -> str:
+    if attempted >= launchable:
+        return "every launchable cell is measured"
+    if attempted >= budget:
+        return "the budget is spent"
+    if target is not None and attempted:
+        widest = max(p.relative_half_width for pr in predictors for p in pr.predict_all().values())
+        if widest <= target:
+            return f"every predicted interval is within ±{target:.0%}"
+    return ""
+
+
+def _cell_records(cells: Sequence[Cell], outcomes, predictors: Sequence[ResidualPredictor]) -> List[CellRecord]:
+    predicted = [p.predict_all() for p in predictors]
+    out = []
+    for c in cells:
+        o = outcomes.get(c.cell_id)
+        if o is not None and o.status == "ok":
+            out.append(CellRecord(c.cell_id, c.label(), "measured", {m: float(getattr(o, m)) for m in METRICS}))
+            continue
+        values: Dict[str, float] = {}
+        level = ""
+        for m, preds in zip(METRICS, predicted):
+            p = preds.get(c.cell_id)
+            if p is not None:
+                values.update({m: p.value, f"{m}_low": p.low, f"{m}_high": p.high})
+                level = p.level.name
+        out.append(CellRecord(c.cell_id, c.label(), "failed" if o is not None else "predicted", values, level))
+    return out

@@ -1,0 +1,86 @@
+"""``sweep.strategy=active`` end to end on a real local Ray cluster with the simulator: the budget
+is never exceeded, predictions live in ``active_sweep.json`` and never as rows (so a plain resume
+of the grid runs them), a resumed active sweep continues its rounds and re-runs nothing, the
+engine variants of a grid are its minority options, and bad input is one line before any cell."""
+from __future__ import annotations
+
+import json
+import math
+
+from orchestrator.driver import grid
+from orchestrator.search.active_sweep import METRICS, variants
+from orchestrator.store.sweep_store import load
+from tests.conftest import run_orchestrator
+
+GRID = ["-m", "batch_size=1,2,4,8,16,32,64", "quantization=none,fp8", "workload=offline", "engine=simulated",
+        "gpu=h100", "sweep.strategy=active", "dispatch.num_cpus=2", "dispatch.progress=false"]
+N = 14
+
+
+def record(store):
+    return json.loads((store / "active_sweep.json").read_text())
+
+
+def test_an_active_sweep_measures_its_budget_predicts_the_rest_and_resumes(tmp_path):
+    store = tmp_path / "active"
+    first = run_orchestrator([*GRID, "sweep.budget=0.3", f"store.dir={store}"])
+    budget = math.ceil(0.3 * N)
+    assert f"{N} launchable cells, measuring at most {budget}" in first.stdout
+    runs = load(str(store)).runs.to_pylist()
+    assert len(runs) == budget and all(r["status"] == "ok" for r in runs)  # never more than the budget
+    doc = record(store)
+    cells = {c["cell_id"]: c for c in doc["cells"]}
+    assert len(cells) == N and doc["stopped"] == "the budget is spent"
+    measured = {r["cell_id"]: r for r in runs}
+    assert {k for k, c in cells.items() if c["source"] == "measured"} == set(measured)
+    assert sum(len(r["cells"]) for r in doc["rounds"]) == budget
+    assert {k for r in doc["rounds"] for k in r["cells"]} == set(measured)
+    first_round = doc["rounds"][0]["cells"]
+    labels = [cells[k]["label"] for k in first_round]
+    assert {lab.split("/")[1] for lab in labels} == {"none", "fp8"}  # each new engine path first
+    assert all(lab.split("/")[3] in ("bs1", "bs64") for lab in labels)  # at a corner of its series
+    for k, r in measured.items():
+        assert cells[k]["values"]["output_throughput_tok_s"] == r["output_throughput_tok_s"]
+    for c in cells.values():
+        if c["source"] == "predicted":
+            for m in METRICS:
+                v = c["values"]
+                assert 0 < v[f"{m}_low"] <= v[m] <= v[f"{m}_high"]
+            assert c["level"]
+
+    # resumed with a larger budget: the rounds go on, nothing measured is measured again
+    started = {r["cell_id"]: r["started_unix_s"] for r in runs}
+    more = run_orchestrator([*GRID, "sweep.budget=0.5", f"store.dir={store}"])
+    runs2 = load(str(store)).runs.to_pylist()
+    assert len(runs2) == math.ceil(0.5 * N)
+    assert all(r["started_unix_s"] == started[r["cell_id"]] for r in runs2 if r["cell_id"] in started)
+    doc2 = record(store)
+    assert doc2["rounds"][: len(doc["rounds"])] == doc["rounds"] and len(doc2["rounds"]) > len(doc["rounds"])
+    assert "active sweep round" in more.stdout
+
+    # the same budget again: no round, no run
+    again = run_orchestrator([*GRID, "sweep.budget=0.5", f"store.dir={store}"])
+    assert "active sweep round" not in again.stdout and "dispatched" not in again.stdout
+    assert record(store)["rounds"] == doc2["rounds"]
+
+    # the predicted cells are not results: the plain grid runs exactly them
+    plain = run_orchestrator([a for a in GRID if a != "sweep.strategy=active"] + [f"store.dir={store}"])
+    assert f"{N - len(runs2)} to run, {len(runs2)} already complete" in plain.stdout
+
+
+def test_bad_active_settings_are_one_line_before_any_cell(tmp_path):
+    for bad, says in (("sweep.budget=0", "sweep.budget=0.0: must be in (0, 1]"),
+                      ("sweep.round_cells=0", "sweep.round_cells=0: must be >= 1"),
+                      ("sweep.strategy=best", "sweep.strategy")):
+        proc = run_orchestrator([*GRID, bad, f"store.dir={tmp_path / 'x'}"], check=False)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert says in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "x").exists()
+
+
+def test_variants_are_the_grids_minority_options():
+    jobs = [["batch_size=1", "engine.vllm.enforce_eager=false"], ["batch_size=8", "engine.vllm.enforce_eager=false"],
+            ["batch_size=8", "engine.vllm.enforce_eager=true"]]
+    configs = [grid.config_of(["engine=vllm", "gpu=h200", *job]) for job in jobs]
+    names = variants(configs, ["vllm"] * 3)
+    assert names == ["", "", "engine.enforce_eager=true"]
