@@ -26,7 +26,9 @@ levels' until there are enough for that quantile (9 at 90%; a coarser level miss
 pooling is conservative) — per class: default engines apart from variants (eager, an int8
 threshold), whose misses are of another size, both classes pooled where one has too few —
 ``prior_half_width`` where even all coarser ones are too few, and never narrower than a finer
-level's.
+level's; and never narrower than the same computed from the cell's own GPU's errors alone (the
+largest of them while they are too few for a quantile): cells of a GPU measured on other machines
+or days than the rest differ by more than one machine's cells do.
 """
 from __future__ import annotations
 
@@ -67,6 +69,11 @@ class GridCell:
         """The engine path: base and variant."""
         return f"{self.base} [{self.variant}]" if self.variant else self.base
 
+    @property
+    def gpu(self) -> str:
+        """The GPU: the last part of ``base``."""
+        return self.base.rsplit("/", 1)[-1]
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -96,6 +103,7 @@ class ResidualPredictor:
         self.prior_half_width = prior_half_width
         self._residual = {k: math.log(v / self.cells[k].simulated) for k, v in self.measured.items()
                           if self.cells[k].simulated > 0}
+        self._gpu_errors: Dict[Tuple[str, bool, Level], List[float]] = {}
         self._half_width = self._conformal_widths()
 
     def correction(self, cell: GridCell, exclude: Optional[str] = None) -> tuple[float, Level]:
@@ -139,6 +147,7 @@ class ResidualPredictor:
                     if reached not in seen:
                         seen.add(reached)
                         errors[bool(cell.variant), reached].append(abs(r - guess))
+                        self._gpu_errors.setdefault((cell.gpu, bool(cell.variant), reached), []).append(abs(r - guess))
         widths: Dict[Tuple[bool, Level], float] = {}
         for variant in (False, True):
             finer = 0.0
@@ -158,6 +167,18 @@ class ResidualPredictor:
                 return pooled
         return []
 
+    def _gpu_width(self, gpu: str, variant: bool, level: Level) -> float:
+        """The width from ``gpu``'s own cross-validated errors of this class at ``level`` (pooled
+        with coarser levels' until there are enough): their quantile, or their largest while too
+        few for one (0 without any). A GPU whose cells were measured on other machines or days
+        than the rest is not held to the others' tighter errors."""
+        own: List[float] = []
+        for lv in (c for c in Level if c >= level):
+            own += self._gpu_errors.get((gpu, variant, lv), [])
+            if len(own) >= self.min_errors:
+                return self._quantile(sorted(own))
+        return max(own, default=0.0)
+
     def _quantile(self, errors: List[float]) -> float:
         n = len(errors)
         if n < self.min_errors:
@@ -170,7 +191,7 @@ class ResidualPredictor:
         cell = self.cells[key]
         r, level = self.correction(cell, exclude=key)
         value = cell.simulated * math.exp(r)
-        w = self._half_width[bool(cell.variant), level]
+        w = max(self._half_width[bool(cell.variant), level], self._gpu_width(cell.gpu, bool(cell.variant), level))
         return Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w), level=level)
 
     def predict_all(self) -> Dict[str, Prediction]:
