@@ -8,7 +8,7 @@ kernels' weight efficiency) describe how vLLM uses a GPU relative to its datashe
 carried to the H100; its absolute idle power is the H200's and is not: the H100's is taken from
 the idle baselines its own measured cells recorded (each cell measures one before its window).
 Every measured vLLM cell of the committed H100 stores (Llama-2-7B fp16: offline scans, chat,
-the request-energy and prefix-cache cells) is predicted (``engines.simulated_prediction``) and
+the request-energy and prefix-cache cells) is predicted (``worker.simulated_prediction``) and
 corrected by ``active.predictor`` trained on every H200 study cell plus ``k`` H100 cells drawn at
 random (k = 0, 2, 4; 20 draws each), the others held out: their median absolute error and the
 coverage of their 90% intervals, for output tok/s and J per output token. Beside it, the same
@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 from orchestrator.active.predictor import GridCell, ResidualPredictor  # noqa: E402
 from orchestrator.config.root import CellConfig, cell_config_from_json  # noqa: E402
 from orchestrator.core.identity import cell_identity, digest  # noqa: E402
-from orchestrator.engines.simulated_prediction import predict_cell  # noqa: E402
+from orchestrator.worker.simulated_prediction import predict_cell  # noqa: E402
 from orchestrator.search.active_sweep import METRICS, variants  # noqa: E402
 
 H200_STORE = "experiments/h200_study/store"
@@ -125,8 +125,8 @@ def main() -> int:
     shapes = {shape(r) for r in h200}
     every = [r for s in H100_STORES for r in measured(s)]
     h100 = [r for r in every if shape(r) in shapes]
-    # cells fed by a traffic file (traces, sessions) need the driver's reading of the file, which
-    # a config read back from a store lacks: left out
+    # cells fed by a traffic file (traces, sessions): left out (the H200 grid ran none; their
+    # replay needs the files at the paths their stores name)
     unseen = [r for r in every if shape(r) not in shapes and r["config"].workload.source.value == "synthetic"]
     h200_sim = predictions(h200, fitted, fitted["idle_power_w"])
     idle_h100 = statistics.median(r["idle_w"] for r in h100)

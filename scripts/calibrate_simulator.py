@@ -84,8 +84,8 @@ def measured_points(rows: List[Dict]) -> List[Dict]:
 
 def simulate(config, options: Dict) -> Dict:
     """The simulator's output tok/s and gross J/output token for one cell config with these
-    ``engine.simulated`` options (``engines.simulated_prediction``: steady state)."""
-    from orchestrator.engines.simulated_prediction import predict_cell
+    ``engine.simulated`` options (``worker.simulated_prediction``: steady state)."""
+    from orchestrator.worker.simulated_prediction import predict_cell
 
     p = predict_cell(config, dataclasses.replace(config.engine.simulated, **options))
     return {"tok_s": p.output_tok_s, "j_per_tok": p.j_per_output_token}

@@ -1,7 +1,7 @@
 """``sweep.strategy=active``: the grid answered by measuring ``sweep.budget`` of its launchable
 cells, chosen round by round, and predicting the rest with 90% intervals (issue 31).
 
-Every launchable cell is first predicted by the simulator (``engines.simulated_prediction``,
+Every launchable cell is first predicted by the simulator (``worker.simulated_prediction``,
 each cell's own ``engine.simulated`` options: pass a calibration's overrides to use it). Then
 rounds: the cells measured so far (ok rows of the store; a failed cell counts against the budget
 and is not tried again) fit one ``active.predictor.ResidualPredictor`` per metric (output tok/s,
@@ -109,7 +109,7 @@ def grid_cells(cells: Sequence[Cell], simulated: Mapping[str, Mapping[str, float
 
 def simulate_all(cells: Sequence[Cell]) -> Dict[str, Dict[str, float]]:
     """cell id -> metric -> the simulator's steady-state value."""
-    from orchestrator.engines.simulated_prediction import predict_cell
+    from orchestrator.worker.simulated_prediction import predict_cell
 
     out = {}
     for c in cells:

@@ -1,6 +1,7 @@
 """The simulator's steady-state prediction of one cell, without Ray or a store: its output tok/s
-and gross J per output token, from one warm-up-free measured batch (offline) or its window
-(served workloads) on virtual time. The calibration (``scripts/calibrate_simulator.py``) fits
+and gross J per output token, from one warm-up-free measured batch (offline synthetic traffic) or
+its window (served workloads; a dataset, trace or session file replayed as a cell would replay
+it: ``workloads.plan_for``) on virtual time. The calibration (``scripts/calibrate_simulator.py``) fits
 the simulator's options with it; the active sweep (``search.active_sweep``) predicts the cells
 it does not measure with it."""
 from __future__ import annotations
@@ -27,16 +28,20 @@ def predict_cell(config: "CellConfig", options: Optional["SimulatedOptions"] = N
     ``engine.simulated`` block), whatever engine the cell names."""
     from orchestrator.client.metrics import summarize
     from orchestrator.client.workload import build_plan
+    from orchestrator.config.workload_sources import Source
     from orchestrator.energy.base import window_energy
     from orchestrator.engines.simulated import SimulatedEngine
+    from orchestrator.workloads import plan_for
 
     opts = options or config.engine.simulated
-    workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0)
+    synthetic = Source(config.workload.source) is Source.synthetic
+    workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0) \
+        if synthetic else config.workload
     cfg = dataclasses.replace(config, engine=dataclasses.replace(config.engine, name="simulated", simulated=opts),
                               workload=workload)
     engine = SimulatedEngine(cfg, cfg.batch_size)
     engine.start()
-    run = engine.run(build_plan(cfg.workload, cfg.batch_size))
+    run = engine.run(build_plan(cfg.workload, cfg.batch_size) if synthetic else plan_for(cfg, "prediction"))
     trace = engine.modeled_sampler().stop()
     row = summarize(run, None, True)
     energy = window_energy(trace, int(run.window_start_s * 1e9), int(run.window_end_s * 1e9), None)
