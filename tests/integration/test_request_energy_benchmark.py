@@ -16,7 +16,7 @@ BENCH = ROOT / "experiments" / "benchmarks" / "request_energy"
 
 def test_analysis_regenerates_from_the_committed_stores():
     out = subprocess.run([sys.executable, str(BENCH / "analyze.py"), str(BENCH / "h100" / "store"),
-                          str(BENCH / "h100" / "guard" / "store")], capture_output=True, text=True, check=True,
+                          str(BENCH / "h100" / "guard" / "store"), "--simulated", str(BENCH / "h100" / "simulated_store")], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300).stdout
     assert out == (BENCH / "h100" / "analysis.md").read_text()
     mixed = re.search(r"predicted total over (\d+) mixed cells: ([\d.]+)%", out)

@@ -1,7 +1,7 @@
 """Issue 30's validation of energy per request, from the stores of ``+sweep=request_energy`` and
 the offline guard (``scripts/bench_vllm.py --parts offline,bare``: 128/128 at batch 1, 8, 64, 256).
 
-    python experiments/benchmarks/request_energy/analyze.py STORE [STORE ...]
+    python experiments/benchmarks/request_energy/analyze.py STORE [STORE ...] [--simulated SIM_STORE]
 
 Several stores are read as one (cell ids are content hashes: no two stores' rows collide).
 
@@ -18,6 +18,11 @@ Several stores are read as one (cell ids are content hashes: no two stores' rows
    stored steps and power with the current split; the share stored at run time beside it) against
    the fitted model's, each step's prefill part being a x its prompt tokens (the whole step where
    it decodes nothing).
+5. With ``--simulated``: the simulator's run of the same sweep (``engine=simulated``, the H200
+   calibration's factors, the H100's idle) beside each measured cell of the sweep: the prefill
+   share it predicts from its roofline (prefill compute-bound, decode bandwidth-bound) against
+   the attributed one, and its output tok/s and J per output token (cells paired by workload,
+   lengths, rate and batch size: ``compare`` pairs by workload name, which these cells share).
 4. **Batch 1 with gaps**: each measured request's own counter delta over its steps (the first
    step's start to the last one's end, interpolated on the counter's updates) against the energy
    attributed to it; the median absolute error (issue: within 5%).
@@ -182,12 +187,44 @@ def batch_one(runs, reqs, power, timelines) -> None:
               f"request (median), {c.idle_power_w:.0f} W idle.")
 
 
+def pair_key(r) -> tuple:
+    return (r.workload, r.in_tokens, r.out_tokens, r.rate, r.batch_size)
+
+
+def simulated(runs, sim_store: str) -> None:
+    sim = load([sim_store])[0]
+    by_key = {pair_key(r): r for r in sim.itertuples()}
+    print("\n| cell | batch | prefill share: attributed / simulated | output tok/s: measured / simulated "
+          "| J per output token: measured / simulated |")
+    print("|---|---|---|---|---|")
+    gaps = []
+    for c in runs.sort_values(["workload", "in_tokens", "batch_size"]).itertuples():
+        s = by_key.get(pair_key(c))
+        if s is None or c.kind == "batch-1 gaps" and c.saturated:
+            continue
+        share = c.share_now if c.share_now == c.share_now else c.prefill_energy_share
+        gaps.append(s.prefill_energy_share - share)
+        j_m, j_s = c.energy_per_1k_output_tokens_j / 1e3, s.energy_per_1k_output_tokens_j / 1e3
+        print(f"| {c.workload} {c.in_tokens}/{c.out_tokens} ({c.kind}) | {c.batch_size} | {share:.1%} / "
+              f"{s.prefill_energy_share:.1%} | {c.output_throughput_tok_s:,.0f} / {s.output_throughput_tok_s:,.0f} "
+              f"| {j_m:.3f} / {j_s:.3f} |")
+    print(f"\nSimulated prefill share less the attributed one over {len(gaps)} cells: median "
+          f"{np.median(gaps) * 100:+.1f} points (from {np.min(gaps) * 100:+.1f} to {np.max(gaps) * 100:+.1f}).")
+
+
 def main() -> None:
-    runs, reqs, power, steps = load(sys.argv[1:])
+    args = sys.argv[1:]
+    sim_store = None
+    if "--simulated" in args:
+        i = args.index("--simulated")
+        sim_store, args = args[i + 1], args[:i] + args[i + 2:]
+    runs, reqs, power, steps = load(args)
     timelines = features(runs, steps, power)
     plain, full = fit(runs)
     mixed(runs, plain, full)
     batch_one(runs, reqs, power, timelines)
+    if sim_store:
+        simulated(runs, sim_store)
 
 
 if __name__ == "__main__":
