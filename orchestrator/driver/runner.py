@@ -25,6 +25,7 @@ from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
 from orchestrator.driver.eta import SweepEta
+from orchestrator.driver.gpu_duty import sweep_gpu_duty
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
 from orchestrator.driver.plan_view import active_line, measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
@@ -254,6 +255,7 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
             except KeyboardInterrupt:
                 _interrupted(None, cfg, final, len(plan.run))
             _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
+            _write_manifest(store, cfg, cells if manifest is None else manifest)  # with the dispatch's GPU duty
     finally:
         claims.release()
     outcome.counts = Counter(final.values())
@@ -363,11 +365,13 @@ def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> 
 
 
 def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:
-    """``sweep.json``: the sweep's name, its base config (typed, as plain JSON) and its cells."""
+    """``sweep.json``: the sweep's name, its base config (typed, as plain JSON), its cells and the
+    GPU duty of those it has measured so far (``gpu_duty``: written before and after a dispatch)."""
     manifest = {
         "name": cfg.name,
         "written_unix_s": time.time(),
         "config": as_plain(cfg),
         "cells": [{"cell_id": c.cell_id, "label": c.label(), "engine": c.engine} for c in cells],
+        "gpu_duty": sweep_gpu_duty(store, cfg.name, [c.cell_id for c in cells]),
     }
     store.write_text("sweep.json", json.dumps(manifest, indent=1))

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 from orchestrator.config.fields import as_plain
 from orchestrator.errors import Status
-from orchestrator.store.schema import SCHEMA_VERSION, runs_table
+from orchestrator.store.schema import (
+    SCHEMA_VERSION,
+    START_COMPILE_CACHED,
+    START_PHASE_COLUMNS,
+    START_PHASES,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,10 +62,14 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
 
 
 def extra_columns(extra: Dict) -> Dict:
-    """The ``EXTRA_COLUMNS`` of a runs row from an engine's extra (None where it has no key), and
-    the ``ENDPOINT_COLUMNS`` it has."""
+    """The ``EXTRA_COLUMNS`` of a runs row from an engine's extra (None where it has no key), the
+    ``ENDPOINT_COLUMNS`` it has, and, where it reports them, its start's phases (``START_PHASES``
+    -> the ``start_*`` columns; None for a phase it lacks)."""
     out = {column: extra.get(key) for column, key in EXTRA_COLUMNS}
     out.update({column: extra[key] for column, key in ENDPOINT_COLUMNS if key in extra})
+    phases = extra.get(START_PHASES)
+    if isinstance(phases, dict):
+        out.update({c: phases.get(c[len("start_"):]) for c in (*START_PHASE_COLUMNS, START_COMPILE_CACHED)})
     return out
 
 

@@ -55,6 +55,16 @@ ENERGY_SOURCE = "energy_source"
 ENERGY_NOTE = "energy_note"
 ENERGY_J = "energy_j"
 ENGINE_START_S = "engine_start_s"
+ENGINE_START_KEY = ("host", "gpu_uuid", "engine", ENGINE_START_S, "engine_shared_cells")
+"""The runs columns whose values are the same on every row measured on one engine start (the
+``engine_shared_cells`` cells that shared it) and, in practice, on no other start's:
+``engine_start_s`` is a ``time.monotonic()`` difference of nanosecond resolution."""
+START_PHASES = "start_phases"
+"""The key of an engine run's extra (``engine_extra``) that holds where its start's seconds went
+(``engines.vllm.start_phases``: a dict of the phases below without their ``start_`` prefix)."""
+START_PHASE_COLUMNS = tuple(f"start_{p}_s" for p in ("launch", "model_setup", "weights", "init_engine", "compile",
+                                                       "profiling", "graph_capture", "warmup", "init_other", "ready"))
+START_COMPILE_CACHED = "start_compile_cached"
 IDLE_POWER_W = "idle_power_w"
 NET_ENERGY_J = "net_energy_j"
 ENERGY_PER_REQUEST_J = "energy_per_request_j"
@@ -96,7 +106,9 @@ only (warm-up is never served): older rows counted warm-up completions too. The 
 (one row per engine step: times, prefill/decode tokens, the requests in it, its energy) and the
 energy attributed per request (``REQUEST_ENERGY_COLUMNS``) and per cell (``step_source``,
 ``n_steps``, ``energy_in_steps_j``, ``energy_outside_steps_j``, ``prefill_energy_share``) are
-new too; older stores have no steps files and null columns."""
+new too; older stores have no steps files and null columns. The phases of the cell's engine start
+(``START_PHASE_COLUMNS``, ``start_compile_cached``: vLLM engines, from their log; the same on every
+row of one start) are new since; null for other engines and older rows."""
 READABLE_VERSIONS = (1, 2, 3)
 TABLES = ("runs", "requests", "power", "steps")
 F64, I64, STR, BOOL = pa.float64(), pa.int64(), pa.string(), pa.bool_()
@@ -141,7 +153,10 @@ RUNS_SCHEMA = pa.schema(
         ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), (WORKLOAD_SOURCE, STR), ("workload_notes", STR),
         ("prefix_cache_reset", BOOL), (STEP_SOURCE, STR), ("n_steps", I64), ("energy_in_steps_j", F64),
         (ENERGY_OUTSIDE_STEPS_J, F64), ("net_energy_outside_steps_j", F64), (PREFILL_ENERGY_SHARE, F64),
-        ("cell_wall_s", F64),
+    ]
+    + [(c, F64) for c in START_PHASE_COLUMNS]
+    + [
+        (START_COMPILE_CACHED, BOOL), ("cell_wall_s", F64),
         ("started_unix_s", F64), ("finished_unix_s", F64),
     ]
 )

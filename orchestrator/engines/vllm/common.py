@@ -7,7 +7,8 @@ directory from ``models.model_dir`` with ``load_format="dummy"``, the ``engine.v
 (vLLM only keeps per-request timestamps with stats on). vLLM's compile cache lives in
 ``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``), kept between cells. Engine output goes to a
 log file (``new_log_path``, ``output_to``) that ``vllm_log`` reads: why a start failed, and the
-quantization method and kernels vLLM chose. ``vllm`` and ``torch`` are imported inside
+quantization method and kernels vLLM chose; after a start, ``start_phases`` reads where its
+seconds went. ``vllm`` and ``torch`` are imported inside
 functions only.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from orchestrator.config.groups import Weights
 from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
+from orchestrator.engines.vllm.start_phases import EXTRA_KEY as START_PHASES_KEY, parse_start_phases
 from orchestrator.engines.vllm.step_recorder import SCHEDULER_CLS, STEPS_FILE_ENV, SYNC_SCHEDULER_CLS, new_steps_file
 from orchestrator.errors import CellFailure
 
@@ -77,14 +79,24 @@ class VllmEngine(Engine):
         self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
         self._start_info = wait_for_gpu_memory(self._gpu, self.options.gpu_memory_utilization)
 
-    def _note_engine_choices(self, method: Optional[str] = None) -> None:
+    def _note_engine_choices(self, method: Optional[str] = None, launched_unix_s: Optional[float] = None,
+                             ready_unix_s: Optional[float] = None) -> None:
         """Put what vLLM ran into the run's extra: ``vllm_quantization_method`` and
         ``vllm_linear_kernel`` from the start-up log (``vllm_log.engine_choices``); ``method``
-        (the frontend's own ``model_config.quantization``), when known, wins over the log."""
-        choices = engine_choices(read_head(self._log_path))
+        (the frontend's own ``model_config.quantization``), when known, wins over the log. And
+        where the start's seconds went (``start_phases``, under ``start_phases.EXTRA_KEY``),
+        between our launch and ready times (``time.time()``)."""
+        text = read_head(self._log_path)
+        choices = engine_choices(text)
         if method is not None:
             choices["vllm_quantization_method"] = method
         self._start_info.update(choices)
+        try:
+            phases = parse_start_phases(text, launched_unix_s, ready_unix_s)
+        except Exception as exc:  # what the start cost is a note: it never fails a start that succeeded
+            log.warning("vllm: could not read the start phases from %s: %s", self._log_path, exc)
+            return
+        self._start_info[START_PHASES_KEY] = phases.as_extra()
 
     def versions(self) -> Dict[str, str]:
         return engine_versions(self._gpu)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from orchestrator.errors import CellFailure, EngineError
 
@@ -67,6 +67,7 @@ LOG_PATTERNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PROCESS = re.compile(r"^(?:\([^()]* pid=\d+\) ?|\[rank\d+\]: ?)+")
 _HEADER = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[[^\]]*\] ?")
+_STAMP = re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d-\d\d \d\d:\d\d:\d\d)")
 _NOISE = re.compile(r"^\[(?:rank\d+\]:\[)?[WI]\d{3,4} |^[WI]\d{4} \d|^\[gloo\]|nccl (?:warn|info)|"
                     r"destroy_process_group\(\) was not called|^\S+:\d+: \w*Warning: |\d+%\||it/s\]|s/it\]",
                     re.IGNORECASE)
@@ -88,6 +89,14 @@ def clean_line(line: str) -> Tuple[str, str, bool]:
     m = _HEADER.match(text)
     level, text = (m.group(1), text[m.end():]) if m else ("", text)
     return level, text.strip(), text[:1].isspace()
+
+
+def stamped_lines(text: str) -> Iterator[Tuple[Optional[str], str]]:
+    """(the vLLM header's time ``"MM-DD HH:MM:SS"`` or None where the line has no header, the
+    line's text as ``clean_line`` gives it) of each line of a log."""
+    for raw in text.splitlines():
+        m = _STAMP.match(_PROCESS.sub("", _ANSI.sub("", raw)).lstrip())
+        yield (m.group(1) if m else None), clean_line(raw)[1]
 
 
 def meaningful_lines(text: str) -> List[str]:

@@ -6,7 +6,8 @@ batch of the cells sharing this engine. The engine-core process is spawned, not 
 (``VLLM_WORKER_MULTIPROC_METHOD=spawn`` unless set). Start-up output (the frontend's and the
 engine-core process's) goes to a log file whose lines classify a failed start (``vllm_log``);
 after a start, the quantization method the frontend resolved and the linear kernels the log
-names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
+names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``), and the
+start's phases (``start_phases``: from opening the log to ``LLM`` returning).
 
 ``run(plan)`` sends each static batch as one ``LLM.generate`` call of exactly ``batch_size``
 prompts given as token ids, ``SamplingParams(max_tokens=min_tokens=requested, ignore_eos=True,
@@ -90,7 +91,7 @@ class VllmOfflineEngine(VllmEngine):
         self.args = engine_args(self.config, self.max_batch_size, str(model_path(self.config)))
         self._log_path = new_log_path("vllm-offline")
         log.info("vllm_offline: starting vllm.LLM (max_num_seqs=%d); log: %s", self.max_batch_size, self._log_path)
-        t0 = time.monotonic()
+        t0, launched = time.monotonic(), time.time()
         with output_to(self._log_path):
             try:
                 from vllm import LLM
@@ -100,7 +101,7 @@ class VllmOfflineEngine(VllmEngine):
                 err = failure_from_log("vllm.LLM failed to start", read_tail(self._log_path), self._log_path, exc)
                 raise err from exc
         self._start_info["vllm_start_s"] = time.monotonic() - t0
-        self._note_engine_choices(frontend_quantization(self._llm))
+        self._note_engine_choices(frontend_quantization(self._llm), launched, time.time())
 
     def stop(self) -> None:
         llm, self._llm = self._llm, None

@@ -11,7 +11,8 @@ goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the
 ``startup_timeout``; if the process exits first its log tail decides: ``oom``,
 ``kv_cache_too_small``, ``unsupported``, else an engine error (``vllm_log``: the line that
 explains it leads the error). Once healthy, the quantization method and linear kernels its
-start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``).
+start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``),
+and the start's phases (``start_phases``: from the launch to ``/health`` 200).
 
 ``run(plan)`` drives the plan with ``client.StreamingClient`` — token-id prompts to
 ``/v1/completions``, or with ``engine.vllm.api=chat`` one user message of text as long in tokens
@@ -149,6 +150,7 @@ class VllmServerEngine(VllmEngine):
         self._runs = 0  # cells run on this server so far
         self._prompts: Optional[TextPrompts] = None  # api=chat: text prompts under the model's tokenizer
         self._steps_file: Optional[Path] = None  # where vLLM's scheduler logs its steps (record_steps)
+        self._launched_unix_s: Optional[float] = None  # time.time() at the last launch (start_phases)
 
     @property
     def base_url(self) -> str:
@@ -179,12 +181,13 @@ class VllmServerEngine(VllmEngine):
                 if attempt == 2 or "address already in use" not in str(exc).lower():
                     raise
         self._start_info["vllm_start_s"] = time.monotonic() - t0
-        self._note_engine_choices()  # from the server's start-up log
+        self._note_engine_choices(launched_unix_s=self._launched_unix_s, ready_unix_s=time.time())  # its start-up log
 
     def _launch(self, model: str, api_key: str) -> subprocess.Popen:
         """Start ``vllm serve`` on a free port with ``api_key`` (its log: ``self._log_path``)."""
         self._port = free_port()
         self._log_path = new_log_path("vllm-serve")
+        self._launched_unix_s = time.time()
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
         env = {**os.environ, **cache_env(self.config, self._steps_file), "VLLM_API_KEY": api_key,
                "PYTHONUNBUFFERED": "1"}
