@@ -314,11 +314,13 @@ def batch_points(ok: pd.DataFrame) -> pd.DataFrame:
     frame = ok.copy()
     for f in FLAGS:
         frame[f] = frame[f].fillna(False).astype(bool)
-    out = frame.groupby(keys, sort=False, dropna=False).agg(agg)
+    # (copies: an aggregate of ~100 columns is one block per column; consolidated, adding columns
+    # raises no PerformanceWarning, which would print on stderr above a one-line error)
+    out = frame.groupby(keys, sort=False, dropna=False).agg(agg).copy()
     out["n_cells"] = frame.groupby(keys, sort=False, dropna=False).size()
-    out = out.join(repeat_stats(frame, keys)).reset_index()
+    out = out.join(repeat_stats(frame, keys)).reset_index().copy()
     out["flags"] = flag_codes(out)
-    return out
+    return out.copy()
 
 
 def _join_ids(ids: pd.Series) -> str:

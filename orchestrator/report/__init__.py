@@ -10,7 +10,8 @@ Modules: ``options`` (ReportOptions), ``analyse`` (every table once), ``header``
 and ``cache_answers`` (the key answers, what the prefix cache saves among them), ``summary``
 (section 1), ``results`` (2, 3), ``repeats`` (2's repeatability), ``lengths`` (2's request
 lengths), ``models`` (4, 5, 6), ``decisions`` (7, 8), ``figures`` (9),
-``appendix``, ``compare``, ``markdown`` (table rendering), ``build`` (writes the files).
+``appendix``, ``compare``, ``markdown`` (table rendering), ``build`` (writes the files);
+``whole_grid`` (an active sweep's every cell, measured or predicted: its own section and key answer).
 """
 from importlib import import_module
 

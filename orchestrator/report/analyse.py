@@ -22,6 +22,7 @@ from orchestrator.analysis import (
 )
 from orchestrator.analysis.dataset import SweepData, baseline_sizes, batch_points, require_baseline, require_ok
 from orchestrator.analysis.traffic import named, workload_names
+from orchestrator.analysis.whole_grid import WholeGrid, read_whole_grid
 from orchestrator.report.options import ReportOptions
 from orchestrator.store.schema import OUTPUT_THROUGHPUT_TOK_S
 
@@ -34,7 +35,9 @@ class Analysis:
     plots; ``cache_savings``: the cells paired by prefix caching off and on; ``attributed_requests``,
     ``request_energy`` and ``typical_requests``: the measured ok requests whose energy was attributed,
     their distribution per cell and each series' median request (``analysis.request_energy``; empty for
-    a store without attribution)."""
+    a store without attribution); ``whole_grid``: an active sweep's every launchable cell, measured or
+    predicted (``analysis.whole_grid``; None for a store without ``active_sweep.json``): only its own
+    section and key answer read it."""
 
     data: SweepData
     options: ReportOptions
@@ -60,6 +63,7 @@ class Analysis:
     attributed_requests: pd.DataFrame
     request_energy: pd.DataFrame
     typical_requests: list[request_energy.TypicalRequest]
+    whole_grid: WholeGrid | None = None
 
     @property
     def any_energy(self) -> bool:
@@ -128,4 +132,5 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
         attributed_requests=attributed,
         request_energy=request_energy.distribution_table(attributed, ok),
         typical_requests=request_energy.typical_requests(attributed, ok),
+        whole_grid=read_whole_grid(data.path, data.runs),
     )

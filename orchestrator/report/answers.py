@@ -2,7 +2,9 @@
 offered rate, and what quantization buys in energy — one sentence per series, from the data
 (``analysis.answers``) — and, where the sweep varied prefix caching, what the prefix cache saves
 (``cache_answers``: a table in report.md, a sentence per pair on the HTML page), and, where the
-store attributed energy to requests, what a typical request costs (``request_energy``: likewise)."""
+store attributed energy to requests, what a typical request costs (``request_energy``: likewise);
+for an active sweep's store, first, the least J per output token over its whole grid, measured or
+predicted (``whole_grid``: the only answer that reads predictions, and says which it is)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 from orchestrator.analysis import answers
 from orchestrator.analysis import format as fmt
-from orchestrator.report import cache_answers, request_energy
+from orchestrator.report import cache_answers, request_energy, whole_grid
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_MARK, bullets, heading, para
 
@@ -85,6 +87,10 @@ def answer_groups(a: Analysis) -> list[AnswerGroup]:
     ranges = answers.slo_ranges(a.points, a.options.slo)
     ratios = answers.quant_ratios(a.points)
     groups = []
+    grid = a.whole_grid
+    best = whole_grid.best_sentence(grid, lambda w: a.workload_name(w, aside=True)) if grid is not None else ""
+    if grid is not None and best:  # an active sweep's: the one answer over its measured and predicted cells
+        groups.append(AnswerGroup(whole_grid.answer_lead(grid), [best]))
     if knees:
         groups.append(AnswerGroup(
             f"**Batch size and energy (static batches).** The knee is the first batch size after which the next "

@@ -18,6 +18,7 @@ from orchestrator.report import (
     request_energy,
     result_sections,
     summary,
+    whole_grid,
 )
 from orchestrator.report.analyse import Analysis, analyse
 from orchestrator.report.html_page import write_html
@@ -39,6 +40,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
         frames["request_energy"] = a.request_energy
     if a.cache_savings:
         frames["prefix_cache_savings"] = savings_frame(a.cache_savings)
+    if a.whole_grid is not None:
+        frames["whole_grid"] = whole_grid.csv_frame(a.whole_grid)
     frames.update({f"fit_{m}": f for m, f in a.fits.items()})
     for name, frame in frames.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
@@ -46,7 +49,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
 
 def render(a: Analysis, figs: dict) -> str:
     """The Markdown text of the report."""
-    lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path)) + summary.section(a)
+    lines = header.header(a) + answers.section(a) + search_section(read_search(a.data.path))
+    lines += whole_grid.section(a.whole_grid, a.workload_name) + summary.section(a)
     lines += result_sections.detail_section(a) + repeats.repeatability_section(a) + lengths.lengths_section(a)
     lines += request_energy.distribution_section(a) + result_sections.energy_section(a)
     lines += model_sections.scaling_section(a) + model_sections.roofline_section(a) + model_sections.vram_section(a)

@@ -10,6 +10,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis.dataset import CPU, FLAGS, flag_counts
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import SIM_LEGEND, bullets, heading, para
+from orchestrator.report.whole_grid import TITLE as WHOLE_GRID
 from orchestrator.store.schema import ENERGY_NOTE, WORKLOAD_SOURCE
 
 SECTIONS = [
@@ -154,4 +155,5 @@ def header(a: Analysis) -> list[str]:
                 f"model/quantization/GPU/workload series{how}). Latency SLOs for recommendations: "
                 f"{opts.slo.describe()}.", _lacking(a))
     out += flag_summary(a)
-    return out + para("Contents: " + " · ".join(SECTIONS) + ".")
+    first = [WHOLE_GRID] if a.whole_grid is not None else []
+    return out + para("Contents: " + " · ".join(first + SECTIONS) + ".")

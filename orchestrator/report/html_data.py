@@ -11,7 +11,10 @@ most ``MAX_POWER_POINTS`` power samples (means over equal time buckets), with th
 the idle baseline, whether the cell's prefix cache was on, and the p50 / p90 / max of its measured
 ok requests' input, output and cached tokens (over every such request, not the rows sent); where
 the store attributed energy to requests, ``request_energy`` (``report.request_energy.html_payload``:
-per cell its requests' energy CDF and a sample for the energy-against-length plots).
+per cell its requests' energy CDF and a sample for the energy-against-length plots); for an active
+sweep's store, its whole grid (``report.whole_grid``): the table of every launchable cell, measured
+or predicted, first among the tables, and ``whole_grid``, the predicted cells the throughput and
+energy charts draw as hollow markers with their 90% intervals (``static/whole_grid.js``).
 Down-sampling is for the page only; the Parquet files keep every row. Floats are rounded to
 ``DIGITS`` significant digits.
 """
@@ -27,6 +30,7 @@ from orchestrator.analysis.energy import PREFILL_ENERGY_PCT
 from orchestrator.analysis.prefix_cache import PREFIX_CACHING, savings_frame
 from orchestrator.analysis.request_lengths import INPUT_TOKENS, LENGTHS, N_MEASURED_OK, OUTPUT_TOKENS, stat_columns
 from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
+from orchestrator.report import whole_grid
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.answers import answer_groups
 from orchestrator.report.markdown import SIM_MARK
@@ -131,6 +135,9 @@ def tables_payload(a: Analysis) -> dict:
     if a.cache_savings:
         savings = savings_frame(a.cache_savings)
         chosen["prefix cache: off → on"] = (savings, list(savings.columns))
+    if a.whole_grid is not None:  # an active sweep's: the only table with predictions, first
+        grid = whole_grid.page_table(a.whole_grid, a.workload_name)
+        chosen = {whole_grid.PAGE_TABLE: (grid, list(grid.columns)), **chosen}
     out = {}
     for name, (df, cols) in chosen.items():
         cols = [c for c in cols if c in df.columns]
@@ -207,6 +214,8 @@ def page_payload(a: Analysis) -> dict:
         "roofs": {k: [_round(v) for v in vs] for k, vs in roofs.items()},
         "tables": tables_payload(a), "cells": cells_payload(a), "answers": answers_payload(a),
         **({"request_energy": energy} if (energy := request_energy_payload(a, _round)) else {}),
+        **({"whole_grid": records(whole_grid.chart_points(a.whole_grid), whole_grid.CHART_COLUMNS)}
+           if a.whole_grid is not None else {}),
     }
 
 

@@ -8,7 +8,8 @@ report's own script and style (``static/``); and its data (``html_data``), gzip-
 base64-encoded, inflated by the browser's own ``fetch`` of a ``data:`` URL and
 ``DecompressionStream`` (no network). A page whose data has ``request_energy`` also gets
 ``static/request_energy.js`` after the report's script (its charts join the page's before the data
-is inflated; a page without it is as it was). ``window.reportReady`` turns true
+is inflated; a page without it is as it was), and likewise one whose data has ``whole_grid`` (an
+active sweep's predictions) ``static/whole_grid.js``. ``window.reportReady`` turns true
 once the page is usable (filters, tables and the first charts drawn); ``window.reportAllDrawn``
 once every chart is (the rest are drawn right after, one per frame).
 """
@@ -57,6 +58,7 @@ def _plotly_js() -> str:
 def render_page(payload: dict, page: str, title: str) -> str:
     """The page's HTML for ``payload`` (``page``: "report" or "compare")."""
     js = _static("report.js") + (_static("request_energy.js") if "request_energy" in payload else "")
+    js += _static("whole_grid.js") if "whole_grid" in payload else ""
     return PAGE.format(title=_escape(title), page=page, css=_static("report.css"), plotly=_plotly_js(),
                        data=_packed(json.dumps(payload, separators=(",", ":"), allow_nan=False)), js=js)
 

@@ -50,13 +50,15 @@ METRICS = ("output_throughput_tok_s", "energy_per_output_token_j")
 @dataclass
 class CellRecord:
     """One cell of ``active_sweep.json``: ``source`` measured | predicted | failed; per metric its
-    value, and for a prediction ``{metric}_low`` / ``_high`` (90%) and ``level``."""
+    value, and for a prediction ``{metric}_low`` / ``_high`` (90%) and ``level``; ``series``: its
+    engine path (variant included) and workload."""
 
     cell_id: str
     label: str
     source: str
     values: Dict[str, float] = field(default_factory=dict)
     level: str = ""
+    series: str = ""  # engine path (with its variant) and workload: what the report groups by
 
 
 @dataclass
@@ -156,7 +158,7 @@ def run_active_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
                     for m in METRICS}
         predictors = [ResidualPredictor(grid[m], measured[m]) for m in METRICS]
         record.stopped = _stop_reason(len(outcomes), budget, len(launchable), predictors, strategy.target_half_width)
-        record.cells = _cell_records(launchable, outcomes, predictors)
+        record.cells = _cell_records(launchable, outcomes, predictors, grid[METRICS[0]])
         session.store.write_text(RECORD, json.dumps(asdict(record), indent=1, default=str))
         if record.stopped:
             break
@@ -191,13 +193,16 @@ def _stop_reason(attempted: int, budget: int, launchable: int, predictors: Seque
     return ""
 
 
-def _cell_records(cells: Sequence[Cell], outcomes, predictors: Sequence[ResidualPredictor]) -> List[CellRecord]:
+def _cell_records(cells: Sequence[Cell], outcomes, predictors: Sequence[ResidualPredictor],
+                  grid: Sequence[GridCell]) -> List[CellRecord]:
     predicted = [p.predict_all() for p in predictors]
+    series = {g.key: f"{g.path} · {g.workload}" for g in grid}
     out = []
     for c in cells:
         o = outcomes.get(c.cell_id)
         if o is not None and o.status == "ok":
-            out.append(CellRecord(c.cell_id, c.label(), "measured", {m: float(getattr(o, m)) for m in METRICS}))
+            out.append(CellRecord(c.cell_id, c.label(), "measured", {m: float(getattr(o, m)) for m in METRICS},
+                                  series=series[c.cell_id]))
             continue
         values: Dict[str, float] = {}
         level = ""
@@ -206,5 +211,6 @@ def _cell_records(cells: Sequence[Cell], outcomes, predictors: Sequence[Residual
             if p is not None:
                 values.update({m: p.value, f"{m}_low": p.low, f"{m}_high": p.high})
                 level = p.level.name
-        out.append(CellRecord(c.cell_id, c.label(), "failed" if o is not None else "predicted", values, level))
+        out.append(CellRecord(c.cell_id, c.label(), "failed" if o is not None else "predicted", values, level,
+                              series[c.cell_id]))
     return out
