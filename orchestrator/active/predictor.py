@@ -57,7 +57,7 @@ class GridCell:
     metric (its unit: the metric's)."""
 
     key: str
-    base: str  # model/quantization/GPU
+    base: str  # [engine:]model/quantization/GPU
     variant: str  # the engine variant ('' for the default), e.g. 'enforce_eager=true'
     workload: str
     batch_size: int
@@ -86,8 +86,10 @@ class Prediction:
 
     @property
     def relative_half_width(self) -> float:
-        """Half the interval's width over the value (a fraction)."""
-        return (self.high - self.low) / 2 / self.value if self.value else math.inf
+        """Half the interval's width over the value (a fraction; inf where the value is not a
+        positive number: a cell the simulator could not predict is the least certain)."""
+        ok = math.isfinite(self.value) and self.value > 0 and math.isfinite(self.high - self.low)
+        return (self.high - self.low) / 2 / self.value if ok else math.inf
 
 
 class ResidualPredictor:

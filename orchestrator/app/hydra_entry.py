@@ -87,6 +87,10 @@ def _grid_jobs(params: Mapping[str, str], arguments: List[str], config_loader) -
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create(config_loader=config_loader)
+    for key in params or {}:
+        if key.startswith("sweep."):
+            raise ConfigError(f"{key}: sweep.* settings are not axes: set them outside hydra.sweeper.params "
+                              "(in the sweep file's body or on the command line)")
     texts = [f"{k}={v}" for k, v in (params or {}).items()]
     for arg in arguments:
         # A single-valued command-line override of a non-group key (store.dir=..., name=...,
@@ -94,6 +98,8 @@ def _grid_jobs(params: Mapping[str, str], arguments: List[str], config_loader) -
         # config, resolved (interpolations included): keep it there.
         ov = parser.parse_override(arg)
         key, head = override_key(ov), override_head(ov)
+        if head == "sweep" and key != "sweep" and ov.is_sweep_override():
+            raise ConfigError(f"{arg}: sweep.* settings hold for the whole sweep: give one value, not an axis")
         if ov.is_sweep_override() or head in CONFIG_GROUPS or key == "sweep" or head == "hydra" or key in (params or {}):
             texts.append(arg)  # (a key the sweep file also sets: the command line's value wins)
     overrides = parser.parse_overrides(texts)

@@ -149,7 +149,7 @@ def active_line(units: List[UnitSpec], starts: Mapping[Tuple[str, str], float], 
         start = starts.get((first.engine, first.config.gpu.accelerator_type), launched_engine(first).typical_start_s)
         priced.append((len(unit.cells), start, sum(cell_seconds(c.config)[0] for c in unit.cells)))
     total = sum(n for n, _, _ in priced)
-    n = min(budget_cells, total)
+    n = max(0, min(budget_cells, total))
     if not total or not n:
         return "active: nothing left to measure within the budget"
     windows = n * sum(w for _, _, w in priced) / total

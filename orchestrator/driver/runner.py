@@ -210,7 +210,7 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
         cells = resolve_cells(configs, session.ray)
         check_engines(cells)
     except KeyboardInterrupt:
-        _interrupted(None, cfg, {}, len(configs))
+        interrupted(None, cfg, {}, len(configs))
     except ConfigError:  # bad input found by an engine's check: leave no empty store behind
         session.discard_if_new()
         raise
@@ -253,7 +253,7 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
             try:
                 ray.ensure()
             except KeyboardInterrupt:
-                _interrupted(None, cfg, final, len(plan.run))
+                interrupted(None, cfg, final, len(plan.run))
             _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
             _write_manifest(store, cfg, cells if manifest is None else manifest)  # with the dispatch's GPU duty
     finally:
@@ -314,7 +314,7 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
         dispatcher.run(units, progress)
     except KeyboardInterrupt:
         progress.close()
-        _interrupted(dispatcher, cfg, final, len(cells))
+        interrupted(dispatcher, cfg, final, len(cells))
     finally:
         progress.close()
     print(f"dispatched {len(cells)} cells in {len(units)} tasks in {time.monotonic() - t0:.1f} s", flush=True)
@@ -346,7 +346,7 @@ def sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGINT, _raise_interrupt)  # (the default, set again in case a library changed it)
 
 
-def _interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> None:
+def interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> None:
     """Cancel what runs (its workers, vLLM servers and GPU memory go with them), say in one
     line what was kept and how to resume, exit 130."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up

@@ -24,8 +24,8 @@ import json
 import logging
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 
@@ -36,7 +36,9 @@ from orchestrator.core.cell import Cell
 from orchestrator.core.identity import cell_identity, digest
 from orchestrator.driver.dispatch import engine_share_key
 from orchestrator.driver.outcome import SweepOutcome
-from orchestrator.driver.runner import Session, check_engines, resolve_cells, run_cells
+from orchestrator.driver.runner import Session, check_engines, interrupted, resolve_cells, run_cells
+from orchestrator.errors import ConfigError, Status
+from orchestrator.core.logs import set_log_level
 from orchestrator.search.outcome import read_outcomes
 from orchestrator.store.sweep_store import Store
 
@@ -56,7 +58,7 @@ class CellRecord:
     cell_id: str
     label: str
     source: str
-    values: Dict[str, float] = field(default_factory=dict)
+    values: Dict[str, Optional[float]] = field(default_factory=dict)
     level: str = ""
     series: str = ""  # engine path (with its variant) and workload: what the report groups by
 
@@ -77,11 +79,19 @@ class ActiveRecord:
 
 def variants(configs: Sequence[CellConfig], engines: Sequence[str]) -> List[str]:
     """Each cell's engine variant: its engine and quantization options that differ from the
-    value most cells of the grid have ('' for a cell with the grid's usual options)."""
+    value most cells of its engine and quantization in the grid have ('' for the usual ones)."""
     flat = [_flat({"engine": ident["engine"][e], "quantization": ident["quantization"]})
             for ident, e in ((cell_identity(c, e), e) for c, e in zip(configs, engines))]
-    usual = {k: Counter(f.get(k) for f in flat).most_common(1)[0][0] for k in {k for f in flat for k in f}}
-    return [",".join(f"{k}={v}" for k, v in sorted(f.items()) if v != usual[k]) for f in flat]
+    groups: Dict[tuple, List[int]] = {}
+    for i, (c, e) in enumerate(zip(configs, engines)):
+        groups.setdefault((e, c.quantization.name), []).append(i)
+    out = [""] * len(flat)
+    for members in groups.values():  # the usual options of each engine x quantization
+        keys = sorted({k for i in members for k in flat[i]})
+        usual = {k: Counter(flat[i].get(k) for i in members).most_common(1)[0][0] for k in keys}
+        for i in members:
+            out[i] = ",".join(f"{k}={v}" for k, v in sorted(flat[i].items()) if v != usual[k])
+    return out
 
 
 def _flat(tree: Mapping, prefix: str = "") -> Dict[str, str]:
@@ -103,7 +113,7 @@ def grid_cells(cells: Sequence[Cell], simulated: Mapping[str, Mapping[str, float
         cfg = c.config
         workload = f"{cfg.workload.name}@{digest(cell_identity(cfg, c.engine)['workload'])[:8]}"
         for m in METRICS:
-            out[m].append(GridCell(key=c.cell_id, base=f"{cfg.model.name}/{cfg.quantization.name}/{cfg.gpu.name}",
+            out[m].append(GridCell(key=c.cell_id, base=f"{c.engine}:{cfg.model.name}/{cfg.quantization.name}/{cfg.gpu.name}",
                                    variant=variant, workload=workload, batch_size=int(cfg.batch_size),
                                    quantization=cfg.quantization.name, simulated=float(simulated[c.cell_id][m])))
     return out
@@ -115,8 +125,12 @@ def simulate_all(cells: Sequence[Cell]) -> Dict[str, Dict[str, float]]:
 
     out = {}
     for c in cells:
-        p = predict_cell(c.config)
-        out[c.cell_id] = {METRICS[0]: p.output_tok_s, METRICS[1]: p.j_per_output_token}
+        try:
+            p = predict_cell(c.config)
+            out[c.cell_id] = {METRICS[0]: p.output_tok_s, METRICS[1]: p.j_per_output_token}
+        except Exception as exc:  # a cell the simulator cannot run is predicted by nothing: measure it first
+            log.warning("the simulator cannot predict %s: %s", c.label(), exc)
+            out[c.cell_id] = {m: math.nan for m in METRICS}
     return out
 
 
@@ -132,15 +146,39 @@ def read_record(store: Store) -> Optional[ActiveRecord]:
     return ActiveRecord(**data)
 
 
+UNINFORMATIVE = frozenset({Status.gpu_busy.value, Status.unschedulable.value, Status.wrong_gpu.value,
+                           Status.worker_lost.value, Status.unsupported.value, Status.infeasible.value})
+"""Statuses that say nothing of the cell itself (where it ran, or an older pre-launch verdict):
+they neither count against the budget nor keep the cell from being chosen."""
+
+
 def run_active_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     """Run ``cfg``'s grid as an active sweep (see module doc); -> the final statuses of the cells
-    it measured and of those that could not launch."""
+    it measured and of those that could not launch (nothing is dispatched for them again)."""
     session = Session.open(cfg)
-    cells = resolve_cells(configs, session.ray)
-    check_engines(cells)
+    set_log_level(cfg.log_level.value)
+    try:
+        cells = resolve_cells(configs, session.ray)
+        check_engines(cells)
+    except KeyboardInterrupt:
+        interrupted(None, cfg, {}, len(configs))
+    except ConfigError:  # bad input found by an engine's check: leave no empty store behind
+        session.discard_if_new()
+        raise
     launchable = [c for c in cells if c.status is None]
     if not launchable:  # nothing to choose from: the pre-launch rows, as a sweep writes them
         return run_cells(session, cells)
+    try:
+        attempted = _rounds(session, cfg, cells, launchable)
+    except KeyboardInterrupt:
+        interrupted(None, cfg, {}, len(launchable))
+    # the final statuses, without dispatching anything: every cell attempted and the pre-launch rows
+    final = Session(replace(cfg, store=replace(cfg.store, retry_failed=False)), session.store, session.ray)
+    return run_cells(final, [c for c in cells if c.status is not None or c.cell_id in attempted], manifest=cells)
+
+
+def _rounds(session: Session, cfg: Config, cells: List[Cell], launchable: List[Cell]) -> Set[str]:
+    """The rounds (see module doc); -> the ids of the cells attempted."""
     strategy = cfg.sweep
     budget = max(1, math.ceil(strategy.budget * len(launchable)))
     round_cells = strategy.round_cells or max(2, math.ceil(0.05 * len(launchable)))
@@ -152,42 +190,51 @@ def run_active_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     previous = read_record(session.store)
     record = ActiveRecord(cfg.name, strategy.budget, budget, len(launchable),
                           rounds=list(previous.rounds) if previous else [])
+    held: Set[str] = set()  # picked, but run by another driver: not picked again by this one
     while True:
-        outcomes = read_outcomes(session.store, by_id)
+        outcomes = {k: o for k, o in read_outcomes(session.store, by_id).items() if o.status not in UNINFORMATIVE}
         measured = {m: {k: getattr(o, m) for k, o in outcomes.items() if o.status == "ok" and _finite(getattr(o, m))}
                     for m in METRICS}
         predictors = [ResidualPredictor(grid[m], measured[m]) for m in METRICS]
-        record.stopped = _stop_reason(len(outcomes), budget, len(launchable), predictors, strategy.target_half_width)
+        open_cells = set(by_id) - set(outcomes) - held
+        record.stopped = _stop_reason(len(outcomes), budget, open_cells, held, predictors, strategy.target_half_width)
         record.cells = _cell_records(launchable, outcomes, predictors, grid[METRICS[0]])
         session.store.write_text(RECORD, json.dumps(asdict(record), indent=1, default=str))
         if record.stopped:
             break
         rng = np.random.default_rng(strategy.seed + len(record.rounds))
         picked = next_round(grid[METRICS[0]], units, predictors, min(round_cells, budget - len(outcomes)), rng,
-                            skip=set(outcomes))
-        record.rounds.append({"cells": picked.keys, "widths": picked.widths})
-        print(f"active sweep round {len(record.rounds)}: {len(picked.keys)} cells "
+                            skip=set(outcomes) | held)
+        print(f"active sweep round {len(record.rounds) + 1}: {len(picked.keys)} cells "
               f"({len(outcomes) + len(picked.keys)} of {budget} measured after it)", flush=True)
         run_cells(session, [by_id[k] for k in picked.keys], manifest=cells)
+        ran = {k for k, o in read_outcomes(session.store, picked.keys).items() if o.status not in UNINFORMATIVE}
+        held |= set(picked.keys) - ran  # claimed by another driver, or ended where it says nothing of the cell
+        if ran:
+            record.rounds.append({"cells": sorted(ran, key=picked.keys.index), "widths": picked.widths})
     summary = Counter(c.source for c in record.cells)
     print(f"active sweep done ({record.stopped}): " + ", ".join(f"{n} {s}" for s, n in summary.most_common())
           + f"; predictions in {cfg.store.location}/{RECORD}", flush=True)
-    # the final statuses: every cell measured (complete: nothing runs) and the pre-launch rows
-    return run_cells(session, [c for c in cells if c.status is not None or c.cell_id in outcomes], manifest=cells)
+    return set(outcomes)
+
+
+def _number(x) -> Optional[float]:
+    """A finite float, else None (JSON has no NaN)."""
+    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def _finite(x) -> bool:
     return x is not None and math.isfinite(x) and x > 0
 
 
-def _stop_reason(attempted: int, budget: int, launchable: int, predictors: Sequence[ResidualPredictor],
-                 target: Optional[float]) -> str:
-    if attempted >= launchable:
-        return "every launchable cell is measured"
+def _stop_reason(attempted: int, budget: int, open_cells: Set[str], held: Set[str],
+                 predictors: Sequence[ResidualPredictor], target: Optional[float]) -> str:
+    if not open_cells:
+        return "every launchable cell is measured" if not held else "the cells left are being run by another driver"
     if attempted >= budget:
         return "the budget is spent"
     if target is not None and attempted:
-        widest = max(p.relative_half_width for pr in predictors for p in pr.predict_all().values())
+        widest = max(pr.predict(k).relative_half_width for pr in predictors for k in open_cells)
         if widest <= target:
             return f"every predicted interval is within ±{target:.0%}"
     return ""
@@ -201,15 +248,15 @@ def _cell_records(cells: Sequence[Cell], outcomes, predictors: Sequence[Residual
     for c in cells:
         o = outcomes.get(c.cell_id)
         if o is not None and o.status == "ok":
-            out.append(CellRecord(c.cell_id, c.label(), "measured", {m: float(getattr(o, m)) for m in METRICS},
+            out.append(CellRecord(c.cell_id, c.label(), "measured", {m: _number(getattr(o, m)) for m in METRICS},
                                   series=series[c.cell_id]))
             continue
-        values: Dict[str, float] = {}
+        values: Dict[str, Optional[float]] = {}
         level = ""
         for m, preds in zip(METRICS, predicted):
             p = preds.get(c.cell_id)
             if p is not None:
-                values.update({m: p.value, f"{m}_low": p.low, f"{m}_high": p.high})
+                values.update({m: _number(p.value), f"{m}_low": _number(p.low), f"{m}_high": _number(p.high)})
                 level = p.level.name
         out.append(CellRecord(c.cell_id, c.label(), "failed" if o is not None else "predicted", values, level,
                               series[c.cell_id]))

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SteadyPrediction:
-    """``output_tok_s`` (tokens/s) and ``j_per_output_token`` (J, gross: idle included)."""
+    """``output_tok_s`` (tokens/s) and ``j_per_output_token`` (J, gross: idle included); NaN where
+    the simulated window produced none."""
 
     output_tok_s: float
     j_per_output_token: float
@@ -33,7 +34,7 @@ def predict_cell(config: "CellConfig", options: Optional["SimulatedOptions"] = N
     from orchestrator.engines.simulated import SimulatedEngine
     from orchestrator.workloads import plan_for
 
-    opts = options or config.engine.simulated
+    opts = dataclasses.replace(options or config.engine.simulated, pace_s=0.0)  # no wall-clock sleeps
     synthetic = Source(config.workload.source) is Source.synthetic
     workload = dataclasses.replace(config.workload, warmup_batches=0, num_batches=1, min_window_s=0.0) \
         if synthetic else config.workload
@@ -45,5 +46,6 @@ def predict_cell(config: "CellConfig", options: Optional["SimulatedOptions"] = N
     trace = engine.modeled_sampler().stop()
     row = summarize(run, None, True)
     energy = window_energy(trace, int(run.window_start_s * 1e9), int(run.window_end_s * 1e9), None)
-    return SteadyPrediction(float(row["output_throughput_tok_s"]),
-                            float(energy["energy_j"]) / float(row["output_tokens_in_window"]))
+    tokens, joules = row["output_tokens_in_window"], energy["energy_j"]
+    per_token = float(joules) / float(tokens) if tokens and joules is not None else float("nan")
+    return SteadyPrediction(float(row["output_throughput_tok_s"] or float("nan")), per_token)

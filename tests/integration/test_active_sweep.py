@@ -84,3 +84,24 @@ def test_variants_are_the_grids_minority_options():
     configs = [grid.config_of(["engine=vllm", "gpu=h200", *job]) for job in jobs]
     names = variants(configs, ["vllm"] * 3)
     assert names == ["", "", "engine.enforce_eager=true"]
+
+
+def test_a_failed_cell_counts_against_the_budget_and_is_not_run_again(tmp_path):
+    """A cell of the grid that timed out in an earlier plain sweep: the active sweep counts it,
+    never picks it, and its final tally dispatches nothing (store.retry_failed is on by default)."""
+    store = tmp_path / "failed"
+    axes = ["model=llama2_7b", "gpu=h100", "workload=offline", "engine=simulated", "dispatch.num_cpus=2",
+            "dispatch.progress=false", f"store.dir={store}"]
+    run_orchestrator([*axes, "batch_size=8", "engine.simulated.pace_s=30", "dispatch.cell_timeout_s=2",
+                      "dispatch.max_retries=0"], check=False)
+    [failed] = load(str(store)).runs.to_pylist()
+    assert failed["status"] == "timeout"
+    proc = run_orchestrator(["-m", "batch_size=1,2,4,8", *axes, "sweep.strategy=active", "sweep.budget=0.5"],
+                            check=False)
+    assert proc.returncode in (0, 3), proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = {r["cell_id"]: r for r in load(str(store)).runs.to_pylist()}
+    assert len(runs) == 2 and runs[failed["cell_id"]]["started_unix_s"] == failed["started_unix_s"]
+    assert sorted(r["status"] for r in runs.values()) == ["ok", "timeout"]
+    cells = {c["cell_id"]: c for c in record(store)["cells"]}
+    assert cells[failed["cell_id"]]["source"] == "failed"
+    assert proc.stdout.count("dispatched") == 1  # the one round; the final tally runs nothing

@@ -186,7 +186,7 @@ def _unix(stamp: str, ref: Optional[datetime]) -> float:
     """A header time ``"MM-DD HH:MM:SS"`` (local time, no year) -> unix seconds at the middle of
     that second, in the year that puts it nearest ``ref`` (now when None)."""
     ref = ref or datetime.now()
-    when = datetime.strptime(stamp, "%m-%d %H:%M:%S")
+    when = datetime.strptime(f"2000-{stamp}", "%Y-%m-%d %H:%M:%S")  # a leap year: 02-29 parses
     candidates = []
     for year in (ref.year - 1, ref.year, ref.year + 1):
         try:
