@@ -204,6 +204,13 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     what would run instead (``show_plan``)."""
     if cfg.plan:
         return show_plan(configs, cfg)
+    session, cells = open_sweep(configs, cfg)
+    return run_cells(session, cells)
+
+
+def open_sweep(configs: List[CellConfig], cfg: Config) -> Tuple[Session, List[Cell]]:
+    """The session (store checked writable, log level set) and the resolved, checked cells;
+    ``ConfigError`` before any Ray task (no empty store left behind), exit 130 on Ctrl-C."""
     session = Session.open(cfg)
     set_log_level(cfg.log_level.value)
     try:
@@ -214,7 +221,7 @@ def run_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     except ConfigError:  # bad input found by an engine's check: leave no empty store behind
         session.discard_if_new()
         raise
-    return run_cells(session, cells)
+    return session, cells
 
 
 def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]] = None) -> SweepOutcome:

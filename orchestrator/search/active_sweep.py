@@ -36,9 +36,8 @@ from orchestrator.core.cell import Cell
 from orchestrator.core.identity import cell_identity, digest
 from orchestrator.driver.dispatch import engine_share_key
 from orchestrator.driver.outcome import SweepOutcome
-from orchestrator.driver.runner import Session, check_engines, interrupted, resolve_cells, run_cells
-from orchestrator.errors import ConfigError, Status
-from orchestrator.core.logs import set_log_level
+from orchestrator.driver.runner import Session, interrupted, open_sweep, run_cells
+from orchestrator.errors import Status
 from orchestrator.search.outcome import read_outcomes
 from orchestrator.store.sweep_store import Store
 
@@ -155,16 +154,7 @@ they neither count against the budget nor keep the cell from being chosen."""
 def run_active_sweep(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     """Run ``cfg``'s grid as an active sweep (see module doc); -> the final statuses of the cells
     it measured and of those that could not launch (nothing is dispatched for them again)."""
-    session = Session.open(cfg)
-    set_log_level(cfg.log_level.value)
-    try:
-        cells = resolve_cells(configs, session.ray)
-        check_engines(cells)
-    except KeyboardInterrupt:
-        interrupted(None, cfg, {}, len(configs))
-    except ConfigError:  # bad input found by an engine's check: leave no empty store behind
-        session.discard_if_new()
-        raise
+    session, cells = open_sweep(configs, cfg)
     launchable = [c for c in cells if c.status is None]
     if not launchable:  # nothing to choose from: the pre-launch rows, as a sweep writes them
         return run_cells(session, cells)
