@@ -129,13 +129,17 @@ def main() -> int:
     doc = {"cells": len(keys), "units": len(set(units.values())), "budget_cells": budget, "round": args.round,
            "seeds": args.seeds, "simulator_alone": score(cells, truth, []), "runs": runs,
            "store": rel(args.store), "sim_store": rel(args.sim_store)}
-    out = Path(args.out)
+    write_results(Path(args.out), doc, report(doc), time.monotonic() - t0)
+    return 0
+
+
+def write_results(out: Path, doc: Dict, text: str, elapsed_s: float) -> None:
+    """``results.json`` (``doc``) and ``results.md`` (``text``) under ``out``; the table printed."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "results.md").write_text(report(doc))
-    print(report(doc))
-    print(f"{time.monotonic() - t0:.1f} s; {out}/results.md")
-    return 0
+    (out / "results.md").write_text(text)
+    print(text)
+    print(f"{elapsed_s:.1f} s; {out}/results.md")
 
 
 def rel(path: str) -> str:

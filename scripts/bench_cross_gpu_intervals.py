@@ -41,6 +41,9 @@ from orchestrator.core.identity import cell_identity, digest  # noqa: E402
 from orchestrator.worker.simulated_prediction import predict_cell  # noqa: E402
 from orchestrator.search.active_sweep import METRICS, variants  # noqa: E402
 
+sys.path.append(str(ROOT / "scripts"))  # the replay benchmark's output writer, last: shadows nothing
+from bench_active_replay import write_results  # noqa: E402
+
 H200_STORE = "experiments/h200_study/store"
 CALIBRATION = "experiments/h200_study/calibration/calibration.json"
 H100_STORES = ("experiments/h100_llama2_7b/vllm_offline", "experiments/h100_llama2_7b/chat_medium_exact",
@@ -141,12 +144,7 @@ def main() -> int:
         for k in (0, 2, 4):
             for seed in range(DRAWS if k else 1):
                 doc["runs"].append({"idle": label, **evaluate(h200, h200_sim, h100, h100_sim, k, seed)})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / "results.md").write_text(report(doc))
-    print(report(doc))
-    print(f"{time.monotonic() - t0:.0f} s; {out}/results.md")
+    write_results(Path(args.out), doc, report(doc), time.monotonic() - t0)
     return 0
 
 

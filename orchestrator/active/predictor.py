@@ -107,6 +107,7 @@ class ResidualPredictor:
                           if self.cells[k].simulated > 0}
         self._gpu_errors: Dict[Tuple[str, bool, Level], List[float]] = {}
         self._half_width = self._conformal_widths()
+        self._predictions: Dict[str, Prediction] = {}
 
     def correction(self, cell: GridCell, exclude: Optional[str] = None) -> tuple[float, Level]:
         """(r, level) for ``cell`` from the measured cells (``exclude``: one left out)."""
@@ -189,12 +190,18 @@ class ResidualPredictor:
         return errors[rank - 1] if rank <= n else max(errors[-1], self.prior_half_width)
 
     def predict(self, key: str) -> Prediction:
-        """The prediction of one cell (a measured cell too: as if it were not)."""
+        """The prediction of one cell (a measured cell too: as if it were not); computed once per
+        cell (the measured cells are fixed at construction)."""
+        hit = self._predictions.get(key)
+        if hit is not None:
+            return hit
         cell = self.cells[key]
         r, level = self.correction(cell, exclude=key)
         value = cell.simulated * math.exp(r)
         w = max(self._half_width[bool(cell.variant), level], self._gpu_width(cell.gpu, bool(cell.variant), level))
-        return Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w), level=level)
+        hit = self._predictions[key] = Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w),
+                                                  level=level)
+        return hit
 
     def predict_all(self) -> Dict[str, Prediction]:
         """Every cell not measured."""
