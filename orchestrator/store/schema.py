@@ -62,8 +62,9 @@ ENGINE_START_KEY = ("host", "gpu_uuid", "engine", ENGINE_START_S, "engine_shared
 START_PHASES = "start_phases"
 """The key of an engine run's extra (``engine_extra``) that holds where its start's seconds went
 (``engines.vllm.start_phases``: a dict of the phases below without their ``start_`` prefix)."""
-START_PHASE_COLUMNS = tuple(f"start_{p}_s" for p in ("launch", "model_setup", "weights", "init_engine", "compile",
-                                                       "profiling", "graph_capture", "warmup", "init_other", "ready"))
+START_PHASE_COLUMNS = tuple(f"start_{p}_s" for p in ("launch", "frontend", "core_boot", "model_setup", "weights",
+                                                       "init_engine", "compile", "profiling", "graph_capture", "warmup",
+                                                       "init_other", "ready"))
 START_COMPILE_CACHED = "start_compile_cached"
 IDLE_POWER_W = "idle_power_w"
 NET_ENERGY_J = "net_energy_j"

@@ -31,7 +31,8 @@ from orchestrator.config.groups import Weights
 from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
-from orchestrator.engines.vllm.start_phases import EXTRA_KEY as START_PHASES_KEY, parse_start_phases
+from orchestrator.engines.vllm.start_phases import EXTRA_KEY as START_PHASES_KEY
+from orchestrator.engines.vllm.start_phases import engine_core_pid, parse_start_phases, process_created_unix_s
 from orchestrator.engines.vllm.step_recorder import SCHEDULER_CLS, STEPS_FILE_ENV, SYNC_SCHEDULER_CLS, new_steps_file
 from orchestrator.errors import CellFailure
 
@@ -92,7 +93,8 @@ class VllmEngine(Engine):
             choices["vllm_quantization_method"] = method
         self._start_info.update(choices)
         try:
-            phases = parse_start_phases(text, launched_unix_s, ready_unix_s)
+            created = process_created_unix_s(engine_core_pid(text))  # while it runs
+            phases = parse_start_phases(text, launched_unix_s, ready_unix_s, created)
         except Exception as exc:  # what the start cost is a note: it never fails a start that succeeded
             log.warning("vllm: could not read the start phases from %s: %s", self._log_path, exc)
             return

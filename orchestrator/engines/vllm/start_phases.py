@@ -9,7 +9,9 @@ field              from        what it holds
 =================  ==========  =================================================================
 ``launch_s``       stamps      launch -> the engine core's ``Initializing a V1 LLM engine``:
                                Python and vLLM imports, config resolution, (server: the API
-                               server's start) and the engine-core process spawned
+                               server's start) and the engine-core process spawned; split into
+                               ``frontend_s`` (launch -> the engine-core process created) and
+                               ``core_boot_s`` (created -> that line: a spawned process's imports)
 ``model_setup_s``  stamps      that line -> the start of vLLM's ``init engine`` timer: device and
                                distributed init, the model built and its weights loaded
 ``init_engine_s``  vLLM        ``init engine (profile, create kv cache, warmup model) took X s``
@@ -37,7 +39,9 @@ clock), up to the stamps' rounding. Inside them, vLLM's own figures:
 "stamps" figures are differences of log-header times, which have 1 s resolution (``%m-%d
 %H:%M:%S``, the engine's local time, no year: the year is the one that puts the time nearest the
 launch): each stamp is read as the middle of its second, so such a phase is good to about a
-second. The launch and ready ends are our own ``time.time()``. A field is None where the log
+second. The launch and ready ends are our own ``time.time()``; the engine-core process's creation
+is the kernel's (``/proc``, 10 ms), read while it runs (its pid from the log's ``(EngineCore
+pid=N)`` prefix). A field is None where the log
 lacks its line (e.g. no ``Graph capturing`` line under ``enforce_eager``), or where an end it
 needs is not known. Memory, from the same lines: ``weights_gib``, ``kv_cache_gib`` (``Available
 KV cache memory``) and ``graph_memory_gib`` (graph capture's ``took X GiB``).
@@ -54,9 +58,12 @@ and``, ``took X seconds``) read the same.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from orchestrator.engines.vllm.log import stamped_lines
@@ -73,6 +80,7 @@ _KV_CACHE = re.compile(rf"^Available KV cache memory: {_NUM} GiB")
 _CAPTURE = re.compile(rf"^Graph capturing finished in {_NUM} secs?, took (-?\d+(?:\.\d+)?) GiB")
 _INIT_ENGINE = re.compile(rf"^init engine \(profile, create kv cache, warmup model\) took {_NUM} s(?:econds)?")
 _SERVER_READY = re.compile(r"^Starting vLLM server on ")
+_CORE_PID = re.compile(r"\(EngineCore\w* pid=(\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class StartPhases:
     """One vLLM start's phases (see the module doc); seconds, GiB; None where unknown."""
 
     launch_s: Optional[float] = None
+    frontend_s: Optional[float] = None
+    core_boot_s: Optional[float] = None
     model_setup_s: Optional[float] = None
     weights_s: Optional[float] = None
     init_engine_s: Optional[float] = None
@@ -133,12 +143,35 @@ def _scan(text: str, ref: Optional[datetime]) -> _Found:
     return found
 
 
+def engine_core_pid(text: str) -> Optional[int]:
+    """The engine-core process's pid, from the first ``(EngineCore pid=N)`` prefix of a log."""
+    m = _CORE_PID.search(text)
+    return int(m.group(1)) if m else None
+
+
+def process_created_unix_s(pid: Optional[int]) -> Optional[float]:
+    """When the live process ``pid`` was created (unix seconds, to the kernel's clock tick), or None
+    (gone, no pid, or no ``/proc``). From its ``starttime`` against ``/proc/uptime`` (both since
+    boot, 10 ms): the boot time ``psutil`` adds is whole seconds, too coarse for a split."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uptime_s, now = float(Path("/proc/uptime").read_text().split()[0]), time.time()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the comm in parentheses
+    except (OSError, ValueError, IndexError):
+        return None
+    return now - (uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def parse_start_phases(text: str, launched_unix_s: Optional[float] = None,
-                       ready_unix_s: Optional[float] = None) -> StartPhases:
+                       ready_unix_s: Optional[float] = None,
+                       core_created_unix_s: Optional[float] = None) -> StartPhases:
     """The phases of the start whose log is ``text`` (its first start: later lines of the same
     kind are ignored). ``launched_unix_s`` / ``ready_unix_s``: our ``time.time()`` at launch and
     once ready; without the ready time, a server's ready is its ``Starting vLLM server on``
-    stamp."""
+    stamp. ``core_created_unix_s``: when the engine-core process was created (splits
+    ``launch_s``)."""
     known = launched_unix_s if launched_unix_s is not None else ready_unix_s
     f = _scan(text, datetime.fromtimestamp(known) if known is not None else None)
     init_s = f.num("init")
@@ -149,6 +182,8 @@ def parse_start_phases(text: str, launched_unix_s: Optional[float] = None,
     other = None if init_s is None else max(0.0, init_s - sum(p for p in parts if p is not None))
     return StartPhases(
         launch_s=_diff(launched_unix_s, core_t),
+        frontend_s=_diff(launched_unix_s, core_created_unix_s),
+        core_boot_s=_diff(core_created_unix_s, core_t),
         model_setup_s=_diff(core_t, None if init_t is None or init_s is None else init_t - init_s),
         weights_s=f.num("weights", 1),
         init_engine_s=init_s,

@@ -17,7 +17,14 @@ import pytest
 
 from orchestrator.engines.vllm import offline as vo
 from orchestrator.engines.vllm import server as vs
-from orchestrator.engines.vllm.start_phases import EXTRA_KEY, StartPhases, parse_start_phases, start_phases_of
+from orchestrator.engines.vllm.start_phases import (
+    EXTRA_KEY,
+    StartPhases,
+    engine_core_pid,
+    parse_start_phases,
+    process_created_unix_s,
+    start_phases_of,
+)
 from tests.unit.engines.test_vllm_engines import VLLM_LOGS, FakeLLM, cfg, fake_vllm  # noqa: F401 (fixture)
 
 
@@ -70,6 +77,33 @@ def test_the_first_start_on_a_machine_spends_its_warm_up_compiling_kernels():
     cached = parse_start_phases((VLLM_LOGS / "h100_offline_compile_cached.log").read_text())
     assert first.warmup_s > 60 and cached.warmup_s < 10
     assert not first.compile_cached and cached.compile_cached and cached.compile_s < first.compile_s / 4
+
+
+def test_launch_splits_at_the_engine_core_process_creation():
+    """The engine core's pid comes from the log's prefix (offline and server logs alike); a live
+    process's creation time (a real child here) splits the launch into the frontend's part and the
+    core's boot; a pid that is gone gives None, never an error."""
+    import subprocess
+    import sys
+
+    assert engine_core_pid((VLLM_LOGS / "h100_serve_cold.log").read_text()) == 3458
+    assert engine_core_pid((VLLM_LOGS / "h100_offline_compile_cached.log").read_text()) == 4851
+    assert engine_core_pid("INFO 12-06 10:00:08 [api_server.py:1] no engine core yet") is None
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        created = process_created_unix_s(child.pid)
+        assert created is not None and before - 0.05 <= created <= time.time() + 0.05
+    finally:
+        child.kill()
+        child.wait()
+    assert process_created_unix_s(child.pid) is None and process_created_unix_s(None) is None
+    t0 = launched("20261206-095951")
+    core_line = datetime(2026, 12, 6, 10, 0, 23).timestamp() + 0.5  # "Initializing a V1 LLM engine"
+    p = parse_start_phases((VLLM_LOGS / "h100_serve_cold.log").read_text(), t0, None, core_line - 14.0)
+    assert p.frontend_s == pytest.approx(18.0) and p.core_boot_s == pytest.approx(14.0)
+    assert p.frontend_s + p.core_boot_s == pytest.approx(p.launch_s)
+    assert parse_start_phases((VLLM_LOGS / "h100_serve_cold.log").read_text(), t0).frontend_s is None
 
 
 def test_eager_starts_have_no_compile_and_no_graph_capture():
