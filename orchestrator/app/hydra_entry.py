@@ -12,6 +12,7 @@ from orchestrator.driver.grid import cell_configs, expand
 from orchestrator.driver.overrides import override_head, override_key
 from orchestrator.driver.runner import run_sweep
 from orchestrator.errors import ConfigError
+from orchestrator.search.active_check import run_active_check
 from orchestrator.search.active_sweep import run_active_sweep
 from orchestrator.search.entry import run_search
 
@@ -53,9 +54,12 @@ def run_single(cfg) -> None:
 
 
 def run(configs, base: Config):
-    """A sweep of every cell, or an active one (``sweep.strategy=active``; its plan is the grid's)."""
+    """A sweep of every cell, an active one (``sweep.strategy=active``) or the check of one
+    (``sweep.strategy=check``); the plan of either is the grid's."""
     if base.sweep.active and not base.plan:
         return run_active_sweep(configs, base)
+    if base.sweep.check and not base.plan:
+        return run_active_check(configs, base)
     return run_sweep(configs, base)
 
 

@@ -70,8 +70,8 @@ class Config:
         check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
         self.sweep.validate()
         if self.search is not None:
-            check("sweep.strategy", self.sweep.strategy, not self.sweep.active,
-                  "a search chooses its own cells: drop sweep.strategy=active or +search")
+            check("sweep.strategy", self.sweep.strategy.value, not (self.sweep.active or self.sweep.check),
+                  "a search chooses its own cells: drop sweep.strategy or +search")
             self.search.validate()
             check("repeats", self.repeats, self.repeats == 1,
                   "a search measures one repeat per trial (noise: search.confirm_repeats)")

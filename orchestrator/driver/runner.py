@@ -193,6 +193,9 @@ def show_plan(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
         launchable = sum(1 for c in cells if c.status is None)
         done = sum(1 for c in plan.skip if c.status is None)
         lines.insert(-1, "  " + active_line(units, starts, math.ceil(cfg.sweep.budget * launchable) - done))
+    if cfg.sweep.check:
+        lines.insert(-1, f"  check (sweep.strategy=check): measures {cfg.sweep.check_cells} of the active sweep's "
+                         f"predicted cells, drawn with seed {cfg.sweep.seed}; the rest stay predicted")
     for line in lines:
         print(line, flush=True)
     return SweepOutcome(location)

@@ -134,13 +134,10 @@ def simulate_all(cells: Sequence[Cell]) -> Dict[str, Dict[str, float]]:
 
 
 def read_record(store: Store) -> Optional[ActiveRecord]:
-    from pyarrow import fs as pafs
-
-    path = f"{store.root}/{RECORD}"
-    if store.filesystem.get_file_info(path).type != pafs.FileType.File:
+    text = store.read_text(RECORD)
+    if text is None:
         return None
-    with store.filesystem.open_input_stream(path) as f:
-        data = json.loads(f.read().decode())
+    data = json.loads(text)
     data["cells"] = [CellRecord(**c) for c in data.get("cells", [])]
     return ActiveRecord(**data)
 

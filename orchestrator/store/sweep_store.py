@@ -73,6 +73,16 @@ class Store:
         self._replace(final, lambda out: pq.write_table(table, out, compression="snappy",
                                                         write_statistics=table.num_rows > 1))
 
+    def read_text(self, name: str) -> Optional[str]:
+        """The text of ``<root>/<name>`` (written by ``write_text``), or None when there is none."""
+        from pyarrow import fs as pafs
+
+        path = f"{self.root}/{name}"
+        if self.filesystem.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.filesystem.open_input_stream(path) as f:
+            return f.read().decode()
+
     def write_text(self, name: str, text: str) -> None:
         """Replace ``<root>/<name>`` with ``text`` atomically (e.g. ``sweep.json``); two drivers
         writing it at once each write their own temporary file, and the last rename wins."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from orchestrator.driver import grid
 from orchestrator.search.active_sweep import METRICS, variants
 from orchestrator.store.sweep_store import load
@@ -105,3 +107,43 @@ def test_a_failed_cell_counts_against_the_budget_and_is_not_run_again(tmp_path):
     cells = {c["cell_id"]: c for c in record(store)["cells"]}
     assert cells[failed["cell_id"]]["source"] == "failed"
     assert proc.stdout.count("dispatched") == 1  # the one round; the final tally runs nothing
+
+
+def test_a_check_measures_predicted_cells_against_their_frozen_intervals(tmp_path):
+    """``sweep.strategy=check`` after an active sweep: a seeded draw of its predicted cells is
+    frozen (prediction and interval) before they run, then measured; each error is the runs row's
+    value over the frozen prediction; a resumed check runs nothing; without a record it is one line."""
+    store = tmp_path / "check"
+    empty = run_orchestrator([*GRID, "sweep.strategy=check", f"store.dir={store}"], check=False)
+    assert empty.returncode == 2 and "holds no active_sweep.json" in empty.stderr and "Traceback" not in empty.stderr
+    assert not store.exists()
+
+    run_orchestrator([*GRID, "sweep.budget=0.3", f"store.dir={store}"])
+    predicted = {c["cell_id"]: c for c in record(store)["cells"] if c["source"] == "predicted"}
+    before = len(load(str(store)).runs.to_pylist())
+    out = run_orchestrator([*GRID, "sweep.strategy=check", "sweep.check_cells=3", "sweep.seed=7", f"store.dir={store}"])
+    assert f"measuring 3 of its {len(predicted)} predicted cells (seed 7)" in out.stdout
+    check = json.loads((store / "active_check.json").read_text())
+    runs = {r["cell_id"]: r for r in load(str(store)).runs.to_pylist()}
+    assert len(runs) == before + 3 and len(check["cells"]) == 3
+    for c in check["cells"]:
+        assert c["cell_id"] in predicted and c["status"] == "ok"
+        assert c["values"] == predicted[c["cell_id"]]["values"]  # the prediction as the record gave it
+        row = runs[c["cell_id"]]
+        for m in METRICS:
+            got = row[m] if m in row else row[m.replace("per_output_token", "per_1k_output_tokens")] / 1000
+            assert c["measured"][m] == pytest.approx(got, rel=1e-12)
+            assert c["error"][m] == pytest.approx(got / c["values"][m] - 1, rel=1e-9, abs=1e-12)
+            assert c["covered"][m] == (c["values"][f"{m}_low"] <= got <= c["values"][f"{m}_high"])
+    for m in METRICS:
+        s = check["summary"][m]
+        errors = sorted(abs(c["error"][m]) for c in check["cells"])
+        assert s["n"] == 3 and s["median_abs_error"] == errors[1] and s["max_abs_error"] == errors[2]
+        assert s["coverage"] == sum(c["covered"][m] for c in check["cells"]) / 3
+        assert f"check {m}: 3 cells measured" in out.stdout
+
+    # the active sweep resumed now counts the checked cells as measured; the check keeps its frozen draw
+    again = run_orchestrator([*GRID, "sweep.strategy=check", "sweep.check_cells=5", f"store.dir={store}"])
+    assert "dispatched" not in again.stdout and len(load(str(store)).runs.to_pylist()) == before + 3
+    assert [c["cell_id"] for c in json.loads((store / "active_check.json").read_text())["cells"]] == \
+        [c["cell_id"] for c in check["cells"]]
