@@ -58,6 +58,13 @@ class Api(str, Enum):
     chat = "chat"
 
 
+class CoreStart(str, Enum):
+    """How ``vllm serve`` starts its engine-core process (``VLLM_WORKER_MULTIPROC_METHOD``)."""
+
+    fork = "fork"  # a copy of the API server: its imports inherited (vLLM's library default)
+    spawn = "spawn"  # a fresh interpreter that imports vLLM again (vLLM's CLI default)
+
+
 class SchedulingPolicy(str, Enum):
     """vLLM's scheduler: first come first served, or by request priority."""
 
@@ -67,8 +74,12 @@ class SchedulingPolicy(str, Enum):
 
 @dataclass
 class VllmOptions(EngineOptions):
-    """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s`` and
-    ``compile_cache_dir`` do not change what is measured (not part of a cell's identity).
+    """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s``,
+    ``compile_cache_dir`` and ``server_core_start`` do not change what is measured (not part of a
+    cell's identity). ``server_core_start``: ``vllm serve``'s engine-core process forked from the
+    API server (default: the ~16 s a spawned one spends importing vLLM again is saved; vLLM still
+    spawns when CUDA is initialised in the API server) or spawned (the CLI's own default). The
+    offline engine always spawns it: forking a Ray worker is unsafe.
     ``api``: the route server cells send to (completions | chat: one user message, the same
     prompt length and per-token timing), so the two APIs can be compared on one server."""
 
@@ -84,6 +95,7 @@ class VllmOptions(EngineOptions):
     dtype: str = "auto"
     startup_timeout_s: float = setting(600.0)
     compile_cache_dir: str = setting("~/.cache/orchestrator/vllm")
+    server_core_start: CoreStart = setting(CoreStart.fork)
     extra_args: Dict[str, str] = field(default_factory=dict)
     api: Api = added(Api.completions)
     # log every engine step from vLLM's scheduler (engines.vllm.step_recorder) for the steps table

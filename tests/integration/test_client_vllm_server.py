@@ -38,7 +38,8 @@ FAKE_MAIN = textwrap.dedent('''
     state = os.environ["FAKE_VLLM_STATE"]
     with open(os.path.join(state, "argv.json"), "w") as f:
         json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
-                   "cache": os.environ.get("VLLM_CACHE_ROOT")}, f)
+                   "cache": os.environ.get("VLLM_CACHE_ROOT"),
+                   "core_start": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")}, f)
     child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
     open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
     mode = os.environ.get("FAKE_VLLM_MODE", "ok")
@@ -156,6 +157,7 @@ def test_start_run_stop_against_a_fake_vllm_serve(fake, tmp_path):
         assert argv[argv.index("--load-format") + 1] == "dummy" and argv[argv.index("--host") + 1] == "127.0.0.1"
         assert seen["api_key"] and seen["api_key"] not in " ".join(argv) and seen["cache"] == str(tmp_path / "cc")
         assert "--no-enable-prefix-caching" in argv  # no request finds another cell's prompt cached
+        assert seen["core_start"] == "fork"  # the engine core inherits the API server's imports
         plan = build_plan(c.workload, 32)
         wr = eng.run(plan)
     finally:
@@ -256,3 +258,24 @@ def test_cells_differing_only_in_workload_share_one_server(fake):
     assert rows[1]["n_requests_cancelled"] == 0 and rows[1]["n_requests_failed"] == 0
     assert rows[1]["window_start_s"] > rows[0]["window_end_s"]
     assert not child_alive(fake)
+
+
+def test_the_engine_core_start_method_is_a_setting_not_part_of_the_cell(fake):
+    """``engine.vllm.server_core_start=spawn`` reaches ``vllm serve`` as
+    ``VLLM_WORKER_MULTIPROC_METHOD`` (even where the worker's environment says otherwise) and
+    leaves the cell's id as it is: it changes how fast the server starts, not what it measures."""
+    from orchestrator.core.identity import cell_identity
+    from orchestrator.errors import ConfigError
+
+    spawned = cfg("engine.vllm.server_core_start=spawn")
+    assert cell_identity(spawned, "vllm") == cell_identity(cfg(), "vllm")
+    os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "fork"
+    try:
+        eng = ServerEngine(spawned, 8)
+        eng.start()
+        eng.stop()
+    finally:
+        del os.environ["VLLM_WORKER_MULTIPROC_METHOD"]
+    assert json.loads((fake / "argv.json").read_text())["core_start"] == "spawn"
+    with pytest.raises(ConfigError, match="server_core_start"):
+        cfg("engine.vllm.server_core_start=thread")

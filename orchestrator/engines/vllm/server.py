@@ -4,7 +4,8 @@ client.
 ``start()`` checks the GPU type (``wrong_gpu``), waits until the GPU has the memory vLLM will ask
 for, then launches ``python -m vllm.entrypoints.cli.main serve <model_dir>`` in its own session
 (process group), bound to 127.0.0.1 on a free port, with a random per-cell API key (passed as
-``VLLM_API_KEY`` in its environment, so it never shows in ``ps``), ``--max-num-seqs`` = the cell's
+``VLLM_API_KEY`` in its environment, so it never shows in ``ps``; its engine-core process forked
+from the API server unless ``engine.vllm.server_core_start=spawn``), ``--max-num-seqs`` = the cell's
 batch size and the same engine arguments as the offline engine (``vllm_common.engine_args``:
 ``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
 goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
@@ -190,7 +191,7 @@ class VllmServerEngine(VllmEngine):
         self._launched_unix_s = time.time()
         cmd = serve_command(self.config, self.max_batch_size, model, self._port)
         env = {**os.environ, **cache_env(self.config, self._steps_file), "VLLM_API_KEY": api_key,
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "VLLM_WORKER_MULTIPROC_METHOD": self.options.server_core_start.value}
         if self.args.get("enable_prefix_caching"):  # POST /reset_prefix_cache between cells (a dev route)
             env["VLLM_SERVER_DEV_MODE"] = "1"
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
