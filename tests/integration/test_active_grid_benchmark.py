@@ -1,0 +1,30 @@
+"""The committed GPU run of an active sweep (experiments/benchmarks/active_grid/) regenerates from
+its committed store: ``analyze.py`` prints exactly the committed ``analysis.md``; its rounds are
+the record's and never exceed the budget; every measured cell of the record is a runs row."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.store.sweep_store import load
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "experiments" / "benchmarks" / "active_grid"
+
+
+def test_analysis_regenerates_from_the_committed_store():
+    store = BENCH / "h100" / "store"
+    out = subprocess.run([sys.executable, str(BENCH / "analyze.py"), str(store)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300).stdout
+    assert out == (BENCH / "h100" / "analysis.md").read_text()
+    record = json.loads((store / "active_sweep.json").read_text())
+    measured = sum(len(r["cells"]) for r in record["rounds"])
+    assert measured <= record["budget_cells"]
+    rows = {r["cell_id"] for r in load(str(store)).runs.to_pylist()}
+    assert {c["cell_id"] for c in record["cells"] if c["source"] == "measured"} <= rows
+    assert len(re.findall(r"^\| \d+ \| ", out, re.M)) == len(record["rounds"])
+    assert re.search(r"\*\*duty \d+\.\d%\*\*", out)
