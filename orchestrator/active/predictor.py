@@ -8,7 +8,10 @@ estimated from the measured cells nearest to it, at the first of these levels th
    and workload, measured at batch sizes on both sides of the cell's (or at it) — r interpolated
    linearly in log2(batch size) between the nearest measured batch sizes below and above;
 2. ``extrapolated``: the same series measured on one side only — the nearest measured batch
-   size's r (errors grow with the distance: a level of its own, with its own interval);
+   size's r (errors grow with the distance: a level of its own, whose errors are scaled by the
+   square root of the log2 batch-size distance reached, at least one doubling, in the
+   calibration and in the interval alike — a normalised conformal interval: four doublings away
+   is twice as wide as one);
 3. ``path``: the same engine path, any workload — the mean r of its measured cells;
 4. ``variant``: the same engine variant (e.g. ``enforce_eager=true``) on other models or
    quantizations — their mean r (a variant the simulator does not model misses alike);
@@ -113,6 +116,16 @@ class ResidualPredictor:
         """(r, level) for ``cell`` from the measured cells (``exclude``: one left out)."""
         return self._correction_from(cell, {k: r for k, r in self._residual.items() if k != exclude})
 
+    def _scale(self, cell: GridCell, res: Mapping[str, float], level: Level) -> float:
+        """How far an extrapolation reaches, as the factor its error is scaled by: the square root
+        of the log2 batch-size distance to the nearest measured cell of the series (1 at one
+        doubling; 1 at every other level)."""
+        if level != Level.extrapolated:
+            return 1.0
+        d = min(abs(math.log2(cell.batch_size) - math.log2(self.cells[k].batch_size)) for k in res
+                if self.level_of(cell, k) == Level.series)
+        return math.sqrt(max(d, 1.0))
+
     def _correction_from(self, cell: GridCell, res: Mapping[str, float]) -> tuple[float, Level]:
         same = [(self.cells[k].batch_size, r) for k, r in res.items() if self.level_of(cell, k) == Level.series]
         if same:
@@ -149,8 +162,9 @@ class ResidualPredictor:
                     guess, reached = self._correction_from(cell, subset)
                     if reached not in seen:
                         seen.add(reached)
-                        errors[bool(cell.variant), reached].append(abs(r - guess))
-                        self._gpu_errors.setdefault((cell.gpu, bool(cell.variant), reached), []).append(abs(r - guess))
+                        e = abs(r - guess) / self._scale(cell, subset, reached)
+                        errors[bool(cell.variant), reached].append(e)
+                        self._gpu_errors.setdefault((cell.gpu, bool(cell.variant), reached), []).append(e)
         widths: Dict[Tuple[bool, Level], float] = {}
         for variant in (False, True):
             finer = 0.0
@@ -196,9 +210,11 @@ class ResidualPredictor:
         if hit is not None:
             return hit
         cell = self.cells[key]
-        r, level = self.correction(cell, exclude=key)
+        others = {k: q for k, q in self._residual.items() if k != key}
+        r, level = self._correction_from(cell, others)
         value = cell.simulated * math.exp(r)
         w = max(self._half_width[bool(cell.variant), level], self._gpu_width(cell.gpu, bool(cell.variant), level))
+        w *= self._scale(cell, others, level)
         hit = self._predictions[key] = Prediction(value=value, low=value * math.exp(-w), high=value * math.exp(w),
                                                   level=level)
         return hit

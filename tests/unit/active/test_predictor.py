@@ -92,3 +92,26 @@ def test_variants_misses_do_not_widen_the_default_engines_intervals():
     eager = [v.relative_half_width for k, v in preds.items() if "eager" in k]
     assert all(v.level == Level.path for v in preds.values())
     assert max(default) < 0.1 and min(eager) > 2 * max(default)
+
+
+def test_extrapolated_intervals_widen_with_the_square_root_of_the_distance():
+    """Twelve series measured at batch 1 and 2 only: the extrapolated cells of another series
+    measured at batch 1 get the same calibrated width times sqrt(log2 distance) — batch 16 (four
+    doublings away) twice as wide as batch 2 (one), batch 256 sqrt(8) times — and the
+    calibration's errors are divided by the same factor (here each leave-one-out reach is one
+    doubling, so the width is the plain 90% quantile of those errors)."""
+    rng = np.random.default_rng(3)
+    cells, measured = [], {}
+    for s in range(12):
+        for bs in (1, 2):
+            cells.append(cell(f"s{s}b{bs}", workload=f"w{s}", bs=bs))
+            measured[f"s{s}b{bs}"] = 100.0 * math.exp(rng.normal(0.0, 0.05))
+    cells += [cell(f"x{bs}", workload="wx", bs=bs) for bs in (1, 2, 16, 256)]
+    measured["x1"] = 104.0
+    p = ResidualPredictor(cells, measured)
+    half = {bs: math.log(p.predict(f"x{bs}").high / p.predict(f"x{bs}").value) for bs in (2, 16, 256)}
+    assert all(p.predict(f"x{bs}").level == Level.extrapolated for bs in (2, 16, 256))
+    assert half[16] == pytest.approx(2 * half[2]) and half[256] == pytest.approx(math.sqrt(8) * half[2])
+    errors = sorted(abs(math.log(measured[f"s{s}b{a}"] / measured[f"s{s}b{b}"])) for s in range(12)
+                    for a, b in ((1, 2), (2, 1)))
+    assert half[2] == pytest.approx(errors[math.ceil(25 * 0.9) - 1])
