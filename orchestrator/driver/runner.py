@@ -25,7 +25,7 @@ from orchestrator.driver.claims import CellClaims, Claim
 from orchestrator.driver.dispatch import Dispatcher, connect, make_units
 from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
 from orchestrator.driver.eta import SweepEta
-from orchestrator.driver.gpu_duty import sweep_gpu_duty
+from orchestrator.store.gpu_duty import sweep_gpu_duty
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
 from orchestrator.driver.plan_view import active_line, measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress

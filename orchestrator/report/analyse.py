@@ -1,7 +1,7 @@
 """Every table of the report, computed once from a loaded sweep (``orchestrator.analysis``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import pandas as pd
@@ -10,6 +10,7 @@ from orchestrator.analysis import (
     checks,
     cost,
     energy,
+    gpu_time,
     prefix_cache,
     recommend,
     repeats,
@@ -64,6 +65,8 @@ class Analysis:
     request_energy: pd.DataFrame
     typical_requests: list[request_energy.TypicalRequest]
     whole_grid: WholeGrid | None = None
+    engine_starts: pd.DataFrame = field(default_factory=pd.DataFrame)  # analysis.gpu_time: one row per start
+    duty: dict = field(default_factory=dict)  # analysis.gpu_time: sweep name -> its GPU duty figures
 
     @property
     def any_energy(self) -> bool:
@@ -133,4 +136,6 @@ def analyse(data: SweepData, options: ReportOptions) -> Analysis:
         request_energy=request_energy.distribution_table(attributed, ok),
         typical_requests=request_energy.typical_requests(attributed, ok),
         whole_grid=read_whole_grid(data.path, data.runs),
+        engine_starts=gpu_time.engine_starts(data.runs),
+        duty=gpu_time.duty(data.runs),
     )

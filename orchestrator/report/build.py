@@ -11,6 +11,7 @@ from orchestrator.report import (
     appendix,
     decisions,
     figures,
+    gpu_time,
     header,
     lengths,
     model_sections,
@@ -42,6 +43,8 @@ def write_tables(a: Analysis, folder: Path) -> None:
         frames["prefix_cache_savings"] = savings_frame(a.cache_savings)
     if a.whole_grid is not None:
         frames["whole_grid"] = whole_grid.csv_frame(a.whole_grid)
+    if not a.engine_starts.empty:
+        frames["engine_starts"] = a.engine_starts
     frames.update({f"fit_{m}": f for m, f in a.fits.items()})
     for name, frame in frames.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
@@ -55,7 +58,7 @@ def render(a: Analysis, figs: dict) -> str:
     lines += request_energy.distribution_section(a) + result_sections.energy_section(a)
     lines += model_sections.scaling_section(a) + model_sections.roofline_section(a) + model_sections.vram_section(a)
     lines += decisions.cost_section(a) + decisions.recommendations_section(a)
-    lines += figures.figures_section(a, figs)
+    lines += figures.figures_section(a, figs) + gpu_time.section(a.engine_starts, a.duty)
     lines += appendix.status_section(a) + appendix.checks_section(a) + appendix.definitions_section(a)
     return "\n".join(lines).rstrip() + "\n"
 

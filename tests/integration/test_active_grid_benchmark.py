@@ -27,4 +27,4 @@ def test_analysis_regenerates_from_the_committed_store():
     rows = {r["cell_id"] for r in load(str(store)).runs.to_pylist()}
     assert {c["cell_id"] for c in record["cells"] if c["source"] == "measured"} <= rows
     assert len(re.findall(r"^\| \d+ \| ", out, re.M)) == len(record["rounds"])
-    assert re.search(r"\*\*duty \d+\.\d%\*\*", out)
+    assert re.search(r"\*\*GPU duty \d+\.\d%\*\*", out)

@@ -1,4 +1,4 @@
-"""``sweep.json`` records the sweep's GPU duty (``driver.gpu_duty``) after its dispatch, on a
+"""``sweep.json`` records the sweep's GPU duty (``store.gpu_duty``) after its dispatch, on a
 real simulated sweep on a local Ray cluster: the figures are those of the stored runs rows (each
 engine start once, every cell's wall, the ok cells' windows), per GPU type and overall; a resume
 that runs nothing keeps them."""

@@ -47,8 +47,9 @@ needs is not known. Memory, from the same lines: ``weights_gib``, ``kv_cache_gib
 KV cache memory``) and ``graph_memory_gib`` (graph capture's ``took X GiB``).
 
 The engines put ``asdict(StartPhases)`` into the run's extra under ``EXTRA_KEY``
-(``store.schema.START_PHASES``), so every runs row measured on the start carries it in
-``engine_extra`` (``start_phases_of`` reads it back) and in its ``start_<field>`` columns (the
+(``store.schema.START_PHASES``; the record and ``start_phases_of``, which reads it back, live in
+``store.start_phases``, where the analysis reads them), so every runs row measured on the start
+carries it in ``engine_extra`` and in its ``start_<field>`` columns (the
 phases and ``start_compile_cached``; ``total_s``, memory and version are in ``engine_extra`` only).
 Formats: vLLM 0.26.0 (``v1/engine/core.py``, ``v1/worker/gpu/model_runner.py``,
 ``compilation/backends.py``, ``compilation/monitor.py``, ``v1/worker/gpu_worker.py``,
@@ -57,17 +58,16 @@ and``, ``took X seconds``) read the same.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 from orchestrator.engines.vllm.log import stamped_lines
-from orchestrator.store.schema import START_PHASES as EXTRA_KEY
+from orchestrator.store.start_phases import EXTRA_KEY, StartPhases, start_phases_of  # noqa: F401 (re-exported)
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _CORE_INIT = re.compile(r"^Initializing a V1 LLM engine \(v([^)]*)\)")
@@ -81,33 +81,6 @@ _CAPTURE = re.compile(rf"^Graph capturing finished in {_NUM} secs?, took (-?\d+(
 _INIT_ENGINE = re.compile(rf"^init engine \(profile, create kv cache, warmup model\) took {_NUM} s(?:econds)?")
 _SERVER_READY = re.compile(r"^Starting vLLM server on ")
 _CORE_PID = re.compile(r"\(EngineCore\w* pid=(\d+)\)")
-
-
-@dataclass(frozen=True)
-class StartPhases:
-    """One vLLM start's phases (see the module doc); seconds, GiB; None where unknown."""
-
-    launch_s: Optional[float] = None
-    frontend_s: Optional[float] = None
-    core_boot_s: Optional[float] = None
-    model_setup_s: Optional[float] = None
-    weights_s: Optional[float] = None
-    init_engine_s: Optional[float] = None
-    compile_s: Optional[float] = None
-    compile_cached: Optional[bool] = None
-    profiling_s: Optional[float] = None
-    graph_capture_s: Optional[float] = None
-    warmup_s: Optional[float] = None
-    init_other_s: Optional[float] = None
-    ready_s: Optional[float] = None
-    total_s: Optional[float] = None
-    weights_gib: Optional[float] = None
-    kv_cache_gib: Optional[float] = None
-    graph_memory_gib: Optional[float] = None
-    vllm_version: Optional[str] = None
-
-    def as_extra(self) -> Dict:
-        return asdict(self)
 
 
 _LINES = (("core", _CORE_INIT), ("weights", _WEIGHTS), ("compile", _COMPILE), ("profiling", _PROFILING),
@@ -200,21 +173,6 @@ def parse_start_phases(text: str, launched_unix_s: Optional[float] = None,
         graph_memory_gib=f.num("capture", 1),
         vllm_version=f.groups["core"][0] if "core" in f.groups else None,
     )
-
-
-def start_phases_of(extra: Union[str, Mapping, None]) -> Optional[StartPhases]:
-    """The phases an engine run's extra holds (a runs row's ``engine_extra``, JSON or parsed),
-    or None (not a vLLM start, or a row from before phases were recorded)."""
-    if isinstance(extra, str):
-        try:
-            extra = json.loads(extra or "{}")
-        except ValueError:
-            return None
-    value = (extra or {}).get(EXTRA_KEY) if isinstance(extra, Mapping) else None
-    if not isinstance(value, Mapping):
-        return None
-    names = {f.name for f in fields(StartPhases)}
-    return StartPhases(**{k: v for k, v in value.items() if k in names})
 
 
 def _unix(stamp: str, ref: Optional[datetime]) -> float:

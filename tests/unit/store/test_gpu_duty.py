@@ -1,11 +1,11 @@
-"""A sweep's GPU duty (``driver.gpu_duty``) from runs rows: each engine start counted once however
+"""A sweep's GPU duty (``store.gpu_duty``) from runs rows: each engine start counted once however
 many cells shared it, every measured cell's wall time held, only ok windows as duty; rows of
 another sweep, and cells without a measurement, left out; per GPU type and overall."""
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.driver.gpu_duty import DUTY_COLUMNS, gpu_duty
+from orchestrator.store.gpu_duty import DUTY_COLUMNS, gpu_duty
 from orchestrator.store.schema import RUNS_SCHEMA
 
 

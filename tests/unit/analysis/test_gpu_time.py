@@ -1,0 +1,54 @@
+"""``analysis.gpu_time``: runs rows grouped into engine starts (the columns one start's rows share),
+oldest first, with the start's phases from ``engine_extra``; rows a worker did not measure left
+out; the duty of each sweep, NaN cells (pandas) read as missing."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from orchestrator.analysis.gpu_time import duty, engine_starts
+from orchestrator.store.gpu_duty import gpu_duty
+from orchestrator.store.start_phases import StartPhases
+
+PHASES = StartPhases(launch_s=33.8, frontend_s=18.3, core_boot_s=15.5, compile_s=15.4, compile_cached=False,
+                     total_s=65.1)
+
+
+def row(cell, start_s, started, window=60.0, wall=75.0, status="ok", extra=None, sweep="s"):
+    return {"cell_id": cell, "sweep": sweep, "status": status, "gpu": "h100", "host": "n1", "gpu_uuid": "GPU-1",
+            "engine": "vllm", "engine_start_s": start_s, "engine_shared_cells": 2, "window_s": window,
+            "cell_wall_s": wall, "started_unix_s": started, "model": "m", "quantization": "none",
+            "workload": "chat", "batch_size": 8,
+            "engine_extra": json.dumps({"start_phases": extra.as_extra()}) if extra else None}
+
+
+def test_rows_group_into_starts_with_their_phases():
+    runs = pd.DataFrame([
+        row("b", 70.1, 300.0, window=math.nan, wall=12.0, status="timeout"),
+        row("a1", 65.2, 100.0, extra=PHASES), row("a2", 65.2, 180.0, extra=PHASES),
+        {**row("never", math.nan, 400.0), "cell_wall_s": math.nan},  # a pre-launch row: not measured here
+    ])
+    starts = engine_starts(runs)
+    assert list(starts["cells"]) == [2, 1] and list(starts["engine_start_s"]) == [65.2, 70.1]
+    first = starts.iloc[0]
+    assert first["window_s"] == 120.0 and first["cell_wall_s"] == 150.0
+    assert (first["frontend_s"], first["core_boot_s"], first["compile_s"], first["total_s"]) == (18.3, 15.5, 15.4, 65.1)
+    assert first["compile_cached"] is False and pd.isna(starts.iloc[1]["frontend_s"])
+    assert starts.iloc[1]["window_s"] == 0.0  # a failed cell's window is no result
+    assert engine_starts(pd.DataFrame()).empty
+
+
+def test_duty_per_sweep_reads_nan_as_missing():
+    runs = pd.DataFrame([row("a1", 65.2, 100.0), row("a2", 65.2, 180.0),
+                         row("b", 70.1, 300.0, window=math.nan, wall=12.0, status="timeout"),
+                         row("c", 50.0, 400.0, sweep="other")])
+    d = duty(runs)
+    assert set(d) == {"s", "other"}
+    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+             for r in runs.to_dict("records")]
+    assert d["s"] == gpu_duty(clean, "s")
+    assert d["s"]["overall"]["duty"] == pytest.approx(120.0 / (65.2 + 70.1 + 75 + 75 + 12))
+    assert duty(pd.DataFrame()) == {}
