@@ -15,6 +15,7 @@ from tests.conftest import ROOT, run_orchestrator
 
 COMMAND = re.compile(r"^(\$ )?(?:pip install -e \. && )?python -m orchestrator(?=\s|$)(.*)$")
 NEEDS_GPU = ("engine=vllm", "sampler=nvml", "engine=endpoint")
+ACTIVE, CHECK = "sweep.strategy=active", "sweep.strategy=check"
 
 
 def readme_commands():
@@ -53,12 +54,18 @@ def test_each_readme_example_writes_its_own_store():
     """Two examples with different settings never write into one outputs/<name>: a user who runs
     them one after the other gets one setup per store (only --plan, --cfg and bad input write nothing)."""
     writers: dict[str, list] = {}
+    checks = []
     for param in readme_commands():
         args, expected = param.values
         if expected is None and "--plan" not in args and "--cfg" not in args:
+            if CHECK in args:  # reads and adds to the store of the active sweep it checks, by design
+                checks.append(args)
+                continue
             writers.setdefault(_store_name(args), []).append(args)
     shared = {name: runs for name, runs in writers.items() if len(runs) > 1}
     assert not shared, shared
+    for args in checks:  # ... which the README shows too
+        assert any(ACTIVE in runs[0] for name, runs in writers.items() if name == _store_name(args)), args
 
 
 @pytest.mark.parametrize("args, expected", readme_commands())
@@ -76,7 +83,12 @@ def test_readme_command_runs(tmp_path, args, expected):
     if needs_gpu(args):
         args = [a for a in args if not a.startswith(("engine=", "sampler=", "engine.endpoint."))]
         args += ["engine=simulated", "sampler=none"]
+    if CHECK in args and "--plan" not in args:  # a check needs its active sweep's record: run that first
+        active = [ACTIVE if a == CHECK else a for a in args if not a.startswith("sweep.check_cells=")]
+        run_orchestrator(active + ["sweep.budget=0.05", f"store.dir={tmp_path / 'store'}"], timeout=900)
     proc = run_orchestrator(args + [f"store.dir={tmp_path / 'store'}"], timeout=900, check=False)
+    if CHECK in args and "--plan" not in args:
+        assert "check of active sweep" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     if "--plan" in args:  # shows the grid, runs nothing
         assert proc.returncode == 0 and "plan of sweep " in proc.stdout and not (tmp_path / "store").exists()
         return
