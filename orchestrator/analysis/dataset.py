@@ -83,10 +83,13 @@ from orchestrator.store.schema import (
     N_REQUESTS_MEASURED,
     N_REQUESTS_OK,
     N_REQUESTS_TOTAL,
+    OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOK_S_PER_GPU,
     OUTPUT_TOKENS_IN_WINDOW,
     OUTPUT_TOKENS_PER_REQUEST_MEAN,
     SATURATED,
     SHORT_WINDOW,
+    TENSOR_PARALLEL_SIZE,
     TOKEN_COUNT_MISMATCH,
     WORKLOAD_SOURCE,
 )
@@ -243,6 +246,10 @@ def prepare_runs(runs: pd.DataFrame, configs: StoredConfigs | dict[str, CellConf
     df["energy_measured"] = df["energy_available"] & ~df["simulated"]
     for prefix in ("", "net_"):
         df[f"{prefix}energy_per_output_token_j"] = df[f"{prefix}energy_per_1k_output_tokens_j"] / 1000.0
+    # the GPUs a cell spans (null in files from before tensor parallelism: one) and its tok/s per GPU
+    gpus = df[TENSOR_PARALLEL_SIZE] if TENSOR_PARALLEL_SIZE in df else pd.Series(1, index=df.index)
+    df[TENSOR_PARALLEL_SIZE] = gpus.fillna(1).astype(int)
+    df[OUTPUT_TOK_S_PER_GPU] = df[OUTPUT_THROUGHPUT_TOK_S] / df[TENSOR_PARALLEL_SIZE]
     inp = df[INPUT_TOKENS_PER_REQUEST_MEAN].fillna(df["input_tokens_mean_cfg"])
     out = df[OUTPUT_TOKENS_PER_REQUEST_MEAN].fillna(df["output_tokens_mean_cfg"])
     df["context_tokens"] = inp + out / 2.0

@@ -81,8 +81,10 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
 
 def added_default(path: str) -> str | None:
     """The default of an engine option an identity leaves out at its default (``added``), as the
-    canonical JSON ``flat_identity`` writes (``engine.vllm.api`` -> ``"completions"``); None for
-    any other path."""
+    canonical JSON ``flat_identity`` writes (``engine.vllm.api`` -> ``"completions"``), and of
+    ``tensor_parallel_size`` (1); None for any other path."""
+    if path == "tensor_parallel_size":  # a one-GPU cell's identity leaves it out (core.identity)
+        return "1"
     parts = path.split(".")
     if len(parts) != 3 or parts[0] != "engine":
         return None

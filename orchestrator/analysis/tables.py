@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from orchestrator.analysis.dataset import HOW_MEASURED, GROUP_KEYS, baseline_sizes, pct_change
+from orchestrator.analysis.dataset import GROUP_KEYS, HOW_MEASURED, baseline_sizes, pct_change
 from orchestrator.store.schema import (
     E2E_P50_MS,
     E2E_P99_MS,
@@ -22,10 +22,12 @@ from orchestrator.store.schema import (
     N_REQUESTS_OK,
     OFFERED_RATE_RPS,
     OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOK_S_PER_GPU,
     OUTPUT_TOKENS_PER_REQUEST_MEAN,
     PREFIX_CACHE_HIT_RATE,
     REQUEST_THROUGHPUT_RPS,
     SATURATED,
+    TENSOR_PARALLEL_SIZE,
     TPOT_P50_MS,
     TPOT_P99_MS,
     TTFT_P50_MS,
@@ -95,7 +97,14 @@ def detail_table(points: pd.DataFrame, baseline_batch: int | None = None) -> pd.
     if how.ne("").any():  # only where some point says how (a server measured over its API)
         df["how_measured"] = how
         keep.append("how_measured")
+    if spans_gpus(df):  # only where some cell spans several GPUs: their count and tok/s per GPU
+        keep += [TENSOR_PARALLEL_SIZE, OUTPUT_TOK_S_PER_GPU]
     return with_hit_pct(df[keep], df)
+
+
+def spans_gpus(points: pd.DataFrame) -> bool:
+    """Does some point run over several GPUs (tensor parallelism)?"""
+    return TENSOR_PARALLEL_SIZE in points and bool((points[TENSOR_PARALLEL_SIZE] > 1).any())
 
 
 def with_hit_pct(table: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:

@@ -164,6 +164,8 @@ class SimulatedOptions(EngineOptions):
     # vLLM's automatic prefix caching, modeled (engines.prefix_cache): cached prompt blocks skip prefill
     enable_prefix_caching: bool = added(False)
     prefix_block_tokens: int = added(16)
+    # seconds of one all-reduce's fixed cost (launch, synchronisation) of a tensor-parallel cell
+    allreduce_latency_s: float = added(8e-6)
     models_power: ClassVar[bool] = True
     batch_knob: ClassVar[str] = "max-num-seqs"  # it models vLLM's scheduler
 
@@ -171,6 +173,8 @@ class SimulatedOptions(EngineOptions):
         for key in ("memory_efficiency", "compute_efficiency"):
             check(f"engine.simulated.{key}", getattr(self, key), 0 < getattr(self, key) <= 1, "must be in (0, 1]")
         check("engine.simulated.host_step_s", self.host_step_s, self.host_step_s >= 0, "must be >= 0")
+        check("engine.simulated.allreduce_latency_s", self.allreduce_latency_s, self.allreduce_latency_s >= 0,
+              "must be >= 0")
         check("engine.simulated.busy_power_floor", self.busy_power_floor, 0 <= self.busy_power_floor <= 1,
               "must be in [0, 1]")
         for name, value in self.quantized_weight_efficiency.items():

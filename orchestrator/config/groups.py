@@ -160,9 +160,13 @@ class GpuConfig:
     idle_w: float = MISSING  # typical idle draw with a model loaded (simulated energy)
     compute_capability: float = MISSING
     supports_bf16: bool = True
+    # GB/s one GPU sends to another each way (NVLink, else PCIe): the simulator's all-reduce time of a
+    # tensor-parallel cell. Not in a cell's identity: added after cells were stored, and a one-GPU
+    # cell never uses it (a setting, like a timeout)
+    interconnect_gbps: float = setting(16.0)
 
     def validate(self) -> None:
-        for key in ("memory_gib", "memory_bandwidth_gbps", "peak_tflops_fp16", "tdp_w"):
+        for key in ("memory_gib", "memory_bandwidth_gbps", "peak_tflops_fp16", "tdp_w", "interconnect_gbps"):
             check(f"gpu.{key}", getattr(self, key), getattr(self, key) > 0, "must be > 0")
 
 

@@ -52,6 +52,8 @@ class Config:
     engine: EngineConfig = MISSING
     sampler: SamplerConfig = MISSING
     batch_size: int = 8  # vLLM max_num_seqs; offline/HF: prompts per static batch
+    # GPUs of the cell's type one cell spans on one node (vLLM tensor parallelism; 1: today's cells)
+    tensor_parallel_size: int = 1
     name: str = "default"
     repeats: int = 1
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)
@@ -68,6 +70,9 @@ class Config:
         check("batch_size", self.batch_size, isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
               and self.batch_size >= 1, "must be an integer >= 1")
         check("repeats", self.repeats, self.repeats >= 1, "must be >= 1")
+        check("tensor_parallel_size", self.tensor_parallel_size,
+              isinstance(self.tensor_parallel_size, int) and not isinstance(self.tensor_parallel_size, bool)
+              and self.tensor_parallel_size >= 1, "must be an integer >= 1 (GPUs of one node per cell)")
         self.sweep.validate()
         if self.search is not None:
             check("sweep.strategy", self.sweep.strategy.value, not (self.sweep.active or self.sweep.check),
@@ -98,9 +103,11 @@ class CellConfig:
     sampler: SamplerConfig
     batch_size: int
     repeat: int = 0
+    tensor_parallel_size: int = 1  # GPUs the cell spans (one node); in its identity only when not 1
 
     def label(self) -> str:
-        return (f"{self.model.name}/{self.quantization.name}/{self.gpu.name}/bs{self.batch_size}/"
+        tp = f"/tp{self.tensor_parallel_size}" if self.tensor_parallel_size != 1 else ""
+        return (f"{self.model.name}/{self.quantization.name}/{self.gpu.name}{tp}/bs{self.batch_size}/"
                 f"{self.workload.name}/r{self.repeat}")
 
 

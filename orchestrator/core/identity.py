@@ -1,7 +1,8 @@
 """A cell's identity: the fields that define its measurement, and the ``cell_id`` that hashes them.
 
 Identity = the model, the effective quantization, the GPU, the workload, the batch size, the
-repeat index, the **resolved** engine's name and its own options block, and the sampler's
+repeat index, the tensor-parallel size where it is not 1 (a one-GPU cell's id predates it), the
+**resolved** engine's name and its own options block, and the sampler's
 settings when the engine is measured by the configured sampler (an engine that models its own
 power ignores them) — each group without the fields it declares ``setting(...)`` (timeouts, cache
 directories, pacing) and those it declares ``added(...)`` while at their default (an option added
@@ -52,6 +53,8 @@ def cell_identity(cfg: "CellConfig", engine: str, cache: Optional[IdentityCache]
         "batch_size": int(cfg.batch_size),
         "repeat": int(cfg.repeat),
     }
+    if int(cfg.tensor_parallel_size) != 1:  # added after cells were stored: a one-GPU cell keeps its id
+        ident["tensor_parallel_size"] = int(cfg.tensor_parallel_size)
     if not options.models_power:
         ident["sampler"] = cache.of(cfg.sampler)
     return ident

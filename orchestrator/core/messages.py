@@ -39,6 +39,12 @@ class UnitSpec:
     def max_batch_size(self) -> int:
         return max(c.config.batch_size for c in self.cells)
 
+    @property
+    def gpus(self) -> int:
+        """GPUs of one node the task holds (a unit's cells share an engine, so their
+        ``tensor_parallel_size``)."""
+        return int(self.cells[0].config.tensor_parallel_size)
+
 
 @dataclass(frozen=True)
 class TaskStarted:

@@ -113,8 +113,8 @@ class Dispatcher:
 
     def _options(self, unit: UnitSpec) -> Dict:
         opts: Dict[str, Any] = {"num_cpus": 1, "max_retries": int(self.dispatch.max_retries), "retry_exceptions": False}
-        if unit.on_gpu or self.dispatch.place_as_gpu:
-            opts.update(num_gpus=1, accelerator_type=unit.cells[0].config.gpu.accelerator_type)
+        if unit.on_gpu or self.dispatch.place_as_gpu:  # N GPUs of one node for a cell over N (a task is one process)
+            opts.update(num_gpus=unit.gpus, accelerator_type=unit.cells[0].config.gpu.accelerator_type)
         if unit.on_gpu:
             # NVML numbers GPUs in PCI-bus order; make CUDA (and Ray's ids) agree (gpuinfo.py).
             opts["runtime_env"] = {"env_vars": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}

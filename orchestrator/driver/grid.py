@@ -37,7 +37,7 @@ from orchestrator.driver.overrides import (
 from orchestrator.energy import SAMPLERS
 from orchestrator.engines import ENGINES, engine_for, runs_kinds
 from orchestrator.errors import ConfigError, Status
-from orchestrator.perf.vram import vram_budget
+from orchestrator.perf.vram import min_gpus, vram_budget
 
 IGNORED_GROUPS = ("sweep", "hydra")
 
@@ -192,7 +192,7 @@ def cell_configs(configs: Iterable[Config]) -> List[CellConfig]:
         for repeat in range(int(cfg.repeats)):
             out.append(CellConfig(model=cfg.model, quantization=quant, gpu=cfg.gpu, workload=workload,
                                   engine=cfg.engine, sampler=cfg.sampler, batch_size=int(cfg.batch_size),
-                                  repeat=repeat))
+                                  repeat=repeat, tensor_parallel_size=int(cfg.tensor_parallel_size)))
     if not out:
         raise ConfigError("the sweep expands to zero cells; give at least one value per axis")
     return out
@@ -245,7 +245,7 @@ def cells(configs: Iterable[CellConfig], auto: Mapping[str, EngineChoice]) -> Li
 
     def status_of(cfg: CellConfig, name: str) -> Tuple[Optional[Status], str]:
         key = (id(cfg.model), id(cfg.quantization), id(cfg.gpu), id(cfg.workload), id(cfg.engine), cfg.batch_size,
-               name)
+               cfg.tensor_parallel_size, name)
         if key not in status_cache:
             status_cache[key] = prelaunch_status(cfg, name)
         return status_cache[key]
@@ -298,16 +298,23 @@ def prelaunch_status(cfg: CellConfig, engine: str) -> Tuple[Optional[Status], st
     refusal = cls.option_refusal(cfg)
     if refusal:
         return Status.unsupported, refusal
+    tp = int(cfg.tensor_parallel_size)
+    if tp > 1 and not cls.tensor_parallel:
+        return Status.unsupported, (f"engine {engine} runs a cell on one GPU (tensor_parallel_size={tp}); "
+                                    "engine=vllm spans several")
     if not cls.hosts_model:
         return None, ""
     context = int(round(sum(wl.mean_lengths())))
     fraction = cfg.engine.options(engine).memory_fraction()
-    budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction)
+    budget = vram_budget(cfg.model, q, gpu, cfg.batch_size, context, fraction, gpus=tp)
     if not budget.fits:
+        need = min_gpus(cfg.model, q, gpu, cfg.batch_size, context, fraction)
+        hint = (f"; it fits with tensor_parallel_size >= {need}" if need is not None and need > tp else "")
+        per = f" per GPU of {tp}" if tp > 1 else ""
         return Status.infeasible, (
-            f"needs {budget.total_gib:.1f} GiB (weights {budget.weights_gib:.1f} + KV "
+            f"needs {budget.total_gib:.1f} GiB{per} (weights {budget.weights_gib:.1f} + KV "
             f"{budget.kv_gib:.1f} + activations {budget.activations_gib:.1f} + overhead "
             f"{budget.overhead_gib:.1f}) > {budget.capacity_gib:.1f} GiB usable on {gpu.name}; "
-            f"largest batch that fits: {budget.max_batch}"
+            f"largest batch that fits: {budget.max_batch}{hint}"
         )
     return None, ""

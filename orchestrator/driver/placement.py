@@ -100,10 +100,11 @@ def on_gpu(cell: Cell, offered: Mapping[str, bool]) -> bool:
 
 
 def task_resources(unit: UnitSpec, place_as_gpu: bool) -> Dict[str, float]:
-    """What a unit's task asks of a node (Ray resource names)."""
+    """What a unit's task asks of a node (Ray resource names): a task's resources all come from
+    one node, so a cell over N GPUs (``tensor_parallel_size``) gets N GPUs of one node."""
     res = {"CPU": 1.0}
     if unit.on_gpu or place_as_gpu:
-        res.update({"GPU": 1.0, f"accelerator_type:{unit.cells[0].config.gpu.accelerator_type}": 0.001})
+        res.update({"GPU": float(unit.gpus), f"accelerator_type:{unit.cells[0].config.gpu.accelerator_type}": 0.001})
     return res
 
 

@@ -13,9 +13,10 @@ then measures an idle baseline first when ``measures_idle_baseline`` is true.
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, ClassVar, Dict, Optional, Protocol, Tuple, TypeVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Dict, List, Optional, Protocol, Tuple, TypeVar
 
 from orchestrator.core.registry import registers
 
@@ -166,6 +167,9 @@ def window_energy(
     row.update(_gross_energy(trace, t0_ns, t1_ns, integrated, mismatch_tolerance))
     if trace.parts:
         row["energy_per_gpu_j"] = per_gpu_energy_json(trace, t0_ns, t1_ns, mismatch_tolerance)
+        off = mismatched_gpus(trace, t0_ns, t1_ns, mismatch_tolerance)
+        row["energy_mismatch_gpus"] = json.dumps(off)
+        row[ENERGY_MISMATCH] = bool(row.get(ENERGY_MISMATCH)) or bool(off)
     if row[ENERGY_J] is not None and idle_power_w is not None:
         row["baseline_energy_j"] = float(idle_power_w * window_s)
         row[NET_ENERGY_J] = row[ENERGY_J] - row["baseline_energy_j"]
@@ -184,19 +188,39 @@ def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
         "max_power_w": None, ENERGY_INVALID: False, ENERGY_MISMATCH: False, SHORT_WINDOW: False,
         "counter_update_period_s": None, GPU_UTIL_MEAN_PCT: None, MEMORY_USED_MAX_MIB: None,
         "sm_clock_mean_mhz": None, "temperature_max_c": None, "energy_per_gpu_j": None,
+        "energy_mismatch_gpus": None,
     }
 
 
 def per_gpu_energy_json(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: float) -> str:
     """JSON {GPU UUID: gross J over [t0, t1]} of a trace that sums several GPUs (null for a GPU
     whose own energy is invalid)."""
-    import json
-
     out = {}
     for uuid, part in trace.parts.items():
         integrated = integrate_power_j(part, t0_ns, t1_ns) if len(part) >= 2 else None
         out[uuid] = _gross_energy(part, t0_ns, t1_ns, integrated, tolerance).get(ENERGY_J) if integrated is not None else None
     return json.dumps(out, sort_keys=True)
+
+
+def mismatched_gpus(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: float) -> List[str]:
+    """The GPUs of a summed trace whose own counter delta and integrated power over [t0, t1]
+    differ by more than ``tolerance`` (each GPU checked on its own: two errors of opposite signs
+    never hide in the sum), sorted."""
+    out = []
+    for uuid, part in trace.parts.items():
+        if len(part) < 2:
+            continue
+        if _gross_energy(part, t0_ns, t1_ns, integrate_power_j(part, t0_ns, t1_ns), tolerance).get(ENERGY_MISMATCH):
+            out.append(uuid)
+    return sorted(out)
+
+
+def idle_power_per_gpu(trace: PowerTrace, t0_ns: int, t1_ns: int) -> Optional[Dict[str, Optional[float]]]:
+    """{GPU UUID: idle W over [t0, t1]} of a trace that sums several GPUs (``idle_power_from`` of
+    each), or None for a single GPU's trace."""
+    if not trace.parts:
+        return None
+    return {uuid: idle_power_from(part, t0_ns, t1_ns) for uuid, part in sorted(trace.parts.items())}
 
 
 def _gross_energy(trace: PowerTrace, t0_ns: int, t1_ns: int, integrated_j: float, tolerance: float) -> Dict:

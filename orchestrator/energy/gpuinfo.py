@@ -53,11 +53,7 @@ def _s(v) -> str:
 
 def visible_device(env: Optional[dict] = None) -> Optional[str]:
     """First entry of CUDA_VISIBLE_DEVICES (what CUDA calls device 0), or None if unset/empty."""
-    value = (env if env is not None else os.environ).get("CUDA_VISIBLE_DEVICES")
-    if value is None:
-        return None
-    first = value.split(",")[0].strip()
-    return first or None
+    return visible_devices(env)[0]
 
 
 def handle_for(pynvml, device: Optional[str]):
@@ -72,10 +68,31 @@ def handle_for(pynvml, device: Optional[str]):
         raise NvmlError(f"no NVML device for CUDA_VISIBLE_DEVICES entry {device!r}: {exc}") from exc
 
 
+def visible_devices(env: Optional[dict] = None) -> List[Optional[str]]:
+    """Every entry of CUDA_VISIBLE_DEVICES, in CUDA's order ([None]: unset or empty, device 0)."""
+    value = (env if env is not None else os.environ).get("CUDA_VISIBLE_DEVICES")
+    entries = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return list(entries) or [None]
+
+
+def assigned_gpus(count: int, env: Optional[dict] = None) -> List[GpuIdentity]:
+    """Identities of the first ``count`` GPUs this process sees (CUDA devices 0..count-1);
+    ``CellFailure('wrong_gpu')`` when it sees fewer."""
+    devices = visible_devices(env)
+    if count > 1 and len(devices) < count:
+        raise CellFailure("wrong_gpu", f"cell spans {count} GPUs, this process sees {len(devices)} "
+                                       f"(CUDA_VISIBLE_DEVICES={','.join(d or '' for d in devices)})")
+    return [_identity(d) for d in devices[:count]]
+
+
 def assigned_gpu(env: Optional[dict] = None) -> GpuIdentity:
     """Identity of the GPU this process sees as CUDA device 0."""
+    return _identity(visible_device(env))
+
+
+def _identity(device: Optional[str]) -> GpuIdentity:
     pynvml = nvml()
-    h = handle_for(pynvml, visible_device(env))
+    h = handle_for(pynvml, device)
     try:
         mem = pynvml.nvmlDeviceGetMemoryInfo(h)
         cuda = pynvml.nvmlSystemGetCudaDriverVersion()
@@ -93,12 +110,19 @@ def assigned_gpu(env: Optional[dict] = None) -> GpuIdentity:
 
 def check_gpu_type(expected_name_contains: str, env: Optional[dict] = None) -> GpuIdentity:
     """The assigned GPU, or ``CellFailure('wrong_gpu')`` when its NVML name lacks the substring."""
-    gpu = assigned_gpu(env)
-    if expected_name_contains.lower() not in gpu.name.lower():
-        raise CellFailure(
-            "wrong_gpu", f"cell wants a GPU named *{expected_name_contains}*, Ray gave {gpu.name} ({gpu.uuid})"
-        )
-    return gpu
+    return check_gpu_types(expected_name_contains, 1, env)[0]
+
+
+def check_gpu_types(expected_name_contains: str, count: int, env: Optional[dict] = None) -> List[GpuIdentity]:
+    """The ``count`` assigned GPUs, or ``CellFailure('wrong_gpu')`` when one's NVML name lacks the
+    substring (or fewer are visible)."""
+    gpus = assigned_gpus(count, env)
+    for gpu in gpus:
+        if expected_name_contains.lower() not in gpu.name.lower():
+            raise CellFailure(
+                "wrong_gpu", f"cell wants a GPU named *{expected_name_contains}*, Ray gave {gpu.name} ({gpu.uuid})"
+            )
+    return gpus
 
 
 def local_gpu_uuids() -> List[str]:

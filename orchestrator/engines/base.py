@@ -81,6 +81,7 @@ class Engine(ABC):
     auto_rank: ClassVar[Optional[int]] = None
     auto_modules: ClassVar[Tuple[str, ...]] = ()
     hosts_model: ClassVar[bool] = True  # False: the model is served elsewhere (no VRAM check)
+    tensor_parallel: ClassVar[bool] = False  # True: runs a cell over tensor_parallel_size GPUs of one node
     starts_processes: ClassVar[bool] = True  # False: runs in the worker alone (no reaper: ~0.1 s a unit)
     typical_start_s: ClassVar[float] = 0.0  # a start's seconds when no store has measured one (--plan's estimate)
     # a cell's wall seconds where its windows are modeled, not waited out (the simulator); None:

@@ -57,19 +57,22 @@ class _Costs:
 
     def __init__(self, cfg, opts: SimulatedOptions):
         self.steps = roofline.step_model(cfg.model, cfg.quantization)
-        self.bw = roofline.bandwidth_bytes_s(cfg.gpu) * opts.memory_efficiency
+        self.gpus = int(cfg.tensor_parallel_size)
+        self.bw = roofline.bandwidth_bytes_s(cfg.gpu) * opts.memory_efficiency * self.gpus  # the cell's GPUs together
         # the extra seconds per step of reading the quantized weights at the method's lower efficiency
         slow = opts.quantized_weight_efficiency.get(cfg.quantization.name, 1.0)
         self.weight_extra_s = roofline.quantized_weight_bytes(cfg.model, cfg.quantization) / self.bw * (1 / slow - 1)
-        self.peak = roofline.peak_flops(cfg.gpu, cfg.quantization) * opts.compute_efficiency
+        self.peak = roofline.peak_flops(cfg.gpu, cfg.quantization) * opts.compute_efficiency * self.gpus
+        self.allreduce = roofline.allreduce_model(cfg.model, cfg.gpu, self.gpus, opts.allreduce_latency_s)
         self.overhead = opts.step_overhead_s
         self.host_s = opts.host_step_s
         self.floor = opts.busy_power_floor
-        self.idle_w = cfg.gpu.idle_w if opts.idle_power_w is None else opts.idle_power_w
-        self.tdp_w = cfg.gpu.tdp_w
+        self.idle_w = (cfg.gpu.idle_w if opts.idle_power_w is None else opts.idle_power_w) * self.gpus
+        self.tdp_w = cfg.gpu.tdp_w * self.gpus
 
     def step(self, new_tokens: int, cached_tokens: int):
-        """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV."""
+        """-> (seconds, watts) of one step computing ``new_tokens`` over ``cached_tokens`` of KV
+        (watts: the cell's GPUs together)."""
         cost = self.steps.cost(new_tokens, cached_tokens)
         t_cmp = cost.flops / self.peak
         t_mem = cost.bytes / self.bw
@@ -78,8 +81,12 @@ class _Costs:
         # memory-side draw in proportion to the bandwidth achieved (1 unless weights are read slowly)
         frac = self.floor * (t_mem / t_read) + (1 - self.floor) * (t_cmp / core)
         busy_s, busy_w = core + self.overhead, self.idle_w + (self.tdp_w - self.idle_w) * frac
+        # all-reduces (tensor parallelism): the GPUs wait on the links at the busy floor's draw
+        comm_s = self.allreduce.seconds(new_tokens)
+        comm_w = self.idle_w + (self.tdp_w - self.idle_w) * self.floor
         # the host-bound part of the step draws idle power: the mean over the whole step
-        return busy_s + self.host_s, (busy_w * busy_s + self.idle_w * self.host_s) / (busy_s + self.host_s)
+        total = busy_s + comm_s + self.host_s
+        return total, (busy_w * busy_s + comm_w * comm_s + self.idle_w * self.host_s) / total
 
 
 class _Seq:
@@ -99,6 +106,7 @@ class SimulatedEngine(Engine):
     quantizations = frozenset({"none", "awq", "gptq", "int8", "fp8"})
     workload_kinds = ALL_KINDS
     gpu = GpuUse.none
+    tensor_parallel = True  # models a cell over tensor_parallel_size GPUs (split work, all-reduces, N x power)
     starts_processes = False
     auto_rank = 2
     typical_cell_s = 0.5  # wall seconds of a modeled cell (its windows are virtual time)
@@ -340,5 +348,7 @@ class ModeledPowerSampler(Sampler):
         return self.engine.modeled_power()
 
     def known_idle_power_w(self) -> Optional[float]:
+        """The cell's GPUs' idle draw together (W)."""
         idle = self.engine.options.idle_power_w
-        return float(self.engine.config.gpu.idle_w if idle is None else idle)
+        gpus = int(self.engine.config.tensor_parallel_size)
+        return float(self.engine.config.gpu.idle_w if idle is None else idle) * gpus

@@ -111,6 +111,32 @@ class StepModel:
                         bytes=self.weight_bytes + self.kv_bytes_per_token * (cached_tokens + new_tokens))
 
 
+@dataclass(frozen=True)
+class AllReduceModel:
+    """The all-reduces of one tensor-parallel step: two per layer (after attention and after the
+    MLP) of the step's hidden states (``new_tokens x hidden x 2`` bytes), each a ring all-reduce:
+    ``latency_s + 2 (N - 1) / N x bytes / link bytes/s``. Zero on one GPU."""
+
+    layers: int
+    bytes_per_token: float
+    gpus: int
+    link_bytes_s: float
+    latency_s: float
+
+    def seconds(self, new_tokens: float) -> float:
+        if self.gpus <= 1:
+            return 0.0
+        ring = 2.0 * (self.gpus - 1) / self.gpus * self.bytes_per_token * new_tokens / self.link_bytes_s
+        return 2 * self.layers * (self.latency_s + ring)
+
+
+def allreduce_model(model: "ModelConfig", gpu: "GpuConfig", gpus: int, latency_s: float) -> AllReduceModel:
+    """``AllReduceModel`` of ``model`` over ``gpus`` GPUs of ``gpu``'s type (its
+    ``interconnect_gbps``, each way)."""
+    return AllReduceModel(layers=model.n_layers, bytes_per_token=float(model.hidden_size * FP16_BYTES), gpus=int(gpus),
+                          link_bytes_s=gpu.interconnect_gbps * 1e9, latency_s=float(latency_s))
+
+
 def step_model(model: "ModelConfig", quantization: "QuantizationConfig") -> StepModel:
     return StepModel(
         weight_bytes=weight_bytes(model, quantization),

@@ -27,8 +27,10 @@ from orchestrator.store.schema import (
     NET_ENERGY_PER_1K_OUTPUT_TOKENS_J,
     NET_ENERGY_PER_REQUEST_J,
     OUTPUT_THROUGHPUT_TOK_S,
+    OUTPUT_TOK_S_PER_GPU,
     OUTPUT_TOKENS_PER_REQUEST_MEAN,
     REQUEST_THROUGHPUT_RPS,
+    TENSOR_PARALLEL_SIZE,
     TPOT_P50_MS,
     TPOT_P99_MS,
     TTFT_P50_MS,
@@ -67,9 +69,18 @@ HIT_TEXT = ("*Prefix cache hit %*: cached ÷ prompt tokens of the measured ok re
             "them (— where it did not).")
 
 
+GPUS = [col("GPUs", TENSOR_PARALLEL_SIZE, "batch"), col("tok/s per GPU", OUTPUT_TOK_S_PER_GPU)]
+"""Where some cell spans several GPUs (tensor parallelism): how many, and output tok/s over them."""
+
+
 def detail_cols(detail: pd.DataFrame) -> list[Col]:
-    """``DETAIL_COLS``, with the prefix cache's hit rate before the cell where some point has one."""
-    return DETAIL_COLS[:-1] + ([HIT] if PREFIX_CACHE_HIT_PCT in detail else []) + DETAIL_COLS[-1:]
+    """``DETAIL_COLS``, with the GPUs and tok/s per GPU after tok/s where some cell spans several,
+    and the prefix cache's hit rate before the cell where some point has one."""
+    cols = list(DETAIL_COLS)
+    if OUTPUT_TOK_S_PER_GPU in detail:
+        at = next(i for i, c in enumerate(cols) if c.header == "output tok/s") + 1
+        cols[at:at] = GPUS
+    return cols[:-1] + ([HIT] if PREFIX_CACHE_HIT_PCT in detail else []) + cols[-1:]
 
 
 def detail_section(a: Analysis) -> list[str]:

@@ -110,6 +110,8 @@ def grid_cells(cells: Sequence[Cell], simulated: Mapping[str, Mapping[str, float
     out: Dict[str, List[GridCell]] = {m: [] for m in METRICS}
     for c, variant in zip(cells, names):
         cfg = c.config
+        if cfg.tensor_parallel_size != 1:  # over several GPUs: a path of its own, never corrected by one GPU's
+            variant = ",".join(v for v in (variant, f"tensor_parallel_size={cfg.tensor_parallel_size}") if v)
         workload = f"{cfg.workload.name}@{digest(cell_identity(cfg, c.engine)['workload'])[:8]}"
         for m in METRICS:
             out[m].append(GridCell(key=c.cell_id, base=f"{c.engine}:{cfg.model.name}/{cfg.quantization.name}/{cfg.gpu.name}",

@@ -50,6 +50,7 @@ def config_columns(cell: "Cell", sweep: str) -> Dict:
         "gpu": cfg.gpu.name,
         "accelerator_type": cfg.gpu.accelerator_type,
         "batch_size": int(cfg.batch_size),
+        "tensor_parallel_size": int(cfg.tensor_parallel_size),  # GPUs the cell spans (null in older files: 1)
         "workload": wl.name,
         "arrival": wl.arrival.value,
         "workload_source": wl.source.value,

@@ -23,6 +23,10 @@ ACHIEVED_RATE_RPS = "achieved_rate_rps"
 REQUEST_THROUGHPUT_RPS = "request_throughput_rps"
 OUTPUT_TOKENS_IN_WINDOW = "output_tokens_in_window"
 OUTPUT_THROUGHPUT_TOK_S = "output_throughput_tok_s"
+TENSOR_PARALLEL_SIZE = "tensor_parallel_size"
+"""The GPUs one cell spans, of one node (null in files from before it: one)."""
+OUTPUT_TOK_S_PER_GPU = "output_throughput_per_gpu_tok_s"
+"""Derived by the analysis: output tok/s over the cell's GPUs."""
 OUTPUT_TOKENS_PER_REQUEST_MEAN = "output_tokens_per_request_mean"
 INPUT_TOKENS_PER_REQUEST_MEAN = "input_tokens_per_request_mean"
 PROMPT_TOKENS_IN_WINDOW = "prompt_tokens_in_window"
@@ -94,7 +98,9 @@ engine reports it ran (``quantization_method``, ``linear_kernel``) are columns t
 without a new version (older files load with them null): ``itl_basis`` (token | chunk),
 ``engine=endpoint``'s ``prompt_mode`` (token_ids | text), ``token_times_source`` (token_ids |
 continuous_usage | chunks), ``request_dialect`` (vllm | openai) and ``n_prompt_tokens_mismatch``,
-and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs);
+and ``energy_per_gpu_j`` (JSON {GPU UUID: J} where a cell's energy is summed over several GPUs;
+with ``energy_mismatch_gpus``, the JSON list of those GPUs whose own counter and integrated power
+disagree, and ``idle_power_per_gpu_w``, JSON {GPU UUID: W} of each one's idle baseline);
 the client's own lateness (``send_lag_p50_ms``/``p99``/``max``, ``client_lagging``; per request
 ``send_lag_ms``) and how a server was spoken to and counted (``api``: completions | chat;
 ``token_count_source``: usage | token_ids | tokenized; ``chat_template_tokens``;
@@ -121,8 +127,8 @@ RUNS_SCHEMA = pa.schema(
         ("cell_id", STR), ("sweep", STR), ("schema_version", I64), ("status", STR), ("error", STR),
         ("attempts", I64), ("engine", STR), ("engine_requested", STR), ("engine_reason", STR),
         ("model", STR), ("quantization", STR), ("gpu", STR), ("accelerator_type", STR),
-        ("batch_size", I64), ("workload", STR), ("arrival", STR), ("repeat", I64), ("seed", I64),
-        ("input_tokens_mean_cfg", F64), ("output_tokens_mean_cfg", F64), ("config_json", STR),
+        ("batch_size", I64), (TENSOR_PARALLEL_SIZE, I64), ("workload", STR), ("arrival", STR), ("repeat", I64),
+        ("seed", I64), ("input_tokens_mean_cfg", F64), ("output_tokens_mean_cfg", F64), ("config_json", STR),
         ("window_start_s", F64), ("window_end_s", F64), (WINDOW_S, F64),
         (N_REQUESTS_TOTAL, I64), (N_REQUESTS_MEASURED, I64), (N_REQUESTS_OK, I64),
         (N_REQUESTS_FAILED, I64), (N_REQUESTS_DRAINED, I64), (N_REQUESTS_COMPLETED_IN_WINDOW, I64),
@@ -151,7 +157,8 @@ RUNS_SCHEMA = pa.schema(
         ("engine_shared_cells", I64), ("engine_extra", STR), ("quantization_method", STR),
         ("linear_kernel", STR), ("prompt_mode", STR), ("token_times_source", STR), ("request_dialect", STR),
         ("n_prompt_tokens_mismatch", I64), ("api", STR), ("token_count_source", STR), ("chat_template_tokens", I64),
-        ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), (WORKLOAD_SOURCE, STR), ("workload_notes", STR),
+        ("output_lengths_forced", BOOL), ("energy_per_gpu_j", STR), ("energy_mismatch_gpus", STR),
+        ("idle_power_per_gpu_w", STR), (WORKLOAD_SOURCE, STR), ("workload_notes", STR),
         ("prefix_cache_reset", BOOL), (STEP_SOURCE, STR), ("n_steps", I64), ("energy_in_steps_j", F64),
         (ENERGY_OUTSIDE_STEPS_J, F64), ("net_energy_outside_steps_j", F64), (PREFILL_ENERGY_SHARE, F64),
     ]

@@ -23,7 +23,7 @@ from orchestrator.core.logs import set_log_level
 from orchestrator.core.messages import CellResult, TaskStarted, UnitSpec
 from orchestrator.core.phases import Phase, PhaseReporter
 from orchestrator.energy import sampler_for
-from orchestrator.energy.base import idle_power_from, window_energy
+from orchestrator.energy.base import idle_power_from, idle_power_per_gpu, window_energy
 from orchestrator.engines import launched_engine
 from orchestrator.errors import Status, classify, error_text
 from orchestrator.store.cell_tables import (
@@ -68,6 +68,7 @@ class UnitRunner:
         self.unit = unit
         self.ctx = worker_context()
         self.idle_w: Optional[float] = None
+        self.idle_per_gpu: Optional[Dict] = None  # GPU UUID -> idle W, where a cell spans several GPUs
         self._idle_bounds: Optional[Tuple[int, int]] = None  # monotonic ns of the idle baseline's sit
         self.report = PhaseReporter(unit.phase_board)
 
@@ -158,12 +159,14 @@ class UnitRunner:
         trace = sampler.stop()
         if self._idle_bounds is not None:
             self.idle_w = idle_power_from(trace, *self._idle_bounds)
+            self.idle_per_gpu = idle_power_per_gpu(trace, *self._idle_bounds)
         t0_ns, t1_ns = int(wr.window_start_s * 1e9), int(wr.window_end_s * 1e9)
         row = config_columns(cell, self.unit.sweep)
         row.update(metrics.summarize(wr, plan.offered_rps, plan.ignore_eos))
         row["workload_notes"] = json.dumps(plan.notes, sort_keys=True) if plan.notes else None
         row.update(window_energy(trace, t0_ns, t1_ns, self.idle_w if trace.source != "none" else None,
                                  cfg.sampler.mismatch_tolerance))
+        row["idle_power_per_gpu_w"] = json.dumps(self.idle_per_gpu) if self.idle_per_gpu else None
         per_unit_energy(row)
         steps, att = cell_steps(cfg, wr, trace, row, self.idle_w if trace.source != "none" else None)
         row.update(step_run_columns(steps, att))

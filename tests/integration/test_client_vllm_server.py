@@ -126,7 +126,7 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setenv("ORCHESTRATOR_MODEL_CACHE", str(tmp_path / "models"))
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
-    monkeypatch.setattr(vllm_common, "check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr(vllm_common, "check_gpu_types", lambda name, count, env=None: [gpu])
     monkeypatch.setattr(vllm_common, "wait_for_gpu_memory",
                         lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 600.0})
     used = iter([70000.0, 900.0])  # still held once, then freed

@@ -22,13 +22,13 @@ import time
 import uuid
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from orchestrator.client.model_files import checkpoint_quant_method, model_dir
 from orchestrator.client.workload import RequestSpec
 from orchestrator.config.engine_options import VllmOptions
 from orchestrator.config.groups import Weights
-from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_type, gpu_processes, memory_used_mib
+from orchestrator.energy.gpuinfo import GpuIdentity, check_gpu_types, gpu_processes, memory_used_mib
 from orchestrator.engines.base import Engine, GpuUse
 from orchestrator.engines.vllm.log import engine_choices, read_head
 from orchestrator.engines.vllm.start_phases import EXTRA_KEY as START_PHASES_KEY
@@ -67,18 +67,28 @@ class VllmEngine(Engine):
     auto_rank = 0
     auto_modules = ("vllm",)
     typical_start_s = 120.0  # one H200: 67-106 s with the compile cache warm, 160-208 s cold
+    tensor_parallel = True  # tensor_parallel_size GPUs of one node, multiprocessing workers
     options: VllmOptions
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
         self._gpu: Optional[GpuIdentity] = None
+        self._gpus: List[GpuIdentity] = []  # every GPU the cell spans (tensor parallelism), the first is _gpu
         self._log_path: Optional[Path] = None
         self._start_info: Dict = {}
 
     def _claim_gpu(self) -> None:
-        """Check the GPU's type (``wrong_gpu``) and wait until it has the memory vLLM asks for."""
-        self._gpu = check_gpu_type(self.config.gpu.nvml_name_contains)
-        self._start_info = wait_for_gpu_memory(self._gpu, self.options.gpu_memory_utilization)
+        """Check the type of every GPU the cell spans (``wrong_gpu``) and wait until each has the
+        memory vLLM asks for."""
+        self._gpus = check_gpu_types(self.config.gpu.nvml_name_contains, int(self.config.tensor_parallel_size))
+        self._gpu = self._gpus[0]
+        seen = [wait_for_gpu_memory(g, self.options.gpu_memory_utilization) for g in self._gpus]
+        # several GPUs: the waits add up, the memory found in use is the most of any
+        self._start_info = {k: (sum if k.endswith("_wait_s") else max)(s[k] for s in seen) for k in seen[0]}
+
+    def energy_gpu_uuids(self) -> Tuple[str, ...]:
+        """Every GPU of a cell that spans several (summed, each its own column); () for one."""
+        return tuple(g.uuid for g in self._gpus) if len(self._gpus) > 1 else ()
 
     def _note_engine_choices(self, method: Optional[str] = None, launched_unix_s: Optional[float] = None,
                              ready_unix_s: Optional[float] = None) -> None:
@@ -129,6 +139,9 @@ def engine_args(config: "CellConfig", max_num_seqs: int, model_path: str) -> Dic
     }
     if opts.max_num_batched_tokens:
         args["max_num_batched_tokens"] = int(opts.max_num_batched_tokens)
+    tp = int(config.tensor_parallel_size)
+    if tp > 1:  # one worker process per GPU of the task's own allocation (Ray's backend would ask Ray for GPUs again)
+        args.update(tensor_parallel_size=tp, distributed_executor_backend="mp")
     extra = parse_extra_args(opts.extra_args or {})
     if opts.record_steps:  # vLLM's scheduler with a log of every step (engines.vllm.step_recorder)
         args["scheduler_cls"] = SCHEDULER_CLS if extra.get("async_scheduling", True) is not False else SYNC_SCHEDULER_CLS

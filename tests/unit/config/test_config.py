@@ -80,7 +80,7 @@ def _run(*args):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["model=gpt5"], "model=gpt5: unknown option; allowed: llama2_7b"),
+        (["model=gpt5"], "model=gpt5: unknown option; allowed: llama2_70b, llama2_7b"),
         (["gpu=v100"], "gpu=v100: unknown option; allowed: a100, a800, h100, h200, t4"),
         (["-m", "batch_size=1,0"], "batch_size=0: must be an integer >= 1"),
         (["batch_size=-3"], "batch_size=-3: must be an integer >= 1"),

@@ -15,7 +15,7 @@ pynvml = pytest.importorskip("pynvml")
 
 from orchestrator.driver.grid import config_of
 from orchestrator.energy import sampler_for
-from orchestrator.energy.base import idle_power_from, window_energy
+from orchestrator.energy.base import idle_power_from, idle_power_per_gpu, window_energy
 from orchestrator.energy.null import NullSampler
 from orchestrator.energy.nvml import GpuSetSampler
 from orchestrator.engines.endpoint import EndpointEngine
@@ -66,6 +66,29 @@ def test_energy_is_summed_over_the_gpus_with_a_per_gpu_column(nv):
         assert per_gpu[uuid] == pytest.approx(power * window_s, rel=0.03)
     assert sum(per_gpu.values()) == pytest.approx(row["energy_j"], rel=0.01)
     assert not row["energy_invalid"] and not row["energy_mismatch"]
+    assert json.loads(row["energy_mismatch_gpus"]) == []  # each GPU's counter agrees with its own power
+    idle = idle_power_per_gpu(trace, trace.t_ns[0], t0)
+    assert list(idle) == sorted(UUIDS)
+    for uuid, power in zip(UUIDS, POWERS_W):
+        assert idle[uuid] == pytest.approx(power, rel=0.05)
+
+
+def test_a_gpu_whose_power_disagrees_with_its_counter_is_named(nv):
+    """The second GPU's instant power reads 25% high (in the sum that is ~7%, under a 10%
+    tolerance): checked on its own, the GPU is named and the cell flagged."""
+    from orchestrator.energy.base import mismatched_gpus
+
+    sampler = GpuSetSampler(UUIDS, interval_s=0.01)
+    sampler.start()
+    time.sleep(0.2)
+    trace = sampler.stop()
+    part = trace.parts[UUIDS[1]]
+    part.power_w[:] = part.power_w * 1.25  # as a miscalibrated sensor would read
+    t0, t1 = int(trace.t_ns[1]), int(trace.t_ns[-2])
+    assert mismatched_gpus(trace, t0, t1, 0.10) == [UUIDS[1]]
+    row = window_energy(trace, t0, t1, idle_power_w=None, mismatch_tolerance=0.10)
+    assert json.loads(row["energy_mismatch_gpus"]) == [UUIDS[1]] and row["energy_mismatch"]
+    assert idle_power_per_gpu(trace.parts[UUIDS[0]], t0, t1) is None  # a single GPU's trace: no split
 
 
 def test_a_gpu_that_is_not_there_fails_the_start_and_stops_the_others(nv):

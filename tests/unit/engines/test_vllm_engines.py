@@ -331,7 +331,7 @@ def fake_vllm(monkeypatch, tmp_path):
         monkeypatch.delenv(key)
     gpu = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="GPU-1", memory_total_mib=81559.0,
                                 driver_version="580.1", cuda_driver_version="13.0")
-    monkeypatch.setattr(vc, "check_gpu_type", lambda name, env=None: gpu)
+    monkeypatch.setattr(vc, "check_gpu_types", lambda name, count, env=None: [gpu])
     monkeypatch.setattr(vc, "wait_for_gpu_memory", lambda g, u, timeout_s=0: {"gpu_memory_used_before_start_mib": 500.0})
     FakeLLM.instances, FakeLLM.fail_with, FakeLLM.drop_metrics = [], None, False
     FakeLLM.start_log, FakeLLM.quantization = "", "absent"
