@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue 31 on the GPU, resumable: continue the active sweep of the full grid's H100 x Llama-2-7B
+# half from the committed store, then check 10 of its predicted cells. Run from the repo root:
+#   bash experiments/benchmarks/active_grid/run.sh [STORE]     (default /root/active_grid)
+# The store starts as a copy of h100/store; copy it back here once the run has ended.
+set -euo pipefail
+store=${1:-/root/active_grid}
+[ -d "$store" ] || cp -r experiments/benchmarks/active_grid/h100/store "$store"
+# the H200 study's calibration (experiments/h200_study/calibration/calibration.json) without its idle power
+cal=(engine.simulated.busy_power_floor=0.579295 engine.simulated.compute_efficiency=0.330858
+     engine.simulated.memory_efficiency=0.835318 engine.simulated.quantized_weight_efficiency.awq=0.327016
+     engine.simulated.quantized_weight_efficiency.gptq=0.177499 engine.simulated.step_overhead_s=0.00125819)
+grid=(+sweep=full gpu=h100 model=llama2_7b "${cal[@]}" "store.dir=$store")
+python -m orchestrator "${grid[@]}" sweep.strategy=active sweep.budget=0.25
+python -m orchestrator "${grid[@]}" sweep.strategy=check sweep.check_cells=10
