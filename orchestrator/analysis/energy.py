@@ -10,6 +10,8 @@ like measured energy; the ``simulated`` column says which is which.
 """
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from orchestrator.analysis.tables import SERIES_KEYS, with_baseline, with_hit_pct
@@ -72,3 +74,33 @@ def energy_sources(points: pd.DataFrame) -> pd.DataFrame:
     """energy_source -> number of points and the first note (why there is none, or how read)."""
     grouped = points.groupby(ENERGY_SOURCE, dropna=False)
     return pd.DataFrame({"n_points": grouped.size(), "note": grouped[ENERGY_NOTE].first()}).reset_index()
+
+
+GPU_SHARE_COLUMNS = ["workload", "gpu", "series", "batch_size", "repeat", "cell_id", "gpus", ENERGY_J, "shares",
+                     "max_share_pct", "mismatched_gpus"]
+
+
+def gpu_shares(ok: pd.DataFrame) -> pd.DataFrame:
+    """One row per ok cell whose energy is summed over several GPUs (``energy_per_gpu_j``: a cell
+    over N GPUs, or an endpoint's GPUs): how many, the cell's energy (J), each GPU's share of it
+    (``"GPU-aaaa…: 50.2%"``, by UUID order), the largest share (%) and the GPUs whose own counter
+    disagreed with their own integrated power (``energy_mismatch_gpus``); empty where none is."""
+    if "energy_per_gpu_j" not in ok or ok.empty:
+        return pd.DataFrame(columns=GPU_SHARE_COLUMNS)
+    rows = []
+    for r in ok.to_dict("records"):
+        text = r.get("energy_per_gpu_j")
+        per = json.loads(text) if isinstance(text, str) and text else {}
+        known = {u: float(v) for u, v in sorted(per.items()) if v is not None}
+        if len(per) < 2 or not known or sum(known.values()) <= 0:
+            continue
+        total = sum(known.values())
+        off = r.get("energy_mismatch_gpus")
+        rows.append({
+            "workload": r["workload"], "gpu": r["gpu"], "series": r["series"], "batch_size": r["batch_size"],
+            "repeat": r["repeat"], "cell_id": r["cell_id"], "gpus": len(per), ENERGY_J: total,
+            "shares": ", ".join(f"{u[:12]}…: {100 * v / total:.1f}%" for u, v in known.items()),
+            "max_share_pct": 100 * max(known.values()) / total,
+            "mismatched_gpus": ", ".join(json.loads(off)) if isinstance(off, str) and off else "",
+        })
+    return pd.DataFrame(rows, columns=GPU_SHARE_COLUMNS)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pandas as pd
 
 from orchestrator.analysis import format as fmt
-from orchestrator.analysis.energy import PREFILL_ENERGY_PCT
+from orchestrator.analysis.energy import PREFILL_ENERGY_PCT, gpu_shares
 from orchestrator.analysis.tables import PREFIX_CACHE_HIT_PCT
 from orchestrator.report.analyse import Analysis
 from orchestrator.report.markdown import Col, col, heading, para, series_label, sim_legend, table
@@ -14,6 +14,7 @@ from orchestrator.report.summary import workload_title
 from orchestrator.store.schema import (
     E2E_P50_MS,
     E2E_P99_MS,
+    ENERGY_J,
     ENERGY_NOTE,
     ENERGY_PER_1K_OUTPUT_TOKENS_J,
     ENERGY_PER_1K_PROMPT_TOKENS_J,
@@ -166,7 +167,26 @@ def energy_section(a: Analysis) -> list[str]:
                         "(energy_source=simulated), not measured.")
         out += para(_energy_sentence(g))
         out += table(g, energy_cols(a.energy))
-    return out
+    return out + gpu_share_lines(a)
+
+
+GPU_SHARE_COLS = [
+    col("workload", "workload", "text"), col("GPU", "gpu", "text"), SERIES, BATCH, col("repeat", "repeat", "batch"),
+    col("GPUs", "gpus", "batch"), col("energy (J)", ENERGY_J), col("each GPU's share", "shares", "text"),
+    col("largest share %", "max_share_pct"), col("counter ≠ power on", "mismatched_gpus", "text"),
+    Col("cell", lambda r: r.cell_id[:8]),
+]
+
+
+def gpu_share_lines(a: Analysis) -> list[str]:
+    """Where some cell's energy is summed over several GPUs: each GPU's share of it."""
+    shares = gpu_shares(a.data.ok)
+    if shares.empty:
+        return []
+    return (heading(3, "Energy per GPU") + para(
+        f"{len(shares)} cells measured the energy of several GPUs (a cell over N GPUs, or a server's GPUs): the "
+        "window's energy of each GPU (its own counter) as a share of the cell's, and any GPU whose counter and "
+        "integrated power disagreed on their own (the cell is flagged E).") + table(shares, GPU_SHARE_COLS))
 
 
 def _energy_sentence(g: pd.DataFrame) -> str:

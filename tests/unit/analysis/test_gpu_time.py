@@ -52,3 +52,26 @@ def test_duty_per_sweep_reads_nan_as_missing():
     assert d["s"] == gpu_duty(clean, "s")
     assert d["s"]["overall"]["duty"] == pytest.approx(120.0 / (65.2 + 70.1 + 75 + 75 + 12))
     assert duty(pd.DataFrame()) == {}
+
+
+def test_each_gpus_share_of_a_cells_energy():
+    """``analysis.energy.gpu_shares``: cells whose energy sums several GPUs, each GPU's share, the
+    largest, the GPUs whose own check failed; one-GPU cells and cells without per-GPU energy out."""
+    from orchestrator.analysis.energy import gpu_shares
+    from orchestrator.store.schema import ENERGY_J
+
+    a, b = "GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-0000"
+    base = {"workload": "chat", "gpu": "h100", "series": "m/none/h100 [tensor_parallel_size=2]", "batch_size": 8,
+            "repeat": 0}
+    ok = pd.DataFrame([
+        {**base, "cell_id": "two", "energy_per_gpu_j": json.dumps({a: 300.0, b: 100.0}),
+         "energy_mismatch_gpus": json.dumps([b])},
+        {**base, "cell_id": "one", "energy_per_gpu_j": json.dumps({a: 50.0}), "energy_mismatch_gpus": None},
+        {**base, "cell_id": "none", "energy_per_gpu_j": None, "energy_mismatch_gpus": None},
+    ])
+    shares = gpu_shares(ok)
+    assert list(shares["cell_id"]) == ["two"]
+    row = shares.iloc[0]
+    assert row["gpus"] == 2 and row[ENERGY_J] == 400.0 and row["max_share_pct"] == 75.0
+    assert row["shares"] == "GPU-aaaaaaaa…: 75.0%, GPU-bbbbbbbb…: 25.0%" and row["mismatched_gpus"] == b
+    assert gpu_shares(ok.drop(columns=["energy_per_gpu_j"])).empty
