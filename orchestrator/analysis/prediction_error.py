@@ -114,3 +114,43 @@ def prediction_errors(table: pd.DataFrame, selection: FitSelection) -> pd.DataFr
             for engine, t in side.groupby(engines, sort=True):
                 rows.append(_summary(t, f"{'held out' if held_out else 'fitted'}, {engine} engine", held_out))
     return pd.DataFrame(rows)
+
+
+def interval_coverage(table: pd.DataFrame, selection: FitSelection) -> pd.DataFrame:
+    """How often the 90% prediction intervals of ``orchestrator.active.predictor`` cover the
+    measurement on the held-out points, with the fitted points as the only measured ones (what an
+    active sweep would predict had it measured just the calibration's cells): per ``ERROR_METRICS``
+    metric, ``points`` held out, ``coverage_pct``, ``median_half_width_pct`` and the corrected
+    prediction's ``median_abs_error_pct`` beside the raw prediction's (B). Empty without held-out
+    or fitted points."""
+    from orchestrator.active.predictor import GridCell, ResidualPredictor
+
+    fitted = selection.fitted(table)
+    if fitted.all() or not fitted.any():
+        return pd.DataFrame()
+    base = _axis_values(table, "model") + "/" + _axis_values(table, "quantization") + "/" + _axis_values(table, "gpu")
+    variant, workload = _variant_of(table).str.strip(" []"), _axis_values(table, "workload")
+    quant = _axis_values(table, "quantization")
+    rows = []
+    for name, m in ERROR_METRICS:
+        ok = table[f"{m}_a"].notna() & table[f"{m}_b"].notna() & (table[f"{m}_b"] > 0) & (table[f"{m}_a"] > 0)
+        cells = [GridCell(key=str(i), base=base[i], variant=variant[i], workload=workload[i],
+                          batch_size=int(table.at[i, "batch_size"]), quantization=quant[i],
+                          simulated=float(table.at[i, f"{m}_b"])) for i in table.index[ok]]
+        measured = {str(i): float(table.at[i, f"{m}_a"]) for i in table.index[ok & fitted]}
+        predictor = ResidualPredictor(cells, measured)
+        held = [i for i in table.index[ok & ~fitted]]
+        if not held or not measured:
+            continue
+        preds = {i: predictor.predict(str(i)) for i in held}
+        truth = {i: float(table.at[i, f"{m}_a"]) for i in held}
+        halves = pd.Series([p.relative_half_width for p in preds.values()])
+        errors = pd.Series([abs(p.value / truth[i] - 1) for i, p in preds.items()])
+        rows.append({
+            "metric": name, "points": len(held),
+            "coverage_pct": 100.0 * sum(p.low <= truth[i] <= p.high for i, p in preds.items()) / len(held),
+            "median_half_width_pct": 100.0 * float(halves.median()),
+            "median_abs_error_pct": 100.0 * float(errors.median()),
+            "raw_median_abs_error_pct": float(table.loc[held, f"change_{m}_pct"].abs().median()),
+        })
+    return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ from orchestrator.analysis import format as fmt
 from orchestrator.analysis import plots
 from orchestrator.analysis.compare import Comparison, compare_points, shown_shares
 from orchestrator.analysis.dataset import SweepData, SweepError, batch_points, read_sweep, require_ok
-from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, prediction_errors
+from orchestrator.analysis.prediction_error import ERROR_METRICS, FitSelection, interval_coverage, prediction_errors
 from orchestrator.report.html_data import compare_payload
 from orchestrator.report.html_page import write_compare_html
 from orchestrator.report.markdown import SIM_LEGEND, SIM_MARK, Col, col, heading, para, table
@@ -134,7 +134,7 @@ def _share_sentence(t: pd.DataFrame, name: str, m: str, la: str, lb: str) -> str
     return f"{name}: {lb} vs {la} median {_pts(ch.median())} ({_pts(ch.min())} to {_pts(ch.max())})."
 
 
-def _error_section(selection: FitSelection, errors: pd.DataFrame) -> list[str]:
+def _error_section(selection: FitSelection, errors: pd.DataFrame, coverage: pd.DataFrame | None = None) -> list[str]:
     """The prediction's error (B the prediction, A the measurement) on held-out and fitted points."""
     cols = [col("points", "group", "text"), Col("held out", lambda r: "yes" if r.held_out else "no (fitted)"),
             col("n", "points", "batch")]
@@ -147,7 +147,23 @@ def _error_section(selection: FitSelection, errors: pd.DataFrame) -> list[str]:
                   "other matched point is **held out** (its measurement took no part in the fit). Each variant of a "
                   "point (e.g. CUDA graphs and eager) counts as one point against its prediction.",
                   selection.describe_kernels())
-    return lines + table(errors, cols)
+    return lines + table(errors, cols) + _coverage_lines(coverage)
+
+
+COVERAGE_COLS = [col("metric", "metric", "text"), col("held-out points", "points", "batch"),
+                 Col("inside their 90% interval", lambda r: _abs_pct(r.coverage_pct)),
+                 Col("median half-width", lambda r: "±" + _abs_pct(r.median_half_width_pct)),
+                 Col("corrected: median abs. error", lambda r: _abs_pct(r.median_abs_error_pct)),
+                 Col("B alone: median abs. error", lambda r: _abs_pct(r.raw_median_abs_error_pct))]
+
+
+def _coverage_lines(coverage: pd.DataFrame | None) -> list[str]:
+    if coverage is None or coverage.empty:
+        return []
+    return para("The 90% prediction intervals an active sweep would give (`orchestrator/active/predictor.py`: B "
+                "corrected by the fitted points' errors, with conformal intervals from their cross-validated "
+                "errors), had it measured only the fitted points — how many held-out measurements they cover:") + \
+        table(coverage, COVERAGE_COLS)
 
 
 def _abs_pct(x) -> str:
@@ -156,7 +172,8 @@ def _abs_pct(x) -> str:
 
 def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | None,
                    fitted_on: tuple[FitSelection, pd.DataFrame] | None = None) -> str:
-    """``fitted_on``: the calibration's selection and ``prediction_errors`` of ``c`` under it."""
+    """``fitted_on``: the calibration's selection and ``prediction_errors`` of ``c`` under it (the
+    held-out points' interval coverage, ``interval_coverage``, follows them)."""
     la, lb = _label(a, b), _label(b, a)
     if la == lb:
         la, lb = f"{la} (A)", f"{lb} (B)"
@@ -170,7 +187,7 @@ def render_compare(a: SweepData, b: SweepData, c: Comparison, plot_name: str | N
                   SHARE_LEGEND if _shares(c) else "",
                   SIM_LEGEND if c.table["simulated_a"].any() or c.table["simulated_b"].any() else "")
     if fitted_on:
-        lines += _error_section(*fitted_on)
+        lines += _error_section(*fitted_on, interval_coverage(c.table, fitted_on[0]))
     for wl, t in c.table.groupby("workload", sort=True):
         lines += heading(2, wl) + para(_sentences(t, la, lb, _shares(c))) + table(t, _cols(c, la, lb))
     if plot_name:
