@@ -166,8 +166,8 @@ def window_energy(
     row["energy_integrated_j"] = integrated
     row.update(_gross_energy(trace, t0_ns, t1_ns, integrated, mismatch_tolerance))
     if trace.parts:
-        row["energy_per_gpu_j"] = per_gpu_energy_json(trace, t0_ns, t1_ns, mismatch_tolerance)
-        off = mismatched_gpus(trace, t0_ns, t1_ns, mismatch_tolerance)
+        energy, off = per_gpu_energy(trace, t0_ns, t1_ns, mismatch_tolerance)
+        row["energy_per_gpu_j"] = json.dumps(energy, sort_keys=True)
         row["energy_mismatch_gpus"] = json.dumps(off)
         row[ENERGY_MISMATCH] = bool(row.get(ENERGY_MISMATCH)) or bool(off)
     if row[ENERGY_J] is not None and idle_power_w is not None:
@@ -192,27 +192,23 @@ def _empty_energy_row(trace: PowerTrace, idle_power_w: Optional[float]) -> Dict:
     }
 
 
-def per_gpu_energy_json(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: float) -> str:
-    """JSON {GPU UUID: gross J over [t0, t1]} of a trace that sums several GPUs (null for a GPU
-    whose own energy is invalid)."""
-    out = {}
-    for uuid, part in trace.parts.items():
-        integrated = integrate_power_j(part, t0_ns, t1_ns) if len(part) >= 2 else None
-        out[uuid] = _gross_energy(part, t0_ns, t1_ns, integrated, tolerance).get(ENERGY_J) if integrated is not None else None
-    return json.dumps(out, sort_keys=True)
-
-
-def mismatched_gpus(trace: PowerTrace, t0_ns: int, t1_ns: int, tolerance: float) -> List[str]:
-    """The GPUs of a summed trace whose own counter delta and integrated power over [t0, t1]
-    differ by more than ``tolerance`` (each GPU checked on its own: two errors of opposite signs
-    never hide in the sum), sorted."""
-    out = []
+def per_gpu_energy(trace: PowerTrace, t0_ns: int, t1_ns: int,
+                   tolerance: float) -> Tuple[Dict[str, Optional[float]], List[str]]:
+    """Of a trace that sums several GPUs, each GPU on its own over [t0, t1]: ({GPU UUID: gross J},
+    null for a GPU whose own energy is invalid; the GPUs whose own counter delta and integrated
+    power differ by more than ``tolerance``, sorted — two errors of opposite signs never hide in
+    the sum)."""
+    energy: Dict[str, Optional[float]] = {}
+    off = []
     for uuid, part in trace.parts.items():
         if len(part) < 2:
+            energy[uuid] = None
             continue
-        if _gross_energy(part, t0_ns, t1_ns, integrate_power_j(part, t0_ns, t1_ns), tolerance).get(ENERGY_MISMATCH):
-            out.append(uuid)
-    return sorted(out)
+        gross = _gross_energy(part, t0_ns, t1_ns, integrate_power_j(part, t0_ns, t1_ns), tolerance)
+        energy[uuid] = gross.get(ENERGY_J)
+        if gross.get(ENERGY_MISMATCH):
+            off.append(uuid)
+    return energy, sorted(off)
 
 
 def idle_power_per_gpu(trace: PowerTrace, t0_ns: int, t1_ns: int) -> Optional[Dict[str, Optional[float]]]:

@@ -76,7 +76,7 @@ def test_energy_is_summed_over_the_gpus_with_a_per_gpu_column(nv):
 def test_a_gpu_whose_power_disagrees_with_its_counter_is_named(nv):
     """The second GPU's instant power reads 25% high (in the sum that is ~7%, under a 10%
     tolerance): checked on its own, the GPU is named and the cell flagged."""
-    from orchestrator.energy.base import mismatched_gpus
+    from orchestrator.energy.base import per_gpu_energy
 
     sampler = GpuSetSampler(UUIDS, interval_s=0.01)
     sampler.start()
@@ -85,7 +85,7 @@ def test_a_gpu_whose_power_disagrees_with_its_counter_is_named(nv):
     part = trace.parts[UUIDS[1]]
     part.power_w[:] = part.power_w * 1.25  # as a miscalibrated sensor would read
     t0, t1 = int(trace.t_ns[1]), int(trace.t_ns[-2])
-    assert mismatched_gpus(trace, t0, t1, 0.10) == [UUIDS[1]]
+    assert per_gpu_energy(trace, t0, t1, 0.10)[1] == [UUIDS[1]]
     row = window_energy(trace, t0, t1, idle_power_w=None, mismatch_tolerance=0.10)
     assert json.loads(row["energy_mismatch_gpus"]) == [UUIDS[1]] and row["energy_mismatch"]
     assert idle_power_per_gpu(trace.parts[UUIDS[0]], t0, t1) is None  # a single GPU's trace: no split
