@@ -29,7 +29,7 @@ from orchestrator.config.root import CellConfig, Config
 from orchestrator.driver.outcome import SweepOutcome
 from orchestrator.driver.runner import Session, interrupted, open_sweep, run_cells
 from orchestrator.errors import ConfigError
-from orchestrator.search.active_sweep import METRICS, RECORD, CellRecord, read_record
+from orchestrator.search.active_sweep import METRICS, RECORD, CellRecord, read_cells_record, read_record
 from orchestrator.search.outcome import read_outcomes
 from orchestrator.store.sweep_store import Store
 
@@ -96,7 +96,7 @@ def summarize(cells: List[CheckedCell]) -> Dict[str, Dict[str, Optional[float]]]
     for m in METRICS:
         errors = np.abs([e for e in (c.error.get(m) for c in cells) if e is not None])
         done = [c for c in cells if c.error.get(m) is not None]
-        halves = [h for h in (_half_width(c.values, m) for c in done) if h is not None]
+        halves = [h for h in (relative_half_width(c.values, m) for c in done) if h is not None]
         covered = [float(v) for v in (c.covered.get(m) for c in done) if v is not None]
         out[m] = {
             "n": float(len(done)),
@@ -108,19 +108,14 @@ def summarize(cells: List[CheckedCell]) -> Dict[str, Dict[str, Optional[float]]]
     return out
 
 
-def _half_width(values: Mapping[str, Optional[float]], m: str) -> Optional[float]:
+def relative_half_width(values: Mapping[str, Optional[float]], m: str) -> Optional[float]:
     """A prediction's 90% interval's relative half-width, or None without one."""
     value, low, high = values.get(m), values.get(f"{m}_low"), values.get(f"{m}_high")
     return None if value is None or low is None or high is None or not value else (high - low) / (2 * value)
 
 
 def read_check(store: Store) -> Optional[CheckRecord]:
-    text = store.read_text(CHECK)
-    if text is None:
-        return None
-    data = json.loads(text)
-    data["cells"] = [CheckedCell(**c) for c in data.get("cells", [])]
-    return CheckRecord(**data)
+    return read_cells_record(store, CHECK, CheckRecord, CheckedCell)
 
 
 def run_active_check(configs: List[CellConfig], cfg: Config) -> SweepOutcome:

@@ -25,7 +25,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Mapping, Optional, Sequence, Set
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, TypeVar
 
 import numpy as np
 
@@ -135,13 +135,22 @@ def simulate_all(cells: Sequence[Cell]) -> Dict[str, Dict[str, float]]:
     return out
 
 
-def read_record(store: Store) -> Optional[ActiveRecord]:
-    text = store.read_text(RECORD)
+R = TypeVar("R")
+
+
+def read_cells_record(store: Store, name: str, record: Callable[..., R], cell: Callable[..., object]) -> Optional[R]:
+    """The store's JSON file ``name`` (``write_text`` of an ``asdict``) as ``record``, its ``cells``
+    as ``cell`` objects; None when the store has none."""
+    text = store.read_text(name)
     if text is None:
         return None
     data = json.loads(text)
-    data["cells"] = [CellRecord(**c) for c in data.get("cells", [])]
-    return ActiveRecord(**data)
+    data["cells"] = [cell(**c) for c in data.get("cells", [])]
+    return record(**data)
+
+
+def read_record(store: Store) -> Optional[ActiveRecord]:
+    return read_cells_record(store, RECORD, ActiveRecord, CellRecord)
 
 
 UNINFORMATIVE = frozenset({Status.gpu_busy.value, Status.unschedulable.value, Status.wrong_gpu.value,

@@ -24,7 +24,7 @@ import numpy as np
 from orchestrator.analysis import gpu_time
 from orchestrator.analysis.dataset import read_sweep
 from orchestrator.report import gpu_time as gpu_time_section
-from orchestrator.search.active_check import read_check
+from orchestrator.search.active_check import read_check, relative_half_width
 from orchestrator.search.active_sweep import METRICS, read_record
 from orchestrator.store.sweep_store import Store
 
@@ -51,8 +51,7 @@ def predictions(record) -> List[str]:
            f"measured, {sum(c.source == 'failed' for c in record.cells)} failed; levels: "
            + ", ".join(f"{k} {n}" for k, n in sorted(levels.items())), ""]
     for m in METRICS:
-        halves = [(c.values[f"{m}_high"] - c.values[f"{m}_low"]) / (2 * c.values[m]) for c in predicted
-                  if c.values.get(m) and c.values.get(f"{m}_low") is not None and c.values.get(f"{m}_high") is not None]
+        halves = [h for h in (relative_half_width(c.values, m) for c in predicted) if h is not None]
         if halves:
             out.append(f"- {SHORT[m]}: median 90% half-width ±{np.median(halves):.1%} (widest ±{max(halves):.1%})")
     return out + [""]
