@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -111,10 +111,6 @@ class ResidualPredictor:
         self._gpu_errors: Dict[Tuple[str, bool, Level], List[float]] = {}
         self._half_width = self._conformal_widths()
         self._predictions: Dict[str, Prediction] = {}
-
-    def correction(self, cell: GridCell, exclude: Optional[str] = None) -> tuple[float, Level]:
-        """(r, level) for ``cell`` from the measured cells (``exclude``: one left out)."""
-        return self._correction_from(cell, {k: r for k, r in self._residual.items() if k != exclude})
 
     def _scale(self, cell: GridCell, res: Mapping[str, float], level: Level) -> float:
         """How far an extrapolation reaches, as the factor its error is scaled by: the square root
