@@ -9,6 +9,8 @@ import json
 import pandas as pd
 
 from orchestrator.config.engine import EngineConfig
+from orchestrator.config.fields import ADDED
+from orchestrator.config.root import CellConfig
 
 
 def flat_identity(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -81,10 +83,11 @@ def _variant_suffixes(variants: dict[str, tuple[str, dict[str, str]]]) -> dict[s
 
 def added_default(path: str) -> str | None:
     """The default of an engine option an identity leaves out at its default (``added``), as the
-    canonical JSON ``flat_identity`` writes (``engine.vllm.api`` -> ``"completions"``), and of
-    ``tensor_parallel_size`` (1); None for any other path."""
-    if path == "tensor_parallel_size":  # a one-GPU cell's identity leaves it out (core.identity)
-        return "1"
+    canonical JSON ``flat_identity`` writes (``engine.vllm.api`` -> ``"completions"``), and of a
+    cell's own ``added`` axis (``tensor_parallel_size`` -> ``1``); None for any other path."""
+    if "." not in path:  # a cell's own axis added after cells were stored (e.g. tensor_parallel_size)
+        field = CellConfig.__dataclass_fields__.get(path)
+        return json.dumps(field.default) if field is not None and field.metadata.get(ADDED) else None
     parts = path.split(".")
     if len(parts) != 3 or parts[0] != "engine":
         return None

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 from omegaconf import MISSING
 
 from orchestrator.config.engine import EngineConfig
-from orchestrator.config.fields import check, from_dict
+from orchestrator.config.fields import added, check, from_dict
 from orchestrator.config.groups import (
     DispatchConfig,
     GpuConfig,
@@ -103,7 +103,7 @@ class CellConfig:
     sampler: SamplerConfig
     batch_size: int
     repeat: int = 0
-    tensor_parallel_size: int = 1  # GPUs the cell spans (one node); in its identity only when not 1
+    tensor_parallel_size: int = added(1)  # GPUs the cell spans (one node); in its identity only when not 1
 
     def label(self) -> str:
         tp = f"/tp{self.tensor_parallel_size}" if self.tensor_parallel_size != 1 else ""

@@ -15,11 +15,12 @@ keys): the same cell has the same id in any sweep, on any machine.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import TYPE_CHECKING, Dict, Optional
 
-from orchestrator.config.fields import identity_of
+from orchestrator.config.fields import ADDED, identity_of
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -53,8 +54,9 @@ def cell_identity(cfg: "CellConfig", engine: str, cache: Optional[IdentityCache]
         "batch_size": int(cfg.batch_size),
         "repeat": int(cfg.repeat),
     }
-    if int(cfg.tensor_parallel_size) != 1:  # added after cells were stored: a one-GPU cell keeps its id
-        ident["tensor_parallel_size"] = int(cfg.tensor_parallel_size)
+    for f in dataclasses.fields(cfg):  # axes added after cells were stored (``added``): only when not at their default
+        if f.metadata.get(ADDED) and getattr(cfg, f.name) != f.default:
+            ident[f.name] = getattr(cfg, f.name)
     if not options.models_power:
         ident["sampler"] = cache.of(cfg.sampler)
     return ident
