@@ -49,15 +49,40 @@ def node_env(extra=None):
     return {**os.environ, "PATH": path, "RAY_DEDUP_LOGS": "0", **(extra or {})}
 
 
+def _orchestrator_env(env=None):
+    full_env = {**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})}
+    full_env.pop("RAY_ADDRESS", None)  # its own local Ray cluster
+    return full_env
+
+
 def run_orchestrator(args, timeout=300, env=None, check=True):
     """``python -m orchestrator *args`` in the repo root; returns CompletedProcess."""
-    full_env = {**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})}
-    full_env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=full_env,
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=_orchestrator_env(env),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"orchestrator {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def start_orchestrator(args, env=None) -> subprocess.Popen:
+    """``python -m orchestrator *args`` started in the repo root in a session of its own (a test
+    signals it), its output piped."""
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=_orchestrator_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def interrupt_once_stored(proc: subprocess.Popen, store: Path, rows_before: int = 0, timeout_s: float = 150):
+    """Ctrl-C ``proc`` once ``store`` holds more than ``rows_before`` cells' rows (a second one a
+    second later if it still runs, as a user would press it); -> (stdout, stderr) once it exited."""
+    deadline = time.time() + timeout_s
+    while not (store / "runs").is_dir() or len(list((store / "runs").glob("*.parquet"))) <= rows_before:
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    if proc.poll() is None:  # the first landed in a C call
+        proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)
 
 
 def free_port() -> int:

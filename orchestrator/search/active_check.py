@@ -6,7 +6,8 @@ The first run draws the cells (``sweep.seed``) from the record's predicted cells
 launches, and freezes their predictions into ``active_check.json`` beside the record, before any
 cell runs: the active sweep rewrites its record when it resumes (a checked cell then counts as
 measured), and a check must keep comparing with what was predicted before the measurement. A
-resumed check reads the frozen file and runs only the cells not yet complete.
+resumed check reads the frozen file and runs only the cells not yet complete; an interrupted one
+has recorded the cells it completed (the others have no status yet).
 
 ``active_check.json``: the cells (label, series, level, the prediction with its interval per
 metric, the measured value, the relative error ``measured / predicted - 1`` and whether the
@@ -135,18 +136,25 @@ def run_active_check(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
         outcome = run_cells(session, chosen, manifest=cells)
     except KeyboardInterrupt:
         interrupted(None, cfg, {}, len(chosen))
-    found = read_outcomes(session.store, [c.cell_id for c in check.cells])
+    finally:  # an interrupted check (run_cells exits 130) still records the cells it completed
+        _record_measured(session.store, check)
+    return outcome
+
+
+def _record_measured(store: Store, check: CheckRecord) -> None:
+    """Set each checked cell's measurement in the store against its frozen prediction, rewrite
+    ``active_check.json`` and print the summary per metric."""
+    found = read_outcomes(store, [c.cell_id for c in check.cells])
     check.cells = [compare(c, found[c.cell_id].status if c.cell_id in found else "",
                            {m: getattr(found[c.cell_id], m) for m in METRICS} if c.cell_id in found else {})
                    for c in check.cells]
     check.summary = summarize(check.cells)
-    session.store.write_text(CHECK, json.dumps(asdict(check), indent=1))
+    store.write_text(CHECK, json.dumps(asdict(check), indent=1))
     for m, s in check.summary.items():
         if s["n"]:
-            print(f"check {m}: {int(s['n'])} cells measured, median |error| {s['median_abs_error']:.1%} "
-                  f"(max {s['max_abs_error']:.1%}), {s['coverage']:.0%} inside their 90% intervals "
-                  f"(median half-width ±{s['median_half_width']:.1%})", flush=True)
-    return outcome
+            print(f"check {m}: {int(s['n'])} of {len(check.cells)} cells measured, median |error| "
+                  f"{s['median_abs_error']:.1%} (max {s['max_abs_error']:.1%}), {s['coverage']:.0%} inside their "
+                  f"90% intervals (median half-width ±{s['median_half_width']:.1%})", flush=True)
 
 
 def _frozen(session: Session, cfg: Config, launchable: set) -> CheckRecord:

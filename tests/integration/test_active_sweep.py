@@ -12,7 +12,7 @@ import pytest
 from orchestrator.driver import grid
 from orchestrator.search.active_sweep import METRICS, variants
 from orchestrator.store.sweep_store import load
-from tests.conftest import run_orchestrator
+from tests.conftest import interrupt_once_stored, run_orchestrator, start_orchestrator
 
 GRID = ["-m", "batch_size=1,2,4,8,16,32,64", "quantization=none,fp8", "workload=offline", "engine=simulated",
         "gpu=h100", "sweep.strategy=active", "dispatch.num_cpus=2", "dispatch.progress=false"]
@@ -140,10 +140,36 @@ def test_a_check_measures_predicted_cells_against_their_frozen_intervals(tmp_pat
         errors = sorted(abs(c["error"][m]) for c in check["cells"])
         assert s["n"] == 3 and s["median_abs_error"] == errors[1] and s["max_abs_error"] == errors[2]
         assert s["coverage"] == sum(c["covered"][m] for c in check["cells"]) / 3
-        assert f"check {m}: 3 cells measured" in out.stdout
+        assert f"check {m}: 3 of 3 cells measured" in out.stdout
 
     # the active sweep resumed now counts the checked cells as measured; the check keeps its frozen draw
     again = run_orchestrator([*GRID, "sweep.strategy=check", "sweep.check_cells=5", f"store.dir={store}"])
     assert "dispatched" not in again.stdout and len(load(str(store)).runs.to_pylist()) == before + 3
     assert [c["cell_id"] for c in json.loads((store / "active_check.json").read_text())["cells"]] == \
         [c["cell_id"] for c in check["cells"]]
+
+
+def test_an_interrupted_check_records_the_cells_it_completed(tmp_path):
+    """Ctrl-C during a check (as the GPU session's limit does): the cells complete by then are set
+    against their frozen predictions in ``active_check.json`` (the rest have no status yet), and the
+    same command measures the rest of the same draw."""
+    store = tmp_path / "icheck"
+    run_orchestrator([*GRID, "sweep.budget=0.3", f"store.dir={store}"])
+    before = len(load(str(store)).runs.to_pylist())
+    args = [*GRID, "sweep.strategy=check", "sweep.check_cells=6", "engine.simulated.pace_s=4", f"store.dir={store}"]
+    proc = start_orchestrator(args)
+    stdout, stderr = interrupt_once_stored(proc, store, rows_before=before)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    kept = len(load(str(store)).runs.to_pylist()) - before
+    check = json.loads((store / "active_check.json").read_text())
+    done = [c for c in check["cells"] if c["status"] == "ok"]
+    assert 1 <= kept == len(done) < 6 and all(c["status"] == "" for c in check["cells"] if c not in done)
+    assert all(c["error"][m] is not None for c in done for m in METRICS)
+    assert all(check["summary"][m]["n"] == kept for m in METRICS)
+    assert f"check {METRICS[0]}: {kept} of 6 cells measured" in stdout
+
+    again = run_orchestrator(args)
+    assert f"{6 - kept} to run, {kept} already complete" in again.stdout
+    resumed = json.loads((store / "active_check.json").read_text())
+    assert [c["cell_id"] for c in resumed["cells"]] == [c["cell_id"] for c in check["cells"]]
+    assert all(c["status"] == "ok" for c in resumed["cells"]) and resumed["summary"][METRICS[0]]["n"] == 6

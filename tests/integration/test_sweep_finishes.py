@@ -16,18 +16,7 @@ import pytest
 from orchestrator.driver import grid
 from orchestrator.errors import Status
 from orchestrator.store.sweep_store import load
-from tests.conftest import ROOT, run_orchestrator
-
-
-def _env(**extra):
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0", **extra}
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
-def _popen(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env or _env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+from tests.conftest import interrupt_once_stored, run_orchestrator, start_orchestrator
 
 
 def _rows(store: Path):
@@ -140,16 +129,8 @@ def test_interrupt_keeps_complete_cells_and_resumes(tmp_path):
     out = tmp_path / "int"
     args = ["-m", "engine=simulated", "workload=offline", "batch_size=1,2,3,4,5,6", "engine.simulated.pace_s=4",
             f"store.dir={out}", "dispatch.num_cpus=2"]
-    proc = _popen(args)
-    deadline = time.time() + 150
-    while not (out / "runs").is_dir() or not any((out / "runs").glob("*.parquet")):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(1.0)
-    if proc.poll() is None:  # a second Ctrl-C, as a user would press it, in case the first landed in a C call
-        proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    proc = start_orchestrator(args)
+    stdout, stderr = interrupt_once_stored(proc, out)
     assert proc.returncode == 130, stderr
     kept = len(_rows(out))
     assert 1 <= kept < 6
@@ -165,7 +146,7 @@ def test_same_sweep_twice_at_once_runs_each_cell_once(tmp_path):
     out = tmp_path / "twice"
     args = ["-m", "engine=simulated", "workload=offline", "batch_size=1,2,3,4", "engine.simulated.pace_s=3",
             f"store.dir={out}", "dispatch.num_cpus=2", "dispatch.progress=false"]
-    procs = [_popen(args) for _ in range(2)]
+    procs = [start_orchestrator(args) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     dispatched = 0
