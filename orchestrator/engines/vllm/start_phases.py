@@ -11,7 +11,8 @@ field              from        what it holds
                                Python and vLLM imports, config resolution, (server: the API
                                server's start) and the engine-core process spawned; split into
                                ``frontend_s`` (launch -> the engine-core process created) and
-                               ``core_boot_s`` (created -> that line: a spawned process's imports)
+                               ``core_boot_s`` (created -> that line: a spawned process's imports;
+                               a forked one's is under the stamps' 1 s: 0 when it reads below)
 ``model_setup_s``  stamps      that line -> the start of vLLM's ``init engine`` timer: device and
                                distributed init, the model built and its weights loaded
 ``init_engine_s``  vLLM        ``init engine (profile, create kv cache, warmup model) took X s``
@@ -156,7 +157,7 @@ def parse_start_phases(text: str, launched_unix_s: Optional[float] = None,
     return StartPhases(
         launch_s=_diff(launched_unix_s, core_t),
         frontend_s=_diff(launched_unix_s, core_created_unix_s),
-        core_boot_s=_diff(core_created_unix_s, core_t),
+        core_boot_s=_not_below_zero(_diff(core_created_unix_s, core_t)),
         model_setup_s=_diff(core_t, None if init_t is None or init_s is None else init_t - init_s),
         weights_s=f.num("weights", 1),
         init_engine_s=init_s,
@@ -192,6 +193,12 @@ def _unix(stamp: str, ref: Optional[datetime]) -> float:
 
 def _diff(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if a is None or b is None else _round(b - a)
+
+
+def _not_below_zero(x: Optional[float]) -> Optional[float]:
+    """A duration from a stamp (its second's middle, +-0.5 s) to a precise time: a forked engine
+    core logs within its first second, which can read as up to -0.5 s; that is 0."""
+    return None if x is None else max(0.0, x)
 
 
 def _round(x: Optional[float]) -> Optional[float]:

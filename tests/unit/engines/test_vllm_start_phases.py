@@ -104,6 +104,9 @@ def test_launch_splits_at_the_engine_core_process_creation():
     assert p.frontend_s == pytest.approx(18.0) and p.core_boot_s == pytest.approx(14.0)
     assert p.frontend_s + p.core_boot_s == pytest.approx(p.launch_s)
     assert parse_start_phases((VLLM_LOGS / "h100_serve_cold.log").read_text(), t0).frontend_s is None
+    # a forked core logs within its first second: created after the stamp's middle reads as 0, not -0.4
+    forked = parse_start_phases((VLLM_LOGS / "h100_serve_cold.log").read_text(), t0, None, core_line + 0.4)
+    assert forked.core_boot_s == 0.0 and forked.frontend_s == pytest.approx(32.4)
 
 
 def test_eager_starts_have_no_compile_and_no_graph_capture():
