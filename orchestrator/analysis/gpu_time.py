@@ -8,7 +8,7 @@ windows and walls, the start's seconds (``engine_start_s``: the worker's call of
 the engine is up, the GPU check and the wait for its memory included) and, for vLLM starts, its
 phases from the engine's log (``engines.vllm.start_phases``; seconds: ``frontend_s`` and
 ``core_boot_s`` together are the launch, ``compile_cached`` whether torch.compile came from the
-cache). ``duty(runs)``: ``store.gpu_duty`` of each sweep name among the rows.
+cache, ``from_spare`` whether a spare process with its imports done served the launch). ``duty(runs)``: ``store.gpu_duty`` of each sweep name among the rows.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PHASES = ("frontend_s", "core_boot_s", "model_setup_s", "compile_s", "warmup_s",
 """The start phases shown per start (``StartPhases`` fields; see ``engines.vllm.start_phases``)."""
 
 COLUMNS = ["started_unix_s", "engine", "gpu", "first_cell", "cells", "window_s", "cell_wall_s", ENGINE_START_S,
-           *PHASES, "compile_cached"]
+           *PHASES, "compile_cached", "from_spare"]
 
 
 def engine_starts(runs: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +47,7 @@ def engine_starts(runs: pd.DataFrame) -> pd.DataFrame:
             "cell_wall_s": sum(_num(r.get(CELL_WALL_S)) for r in members), ENGINE_START_S: first.get(ENGINE_START_S),
             **{p: getattr(phases, p) if phases is not None else None for p in PHASES},
             "compile_cached": phases.compile_cached if phases is not None else None,
+            "from_spare": phases.from_spare if phases is not None else None,
         })
     return pd.DataFrame(out, columns=COLUMNS)
 

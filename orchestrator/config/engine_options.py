@@ -75,11 +75,13 @@ class SchedulingPolicy(str, Enum):
 @dataclass
 class VllmOptions(EngineOptions):
     """vLLM engine knobs (offline ``LLM`` and ``vllm serve`` alike). ``startup_timeout_s``,
-    ``compile_cache_dir`` and ``server_core_start`` do not change what is measured (not part of a
+    ``compile_cache_dir``, ``server_core_start`` and ``server_spare_idle_s`` do not change what is measured (not part of a
     cell's identity). ``server_core_start``: ``vllm serve``'s engine-core process forked from the
     API server (default: the ~16 s a spawned one spends importing vLLM again is saved; vLLM still
     spawns when CUDA is initialised in the API server) or spawned (the CLI's own default). The
-    offline engine always spawns it: forking a Ray worker is unsafe.
+    offline engine always spawns it: forking a Ray worker is unsafe. ``server_spare_idle_s``: once
+    a server is up, a spare process imports what the next ``vllm serve`` on the node needs and
+    waits this long for it (``engines.vllm.spare``; the ~20 s of a launch's imports saved); 0: none.
     ``api``: the route server cells send to (completions | chat: one user message, the same
     prompt length and per-token timing), so the two APIs can be compared on one server."""
 
@@ -96,6 +98,7 @@ class VllmOptions(EngineOptions):
     startup_timeout_s: float = setting(600.0)
     compile_cache_dir: str = setting("~/.cache/orchestrator/vllm")
     server_core_start: CoreStart = setting(CoreStart.fork)
+    server_spare_idle_s: float = setting(300.0)
     extra_args: Dict[str, str] = field(default_factory=dict)
     api: Api = added(Api.completions)
     # log every engine step from vLLM's scheduler (engines.vllm.step_recorder) for the steps table
@@ -109,6 +112,8 @@ class VllmOptions(EngineOptions):
               0 < self.gpu_memory_utilization <= 1, "must be in (0, 1]")
         check("engine.vllm.max_model_len", self.max_model_len, self.max_model_len >= 1, "must be >= 1")
         check("engine.vllm.startup_timeout_s", self.startup_timeout_s, self.startup_timeout_s > 0, "must be > 0")
+        check("engine.vllm.server_spare_idle_s", self.server_spare_idle_s, self.server_spare_idle_s >= 0,
+              "must be >= 0 (0: no spare)")
         check("engine.vllm.api", self.api.value, self.api is not Api.auto, "completions or chat (vLLM serves both)")
 
 

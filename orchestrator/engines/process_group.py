@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol
 
 STOP_GRACE_S = 20.0
 
@@ -29,7 +28,17 @@ def die_with_parent():
     return preexec
 
 
-def kill_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> Dict:
+class ServerProcess(Protocol):
+    """A server's first process as ``kill_group`` needs it: ``subprocess.Popen``, or a process
+    this one did not start (``engines.vllm.spare.AdoptedProcess``). Its pid leads its group."""
+
+    pid: int
+    returncode: Optional[int]
+
+    def poll(self) -> Optional[int]: ...
+
+
+def kill_group(proc: ServerProcess, grace_s: float = STOP_GRACE_S) -> Dict:
     """SIGTERM the process group led by ``proc``, SIGKILL what is left after ``grace_s``.
     -> {"stop_signal": "SIGTERM"|"SIGKILL"|"none", "stop_s": seconds}."""
     pgid, t0 = proc.pid, time.monotonic()
@@ -45,7 +54,7 @@ def kill_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> Dict:
     return {"stop_signal": sent, "stop_s": time.monotonic() - t0}
 
 
-def _group_alive(proc: subprocess.Popen, pgid: int) -> bool:
+def _group_alive(proc: ServerProcess, pgid: int) -> bool:
     """Does any live (non-zombie) process remain in group ``pgid``? Orphaned zombies wait for
     a PID 1 that may never reap them (containers): they hold nothing and do not count."""
     proc.poll()  # reap the leader once it exits
@@ -59,6 +68,25 @@ def _group_alive(proc: subprocess.Popen, pgid: int) -> bool:
         return False
 
 
+def process_start_ticks(pid: Optional[int], alive_only: bool = False) -> Optional[int]:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22: with
+    the pid, what names one process — pids are recycled); None when it is gone, there is no pid
+    or no ``/proc``, or (``alive_only``) it is a zombie."""
+    fields = _stat_fields(pid) if pid is not None else None
+    if fields is None or (alive_only and fields[0] == "Z"):
+        return None
+    return int(fields[19])
+
+
+def _stat_fields(pid) -> Optional[List[str]]:
+    """``/proc/<pid>/stat`` after ``(comm)``: state, ppid, pgrp, ... (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def group_states(pgid: int) -> Optional[List[str]]:
     """States (``R``, ``S``, ``Z``...) of the processes in group ``pgid`` from /proc; None
     without /proc."""
@@ -66,19 +94,13 @@ def group_states(pgid: int) -> Optional[List[str]]:
         return None
     states = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # exited meanwhile
-            continue
-        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ...
+        fields = _stat_fields(entry) if entry.isdigit() else None  # None too when it exited meanwhile
+        if fields is not None and int(fields[2]) == pgid:
             states.append(fields[0])
     return states
 
 
-def _wait_group(proc: subprocess.Popen, pgid: int, timeout_s: float) -> bool:
+def _wait_group(proc: ServerProcess, pgid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _group_alive(proc, pgid):

@@ -19,7 +19,9 @@ def _phase(column: str) -> Col:
 COLS = [
     col("first cell", "first_cell", "text"), col("engine", "engine", "text"), col("GPU", "gpu", "text"),
     col("cells", "cells", "batch"), col("windows s", "window_s"), col("cell walls s", "cell_wall_s"),
-    col("start s", "engine_start_s"), _phase("frontend_s"), _phase("core_boot_s"), _phase("model_setup_s"),
+    col("start s", "engine_start_s"),
+    Col("frontend", lambda r: fmt.num(r.frontend_s) + (" (spare)" if r.from_spare is True else "")),
+    _phase("core_boot_s"), _phase("model_setup_s"),
     Col("compile", lambda r: fmt.num(r.compile_s) + (" (cached)" if r.compile_cached is True else "")),
     _phase("warmup_s"), _phase("init_other_s"), _phase("ready_s"),
 ]
@@ -44,6 +46,7 @@ def section(starts: pd.DataFrame, duty: Dict[str, Dict]) -> list[str]:
                     f"frontend {fmt.num(median['frontend_s'])} s (imports, config, up to the engine-core process), the "
                     f"engine core's boot {fmt.num(median['core_boot_s'])} s, torch.compile "
                     f"{fmt.num(median['compile_s'])} s ({int((vllm['compile_cached'] == True).sum())} of "  # noqa: E712
-                    f"{len(vllm)} served by the compile cache). Seconds, one row per start, oldest first (phases from "
-                    "vLLM's log: `orchestrator/engines/vllm/start_phases.py`).")
+                    f"{len(vllm)} served by the compile cache; {int((vllm['from_spare'] == True).sum())} launched in a "  # noqa: E712
+                    "spare process, its imports done: `(spare)`). Seconds, one row per start, oldest first (phases "
+                    "from vLLM's log: `orchestrator/engines/vllm/start_phases.py`).")
     return out + table(starts, COLS)

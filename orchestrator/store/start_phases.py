@@ -33,6 +33,7 @@ class StartPhases:
     kv_cache_gib: Optional[float] = None
     graph_memory_gib: Optional[float] = None
     vllm_version: Optional[str] = None
+    from_spare: Optional[bool] = None  # a server launched in a spare process, its imports done (engines.vllm.spare)
 
     def as_extra(self) -> Dict:
         return asdict(self)

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import tempfile
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +29,7 @@ from orchestrator.driver.grid import config_of
 from orchestrator.engines import cell_engine, engine_for
 from orchestrator.engines.vllm import common as vllm_common
 from orchestrator.engines.vllm import server as vs
+from orchestrator.engines.vllm.spare import SPARE_DIR_ENV
 from orchestrator.errors import CellFailure, Status
 
 ServerEngine = engine_for("vllm", WorkloadKind.open_loop)
@@ -34,63 +39,70 @@ FAKE_MAIN = textwrap.dedent('''
     import asyncio, json, os, subprocess, sys, time
     from aiohttp import web
 
-    argv = sys.argv[1:]
-    state = os.environ["FAKE_VLLM_STATE"]
-    with open(os.path.join(state, "argv.json"), "w") as f:
-        json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
-                   "cache": os.environ.get("VLLM_CACHE_ROOT"),
-                   "core_start": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")}, f)
-    child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
-    open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
-    mode = os.environ.get("FAKE_VLLM_MODE", "ok")
-    print("INFO starting fake vllm serve, max_model_len=2048", flush=True)
-    if mode == "oom":
-        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
-        sys.exit(1)
-    if mode == "hang":
-        time.sleep(300)
-    port = int(argv[argv.index("--port") + 1])
-    name = argv[argv.index("--served-model-name") + 1]
-    key = os.environ["VLLM_API_KEY"]
-    running = {"n": 0, "served": 0}
+    IMPORTED_UNIX_S = time.time()  # a spare imports this module long before its main()
 
-    async def health(request):
-        return web.Response(text="")
+    def main():
+        argv = sys.argv[1:]
+        state = os.environ["FAKE_VLLM_STATE"]
+        with open(os.path.join(state, "argv.json"), "w") as f:
+            json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
+                       "cache": os.environ.get("VLLM_CACHE_ROOT"),
+                       "core_start": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD"), "pid": os.getpid(),
+                       "imported_unix_s": IMPORTED_UNIX_S}, f)
+        child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
+        open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
+        mode = os.environ.get("FAKE_VLLM_MODE", "ok")
+        print("INFO starting fake vllm serve, max_model_len=2048", flush=True)
+        if mode == "oom":
+            print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
+            sys.exit(1)
+        if mode == "hang":
+            time.sleep(300)
+        port = int(argv[argv.index("--port") + 1])
+        name = argv[argv.index("--served-model-name") + 1]
+        key = os.environ["VLLM_API_KEY"]
+        running = {"n": 0, "served": 0}
 
-    async def metrics(request):
-        return web.Response(text=f'vllm:num_requests_running{{engine="0",model_name="{name}"}} {running["n"]}.0\\n'
-                                 f'vllm:num_requests_waiting{{engine="0",model_name="{name}"}} 0.0\\n')
+        async def health(request):
+            return web.Response(text="")
 
-    async def completions(request):
-        if request.headers.get("Authorization") != f"Bearer {key}":
-            return web.json_response({"error": "Unauthorized"}, status=401)
-        body = await request.json()
-        assert body["model"] == name, body["model"]
-        running["served"] += 1
-        if mode == "die_later" and running["served"] > 3:
-            print("torch.OutOfMemoryError: CUDA out of memory (during decode)", file=sys.stderr, flush=True)
-            os._exit(1)
-        running["n"] += 1
-        try:  # a client that closes its stream aborts the request, as in vLLM
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await resp.prepare(request)
-            for i in range(body["max_tokens"]):
-                await asyncio.sleep(0.005)
-                chunk = {"choices": [{"index": 0, "text": f" t{i}", "token_ids": [i + 3], "finish_reason": None}]}
-                await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
-            usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
-            await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
-            await resp.write(b"data: [DONE]\\n\\n")
-        finally:
-            running["n"] -= 1
-        return resp
+        async def metrics(request):
+            return web.Response(text=f'vllm:num_requests_running{{engine="0",model_name="{name}"}} {running["n"]}.0\\n'
+                                     f'vllm:num_requests_waiting{{engine="0",model_name="{name}"}} 0.0\\n')
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_post("/v1/completions", completions)
-    time.sleep(0.5)  # "loading the model"
-    web.run_app(app, host=argv[argv.index("--host") + 1], port=port, print=None)
+        async def completions(request):
+            if request.headers.get("Authorization") != f"Bearer {key}":
+                return web.json_response({"error": "Unauthorized"}, status=401)
+            body = await request.json()
+            assert body["model"] == name, body["model"]
+            running["served"] += 1
+            if mode == "die_later" and running["served"] > 3:
+                print("torch.OutOfMemoryError: CUDA out of memory (during decode)", file=sys.stderr, flush=True)
+                os._exit(1)
+            running["n"] += 1
+            try:  # a client that closes its stream aborts the request, as in vLLM
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                for i in range(body["max_tokens"]):
+                    await asyncio.sleep(0.005)
+                    chunk = {"choices": [{"index": 0, "text": f" t{i}", "token_ids": [i + 3], "finish_reason": None}]}
+                    await resp.write(f"data: {json.dumps(chunk)}\\n\\n".encode())
+                usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": body["max_tokens"]}
+                await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\\n\\n".encode())
+                await resp.write(b"data: [DONE]\\n\\n")
+            finally:
+                running["n"] -= 1
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_get("/metrics", metrics)
+        app.router.add_post("/v1/completions", completions)
+        time.sleep(0.5)  # "loading the model"
+        web.run_app(app, host=argv[argv.index("--host") + 1], port=port, print=None)
+
+    if __name__ == "__main__":
+        main()
 ''')
 
 
@@ -132,7 +144,25 @@ def fake(monkeypatch, tmp_path):
     used = iter([70000.0, 900.0])  # still held once, then freed
     monkeypatch.setattr(vs, "memory_used_mib", lambda uuid: next(used, 900.0))
     monkeypatch.setattr(vs, "MEMORY_FREE_TIMEOUT_S", 5.0)
-    return state
+    spares = Path(tempfile.mkdtemp(prefix="spares-", dir="/tmp"))  # short: a socket path has 107 bytes at most
+    monkeypatch.setenv(SPARE_DIR_ENV, str(spares))
+    yield state
+    kill_spares(spares)
+    shutil.rmtree(spares, ignore_errors=True)
+
+
+def kill_spares(directory: Path) -> None:
+    """SIGKILL the process groups of the spares this test left (their command line names ``directory``)."""
+    for entry in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
+        except OSError:
+            continue
+        if str(directory).encode() in cmdline and int(entry) != os.getpid():
+            try:
+                os.killpg(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def child_alive(state) -> bool:

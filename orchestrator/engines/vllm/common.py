@@ -14,6 +14,7 @@ functions only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -91,12 +92,13 @@ class VllmEngine(Engine):
         return tuple(g.uuid for g in self._gpus) if len(self._gpus) > 1 else ()
 
     def _note_engine_choices(self, method: Optional[str] = None, launched_unix_s: Optional[float] = None,
-                             ready_unix_s: Optional[float] = None) -> None:
+                             ready_unix_s: Optional[float] = None, from_spare: Optional[bool] = None) -> None:
         """Put what vLLM ran into the run's extra: ``vllm_quantization_method`` and
         ``vllm_linear_kernel`` from the start-up log (``vllm_log.engine_choices``); ``method``
         (the frontend's own ``model_config.quantization``), when known, wins over the log. And
         where the start's seconds went (``start_phases``, under ``start_phases.EXTRA_KEY``),
-        between our launch and ready times (``time.time()``)."""
+        between our launch and ready times (``time.time()``); ``from_spare``: whether a spare
+        process with its imports done served the launch (servers; None: not applicable)."""
         text = read_head(self._log_path)
         choices = engine_choices(text)
         if method is not None:
@@ -108,7 +110,7 @@ class VllmEngine(Engine):
         except Exception as exc:  # what the start cost is a note: it never fails a start that succeeded
             log.warning("vllm: could not read the start phases from %s: %s", self._log_path, exc)
             return
-        self._start_info[START_PHASES_KEY] = phases.as_extra()
+        self._start_info[START_PHASES_KEY] = dataclasses.replace(phases, from_spare=from_spare).as_extra()
 
     def versions(self) -> Dict[str, str]:
         return engine_versions(self._gpu)

@@ -8,7 +8,9 @@ for, then launches ``python -m vllm.entrypoints.cli.main serve <model_dir>`` in 
 from the API server unless ``engine.vllm.server_core_start=spawn``), ``--max-num-seqs`` = the cell's
 batch size and the same engine arguments as the offline engine (``vllm_common.engine_args``:
 ``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
-goes to a log file. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
+goes to a log file. Where a spare process with that launch's imports done waits on the node
+(``spare``: each server, once up, leaves one for the next start; ``engine.vllm.server_spare_idle_s``)
+the launch is that process's, claimed with the same arguments and environment. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
 ``startup_timeout``; if the process exits first its log tail decides: ``oom``,
 ``kv_cache_too_small``, ``unsupported``, else an engine error (``vllm_log``: the line that
 explains it leads the error). Once healthy, the quantization method and linear kernels its
@@ -58,7 +60,7 @@ from orchestrator.config.groups import WorkloadKind
 from orchestrator.core.phases import Phase
 from orchestrator.energy.gpuinfo import memory_used_mib
 from orchestrator.engines.base import register_engine
-from orchestrator.engines.process_group import die_with_parent, group_states, kill_group  # noqa: F401 (tests)
+from orchestrator.engines.process_group import ServerProcess, die_with_parent, group_states, kill_group  # noqa: F401 (tests)
 from orchestrator.engines.vllm.prometheus import (
     KV_USAGE, PREFIX_HITS, PREFIX_QUERIES, RUNNING, WAITING, counter_delta, parse_prometheus, window_max, window_mean,
 )
@@ -74,7 +76,11 @@ from orchestrator.engines.vllm.common import (
     steps_file_for,
 )
 from orchestrator.engines.vllm.log import EngineStartError, failure_from_log, read_tail
+from orchestrator.engines.vllm.spare import AdoptedProcess, claim_spare, leave_spare, spare_key
+from orchestrator.engines.vllm.step_recorder import STEPS_FILE_ENV
 from orchestrator.errors import CellFailure, NvmlError, Status
+
+PER_START_KEYS = ("VLLM_API_KEY", STEPS_FILE_ENV)  # a launch's own environment: a spare gets them at its claim
 
 if TYPE_CHECKING:
     from orchestrator.config.root import CellConfig
@@ -144,7 +150,9 @@ class VllmServerEngine(VllmEngine):
 
     def __init__(self, config: "CellConfig", max_batch_size: int):
         super().__init__(config, max_batch_size)
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: Optional[ServerProcess] = None  # vllm serve: launched, or a claimed spare
+        self._spare_key = ""  # which spare could serve this engine's launch (spare.spare_key)
+        self._spare_env: Dict[str, str] = {}  # the launch's environment less its per-start keys
         self._port: Optional[int] = None
         self._api_key: Optional[str] = None
         self._stop_report: Dict = {}
@@ -182,10 +190,15 @@ class VllmServerEngine(VllmEngine):
                 if attempt == 2 or "address already in use" not in str(exc).lower():
                     raise
         self._start_info["vllm_start_s"] = time.monotonic() - t0
-        self._note_engine_choices(launched_unix_s=self._launched_unix_s, ready_unix_s=time.time())  # its start-up log
+        self._note_engine_choices(launched_unix_s=self._launched_unix_s, ready_unix_s=time.time(),  # its start-up log
+                                  from_spare=isinstance(self._proc, AdoptedProcess))
+        if self._spare_key:  # set by a launch (a test may stand in for it)
+            leave_spare(self._spare_key, sys.executable, self._spare_env, float(self.options.server_spare_idle_s),
+                        new_log_path("vllm-spare"))
 
-    def _launch(self, model: str, api_key: str) -> subprocess.Popen:
-        """Start ``vllm serve`` on a free port with ``api_key`` (its log: ``self._log_path``)."""
+    def _launch(self, model: str, api_key: str) -> ServerProcess:
+        """Start ``vllm serve`` on a free port with ``api_key`` (its log: ``self._log_path``): a
+        spare's (``spare.claim_spare``) when one waits with this launch's key, else a new process."""
         self._port = free_port()
         self._log_path = new_log_path("vllm-serve")
         self._launched_unix_s = time.time()
@@ -194,15 +207,21 @@ class VllmServerEngine(VllmEngine):
                "PYTHONUNBUFFERED": "1", "VLLM_WORKER_MULTIPROC_METHOD": self.options.server_core_start.value}
         if self.args.get("enable_prefix_caching"):  # POST /reset_prefix_cache between cells (a dev route)
             env["VLLM_SERVER_DEV_MODE"] = "1"
+        self._spare_env = {k: v for k, v in env.items() if k not in PER_START_KEYS}
+        self._spare_key = spare_key(cmd[0], env, PER_START_KEYS)
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
-        with open(self._log_path, "ab") as log_file:
-            self._proc = proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
-                                                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                                 preexec_fn=die_with_parent())
+        proc: Optional[ServerProcess] = None
+        if self.options.server_spare_idle_s > 0:
+            proc = claim_spare(self._spare_key, cmd[3:], env, self._log_path)  # what follows `-m <module>`
+        if proc is None:
+            with open(self._log_path, "ab") as log_file:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                        env=env, start_new_session=True, preexec_fn=die_with_parent())
+        self._proc = proc
         atexit.register(self._kill_quietly)
         return proc
 
-    def _wait_healthy(self, proc: subprocess.Popen, timeout_s: float, t0: float) -> None:
+    def _wait_healthy(self, proc: ServerProcess, timeout_s: float, t0: float) -> None:
         """Poll /health until 200; raise the cell's failure if ``proc`` exits or time runs out."""
         while True:
             rc = proc.poll()

@@ -67,6 +67,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from orchestrator.engines.process_group import process_start_ticks
 from orchestrator.engines.vllm.log import stamped_lines
 from orchestrator.store.start_phases import EXTRA_KEY, StartPhases, start_phases_of  # noqa: F401 (re-exported)
 
@@ -127,12 +128,11 @@ def process_created_unix_s(pid: Optional[int]) -> Optional[float]:
     """When the live process ``pid`` was created (unix seconds, to the kernel's clock tick), or None
     (gone, no pid, or no ``/proc``). From its ``starttime`` against ``/proc/uptime`` (both since
     boot, 10 ms): the boot time ``psutil`` adds is whole seconds, too coarse for a split."""
-    if pid is None:
+    start_ticks = process_start_ticks(pid)
+    if start_ticks is None:
         return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         uptime_s, now = float(Path("/proc/uptime").read_text().split()[0]), time.time()
-        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the comm in parentheses
     except (OSError, ValueError, IndexError):
         return None
     return now - (uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"))

@@ -37,8 +37,24 @@ def test_rows_group_into_starts_with_their_phases():
     assert first["window_s"] == 120.0 and first["cell_wall_s"] == 150.0
     assert (first["frontend_s"], first["core_boot_s"], first["compile_s"], first["total_s"]) == (18.3, 15.5, 15.4, 65.1)
     assert first["compile_cached"] is False and pd.isna(starts.iloc[1]["frontend_s"])
+    assert first["from_spare"] is None  # a start from before spares (or not a server) says nothing
     assert starts.iloc[1]["window_s"] == 0.0  # a failed cell's window is no result
     assert engine_starts(pd.DataFrame()).empty
+
+
+def test_the_report_marks_the_starts_a_spare_served():
+    """The section's table shows ``(spare)`` beside the frontend seconds of a launch a spare
+    process served, and its summary counts them."""
+    from dataclasses import replace
+
+    from orchestrator.report.gpu_time import section
+
+    runs = pd.DataFrame([row("a", 65.2, 100.0, extra=PHASES),
+                         row("b", 44.0, 300.0, extra=replace(PHASES, frontend_s=1.2, total_s=44.0, from_spare=True))])
+    text = "\n".join(section(engine_starts(runs), duty(runs)))
+    assert "1 launched in a spare process" in text and "(0 of 2 served by the compile cache;" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| m/none/chat/bs8")]
+    assert "| 18.30 |" in rows[0] and "| 1.20 (spare) |" in rows[1], rows
 
 
 def test_duty_per_sweep_reads_nan_as_missing():
