@@ -48,7 +48,9 @@ FAKE_MAIN = textwrap.dedent('''
             json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
                        "cache": os.environ.get("VLLM_CACHE_ROOT"),
                        "core_start": os.environ.get("VLLM_WORKER_MULTIPROC_METHOD"), "pid": os.getpid(),
-                       "imported_unix_s": IMPORTED_UNIX_S}, f)
+                       "imported_unix_s": IMPORTED_UNIX_S,
+                       "package_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("orchestrator", "pyarrow"))},
+                      f)
         child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
         open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
         mode = os.environ.get("FAKE_VLLM_MODE", "ok")

@@ -61,6 +61,7 @@ def test_the_next_start_is_served_by_the_spare_the_first_left(fake):  # noqa: F8
     assert second._start_info[EXTRA_KEY]["from_spare"] is True
     assert isinstance(second._proc, spare.AdoptedProcess) and served["pid"] == second._proc.pid == spare_pid
     assert served["imported_unix_s"] < claim_unix_s  # its imports were done before the start needed them
+    assert served["package_modules"] == launched["package_modules"] == []  # it holds what vllm serve would
     # the same command line but for its own free port, its own key and log
     assert without_port(served["argv"]) == without_port(launched["argv"])
     assert served["argv"][served["argv"].index("--port") + 1] == str(second._port)
