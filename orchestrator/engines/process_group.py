@@ -43,13 +43,16 @@ def kill_group(proc: ServerProcess, grace_s: float = STOP_GRACE_S) -> Dict:
     -> {"stop_signal": "SIGTERM"|"SIGKILL"|"none", "stop_s": seconds}."""
     pgid, t0 = proc.pid, time.monotonic()
     sent = "none"
-    if _group_alive(proc, pgid):
-        os.killpg(pgid, signal.SIGTERM)
-        sent = "SIGTERM"
-        if not _wait_group(proc, pgid, grace_s):
-            os.killpg(pgid, signal.SIGKILL)
-            sent = "SIGKILL"
-            _wait_group(proc, pgid, 10.0)
+    try:  # a group can empty between a look and a signal (a leader not ours leaves no zombie)
+        if _group_alive(proc, pgid):
+            os.killpg(pgid, signal.SIGTERM)
+            sent = "SIGTERM"
+            if not _wait_group(proc, pgid, grace_s):
+                os.killpg(pgid, signal.SIGKILL)
+                sent = "SIGKILL"
+                _wait_group(proc, pgid, 10.0)
+    except ProcessLookupError:
+        pass
     proc.poll()
     return {"stop_signal": sent, "stop_s": time.monotonic() - t0}
 

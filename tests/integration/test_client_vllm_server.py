@@ -35,8 +35,9 @@ from orchestrator.errors import CellFailure, Status
 ServerEngine = engine_for("vllm", WorkloadKind.open_loop)
 
 FAKE_MAIN = textwrap.dedent('''
-    """A fake `vllm serve` for tests: FAKE_VLLM_MODE = ok | oom | hang | die_later."""
-    import asyncio, json, os, subprocess, sys, time
+    """A fake `vllm serve` for tests: FAKE_VLLM_MODE = ok | oom | hang | die_later | ignore_term
+    (SIGTERM ignored) | die_in_spare (exits at once when a spare runs it, not the test's launch)."""
+    import asyncio, json, os, signal, subprocess, sys, time
     from aiohttp import web
 
     IMPORTED_UNIX_S = time.time()  # a spare imports this module long before its main()
@@ -44,6 +45,12 @@ FAKE_MAIN = textwrap.dedent('''
     def main():
         argv = sys.argv[1:]
         state = os.environ["FAKE_VLLM_STATE"]
+        mode = os.environ.get("FAKE_VLLM_MODE", "ok")
+        if mode == "die_in_spare" and os.getppid() != int(os.environ["FAKE_TEST_PID"]):
+            print("fake vllm serve: dying in a spare", file=sys.stderr, flush=True)
+            sys.exit(3)
+        if mode == "ignore_term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with open(os.path.join(state, "argv.json"), "w") as f:
             json.dump({"argv": argv, "api_key": os.environ.get("VLLM_API_KEY"),
                        "cache": os.environ.get("VLLM_CACHE_ROOT"),
@@ -52,8 +59,9 @@ FAKE_MAIN = textwrap.dedent('''
                        "package_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("orchestrator", "pyarrow"))},
                       f)
         child = subprocess.Popen(["sleep", "300"])  # an "engine core" in the same process group
-        open(os.path.join(state, "child.pid"), "w").write(str(child.pid))
-        mode = os.environ.get("FAKE_VLLM_MODE", "ok")
+        with open(os.path.join(state, "child.pid.part"), "w") as f:
+            f.write(str(child.pid))
+        os.replace(os.path.join(state, "child.pid.part"), os.path.join(state, "child.pid"))
         print("INFO starting fake vllm serve, max_model_len=2048", flush=True)
         if mode == "oom":
             print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr, flush=True)
@@ -148,6 +156,7 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setattr(vs, "MEMORY_FREE_TIMEOUT_S", 5.0)
     spares = Path(tempfile.mkdtemp(prefix="spares-", dir="/tmp"))  # short: a socket path has 107 bytes at most
     monkeypatch.setenv(SPARE_DIR_ENV, str(spares))
+    monkeypatch.setenv("FAKE_TEST_PID", str(os.getpid()))  # the fake's parent when the test launched it
     yield state
     kill_spares(spares)
     shutil.rmtree(spares, ignore_errors=True)

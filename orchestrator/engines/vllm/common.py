@@ -18,8 +18,11 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from types import MappingProxyType
@@ -303,3 +306,17 @@ def engine_versions(gpu) -> Dict[str, str]:
     return out
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (a server started next may still lose it to another)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] = None) -> bool:
+    """Does ``url`` answer 200 within ``timeout_s``?"""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout_s) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False

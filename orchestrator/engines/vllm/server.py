@@ -41,7 +41,6 @@ import atexit
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -55,7 +54,7 @@ from orchestrator.client.metrics import WindowRun
 from orchestrator.client.prompts import TextPrompts
 from orchestrator.client.stream import StreamingClient
 from orchestrator.client.workload import WorkloadPlan
-from orchestrator.config.engine_options import Api
+from orchestrator.config.engine_options import Api, CoreStart
 from orchestrator.config.groups import WorkloadKind
 from orchestrator.core.phases import Phase
 from orchestrator.energy.gpuinfo import memory_used_mib
@@ -64,21 +63,22 @@ from orchestrator.engines.process_group import ServerProcess, die_with_parent, g
 from orchestrator.engines.vllm.prometheus import (
     KV_USAGE, PREFIX_HITS, PREFIX_QUERIES, RUNNING, WAITING, counter_delta, parse_prometheus, window_max, window_mean,
 )
-from orchestrator.engines.vllm.step_recorder import logged_steps, server_request_index
+from orchestrator.engines.vllm.step_recorder import STEPS_FILE_ENV, logged_steps, server_request_index
 from orchestrator.engines.vllm.common import (
     VllmEngine,
     cache_env,
     engine_args,
+    free_port,
+    http_ok,
     log,
     model_path,
     new_log_path,
     serve_flags,
     steps_file_for,
 )
-from orchestrator.engines.vllm.log import EngineStartError, failure_from_log, read_tail
+from orchestrator.engines.vllm.log import failure_from_log, read_tail
 from orchestrator.engines.vllm.spare import AdoptedProcess, claim_spare, leave_spare, spare_key
-from orchestrator.engines.vllm.step_recorder import STEPS_FILE_ENV
-from orchestrator.errors import CellFailure, NvmlError, Status
+from orchestrator.errors import CellFailure, EngineError, NvmlError, Status
 
 PER_START_KEYS = ("VLLM_API_KEY", STEPS_FILE_ENV)  # a launch's own environment: a spare gets them at its claim
 
@@ -97,12 +97,6 @@ IDLE_WAIT_S = 60.0
 # ============================================================================ pure helpers
 
 
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port: int,
                   python: str = sys.executable) -> List[str]:
     """The ``vllm serve`` command line of a cell (the API key travels in the environment)."""
@@ -117,12 +111,6 @@ def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port:
     ]
 
 
-def http_ok(url: str, timeout_s: float = 2.0, headers: Optional[Dict[str, str]] = None) -> bool:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout_s) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 # ============================================================================ the engine
@@ -181,24 +169,32 @@ class VllmServerEngine(VllmEngine):
         self._steps_file = steps_file_for(self.config)
         self._api_key = api_key = secrets.token_urlsafe(24)
         t0 = time.monotonic()
-        for attempt in (1, 2):  # a second try only if another process took the free port first
-            proc = self._launch(model, api_key)
+        # a second try only if another process took the free port first, or a claimed spare died
+        # during its start (a new process then: a spare is a saving, never a cause of failure)
+        for attempt in (1, 2):
+            proc = self._launch(model, api_key, spare=attempt == 1)
             try:
                 self._wait_healthy(proc, float(self.options.startup_timeout_s), t0)
                 break
-            except EngineStartError as exc:
-                if attempt == 2 or "address already in use" not in str(exc).lower():
+            except (CellFailure, EngineError) as exc:
+                spare_died = isinstance(proc, AdoptedProcess) and proc.poll() is not None
+                if attempt == 2 or not (spare_died or "address already in use" in str(exc).lower()):
                     raise
+                if spare_died:
+                    log.warning("vllm_server: the claimed spare %d exited during its start (%s): launching anew",
+                                proc.pid, str(exc).splitlines()[0])
         self._start_info["vllm_start_s"] = time.monotonic() - t0
         self._note_engine_choices(launched_unix_s=self._launched_unix_s, ready_unix_s=time.time(),  # its start-up log
                                   from_spare=isinstance(self._proc, AdoptedProcess))
-        if self._spare_key:  # set by a launch (a test may stand in for it)
+        if self._spare_key:  # set by a launch where spares serve (a test may stand in for it)
             leave_spare(self._spare_key, sys.executable, self._spare_env, float(self.options.server_spare_idle_s),
                         new_log_path("vllm-spare"))
 
-    def _launch(self, model: str, api_key: str) -> ServerProcess:
+    def _launch(self, model: str, api_key: str, spare: bool = True) -> ServerProcess:
         """Start ``vllm serve`` on a free port with ``api_key`` (its log: ``self._log_path``): a
-        spare's (``spare.claim_spare``) when one waits with this launch's key, else a new process."""
+        spare's (``spare.claim_spare``) when ``spare`` and one waits with this launch's key, else a
+        new process. Spares serve forked engine cores only (``server_core_start=fork``: a spawned
+        core re-imports the parent's ``__main__``, which a spare's differs from)."""
         self._port = free_port()
         self._log_path = new_log_path("vllm-serve")
         self._launched_unix_s = time.time()
@@ -207,11 +203,12 @@ class VllmServerEngine(VllmEngine):
                "PYTHONUNBUFFERED": "1", "VLLM_WORKER_MULTIPROC_METHOD": self.options.server_core_start.value}
         if self.args.get("enable_prefix_caching"):  # POST /reset_prefix_cache between cells (a dev route)
             env["VLLM_SERVER_DEV_MODE"] = "1"
+        spares = self.options.server_spare_idle_s > 0 and self.options.server_core_start is CoreStart.fork
         self._spare_env = {k: v for k, v in env.items() if k not in PER_START_KEYS}
-        self._spare_key = spare_key(cmd[0], env, PER_START_KEYS)
+        self._spare_key = spare_key(cmd[0], env, PER_START_KEYS) if spares else ""
         log.info("vllm_server: %s\n  log: %s", " ".join(cmd), self._log_path)
         proc: Optional[ServerProcess] = None
-        if self.options.server_spare_idle_s > 0:
+        if spares and spare:
             proc = claim_spare(self._spare_key, cmd[3:], env, self._log_path)  # what follows `-m <module>`
         if proc is None:
             with open(self._log_path, "ab") as log_file:

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 SPARE_DIR_ENV = "ORCHESTRATOR_SPARE_DIR"
 CLAIM_TIMEOUT_S = 5.0  # connect, send, and the spare's answer
+LAUNCH_TIMEOUT_S = 30.0  # the spare's first process: start the interpreter, fork, exit
+SPARE_MAIN = Path(__file__).with_name("spare_main.py")
 # a new interpreter runs the spare's own file (`spare_main`), so it imports nothing of this package
 BOOT = "import runpy, sys; sys.exit(runpy.run_path({path!r}, run_name='orchestrator_spare')['main'](sys.argv[1:]))"
 
@@ -72,11 +74,38 @@ def _own_dir() -> Optional[Path]:
 
 
 def spare_key(python: str, env: Mapping[str, str], per_start: Sequence[str]) -> str:
-    """Which starts a spare can serve: a hash of the interpreter, the working directory and the
-    environment without ``per_start`` keys and Ray's own variables (a worker's ids and ports)."""
+    """Which starts a spare can serve: a hash of the interpreter, the working directory, the
+    environment without ``per_start`` keys and Ray's own variables (a worker's ids and ports), the
+    spare's own code and the installed vLLM and torch (a reinstall while a spare waits)."""
     kept = {k: v for k, v in env.items() if k not in per_start and not k.startswith("RAY_")}
-    blob = json.dumps([python, os.getcwd(), sorted(kept.items())])
+    blob = json.dumps([python, os.getcwd(), sorted(kept.items()), SPARE_MAIN.read_bytes().hex(),
+                       [_version(d) for d in ("vllm", "torch")]])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return ""
+
+
+def _pid_of(path: Path) -> int:
+    """The pid in a spare's file name ``<key>-<pid>.sock`` / ``.importing``."""
+    try:
+        return int(path.name.split(".")[0].rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _alive(path: Path) -> bool:
+    """Is the spare a file names still running? (A dead one's file is removed.)"""
+    if _pid_of(path) and process_start_ticks(_pid_of(path), alive_only=True) is not None:
+        return True
+    path.unlink(missing_ok=True)
+    return False
 
 
 class AdoptedProcess:
@@ -105,7 +134,7 @@ def claim_spare(key: str, argv: List[str], env: Mapping[str, str], log_path: Pat
     me = {"argv": argv, "env": dict(env), "log": str(log_path), "claimer_pid": os.getpid(),
           "claimer_ticks": process_start_ticks(os.getpid())}
     message = (json.dumps(me) + "\n").encode()
-    for path in sorted(d.glob(f"{key}-*.sock"), key=_mtime):
+    for path in sorted(d.glob(f"{key}-*.sock"), key=_mtime):  # the oldest first: the least time left
         pid = _claim(path, message)
         if pid is not None:
             log.info("vllm_server: claimed the spare vllm serve %d (%s)", pid, path.name)
@@ -121,49 +150,64 @@ def _mtime(path: Path) -> float:
 
 
 def _claim(path: Path, message: bytes) -> Optional[int]:
-    """Send ``message`` to the spare listening on ``path``; its pid once it answered ``ok``."""
+    """Send ``message`` to the spare listening on ``path``; once it answered ``ok <pid>``, say
+    ``go`` and return its pid (a spare that hears no ``go`` exits: nothing runs unclaimed)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(CLAIM_TIMEOUT_S)
         try:
             s.connect(str(path))
         except ConnectionRefusedError:  # a spare that died without removing its socket
-            path.unlink(missing_ok=True)
+            _alive(path)
             return None
         except OSError:
             return None
         try:
             s.sendall(message)
             answer = s.makefile("rb").readline()
-        except OSError:  # another claimer got it first, or it died meanwhile
+            pid = int(answer.split()[1]) if answer.startswith(b"ok ") else None
+            if pid is not None:
+                s.sendall(b"go\n")
+            return pid
+        except (OSError, IndexError, ValueError):  # another claimer got it first, it died, or a broken answer
             return None
-    if not answer.startswith(b"ok "):
-        return None
-    try:
-        return int(answer.split()[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def waiting_spares(key: str) -> List[Path]:
-    """The sockets of ``key``'s spares that wait (or died without removing their socket)."""
+    """The files of ``key``'s live spares: those waiting (``.sock``) and those still importing
+    (``.importing``); a dead spare's file is removed."""
     d = _own_dir()
-    return sorted(d.glob(f"{key}-*.sock")) if d is not None else []
+    if d is None:
+        return []
+    return [p for p in sorted([*d.glob(f"{key}-*.sock"), *d.glob(f"{key}-*.importing")]) if _alive(p)]
 
 
 def leave_spare(key: str, python: str, env: Mapping[str, str], idle_s: float, log_path: Path) -> None:
-    """Start a spare for ``key`` (see the module doc) unless one already waits; it imports in the
-    background and outputs to ``log_path`` until claimed."""
-    if idle_s <= 0 or waiting_spares(key):
+    """Start a spare for ``key`` (see the module doc) unless one already waits or imports; it
+    imports in the background and outputs to ``log_path`` until claimed. A spare is a saving,
+    never a condition: whatever goes wrong here is a warning."""
+    if idle_s <= 0:
         return
+    try:
+        if not waiting_spares(key):
+            _launch_spare(key, python, env, idle_s, log_path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("vllm_server: no spare left (%s: %s)", type(exc).__name__, exc)
+
+
+def _launch_spare(key: str, python: str, env: Mapping[str, str], idle_s: float, log_path: Path) -> None:
     spare_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     d = _own_dir()
     if d is None:
         log.warning("vllm_server: %s is not this user's alone: no spare left", spare_dir())
         return
-    cmd = [python, "-c", BOOT.format(path=str(Path(__file__).with_name("spare_main.py"))), str(d), key,
-           str(float(idle_s))]
+    cmd = [python, "-c", BOOT.format(path=str(SPARE_MAIN)), str(d), key, str(float(idle_s))]
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(env), start_new_session=True)
-    proc.wait()  # its first process exits once it has forked the spare away
+    try:
+        proc.wait(timeout=LAUNCH_TIMEOUT_S)  # its first process exits once it has forked the spare away
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        log.warning("vllm_server: the spare's first process did not exit in %.0f s: killed", LAUNCH_TIMEOUT_S)
+        return
     log.info("vllm_server: left a spare vllm serve (key %s, %.0f s idle at most); log: %s", key, idle_s, log_path)

@@ -174,7 +174,7 @@ def test_the_offline_engine_records_its_start_phases(fake_vllm):  # noqa: F811
 
 def test_the_server_engine_records_its_start_phases(fake_vllm, tmp_path, monkeypatch):  # noqa: F811
     """``vllm serve`` stood in by its real log: the phases run from our launch to /health 200."""
-    def launch(self, model, api_key):
+    def launch(self, model, api_key, spare=True):
         self._log_path = tmp_path / "vllm-serve.log"
         shutil.copy(VLLM_LOGS / "h100_serve_cold.log", self._log_path)
         self._launched_unix_s = time.time()
