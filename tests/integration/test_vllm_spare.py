@@ -116,16 +116,13 @@ def test_a_spare_that_dies_in_its_start_gives_way_to_a_new_launch(fake, monkeypa
 
 def test_a_claimer_that_gives_up_before_its_go_leaves_nothing_running(fake, tmp_path):  # noqa: F811
     env = launch_env(fake)
-    key = spare.spare_key(sys.executable, env, PER_START_KEYS)
-    spare.leave_spare(key, sys.executable, env, 120.0, tmp_path / "spare.log")
-    wait_for(lambda: len(sockets()) == 1, what="the spare's socket")
-    (sock,) = sockets()
+    key, sock, pid = waiting_spare(env, tmp_path / "spare.log")
     claim = {"argv": ["serve"], "env": env, "log": str(tmp_path / "x.log"), "claimer_pid": os.getpid()}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(sock))
         s.sendall((json.dumps(claim) + "\n").encode())
         assert s.makefile("rb").readline().startswith(b"ok ")
-    wait_for(lambda: gone(int(sock.stem.rsplit("-", 1)[1])), 30, "the spare's exit")
+    wait_for(lambda: gone(pid), 30, "the spare's exit")
     assert "gave up before its go" in (tmp_path / "spare.log").read_text()
     assert not (fake / "argv.json").exists()  # it never ran vllm serve
 
@@ -134,15 +131,21 @@ def launch_env(fake_state: Path) -> dict:
     return {**os.environ, "VLLM_API_KEY": "k-1", "PYTHONUNBUFFERED": "1", "FAKE_VLLM_STATE": str(fake_state)}
 
 
+def waiting_spare(env: dict, log_path: Path, idle_s: float = 120.0):
+    """Leave a spare for a launch with ``env`` and wait until it listens; -> (key, socket, pid)."""
+    key = spare.spare_key(sys.executable, env, PER_START_KEYS)
+    spare.leave_spare(key, sys.executable, {k: v for k, v in env.items() if k not in PER_START_KEYS}, idle_s, log_path)
+    wait_for(lambda: len(sockets()) == 1, what="the spare's socket")
+    (sock,) = sockets()
+    return key, sock, int(sock.stem.rsplit("-", 1)[1])
+
+
 def test_a_claimed_spare_dies_with_its_claimer(fake, tmp_path):  # noqa: F811
     """A cancelled task's worker is SIGKILLed: no ``stop()`` runs. The server it claimed, not its
     child, has its watcher kill its process group (the fake's "engine core" included), SIGKILL
     after SIGTERM: here the server and its child ignore SIGTERM."""
     env = {**launch_env(fake), "FAKE_VLLM_MODE": "ignore_term"}
-    key = spare.spare_key(sys.executable, env, PER_START_KEYS)
-    spare.leave_spare(key, sys.executable, {k: v for k, v in env.items() if k not in PER_START_KEYS}, 120.0,
-                      tmp_path / "spare.log")
-    wait_for(lambda: len(sockets()) == 1, what="the spare's socket")
+    key, _, _ = waiting_spare(env, tmp_path / "spare.log")
     port = free_port()
     argv = ["serve", "/models/m", "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "m"]
     claimer = subprocess.Popen([sys.executable, "-c", (
@@ -175,12 +178,9 @@ def test_an_unclaimed_spare_exits_after_its_idle_time(fake, tmp_path):  # noqa: 
 
 def test_a_dead_spares_socket_is_removed_by_the_next_claim(fake, tmp_path):  # noqa: F811
     env = launch_env(fake)
-    key = spare.spare_key(sys.executable, env, PER_START_KEYS)
-    spare.leave_spare(key, sys.executable, env, 120.0, tmp_path / "spare.log")
-    wait_for(lambda: len(sockets()) == 1, what="the spare's socket")
-    (sock,) = sockets()
-    os.killpg(int(sock.stem.rsplit("-", 1)[1]), signal.SIGKILL)  # no chance to remove its socket
-    wait_for(lambda: gone(int(sock.stem.rsplit("-", 1)[1])), 10, "the spare's death")
+    key, sock, pid = waiting_spare(env, tmp_path / "spare.log")
+    os.killpg(pid, signal.SIGKILL)  # no chance to remove its socket
+    wait_for(lambda: gone(pid), 10, "the spare's death")
     assert spare.claim_spare(key, ["serve"], env, tmp_path / "x.log") is None and not sock.exists()
 
 
