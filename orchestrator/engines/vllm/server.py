@@ -10,10 +10,10 @@ batch size and the same engine arguments as the offline engine (``vllm_common.en
 ``--load-format dummy``, the ``engine.vllm`` knobs, ``--quantization``, ``--seed``). Its output
 goes to a log file. Where a spare process with that launch's imports done waits on the node
 (``spare``: each server, once up, leaves one for the next start; ``engine.vllm.server_spare_idle_s``)
-the launch is that process's, claimed with the same arguments and environment. A watchdog polls ``/health``: past ``startup_timeout_s`` the cell ends
-``startup_timeout``; if the process exits first its log tail decides: ``oom``,
-``kv_cache_too_small``, ``unsupported``, else an engine error (``vllm_log``: the line that
-explains it leads the error). Once healthy, the quantization method and linear kernels its
+the launch is that process's, claimed with the same arguments and environment. A watchdog polls
+``/health``: past ``startup_timeout_s`` the cell ends ``startup_timeout``; if the process exits
+first its log tail decides: ``oom``, ``kv_cache_too_small``, ``unsupported``, else an engine
+error (``vllm_log``: the line that explains it leads the error). Once healthy, the quantization method and linear kernels its
 start-up log names go into the run's extra (``vllm_quantization_method``, ``vllm_linear_kernel``),
 and the start's phases (``start_phases``: from the launch to ``/health`` 200).
 
@@ -109,8 +109,6 @@ def serve_command(config: "CellConfig", max_num_seqs: int, model_dir: str, port:
         "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens per request
         *serve_flags(args),
     ]
-
-
 
 
 # ============================================================================ the engine

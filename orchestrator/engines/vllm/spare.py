@@ -78,7 +78,7 @@ def spare_key(python: str, env: Mapping[str, str], per_start: Sequence[str]) -> 
     environment without ``per_start`` keys and Ray's own variables (a worker's ids and ports), the
     spare's own code and the installed vLLM and torch (a reinstall while a spare waits)."""
     kept = {k: v for k, v in env.items() if k not in per_start and not k.startswith("RAY_")}
-    blob = json.dumps([python, os.getcwd(), sorted(kept.items()), SPARE_MAIN.read_bytes().hex(),
+    blob = json.dumps([python, os.getcwd(), sorted(kept.items()), hashlib.sha256(SPARE_MAIN.read_bytes()).hexdigest(),
                        [_version(d) for d in ("vllm", "torch")]])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -102,7 +102,8 @@ def _pid_of(path: Path) -> int:
 
 def _alive(path: Path) -> bool:
     """Is the spare a file names still running? (A dead one's file is removed.)"""
-    if _pid_of(path) and process_start_ticks(_pid_of(path), alive_only=True) is not None:
+    pid = _pid_of(path)
+    if pid and process_start_ticks(pid, alive_only=True) is not None:
         return True
     path.unlink(missing_ok=True)
     return False
