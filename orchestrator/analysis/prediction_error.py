@@ -128,20 +128,20 @@ def interval_coverage(table: pd.DataFrame, selection: FitSelection) -> pd.DataFr
     fitted = selection.fitted(table)
     if fitted.all() or not fitted.any():
         return pd.DataFrame()
-    base = _axis_values(table, "model") + "/" + _axis_values(table, "quantization") + "/" + _axis_values(table, "gpu")
-    variant, workload = _variant_of(table).str.strip(" []"), _axis_values(table, "workload")
     quant = _axis_values(table, "quantization")
+    base = _axis_values(table, "model") + "/" + quant + "/" + _axis_values(table, "gpu")
+    variant, workload = _variant_of(table).str.strip(" []"), _axis_values(table, "workload")
     rows = []
     for name, m in ERROR_METRICS:
         ok = table[f"{m}_a"].notna() & table[f"{m}_b"].notna() & (table[f"{m}_b"] > 0) & (table[f"{m}_a"] > 0)
+        measured = {str(i): float(table.at[i, f"{m}_a"]) for i in table.index[ok & fitted]}
+        held = list(table.index[ok & ~fitted])
+        if not held or not measured:
+            continue
         cells = [GridCell(key=str(i), base=base[i], variant=variant[i], workload=workload[i],
                           batch_size=int(table.at[i, "batch_size"]), quantization=quant[i],
                           simulated=float(table.at[i, f"{m}_b"])) for i in table.index[ok]]
-        measured = {str(i): float(table.at[i, f"{m}_a"]) for i in table.index[ok & fitted]}
         predictor = ResidualPredictor(cells, measured)
-        held = [i for i in table.index[ok & ~fitted]]
-        if not held or not measured:
-            continue
         preds = {i: predictor.predict(str(i)) for i in held}
         truth = {i: float(table.at[i, f"{m}_a"]) for i in held}
         halves = pd.Series([p.relative_half_width for p in preds.values()])
