@@ -1,0 +1,111 @@
+"""Issue 31 on the GPU: warm vLLM server starts served by spare processes, and the GPU duty of a
+sweep whose engines serve two cells each, read from the run's store.
+
+    python experiments/benchmarks/warm_start/analyze.py STORE [REFERENCE_STORE] > analysis.md
+
+1. **GPU time**: the report's own section (``report.gpu_time``): one row per engine start with its
+   phases from vLLM's log (``(spare)`` marks a start a spare process served) and the sweep's duty.
+2. **Starts and duty, three ways**: the warm starts a spare served (seconds from launch to ready),
+   and the duty (measured windows over GPU time) counted as the report counts it (engine starts +
+   cell walls), without the machine's first start (its kernels compiled from nothing: a cold
+   machine, not a warm start), and over the whole span from the first launch to the last cell's end
+   (engine stops, the gaps between tasks and the scheduling included: a lower bound).
+3. **The same cells elsewhere** (with ``REFERENCE_STORE``): each cell's tok/s and J/token against
+   the reference store's ok row of the same model, quantization, GPU type, workload and batch size
+   (another machine of the same GPU type): whether a spare importing beside the measured window
+   moves what is measured.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.analysis import gpu_time
+from orchestrator.analysis.dataset import read_sweep
+from orchestrator.report import gpu_time as gpu_time_section
+from orchestrator.store.schema import ENGINE_START_S, WINDOW_S
+
+SAME_CELL = ["model", "quantization", "gpu", "workload", "batch_size"]
+METRICS = {"output_throughput_tok_s": "tok/s", "energy_per_1k_output_tokens_j": "J/1k tokens",
+           "mean_power_w": "mean power W"}
+
+
+def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
+    spare = starts[starts["from_spare"] == True]  # noqa: E712 - None where the log had no answer
+    out = ["## Starts and duty, three ways", ""]
+    if not spare.empty:
+        out.append(f"- **{len(spare)} warm starts served by a spare**: " + ", ".join(f"{s:.1f}" for s in spare["total_s"])
+                   + f" s from launch to ready (median {spare['total_s'].median():.1f} s; frontend "
+                   f"{spare['frontend_s'].min():.2f}–{spare['frontend_s'].max():.2f} s, torch.compile "
+                   f"{spare['compile_s'].min():.1f}–{spare['compile_s'].max():.1f} s, warm-up "
+                   f"{spare['warmup_s'].min():.0f}–{spare['warmup_s'].max():.0f} s); the worker's whole start "
+                   f"(GPU check and memory wait included): " + ", ".join(f"{s:.1f}" for s in spare[ENGINE_START_S]) + " s")
+    window = float(starts["window_s"].sum())
+    held = float(starts[ENGINE_START_S].sum() + starts["cell_wall_s"].sum())
+    warm = starts.iloc[1:]
+    warm_held = float(warm[ENGINE_START_S].sum() + warm["cell_wall_s"].sum())
+    measured = runs[runs["cell_wall_s"].notna()]
+    first_launch = float(measured["started_unix_s"].min()) - float(starts[ENGINE_START_S].iloc[0])
+    span = float(measured["finished_unix_s"].max()) - first_launch
+    out += [
+        f"- duty as the report counts it: windows {window:.0f} s of {held:.0f} s (engine starts + cell walls): "
+        f"**{window / held:.1%}** over {len(measured)} cells on {len(starts)} engine starts",
+        f"- without the machine's first start ({float(starts[ENGINE_START_S].iloc[0]):.1f} s): windows "
+        f"{float(warm['window_s'].sum()):.0f} s of {warm_held:.0f} s: **{float(warm['window_s'].sum()) / warm_held:.1%}** "
+        f"over {int(warm['cells'].sum())} cells on {len(warm)} warm starts",
+        f"- over the whole span, first launch to last cell's end ({span:.0f} s; engine stops, the gaps between tasks "
+        f"and the scheduling included): **{window / span:.1%}**",
+        ""]
+    return out
+
+
+def same_cells(runs: pd.DataFrame, reference: pd.DataFrame) -> List[str]:
+    ref = reference[reference["status"] == "ok"]
+    out = ["## The same cells on another machine", "",
+           "Each cell against the reference store's ok row of the same model, quantization, GPU type, workload and "
+           "batch size (the newest where there are several).", "",
+           "| cell | " + " | ".join(f"{v} here | reference | diff" for v in METRICS.values()) + " |",
+           "|---|" + "---|---|---|" * len(METRICS)]
+    diffs = {m: [] for m in METRICS}
+    for row in runs[runs["status"] == "ok"].sort_values("started_unix_s").itertuples():
+        match = ref
+        for k in SAME_CELL:
+            match = match[match[k] == getattr(row, k)]
+        other: Optional[pd.Series] = match.sort_values("started_unix_s").iloc[-1] if not match.empty else None
+        parts = []
+        for m in METRICS:
+            here = float(getattr(row, m))
+            there = float(other[m]) if other is not None else float("nan")
+            d = here / there - 1 if there == there and there else float("nan")
+            if d == d:
+                diffs[m].append(d)
+            parts.append(f"{here:.4g} | {there:.4g} | {d:+.1%}" if d == d else f"{here:.4g} | – | –")
+        out.append(f"| {row.model}/{row.quantization}/{row.gpu}/bs{row.batch_size}/{row.workload} | " + " | ".join(parts) + " |")
+    out.append("")
+    for m, v in METRICS.items():
+        if diffs[m]:
+            out.append(f"- {v}: {len(diffs[m])} cells, median {np.median(diffs[m]):+.1%} "
+                       f"(from {min(diffs[m]):+.1%} to {max(diffs[m]):+.1%})")
+    return out + [""]
+
+
+def main(path: str, reference: Optional[str] = None) -> int:
+    runs = read_sweep(path).runs
+    starts = gpu_time.engine_starts(runs)
+    if starts.empty or runs[WINDOW_S].isna().all():
+        print(f"{path} holds no measured cells", file=sys.stderr)
+        return 1
+    lines = ["# Warm starts and GPU duty: analysis", "",
+             "Generated by `experiments/benchmarks/warm_start/analyze.py` from the store beside it.", ""]
+    lines += gpu_time_section.section(starts, gpu_time.duty(runs)) + starts_and_duty(runs, starts)
+    if reference:
+        lines += same_cells(runs, read_sweep(reference).runs)
+    print("\n".join(lines).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
