@@ -7,9 +7,10 @@ sweep whose engines serve two cells each, read from the run's store.
    phases from vLLM's log (``(spare)`` marks a start a spare process served) and the sweep's duty.
 2. **Starts and duty, three ways**: the warm starts a spare served (seconds from launch to ready),
    and the duty (measured windows over GPU time) counted as the report counts it (engine starts +
-   cell walls), without the machine's first start (its kernels compiled from nothing: a cold
-   machine, not a warm start), and over the whole span from the first launch to the last cell's end
-   (engine stops, the gaps between tasks and the scheduling included: a lower bound).
+   cell walls), without each machine's first start (the first on each Ray node: its kernels
+   compiled from nothing, a cold machine, not a warm start), and over each machine's span from its
+   first launch to its last cell's end (engine stops, the gaps between tasks and the scheduling
+   included: a lower bound).
 3. **The same cells elsewhere** (with ``REFERENCE_STORE``): each cell's tok/s and J/token against
    the reference store's ok row of the same model, quantization, GPU type, workload and batch size
    (another machine of the same GPU type): whether a spare importing beside the measured window
@@ -45,19 +46,22 @@ def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
                    f"(GPU check and memory wait included): " + ", ".join(f"{s:.1f}" for s in spare[ENGINE_START_S]) + " s")
     window = float(starts["window_s"].sum())
     held = float(starts[ENGINE_START_S].sum() + starts["cell_wall_s"].sum())
-    warm = starts.iloc[1:]
-    warm_held = float(warm[ENGINE_START_S].sum() + warm["cell_wall_s"].sum())
     measured = runs[runs["cell_wall_s"].notna()]
-    first_launch = float(measured["started_unix_s"].min()) - float(starts[ENGINE_START_S].iloc[0])
-    span = float(measured["finished_unix_s"].max()) - first_launch
+    firsts = set(measured.groupby("node_id")["started_unix_s"].min())  # each machine's (Ray node's) first start
+    cold = starts[starts["started_unix_s"].isin(firsts)]
+    warm = starts[~starts["started_unix_s"].isin(firsts)]
+    warm_held = float(warm[ENGINE_START_S].sum() + warm["cell_wall_s"].sum())
+    span = sum(float(rows["finished_unix_s"].max()) - float(rows["started_unix_s"].min())
+               + float(rows.sort_values("started_unix_s")[ENGINE_START_S].iloc[0])
+               for _, rows in measured.groupby("node_id"))  # each machine's first launch to its last cell's end
     out += [
         f"- duty as the report counts it: windows {window:.0f} s of {held:.0f} s (engine starts + cell walls): "
         f"**{window / held:.1%}** over {len(measured)} cells on {len(starts)} engine starts",
-        f"- without the machine's first start ({float(starts[ENGINE_START_S].iloc[0]):.1f} s): windows "
+        f"- without each machine's first start ({', '.join(f'{x:.1f}' for x in cold[ENGINE_START_S])} s): windows "
         f"{float(warm['window_s'].sum()):.0f} s of {warm_held:.0f} s: **{float(warm['window_s'].sum()) / warm_held:.1%}** "
         f"over {int(warm['cells'].sum())} cells on {len(warm)} warm starts",
-        f"- over the whole span, first launch to last cell's end ({span:.0f} s; engine stops, the gaps between tasks "
-        f"and the scheduling included): **{window / span:.1%}**",
+        f"- over each machine's span, its first launch to its last cell's end ({span:.0f} s in all; engine stops, the "
+        f"gaps between tasks and the scheduling included): **{window / span:.1%}**",
         ""]
     return out
 

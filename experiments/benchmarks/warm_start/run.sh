@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Issue 31 on the GPU, resumable: the full grid's H200 x Llama-2-7B fp16 slice (21 cells: batch
+# sizes 1..64 x chat_medium, chat_high, offline), continued from the committed store, whose 8 chat
+# cells (batch 1, 4, 16, 64) are complete: 13 cells left on 4 engine starts (`--plan`: ~10 min).
+# The sweep's GPU duty in sweep.json and the report then covers all 21. Run from the repo root:
+#   bash experiments/benchmarks/warm_start/run.sh [STORE]     (default /root/warm)
+# The store starts as a copy of h200/store; copy it back here once the run has ended.
+set -euo pipefail
+store=${1:-/root/warm}
+[ -d "$store" ] || cp -r experiments/benchmarks/warm_start/h200/store "$store"
+python -m orchestrator +sweep=full gpu=h200 model=llama2_7b quantization=none "store.dir=$store"
