@@ -27,7 +27,7 @@ import pandas as pd
 from orchestrator.analysis import gpu_time
 from orchestrator.analysis.dataset import read_sweep
 from orchestrator.report import gpu_time as gpu_time_section
-from orchestrator.store.schema import ENGINE_START_S, WINDOW_S
+from orchestrator.store.schema import ENGINE_START_KEY, ENGINE_START_S, WINDOW_S
 
 SAME_CELL = ["model", "quantization", "gpu", "workload", "batch_size"]
 METRICS = {"output_throughput_tok_s": "tok/s", "energy_per_1k_output_tokens_j": "J/1k tokens",
@@ -44,25 +44,24 @@ def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
                    f"{spare['compile_s'].min():.1f}–{spare['compile_s'].max():.1f} s, warm-up "
                    f"{spare['warmup_s'].min():.0f}–{spare['warmup_s'].max():.0f} s); the worker's whole start "
                    f"(GPU check and memory wait included): " + ", ".join(f"{s:.1f}" for s in spare[ENGINE_START_S]) + " s")
-    window = float(starts["window_s"].sum())
-    held = float(starts[ENGINE_START_S].sum() + starts["cell_wall_s"].sum())
     measured = runs[runs["cell_wall_s"].notna()]
-    firsts = set(measured.groupby("node_id")["started_unix_s"].min())  # each machine's (Ray node's) first start
-    cold = starts[starts["started_unix_s"].isin(firsts)]
-    warm = starts[~starts["started_unix_s"].isin(firsts)]
-    warm_held = float(warm[ENGINE_START_S].sum() + warm["cell_wall_s"].sum())
+    start_of = measured[list(ENGINE_START_KEY)].astype(str).agg("|".join, axis=1)  # one value per engine start
+    cold = start_of.isin(set(start_of[measured.groupby("node_id")["started_unix_s"].idxmin()]))  # each machine's first
     span = sum(float(rows["finished_unix_s"].max()) - float(rows["started_unix_s"].min())
                + float(rows.sort_values("started_unix_s")[ENGINE_START_S].iloc[0])
                for _, rows in measured.groupby("node_id"))  # each machine's first launch to its last cell's end
-    out += [
-        f"- duty as the report counts it: windows {window:.0f} s of {held:.0f} s (engine starts + cell walls): "
-        f"**{window / held:.1%}** over {len(measured)} cells on {len(starts)} engine starts",
-        f"- without each machine's first start ({', '.join(f'{x:.1f}' for x in cold[ENGINE_START_S])} s): windows "
-        f"{float(warm['window_s'].sum()):.0f} s of {warm_held:.0f} s: **{float(warm['window_s'].sum()) / warm_held:.1%}** "
-        f"over {int(warm['cells'].sum())} cells on {len(warm)} warm starts",
-        f"- over each machine's span, its first launch to its last cell's end ({span:.0f} s in all; engine stops, the "
-        f"gaps between tasks and the scheduling included): **{window / span:.1%}**",
-        ""]
+    for name, figures in gpu_time.duty(measured).items():  # the report's own figures, all starts and warm ones
+        o, warm = figures["overall"], gpu_time.duty(measured[~cold]).get(name)
+        out.append(f"- duty as the report counts it: windows {o['window_s']:.0f} s of {o['gpu_held_s']:.0f} s (engine "
+                   f"starts + cell walls): **{o['duty']:.1%}** over {o['cells']} cells on {o['engine_starts']} engine starts")
+        if warm is not None:  # none where every start was a machine's first
+            w = warm["overall"]
+            out.append(f"- without each machine's first start ("
+                       f"{', '.join(f'{x:.1f}' for x in measured[cold][ENGINE_START_S].unique())} s): windows "
+                       f"{w['window_s']:.0f} s of {w['gpu_held_s']:.0f} s: **{w['duty']:.1%}** over {w['cells']} cells on "
+                       f"{w['engine_starts']} warm starts")
+        out += [f"- over each machine's span, its first launch to its last cell's end ({span:.0f} s in all; engine "
+                f"stops, the gaps between tasks and the scheduling included): **{o['window_s'] / span:.1%}**", ""]
     return out
 
 
