@@ -11,19 +11,19 @@ worker exits) into a session of its own, imports vLLM's CLI and the modules ``vl
 imports before its first line (``spare_main.IMPORTS``), checks that CUDA was not initialised,
 and waits on a Unix socket ``<spare dir>/<key>-<pid>.sock`` for one claim, ``idle_s`` at most
 (then it removes the socket and exits). ``key`` is a hash of the interpreter, the working
-directory and that environment without Ray's own variables (``spare_key``): a spare serves only
-a start that would have launched the same process.
+directory, that environment without Ray's own variables, the spare's code and the installed vLLM
+and torch (``spare_key``): a spare serves only a start that would have launched the same process.
 
 The next start on the node with that key claims it (``claim_spare``): it sends its ``vllm serve``
 arguments, its whole environment, its log path and its own pid and start time; the spare
-answers ``ok <pid>``, takes that environment, points its stdout and stderr at the log and runs
-``vllm.entrypoints.cli.main.main()`` with those arguments — the same code, arguments and
-environment as a fresh ``vllm serve``, its imports done. Anything else (no spare, a dead one, a
-refused or broken answer) is a normal launch. The claimed process is not the claimer's child
-(``AdoptedProcess``): it watches its claimer (pid *and* start time, every half second)
-and kills its own process group, engine core included, when that process is gone — what
-``die_with_parent`` does for a launched server, so a cancelled task's SIGKILLed worker leaves no
-server holding the GPU.
+answers ``ok <pid>``, and on the claimer's ``go`` takes that environment, points its stdout and
+stderr at the log and runs ``vllm.entrypoints.cli.main.main()`` with those arguments — the same
+code, arguments and environment as a fresh ``vllm serve``, its imports done. Anything else (no
+spare, a dead one, a refused or broken answer) is a normal launch. The claimed process is not
+the claimer's child (``AdoptedProcess``): a watcher process in its group watches the claimer (pid
+*and* start time, every half second) and kills the group, engine core included, when that
+process is gone — what ``die_with_parent`` does for a launched server, so a cancelled task's
+SIGKILLed worker leaves no server holding the GPU.
 
 A spare imports while the engine that left it runs its first cell, under ``SCHED_IDLE`` (CPU time
 no other process wants: the measured processes keep theirs; then every thread back to
