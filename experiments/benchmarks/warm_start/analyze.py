@@ -5,10 +5,11 @@ sweep whose engines serve two cells each, read from the run's store.
 
 1. **GPU time**: the report's own section (``report.gpu_time``): one row per engine start with its
    phases from vLLM's log (``(spare)`` marks a start a spare process served) and the sweep's duty.
-2. **Starts and duty, three ways**: the warm starts a spare served (seconds from launch to ready),
+2. **Starts and duty, several ways**: the warm starts a spare served (seconds from launch to ready),
    and the duty (measured windows over GPU time) counted as the report counts it (engine starts +
    cell walls), without each machine's first start (the first on each Ray node: its kernels
-   compiled from nothing, a cold machine, not a warm start), and over each machine's span from its
+   compiled from nothing, a cold machine, not a warm start), each machine alone (a sweep resumed on
+   another machine pays a cold start on each), and over each machine's span from its
    first launch to its last cell's end (engine stops, the gaps between tasks and the scheduling
    included: a lower bound).
 3. **The same cells elsewhere** (with ``REFERENCE_STORE``): each cell's tok/s and J/token against
@@ -36,7 +37,7 @@ METRICS = {"output_throughput_tok_s": "tok/s", "energy_per_1k_output_tokens_j": 
 
 def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
     spare = starts[starts["from_spare"] == True]  # noqa: E712 - None where the log had no answer
-    out = ["## Starts and duty, three ways", ""]
+    out = ["## Starts and duty, several ways", ""]
     if not spare.empty:
         out.append(f"- **{len(spare)} warm starts served by a spare**: " + ", ".join(f"{s:.1f}" for s in spare["total_s"])
                    + f" s from launch to ready (median {spare['total_s'].median():.1f} s; frontend "
@@ -60,6 +61,12 @@ def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
                        f"{', '.join(f'{x:.1f}' for x in measured[cold][ENGINE_START_S].unique())} s): windows "
                        f"{w['window_s']:.0f} s of {w['gpu_held_s']:.0f} s: **{w['duty']:.1%}** over {w['cells']} cells on "
                        f"{w['engine_starts']} warm starts")
+        for node, rows in measured.sort_values("started_unix_s").groupby("node_id", sort=False):
+            m = gpu_time.duty(rows)[name]["overall"]  # one machine alone, its first start included
+            first = pd.Timestamp(float(rows["started_unix_s"].min()), unit="s").strftime("%Y-%m-%d %H:%M")
+            out.append(f"- one machine alone (Ray node {str(node)[:8]}, first cell {first} UTC), its first start "
+                       f"included: windows {m['window_s']:.0f} s of {m['gpu_held_s']:.0f} s: **{m['duty']:.1%}** over "
+                       f"{m['cells']} cells on {m['engine_starts']} engine starts")
         out += [f"- over each machine's span, its first launch to its last cell's end ({span:.0f} s in all; engine "
                 f"stops, the gaps between tasks and the scheduling included): **{o['window_s'] / span:.1%}**", ""]
     return out

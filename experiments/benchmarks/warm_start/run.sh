@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 31 on the GPU, resumable: the full grid's H200 x Llama-2-7B fp16 slice (21 cells: batch
-# sizes 1..64 x chat_medium, chat_high, offline), continued from the committed store, whose 8 chat
-# cells (batch 1, 4, 16, 64) are complete: 13 cells left on 4 engine starts (`--plan`: ~10 min).
-# The sweep's GPU duty in sweep.json and the report then covers all 21. Run from the repo root:
-#   bash experiments/benchmarks/warm_start/run.sh [STORE]     (default /root/warm)
+# sizes 1..64 x chat_medium, chat_high, offline), continued from the committed store. It ran in two
+# sessions (8 chat cells, then the other 13 on 4 engine starts) and the committed store is complete:
+# run again, it finds nothing to run; given an existing empty STORE directory it measures all 21.
+# Run from the repo root:  bash experiments/benchmarks/warm_start/run.sh [STORE]   (default /root/warm)
 # The store starts as a copy of h200/store; copy it back here once the run has ended.
 set -euo pipefail
 store=${1:-/root/warm}
