@@ -3,7 +3,8 @@
 Cells of one (engine, accelerator type) cost alike; cells of another engine say nothing of them
 (a simulated cell takes a second of wall time, a vLLM cell minutes). Each task's engine start and
 each cell to run have a prior estimate of their wall seconds: a start, the store's median
-``engine_start_s`` for that engine and GPU type, else the engine's ``typical_start_s``; a cell of
+``engine_start_s`` for that engine variant and GPU type (``plan_view.start_prior``), else the
+engine's ``typical_start_s``; a cell of
 an engine that waits out its windows, its idle baseline, warm-up and window
 (``plan_view.cell_seconds``), of an engine whose windows are modeled (the simulator), the engine's
 ``typical_cell_s``. A start is done when its task's first cell ends (its cost: that row's
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from orchestrator.core.messages import UnitSpec
-from orchestrator.driver.plan_view import cell_seconds
+from orchestrator.driver.plan_view import StartKey, StartPrior, cell_seconds, start_prior
 from orchestrator.engines import launched_engine
 
 CPU_LANES = "cpu"
@@ -52,10 +53,11 @@ def measured_costs(row: Mapping) -> Tuple[Optional[float], Optional[float]]:
 
 
 class SweepEta:
-    """See the module doc. ``starts``: (engine, accelerator type) -> a measured engine start (s);
-    ``lanes``: (accelerator type, on a GPU) -> how many such tasks run at once."""
+    """See the module doc. ``starts``: the store's measured engine starts
+    (``plan_view.measured_starts``); ``lanes``: (accelerator type, on a GPU) -> how many such tasks
+    run at once."""
 
-    def __init__(self, units: List[UnitSpec], starts: Mapping[Tuple[str, str], float],
+    def __init__(self, units: List[UnitSpec], starts: Mapping[StartKey, StartPrior],
                  lanes: Callable[[str, bool], int]):
         self._groups: Dict[Tuple[str, str], _Group] = {}
         self._items: Dict[str, Tuple[Tuple[str, str], str, float]] = {}  # item -> (group, task, prior s)
@@ -71,7 +73,7 @@ class SweepEta:
             key = (unit.engine, t)
             self._groups.setdefault(key, _Group(pool))
             task = f"start:{first.cell_id}"
-            self._add(task, key, task, starts.get(key, cls.typical_start_s))
+            self._add(task, key, task, start_prior(first, starts).typical_s)
             for cell in unit.cells:
                 self._unit_of[cell.cell_id] = task
                 modeled = cls.typical_cell_s

@@ -4,11 +4,14 @@ Per GPU type and engine: the cells, how many are already complete in the store, 
 before launch (unsupported, infeasible; with their reasons counted), how many would run, in how
 many engine starts (cells that share one start, as the dispatcher groups them), and an estimate of
 the GPU time. The estimate, in seconds: each engine start — the median ``engine_start_s`` the
-store measured for that engine and GPU type, else the engine's ``typical_start_s`` — plus each
-cell's idle baseline (``sampler.idle_baseline_s``), warm-up and window (open or closed loop:
-``warmup_requests / rate_rps + duration_s``; offline: ``min_window_s``, at least one batch per
-warm-up and measured batch), and "at most" with every drain at its limit (``client.workload.
-drain_limit_s``). Engines that run on no GPU (the simulator, an endpoint) cost no GPU time.
+store measured for that engine variant (a vLLM server and vLLM's offline engine start differently:
+spares serve only the first) and GPU type, one value per start, else the engine's
+``typical_start_s`` — plus each cell's idle baseline (``sampler.idle_baseline_s``), warm-up and
+window (open or closed loop: ``warmup_requests / rate_rps + duration_s``; offline:
+``min_window_s``, at least one batch per warm-up and measured batch), and "at most" with every
+drain at its limit (``client.workload.drain_limit_s``) and one start of each GPU type and engine at
+the longest the store measured (a fresh machine's first start, its kernels compiled from nothing:
+2-5 times a warm one). Engines that run on no GPU (the simulator, an endpoint) cost no GPU time.
 
 An active sweep (``sweep.strategy=active``) measures only its budget of the cells: its line gives
 the GPU time of that many cells, between the fewest engine starts they could need (the largest
@@ -25,13 +28,16 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Set, Tuple
 
 from orchestrator.client.workload import drain_limit_s
-from orchestrator.config.groups import WorkloadKind
+from orchestrator.config.groups import Arrival, WorkloadKind
 from orchestrator.config.root import CellConfig
 from orchestrator.core.cell import Cell
 from orchestrator.core.messages import UnitSpec
-from orchestrator.engines import launched_engine
-from orchestrator.engines.base import GpuUse
-from orchestrator.store.schema import ENGINE_START_S
+from orchestrator.engines import engine_for, launched_engine
+from orchestrator.engines.base import Engine, GpuUse
+from orchestrator.store.schema import ENGINE_START_KEY, ENGINE_START_S
+
+STARTS_COLUMNS = list(dict.fromkeys(["status", "arrival", "accelerator_type", *ENGINE_START_KEY]))
+"""The runs columns ``measured_starts`` reads."""
 
 MAX_REASONS = 3
 
@@ -45,19 +51,55 @@ class GroupPlan:
     prelaunch: Counter = field(default_factory=Counter)  # status -> cells
     to_run: int = 0
     starts: int = 0
-    start_s: float = 0.0  # one engine start's seconds, as estimated
-    start_source: str = ""
+    start_priors: Dict[type[Engine], "StartPrior"] = field(default_factory=dict)  # variant -> its starts' prior
     gpu_s: float = 0.0
     gpu_max_s: float = 0.0
+    cold_extra_s: float = 0.0  # a fresh machine's first start over a warm one (in gpu_max_s)
 
 
-def measured_starts(runs: List[Dict]) -> Dict[Tuple[str, str], float]:
-    """(engine, accelerator type) -> the median ``engine_start_s`` of the store's ok cells."""
-    seen: Dict[Tuple[str, str], List[float]] = {}
+@dataclass(frozen=True)
+class StartPrior:
+    """Seconds of one engine variant's start on one GPU type: ``typical_s`` (the median of the
+    store's starts, else the engine's ``typical_start_s``) and ``longest_s`` (the longest the store
+    measured: a fresh machine's first); ``measured``: how many starts the store holds."""
+
+    typical_s: float
+    longest_s: float
+    measured: int = 0
+
+
+StartKey = Tuple[type[Engine], str]
+"""(engine variant, accelerator type): the starts of a vLLM server and of vLLM's offline engine
+(whose core is spawned and which no spare serves) are priced apart."""
+
+
+def measured_starts(runs: List[Dict]) -> Dict[StartKey, StartPrior]:
+    """The store's ok rows (``STARTS_COLUMNS``) -> each engine variant's and GPU type's
+    ``StartPrior``, one value per engine start (the cells that shared it count once). Rows of an
+    engine or arrival this version does not know are left out."""
+    seen: Dict[StartKey, Dict[tuple, float]] = {}
     for r in runs:
-        if r.get("status") == "ok" and r.get(ENGINE_START_S):
-            seen.setdefault((r["engine"], r["accelerator_type"]), []).append(float(r[ENGINE_START_S]))
-    return {k: statistics.median(v) for k, v in seen.items()}
+        if r.get("status") != "ok" or not r.get(ENGINE_START_S):
+            continue
+        try:
+            variant = engine_for(r["engine"], Arrival(r["arrival"]).kind)
+        except (KeyError, ValueError):
+            continue
+        if variant is not None:
+            start = tuple(r.get(c) for c in ENGINE_START_KEY)
+            seen.setdefault((variant, r["accelerator_type"]), {})[start] = float(r[ENGINE_START_S])
+    return {k: StartPrior(statistics.median(v.values()), max(v.values()), len(v)) for k, v in seen.items()}
+
+
+def start_prior(cell: Cell, starts: Mapping[StartKey, StartPrior]) -> StartPrior:
+    """The prior of the engine start that runs ``cell`` (measured, else the engine's typical)."""
+    variant = launched_engine(cell)
+    typical = StartPrior(variant.typical_start_s, variant.typical_start_s)
+    return starts.get((variant, cell.config.gpu.accelerator_type), typical)
+
+
+def _variant_label(variant: type[Engine]) -> str:
+    return "/".join(sorted(k.value for k in variant.workload_kinds))
 
 
 def cell_seconds(cfg: CellConfig) -> Tuple[float, float]:
@@ -73,7 +115,7 @@ def cell_seconds(cfg: CellConfig) -> Tuple[float, float]:
 
 
 def plan_groups(cells: List[Cell], complete: Set[str], units: List[UnitSpec],
-                starts: Mapping[Tuple[str, str], float]) -> Dict[Tuple[str, str], GroupPlan]:
+                starts: Mapping[StartKey, StartPrior]) -> Dict[Tuple[str, str], GroupPlan]:
     """(accelerator type, engine) -> its ``GroupPlan`` (``complete``: the ids a run would skip;
     ``units``: the tasks the cells to run form)."""
     groups: Dict[Tuple[str, str], GroupPlan] = {}
@@ -93,16 +135,32 @@ def plan_groups(cells: List[Cell], complete: Set[str], units: List[UnitSpec],
         if not unit.on_gpu or launched_engine(first).gpu is GpuUse.none:
             g.starts += 1
             continue
-        key = (first.engine, first.config.gpu.accelerator_type)
-        g.start_s = starts.get(key, launched_engine(first).typical_start_s)
-        g.start_source = "the store's median" if key in starts else "typical"
+        prior = g.start_priors.setdefault(launched_engine(first), start_prior(first, starts))
         g.starts += 1
-        g.gpu_s += g.start_s
-        g.gpu_max_s += g.start_s
+        g.gpu_s += prior.typical_s
+        g.gpu_max_s += prior.typical_s
         for c in unit.cells:
             est, most = cell_seconds(c.config)
             g.gpu_s, g.gpu_max_s = g.gpu_s + est, g.gpu_max_s + most
+    for g in groups.values():  # one fresh machine per GPU type and engine: its first start the longest
+        g.cold_extra_s = max((p.longest_s - p.typical_s for p in g.start_priors.values()), default=0.0)
+        g.gpu_max_s += g.cold_extra_s
     return groups
+
+
+def _starts_text(g: GroupPlan) -> str:
+    """How the group's starts were priced, e.g. ``starts 30 s each, the store's median; a fresh
+    machine's first up to 154 s``."""
+    priors = sorted(g.start_priors.items(), key=lambda kv: _variant_label(kv[0]))
+    if len(priors) == 1:
+        p = priors[0][1]
+        text = f"starts {p.typical_s:.0f} s each, " + ("the store's median" if p.measured else "typical")
+    else:
+        text = "starts " + ", ".join(f"{_variant_label(v)} {p.typical_s:.0f} s"
+                                     + (" (the store's median)" if p.measured else " (typical)") for v, p in priors)
+    if g.cold_extra_s > 0:
+        text += f"; a fresh machine's first up to {max(p.longest_s for _, p in priors):.0f} s"
+    return text
 
 
 def _hm(seconds: float) -> str:
@@ -114,14 +172,14 @@ def _hm(seconds: float) -> str:
 
 
 def plan_lines(name: str, location: str, cells: List[Cell], complete: Set[str], units: List[UnitSpec],
-               starts: Mapping[Tuple[str, str], float]) -> List[str]:
+               starts: Mapping[StartKey, StartPrior]) -> List[str]:
     """The plan, one line per (GPU type, engine), the pre-launch reasons, the total."""
     groups = plan_groups(cells, complete, units, starts)
     lines = [f"plan of sweep {name}: {len(cells)} cells (store {location}); nothing is run"]
     for (gpu, engine), g in sorted(groups.items()):
         pre = ", ".join(f"{n} {s}" for s, n in sorted(g.prelaunch.items()))
-        time = (f" ≈ {_hm(g.gpu_s)} GPU time (at most {_hm(g.gpu_max_s)}; starts {g.start_s:.0f} s each, "
-                f"{g.start_source})") if g.gpu_max_s else " (no GPU time)"
+        time = (f" ≈ {_hm(g.gpu_s)} GPU time (at most {_hm(g.gpu_max_s)}; {_starts_text(g)})"
+                if g.gpu_max_s else " (no GPU time)")
         lines.append(f"  {gpu:<6} {engine:<10} {g.cells} cells: {g.complete} complete"
                      + (f", {pre}" if pre else "") + f", {g.to_run} to run in {g.starts} engine starts" + time)
     reasons = Counter((c.status.value, c.reason) for c in cells if c.status is not None and c.cell_id not in complete)
@@ -136,8 +194,7 @@ def plan_lines(name: str, location: str, cells: List[Cell], complete: Set[str], 
     return lines
 
 
-
-def active_line(units: List[UnitSpec], starts: Mapping[Tuple[str, str], float], budget_cells: int) -> str:
+def active_line(units: List[UnitSpec], starts: Mapping[StartKey, StartPrior], budget_cells: int) -> str:
     """The GPU time of an active sweep measuring ``budget_cells`` of the ``units``' cells (see
     module doc)."""
     priced = []
@@ -146,7 +203,7 @@ def active_line(units: List[UnitSpec], starts: Mapping[Tuple[str, str], float], 
         if not unit.on_gpu or launched_engine(first).gpu is GpuUse.none:
             priced.append((len(unit.cells), 0.0, 0.0))
             continue
-        start = starts.get((first.engine, first.config.gpu.accelerator_type), launched_engine(first).typical_start_s)
+        start = start_prior(first, starts).typical_s
         priced.append((len(unit.cells), start, sum(cell_seconds(c.config)[0] for c in unit.cells)))
     total = sum(n for n, _, _ in priced)
     n = max(0, min(budget_cells, total))

@@ -27,14 +27,13 @@ from orchestrator.driver.outcome import EXIT_INTERRUPTED, SweepOutcome
 from orchestrator.driver.eta import SweepEta
 from orchestrator.store.gpu_duty import sweep_gpu_duty
 from orchestrator.driver.placement import gpu_types, place_by_gpus, resolve_auto, slots, unplaceable
-from orchestrator.driver.plan_view import active_line, measured_starts, plan_lines
+from orchestrator.driver.plan_view import STARTS_COLUMNS, active_line, measured_starts, plan_lines
 from orchestrator.driver.progress import SweepProgress
 from orchestrator.energy import NO_SAMPLER
 from orchestrator.engines import cell_engine
 from orchestrator.engines.base import Engine
 from orchestrator.errors import ConfigError, Status, first_line
 from orchestrator.store.cell_tables import status_tables
-from orchestrator.store.schema import ENGINE_START_S
 from orchestrator.store.sweep_store import Store, load
 
 ELSEWHERE = "run by another driver"
@@ -184,7 +183,7 @@ def show_plan(configs: List[CellConfig], cfg: Config) -> SweepOutcome:
     cells = resolve_cells(configs, ray)
     location = cfg.store.location
     stored = [] if "://" not in location and not os.path.isdir(os.path.join(location, "runs")) else \
-        load(location).runs.select(["cell_id", "status", "engine", "accelerator_type", ENGINE_START_S]).to_pylist()
+        load(location).runs.select(list(dict.fromkeys(["cell_id", *STARTS_COLUMNS]))).to_pylist()
     plan = plan_cells(cells, {r["cell_id"]: r["status"] for r in stored}, cfg.store.retry_failed)
     units = make_units(plan.run, cfg.name, gpu_types() if ray.connected else {}, cfg.dispatch.share_engines)
     starts = measured_starts(stored)
@@ -315,7 +314,7 @@ def _dispatch(cells: List[Cell], cfg: Config, store: Store, final: Dict[str, str
         if status is not Status.ok:
             outcome.failures[cell_id] = (status.value, first_line(tables["runs"].column("error")[0].as_py()))
 
-    stored = store.runs_columns(["status", "engine", "accelerator_type", ENGINE_START_S]).to_pylist()
+    stored = store.runs_columns(STARTS_COLUMNS).to_pylist()
     estimate = SweepEta(units, measured_starts(stored), slots)
     progress = SweepProgress(len(cells), enabled=cfg.dispatch.progress, estimate=estimate)
     dispatcher = Dispatcher(cfg.dispatch, on_result, tick=claims.heartbeat)

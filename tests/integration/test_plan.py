@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import run_orchestrator
+from tests.conftest import ROOT, run_orchestrator
 
 
 def _totals(stdout: str):
@@ -81,3 +81,17 @@ def test_a_random_choice_misses_a_start_as_combinatorics_says():
 
     for total, size, drawn in ((80, 4, 20), (10, 3, 5), (10, 6, 5), (5, 1, 5)):
         assert _none_drawn(total, size, drawn) == pytest.approx(comb(total - size, drawn) / comb(total, drawn))
+
+
+def test_the_plan_prices_starts_from_a_gpu_runs_store_per_engine_variant():
+    """The committed H200 store of ``experiments/benchmarks/warm_start/`` (7 vLLM server starts, 5
+    of them served by a spare, 2 machines' first; 1 offline engine start): the AWQ cells of the
+    same slice are priced at the servers' median and the offline engine's own start, each start
+    counted once however many cells shared it, and "at most" holds a fresh machine's first."""
+    store = ROOT / "experiments" / "benchmarks" / "warm_start" / "h200" / "store"
+    plan = run_orchestrator(["+sweep=full", "gpu=h200", "model=llama2_7b", "quantization=awq", "engine=vllm",
+                             "--plan", f"store.dir={store}"], timeout=300)
+    line = next(x for x in plan.stdout.splitlines() if x.startswith("  H200"))
+    assert "21 to run in 8 engine starts" in line
+    assert ("starts closed_loop/open_loop 31 s (the store's median), offline 68 s (the store's median); "
+            "a fresh machine's first up to 154 s") in line

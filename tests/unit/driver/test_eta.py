@@ -8,6 +8,8 @@ import pytest
 from orchestrator.driver import grid
 from orchestrator.driver.dispatch import make_units
 from orchestrator.driver.eta import SweepEta, measured_costs
+from orchestrator.driver.plan_view import StartPrior
+from orchestrator.engines import launched_engine
 
 AXES = ["model=llama2_7b", "gpu=h100", "workload=offline"]
 
@@ -28,7 +30,8 @@ def test_priors_per_engine_and_gpu_type_and_the_slowest_pool_decides():
     # vllm: 120 s typical start shared by 2 cells + (5 s idle baseline + 10 s window) each
     assert eta.groups() == {("vllm", "H100"): pytest.approx(150.0), ("simulated", "H100"): pytest.approx(2.0)}
     assert eta.remaining_s() == pytest.approx(150.0)  # the GPU pool; the CPU pool: 2 s / 2 lanes
-    measured = SweepEta(vllm, {("vllm", "H100"): 60.0}, _lanes())  # the store's median start
+    offline = launched_engine(vllm[0].cells[0])  # vLLM's offline engine: its starts priced apart from a server's
+    measured = SweepEta(vllm, {(offline, "H100"): StartPrior(60.0, 150.0, 3)}, _lanes())  # the store's median start
     assert measured.remaining_s() == pytest.approx(60.0 + 2 * 15.0)
 
 
