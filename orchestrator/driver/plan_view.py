@@ -34,7 +34,7 @@ from orchestrator.core.cell import Cell
 from orchestrator.core.messages import UnitSpec
 from orchestrator.engines import engine_for, launched_engine
 from orchestrator.engines.base import Engine, GpuUse
-from orchestrator.store.schema import ENGINE_START_KEY, ENGINE_START_S
+from orchestrator.store.schema import ENGINE_START_KEY, ENGINE_START_S, engine_start_seconds
 
 STARTS_COLUMNS = list(dict.fromkeys(["status", "arrival", "accelerator_type", *ENGINE_START_KEY]))
 """The runs columns ``measured_starts`` reads."""
@@ -77,7 +77,7 @@ def measured_starts(runs: List[Dict]) -> Dict[StartKey, StartPrior]:
     """The store's ok rows (``STARTS_COLUMNS``) -> each engine variant's and GPU type's
     ``StartPrior``, one value per engine start (the cells that shared it count once). Rows of an
     engine or arrival this version does not know are left out."""
-    seen: Dict[StartKey, Dict[tuple, float]] = {}
+    rows_of: Dict[StartKey, List[Dict]] = {}
     for r in runs:
         if r.get("status") != "ok" or not r.get(ENGINE_START_S):
             continue
@@ -86,9 +86,12 @@ def measured_starts(runs: List[Dict]) -> Dict[StartKey, StartPrior]:
         except (KeyError, ValueError):
             continue
         if variant is not None:
-            start = tuple(r.get(c) for c in ENGINE_START_KEY)
-            seen.setdefault((variant, r["accelerator_type"]), {})[start] = float(r[ENGINE_START_S])
-    return {k: StartPrior(statistics.median(v.values()), max(v.values()), len(v)) for k, v in seen.items()}
+            rows_of.setdefault((variant, r["accelerator_type"]), []).append(r)
+    priors = {}
+    for key, rows in rows_of.items():
+        seconds = list(engine_start_seconds(rows).values())
+        priors[key] = StartPrior(statistics.median(seconds), max(seconds), len(seconds))
+    return priors
 
 
 def start_prior(cell: Cell, starts: Mapping[StartKey, StartPrior]) -> StartPrior:
@@ -135,7 +138,7 @@ def plan_groups(cells: List[Cell], complete: Set[str], units: List[UnitSpec],
         if not unit.on_gpu or launched_engine(first).gpu is GpuUse.none:
             g.starts += 1
             continue
-        prior = g.start_priors.setdefault(launched_engine(first), start_prior(first, starts))
+        prior = g.start_priors[launched_engine(first)] = start_prior(first, starts)
         g.starts += 1
         g.gpu_s += prior.typical_s
         g.gpu_max_s += prior.typical_s

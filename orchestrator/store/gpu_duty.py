@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional
 
 from orchestrator.errors import Status
-from orchestrator.store.schema import ENGINE_START_KEY, ENGINE_START_S, WINDOW_S
+from orchestrator.store.schema import ENGINE_START_KEY, WINDOW_S, engine_start_seconds
 
 if TYPE_CHECKING:
     from orchestrator.store.sweep_store import Store
@@ -58,8 +58,7 @@ def sweep_gpu_duty(store: "Store", sweep: str, cell_ids: Iterable[str]) -> Optio
 
 
 def _figures(rows: List[Mapping]) -> Dict:
-    starts = {tuple(r.get(c) for c in ENGINE_START_KEY): float(r[ENGINE_START_S])
-              for r in rows if r.get(ENGINE_START_S) is not None}
+    starts = engine_start_seconds(rows)
     ok = [r for r in rows if r.get("status") == Status.ok.value and r.get(WINDOW_S) is not None]
     window_s = sum(float(r[WINDOW_S]) for r in ok)
     start_s = sum(starts.values())

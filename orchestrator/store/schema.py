@@ -5,7 +5,7 @@ exactly the schema (``runs_table``, ``columns_table``, ``empty_table``). Units a
 ``_tok_s`` tokens per second, ``_pct`` percent, ``_mib`` MiB."""
 from __future__ import annotations
 
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -63,6 +63,15 @@ ENGINE_START_KEY = ("host", "gpu_uuid", "engine", ENGINE_START_S, "engine_shared
 """The runs columns whose values are the same on every row measured on one engine start (the
 ``engine_shared_cells`` cells that shared it) and, in practice, on no other start's:
 ``engine_start_s`` is a ``time.monotonic()`` difference of nanosecond resolution."""
+
+
+def engine_start_seconds(rows: Iterable[Mapping]) -> Dict[tuple, float]:
+    """Each engine start's ``engine_start_s`` once, keyed by its ``ENGINE_START_KEY`` values
+    (the cells that shared a start count once; rows without a start are left out)."""
+    return {tuple(r.get(c) for c in ENGINE_START_KEY): float(r[ENGINE_START_S])
+            for r in rows if r.get(ENGINE_START_S) is not None}
+
+
 START_PHASES = "start_phases"
 """The key of an engine run's extra (``engine_extra``) that holds where its start's seconds went
 (``engines.vllm.start_phases``: a dict of the phases below without their ``start_`` prefix)."""
