@@ -82,6 +82,8 @@ class VllmOptions(EngineOptions):
     offline engine always spawns it: forking a Ray worker is unsafe. ``server_spare_idle_s``: once
     a server is up, a spare process imports what the next ``vllm serve`` on the node needs and
     waits this long for it (``engines.vllm.spare``; the ~20 s of a launch's imports saved); 0: none.
+    ``compile_cache_dir``: vLLM's compile cache and the kernel caches a machine's first start
+    fills (``engines.vllm.common.cache_env``); a folder shared by the nodes warms every first start.
     ``api``: the route server cells send to (completions | chat: one user message, the same
     prompt length and per-token timing), so the two APIs can be compared on one server."""
 

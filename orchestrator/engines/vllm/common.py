@@ -4,8 +4,8 @@ the streaming client). Both run with the same engine arguments (``engine_args``)
 directory from ``models.model_dir`` with ``load_format="dummy"``, the ``engine.vllm`` knobs,
 ``quantization`` from ``quantization.vllm_quantization`` (left to vLLM when the directory's
 ``config.json`` declares that format), the seed, and ``disable_log_stats=False``
-(vLLM only keeps per-request timestamps with stats on). vLLM's compile cache lives in
-``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``), kept between cells. Engine output goes to a
+(vLLM only keeps per-request timestamps with stats on). vLLM's compile cache and the kernel
+caches live in ``engine.vllm.compile_cache_dir`` (``cache_env``), kept between cells. Engine output goes to a
 log file (``new_log_path``, ``output_to``) that ``vllm_log`` reads: why a start failed, and the
 quantization method and kernels vLLM chose; after a start, ``start_phases`` reads where its
 seconds went. ``vllm`` and ``torch`` are imported inside
@@ -195,11 +195,23 @@ def serve_flags(args: Mapping) -> List[str]:
     return out
 
 
+# the kernel caches a fresh machine fills in its first engine start (Triton kernels, FlashInfer's
+# JIT-built modules, the driver's PTX cache, torch C++ extensions: 80-90 s of its 138-154 s on an
+# H200), each under its own folder of the compile cache dir; each keys its entries by its own
+# version and the GPU's architecture, so one dir serves any vLLM version and GPU
+KERNEL_CACHE_ENV = MappingProxyType({"TRITON_CACHE_DIR": "triton", "FLASHINFER_WORKSPACE_BASE": "flashinfer",
+                                     "CUDA_CACHE_PATH": "nv_compute_cache",
+                                     "TORCH_EXTENSIONS_DIR": "torch_extensions"})
+
+
 def cache_env(config: "CellConfig", steps_file: Optional[Path] = None) -> Dict[str, str]:
-    """Environment of a vLLM engine: its compile cache (torch.compile artefacts) in
-    ``engine.vllm.compile_cache_dir`` (``VLLM_CACHE_ROOT``, kept between cells; vLLM's default
-    when the option is empty), no usage reporting, no model hub (models are local), and where its
-    scheduler logs its steps (``steps_file``; this package importable in its processes)."""
+    """Environment of a vLLM engine: its caches in ``engine.vllm.compile_cache_dir``, kept
+    between cells (a shared folder keeps them between machines): vLLM's own (``VLLM_CACHE_ROOT``:
+    torch.compile artefacts, FlashInfer autotuning) and the kernel caches of ``KERNEL_CACHE_ENV``,
+    each in a folder of the dir unless this process's environment already names one (vLLM's and
+    the libraries' defaults when the option is empty); no usage reporting, no model hub (models
+    are local), and where its scheduler logs its steps (``steps_file``; this package importable in
+    its processes)."""
     env = {"VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
     if steps_file is not None:
         env[STEPS_FILE_ENV] = str(steps_file)
@@ -210,6 +222,8 @@ def cache_env(config: "CellConfig", steps_file: Optional[Path] = None) -> Dict[s
         path = Path(os.path.expanduser(d))
         path.mkdir(parents=True, exist_ok=True)
         env["VLLM_CACHE_ROOT"] = str(path)
+        env.update({name: str(path / folder) for name, folder in KERNEL_CACHE_ENV.items()
+                    if not os.environ.get(name)})
     return env
 
 

@@ -131,6 +131,20 @@ def test_cache_env_keeps_the_compile_cache(tmp_path):
     assert "VLLM_CACHE_ROOT" not in vc.cache_env(cfg(vllm={"compile_cache_dir": ""}))
 
 
+def test_cache_env_puts_the_kernel_caches_under_the_compile_cache_dir(tmp_path, monkeypatch):
+    for name in vc.KERNEL_CACHE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    env = vc.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "cc" / "triton")
+    assert env["FLASHINFER_WORKSPACE_BASE"] == str(tmp_path / "cc" / "flashinfer")
+    assert env["CUDA_CACHE_PATH"] == str(tmp_path / "cc" / "nv_compute_cache")
+    assert env["TORCH_EXTENSIONS_DIR"] == str(tmp_path / "cc" / "torch_extensions")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "mine"))  # the user's own stays theirs
+    env = vc.cache_env(cfg(vllm={"compile_cache_dir": str(tmp_path / "cc")}))
+    assert "TRITON_CACHE_DIR" not in env and env["CUDA_CACHE_PATH"] == str(tmp_path / "cc" / "nv_compute_cache")
+    assert not set(vc.KERNEL_CACHE_ENV) & set(vc.cache_env(cfg(vllm={"compile_cache_dir": ""})))
+
+
 def test_sampling_and_prompts_are_exact_and_deterministic():
     spec = RequestSpec(5, "measured", 0.0, 128, 64)
     assert vc.sampling_kwargs(spec, True) == {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True,
