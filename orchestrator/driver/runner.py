@@ -263,7 +263,11 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
                 ray.ensure()
             except KeyboardInterrupt:
                 interrupted(None, cfg, final, len(plan.run))
-            _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
+            try:
+                _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
+            except SystemExit:  # interrupted (``interrupted``): the cells it kept count in the GPU duty too
+                _write_manifest(store, cfg, cells if manifest is None else manifest)
+                raise
             _write_manifest(store, cfg, cells if manifest is None else manifest)  # with the dispatch's GPU duty
     finally:
         claims.release()
@@ -375,7 +379,8 @@ def interrupted(dispatcher, cfg: Config, final: Dict[str, str], n_run: int) -> N
 
 def _write_manifest(store: Store, cfg: Config, cells: List[Cell]) -> None:
     """``sweep.json``: the sweep's name, its base config (typed, as plain JSON), its cells and the
-    GPU duty of those it has measured so far (``gpu_duty``: written before and after a dispatch)."""
+    GPU duty of those it has measured so far (``gpu_duty``: written before and after a dispatch,
+    an interrupted one too)."""
     manifest = {
         "name": cfg.name,
         "written_unix_s": time.time(),

@@ -4,6 +4,7 @@ were awaiting a retry; Ctrl-C keeps complete cells and resumes; two drivers on o
 cell once; phases stream from a real multi-phase cell; ``-m`` anywhere; an unwritable store."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -136,6 +137,8 @@ def test_interrupt_keeps_complete_cells_and_resumes(tmp_path):
     assert 1 <= kept < 6
     assert f"interrupted: kept {kept} ok in {out}" in stderr and "run the same command again" in stderr
     assert "Traceback" not in stderr
+    duty = json.loads((out / "sweep.json").read_text())["gpu_duty"]["overall"]  # the kept cells' GPU duty
+    assert (duty["cells"], duty["cells_ok"]) == (kept, kept) and duty["window_s"] > 0
     again = run_orchestrator(args, timeout=240)
     assert f"{6 - kept} to run, {kept} already complete" in again.stdout
     assert "sweep done: 6 ok" in again.stdout and len(_rows(out)) == 6
