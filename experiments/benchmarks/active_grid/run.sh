@@ -11,5 +11,7 @@ cal=(engine.simulated.busy_power_floor=0.579295 engine.simulated.compute_efficie
      engine.simulated.memory_efficiency=0.835318 engine.simulated.quantized_weight_efficiency.awq=0.327016
      engine.simulated.quantized_weight_efficiency.gptq=0.177499 engine.simulated.step_overhead_s=0.00125819)
 grid=(+sweep=full gpu=h100 model=llama2_7b "${cal[@]}" "store.dir=$store")
-python -m orchestrator "${grid[@]}" sweep.strategy=active sweep.budget=0.25
+# once the check has begun the active sweep is over: run again, it would refit its record with the
+# check's measured cells (an active sweep counts every ok row of the store as measured)
+[ -f "$store/active_check.json" ] || python -m orchestrator "${grid[@]}" sweep.strategy=active sweep.budget=0.25
 python -m orchestrator "${grid[@]}" sweep.strategy=check sweep.check_cells=10
