@@ -10,7 +10,9 @@ an engine that waits out its windows, its idle baseline, warm-up and window
 ``typical_cell_s``. A start is done when its task's first cell ends (its cost: that row's
 ``engine_start_s``); a cell when it ends (its ``cell_wall_s``). Once items of a group are done, the
 group's remaining estimates are scaled by what the done ones really cost ÷ what was estimated for
-them. Groups that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines
+them — but for each host's first start in the sweep: a fresh machine builds its kernels then
+(214.5 s against 41.9–61.9 s for the next starts on an H100), which says nothing of the next
+starts (it took the first ETA of the H100 check's 6 cells to 22:45 min, twice the 11 min left). Groups that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines
 without a GPU) add up, divided by how many lanes there are — but never less than the longest
 task left, whose cells run one after another on one lane; lanes of different types run side by
 side, so the sweep's remaining time is that of the slowest.
@@ -63,6 +65,7 @@ class SweepEta:
         self._items: Dict[str, Tuple[Tuple[str, str], str, float]] = {}  # item -> (group, task, prior s)
         self._unit_of: Dict[str, str] = {}  # cell id -> its task (named by its start item)
         self._lanes: Dict[str, int] = {}
+        self._hosts_started: set = set()  # the hosts whose first start in the sweep is done
         for unit in units:
             first = unit.cells[0]
             cls = launched_engine(first)
@@ -83,21 +86,28 @@ class SweepEta:
         self._items[item] = (key, task, prior)
         self._groups[key].todo_prior_s += prior
 
-    def _done(self, item: str, measured_s: Optional[float]) -> None:
+    def _done(self, item: str, measured_s: Optional[float], scales: bool = True) -> bool:
+        """Item ``item`` is done at ``measured_s`` (None: not measured); ``scales``: whether its
+        cost speaks for its group's remaining items. -> whether it was still to do."""
         entry = self._items.pop(item, None)
         if entry is None:
-            return
+            return False
         key, _, prior = entry
         group = self._groups[key]
         group.todo_prior_s = max(0.0, group.todo_prior_s - prior)
-        if measured_s is not None and prior > 0:
+        if scales and measured_s is not None and prior > 0:
             group.done_prior_s += prior
             group.done_measured_s += measured_s
+        return True
 
     def finished(self, cell_id: str, row: Mapping) -> None:
-        """A cell ended with this runs row (``measured_costs``); its task's start is done too."""
+        """A cell ended with this runs row (``measured_costs``); its task's start is done too, and
+        does not rescale the others where it was its host's first (the row's ``host``)."""
         wall, start = measured_costs(row)
-        self._done(self._unit_of.get(cell_id, ""), start)
+        host = row.get("host")
+        first_on_host = bool(host) and start is not None and host not in self._hosts_started
+        if self._done(self._unit_of.get(cell_id, ""), start, scales=not first_on_host) and first_on_host:
+            self._hosts_started.add(host)
         self._done(cell_id, wall)
 
     def remaining_s(self) -> float:

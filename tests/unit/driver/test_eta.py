@@ -74,3 +74,20 @@ def test_cells_of_one_task_run_one_after_another_whatever_the_lanes():
     assert wide.remaining_s() == pytest.approx(120.0 + 4 * 15.0)  # not 180 / 8
     two_tasks = SweepEta(vllm + _units("vllm", sizes=(16,)), {}, _lanes(gpu=8))  # another start: a second task
     assert two_tasks.remaining_s() == pytest.approx(180.0)  # the longer task of the two
+
+
+def test_a_hosts_first_start_does_not_rescale_the_next_starts():
+    """A fresh machine's first start builds its kernels (214.5 s against 42-62 s after it on an
+    H100): the other starts keep their prior; cells and later starts still rescale."""
+    tasks = _units("vllm", sizes=(1,)) + _units("vllm", sizes=(2,)) + _units("vllm", sizes=(4,))
+    assert len(tasks) == 3  # a start each: 120 s + a 15 s cell
+    eta = SweepEta(tasks, {}, _lanes())
+    first, second = tasks[0].cells[0], tasks[1].cells[0]
+    eta.finished(first.cell_id, {"cell_wall_s": 15.0, "engine_start_s": 360.0, "host": "a"})
+    assert eta.remaining_s() == pytest.approx(2 * 135.0)  # not 2 x (120 x 3 + 15)
+    eta.finished(second.cell_id, {"cell_wall_s": 15.0, "engine_start_s": 60.0, "host": "a"})  # a warm start
+    assert eta.remaining_s() == pytest.approx(135.0 * (15 + 60 + 15) / (15 + 120 + 15))  # scaled by the rest
+    other = SweepEta(tasks, {}, _lanes(gpu=2))
+    other.finished(first.cell_id, {"cell_wall_s": 15.0, "engine_start_s": 360.0, "host": "a"})
+    other.finished(second.cell_id, {"cell_wall_s": 15.0, "engine_start_s": 360.0, "host": "b"})  # b's first
+    assert other.remaining_s() == pytest.approx(135.0)

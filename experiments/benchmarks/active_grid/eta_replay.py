@@ -1,0 +1,60 @@
+"""The live ETA (``driver.eta.SweepEta``) replayed on the H100 check run of 2026-12-07: the 6
+cells it had to run, priced from the rest of the store (what it held before the run:
+``plan_view.measured_starts``), fed the run's stored rows in the order they ended; after each, the
+ETA against the time the run really had left: to its fifth cell's end, plus the sixth cell's start
+and wall at their priors (it was cancelled while draining, the session's GPU time spent). The
+run's own ETA lines (read from its log, ``sweep.log`` beside the store) came from the code before
+a host's first start stopped rescaling the other starts (this replay gives the same on that code).
+
+    python experiments/benchmarks/active_grid/eta_replay.py experiments/benchmarks/active_grid/h100/store \
+        > experiments/benchmarks/active_grid/h100/eta_replay.md
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from orchestrator.driver import grid
+from orchestrator.driver.dispatch import make_units
+from orchestrator.driver.eta import SweepEta
+from orchestrator.driver.plan_view import measured_starts
+from orchestrator.store.sweep_store import load
+
+CELLS = [("awq", "chat_medium", 16), ("awq", "chat_high", 2), ("gptq", "chat_high", 1), ("gptq", "offline", 1),
+         ("fp8", "chat_medium", 4), ("fp8", "chat_high", 1)]  # the order the run dispatched them
+
+
+def main(store: str) -> int:
+    configs = [grid.config_of(["engine=vllm", "model=llama2_7b", "gpu=h100", f"quantization={q}", f"workload={w}",
+                               f"batch_size={b}"]) for q, w, b in CELLS]
+    cells = grid.cells(configs, {})
+    ids = {c.cell_id for c in cells}
+    rows = load(store).runs.to_pylist()
+    before = measured_starts([r for r in rows if r["cell_id"] not in ids])
+    units = make_units(cells, "full", {"H100": True})
+    eta = SweepEta(units, before, lambda accelerator_type, on_gpu: 1)
+    done = sorted((r for r in rows if r["cell_id"] in ids), key=lambda r: r["finished_unix_s"])
+    last = [u for u in units if u.cells[0].cell_id == cells[-1].cell_id]
+    end = done[-1]["finished_unix_s"] + SweepEta(last, before, lambda accelerator_type, on_gpu: 1).remaining_s()
+    print(f"{len(units)} engine starts, {len(done)} of {len(cells)} cells stored; "
+          f"ETA before the first: {eta.remaining_s() / 60:.1f} min\n")
+    logged = {int(n): int(m) + int(s) / 60 for n, m, s in
+              re.findall(rf"^\[(\d+)/{len(cells)} cells\].* ETA (\d+):(\d+) ", log_text(store), re.M)}
+    print("| after cell | ETA min | the run's ETA min (its log) | left min (the run's) |")
+    print("|---|---|---|---|")
+    for i, row in enumerate(done, 1):
+        eta.finished(row["cell_id"], row)
+        was = f"{logged[i]:.1f}" if i in logged else "–"
+        print(f"| {i} | {eta.remaining_s() / 60:.1f} | {was} | {(end - row['finished_unix_s']) / 60:.1f} |")
+    return 0
+
+
+def log_text(store: str) -> str:
+    """The driver's log beside the store, from the check run's start (its last "check of" line)."""
+    text = (Path(store).parent / "sweep.log").read_text(errors="replace")
+    return text[text.rfind("check of active sweep"):]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
