@@ -5,14 +5,10 @@
 # run again, it finds nothing to run; given an existing empty STORE directory it measures all 21.
 # Run from the repo root:  bash experiments/benchmarks/warm_start/run.sh [STORE [KERNEL_CACHE_TGZ]]   (default /root/warm)
 # The store starts as a copy of h200/store; copy it back here once the run has ended.
-# A second argument, a .tgz of another machine's engine.vllm.compile_cache_dir (its kernel caches:
-# triton/, flashinfer/, ...; torch_compile_cache/ may be left out), is unpacked there first: this
-# machine then starts as a node of a cluster whose nodes share that folder would.
+# A second argument, a .tgz of another machine's engine.vllm.compile_cache_dir, is unpacked there
+# first (scripts/seed_kernel_cache.sh): a node of a cluster sharing that folder.
 set -euo pipefail
 store=${1:-/root/warm}
 [ -d "$store" ] || cp -r experiments/benchmarks/warm_start/h200/store "$store"
-if [ -n "${2:-}" ]; then
-  cache=$HOME/.cache/orchestrator/vllm   # engine.vllm.compile_cache_dir's default
-  mkdir -p "$cache" && tar xzf "$2" -C "$cache" && echo "kernel caches from $2 in $cache: $(du -sh "$cache" | cut -f1)"
-fi
+[ -z "${2:-}" ] || bash scripts/seed_kernel_cache.sh "$2"
 python -m orchestrator +sweep=full gpu=h200 model=llama2_7b quantization=none "store.dir=$store"
