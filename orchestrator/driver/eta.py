@@ -12,15 +12,16 @@ an engine that waits out its windows, its idle baseline, warm-up and window
 group's remaining estimates are scaled by what the done ones really cost ÷ what was estimated for
 them — but for each host's first start in the sweep: a fresh machine builds its kernels then
 (214.5 s against 41.9–61.9 s for the next starts on an H100), which says nothing of the next
-starts (it took the first ETA of the H100 check's 6 cells to 22:45 min, twice the 11 min left). Groups that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines
-without a GPU) add up, divided by how many lanes there are — but never less than the longest
+starts (it took the first ETA of the H100 check's 6 cells to 22.8 min, with 10.5 left). Groups
+that run on the same lanes (one GPU type's GPUs; the cluster's CPUs for engines without a GPU)
+add up, divided by how many lanes there are — but never less than the longest
 task left, whose cells run one after another on one lane; lanes of different types run side by
 side, so the sweep's remaining time is that of the slowest.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from orchestrator.core.messages import UnitSpec
 from orchestrator.driver.plan_view import StartKey, StartPrior, cell_seconds, start_prior
@@ -65,7 +66,7 @@ class SweepEta:
         self._items: Dict[str, Tuple[Tuple[str, str], str, float]] = {}  # item -> (group, task, prior s)
         self._unit_of: Dict[str, str] = {}  # cell id -> its task (named by its start item)
         self._lanes: Dict[str, int] = {}
-        self._hosts_started: set = set()  # the hosts whose first start in the sweep is done
+        self._hosts_started: Set[str] = set()  # the hosts whose first start in the sweep is done
         for unit in units:
             first = unit.cells[0]
             cls = launched_engine(first)
@@ -104,7 +105,7 @@ class SweepEta:
         """A cell ended with this runs row (``measured_costs``); its task's start is done too, and
         does not rescale the others where it was its host's first (the row's ``host``)."""
         wall, start = measured_costs(row)
-        host = row.get("host")
+        host = str(row.get("host") or "")
         first_on_host = bool(host) and start is not None and host not in self._hosts_started
         if self._done(self._unit_of.get(cell_id, ""), start, scales=not first_on_host) and first_on_host:
             self._hosts_started.add(host)
