@@ -237,6 +237,7 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
     final: Dict[str, str] = {c.cell_id: completed[c.cell_id] for c in plan.skip}
     outcome = SweepOutcome(location)
     claims = CellClaims(store, cfg.store.claim_ttl_s)
+    listed = cells if manifest is None else manifest
     try:
         elsewhere = _claim(claims, plan)
         upgraded = store.upgrade()
@@ -257,7 +258,7 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
             + (f", {len(elsewhere)} being run by another driver" if elsewhere else "") + f" — results in {location}",
             flush=True,
         )
-        _write_manifest(store, cfg, cells if manifest is None else manifest)
+        _write_manifest(store, cfg, listed)
         if plan.run:
             try:
                 ray.ensure()
@@ -266,9 +267,9 @@ def run_cells(session: Session, cells: List[Cell], manifest: Optional[List[Cell]
             try:
                 _dispatch(plan.run, cfg, store, final, claims, outcome, ray.local)
             except SystemExit:  # interrupted (``interrupted``): the cells it kept count in the GPU duty too
-                _write_manifest(store, cfg, cells if manifest is None else manifest)
+                _write_manifest(store, cfg, listed)
                 raise
-            _write_manifest(store, cfg, cells if manifest is None else manifest)  # with the dispatch's GPU duty
+            _write_manifest(store, cfg, listed)  # with the dispatch's GPU duty
     finally:
         claims.release()
     outcome.counts = Counter(final.values())

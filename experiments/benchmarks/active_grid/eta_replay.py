@@ -33,10 +33,13 @@ def main(store: str) -> int:
     rows = load(store).runs.to_pylist()
     before = measured_starts([r for r in rows if r["cell_id"] not in ids])
     units = make_units(cells, "full", {"H100": True})
-    eta = SweepEta(units, before, lambda accelerator_type, on_gpu: 1)
+    def one_gpu(accelerator_type: str, on_gpu: bool) -> int:  # the run's one H100
+        return 1
+
+    eta = SweepEta(units, before, one_gpu)
     done = sorted((r for r in rows if r["cell_id"] in ids), key=lambda r: r["finished_unix_s"])
     last = [u for u in units if u.cells[0].cell_id == cells[-1].cell_id]
-    end = done[-1]["finished_unix_s"] + SweepEta(last, before, lambda accelerator_type, on_gpu: 1).remaining_s()
+    end = done[-1]["finished_unix_s"] + SweepEta(last, before, one_gpu).remaining_s()
     print(f"{len(units)} engine starts, {len(done)} of {len(cells)} cells stored; "
           f"ETA before the first: {eta.remaining_s() / 60:.1f} min\n")
     logged = {int(n): int(m) + int(s) / 60 for n, m, s in
