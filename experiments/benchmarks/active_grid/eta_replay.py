@@ -23,6 +23,8 @@ from orchestrator.store.sweep_store import load
 
 CELLS = [("awq", "chat_medium", 16), ("awq", "chat_high", 2), ("gptq", "chat_high", 1), ("gptq", "offline", 1),
          ("fp8", "chat_medium", 4), ("fp8", "chat_high", 1)]  # the order the run dispatched them
+# 2026-12-07 03:30 UTC: that run was over (the machine given back ~03:25); rows after it are a later run's
+RUN_ENDED_UNIX_S = 1796614200.0
 
 
 def main(store: str) -> int:
@@ -37,7 +39,8 @@ def main(store: str) -> int:
         return 1
 
     eta = SweepEta(units, before, one_gpu)
-    done = sorted((r for r in rows if r["cell_id"] in ids), key=lambda r: r["finished_unix_s"])
+    done = sorted((r for r in rows if r["cell_id"] in ids and r["finished_unix_s"] < RUN_ENDED_UNIX_S),
+                  key=lambda r: r["finished_unix_s"])
     last = [u for u in units if u.cells[0].cell_id == cells[-1].cell_id]
     end = done[-1]["finished_unix_s"] + SweepEta(last, before, one_gpu).remaining_s()
     print(f"{len(units)} engine starts, {len(done)} of {len(cells)} cells stored; "
@@ -54,9 +57,11 @@ def main(store: str) -> int:
 
 
 def log_text(store: str) -> str:
-    """The driver's log beside the store, from the check run's start (its last "check of" line)."""
+    """The run's section of the driver's log beside the store: from its "check of" line to its interrupt
+    (the log holds every run into the store; this one is the section whose progress lines count 6 cells)."""
     text = (Path(store).parent / "sweep.log").read_text(errors="replace")
-    return text[text.rfind("check of active sweep"):]
+    start = text.rfind("check of active sweep", 0, text.index(f"/{len(CELLS)} cells]"))
+    return text[start:text.index("interrupted:", start)]
 
 
 if __name__ == "__main__":
