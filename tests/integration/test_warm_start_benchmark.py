@@ -10,18 +10,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "experiments" / "benchmarks" / "warm_start"
 
 
-def test_analysis_regenerates_from_the_committed_store():
-    out = subprocess.run([sys.executable, str(BENCH / "analyze.py"), str(BENCH / "h200" / "store"),
-                          str(ROOT / "experiments" / "h200_study" / "store")], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300).stdout
-    assert out == (BENCH / "h200" / "analysis.md").read_text()
+# each GPU type's run, and the store of other runs on that type it compares against
+RUNS = {"h200": ROOT / "experiments" / "h200_study" / "store",
+        "h100": ROOT / "experiments" / "benchmarks" / "active_grid" / "h100" / "store"}
+
+
+@pytest.mark.parametrize("gpu", sorted(RUNS))
+def test_analysis_regenerates_from_the_committed_store(gpu: str):
+    out = subprocess.run([sys.executable, str(BENCH / "analyze.py"), str(BENCH / gpu / "store"), str(RUNS[gpu])],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         timeout=300).stdout
+    assert out == (BENCH / gpu / "analysis.md").read_text()
     assert re.search(r"\*\*GPU duty \d+\.\d%\*\*", out)
     spare_rows = re.findall(r"^\| llama2_7b/.*\(spare\)", out, re.M)
-    logs = BENCH / "h200" / "start_logs"
+    logs = BENCH / gpu / "start_logs"
     claimed = {m.group(1) for f in logs.glob("vllm-spare-*.log")
                for m in re.finditer(r"^spare (\d+): claimed by", f.read_text(), re.M)}
     served = {re.match(r"\(APIServer pid=(\d+)\)", f.read_text()).group(1) for f in logs.glob("vllm-serve-*.log")}

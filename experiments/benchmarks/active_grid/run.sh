@@ -5,7 +5,8 @@
 # The store starts as a copy of h100/store; copy it back here once the run has ended.
 set -euo pipefail
 # A second argument, a .tgz of another machine's engine.vllm.compile_cache_dir, is unpacked there
-# first (scripts/seed_kernel_cache.sh): the fresh machine's first start skips its kernel builds.
+# first (scripts/seed_kernel_cache.sh): the fresh machine's first start skips the kernel builds it
+# holds (FlashInfer's only where this machine's FlashInfer is older: README, "Where it stands").
 store=${1:-/root/active_grid}
 [ -d "$store" ] || cp -r experiments/benchmarks/active_grid/h100/store "$store"
 [ -z "${2:-}" ] || bash scripts/seed_kernel_cache.sh "$2"

@@ -35,15 +35,21 @@ METRICS = {"output_throughput_tok_s": "tok/s", "energy_per_1k_output_tokens_j": 
            "mean_power_w": "mean power W"}
 
 
+def value_range(values: pd.Series, fmt: str) -> str:
+    """``low–high`` of the values, or the one value where both print the same."""
+    low, high = format(values.min(), fmt), format(values.max(), fmt)
+    return low if low == high else f"{low}–{high}"
+
+
 def starts_and_duty(runs: pd.DataFrame, starts: pd.DataFrame) -> List[str]:
     spare = starts[starts["from_spare"] == True]  # noqa: E712 - None where the log had no answer
     out = ["## Starts and duty, several ways", ""]
     if not spare.empty:
         out.append(f"- **{len(spare)} warm starts served by a spare**: " + ", ".join(f"{s:.1f}" for s in spare["total_s"])
                    + f" s from launch to ready (median {spare['total_s'].median():.1f} s; frontend "
-                   f"{spare['frontend_s'].min():.2f}–{spare['frontend_s'].max():.2f} s, torch.compile "
-                   f"{spare['compile_s'].min():.1f}–{spare['compile_s'].max():.1f} s, warm-up "
-                   f"{spare['warmup_s'].min():.0f}–{spare['warmup_s'].max():.0f} s); the worker's whole start "
+                   f"{value_range(spare['frontend_s'], '.2f')} s, torch.compile "
+                   f"{value_range(spare['compile_s'], '.1f')} s, warm-up {value_range(spare['warmup_s'], '.0f')} s); "
+                   f"the worker's whole start "
                    f"(GPU check and memory wait included): " + ", ".join(f"{s:.1f}" for s in spare[ENGINE_START_S]) + " s")
     measured = runs[runs["cell_wall_s"].notna()]
     start_of = measured[list(ENGINE_START_KEY)].astype(str).agg("|".join, axis=1)  # one value per engine start
