@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow.dataset as ds
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -199,7 +199,8 @@ def serve_flags(args: Mapping) -> List[str]:
 # JIT-built modules, the driver's PTX cache, torch C++ extensions: 80-113 s of a first start of
 # 138-154 s on H200s, 214.5 s on an H100, FlashInfer's sampling module alone 103.6 s there), each
 # under its own folder of the compile cache dir; each keys its entries by its own version and the
-# GPU's architecture, so one dir serves any vLLM version and GPU
+# GPU's architecture, so one dir serves any vLLM version and GPU (FlashInfer's modules only where its
+# sources are older than them: it runs ninja, which rebuilds on mtimes, before it loads one)
 KERNEL_CACHE_ENV = MappingProxyType({"TRITON_CACHE_DIR": "triton", "FLASHINFER_WORKSPACE_BASE": "flashinfer",
                                      "CUDA_CACHE_PATH": "nv_compute_cache",
                                      "TORCH_EXTENSIONS_DIR": "torch_extensions"})
