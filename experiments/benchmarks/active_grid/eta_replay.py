@@ -23,8 +23,6 @@ from orchestrator.store.sweep_store import load
 
 CELLS = [("awq", "chat_medium", 16), ("awq", "chat_high", 2), ("gptq", "chat_high", 1), ("gptq", "offline", 1),
          ("fp8", "chat_medium", 4), ("fp8", "chat_high", 1)]  # the order the run dispatched them
-# 2026-12-07 03:30 UTC: that run was over (the machine given back ~03:25); rows after it are a later run's
-RUN_ENDED_UNIX_S = 1796614200.0
 
 
 def main(store: str) -> int:
@@ -39,14 +37,15 @@ def main(store: str) -> int:
         return 1
 
     eta = SweepEta(units, before, one_gpu)
-    done = sorted((r for r in rows if r["cell_id"] in ids and r["finished_unix_s"] < RUN_ENDED_UNIX_S),
-                  key=lambda r: r["finished_unix_s"])
+    section = log_text(store)
+    ran = {c.cell_id for c in cells if f"{c.label()}: ok" in section}  # a later run's rows are not its own
+    done = sorted((r for r in rows if r["cell_id"] in ran), key=lambda r: r["finished_unix_s"])
     last = [u for u in units if u.cells[0].cell_id == cells[-1].cell_id]
     end = done[-1]["finished_unix_s"] + SweepEta(last, before, one_gpu).remaining_s()
     print(f"{len(units)} engine starts, {len(done)} of {len(cells)} cells stored; "
           f"ETA before the first: {eta.remaining_s() / 60:.1f} min\n")
     logged = {int(n): int(m) + int(s) / 60 for n, m, s in
-              re.findall(rf"^\[(\d+)/{len(cells)} cells\].* ETA (\d+):(\d+) ", log_text(store), re.M)}
+              re.findall(rf"^\[(\d+)/{len(cells)} cells\].* ETA (\d+):(\d+) ", section, re.M)}
     print("| after cell | ETA min | the run's ETA min (its log) | left min (the run's) |")
     print("|---|---|---|---|")
     for i, row in enumerate(done, 1):
